@@ -1,0 +1,272 @@
+"""The GP prior over objective functions ("HEBO+"-style) with mixed parameter kinds.
+
+A *task* is one objective function f over a search space of D <= D_max
+parameters (slots D..D_max-1 are padding). Everything here is batched over
+tasks: a `TaskBatch` holds B tasks as arrays with a leading B axis, and
+`evaluate(batch, x_BxNxD)` evaluates all of them at once under `jit`.
+
+Letters: B tasks, N points, D = D_max parameter slots, M random Fourier
+features, K = max_categories.
+
+The prior follows PFNs4BO's HEBO+ prior (Müller et al., "PFNs4BO: In-Context
+Learning for Bayesian Optimization", ICML 2023; `config_heboplus` in the
+README of github.com/automl/PFNs4BO and `get_model` in
+github.com/automl/PFNs `pfns/priors/hebo_prior.py`): a zero-mean GP with a
+Matérn-3/2 ARD kernel k(z, z') = s * (1 + sqrt(3) r) exp(-sqrt(3) r),
+r = || (z - z') / lengthscale ||, with gpytorch's Gamma(concentration, rate)
+parametrization (mean = concentration / rate):
+
+* lengthscale_d ~ Gamma(1.2107, rate 1.5212)  (mean 0.80),
+* outputscale s ~ Gamma(0.8452, rate 0.3994)  (mean 2.12),
+* noise variance ~ LogNormal(-4.63, 0.5)      (median 0.0098),
+* each dimension unused (irrelevant) with probability 0.3, at least one kept.
+
+Additions for HPO search spaces (ours): int and categorical parameters, and
+Kumaraswamy input warping as in the HEBO prior's optional `Warp`
+(concentrations ~ LogNormal(0, 0.75) there; HEBO+ itself trains without it).
+
+Functions are drawn with random Fourier features (Rahimi & Recht, "Random
+Features for Large-Scale Kernel Machines", NeurIPS 2007), so a task can be
+evaluated anywhere:
+
+  f(x) = sqrt(2 s / M) sum_m w_m cos(omega_m . z(x) + b_m),
+  w_m ~ N(0, 1), b_m ~ U[0, 2 pi), omega_m = g_m / lengthscale * sqrt(3 / u_m),
+  g_m ~ N(0, I_D), u_m ~ chi^2_3,
+
+i.e. omega_m is multivariate Student-t with 2 nu = 3 degrees of freedom and
+scale 1 / lengthscale, the spectral density of Matérn-3/2 (Rasmussen &
+Williams 2006, eq. 4.15). Then Cov[f(x), f(x')] -> k(z, z') as M grows.
+The objective is to be MAXIMIZED.
+
+Unit encoding of a configuration x (float32 [D]): a float parameter is its
+value in [0, 1]; int level i of n is i / (n - 1); categorical index k is the
+float k (not divided); unused slots are 0. The latent input z(x) in [0, 1]
+is the Kumaraswamy-warped unit value for float/int, and a per-category
+random position for categorical (so category order carries no meaning).
+
+Randomness: JAX PRNG keys derived from an int64 task seed only
+(`task_keys`), so task i is the same whatever batch it is sampled in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Parameter kind codes; equal to optformer.search_space.KIND_*.
+KIND_UNUSED = 0
+KIND_FLOAT = 1
+KIND_INT = 2  # Ordered, finitely many levels.
+KIND_CATEGORICAL = 3
+
+# Task seed layout: seed * 2**32 + split offset + index (see `task_seeds`).
+SPLIT_OFFSETS = {"train": 0, "validation": 2**31}
+
+# Sub-streams of a task's PRNG key (`jax.random.fold_in(task_key, stream)`).
+STREAM_PRIOR, STREAM_NOISE, STREAM_ALGORITHM, STREAM_POLICY = 0, 1, 2, 3
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorConfig:
+  """Hyperpriors of the synthetic task distribution (defaults: HEBO+, D_max 8)."""
+
+  max_dims: int = 8  # D_max: parameter slots; a task has D ~ U{min_dims..max_dims}.
+  min_dims: int = 1  # Smallest number of parameters of a task.
+  p_irrelevant: float = 0.3  # Probability that a parameter has no effect on f.
+  lengthscale_concentration: float = 1.2106559584074301  # Gamma shape (HEBO+).
+  lengthscale_rate: float = 1.5212245992840594  # Gamma rate (HEBO+).
+  outputscale_concentration: float = 0.8452312502679863  # Gamma shape (HEBO+).
+  outputscale_rate: float = 0.3993553245745406  # Gamma rate (HEBO+).
+  noise_log_mean: float = -4.63  # Mean of log(noise variance) (HEBO+).
+  noise_log_std: float = 0.5  # Std of log(noise variance) (HEBO+).
+  p_warp: float = 0.5  # Probability that a float/int parameter is Kumaraswamy-warped.
+  warp_log_std: float = 0.75  # log(a), log(b) ~ N(0, warp_log_std^2); HEBO Warp default.
+  kind_probs: tuple[float, float, float] = (0.6, 0.25, 0.15)  # P(float), P(int), P(categorical).
+  max_int_levels: int = 20  # Int parameters have n ~ U{2..max_int_levels} levels.
+  max_categories: int = 6  # K: categorical parameters have U{2..K} categories.
+  num_features: int = 512  # M: random Fourier features per task.
+
+  def __post_init__(self):
+    if not 1 <= self.min_dims <= self.max_dims:
+      raise ValueError(f"Need 1 <= min_dims <= max_dims, got {self.min_dims}, {self.max_dims}.")
+    if len(self.kind_probs) != 3 or min(self.kind_probs) < 0 or not math.isclose(sum(self.kind_probs), 1.0):
+      raise ValueError(f"kind_probs must be 3 non-negative numbers summing to 1, got {self.kind_probs}.")
+    if self.max_int_levels < 2 or self.max_categories < 2:
+      raise ValueError("max_int_levels and max_categories must be >= 2.")
+
+  @classmethod
+  def tiny(cls) -> "PriorConfig":
+    """A small prior for tests: D_max 3, 128 features."""
+    return cls(max_dims=3, max_int_levels=6, max_categories=4, num_features=128)
+
+  def to_json(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+class TaskBatch(NamedTuple):
+  """B tasks drawn from the prior (a single task when the B axis is absent)."""
+
+  num_dims: jax.Array  # int32 [B]: D, number of used slots (the first D).
+  kinds: jax.Array  # int32 [B, D_max]: KIND_* code per slot, 0 for unused.
+  num_values: jax.Array  # int32 [B, D_max]: levels (int) / categories (categorical), else 0.
+  inv_lengthscale: jax.Array  # float32 [B, D_max]: 1 / lengthscale; 0 = irrelevant or unused.
+  outputscale: jax.Array  # float32 [B]: kernel variance s.
+  noise_variance: jax.Array  # float32 [B]: variance of the Gaussian observation noise.
+  warp_a: jax.Array  # float32 [B, D_max]: Kumaraswamy a (1 = no warping).
+  warp_b: jax.Array  # float32 [B, D_max]: Kumaraswamy b (1 = no warping).
+  category_latent: jax.Array  # float32 [B, D_max, K]: latent position in [0, 1) of category k.
+  rff_omega: jax.Array  # float32 [B, M, D_max]: Student-t(3) draws, NOT yet divided by lengthscale.
+  rff_phase: jax.Array  # float32 [B, M]: b_m in [0, 2 pi).
+  rff_weight: jax.Array  # float32 [B, M]: w_m ~ N(0, 1).
+
+
+def task_seeds(seed: int, split: str, start: int, count: int) -> np.ndarray:
+  """int64 [count]: seeds of tasks start..start+count-1 of `split` under global `seed`.
+
+  task_seed = seed * 2**32 + SPLIT_OFFSETS[split] + index, so train
+  (index < 2**31) and validation seeds never overlap, for any global seed.
+
+  Raises:
+    ValueError: unknown split, seed outside [0, 2**31), or index out of range.
+  """
+  if split not in SPLIT_OFFSETS:
+    raise ValueError(f"Unknown split {split!r}; expected one of {sorted(SPLIT_OFFSETS)}.")
+  if not 0 <= seed < 2**31:
+    raise ValueError(f"seed must be in [0, 2**31), got {seed}.")
+  if start < 0 or count < 0 or start + count > 2**31:
+    raise ValueError(f"Task indices [{start}, {start + count}) must lie in [0, 2**31).")
+  return np.int64(seed) * 2**32 + SPLIT_OFFSETS[split] + np.arange(start, start + count, dtype=np.int64)
+
+
+def task_keys(seeds) -> jax.Array:
+  """PRNG keys [B] of int64 task seeds [B] (key = fold_in(fold_in(key(0), hi32), lo32))."""
+  seeds = np.asarray(seeds, dtype=np.int64).astype(np.uint64)
+  hi = (seeds >> np.uint64(32)).astype(np.uint32)
+  lo = (seeds & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+  return _keys_from_words(hi, lo)
+
+
+@jax.jit
+def _keys_from_words(hi, lo):
+  root = jax.random.key(0)
+  return jax.vmap(lambda h, l: jax.random.fold_in(jax.random.fold_in(root, h), l))(hi, lo)
+
+
+def _sample_one(key, cfg: PriorConfig) -> TaskBatch:
+  """One task from the prior; see the module docstring for the distributions."""
+  d, m, k = cfg.max_dims, cfg.num_features, cfg.max_categories
+  ks = jax.random.split(key, 14)
+  slot = jnp.arange(d)
+  num_dims = jax.random.randint(ks[0], (), cfg.min_dims, d + 1)
+  active = slot < num_dims
+  relevant = active & ~jax.random.bernoulli(ks[1], cfg.p_irrelevant, (d,))
+  forced = jax.random.randint(ks[2], (), 0, num_dims)  # Keep >= 1 relevant slot.
+  relevant = relevant | ((slot == forced) & ~relevant.any())
+  kind = 1 + jax.random.choice(ks[3], 3, (d,), p=jnp.asarray(cfg.kind_probs))
+  kinds = jnp.where(active, kind, KIND_UNUSED).astype(jnp.int32)
+  n_int = jax.random.randint(ks[4], (d,), 2, cfg.max_int_levels + 1)
+  n_cat = jax.random.randint(ks[5], (d,), 2, k + 1)
+  num_values = jnp.where(kinds == KIND_INT, n_int, jnp.where(kinds == KIND_CATEGORICAL, n_cat, 0))
+  lengthscale = jax.random.gamma(ks[6], cfg.lengthscale_concentration, (d,)) / cfg.lengthscale_rate
+  inv_lengthscale = jnp.where(relevant, 1.0 / lengthscale, 0.0)
+  outputscale = jax.random.gamma(ks[7], cfg.outputscale_concentration) / cfg.outputscale_rate
+  noise_variance = jnp.exp(cfg.noise_log_mean + cfg.noise_log_std * jax.random.normal(ks[8]))
+  warped = jax.random.bernoulli(ks[9], cfg.p_warp, (d,)) & ((kinds == KIND_FLOAT) | (kinds == KIND_INT))
+  a_b = jnp.exp(cfg.warp_log_std * jax.random.normal(ks[10], (2, d)))
+  chi2 = 2.0 * jax.random.gamma(ks[11], 1.5, (m, 1))  # chi^2 with 3 dof.
+  k_omega, k_phase, k_weight = jax.random.split(ks[12], 3)
+  return TaskBatch(
+      num_dims=num_dims.astype(jnp.int32),
+      kinds=kinds,
+      num_values=num_values.astype(jnp.int32),
+      inv_lengthscale=inv_lengthscale.astype(jnp.float32),
+      outputscale=outputscale.astype(jnp.float32),
+      noise_variance=noise_variance.astype(jnp.float32),
+      warp_a=jnp.where(warped, a_b[0], 1.0),
+      warp_b=jnp.where(warped, a_b[1], 1.0),
+      category_latent=jax.random.uniform(ks[13], (d, k)),
+      rff_omega=jax.random.normal(k_omega, (m, d)) * jnp.sqrt(3.0 / chi2),
+      rff_phase=jax.random.uniform(k_phase, (m,), maxval=2 * jnp.pi),
+      rff_weight=jax.random.normal(k_weight, (m,)),
+  )
+
+
+def sample_tasks(config: PriorConfig, seeds) -> TaskBatch:
+  """Draws B tasks, one per int64 task seed (deterministic per seed)."""
+  return _sample_batch(task_keys(seeds), config)
+
+
+@jax.jit(static_argnames="config")
+def _sample_batch(keys, config):
+  return jax.vmap(lambda k: _sample_one(jax.random.fold_in(k, STREAM_PRIOR), config))(keys)
+
+
+def quantize(u_NxD, kinds_D, num_values_D):
+  """Maps uniform u in [0, 1) to valid unit values float32 [N, D] of each kind.
+
+  float: u; int: level floor(u n) / (n - 1); categorical: floor(u K) as a
+  float; unused: 0. Each level / category gets probability 1 / n.
+  """
+  n = jnp.maximum(num_values_D, 1)
+  level = jnp.minimum(jnp.floor(u_NxD * n), n - 1).astype(jnp.float32)
+  ordinal = level / jnp.maximum(n - 1, 1).astype(jnp.float32)
+  return jnp.where(kinds_D == KIND_FLOAT, u_NxD,
+                   jnp.where(kinds_D == KIND_INT, ordinal,
+                             jnp.where(kinds_D == KIND_CATEGORICAL, level, 0.0))).astype(jnp.float32)
+
+
+def sample_valid(key, kinds_D, num_values_D, num: int):
+  """float32 [num, D]: configurations uniform over each parameter's valid values."""
+  return quantize(jax.random.uniform(key, (num, kinds_D.shape[-1])), kinds_D, num_values_D)
+
+
+def latent_one(task: TaskBatch, x_NxD):
+  """float32 [N, D]: latent inputs z(x) of one task (see the module docstring).
+
+  float/int: Kumaraswamy CDF 1 - (1 - x^a)^b (= x when a = b = 1); categorical:
+  `category_latent[d, round(x_d)]`; unused slots: 0.
+  """
+  x = jnp.clip(x_NxD, 0.0, None)
+  warped = 1.0 - (1.0 - jnp.minimum(x, 1.0) ** task.warp_a) ** task.warp_b
+  ordered = jnp.where((task.warp_a == 1.0) & (task.warp_b == 1.0), jnp.minimum(x, 1.0), warped)
+  idx = jnp.clip(jnp.round(x).astype(jnp.int32), 0, task.category_latent.shape[-1] - 1)  # [N, D]
+  cat = jnp.take_along_axis(task.category_latent[None], idx[..., None], axis=-1)[..., 0]
+  is_ordered = (task.kinds == KIND_FLOAT) | (task.kinds == KIND_INT)
+  return jnp.where(is_ordered, ordered, jnp.where(task.kinds == KIND_CATEGORICAL, cat, 0.0))
+
+
+def evaluate_latent_one(task: TaskBatch, z_NxD):
+  """float32 [N]: noiseless f at latent inputs z (random Fourier features)."""
+  omega_MxD = task.rff_omega * task.inv_lengthscale  # Irrelevant dims: exactly 0.
+  proj_NxM = z_NxD @ omega_MxD.T + task.rff_phase
+  m = task.rff_weight.shape[-1]
+  return jnp.sqrt(2.0 * task.outputscale / m) * (jnp.cos(proj_NxM) @ task.rff_weight)
+
+
+def evaluate_one(task: TaskBatch, x_NxD):
+  """float32 [N]: noiseless f of one task at unit-form configurations x."""
+  return evaluate_latent_one(task, latent_one(task, x_NxD))
+
+
+@jax.jit
+def latent(batch: TaskBatch, x_BxNxD):
+  """float32 [B, N, D]: latent inputs of B tasks."""
+  return jax.vmap(latent_one)(batch, x_BxNxD)
+
+
+@jax.jit
+def evaluate(batch: TaskBatch, x_BxNxD):
+  """float32 [B, N]: noiseless objective values (to maximize) of B tasks."""
+  return jax.vmap(evaluate_one)(batch, x_BxNxD)
+
+
+def lengthscale(batch: TaskBatch, irrelevant_value: float = np.inf) -> np.ndarray:
+  """float32 [..., D_max]: lengthscales; irrelevant and unused slots = `irrelevant_value`."""
+  inv = np.asarray(batch.inv_lengthscale)
+  with np.errstate(divide="ignore"):
+    return np.where(inv > 0, 1.0 / np.where(inv > 0, inv, 1.0), irrelevant_value).astype(np.float32)

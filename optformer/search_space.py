@@ -1,0 +1,355 @@
+"""Search spaces: the parameters a study tunes and their encoding to [0, 1].
+
+Four parameter kinds, as in OSS Vizier, Optuna and ConfigSpace:
+
+* `Float(name, low, high, log=False)`: a real number in [low, high].
+* `Int(name, low, high, log=False)`: an integer in [low, high].
+* `Discrete(name, values)`: one of a sorted, finite set of numbers.
+* `Categorical(name, choices)`: one of an unordered set of strings.
+
+Every parameter maps a value to a *unit value* (`to_unit`) and back
+(`from_unit`). For Float and Int the unit value is the position in [0, 1]
+after the log transform when `log=True`. Int and Discrete values are ordered
+*levels*: level i of n sits at unit value i / (n - 1) for Discrete, and at
+the scaled integer for Int. For Categorical the unit value is the category's
+index k (0 <= k < K) as a float; categories carry no order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+# Kind codes, shared with the tokenizer and the prior (data_gen). 0 = unused.
+KIND_UNUSED = 0
+KIND_FLOAT = 1
+KIND_ORDINAL = 2  # Int and Discrete: ordered, finitely many levels.
+KIND_CATEGORICAL = 3
+
+
+def _check_name(name: Any) -> None:
+  if not isinstance(name, str) or not name:
+    raise ValueError(f"Parameter name must be a non-empty string, got {name!r}.")
+
+
+def _check_finite_number(name: str, what: str, value: Any) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    raise TypeError(f"Parameter {name!r}: {what} must be a number, got {value!r}.")
+  if not math.isfinite(float(value)):
+    raise ValueError(f"Parameter {name!r}: {what} must be finite, got {value!r}.")
+  return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Float:
+  """A real-valued parameter in [low, high] (log scale if `log`).
+
+  Raises:
+    ValueError: if low >= high, a bound is not finite, or log=True with low <= 0.
+  """
+
+  name: str
+  low: float
+  high: float
+  log: bool = False
+
+  kind = KIND_FLOAT
+
+  def __post_init__(self):
+    _check_name(self.name)
+    low = _check_finite_number(self.name, "low", self.low)
+    high = _check_finite_number(self.name, "high", self.high)
+    if low >= high:
+      raise ValueError(f"Parameter {self.name!r}: low={self.low!r} must be < high={self.high!r}.")
+    if self.log and low <= 0:
+      raise ValueError(f"Parameter {self.name!r}: log scale needs low > 0, got low={self.low!r}.")
+    object.__setattr__(self, "low", low)
+    object.__setattr__(self, "high", high)
+
+  @property
+  def num_values(self) -> int:
+    """0: infinitely many values."""
+    return 0
+
+  def validate(self, value: Any) -> float:
+    """Returns `value` as a float; raises TypeError/ValueError if not in [low, high]."""
+    v = _check_finite_number(self.name, "value", value)
+    if not self.low <= v <= self.high:
+      raise ValueError(f"Parameter {self.name!r}: value {value!r} is outside [{self.low}, {self.high}].")
+    return v
+
+  def _warp(self, v):
+    return np.log(v) if self.log else v
+
+  def to_unit(self, value: Any) -> float:
+    v = self.validate(value)
+    lo, hi = self._warp(self.low), self._warp(self.high)
+    return float(np.clip((self._warp(v) - lo) / (hi - lo), 0.0, 1.0))
+
+  def from_unit(self, u: float) -> float:
+    lo, hi = self._warp(self.low), self._warp(self.high)
+    w = lo + float(np.clip(u, 0.0, 1.0)) * (hi - lo)
+    v = float(np.exp(w)) if self.log else float(w)
+    return float(np.clip(v, self.low, self.high))
+
+
+@dataclasses.dataclass(frozen=True)
+class Int:
+  """An integer parameter in [low, high] (log scale if `log`).
+
+  Raises:
+    ValueError: if low >= high, bounds are not integers, or log=True with low <= 0.
+  """
+
+  name: str
+  low: int
+  high: int
+  log: bool = False
+
+  kind = KIND_ORDINAL
+
+  def __post_init__(self):
+    _check_name(self.name)
+    for what, v in (("low", self.low), ("high", self.high)):
+      if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"Parameter {self.name!r}: {what} must be an int, got {v!r}.")
+    if self.low >= self.high:
+      raise ValueError(f"Parameter {self.name!r}: low={self.low!r} must be < high={self.high!r}.")
+    if self.log and self.low <= 0:
+      raise ValueError(f"Parameter {self.name!r}: log scale needs low > 0, got low={self.low!r}.")
+    object.__setattr__(self, "low", int(self.low))
+    object.__setattr__(self, "high", int(self.high))
+
+  @property
+  def num_values(self) -> int:
+    return self.high - self.low + 1
+
+  def validate(self, value: Any) -> int:
+    """Returns `value` as an int; raises if not an integer in [low, high]."""
+    if isinstance(value, bool):
+      raise TypeError(f"Parameter {self.name!r}: expected an int, got {value!r}.")
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+      value = int(value)
+    if not isinstance(value, (int, np.integer)):
+      raise TypeError(f"Parameter {self.name!r}: expected an int, got {value!r}.")
+    if not self.low <= value <= self.high:
+      raise ValueError(f"Parameter {self.name!r}: value {value!r} is outside [{self.low}, {self.high}].")
+    return int(value)
+
+  def _warp(self, v):
+    return np.log(v) if self.log else v
+
+  def to_unit(self, value: Any) -> float:
+    v = self.validate(value)
+    lo, hi = self._warp(float(self.low)), self._warp(float(self.high))
+    return float(np.clip((self._warp(float(v)) - lo) / (hi - lo), 0.0, 1.0))
+
+  def from_unit(self, u: float) -> int:
+    lo, hi = self._warp(float(self.low)), self._warp(float(self.high))
+    w = lo + float(np.clip(u, 0.0, 1.0)) * (hi - lo)
+    v = float(np.exp(w)) if self.log else w
+    return int(np.clip(round(v), self.low, self.high))
+
+  def level_units(self) -> np.ndarray:
+    """float64 [num_values]: the unit value of every integer, in order."""
+    return np.array([self.to_unit(v) for v in range(self.low, self.high + 1)])
+
+
+@dataclasses.dataclass(frozen=True)
+class Discrete:
+  """A numeric parameter taking one of a sorted, finite set of values.
+
+  Level i of n is encoded at unit value i / (n - 1) (ordinal spacing).
+
+  Raises:
+    ValueError: fewer than 2 values, duplicates, unsorted or non-finite values.
+  """
+
+  name: str
+  values: tuple
+
+  kind = KIND_ORDINAL
+
+  def __post_init__(self):
+    _check_name(self.name)
+    values = tuple(_check_finite_number(self.name, "each value", v) for v in self.values)
+    if len(values) < 2:
+      raise ValueError(f"Parameter {self.name!r}: needs at least 2 values, got {list(self.values)!r}.")
+    if any(b <= a for a, b in zip(values, values[1:])):
+      raise ValueError(f"Parameter {self.name!r}: values must be sorted and distinct, got {list(self.values)!r}.")
+    # Keep ints as ints so that users get back the type they gave.
+    keep = tuple(int(v) if all(isinstance(x, (int, np.integer)) for x in self.values) else v for v in values)
+    object.__setattr__(self, "values", keep)
+
+  @property
+  def num_values(self) -> int:
+    return len(self.values)
+
+  def validate(self, value: Any):
+    v = _check_finite_number(self.name, "value", value)
+    for x in self.values:
+      if math.isclose(v, x, rel_tol=1e-9, abs_tol=1e-12):
+        return x
+    raise ValueError(f"Parameter {self.name!r}: value {value!r} is not one of {list(self.values)!r}.")
+
+  def to_unit(self, value: Any) -> float:
+    return self.values.index(self.validate(value)) / (len(self.values) - 1)
+
+  def from_unit(self, u: float):
+    return self.values[int(round(float(np.clip(u, 0.0, 1.0)) * (len(self.values) - 1)))]
+
+  def level_units(self) -> np.ndarray:
+    return np.arange(len(self.values)) / (len(self.values) - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical:
+  """An unordered parameter taking one of `choices` (strings, bools or numbers).
+
+  Raises:
+    ValueError: fewer than 2 choices, or duplicate choices.
+  """
+
+  name: str
+  choices: tuple
+
+  kind = KIND_CATEGORICAL
+
+  def __post_init__(self):
+    _check_name(self.name)
+    choices = tuple(self.choices)
+    if len(choices) < 2:
+      raise ValueError(f"Parameter {self.name!r}: needs at least 2 choices, got {list(self.choices)!r}.")
+    if len(set(map(repr, choices))) != len(choices):
+      raise ValueError(f"Parameter {self.name!r}: duplicate choices in {list(self.choices)!r}.")
+    object.__setattr__(self, "choices", choices)
+
+  @property
+  def num_values(self) -> int:
+    return len(self.choices)
+
+  def validate(self, value: Any):
+    for c in self.choices:
+      if type(c) is type(value) and c == value:
+        return c
+    for c in self.choices:  # Allow e.g. numpy scalars equal to a choice.
+      if not isinstance(c, str) and not isinstance(value, str) and c == value:
+        return c
+    raise ValueError(f"Parameter {self.name!r}: value {value!r} is not one of {list(self.choices)!r}.")
+
+  def to_unit(self, value: Any) -> float:
+    return float(self.choices.index(self.validate(value)))
+
+  def from_unit(self, u: float):
+    k = int(round(float(u)))
+    if not 0 <= k < len(self.choices):
+      raise ValueError(f"Parameter {self.name!r}: category index {u!r} outside [0, {len(self.choices)}).")
+    return self.choices[k]
+
+
+Parameter = Float | Int | Discrete | Categorical
+
+
+class SearchSpace:
+  """An ordered list of uniquely named parameters.
+
+  Args:
+    parameters: Float, Int, Discrete or Categorical instances.
+
+  Raises:
+    ValueError: if empty or two parameters share a name.
+    TypeError: if an element is not a parameter.
+  """
+
+  def __init__(self, parameters: Sequence[Parameter]):
+    parameters = tuple(parameters)
+    if not parameters:
+      raise ValueError("A SearchSpace needs at least one parameter, got none.")
+    for p in parameters:
+      if not isinstance(p, (Float, Int, Discrete, Categorical)):
+        raise TypeError(f"Expected Float, Int, Discrete or Categorical, got {p!r}.")
+    names = [p.name for p in parameters]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+      raise ValueError(f"Duplicate parameter names in search space: {dupes}.")
+    self.parameters = parameters
+    self._by_name = {p.name: p for p in parameters}
+
+  def __len__(self) -> int:
+    return len(self.parameters)
+
+  def __iter__(self):
+    return iter(self.parameters)
+
+  def __getitem__(self, name: str) -> Parameter:
+    return self._by_name[name]
+
+  def __eq__(self, other) -> bool:
+    return isinstance(other, SearchSpace) and self.parameters == other.parameters
+
+  def __repr__(self) -> str:
+    return f"SearchSpace({list(self.parameters)!r})"
+
+  @property
+  def names(self) -> list[str]:
+    return [p.name for p in self.parameters]
+
+  def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Checks a configuration and returns it with canonical value types.
+
+    Raises:
+      TypeError: `params` is not a mapping, or a value has the wrong type.
+      ValueError: a parameter is missing, unknown, or out of its range.
+    """
+    if not isinstance(params, Mapping):
+      raise TypeError(f"A configuration must be a dict of name -> value, got {params!r}.")
+    unknown = sorted(set(params) - set(self._by_name))
+    if unknown:
+      raise ValueError(f"Unknown parameter(s) {unknown}; the search space has {self.names}.")
+    missing = [n for n in self.names if n not in params]
+    if missing:
+      raise ValueError(f"Missing parameter(s) {missing} in configuration {dict(params)!r}.")
+    return {p.name: p.validate(params[p.name]) for p in self.parameters}
+
+  def to_unit(self, params: Mapping[str, Any]) -> np.ndarray:
+    """float64 [D]: unit values of a configuration (category index for categorical)."""
+    params = self.validate(params)
+    return np.array([p.to_unit(params[p.name]) for p in self.parameters], dtype=np.float64)
+
+  def from_unit(self, u) -> dict[str, Any]:
+    """Inverse of `to_unit` for a float [D] vector."""
+    u = np.asarray(u, dtype=np.float64)
+    if u.shape != (len(self),):
+      raise ValueError(f"Expected unit values of shape ({len(self)},), got {u.shape}.")
+    return {p.name: p.from_unit(x) for p, x in zip(self.parameters, u)}
+
+  def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+    """A configuration drawn uniformly (in unit space; uniform over categories)."""
+    u = [rng.integers(p.num_values) if p.kind == KIND_CATEGORICAL else rng.random() for p in self.parameters]
+    return self.from_unit(np.array(u, dtype=np.float64))
+
+  def to_json(self) -> list[dict]:
+    out = []
+    for p in self.parameters:
+      d = {"type": type(p).__name__.lower(), **dataclasses.asdict(p)}
+      for k in ("values", "choices"):
+        if k in d:
+          d[k] = list(d[k])
+      out.append(d)
+    return out
+
+  @classmethod
+  def from_json(cls, items: Sequence[Mapping[str, Any]]) -> "SearchSpace":
+    """Inverse of `to_json`. Raises ValueError on an unknown parameter type."""
+    kinds = {"float": Float, "int": Int, "discrete": Discrete, "categorical": Categorical}
+    params = []
+    for i, item in enumerate(items):
+      item = dict(item)
+      t = item.pop("type", None)
+      if t not in kinds:
+        raise ValueError(f"Parameter #{i}: unknown type {t!r}; expected one of {sorted(kinds)}.")
+      params.append(kinds[t](**item))
+    return cls(params)

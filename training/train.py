@@ -1,0 +1,234 @@
+"""Meta-training: one pure jitted train step, and the loop around it.
+
+The step is data parallel over a 1-D device mesh ("data"): the batch is
+split over devices along its first axis, parameters and optimizer state are
+replicated, and XLA inserts the gradient all-reduce. On one CPU it is just a
+jitted function. The loop adds the side effects: orbax checkpoints (params,
+optimizer state, step and data position), held-out evaluation, a tqdm
+progress bar and a JSONL metrics log. A non-finite loss raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from optformer.model import Batch, ModelConfig, create_model
+from training.data import BatchIterator, DataConfig
+from training.loss import loss_fn, y_nll_per_trial
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimization and bookkeeping of one training run."""
+
+  model: ModelConfig = ModelConfig()
+  data: DataConfig = DataConfig()
+  num_steps: int = 20_000  # Total optimizer steps (the cosine schedule's length).
+  peak_learning_rate: float = 5e-4  # After linear warmup.
+  warmup_steps: int = 500  # Linear warmup from 0.
+  final_learning_rate_fraction: float = 0.05  # Cosine decays to this fraction of the peak.
+  weight_decay: float = 0.01  # AdamW decoupled weight decay.
+  grad_clip_norm: float = 1.0  # Global-norm gradient clipping.
+  policy_weight: float = 1.0  # Weight of the policy (x) loss next to the surrogate (y) loss.
+  log_every: int = 50  # Steps between metrics-log lines.
+  eval_every: int = 1000  # Steps between held-out evaluations.
+  eval_batches: int = 8  # Held-out batches per evaluation.
+  checkpoint_every: int = 250  # Steps between checkpoints.
+  keep_checkpoints: int = 3  # Checkpoints kept on disk.
+
+  @classmethod
+  def tiny(cls) -> "TrainConfig":
+    return cls(
+        model=ModelConfig.tiny(), data=DataConfig.tiny(), num_steps=20, warmup_steps=2, log_every=5,
+        eval_every=10, eval_batches=1, checkpoint_every=5,
+    )
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "TrainConfig":
+    d = dict(d)
+    return cls(model=ModelConfig.from_dict(d.pop("model")), data=DataConfig(**d.pop("data")), **d)
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+  """AdamW with linear warmup and cosine decay, after global-norm clipping."""
+  schedule = optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=cfg.peak_learning_rate, warmup_steps=cfg.warmup_steps,
+      decay_steps=max(cfg.num_steps, cfg.warmup_steps + 1), end_value=cfg.peak_learning_rate * cfg.final_learning_rate_fraction,
+  )
+  return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), optax.adamw(schedule, weight_decay=cfg.weight_decay))
+
+
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+  """1-D mesh named "data" over `devices` (default: all)."""
+  devices = np.asarray(devices if devices is not None else jax.devices())
+  return jax.sharding.Mesh(devices, ("data",))
+
+
+def make_train_step(graphdef, tx: optax.GradientTransformation, cfg: TrainConfig, mesh) -> Callable:
+  """Returns jitted train_step(params, opt_state, batch, policy_index) -> (params, opt_state, metrics).
+
+  params and opt_state are pure pytrees, replicated and donated; batch and
+  policy_index are sharded over the mesh's "data" axis (batch size must
+  divide by the number of devices).
+  """
+
+  def train_step(params, opt_state, batch: Batch, policy_index):
+    def objective(p):
+      return loss_fn(nnx.merge(graphdef, p), batch, policy_index, cfg.policy_weight)
+
+    (_, metrics), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+    return params, opt_state, metrics
+
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  return jax.jit(
+      train_step,
+      in_shardings=(replicated, replicated, sharded, sharded),
+      out_shardings=(replicated, replicated, replicated),
+      donate_argnums=(0, 1),
+  )
+
+
+def init_state(cfg: TrainConfig, seed: int = 0):
+  """(graphdef, params pure dict, optimizer, opt_state) of a fresh model."""
+  graphdef, state = nnx.split(create_model(cfg.model, seed))
+  params = nnx.to_pure_dict(state)
+  tx = make_optimizer(cfg)
+  return graphdef, params, tx, tx.init(params)
+
+
+def evaluate(graphdef, params, batches) -> dict:
+  """Held-out surrogate NLL (nats per trial, mean over trials and studies)."""
+  fn = jax.jit(lambda p, b: y_nll_per_trial(nnx.merge(graphdef, p), b))
+  vals = [np.asarray(fn(params, b)) for b, _ in batches]
+  return {"eval_y_nll": float(np.mean(vals))}
+
+
+def _as_jax(batch: Batch, policy_index, sharding) -> tuple[Batch, jax.Array]:
+  put = lambda a: jax.device_put(np.asarray(a), sharding)
+  return Batch(*map(put, batch)), put(policy_index)
+
+
+class Trainer:
+  """Runs (and resumes) training of a model on a corpus.
+
+  Args:
+    cfg: the run's TrainConfig (saved as config.json in `workdir`).
+    workdir: holds checkpoints/, metrics.jsonl and config.json.
+    train_source / eval_source: random-access record sources (data_gen).
+
+  Raises:
+    ValueError: `workdir` holds a run with a different config.
+  """
+
+  def __init__(self, cfg: TrainConfig, workdir, train_source, eval_source=None, devices=None):
+    self.cfg, self.workdir = cfg, pathlib.Path(workdir)
+    self.workdir.mkdir(parents=True, exist_ok=True)
+    cfg_path = self.workdir / "config.json"
+    if cfg_path.exists():
+      saved = json.loads(cfg_path.read_text())
+      if saved != json.loads(json.dumps(cfg.to_dict())):
+        raise ValueError(f"{cfg_path} holds a different config; use a new workdir or the same config.")
+    else:
+      cfg_path.write_text(json.dumps(cfg.to_dict(), indent=1))
+    self.mesh = make_mesh(devices)
+    if cfg.data.batch_size % self.mesh.size:
+      raise ValueError(f"batch_size={cfg.data.batch_size} must divide by the {self.mesh.size} devices.")
+    self.graphdef, params, self.tx, opt_state = init_state(cfg)
+    self.manager = ocp.CheckpointManager(
+        (self.workdir / "checkpoints").absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_checkpoints, create=True),
+    )
+    self.step = 0
+    replicated = NamedSharding(self.mesh, P())
+    state = {"params": params, "opt_state": opt_state}
+    latest = self.manager.latest_step()
+    if latest is not None:
+      abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), state)
+      restored = self.manager.restore(
+          latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+      )
+      state, meta = restored["state"], restored["meta"]
+      self.step = int(meta["step"])
+      position = int(meta["data_position"])
+    else:
+      state = jax.device_put(state, replicated)
+      position = 0
+    self.params, self.opt_state = state["params"], state["opt_state"]
+    self.batches = BatchIterator(train_source, cfg.model.tokenizer, cfg.data, position=position)
+    self.eval_source = eval_source
+    self.train_step = make_train_step(self.graphdef, self.tx, cfg, self.mesh)
+    self.batch_sharding = NamedSharding(self.mesh, P("data"))
+
+  def save(self, metrics: dict | None = None):
+    meta = {"step": self.step, "data_position": self.batches.position, "metrics": metrics or {}}
+    self.manager.save(
+        self.step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave({"params": self.params, "opt_state": self.opt_state}),
+            meta=ocp.args.JsonSave(meta),
+        ),
+        force=True,
+    )
+    self.manager.wait_until_finished()
+
+  def eval_batches(self):
+    cfg = self.cfg
+    eval_cfg = dataclasses.replace(cfg.data, seed=cfg.data.seed + 10_000)
+    it = BatchIterator(self.eval_source, cfg.model.tokenizer, eval_cfg)
+    return [next(it) for _ in range(cfg.eval_batches)]
+
+  def run(self, num_steps: int | None = None, progress: bool = True) -> list[dict]:
+    """Trains until step `num_steps` (default cfg.num_steps); returns logged metrics."""
+    from tqdm import tqdm
+
+    cfg = self.cfg
+    target = cfg.num_steps if num_steps is None else num_steps
+    log_path = self.workdir / "metrics.jsonl"
+    eval_data = self.eval_batches() if self.eval_source is not None else None
+    logged, acc, t_last, tokens_per_step = [], [], time.time(), None
+    bar = tqdm(total=target, initial=self.step, disable=not progress, desc="train")
+    while self.step < target:
+      batch, policy_index = next(self.batches)
+      tokens_per_step = tokens_per_step or int(batch.trial_mask.sum())
+      self.params, self.opt_state, metrics = self.train_step(
+          self.params, self.opt_state, *_as_jax(batch, policy_index, self.batch_sharding)
+      )
+      self.step += 1
+      acc.append(metrics)
+      bar.update(1)
+      if self.step % cfg.log_every == 0 or self.step == target:
+        row = {k: float(np.mean([float(m[k]) for m in acc])) for k in acc[0]}
+        if not all(math.isfinite(v) for v in row.values()):
+          raise FloatingPointError(f"Non-finite metrics at step {self.step}: {row}")
+        dt = time.time() - t_last
+        row.update(step=self.step, trials_per_s=len(acc) * tokens_per_step / dt, seconds_per_step=dt / len(acc))
+        if eval_data is not None and (self.step % cfg.eval_every == 0 or self.step == target):
+          row.update(evaluate(self.graphdef, self.params, eval_data))
+        with log_path.open("a") as f:
+          f.write(json.dumps(row) + "\n")
+        logged.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", y_nll=f"{row['y_nll']:.3f}")
+        acc, t_last = [], time.time()
+      if self.step % cfg.checkpoint_every == 0 or self.step == target:
+        self.save(logged[-1] if logged else None)
+    bar.close()
+    return logged
