@@ -3,7 +3,13 @@
 Public API (re-exports only; see each module for details).
 """
 
+from optformer.checkpoint import CheckpointError
+from optformer.distribution import RiemannDistribution
+from optformer.optimizer import Optimizer, Trial
 from optformer.search_space import Categorical, Discrete, Float, Int, SearchSpace
 
-__all__ = ["Categorical", "Discrete", "Float", "Int", "SearchSpace"]
+__all__ = [
+    "Categorical", "CheckpointError", "Discrete", "Float", "Int", "Optimizer", "RiemannDistribution",
+    "SearchSpace", "Trial",
+]
 __version__ = "0.1.0"

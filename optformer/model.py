@@ -52,7 +52,7 @@ class ModelConfig:
   d_slot: int = 32  # F: width of one parameter slot's embedding.
   num_fourier: int = 32  # Frequencies of the value/objective embeddings.
   decoder_layers: int = 1  # Blocks of the slot-by-slot policy decoder.
-  num_algorithms: int = 3  # Behaviour-algorithm prompts (data_gen ALGORITHMS).
+  algorithms: tuple = ("random", "sobol", "gp_ucb")  # Behaviour-algorithm prompts, by id (data_gen.ALGORITHMS).
   max_trials: int = 64  # Longest history the model was trained on (context).
 
   @classmethod
@@ -69,7 +69,7 @@ class ModelConfig:
   def from_dict(cls, d: dict) -> "ModelConfig":
     d = dict(d)
     tok = TokenizerConfig(**d.pop("tokenizer"))
-    return cls(tokenizer=tok, **d)
+    return cls(tokenizer=tok, algorithms=tuple(d.pop("algorithms", cls.algorithms)), **d)
 
 
 class Batch(NamedTuple):
@@ -174,7 +174,7 @@ class OptFormer(nnx.Module):
     self.trial_proj = nnx.Linear(d * f, e, rngs=rngs)
     self.y_proj = nnx.Linear(n_four, e, rngs=rngs)
     self.y_missing = nnx.Param(jax.random.normal(rngs.params(), (e,)) * 0.02)
-    self.algo_emb = nnx.Embed(c.num_algorithms, e, rngs=rngs)
+    self.algo_emb = nnx.Embed(len(c.algorithms), e, rngs=rngs)
     self.blocks = nnx.List([Block(e, c.num_heads, c.mlp_ratio, rngs) for _ in range(c.num_layers)])
     self.ln_f = nnx.LayerNorm(e, rngs=rngs)
     self.y_head = nnx.Linear(e, tok.num_y_bins, rngs=rngs)
