@@ -45,7 +45,7 @@ class ModelConfig:
   """Architecture of the model; saved next to every checkpoint."""
 
   tokenizer: TokenizerConfig = TokenizerConfig()
-  d_model: int = 128  # E: width of the backbone.
+  d_model: int = 192  # E: width of the backbone.
   num_heads: int = 4  # H: attention heads (E divisible by H).
   num_layers: int = 4  # Transformer blocks of the backbone.
   mlp_ratio: int = 4  # MLP hidden width = mlp_ratio * E.

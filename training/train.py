@@ -36,9 +36,9 @@ class TrainConfig:
 
   model: ModelConfig = ModelConfig()
   data: DataConfig = DataConfig()
-  num_steps: int = 20_000  # Total optimizer steps (the cosine schedule's length).
+  num_steps: int = 8_000  # Total optimizer steps (the cosine schedule's length).
   peak_learning_rate: float = 5e-4  # After linear warmup.
-  warmup_steps: int = 500  # Linear warmup from 0.
+  warmup_steps: int = 300  # Linear warmup from 0.
   final_learning_rate_fraction: float = 0.05  # Cosine decays to this fraction of the peak.
   weight_decay: float = 0.01  # AdamW decoupled weight decay.
   grad_clip_norm: float = 1.0  # Global-norm gradient clipping.
@@ -95,7 +95,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, cfg: TrainConfig
     (_, metrics), grads = jax.value_and_grad(objective, has_aux=True)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
     return params, opt_state, metrics
 
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))

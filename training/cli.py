@@ -1,0 +1,67 @@
+"""Command line: train (resumably) on a corpus, and export the shipped model.
+
+  python -m training.cli --corpus corpus --workdir runs/gp-v1 [--steps N]
+  python -m training.cli --workdir runs/gp-v1 --export checkpoints/optformer-gp-v1 --export-only
+
+Re-running the same command resumes from the latest checkpoint in --workdir
+with the same data position.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import shlex
+import sys
+
+from training.train import TrainConfig, Trainer
+
+
+def build_config(args) -> TrainConfig:
+  cfg = TrainConfig.tiny() if args.preset == "tiny" else TrainConfig()
+  if args.steps:
+    cfg = dataclasses.replace(cfg, num_steps=args.steps)
+  if args.batch_size:
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=args.batch_size))
+  return cfg
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--corpus", type=pathlib.Path, help="corpus directory written by data_gen.cli")
+  p.add_argument("--workdir", type=pathlib.Path, required=True)
+  p.add_argument("--preset", choices=("default", "tiny"), default="default")
+  p.add_argument("--steps", type=int, default=0, help="total steps (schedule length); default from the preset")
+  p.add_argument("--until", type=int, default=0, help="stop at this step (resume later); default: --steps")
+  p.add_argument("--batch-size", type=int, default=0)
+  p.add_argument("--export", type=pathlib.Path, help="write the latest checkpoint as a model directory")
+  p.add_argument("--export-only", action="store_true")
+  p.add_argument("--no-progress", action="store_true")
+  args = p.parse_args(argv)
+
+  corpus_info = {}
+  if args.corpus:
+    info = args.corpus / "corpus_info.json"
+    corpus_info = json.loads(info.read_text()) if info.exists() else {"path": str(args.corpus)}
+  if not args.export_only:
+    if not args.corpus:
+      p.error("--corpus is required for training")
+    from data_gen.corpus import load_corpus
+
+    trainer = Trainer(build_config(args), args.workdir, load_corpus(args.corpus, "train"), load_corpus(args.corpus, "validation"))
+    rows = trainer.run(args.until or None, progress=not args.no_progress)
+    if rows:
+      print(json.dumps(rows[-1]))
+  if args.export:
+    from training.export import export
+
+    command = "python -m training.cli " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    out = export(args.workdir, args.export, corpus_info=corpus_info, command=command)
+    print(f"exported {out}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
