@@ -41,7 +41,8 @@ from training.data import valid_tokens
 
 def _encoding(kinds_D, num_values_D, num_x_bins: int) -> tk.SpaceEncoding:
   levels = tuple(np.arange(n) / (n - 1) if k == 2 and n <= num_x_bins else None for k, n in zip(kinds_D, num_values_D))
-  return tk.SpaceEncoding(kinds_D, num_values_D, valid_tokens(kinds_D, num_values_D, num_x_bins), levels)
+  tokens = tuple(None if u is None else tk.level_tokens(u, num_x_bins) for u in levels)
+  return tk.SpaceEncoding(kinds_D, num_values_D, valid_tokens(kinds_D, num_values_D, num_x_bins), levels, tokens)
 
 
 def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 40), num_queries: int = 20, seed: int = 0) -> dict:

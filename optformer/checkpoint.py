@@ -74,7 +74,10 @@ def load(directory=None) -> OptFormer:
     config = ModelConfig.from_dict(json.loads((directory / "config.json").read_text())["model"])
   except (ValueError, KeyError, TypeError) as e:
     raise CheckpointError(f"{directory / 'config.json'} is not a valid model config: {e}") from e
-  expected = json.loads((directory / "manifest.json").read_text())
+  try:
+    expected = json.loads((directory / "manifest.json").read_text())
+  except ValueError as e:
+    raise CheckpointError(f"Checkpoint {directory}: manifest.json is corrupt: {e}") from e
   actual = _manifest(directory / "params")
   for name, info in expected.items():
     if name not in actual:

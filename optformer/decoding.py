@@ -44,7 +44,8 @@ def sample_tokens(model: OptFormer, state_E, kinds_D, num_values_D, valid_DxQ, k
 
   def body(j, carry):
     tokens_MxD, logp_M, key = carry
-    logits_MxQ = model.policy_logits(state, tokens_MxD[:, None], kinds, num_values, valid)[:, 0, j] / temperature
+    logits_MxQ = model.policy_logits(state, tokens_MxD[:, None], kinds, num_values, valid)[:, 0, j]
+    logits_MxQ = jnp.where(valid[:, j], logits_MxQ / temperature, -jnp.inf)  # Mask after scaling.
     key, sub = jax.random.split(key)
     tok_M = jax.random.categorical(sub, logits_MxQ).astype(jnp.int32)
     lp_M = jnp.take_along_axis(jax.nn.log_softmax(logits_MxQ), tok_M[:, None], axis=1)[:, 0]

@@ -77,7 +77,7 @@ class RiemannDistribution:
     """float [N]: P(Y <= y) for a scalar y or per-row y float [N]."""
     y = np.broadcast_to(np.asarray(y, np.float64), (len(self),))
     frac = np.clip((y[:, None] - self.edges[None, :-1]) / self.widths[None, :], 0.0, 1.0)  # [N, Y]
-    return np.sum(self.probs * frac, axis=1)
+    return np.clip(np.sum(self.probs * frac, axis=1), 0.0, 1.0)
 
   def pdf(self, y) -> np.ndarray:
     """float [N] density at y (0 outside the edges)."""

@@ -49,8 +49,8 @@ class Engine:
     self.tok = model.config.tokenizer
     self.graphdef, self.params = nnx.split(model)
     self.buckets = history_buckets(model.config.max_trials)
-    self._propose = jax.jit(functools.partial(_propose, self.graphdef), static_argnames=("num_samples",))
-    self._score = jax.jit(functools.partial(_score, self.graphdef))
+    self._propose = functools.partial(_propose, self.graphdef)
+    self._score = functools.partial(_score, self.graphdef)
 
   def _pad_history(self, x_NxD, y_N):
     n = len(y_N)
@@ -92,6 +92,7 @@ class Engine:
     return np.asarray(probs)[:m]
 
 
+@functools.partial(jax.jit, static_argnums=0, static_argnames=("num_samples",))
 def _propose(graphdef, params, hist_x, hist_y, n, kinds, num_values, valid, algorithm, key, temperature, num_samples):
   model = nnx.merge(graphdef, params)
   hist_valid = jnp.arange(hist_x.shape[1])[None] < n
@@ -100,6 +101,7 @@ def _propose(graphdef, params, hist_x, hist_y, n, kinds, num_values, valid, algo
   return decoding.sample_tokens(model, states[0, n], kinds[0], num_values[0], valid[0], key, num_samples, temperature)
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _score(graphdef, params, hist_x, hist_y, n, query_x, kinds, num_values, algorithm):
   model = nnx.merge(graphdef, params)
   hist_valid = jnp.arange(hist_x.shape[1])[None] < n

@@ -160,8 +160,12 @@ class Optimizer:
           break
         keep.add(i)
       rows = [rows[i] for i in sorted(keep)]
-    unit = np.array([self.space.to_unit(t.params) for t, _ in rows])
-    return tk.encode_x(unit, self.encoding.kinds, self.tok.num_x_bins), np.array([y for _, y in rows])
+    return self._tokens([t.params for t, _ in rows]), np.array([y for _, y in rows])
+
+  def _tokens(self, configs) -> np.ndarray:
+    """int32 [N, D_max] value tokens of validated configurations."""
+    unit = np.array([self.space.to_unit(c) for c in configs]).reshape(len(configs), len(self.space))
+    return tk.encode_units(unit, self.encoding, self.tok.num_x_bins)
 
   # -- Suggest and predict ---------------------------------------------------
 
@@ -177,7 +181,7 @@ class Optimizer:
     probs = self.engine.score(x, y_tok, self.encoding, self.algorithm, cand)
     ei = RiemannDistribution(probs, self.tok.y_edges(), "maximize").expected_improvement(norm.apply(y.max()))
     d = len(self.space)
-    seen = {row.tobytes() for row in x[:, :d]}
+    seen = {row.tobytes() for row in self._tokens([t.params for t in self.trials])[:, :d]}
     fresh = np.array([row[:d].tobytes() not in seen for row in cand])
     ei = np.where(fresh, ei, -np.inf) if fresh.any() else ei
     return self._decode(cand[int(np.argmax(ei))])
@@ -201,7 +205,7 @@ class Optimizer:
     if len(y) == 0:
       raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
     configs = list(configs)
-    query = tk.encode_configs(configs, self.space, self.tok)
+    query = self._tokens([self.space.validate(c) for c in configs])
     norm = tk.YNormalizer.fit(y, self.tok.y_low, self.tok.y_high)
     probs = self.engine.score(x, tk.encode_y(norm.apply(y), self.tok.num_y_bins), self.encoding, self.algorithm, query)
     edges = norm.invert(self.tok.y_edges())  # increasing, larger is better

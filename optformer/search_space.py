@@ -241,7 +241,8 @@ class Categorical:
     raise ValueError(f"Parameter {self.name!r}: value {value!r} is not one of {list(self.choices)!r}.")
 
   def to_unit(self, value: Any) -> float:
-    return float(self.choices.index(self.validate(value)))
+    c = self.validate(value)  # The choice object itself: index by identity, not ==.
+    return float(next(k for k, x in enumerate(self.choices) if x is c))
 
   def from_unit(self, u: float):
     k = int(round(float(u)))

@@ -97,12 +97,33 @@ class SpaceEncoding:
     num_values: int32 [D_max]; levels (ordinal) or categories, 0 for floats.
     valid: bool [D_max, Q]; the value tokens a decoder may emit per slot.
     level_units: per slot, float64 [n] unit values of its levels, or None.
+    level_tokens: per slot, int32 [n] strictly increasing token of each
+      level (its bin, moved up or down to the nearest free bin when levels
+      of a log scale share one), or None.
   """
 
   kinds: np.ndarray
   num_values: np.ndarray
   valid: np.ndarray
   level_units: tuple
+  level_tokens: tuple = ()
+
+
+def level_tokens(units, num_bins: int) -> np.ndarray:
+  """int32 [n] distinct, increasing tokens of n <= Q sorted unit values.
+
+  Each level gets its bin when free; levels that share a bin (log-scale
+  integers near the top) take the next free bins, pushed back down from Q-1
+  when needed, so every level keeps its own token and the round trip stays
+  exact.
+  """
+  t = quantize(units, num_bins).astype(np.int64)
+  n = len(t)
+  for i in range(1, n):
+    t[i] = max(t[i], t[i - 1] + 1)
+  for i in range(n - 1, -1, -1):
+    t[i] = min(t[i], num_bins - n + i)
+  return t.astype(np.int32)
 
 
 def encode_space(space: ss.SearchSpace, config: TokenizerConfig) -> SpaceEncoding:
@@ -122,6 +143,7 @@ def encode_space(space: ss.SearchSpace, config: TokenizerConfig) -> SpaceEncodin
   valid = np.zeros((d_max, q), bool)
   valid[:, 0] = True  # Unused slots decode a dummy token 0, ignored.
   levels: list = [None] * d_max
+  tokens: list = [None] * d_max
   for j, p in enumerate(space):
     kinds[j] = p.kind
     num_values[j] = p.num_values
@@ -132,10 +154,11 @@ def encode_space(space: ss.SearchSpace, config: TokenizerConfig) -> SpaceEncodin
       valid[j, : p.num_values] = True
     elif p.kind == ss.KIND_ORDINAL and p.num_values <= q:
       levels[j] = p.level_units()
-      valid[j, quantize(levels[j], q)] = True
+      tokens[j] = level_tokens(levels[j], q)
+      valid[j, tokens[j]] = True
     else:  # Float, or an Int with more levels than bins (decoded by rounding).
       valid[j] = True
-  return SpaceEncoding(kinds, num_values, valid, tuple(levels))
+  return SpaceEncoding(kinds, num_values, valid, tuple(levels), tuple(tokens))
 
 
 def encode_x(unit_TxD, kinds, num_x_bins: int) -> np.ndarray:
@@ -172,18 +195,31 @@ def decode_x(tokens_D, space: ss.SearchSpace, enc: SpaceEncoding, num_x_bins: in
       raise ValueError(f"Token {b} is not a valid value token for parameter {p.name!r}.")
     if p.kind == ss.KIND_CATEGORICAL:
       out[p.name] = p.from_unit(b)
-    elif enc.level_units[j] is not None:
-      lv = enc.level_units[j]
-      out[p.name] = p.from_unit(lv[int(np.argmin(np.abs(lv - centers[b])))])
+    elif enc.level_tokens[j] is not None:
+      out[p.name] = p.from_unit(enc.level_units[j][int(np.searchsorted(enc.level_tokens[j], b))])
     else:
       out[p.name] = p.from_unit(centers[b])
   return out
 
 
+def encode_units(unit_NxD, enc: SpaceEncoding, num_x_bins: int) -> np.ndarray:
+  """int32 [N, D_max] value tokens of unit values of a search space's parameters.
+
+  Like `encode_x`, but ordinal parameters take their level's own token
+  (`SpaceEncoding.level_tokens`), exact for log-scale integers too.
+  """
+  tokens = encode_x(unit_NxD, enc.kinds, num_x_bins)
+  for j in range(np.shape(unit_NxD)[1]):
+    if enc.level_tokens[j] is not None:
+      idx = np.argmin(np.abs(np.asarray(unit_NxD)[:, j, None] - enc.level_units[j][None, :]), axis=1)
+      tokens[:, j] = enc.level_tokens[j][idx]
+  return tokens
+
+
 def encode_configs(configs: Sequence[Mapping[str, Any]], space: ss.SearchSpace, config: TokenizerConfig) -> np.ndarray:
   """int32 [N, D_max] value tokens of N configurations (validated first)."""
   unit = np.array([space.to_unit(c) for c in configs], np.float64).reshape(len(configs), len(space))
-  return encode_x(unit, encode_space(space, config).kinds, config.num_x_bins)
+  return encode_units(unit, encode_space(space, config), config.num_x_bins)
 
 
 # ----------------------------------------------------------------------------

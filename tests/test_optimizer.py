@@ -1,0 +1,236 @@
+"""The ask/tell optimizer on a tiny random-init model: types, seeding, bad input, long histories, predict."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import optformer
+from optformer import search_space as ss
+from optformer.search_space import Categorical, Discrete, Float, Int, SearchSpace
+
+NUM_CANDIDATES = 16
+
+
+def _opt(space, model, goal="minimize", seed=0, **kw):
+  return optformer.Optimizer(space, goal, model=model, seed=seed, num_candidates=NUM_CANDIDATES, **kw)
+
+
+def _objective(config):
+  """A deterministic toy objective of `mixed_space` configurations."""
+  return (math.log10(config["learning_rate"]) + 3) ** 2 + config["units"] / 10 + (config["optimizer"] == "sgd")
+
+
+def _check_in_space(space, config):
+  assert set(config) == set(space.names)
+  assert space.validate(config) == config
+  for p in space:
+    v = config[p.name]
+    if isinstance(p, Float):
+      assert type(v) is float
+    elif isinstance(p, Int):
+      assert type(v) is int
+    elif isinstance(p, Discrete):
+      assert any(type(v) is type(c) and v == c for c in p.values)
+    else:
+      assert any(type(v) is type(c) and v == c for c in p.choices)
+
+
+def test_ask_returns_configurations_inside_the_space(mixed_space, tiny_model):
+  opt = _opt(mixed_space, tiny_model)
+  for _ in range(4):  # empty history first, then a growing one
+    config = opt.ask()
+    _check_in_space(mixed_space, config)
+    opt.tell(config, _objective(config))
+  assert len(opt.trials) == 4
+
+
+def test_same_seed_and_history_give_the_same_suggestion(mixed_space, tiny_model):
+  rng = np.random.default_rng(0)
+  history = [mixed_space.sample(rng) for _ in range(3)]
+  suggestions = []
+  for _ in range(2):
+    opt = _opt(mixed_space, tiny_model, seed=123)
+    for config in history:
+      opt.tell(config, _objective(config))
+    suggestions.append([opt.ask(), opt.ask()])
+  assert suggestions[0] == suggestions[1]
+
+
+def test_ask_prefers_configurations_not_yet_evaluated(tiny_model, tiny_config):
+  space = SearchSpace([Categorical("c", ("a", "b", "c", "d"))])
+  opt = _opt(space, tiny_model, goal="maximize")
+  for c, v in (("c", -100.0), ("a", 0.0), ("b", 1.0)):
+    opt.tell({"c": c}, v)
+  assert opt.ask() == {"c": "d"}
+  # Still true once the history outgrows the context and the (worst, oldest) "c" trial leaves it.
+  for i in range(tiny_config.max_trials):
+    opt.tell({"c": "ab"[i % 2]}, float(i))
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    assert [opt.ask() for _ in range(3)] == [{"c": "d"}] * 3
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        ({"learning_rate": 1e-3, "units": 4, "batch_size": 32, "optimizer": "adam", "momentum": 0.9}, ValueError, "'momentum'"),
+        ({"learning_rate": 1e-3, "units": 4, "batch_size": 32}, ValueError, "'optimizer'"),
+        ({"learning_rate": 1.0, "units": 4, "batch_size": 32, "optimizer": "adam"}, ValueError, "1.0"),
+        ({"learning_rate": 1e-3, "units": 400, "batch_size": 32, "optimizer": "adam"}, ValueError, "400"),
+        ({"learning_rate": 1e-3, "units": 4, "batch_size": 48, "optimizer": "adam"}, ValueError, "48"),
+        ({"learning_rate": 1e-3, "units": 4, "batch_size": 32, "optimizer": "lion"}, ValueError, "'lion'"),
+        ({"learning_rate": 1e-3, "units": 4.5, "batch_size": 32, "optimizer": "adam"}, TypeError, "4.5"),
+    ],
+)
+def test_tell_with_bad_params_raises_and_records_nothing(mixed_space, tiny_model, params, error, match):
+  opt = _opt(mixed_space, tiny_model)
+  with pytest.raises(error, match=match):
+    opt.tell(params, 1.0)
+  assert opt.trials == []
+
+
+@pytest.mark.parametrize("value", ["1.0", True, [1.0]])
+def test_tell_with_a_non_numeric_objective_raises_type_error(mixed_space, tiny_model, value):
+  opt = _opt(mixed_space, tiny_model)
+  with pytest.raises(TypeError, match="objective"):
+    opt.tell(mixed_space.sample(np.random.default_rng(0)), value)
+  assert opt.trials == []
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, None, np.float32("nan")])
+@pytest.mark.parametrize("goal", ["minimize", "maximize"])
+def test_non_finite_objective_is_infeasible_ignored_by_best_and_imputed(mixed_space, tiny_model, bad, goal):
+  opt = _opt(mixed_space, tiny_model, goal=goal)
+  rng = np.random.default_rng(0)
+  configs = [mixed_space.sample(rng) for _ in range(3)]
+  opt.tell(configs[0], 3.0)
+  trial = opt.tell(configs[1], bad)
+  opt.tell(configs[2], 1.0)
+  assert trial.infeasible and math.isnan(trial.value)
+  assert len(opt.trials) == 3 and [t.infeasible for t in opt.trials] == [False, True, False]
+  best_config, best_value = opt.best
+  assert (best_config, best_value) == ((configs[2], 1.0) if goal == "minimize" else (configs[0], 3.0))
+  x, y = opt._context()
+  assert len(x) == len(y) == 3 and np.isfinite(y).all()
+  # Larger is better inside the context; the infeasible trial gets the worst feasible value.
+  assert y[1] == min(y[0], y[2])
+  assert y[0] != y[2]
+
+
+def test_best_for_minimize_and_maximize(mixed_space, tiny_model):
+  rng = np.random.default_rng(0)
+  configs = [mixed_space.sample(rng) for _ in range(5)]
+  values = [2.0, -1.0, 7.5, 0.0, -0.5]
+  for goal, want in (("minimize", 1), ("maximize", 2)):
+    opt = _opt(mixed_space, tiny_model, goal=goal)
+    with pytest.raises(ValueError, match="No feasible trial"):
+      opt.best
+    for c, v in zip(configs, values):
+      opt.tell(c, v)
+    assert opt.best == (configs[want], values[want])
+
+
+def test_only_infeasible_trials_leave_best_and_predict_undefined(mixed_space, tiny_model):
+  opt = _opt(mixed_space, tiny_model)
+  config = mixed_space.sample(np.random.default_rng(0))
+  opt.tell(config, None)
+  with pytest.raises(ValueError, match="No feasible trial"):
+    opt.best
+  with pytest.raises(ValueError, match="at least one feasible trial"):
+    opt.predict([config])
+
+
+@pytest.mark.parametrize(
+    "kw, error, match",
+    [
+        (dict(goal="max"), ValueError, "goal"),
+        (dict(algorithm="bogus"), ValueError, "algorithm"),
+        (dict(num_candidates=0), ValueError, "num_candidates"),
+        (dict(temperature=0.0), ValueError, "temperature"),
+        (dict(temperature=math.nan), ValueError, "temperature"),
+    ],
+)
+def test_constructor_argument_errors(mixed_space, tiny_model, kw, error, match):
+  with pytest.raises(error, match=match):
+    optformer.Optimizer(mixed_space, model=tiny_model, **kw)
+
+
+def test_space_with_more_parameters_than_the_model_supports_raises(tiny_model, tiny_config):
+  d = tiny_config.tokenizer.max_params
+  space = SearchSpace([Float(f"x{i}", 0.0, 1.0) for i in range(d + 1)])
+  with pytest.raises(ValueError, match=f"{d + 1} parameters"):
+    optformer.Optimizer(space, model=tiny_model)
+  with pytest.raises(TypeError, match="SearchSpace"):
+    optformer.Optimizer([Float("x", 0.0, 1.0)], model=tiny_model)
+
+
+def test_history_longer_than_the_context_still_suggests_and_warns_once(mixed_space, tiny_model, tiny_config):
+  limit = tiny_config.max_trials
+  n = limit + 5
+  opt = _opt(mixed_space, tiny_model, goal="maximize")
+  rng = np.random.default_rng(0)
+  configs = [mixed_space.sample(rng) for _ in range(n)]
+  values = rng.permutation(n).astype(float)
+  for c, v in zip(configs, values):
+    opt.tell(c, v)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for _ in range(2):
+      _check_in_space(mixed_space, opt.ask())
+    dist = opt.predict(configs[:2])
+  assert len([w for w in caught if "context" in str(w.message)]) == 1
+  assert np.isfinite(dist.mean).all()
+  assert len(opt.trials) == n and [t.params for t in opt.trials] == configs
+  assert opt.best[1] == n - 1
+  # The context holds the best half and the most recent trials, in their original order.
+  x, y = opt._context()
+  assert len(y) == limit
+  kept = set(np.argsort(-values)[: limit // 2].tolist())
+  for i in reversed(range(n)):
+    if len(kept) < limit:
+      kept.add(i)
+  np.testing.assert_array_equal(y, values[sorted(kept)])
+
+
+@pytest.mark.parametrize("goal", ["minimize", "maximize"])
+def test_predict_returns_a_distribution_in_objective_units(mixed_space, tiny_model, goal):
+  opt = _opt(mixed_space, tiny_model, goal=goal)
+  rng = np.random.default_rng(0)
+  history = [mixed_space.sample(rng) for _ in range(6)]
+  for c in history:
+    opt.tell(c, 100.0 + 10.0 * _objective(c))
+  queries = [mixed_space.sample(rng) for _ in range(5)]
+  dist = opt.predict(queries)
+  assert len(dist) == 5 and dist.goal == goal
+  assert np.all(np.diff(dist.edges) > 0)  # increasing in objective units, for both goals
+  assert np.isfinite(dist.mean).all() and np.all(dist.std > 0)
+  assert np.all((dist.mean >= dist.edges[0]) & (dist.mean <= dist.edges[-1]))
+  q = np.stack([dist.quantile(p) for p in (0.1, 0.5, 0.9)])
+  assert np.all(q[0] <= q[1]) and np.all(q[1] <= q[2])
+  ei = dist.expected_improvement()
+  assert np.all(ei >= 0) and np.isfinite(ei).all()
+  np.testing.assert_allclose(ei, dist.expected_improvement(opt.best[1]))
+  # The observed range lies strictly inside the edges (headroom on both sides).
+  values = [t.value for t in opt.trials]
+  assert dist.edges[0] < min(values) and max(values) < dist.edges[-1]
+  with pytest.raises(ValueError, match="'optimizer'"):
+    opt.predict([{**queries[0], "optimizer": "lion"}])
+
+
+def test_minimizing_f_mirrors_maximizing_minus_f(mixed_space, tiny_model):
+  rng = np.random.default_rng(1)
+  history = [mixed_space.sample(rng) for _ in range(5)]
+  queries = [mixed_space.sample(rng) for _ in range(4)]
+  dists = {}
+  for goal, sign in (("minimize", 1.0), ("maximize", -1.0)):
+    opt = _opt(mixed_space, tiny_model, goal=goal)
+    for c in history:
+      opt.tell(c, sign * _objective(c))
+    dists[goal] = opt.predict(queries)
+  lo, hi = dists["minimize"], dists["maximize"]
+  np.testing.assert_allclose(lo.mean, -hi.mean, rtol=1e-6)
+  np.testing.assert_allclose(lo.std, hi.std, rtol=1e-6)
+  np.testing.assert_allclose(lo.expected_improvement(), hi.expected_improvement(), rtol=1e-6, atol=1e-9)
+  np.testing.assert_allclose(lo.quantile(0.2), -hi.quantile(0.8), rtol=1e-6)
