@@ -36,13 +36,7 @@ from data_gen.prior import PriorConfig, sample_tasks
 from optformer import tokenizer as tk
 from optformer.distribution import RiemannDistribution
 from optformer.optimizer import load_engine
-from training.data import valid_tokens
-
-
-def _encoding(kinds_D, num_values_D, num_x_bins: int) -> tk.SpaceEncoding:
-  levels = tuple(np.arange(n) / (n - 1) if k == 2 and n <= num_x_bins else None for k, n in zip(kinds_D, num_values_D))
-  tokens = tuple(None if u is None else tk.level_tokens(u, num_x_bins) for u in levels)
-  return tk.SpaceEncoding(kinds_D, num_values_D, valid_tokens(kinds_D, num_values_D, num_x_bins), levels, tokens)
+from training.data import prior_encoding
 
 
 def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 40), num_queries: int = 20, seed: int = 0) -> dict:
@@ -60,8 +54,8 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 40)
     nll_model, nll_gp, outside = [], [], []
     for i in range(num_tasks):
       kinds, nv = data["kinds"][i], data["num_values"][i]
-      enc = _encoding(kinds, nv, tok.num_x_bins)
-      x_tok = tk.encode_x(data["x"][i], kinds, tok.num_x_bins)
+      enc = prior_encoding(kinds, nv, tok.num_x_bins)
+      x_tok = tk.encode_units(data["x"][i], enc, tok.num_x_bins)
       y = data["y"][i].astype(np.float64)
       ctx, qry = slice(0, n), slice(n, n + num_queries)
       norm = tk.YNormalizer.fit(y[ctx], tok.y_low, tok.y_high)

@@ -43,8 +43,9 @@ def main(argv=None) -> int:
 
   corpus_info = {}
   if args.corpus:
-    info = args.corpus / "corpus_info.json"
-    corpus_info = json.loads(info.read_text()) if info.exists() else {"path": str(args.corpus)}
+    from data_gen.corpus import find_corpus_dirs, load_corpus_config
+
+    corpus_info = {"path": find_corpus_dirs(str(args.corpus))[0], "config": load_corpus_config(str(args.corpus)).to_json()}
   if not args.export_only:
     if not args.corpus:
       p.error("--corpus is required for training")

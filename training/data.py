@@ -44,21 +44,28 @@ class DataConfig:
     return cls(batch_size=4, num_trials=16, policy_trials=4)
 
 
-def valid_tokens(kinds_D, num_values_D, num_x_bins: int) -> np.ndarray:
-  """bool [D, Q] valid value tokens for prior slots (ordinal levels at i / (n - 1))."""
+def prior_encoding(kinds_D, num_values_D, num_x_bins: int) -> tk.SpaceEncoding:
+  """The SpaceEncoding of a prior task's slots (ordinal level i of n at i / (n - 1)).
+
+  Built exactly as `tokenizer.encode_space` builds a user's search space, so
+  training and inference tokenize values the same way.
+  """
   d = len(kinds_D)
   valid = np.zeros((d, num_x_bins), bool)
+  levels, tokens = [None] * d, [None] * d
   for j in range(d):
     k, n = int(kinds_D[j]), int(num_values_D[j])
     if k == ss.KIND_FLOAT or (k == ss.KIND_ORDINAL and n > num_x_bins):
       valid[j] = True
     elif k == ss.KIND_ORDINAL:
-      valid[j, tk.quantize(np.arange(n) / (n - 1), num_x_bins)] = True
+      levels[j] = np.arange(n) / (n - 1)
+      tokens[j] = tk.level_tokens(levels[j], num_x_bins)
+      valid[j, tokens[j]] = True
     elif k == ss.KIND_CATEGORICAL:
       valid[j, :n] = True
     else:
       valid[j, 0] = True
-  return valid
+  return tk.SpaceEncoding(np.asarray(kinds_D, np.int32), np.asarray(num_values_D, np.int32), valid, tuple(levels), tuple(tokens))
 
 
 def tokenize_trajectory(record: Mapping[str, np.ndarray], tok: tk.TokenizerConfig, cfg: DataConfig, rng: np.random.Generator):
@@ -82,13 +89,14 @@ def tokenize_trajectory(record: Mapping[str, np.ndarray], tok: tk.TokenizerConfi
   k = int(rng.integers(2, t + 1))
   lo, hi = rng.uniform(0.05, 0.3), rng.uniform(0.7, 0.95)
   norm = tk.YNormalizer.fit(y[:k], low=lo, high=hi)
+  enc = prior_encoding(kinds, num_values, tok.num_x_bins)
   return dict(
-      x=tk.encode_x(x, kinds, tok.num_x_bins),
+      x=tk.encode_units(x, enc, tok.num_x_bins),
       y=tk.encode_y(norm.apply(y), tok.num_y_bins),
       trial_mask=np.ones(t, bool),
       kinds=kinds,
       num_values=num_values,
-      valid=valid_tokens(kinds, num_values, tok.num_x_bins),
+      valid=enc.valid,
       algorithm=np.int32(record["algorithm"]),
       policy_index=np.sort(rng.choice(t, size=cfg.policy_trials, replace=False)).astype(np.int32),
   )

@@ -36,7 +36,7 @@ class TrainConfig:
 
   model: ModelConfig = ModelConfig()
   data: DataConfig = DataConfig()
-  num_steps: int = 8_000  # Total optimizer steps (the cosine schedule's length).
+  num_steps: int = 7_000  # Total optimizer steps (the cosine schedule's length).
   peak_learning_rate: float = 5e-4  # After linear warmup.
   warmup_steps: int = 300  # Linear warmup from 0.
   final_learning_rate_fraction: float = 0.05  # Cosine decays to this fraction of the peak.
