@@ -159,3 +159,16 @@ def test_eight_devices_match_one_device():
   assert out.returncode == 0, out.stderr[-3000:]
   result = json.loads(out.stdout.strip().splitlines()[-1])
   np.testing.assert_allclose(result["8"], result["1"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("num_bins", [32, 1000])
+def test_float32_prior_levels_tokenize_to_valid_tokens(num_bins):
+  # The corpus stores int level i of n as float32(i / (n - 1)); e.g. 0.7 becomes
+  # 0.69999999, which a plain floor(u * Q) puts one bin below the level's token.
+  for n in range(2, 41):
+    kinds = np.array([optformer.search_space.KIND_ORDINAL], np.int32)
+    enc = data_lib.prior_encoding(kinds, np.array([n], np.int32), num_bins)
+    x = (np.arange(n, dtype=np.float32) / np.float32(n - 1))[:, None]
+    tokens = optformer.tokenizer.encode_units(x, enc, num_bins)[:, 0]
+    assert enc.valid[0][tokens].all(), n
+    np.testing.assert_array_equal(tokens, enc.level_tokens[0])
