@@ -18,7 +18,6 @@ import argparse
 import json
 import pathlib
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +25,8 @@ import numpy as np
 
 import optformer
 from data_gen import prior as prior_lib
+from eval.random_search import RandomSearch
+from eval.runner import run_study
 
 
 class PriorTask:
@@ -89,28 +90,11 @@ class PriorTask:
     return np.clip((self.f_max - best) / max(self.f_max - self.f_min, 1e-12), 0.0, 1.0)
 
 
-class RandomSearch:
-  """Uniform random search in unit space (the baseline)."""
-
-  def __init__(self, space: optformer.SearchSpace, seed: int):
-    self.space, self.rng = space, np.random.default_rng(seed)
-
-  def ask(self):
-    return self.space.sample(self.rng)
-
-  def tell(self, params, value):
-    pass
-
-
 def run(task: PriorTask, optimizer, num_trials: int) -> dict:
-  f, secs = [], []
-  for _ in range(num_trials):
-    t0 = time.perf_counter()
-    params = optimizer.ask()
-    secs.append(time.perf_counter() - t0)
-    optimizer.tell(params, task(params))
-    f.append(task.noiseless(params))
-  return {"regret": task.normalized_regret(f).tolist(), "seconds_per_ask": secs}
+  """One study through the shared ask/tell loop; regret from the noiseless f."""
+  records = run_study(optimizer, task, num_trials)
+  f = [task.noiseless(r.params) for r in records]
+  return {"regret": task.normalized_regret(f).tolist(), "seconds_per_ask": [r.seconds_per_suggestion for r in records]}
 
 
 def benchmark(checkpoint=None, num_tasks: int = 20, num_trials: int = 40, num_seeds: int = 5, max_dims: int = 8) -> dict:

@@ -1,0 +1,52 @@
+# optformer: common tasks. Each target creates .venv on first use and
+# reinstalls the package (editable) only when pyproject.toml changes.
+#
+#   make test     run the test suite (pytest)
+#   make demo     OptFormer vs random search on a real HPO task -> results/demo/
+#   make bench    a short version of the demo (placeholder for the benchmark suite)
+#   make corpus   generate the synthetic training corpus -> corpus/
+#   make train    train on corpus/ in runs/gp-v1 (resumable), export checkpoints/optformer-gp-v1
+#
+# Knobs: PYTHON (interpreter that creates the venv), DEMO_ARGS, CORPUS_DIR, CORPUS_ARGS,
+# WORKDIR, CHECKPOINT, TRAIN_ARGS (e.g. make train TRAIN_ARGS='--until 2000').
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORPUS_DIR ?= corpus
+WORKDIR ?= runs/gp-v1
+CHECKPOINT ?= checkpoints/optformer-gp-v1
+# The corpus lands in $(CORPUS_DIR)/optformer_corpus/<config name>/<version>; training needs exactly one there.
+CORPUS_ARGS ?= --num-train 100000 --num-valid 1000 --trials 64 --max-dims 8 --seed 0
+
+.PHONY: test demo bench corpus train clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Install stamps: one per extra ("base" = no extra), rebuilt when pyproject.toml changes.
+$(VENV)/.installed-base: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e .
+	touch $@
+
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e ".[$*]"
+	touch $@
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+demo: $(VENV)/.installed-demo
+	$(BIN)/python -m eval.demo $(DEMO_ARGS)
+
+bench: $(VENV)/.installed-demo
+	$(BIN)/python -m eval.demo --trials 20 --seeds 2 --out results/bench
+
+corpus: $(VENV)/.installed-base
+	$(BIN)/python -m data_gen.cli --out $(CORPUS_DIR) $(CORPUS_ARGS)
+
+train: $(VENV)/.installed-base
+	$(BIN)/python -m training.cli --corpus $(CORPUS_DIR) --workdir $(WORKDIR) --export $(CHECKPOINT) $(TRAIN_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)
