@@ -51,6 +51,7 @@ class ModelConfig:
   mlp_ratio: int = 4  # MLP hidden width = mlp_ratio * E.
   d_slot: int = 32  # F: width of one parameter slot's embedding.
   num_fourier: int = 32  # Frequencies of the value/objective embeddings.
+  max_frequency: float = 64.0  # Highest of them, in half-periods per unit interval.
   decoder_layers: int = 1  # Blocks of the slot-by-slot policy decoder.
   algorithms: tuple = ("random", "sobol", "gp_ucb")  # Behaviour-algorithm prompts, by id (data_gen.ALGORITHMS).
   max_trials: int = 64  # Longest history the model was trained on (context).
@@ -69,6 +70,7 @@ class ModelConfig:
   def from_dict(cls, d: dict) -> "ModelConfig":
     d = dict(d)
     tok = TokenizerConfig(**d.pop("tokenizer"))
+    d.setdefault("max_frequency", 1024.0)  # Configs saved before the field existed used 2^10.
     return cls(tokenizer=tok, algorithms=tuple(d.pop("algorithms", cls.algorithms)), **d)
 
 
@@ -93,9 +95,9 @@ class Batch(NamedTuple):
   algorithm: jax.Array
 
 
-def fourier_features(u, num: int):
-  """[..., 2 num + 1] features of u in [0, 1]: u, sin/cos(pi 2^k u), k < num (log-spaced)."""
-  freqs = jnp.pi * jnp.geomspace(1.0, 2.0 ** min(num, 10), num)
+def fourier_features(u, num: int, max_frequency: float):
+  """[..., 2 num + 1] features of u in [0, 1]: u, sin/cos(pi f_k u), f_k log-spaced in [1, max_frequency]."""
+  freqs = jnp.pi * jnp.geomspace(1.0, max_frequency, num)
   ang = u[..., None] * freqs
   return jnp.concatenate([u[..., None], jnp.sin(ang), jnp.cos(ang)], axis=-1)
 
@@ -200,7 +202,7 @@ class OptFormer(nnx.Module):
     """[B, N, D, F] embedding of value tokens; zero in unused slots."""
     q = self.config.tokenizer.num_x_bins
     u = (jnp.clip(x_BxNxD, 0, q - 1).astype(jnp.float32) + 0.5) / q
-    numeric = self.num_value_proj(fourier_features(u, self.config.num_fourier))
+    numeric = self.num_value_proj(fourier_features(u, self.config.num_fourier, self.config.max_frequency))
     categorical = self.cat_emb(jnp.clip(x_BxNxD, 0, q - 1))
     k = kinds_BxD[:, None, :, None]
     emb = jnp.where(k == ss.KIND_CATEGORICAL, categorical, numeric)
@@ -213,7 +215,7 @@ class OptFormer(nnx.Module):
     v = self.value_embedding(x_BxNxD, kinds_BxD) + slot_BxDxF[:, None]  # [B, N, D, F]
     h = self.trial_proj(v.reshape(b, n, -1))
     yu = (jnp.clip(y_BxN, 0, tok.num_y_bins - 1).astype(jnp.float32) + 0.5) / tok.num_y_bins
-    y_emb = self.y_proj(fourier_features(yu, self.config.num_fourier))
+    y_emb = self.y_proj(fourier_features(yu, self.config.num_fourier, self.config.max_frequency))
     y_emb = jnp.where((y_BxN == tok.y_missing)[..., None], self.y_missing[...], y_emb)
     y_emb = jnp.where((y_BxN == tok.y_pad)[..., None], 0.0, y_emb)
     return h + y_emb

@@ -23,6 +23,8 @@ def build_config(args) -> TrainConfig:
   cfg = TrainConfig.tiny() if args.preset == "tiny" else TrainConfig()
   if args.steps:
     cfg = dataclasses.replace(cfg, num_steps=args.steps)
+  if args.learning_rate:
+    cfg = dataclasses.replace(cfg, peak_learning_rate=args.learning_rate)
   if args.batch_size:
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=args.batch_size))
   return cfg
@@ -36,6 +38,7 @@ def main(argv=None) -> int:
   p.add_argument("--steps", type=int, default=0, help="total steps (schedule length); default from the preset")
   p.add_argument("--until", type=int, default=0, help="stop at this step (resume later); default: --steps")
   p.add_argument("--batch-size", type=int, default=0)
+  p.add_argument("--learning-rate", type=float, default=0.0, help="peak learning rate; default from the preset")
   p.add_argument("--export", type=pathlib.Path, help="write the latest checkpoint as a model directory")
   p.add_argument("--export-only", action="store_true")
   p.add_argument("--no-progress", action="store_true")
