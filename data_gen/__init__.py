@@ -1,0 +1,23 @@
+"""Synthetic optimization trajectories: a GP prior, behaviour algorithms, a corpus.
+
+Public API (re-exports):
+  prior:     PriorConfig, TaskBatch, sample_tasks, task_seeds, evaluate, latent, canonicalize
+  task:      SyntheticTask
+  gp:        posterior (exact GP with the true hyperparameters)
+  behaviour: ALGORITHMS, BehaviourConfig, GenerationStats, generate, generate_from_seeds
+  corpus:    CorpusConfig, OptformerCorpus, build_corpus, load_corpus, load_corpus_config
+"""
+
+from data_gen.behaviour import ALGORITHMS, BehaviourConfig, GenerationStats, generate, generate_from_seeds
+from data_gen.gp import posterior
+from data_gen.prior import (KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, KIND_UNUSED, PriorConfig, TaskBatch,
+                            canonicalize, evaluate, latent, sample_tasks, task_seeds)
+from data_gen.task import SyntheticTask
+
+
+def __getattr__(name):
+  # The corpus module imports tensorflow_datasets (slow); load it on first use.
+  if name in ("CorpusConfig", "OptformerCorpus", "build_corpus", "load_corpus", "load_corpus_config"):
+    from data_gen import corpus
+    return getattr(corpus, name)
+  raise AttributeError(f"module 'data_gen' has no attribute {name!r}")

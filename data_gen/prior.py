@@ -44,7 +44,7 @@ float k (not divided); unused slots are 0. The latent input z(x) in [0, 1]
 is the Kumaraswamy-warped unit value for float/int, and a per-category
 random position for categorical (so category order carries no meaning).
 
-Randomness: JAX PRNG keys derived from an int64 task seed only
+Randomness: JAX (threefry) PRNG keys derived from an int64 task seed only
 (`task_keys`), so task i is the same whatever batch it is sampled in.
 """
 
@@ -109,7 +109,11 @@ class PriorConfig:
 
 
 class TaskBatch(NamedTuple):
-  """B tasks drawn from the prior (a single task when the B axis is absent)."""
+  """B tasks drawn from the prior (a single task when the B axis is absent).
+
+  `sample_tasks` returns numpy arrays (host memory); inside jitted code the
+  fields are jax arrays. Functions ending in `_one` take a single task.
+  """
 
   num_dims: jax.Array  # int32 [B]: D, number of used slots (the first D).
   kinds: jax.Array  # int32 [B, D_max]: KIND_* code per slot, 0 for unused.
@@ -143,67 +147,103 @@ def task_seeds(seed: int, split: str, start: int, count: int) -> np.ndarray:
   return np.int64(seed) * 2**32 + SPLIT_OFFSETS[split] + np.arange(start, start + count, dtype=np.int64)
 
 
+def seed_words(seeds) -> np.ndarray:
+  """uint32 [B, 2]: (high, low) 32-bit words of int64 task seeds [B]."""
+  seeds = np.asarray(seeds, dtype=np.int64).reshape(-1).astype(np.uint64)
+  return np.stack([(seeds >> np.uint64(32)), seeds & np.uint64(0xFFFFFFFF)], -1).astype(np.uint32)
+
+
+def key_from_words(words_2):
+  """The PRNG key of one task: fold_in(fold_in(key(0), high), low). Use inside jit/vmap."""
+  return jax.random.fold_in(jax.random.fold_in(jax.random.key(0), words_2[0]), words_2[1])
+
+
 def task_keys(seeds) -> jax.Array:
-  """PRNG keys [B] of int64 task seeds [B] (key = fold_in(fold_in(key(0), hi32), lo32))."""
-  seeds = np.asarray(seeds, dtype=np.int64).astype(np.uint64)
-  hi = (seeds >> np.uint64(32)).astype(np.uint32)
-  lo = (seeds & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-  return _keys_from_words(hi, lo)
+  """PRNG keys [B] of int64 task seeds [B]; stream s of a task is fold_in(key, s)."""
+  return _keys(seed_words(seeds))
 
 
 @jax.jit
-def _keys_from_words(hi, lo):
-  root = jax.random.key(0)
-  return jax.vmap(lambda h, l: jax.random.fold_in(jax.random.fold_in(root, h), l))(hi, lo)
+def _keys(words_Bx2):
+  return jax.vmap(key_from_words)(words_Bx2)
+
+
+def pad_size(n: int, minimum: int = 16) -> int:
+  """The padded batch size for n items: the next power of two, at least `minimum`."""
+  return max(minimum, 1 << max(0, n - 1).bit_length())
+
+
+def _uniform_int(u, low, high):
+  """Integers uniform in [low, high) from u ~ U[0, 1) (low/high may be arrays)."""
+  return jnp.minimum(low + jnp.floor(u * (high - low)).astype(jnp.int32), high - 1)
 
 
 def _sample_one(key, cfg: PriorConfig) -> TaskBatch:
-  """One task from the prior; see the module docstring for the distributions."""
+  """One task from the prior; see the module docstring for the distributions.
+
+  Draws few, large random blocks (4 PRNG calls): each threefry call costs
+  compile time, and this function is compiled for every batch shape.
+  """
   d, m, k = cfg.max_dims, cfg.num_features, cfg.max_categories
-  ks = jax.random.split(key, 14)
+  k_u, k_n, k_g, k_rff = jax.random.split(key, 4)
+  u = jax.random.uniform(k_u, (6 + k, d))  # Per-slot uniforms; rows 6.. = category positions.
+  n = jax.random.normal(k_n, (3, d))  # Rows: log warp a, log warp b, [0, 0] log noise.
   slot = jnp.arange(d)
-  num_dims = jax.random.randint(ks[0], (), cfg.min_dims, d + 1)
+  num_dims = _uniform_int(u[0, 0], cfg.min_dims, d + 1)
   active = slot < num_dims
-  relevant = active & ~jax.random.bernoulli(ks[1], cfg.p_irrelevant, (d,))
-  forced = jax.random.randint(ks[2], (), 0, num_dims)  # Keep >= 1 relevant slot.
+  relevant = active & (u[1] >= cfg.p_irrelevant)
+  forced = _uniform_int(u[0, 1], 0, num_dims)  # Keep >= 1 relevant slot.
   relevant = relevant | ((slot == forced) & ~relevant.any())
-  kind = 1 + jax.random.choice(ks[3], 3, (d,), p=jnp.asarray(cfg.kind_probs))
+  p_float, p_int, _ = cfg.kind_probs
+  kind = 1 + (u[2] >= p_float).astype(jnp.int32) + (u[2] >= p_float + p_int).astype(jnp.int32)
   kinds = jnp.where(active, kind, KIND_UNUSED).astype(jnp.int32)
-  n_int = jax.random.randint(ks[4], (d,), 2, cfg.max_int_levels + 1)
-  n_cat = jax.random.randint(ks[5], (d,), 2, k + 1)
+  n_int = _uniform_int(u[3], 2, cfg.max_int_levels + 1)
+  n_cat = _uniform_int(u[4], 2, k + 1)
   num_values = jnp.where(kinds == KIND_INT, n_int, jnp.where(kinds == KIND_CATEGORICAL, n_cat, 0))
-  lengthscale = jax.random.gamma(ks[6], cfg.lengthscale_concentration, (d,)) / cfg.lengthscale_rate
-  inv_lengthscale = jnp.where(relevant, 1.0 / lengthscale, 0.0)
-  outputscale = jax.random.gamma(ks[7], cfg.outputscale_concentration) / cfg.outputscale_rate
-  noise_variance = jnp.exp(cfg.noise_log_mean + cfg.noise_log_std * jax.random.normal(ks[8]))
-  warped = jax.random.bernoulli(ks[9], cfg.p_warp, (d,)) & ((kinds == KIND_FLOAT) | (kinds == KIND_INT))
-  a_b = jnp.exp(cfg.warp_log_std * jax.random.normal(ks[10], (2, d)))
-  chi2 = 2.0 * jax.random.gamma(ks[11], 1.5, (m, 1))  # chi^2 with 3 dof.
-  k_omega, k_phase, k_weight = jax.random.split(ks[12], 3)
+  # One gamma call (a rejection loop, slow to compile) for d lengthscales and the outputscale.
+  conc = jnp.array([cfg.lengthscale_concentration] * d + [cfg.outputscale_concentration])
+  rate = jnp.array([cfg.lengthscale_rate] * d + [cfg.outputscale_rate])
+  gam = jax.random.gamma(k_g, conc) / rate
+  inv_lengthscale = jnp.where(relevant, 1.0 / gam[:d], 0.0)
+  noise_variance = jnp.exp(cfg.noise_log_mean + cfg.noise_log_std * n[2, 0])
+  warped = (u[5] < cfg.p_warp) & ((kinds == KIND_FLOAT) | (kinds == KIND_INT))
+  a_b = jnp.exp(cfg.warp_log_std * n[:2])
+  # RFF block: d columns g ~ N(0, I), 3 columns whose squares sum to chi^2_3, 1 column w.
+  g = jax.random.normal(k_rff, (m, d + 4))
+  chi2 = jnp.sum(g[:, d:d + 3] ** 2, axis=1, keepdims=True)
+  phase = 2 * jnp.pi * jax.random.uniform(jax.random.fold_in(k_rff, 1), (m,))
   return TaskBatch(
       num_dims=num_dims.astype(jnp.int32),
       kinds=kinds,
       num_values=num_values.astype(jnp.int32),
       inv_lengthscale=inv_lengthscale.astype(jnp.float32),
-      outputscale=outputscale.astype(jnp.float32),
+      outputscale=gam[d].astype(jnp.float32),
       noise_variance=noise_variance.astype(jnp.float32),
       warp_a=jnp.where(warped, a_b[0], 1.0),
       warp_b=jnp.where(warped, a_b[1], 1.0),
-      category_latent=jax.random.uniform(ks[13], (d, k)),
-      rff_omega=jax.random.normal(k_omega, (m, d)) * jnp.sqrt(3.0 / chi2),
-      rff_phase=jax.random.uniform(k_phase, (m,), maxval=2 * jnp.pi),
-      rff_weight=jax.random.normal(k_weight, (m,)),
+      category_latent=u[6:].T,  # [d, k]
+      rff_omega=g[:, :d] * jnp.sqrt(3.0 / chi2),
+      rff_phase=phase,
+      rff_weight=g[:, d + 3],
   )
 
 
 def sample_tasks(config: PriorConfig, seeds) -> TaskBatch:
-  """Draws B tasks, one per int64 task seed (deterministic per seed)."""
-  return _sample_batch(task_keys(seeds), config)
+  """Draws B tasks, one per int64 task seed [B] (deterministic per seed).
+
+  Returns a `TaskBatch` of numpy arrays (host memory; jitted functions take
+  them as they are). Batches are padded to `pad_size(B)` inside, so few
+  shapes get compiled.
+  """
+  words = seed_words(seeds)
+  n = len(words)
+  padded = np.concatenate([words, np.zeros((pad_size(n) - n, 2), np.uint32)])
+  return TaskBatch(*(np.asarray(v)[:n] for v in _sample_batch(padded, config)))
 
 
 @jax.jit(static_argnames="config")
-def _sample_batch(keys, config):
-  return jax.vmap(lambda k: _sample_one(jax.random.fold_in(k, STREAM_PRIOR), config))(keys)
+def _sample_batch(words_Bx2, config):
+  return jax.vmap(lambda w: _sample_one(jax.random.fold_in(key_from_words(w), STREAM_PRIOR), config))(words_Bx2)
 
 
 def quantize(u_NxD, kinds_D, num_values_D):
@@ -270,3 +310,21 @@ def lengthscale(batch: TaskBatch, irrelevant_value: float = np.inf) -> np.ndarra
   inv = np.asarray(batch.inv_lengthscale)
   with np.errstate(divide="ignore"):
     return np.where(inv > 0, 1.0 / np.where(inv > 0, inv, 1.0), irrelevant_value).astype(np.float32)
+
+
+def canonicalize(x_BxTxD, kinds_BxD, num_values_BxD) -> np.ndarray:
+  """float32 [B, T, D]: snaps unit-form configurations to exact valid values (numpy).
+
+  float: clipped to [0, 1]; int: float32(i) / float32(n - 1) with i the
+  nearest level (IEEE division, which XLA's CPU division is not exactly);
+  categorical: the nearest index in [0, K); unused: 0.
+  """
+  x = np.asarray(x_BxTxD, dtype=np.float32)
+  k = np.asarray(kinds_BxD)[:, None, :]
+  n = np.asarray(num_values_BxD)[:, None, :]
+  denom = np.maximum(n - 1, 1).astype(np.float32)
+  ordinal = np.clip(np.round(x * denom), 0, denom).astype(np.float32) / denom
+  cat = np.clip(np.round(x), 0, np.maximum(n - 1, 0)).astype(np.float32)
+  out = np.where(k == KIND_FLOAT, np.clip(x, 0.0, 1.0),
+                 np.where(k == KIND_INT, ordinal, np.where(k == KIND_CATEGORICAL, cat, 0.0)))
+  return out.astype(np.float32)
