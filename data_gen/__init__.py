@@ -5,7 +5,8 @@ Public API (re-exports):
   task:      SyntheticTask
   gp:        posterior (exact GP with the true hyperparameters)
   behaviour: ALGORITHMS, BehaviourConfig, GenerationStats, generate, generate_from_seeds
-  corpus:    CorpusConfig, OptformerCorpus, build_corpus, load_corpus, load_corpus_config
+  corpus:    CorpusConfig, OptformerCorpus, build_corpus, load_corpus, load_corpus_config,
+             find_corpus_dirs, resolve_corpus_dir
 """
 
 from data_gen.behaviour import ALGORITHMS, BehaviourConfig, GenerationStats, generate, generate_from_seeds
@@ -17,7 +18,8 @@ from data_gen.task import SyntheticTask
 
 def __getattr__(name):
   # The corpus module imports tensorflow_datasets (slow); load it on first use.
-  if name in ("CorpusConfig", "OptformerCorpus", "build_corpus", "load_corpus", "load_corpus_config"):
+  if name in ("CorpusConfig", "OptformerCorpus", "build_corpus", "load_corpus", "load_corpus_config",
+              "find_corpus_dirs", "resolve_corpus_dir"):
     from data_gen import corpus
     return getattr(corpus, name)
   raise AttributeError(f"module 'data_gen' has no attribute {name!r}")

@@ -10,6 +10,10 @@ Layout: `<data_dir>/optformer_corpus/<config name>/<VERSION>/` holds
 `features.json` and `metadata.json` (the `CorpusConfig`). Examples are in
 generation order (shuffling disabled): record i of a split is task i.
 
+The config name hashes the `CorpusConfig`, not the code: bump VERSION
+whenever the generator's output for a given config changes, so that a
+rebuild does not silently reuse older files.
+
 Features per trajectory (T = num_trials, D = prior.max_dims): see
 `FEATURES_DOC`. Splits: `train` and `validation`, with disjoint task seeds
 (`prior.task_seeds`: seed * 2**32 + index for train, + 2**31 for validation).
@@ -89,8 +93,11 @@ class CorpusConfig:
 class OptformerCorpus(tfds.core.GeneratorBasedBuilder):
   """Trajectories of behaviour algorithms on GP-prior tasks (see module docstring)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "HEBO+-style GP prior with mixed kinds; random, sobol, gp_ucb."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "HEBO+-style GP prior with mixed kinds; random, sobol, gp_ucb.",
+      "1.1.0": "Task sampler draws its randomness in 4 blocks: other tasks per seed than 1.0.0.",
+  }
 
   # tfds looks up the source file to find download checksums, which needs the
   # `importlib_resources` backport for builders defined in a package. This
@@ -182,22 +189,33 @@ def find_corpus_dirs(data_dir: str) -> list[str]:
   return sorted(found)
 
 
+def resolve_corpus_dir(data_dir: str) -> str:
+  """The one versioned dataset folder under `data_dir` (the newest version if one
+  config has several).
+
+  Raises:
+    FileNotFoundError: no corpus under data_dir. ValueError: several configs.
+  """
+  dirs = find_corpus_dirs(data_dir)
+  if not dirs:
+    raise FileNotFoundError(f"No corpus (dataset_info.json) under {data_dir!r}.")
+  if len({os.path.dirname(d) for d in dirs}) > 1:
+    raise ValueError(f"Several corpora under {data_dir!r}; pass one of {dirs}.")
+  return max(dirs, key=lambda d: tfds.core.Version(os.path.basename(d)))
+
+
 def load_corpus(data_dir: str, split: str = "train"):
   """Random-access source of a split: `len(src)`, `src[i]` -> dict of numpy arrays.
 
   Args:
-    data_dir: a versioned dataset folder, or a folder containing exactly one.
+    data_dir: a versioned dataset folder, or a folder holding one corpus
+      (see `resolve_corpus_dir`).
     split: "train" or "validation" (tfds split syntax like "train[:10]" works too).
 
   Raises:
     FileNotFoundError: no corpus under data_dir. ValueError: several corpora.
   """
-  dirs = find_corpus_dirs(data_dir)
-  if not dirs:
-    raise FileNotFoundError(f"No corpus (dataset_info.json) under {data_dir!r}.")
-  if len(dirs) > 1:
-    raise ValueError(f"Several corpora under {data_dir!r}; pass one of {dirs}.")
-  builder = tfds.builder_from_directory(dirs[0])
+  builder = tfds.builder_from_directory(resolve_corpus_dir(data_dir))
   return CorpusSource(builder.as_data_source(split=split), builder.info.features)
 
 
@@ -230,8 +248,5 @@ class CorpusSource:
 
 def load_corpus_config(data_dir: str) -> CorpusConfig:
   """The `CorpusConfig` a corpus folder (see `load_corpus`) was built with."""
-  dirs = find_corpus_dirs(data_dir)
-  if len(dirs) != 1:
-    raise ValueError(f"Expected one corpus under {data_dir!r}, found {dirs}.")
-  with open(os.path.join(dirs[0], "metadata.json")) as fp:
+  with open(os.path.join(resolve_corpus_dir(data_dir), "metadata.json")) as fp:
     return CorpusConfig.from_json(json.load(fp)["corpus_config"])

@@ -22,8 +22,10 @@ parametrization (mean = concentration / rate):
 * each dimension unused (irrelevant) with probability 0.3, at least one kept.
 
 Additions for HPO search spaces (ours): int and categorical parameters, and
-Kumaraswamy input warping as in the HEBO prior's optional `Warp`
-(concentrations ~ LogNormal(0, 0.75) there; HEBO+ itself trains without it).
+Kumaraswamy-CDF input warping z = 1 - (1 - x^a)^b (as in HEBO, Cowen-Rivers
+et al., JAIR 2022; the optional `Warp` of hebo_prior.py draws a, b ~
+LogNormal(0, 0.75), which we reuse; HEBO+ itself trains without warping),
+applied to each float/int parameter with probability p_warp = 0.5.
 
 Functions are drawn with random Fourier features (Rahimi & Recht, "Random
 Features for Large-Scale Kernel Machines", NeurIPS 2007), so a task can be

@@ -22,7 +22,7 @@ def _generate(num_tasks=16, mix=(1.0, 1.0, 1.0), seed=0, split="train"):
 
 @pytest.fixture(scope="module")
 def mixed():
-  return _generate(num_tasks=32)
+  return _generate(num_tasks=64)  # 64 tasks: the same compiled shapes as the GP-UCB test.
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +43,14 @@ def test_task_seeds_disjoint_between_splits_and_global_seeds():
 
 
 def test_generation_is_deterministic_by_seed(mixed):
-  again = _generate(num_tasks=32)
+  again = _generate(num_tasks=64)
   for k in mixed:
     np.testing.assert_array_equal(mixed[k], again[k], err_msg=k)
   # A task and its trajectory depend only on its seed, not on its batch.
   part = behaviour.generate_from_seeds(PRIOR, mixed["task_seed"][5:13], T, (1.0, 1.0, 1.0), BEHAVIOUR)
   for k in mixed:
     np.testing.assert_allclose(part[k], mixed[k][5:13], rtol=1e-5, atol=1e-6, err_msg=k)
-  other = _generate(num_tasks=32, seed=1)
+  other = _generate(num_tasks=64, seed=1)
   assert not np.array_equal(other["x"], mixed["x"])
   assert set(np.unique(mixed["algorithm"])) == {0, 1, 2}
 
@@ -235,18 +235,21 @@ def test_corpus_write_read_round_trip(tmp_path):
   assert not seeds["train"] & seeds["validation"]
   # Building the same config again reuses the files.
   assert corpus.build_corpus(str(tmp_path), config).stats["train"].total_count == 0
-  info = json.loads((tmp_path / "optformer_corpus" / config.name / "1.0.0" / "dataset_info.json").read_text())
+  version = str(corpus.OptformerCorpus.VERSION)
+  info = json.loads((tmp_path / "optformer_corpus" / config.name / version / "dataset_info.json").read_text())
   assert info["fileFormat"] == "array_record"
 
 
-def test_cli_writes_corpus_and_throughput(tmp_path, capsys):
-  from data_gen import cli, corpus
-  out = tmp_path / "corpus"
-  assert cli.main(["--out", str(out), "--num-train", "5", "--num-valid", "2", "--trials", "4",
-                   "--max-dims", "2", "--mix", "1,1,0", "--no-progress"]) == 0
-  assert "trajectories/s/core" in capsys.readouterr().out
-  (dataset_dir,) = corpus.find_corpus_dirs(str(out))
-  report = json.loads(open(f"{dataset_dir}/throughput.json").read())
-  assert report["generated"] == 7 and report["trajectories_per_cpu_s"] > 0
-  src = corpus.load_corpus(str(out), "validation")
-  assert len(src) == 2 and src[0]["x"].shape == (4, 2) and src[1]["algorithm"] in (0, 1)
+
+def test_resolve_corpus_dir_picks_newest_version_of_one_config(tmp_path):
+  from data_gen import corpus
+  for version in ("1.0.0", "1.10.0", "1.2.0"):
+    (tmp_path / "optformer_corpus" / "cfg_a" / version).mkdir(parents=True)
+    (tmp_path / "optformer_corpus" / "cfg_a" / version / "dataset_info.json").write_text("{}")
+  assert corpus.resolve_corpus_dir(str(tmp_path)).endswith("cfg_a/1.10.0")
+  (tmp_path / "optformer_corpus" / "cfg_b" / "1.0.0").mkdir(parents=True)
+  (tmp_path / "optformer_corpus" / "cfg_b" / "1.0.0" / "dataset_info.json").write_text("{}")
+  with pytest.raises(ValueError, match="Several corpora"):
+    corpus.resolve_corpus_dir(str(tmp_path))
+  with pytest.raises(FileNotFoundError):
+    corpus.resolve_corpus_dir(str(tmp_path / "missing"))

@@ -46,9 +46,9 @@ def main(argv=None) -> int:
 
   corpus_info = {}
   if args.corpus:
-    from data_gen.corpus import find_corpus_dirs, load_corpus_config
+    from data_gen.corpus import load_corpus_config, resolve_corpus_dir
 
-    corpus_info = {"path": find_corpus_dirs(str(args.corpus))[0], "config": load_corpus_config(str(args.corpus)).to_json()}
+    corpus_info = {"path": resolve_corpus_dir(str(args.corpus)), "config": load_corpus_config(str(args.corpus)).to_json()}
   if not args.export_only:
     if not args.corpus:
       p.error("--corpus is required for training")
