@@ -29,6 +29,9 @@ from eval.random_search import RandomSearch
 from eval.runner import run_study
 
 
+_evaluate = jax.jit(prior_lib.evaluate_one)  # One compile per shape, shared by all tasks.
+
+
 class PriorTask:
   """One held-out prior function as an ask/tell objective (goal: maximize).
 
@@ -57,7 +60,7 @@ class PriorTask:
       else:
         params.append(optformer.Categorical(f"x{d}", [f"c{j}" for j in range(n)]))
     self.space = optformer.SearchSpace(params)
-    self._f = jax.jit(lambda x: prior_lib.evaluate_one(self.task, x))
+    self._f = lambda x: _evaluate(self.task, x)
     self._rng = np.random.default_rng([index, noise_seed])
     self.f_min, self.f_max = self._range()
 

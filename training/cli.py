@@ -41,6 +41,7 @@ def main(argv=None) -> int:
   p.add_argument("--learning-rate", type=float, default=0.0, help="peak learning rate; default from the preset")
   p.add_argument("--export", type=pathlib.Path, help="write the latest checkpoint as a model directory")
   p.add_argument("--export-only", action="store_true")
+  p.add_argument("--note", default="", help="text appended to the model card's Limits section")
   p.add_argument("--no-progress", action="store_true")
   args = p.parse_args(argv)
 
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
     from training.export import export
 
     command = "python -m training.cli " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    out = export(args.workdir, args.export, corpus_info=corpus_info, command=command)
+    out = export(args.workdir, args.export, corpus_info=corpus_info, command=command, note=args.note)
     print(f"exported {out}")
   return 0
 

@@ -37,8 +37,8 @@ def latest_params(workdir):
   return cfg, restored["state"]["params"], step
 
 
-def export(workdir, out_dir, corpus_info: dict | None = None, command: str = "") -> pathlib.Path:
-  """Writes `out_dir` (optformer.checkpoint format) and `out_dir/card.md`."""
+def export(workdir, out_dir, corpus_info: dict | None = None, command: str = "", note: str = "") -> pathlib.Path:
+  """Writes `out_dir` (optformer.checkpoint format) and `out_dir/card.md` (+ `note` under Limits)."""
   cfg, params, step = latest_params(workdir)
   rows = read_metrics(workdir)
   evals = [r for r in rows if "eval_y_nll" in r]
@@ -64,7 +64,7 @@ def export(workdir, out_dir, corpus_info: dict | None = None, command: str = "")
       "command": command,
   }
   out = checkpoint.save(out_dir, cfg.model, params, metadata=facts)
-  (out / "card.md").write_text(model_card(cfg, facts))
+  (out / "card.md").write_text(model_card(cfg, facts) + (f"\n{note}\n" if note else ""))
   return out
 
 
