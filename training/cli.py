@@ -62,7 +62,7 @@ def main(argv=None) -> int:
   if args.export:
     from training.export import export
 
-    command = "python -m training.cli " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = f"python -m training.cli --corpus {shlex.quote(str(args.corpus or 'corpus'))} --workdir {shlex.quote(str(args.workdir))} --export {shlex.quote(str(args.export))}"
     out = export(args.workdir, args.export, corpus_info=corpus_info, command=command, note=args.note)
     print(f"exported {out}")
   return 0

@@ -37,7 +37,7 @@ class TrainConfig:
   model: ModelConfig = ModelConfig()
   data: DataConfig = DataConfig()
   num_steps: int = 7_000  # Total optimizer steps (the cosine schedule's length).
-  peak_learning_rate: float = 5e-4  # After linear warmup.
+  peak_learning_rate: float = 1e-3  # After linear warmup.
   warmup_steps: int = 300  # Linear warmup from 0.
   final_learning_rate_fraction: float = 0.05  # Cosine decays to this fraction of the peak.
   weight_decay: float = 0.01  # AdamW decoupled weight decay.
