@@ -3,7 +3,7 @@
 #
 #   make test     run the test suite (pytest)
 #   make demo     OptFormer vs random search on a real HPO task -> results/demo/
-#   make bench    a short version of the demo (placeholder for the benchmark suite)
+#   make bench    reduced benchmarks: ask() latency, surrogate NLL vs exact GP, held-out prior tasks, short demo -> results/bench/
 #   make corpus   generate the synthetic training corpus -> corpus/
 #   make train    train on corpus/ in runs/gp-v1 (resumable), export checkpoints/optformer-gp-v1
 #
@@ -40,6 +40,9 @@ demo: $(VENV)/.installed-demo
 	$(BIN)/python -m eval.demo $(DEMO_ARGS)
 
 bench: $(VENV)/.installed-demo
+	$(BIN)/python -m eval.latency --sizes 10 40 --out results/bench/latency.json
+	$(BIN)/python -m eval.surrogate_eval --tasks 32 --out results/bench/surrogate.json
+	$(BIN)/python -m eval.prior_tasks --tasks 10 --trials 40 --seeds 2 --out results/bench/prior_tasks.json
 	$(BIN)/python -m eval.demo --trials 20 --seeds 2 --out results/bench
 
 corpus: $(VENV)/.installed-base
