@@ -17,7 +17,7 @@ CORPUS_DIR ?= corpus
 WORKDIR ?= runs/gp-v1
 CHECKPOINT ?= checkpoints/optformer-gp-v1
 # The corpus lands in $(CORPUS_DIR)/optformer_corpus/<config name>/<version>; training needs exactly one there.
-CORPUS_ARGS ?= --num-train 100000 --num-valid 1000 --trials 64 --max-dims 8 --seed 0
+CORPUS_ARGS ?= --num-train 24000 --num-valid 512 --trials 64 --max-dims 8 --seed 0 --mix 0.6,0.2,0.2 --cpus 1
 
 .PHONY: test demo bench corpus train clean-venv
 
