@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import optformer
-from optformer import search_space as ss
 from optformer.search_space import Categorical, Discrete, Float, Int, SearchSpace
 
 NUM_CANDIDATES = 16

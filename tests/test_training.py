@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import optformer
-from optformer import checkpoint
 from training import data as data_lib
 from training.train import Trainer, TrainConfig
 
