@@ -163,17 +163,20 @@ class Optimizer:
     return self._tokens([t.params for t, _ in rows]), np.array([y for _, y in rows])
 
   def _tokens(self, configs) -> np.ndarray:
-    """int32 [N, D_max] value tokens of validated configurations."""
-    unit = np.array([self.space.to_unit(c) for c in configs]).reshape(len(configs), len(self.space))
-    return tk.encode_units(unit, self.encoding, self.tok.num_x_bins)
+    """int32 [N, D_max] value tokens of configurations."""
+    return tk.encode_configs(configs, self.space, self.tok, self.encoding)
+
+  def _encoded_context(self):
+    """(x int [n, D_max], y float [n] larger-is-better, its YNormalizer, y tokens int [n])."""
+    x, y = self._context()
+    norm = tk.YNormalizer.fit(y, self.tok.y_low, self.tok.y_high)
+    return x, y, norm, tk.encode_y(norm.apply(y), self.tok.num_y_bins)
 
   # -- Suggest and predict ---------------------------------------------------
 
   def ask(self) -> dict[str, Any]:
     """The next configuration to evaluate: dict name -> value of the parameter's type."""
-    x, y = self._context()
-    norm = tk.YNormalizer.fit(y, self.tok.y_low, self.tok.y_high)
-    y_tok = tk.encode_y(norm.apply(y), self.tok.num_y_bins)
+    x, y, norm, y_tok = self._encoded_context()
     seed = int(self._rng.integers(2**31))
     cand, _ = self.engine.propose(x, y_tok, self.encoding, self.algorithm, seed, self.num_candidates, self.temperature)
     if len(y) == 0:
@@ -201,13 +204,11 @@ class Optimizer:
       ValueError: no feasible trial yet (the objective's scale is unknown),
         or a config not in the search space.
     """
-    x, y = self._context()
+    x, y, norm, y_tok = self._encoded_context()
     if len(y) == 0:
       raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
-    configs = list(configs)
-    query = self._tokens([self.space.validate(c) for c in configs])
-    norm = tk.YNormalizer.fit(y, self.tok.y_low, self.tok.y_high)
-    probs = self.engine.score(x, tk.encode_y(norm.apply(y), self.tok.num_y_bins), self.encoding, self.algorithm, query)
+    query = self._tokens(list(configs))
+    probs = self.engine.score(x, y_tok, self.encoding, self.algorithm, query)
     edges = norm.invert(self.tok.y_edges())  # increasing, larger is better
     if self.goal == "minimize":
       edges, probs = -edges[::-1], probs[:, ::-1]

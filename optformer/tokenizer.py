@@ -216,10 +216,15 @@ def encode_units(unit_NxD, enc: SpaceEncoding, num_x_bins: int) -> np.ndarray:
   return tokens
 
 
-def encode_configs(configs: Sequence[Mapping[str, Any]], space: ss.SearchSpace, config: TokenizerConfig) -> np.ndarray:
-  """int32 [N, D_max] value tokens of N configurations (validated first)."""
+def encode_configs(
+    configs: Sequence[Mapping[str, Any]], space: ss.SearchSpace, config: TokenizerConfig, enc: SpaceEncoding | None = None
+) -> np.ndarray:
+  """int32 [N, D_max] value tokens of N configurations (validated first).
+
+  `enc`: the space's encoding if already built (encode_space(space, config)).
+  """
   unit = np.array([space.to_unit(c) for c in configs], np.float64).reshape(len(configs), len(space))
-  return encode_units(unit, encode_space(space, config), config.num_x_bins)
+  return encode_units(unit, enc or encode_space(space, config), config.num_x_bins)
 
 
 # ----------------------------------------------------------------------------
