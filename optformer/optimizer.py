@@ -76,17 +76,22 @@ class Optimizer:
     num_candidates: M policy samples ranked per suggestion (> 0).
     temperature: policy sampling temperature (> 0).
     algorithm: behaviour-algorithm prompt, one of the model's algorithms.
+    candidates: where the M candidates ranked by expected improvement come
+      from: "policy" (samples from the model's policy head, the default) or
+      "random" (uniform in the search space; the surrogate alone, as in
+      PFNs4BO's random-candidate ablation). With num_candidates=1 and
+      "policy" the suggestion is the policy sample alone.
     seed: seeds the suggestions (same seed and history -> same suggestion).
 
   Raises:
-    ValueError: bad goal, unknown algorithm, non-positive num_candidates or
+    ValueError: bad goal, unknown algorithm or candidate source, non-positive num_candidates or
       temperature, or a space with more parameters than the model supports.
     checkpoint.CheckpointError: a missing, corrupt or mismatched checkpoint.
   """
 
   def __init__(
       self, space: ss.SearchSpace, goal: str = "minimize", *, model=None, num_candidates: int = 128,
-      temperature: float = 1.0, algorithm: str = "gp_ucb", seed: int | None = None,
+      temperature: float = 1.0, algorithm: str = "gp_ucb", candidates: str = "policy", seed: int | None = None,
   ):
     if not isinstance(space, ss.SearchSpace):
       raise TypeError(f"space must be an optformer.SearchSpace, got {type(space).__name__}.")
@@ -94,6 +99,8 @@ class Optimizer:
       raise ValueError(f"goal must be 'minimize' or 'maximize', got {goal!r}.")
     if num_candidates < 1:
       raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
+    if candidates not in ("policy", "random"):
+      raise ValueError(f"candidates must be 'policy' or 'random', got {candidates!r}.")
     if not temperature > 0:
       raise ValueError(f"temperature must be > 0, got {temperature}.")
     self.space, self.goal = space, goal
@@ -104,7 +111,7 @@ class Optimizer:
       raise ValueError(f"algorithm must be one of {list(algorithms)}, got {algorithm!r}.")
     self.algorithm = algorithms.index(algorithm)
     self.encoding = tk.encode_space(space, self.tok)
-    self.num_candidates, self.temperature = num_candidates, temperature
+    self.num_candidates, self.temperature, self.candidates = num_candidates, temperature, candidates
     self._rng = np.random.default_rng(seed)
     self.trials: list[Trial] = []
     self._warned_truncation = False
@@ -177,8 +184,11 @@ class Optimizer:
   def ask(self) -> dict[str, Any]:
     """The next configuration to evaluate: dict name -> value of the parameter's type."""
     x, y, norm, y_tok = self._encoded_context()
-    seed = int(self._rng.integers(2**31))
-    cand, _ = self.engine.propose(x, y_tok, self.encoding, self.algorithm, seed, self.num_candidates, self.temperature)
+    if self.candidates == "random":
+      cand = self._tokens([self.space.sample(self._rng) for _ in range(self.num_candidates)])
+    else:
+      seed = int(self._rng.integers(2**31))
+      cand, _ = self.engine.propose(x, y_tok, self.encoding, self.algorithm, seed, self.num_candidates, self.temperature)
     if len(y) == 0:
       return self._decode(cand[0])
     probs = self.engine.score(x, y_tok, self.encoding, self.algorithm, cand)
