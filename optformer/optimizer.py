@@ -8,10 +8,29 @@ Suggesting (OptFormer, Chen et al. 2022, Sec. 5 "OptFormer (EI)"):
   3. return the best candidate not already evaluated.
 With an empty history the first policy sample is returned.
 
+Batches and pending trials: every suggestion is *pending* until it is told;
+`add_pending` registers configurations being evaluated elsewhere. Pending
+configurations are never proposed again, and they enter the model's context
+with the surrogate's predicted mean as a fantasized objective (the "kriging
+believer" of Ginsbourger et al., 2010), so `ask(n)` returns n diverse
+configurations: each one is chosen after conditioning on the ones before.
+
+User priors (`prior=`, piBO, Hvarfner et al. 2022): the expected improvement
+of each candidate is multiplied by pi(x) ** (prior_beta / n) (see
+`optformer.priors`), candidates are drawn from the prior as well as the
+policy, and the first suggestions of an empty study are drawn from the prior.
+
+Persistence: `save`/`load` (and `to_json`/`from_json`) keep the search space,
+options, trials, pending trials and the random state, so a resumed study
+makes the same next suggestion as an uninterrupted one.
+
 History handling (documented behaviour for bad or long input):
   * NaN, +-inf or None objectives are recorded as *infeasible* trials
     (`Trial.infeasible`); they stay in `trials` and enter the model's context
     with the worst feasible objective seen, so the optimizer steers away.
+  * Telling the same suggestion twice raises ValueError (a suggestion from
+    `ask` carries its trial number; plain dicts are matched to pending
+    trials by value, and otherwise recorded as a new trial).
   * A history longer than the model's context (`max_trials`, 64 for the
     shipped model) is *truncated for the model only*: the context holds the
     best half and the most recent trials, in their original order; all
@@ -21,14 +40,18 @@ History handling (documented behaviour for bad or long input):
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import pathlib
+import tempfile
 import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from optformer import checkpoint
+from optformer import priors as priors_lib
 from optformer import search_space as ss
 from optformer import tokenizer as tk
 from optformer.distribution import RiemannDistribution
@@ -50,11 +73,26 @@ def load_engine(model: OptFormer | str | pathlib.Path | None = None) -> Engine:
 
 @dataclasses.dataclass(frozen=True)
 class Trial:
-  """A completed evaluation. `value` is NaN when `infeasible`."""
+  """A completed evaluation. `value` is NaN when `infeasible`; `number` counts trials from 0 in ask/tell order."""
 
   params: dict
   value: float
   infeasible: bool = False
+  number: int = -1
+
+
+class Suggestion(dict):
+  """A configuration returned by `Optimizer.ask`: a plain dict name -> value that also carries its trial `number`."""
+
+  def __init__(self, params: Mapping[str, Any], number: int):
+    super().__init__(params)
+    self.number = number
+
+  def __repr__(self) -> str:
+    return f"Suggestion({dict(self)!r}, number={self.number})"
+
+  def __reduce__(self):
+    return (Suggestion, (dict(self), self.number))
 
 
 def _as_objective(value: Any) -> tuple[float, bool]:
@@ -81,17 +119,23 @@ class Optimizer:
       "random" (uniform in the search space; the surrogate alone, as in
       PFNs4BO's random-candidate ablation). With num_candidates=1 and
       "policy" the suggestion is the policy sample alone.
+    prior: parameter name -> `optformer.priors.Normal` or `Weights`, a belief
+      about where good values lie (piBO); None for no prior.
+    prior_beta: beta of piBO (> 0): the prior's weight is pi(x) ** (beta / n)
+      after n trials; about a tenth of the trial budget is the paper's choice.
     seed: seeds the suggestions (same seed and history -> same suggestion).
 
   Raises:
-    ValueError: bad goal, unknown algorithm or candidate source, non-positive num_candidates or
-      temperature, or a space with more parameters than the model supports.
+    ValueError: bad goal, unknown algorithm or candidate source, non-positive
+      num_candidates, temperature or prior_beta, a prior that does not fit
+      the space, or a space with more parameters than the model supports.
     checkpoint.CheckpointError: a missing, corrupt or mismatched checkpoint.
   """
 
   def __init__(
       self, space: ss.SearchSpace, goal: str = "minimize", *, model=None, num_candidates: int = 128,
-      temperature: float = 1.0, algorithm: str = "gp_ucb", candidates: str = "policy", seed: int | None = None,
+      temperature: float = 1.0, algorithm: str = "gp_ucb", candidates: str = "policy",
+      prior: Mapping[str, priors_lib.Belief] | None = None, prior_beta: float = 10.0, seed: int | None = None,
   ):
     if not isinstance(space, ss.SearchSpace):
       raise TypeError(f"space must be an optformer.SearchSpace, got {type(space).__name__}.")
@@ -103,7 +147,10 @@ class Optimizer:
       raise ValueError(f"candidates must be 'policy' or 'random', got {candidates!r}.")
     if not temperature > 0:
       raise ValueError(f"temperature must be > 0, got {temperature}.")
+    if not prior_beta > 0:
+      raise ValueError(f"prior_beta must be > 0, got {prior_beta}.")
     self.space, self.goal = space, goal
+    self.model_path = None if isinstance(model, OptFormer) else str(model or checkpoint.DEFAULT_CHECKPOINT)
     self.engine = load_engine(model)
     self.tok = self.engine.tok
     algorithms = self.engine.config.algorithms
@@ -112,8 +159,12 @@ class Optimizer:
     self.algorithm = algorithms.index(algorithm)
     self.encoding = tk.encode_space(space, self.tok)
     self.num_candidates, self.temperature, self.candidates = num_candidates, temperature, candidates
+    self.prior = priors_lib.Prior(space, prior) if prior else None
+    self.prior_beta = float(prior_beta)
     self._rng = np.random.default_rng(seed)
     self.trials: list[Trial] = []
+    self._pending: dict[int, dict] = {}  # trial number -> validated params, in ask order
+    self._next_number = 0
     self._warned_truncation = False
 
   # -- History ---------------------------------------------------------------
@@ -121,16 +172,68 @@ class Optimizer:
   def tell(self, params: Mapping[str, Any], value: Any) -> Trial:
     """Records a completed trial and returns it.
 
+    `params` is a suggestion from `ask` (matched by its trial number), or any
+    configuration: it completes the oldest pending trial with equal values,
+    or else is recorded as a new trial.
+
     Raises:
       ValueError / TypeError: params not in the search space (unknown,
-        missing or out-of-range parameter), or a non-numeric objective.
+        missing or out-of-range parameter, a value of the wrong type), a
+        non-numeric objective, or a suggestion that was already told.
         Nothing is recorded then.
     """
-    params = self.space.validate(params)
+    valid = self.space.validate(params)
     v, infeasible = _as_objective(value)
-    trial = Trial(params=params, value=math.nan if infeasible else v, infeasible=infeasible)
+    number = self._match_pending(params, valid)
+    if number is None:
+      number = self._new_number()
+    else:
+      del self._pending[number]
+    trial = Trial(params=valid, value=math.nan if infeasible else v, infeasible=infeasible, number=number)
     self.trials.append(trial)
     return trial
+
+  def _match_pending(self, params, valid) -> int | None:
+    if isinstance(params, Suggestion):
+      if params.number in self._pending:
+        return params.number
+      if any(t.number == params.number for t in self.trials):
+        raise ValueError(f"Trial {params.number} ({dict(params)!r}) was already told; tell each suggestion once.")
+    return next((n for n, p in self._pending.items() if p == valid), None)
+
+  def _new_number(self) -> int:
+    self._next_number += 1
+    return self._next_number - 1
+
+  def add_pending(self, params: Mapping[str, Any]) -> Suggestion:
+    """Registers a configuration under evaluation elsewhere (e.g. by another worker).
+
+    It is not proposed again, and it enters the context with a fantasized
+    objective until it is told (or removed with `remove_pending`).
+
+    Returns:
+      The configuration as a Suggestion with its new trial number.
+
+    Raises:
+      ValueError / TypeError: params not in the search space.
+    """
+    valid = self.space.validate(params)
+    number = self._new_number()
+    self._pending[number] = valid
+    return Suggestion(valid, number)
+
+  def remove_pending(self, params: Mapping[str, Any]) -> None:
+    """Forgets a pending trial (evaluation abandoned). Raises ValueError if it is not pending."""
+    valid = self.space.validate(params)
+    number = self._match_pending(params, valid)
+    if number is None:
+      raise ValueError(f"{dict(params)!r} is not a pending trial.")
+    del self._pending[number]
+
+  @property
+  def pending(self) -> list[Suggestion]:
+    """Configurations asked (or added) but not yet told, oldest first."""
+    return [Suggestion(p, n) for n, p in self._pending.items()]
 
   @property
   def best(self) -> tuple[dict, float]:
@@ -145,19 +248,23 @@ class Optimizer:
   def _internal(self, value: float) -> float:
     return value if self.goal == "maximize" else -value
 
-  def _context(self) -> tuple[np.ndarray, np.ndarray]:
-    """Model context: unit-space tokens int [n, D] and objectives float [n] (larger is better)."""
+  def _context(self, extra=()) -> tuple[np.ndarray, np.ndarray]:
+    """Model context: unit-space tokens int [n, D] and objectives float [n] (larger is better).
+
+    `extra` holds (params, internal objective) rows appended after the trials
+    (fantasized pending trials).
+    """
     feasible = [self._internal(t.value) for t in self.trials if not t.infeasible]
     if not feasible:
       return np.zeros((0, self.tok.max_params), np.int32), np.zeros(0)
     worst = min(feasible)
-    rows = [(t, worst if t.infeasible else self._internal(t.value)) for t in self.trials]
+    rows = [(t.params, worst if t.infeasible else self._internal(t.value)) for t in self.trials] + list(extra)
     limit = self.engine.config.max_trials
     if len(rows) > limit:
       if not self._warned_truncation:
         warnings.warn(
             f"The study has {len(rows)} trials; the model's context holds {limit}. It sees the best "
-            f"{limit // 2} and the most recent trials (all trials are kept in `trials`).", stacklevel=3,
+            f"{limit // 2} and the most recent trials (all trials are kept in `trials`).", stacklevel=4,
         )
         self._warned_truncation = True
       order = np.argsort([-y for _, y in rows], kind="stable")
@@ -167,43 +274,90 @@ class Optimizer:
           break
         keep.add(i)
       rows = [rows[i] for i in sorted(keep)]
-    return self._tokens([t.params for t, _ in rows]), np.array([y for _, y in rows])
+    return self._tokens([p for p, _ in rows]), np.array([y for _, y in rows])
 
   def _tokens(self, configs) -> np.ndarray:
     """int32 [N, D_max] value tokens of configurations."""
     return tk.encode_configs(configs, self.space, self.tok, self.encoding)
 
   def _encoded_context(self):
-    """(x int [n, D_max], y float [n] larger-is-better, its YNormalizer, y tokens int [n])."""
+    """(x int [n, D_max], y float [n] larger-is-better, its YNormalizer, y tokens int [n], best real y).
+
+    Pending trials are appended with the surrogate's predicted mean given
+    the completed trials (kriging believer); the best y counts completed
+    trials only.
+    """
     x, y = self._context()
     norm = tk.YNormalizer.fit(y, self.tok.y_low, self.tok.y_high)
-    return x, y, norm, tk.encode_y(norm.apply(y), self.tok.num_y_bins)
+    y_tok = tk.encode_y(norm.apply(y), self.tok.num_y_bins)
+    if len(y) == 0 or not self._pending:
+      return x, y, norm, y_tok, (y.max() if len(y) else None)
+    pending = list(self._pending.values())
+    probs = self.engine.score(x, y_tok, self.encoding, self.algorithm, self._tokens(pending))
+    means = norm.invert(RiemannDistribution(probs, self.tok.y_edges(), "maximize").mean)
+    best = y.max()
+    x, y = self._context(extra=zip(pending, means))
+    norm = tk.YNormalizer.fit(y, self.tok.y_low, self.tok.y_high)
+    return x, y, norm, tk.encode_y(norm.apply(y), self.tok.num_y_bins), best
 
   # -- Suggest and predict ---------------------------------------------------
 
-  def ask(self) -> dict[str, Any]:
-    """The next configuration to evaluate: dict name -> value of the parameter's type."""
-    x, y, norm, y_tok = self._encoded_context()
-    if self.candidates == "random":
+  def ask(self, n: int | None = None) -> Suggestion | list[Suggestion]:
+    """The next configuration(s) to evaluate.
+
+    Args:
+      n: None for one configuration, or an int >= 1 for a batch of n diverse
+        configurations (each chosen after fantasizing the ones before).
+
+    Returns:
+      A Suggestion (a dict name -> value of the parameter's type, with its
+      trial `number`), or a list of n of them. Each is pending until told.
+
+    Raises:
+      ValueError: n < 1.
+    """
+    if n is None:
+      return self._ask_one()
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+      raise ValueError(f"n must be None or an int >= 1, got {n!r}.")
+    return [self._ask_one() for _ in range(int(n))]
+
+  def _ask_one(self) -> Suggestion:
+    x, y, norm, y_tok, best = self._encoded_context()
+    d = len(self.space)
+    taken = [t.params for t in self.trials] + list(self._pending.values())
+    seen = {row[:d].tobytes() for row in self._tokens(taken)} if taken else set()
+    if len(y) == 0 and self.prior is not None:
+      cand = self._tokens(self.prior.sample(self._rng, self.num_candidates))
+    elif self.candidates == "random":
       cand = self._tokens([self.space.sample(self._rng) for _ in range(self.num_candidates)])
     else:
       seed = int(self._rng.integers(2**31))
       cand, _ = self.engine.propose(x, y_tok, self.encoding, self.algorithm, seed, self.num_candidates, self.temperature)
-    if len(y) == 0:
-      return self._decode(cand[0])
-    probs = self.engine.score(x, y_tok, self.encoding, self.algorithm, cand)
-    ei = RiemannDistribution(probs, self.tok.y_edges(), "maximize").expected_improvement(norm.apply(y.max()))
-    d = len(self.space)
-    seen = {row.tobytes() for row in self._tokens([t.params for t in self.trials])[:, :d]}
+      if self.prior is not None:
+        cand = np.concatenate([cand, self._tokens(self.prior.sample(self._rng, self.num_candidates))])
     fresh = np.array([row[:d].tobytes() not in seen for row in cand])
-    ei = np.where(fresh, ei, -np.inf) if fresh.any() else ei
-    return self._decode(cand[int(np.argmax(ei))])
+    if len(y) == 0:  # No scale yet: the first fresh candidate (policy or prior sample).
+      return self._register(cand[int(np.argmax(fresh))])
+    probs = self.engine.score(x, y_tok, self.encoding, self.algorithm, cand)
+    ei = RiemannDistribution(probs, self.tok.y_edges(), "maximize").expected_improvement(norm.apply(best))
+    score = np.log(np.maximum(ei, 1e-300))
+    if self.prior is not None:
+      configs = [self._decode(row) for row in cand]
+      score = score + self.prior_beta / max(len(self.trials), 1) * self.prior.log_density(configs)
+    score = np.where(fresh, score, -np.inf) if fresh.any() else score
+    return self._register(cand[int(np.argmax(score))])
+
+  def _register(self, tokens_D) -> Suggestion:
+    return self.add_pending(self._decode(tokens_D))
 
   def _decode(self, tokens_D) -> dict[str, Any]:
     return tk.decode_x(tokens_D, self.space, self.encoding, self.tok.num_x_bins)
 
   def predict(self, configs: Sequence[Mapping[str, Any]]) -> RiemannDistribution:
     """Predictive distributions of the objective at `configs`, in objective units.
+
+    Pending trials are in the context with fantasized objectives, as for `ask`.
 
     Returns:
       RiemannDistribution over N = len(configs) rows with `goal` set, so its
@@ -214,7 +368,7 @@ class Optimizer:
       ValueError: no feasible trial yet (the objective's scale is unknown),
         or a config not in the search space.
     """
-    x, y, norm, y_tok = self._encoded_context()
+    x, y, norm, y_tok, _ = self._encoded_context()
     if len(y) == 0:
       raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
     query = self._tokens(list(configs))
@@ -223,6 +377,78 @@ class Optimizer:
     if self.goal == "minimize":
       edges, probs = -edges[::-1], probs[:, ::-1]
     return StudyDistribution(probs, edges, self.goal, best=self.best[1])
+
+  # -- Persistence -----------------------------------------------------------
+
+  def to_json(self) -> dict:
+    """The study as a JSON-serializable dict (format 1): space, options, trials, pending, random state.
+
+    The model is referenced by its checkpoint path ("model": null when the
+    optimizer was built from an in-memory OptFormer; pass `model=` to load).
+    """
+    return {
+        "format": _FORMAT, "space": self.space.to_json(), "goal": self.goal, "model": self.model_path,
+        "options": {
+            "num_candidates": self.num_candidates, "temperature": self.temperature,
+            "algorithm": self.engine.config.algorithms[self.algorithm], "candidates": self.candidates,
+            "prior": self.prior.to_json() if self.prior else None, "prior_beta": self.prior_beta,
+        },
+        "trials": [
+            {"number": t.number, "params": t.params, "value": None if t.infeasible else t.value} for t in self.trials
+        ],
+        "pending": [{"number": n, "params": p} for n, p in self._pending.items()],
+        "next_number": self._next_number, "rng": self._rng.bit_generator.state,
+        "warned_truncation": self._warned_truncation,
+    }
+
+  @classmethod
+  def from_json(cls, data: Mapping[str, Any], *, model=None) -> "Optimizer":
+    """Inverse of `to_json`. `model` overrides the stored checkpoint path.
+
+    Raises:
+      ValueError: an unknown format, or a stored trial that does not fit the stored space.
+      checkpoint.CheckpointError: the referenced checkpoint is missing or corrupt.
+    """
+    if not isinstance(data, Mapping) or data.get("format") != _FORMAT:
+      got = data.get("format") if isinstance(data, Mapping) else type(data).__name__
+      raise ValueError(f"Not an optformer study (format {_FORMAT} expected, got {got!r}).")
+    space = ss.SearchSpace.from_json(data["space"])
+    opts = dict(data["options"])
+    prior = opts.pop("prior")
+    if model is None and data["model"] is None:
+      raise ValueError("The study was saved from an in-memory model; pass model= to load it.")
+    opt = cls(space, data["goal"], model=model if model is not None else data["model"], **opts)
+    if prior:
+      opt.prior = priors_lib.Prior.from_json(space, prior)
+    for t in data["trials"]:
+      v, infeasible = _as_objective(t["value"])
+      opt.trials.append(Trial(space.validate(t["params"]), math.nan if infeasible else v, infeasible, t["number"]))
+    opt._pending = {int(p["number"]): space.validate(p["params"]) for p in data["pending"]}
+    opt._next_number = int(data["next_number"])
+    opt._rng.bit_generator.state = data["rng"]
+    opt._warned_truncation = bool(data["warned_truncation"])
+    return opt
+
+  def save(self, path: str | os.PathLike) -> None:
+    """Writes `to_json()` to `path` atomically (a temporary file, then rename)."""
+    path = pathlib.Path(path)
+    text = json.dumps(self.to_json(), indent=1, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+    os.replace(tmp, path)
+
+  @classmethod
+  def load(cls, path: str | os.PathLike, *, model=None) -> "Optimizer":
+    """Reads a study written by `save`. Raises ValueError on malformed JSON (naming the file)."""
+    try:
+      data = json.loads(pathlib.Path(path).read_text())
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}: not valid JSON ({e}).") from None
+    return cls.from_json(data, model=model)
+
+
+_FORMAT = 1
 
 
 class StudyDistribution(RiemannDistribution):

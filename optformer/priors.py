@@ -1,0 +1,173 @@
+"""User beliefs about where good parameter values lie (piBO, Hvarfner et al., ICLR 2022).
+
+A *prior* maps parameter names to per-parameter beliefs; parameters without
+one are uniform. The optimizer multiplies its acquisition by the prior
+density raised to beta / n (n = number of completed trials, piBO Eq. 6):
+
+    a_pi(x) = EI(x) * pi(x) ** (beta / n)
+
+so the prior dominates the first suggestions and fades as evidence
+accumulates; a wrong prior slows the search down but cannot stop it, because
+every belief here is positive everywhere in its parameter's range.
+
+Densities are defined in the parameter's *unit space* (`to_unit`: linear in
+[low, high], logarithmic for log-scale parameters; uniform over levels and
+categories), so a `Normal` on a log-scale learning rate is a log-normal
+belief in the learning rate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+from optformer import search_space as ss
+
+
+@dataclasses.dataclass(frozen=True)
+class Normal:
+  """A Gaussian belief centred on a parameter value, truncated to the parameter's range.
+
+  For Float, Int and Discrete parameters.
+
+  Args:
+    mean: the value believed best, inside the parameter's range (in the
+      parameter's own units, e.g. 1e-3 for a learning rate).
+    width: standard deviation in unit space, in (0, 1]: the fraction of the
+      range (of its logarithm for log-scale parameters) that one standard
+      deviation spans. 0.1 is a confident belief, 0.3 a vague one.
+  """
+
+  mean: Any
+  width: float = 0.15
+
+  def __post_init__(self):
+    if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not 0 < self.width <= 1:
+      raise ValueError(f"Normal prior: width must be in (0, 1], got {self.width!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Weights:
+  """A belief over the values of a Categorical or Discrete parameter.
+
+  Args:
+    weights: value -> positive weight, one entry for every value of the
+      parameter (normalized to probabilities).
+  """
+
+  weights: Mapping[Any, float]
+
+
+Belief = Normal | Weights
+
+
+def _check(belief, p) -> None:
+  if isinstance(belief, Normal):
+    if isinstance(p, ss.Categorical):
+      raise ValueError(f"Prior for {p.name!r}: a Normal belief needs a numeric parameter, {p.name!r} is categorical; use Weights.")
+    try:
+      p.validate(belief.mean)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"Prior for {p.name!r}: mean {belief.mean!r} is not a value of the parameter ({e}).") from None
+  elif isinstance(belief, Weights):
+    if not isinstance(p, (ss.Categorical, ss.Discrete)):
+      raise ValueError(f"Prior for {p.name!r}: Weights need a Categorical or Discrete parameter, got {type(p).__name__}.")
+    values = list(p.choices if isinstance(p, ss.Categorical) else p.values)
+    unknown = [v for v in belief.weights if v not in values]
+    missing = [v for v in values if v not in belief.weights]
+    if unknown or missing:
+      raise ValueError(f"Prior for {p.name!r}: Weights need exactly the values {values}; unknown {unknown}, missing {missing}.")
+    bad = {v: w for v, w in belief.weights.items() if not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0)}
+    if bad:
+      raise ValueError(f"Prior for {p.name!r}: every weight must be a finite number > 0 (a zero would forbid a value forever), got {bad}.")
+  else:
+    raise TypeError(f"Prior for {p.name!r}: expected optformer.priors.Normal or Weights, got {belief!r}.")
+
+
+class Prior:
+  """Per-parameter beliefs over a search space: density and sampling.
+
+  Args:
+    space: the search space.
+    beliefs: parameter name -> Normal or Weights; other parameters are uniform.
+
+  Raises:
+    ValueError: an unknown parameter name, a belief that does not fit its
+      parameter (Normal on a categorical, a mean outside the range, weights
+      missing a value or not positive).
+  """
+
+  def __init__(self, space: ss.SearchSpace, beliefs: Mapping[str, Belief]):
+    unknown = sorted(set(beliefs) - set(space.names))
+    if unknown:
+      raise ValueError(f"Prior names unknown parameter(s) {unknown}; the search space has {space.names}.")
+    for name, belief in beliefs.items():
+      _check(belief, space[name])
+    self.space = space
+    self.beliefs = dict(beliefs)
+
+  def _unit_normal(self, p, belief: Normal):
+    mu = p.to_unit(belief.mean)
+    a, b = (0.0 - mu) / belief.width, (1.0 - mu) / belief.width
+    return stats.truncnorm(a, b, loc=mu, scale=belief.width)
+
+  def _probs(self, p, belief: Weights) -> np.ndarray:
+    values = list(p.choices if isinstance(p, ss.Categorical) else p.values)
+    w = np.array([float(belief.weights[v]) for v in values])
+    return w / w.sum()
+
+  def log_density(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """float64 [N]: log prior density of each configuration (unit-space density; mass for Weights)."""
+    out = np.zeros(len(configs))
+    for name, belief in self.beliefs.items():
+      p = self.space[name]
+      if isinstance(belief, Normal):
+        u = np.array([p.to_unit(c[name]) for c in configs])
+        out += self._unit_normal(p, belief).logpdf(u)
+      else:
+        values = list(p.choices if isinstance(p, ss.Categorical) else p.values)
+        probs = self._probs(p, belief)
+        out += np.log([probs[values.index(p.validate(c[name]))] for c in configs])
+    return out
+
+  def sample(self, rng: np.random.Generator, num: int) -> list[dict[str, Any]]:
+    """`num` configurations drawn from the prior (uniform for parameters without a belief)."""
+    configs = [self.space.sample(rng) for _ in range(num)]
+    for name, belief in self.beliefs.items():
+      p = self.space[name]
+      if isinstance(belief, Normal):
+        u = self._unit_normal(p, belief).rvs(size=num, random_state=rng)
+        vals = [p.from_unit(float(x)) for x in u]
+      else:
+        values = list(p.choices if isinstance(p, ss.Categorical) else p.values)
+        vals = [values[i] for i in rng.choice(len(values), size=num, p=self._probs(p, belief))]
+      for c, v in zip(configs, vals):
+        c[name] = v
+    return configs
+
+  def to_json(self) -> dict:
+    """JSON-serializable form: {name: {"normal": {...}} or {"weights": [[value, w], ...]}}."""
+    out = {}
+    for name, b in self.beliefs.items():
+      if isinstance(b, Normal):
+        out[name] = {"normal": {"mean": b.mean, "width": b.width}}
+      else:
+        out[name] = {"weights": [[v, w] for v, w in b.weights.items()]}
+    return out
+
+  @classmethod
+  def from_json(cls, space: ss.SearchSpace, data: Mapping[str, Any]) -> "Prior":
+    """Inverse of `to_json`. Raises ValueError on an unknown belief type."""
+    beliefs = {}
+    for name, item in data.items():
+      if "normal" in item:
+        beliefs[name] = Normal(**item["normal"])
+      elif "weights" in item:
+        beliefs[name] = Weights({v: w for v, w in item["weights"]})
+      else:
+        raise ValueError(f"Prior for {name!r}: expected a 'normal' or 'weights' entry, got {sorted(item)}.")
+    return cls(space, beliefs)
