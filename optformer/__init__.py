@@ -7,9 +7,10 @@ from optformer.checkpoint import CheckpointError
 from optformer.distribution import RiemannDistribution
 from optformer.optimizer import Optimizer, Trial
 from optformer.search_space import Categorical, Discrete, Float, Int, SearchSpace
+from optformer.surrogate import Surrogate
 
 __all__ = [
     "Categorical", "CheckpointError", "Discrete", "Float", "Int", "Optimizer", "RiemannDistribution",
-    "SearchSpace", "Trial",
+    "SearchSpace", "Surrogate", "Trial",
 ]
 __version__ = "0.1.0"

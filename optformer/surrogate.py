@@ -1,0 +1,250 @@
+"""A scikit-learn-style regressor on the pretrained model, for a user's own BO loop.
+
+`Surrogate` has the interface of `sklearn.gaussian_process.GaussianProcessRegressor`
+where it matters to a Bayesian-optimization loop:
+
+  GaussianProcessRegressor            Surrogate
+  ---------------------------------   ----------------------------------------------
+  fit(X, y) -> self                   fit(X, y) -> self: stores the context, no
+                                      gradient steps and no hyperparameter fitting
+  predict(X) -> mean [m]              predict(X) -> mean float64 [m]
+  predict(X, return_std=True)         predict(X, return_std=True) -> (mean, std)
+  predict(X, return_cov=True)         not supported (the model predicts marginals)
+  sample_y(X, n_samples, random_state) sample_y(...) -> [m, n_samples], independent
+                                      draws from each marginal (a GP draws jointly
+                                      across X; these are not correlated across X)
+  kernel, alpha, optimizer, ...       none: the "kernel" is what the model learned
+                                      from its prior (a GP prior for the shipped one)
+  X: float [n, d]                     X: a list of configurations (dicts), or an
+                                      array-like [n, d] of values in the search
+                                      space's parameter order (categoricals by value)
+  (any number of training points)     at most the model's context (`max_trials`, 64
+                                      for the shipped model): a longer history is
+                                      truncated to the best half and the most recent
+                                      rows, with a warning, exactly as Optimizer does
+  (no goal)                           goal: "minimize" or "maximize". The model was
+                                      meta-trained on optimization trajectories and
+                                      reads the history as a study seeking that goal;
+                                      it also sets the direction of EI/PI/UCB in
+                                      predict_distribution. Means stay in y's units.
+
+`predict_distribution(X)` returns the full predictive distribution
+(`optformer.RiemannDistribution`: mean, std, quantile, cdf, pdf, log_prob,
+expected_improvement, probability_of_improvement, upper_confidence_bound),
+whose improvement-based acquisition functions default to the best y in the
+goal's direction.
+
+Everything goes through `optformer.Optimizer.tell` and `Optimizer.predict`, so
+validation, context truncation and the handling of the objective's scale are
+the Optimizer's. One difference: `fit` rejects non-finite y with ValueError,
+as scikit-learn regressors do, where `Optimizer.tell` records them as
+infeasible trials (use the Optimizer for studies with failed evaluations).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from optformer import search_space as ss
+from optformer.distribution import RiemannDistribution
+from optformer.optimizer import Optimizer
+
+
+class NotFittedError(ValueError, AttributeError):
+  """`predict` before `fit`. Same bases as sklearn.exceptions.NotFittedError, so `except ValueError` catches both."""
+
+
+class Surrogate:
+  """The pretrained model as an in-context regressor of the objective.
+
+  Args:
+    space: the SearchSpace that configurations come from.
+    goal: "minimize" or "maximize": the direction the user's loop optimizes y
+      (see the module docstring for why the model needs it).
+    model: an OptFormer, a checkpoint directory, or None for the shipped one.
+    algorithm: behaviour-algorithm prompt, one of the model's algorithms.
+
+  Attributes after `fit`:
+    X_train_: list of the n validated configurations (dicts), in fit order.
+    y_train_: float64 [n], the objectives, in y's units.
+    n_features_in_: int, the number of parameters d.
+
+  Raises:
+    TypeError: space is not a SearchSpace.
+    ValueError: a bad goal or algorithm, or a space with more parameters than
+      the model supports.
+    optformer.CheckpointError: a missing, corrupt or mismatched checkpoint.
+  """
+
+  def __init__(self, space: ss.SearchSpace, *, goal: str = "minimize", model=None, algorithm: str = "gp_ucb"):
+    self.space, self.goal, self.model, self.algorithm = space, goal, model, algorithm
+    self._new_optimizer()  # Validates the arguments and loads the model now, not at the first fit.
+    self._optimizer: Optimizer | None = None
+
+  def _new_optimizer(self) -> Optimizer:
+    return Optimizer(self.space, self.goal, model=self.model, algorithm=self.algorithm)
+
+  # -- Fit -------------------------------------------------------------------
+
+  def fit(self, X, y) -> "Surrogate":
+    """Stores (X, y) as the model's context, replacing any earlier fit; returns self.
+
+    Args:
+      X: n configurations: a list of dicts name -> value, or an array-like
+        [n, d] of values in `space.names` order (an object array or a list of
+        rows to mix numbers and strings).
+      y: float [n] (or [n, 1]) objectives, finite, in any units.
+
+    Raises:
+      ValueError: n = 0, len(X) != len(y), a non-finite y (NaN, +-inf), a row
+        of the wrong width, or a configuration not in the space (unknown,
+        missing or out-of-range parameter); the error names the row.
+      TypeError: non-numeric y, a value of the wrong type, or X that is not a
+        list of configurations.
+      A failed fit leaves an earlier fit in place.
+    """
+    configs = self._configs(X, "X")
+    y_n = _objectives(y)
+    if len(configs) != len(y_n):
+      raise ValueError(f"X has {len(configs)} rows but y has {len(y_n)} values; they must match.")
+    if not configs:
+      raise ValueError("fit needs at least one trial, got X and y of length 0.")
+    opt = self._new_optimizer()
+    for params, value in zip(configs, y_n):
+      opt.tell(params, float(value))
+    self._optimizer = opt
+    self.X_train_ = [t.params for t in opt.trials]
+    self.y_train_ = y_n
+    self.n_features_in_ = len(self.space)
+    return self
+
+  # -- Predict ---------------------------------------------------------------
+
+  def predict_distribution(self, X) -> RiemannDistribution:
+    """The predictive distribution of y at each of m configurations.
+
+    Args:
+      X: m configurations, in either form that `fit` accepts (m may be 0).
+
+    Returns:
+      A RiemannDistribution over m rows in y's units with `goal` set; its
+      expected_improvement() and probability_of_improvement() default to the
+      best y seen (min(y) for "minimize", max(y) for "maximize").
+
+    Raises:
+      NotFittedError: called before `fit`.
+      ValueError / TypeError: a configuration not in the space (as for `fit`).
+    """
+    if self._optimizer is None:
+      raise NotFittedError("This Surrogate is not fitted yet; call fit(X, y) before predicting.")
+    return self._optimizer.predict(self._configs(X, "X"))
+
+  def predict(self, X, return_std: bool = False):
+    """Predictive mean (and standard deviation) of y, as GaussianProcessRegressor.predict.
+
+    Args:
+      X: m configurations, in either form that `fit` accepts.
+      return_std: also return the standard deviation.
+
+    Returns:
+      mean float64 [m], or (mean, std) float64 [m] each, in y's units; std > 0.
+
+    Raises:
+      As `predict_distribution`.
+    """
+    dist = self.predict_distribution(X)
+    return (dist.mean, dist.std) if return_std else dist.mean
+
+  def sample_y(self, X, n_samples: int = 1, random_state: int | np.random.Generator | None = 0) -> np.ndarray:
+    """Draws from each configuration's predictive distribution.
+
+    Unlike GaussianProcessRegressor.sample_y the draws are independent across
+    the m configurations (the model predicts marginals, not a joint). Within a
+    bin the draw is uniform, as the bar distribution's density is.
+
+    Args:
+      X: m configurations, in either form that `fit` accepts.
+      n_samples: draws per configuration, >= 1.
+      random_state: a seed, a numpy Generator, or None.
+
+    Returns:
+      float64 [m, n_samples] in y's units.
+
+    Raises:
+      ValueError: n_samples < 1; otherwise as `predict_distribution`.
+    """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+      raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}.")
+    dist = self.predict_distribution(X)
+    rng = np.random.default_rng(random_state)
+    u_MxS = rng.random((len(dist), int(n_samples)))
+    cum_MxY = np.cumsum(dist.probs, axis=1)
+    out = np.empty_like(u_MxS)
+    last = dist.probs.shape[1] - 1
+    for i in range(len(dist)):  # Inverse cdf: the bin, then the position inside it.
+      b = np.minimum(np.searchsorted(cum_MxY[i], u_MxS[i], side="right"), last)
+      before = np.where(b > 0, cum_MxY[i, b - 1], 0.0)
+      frac = np.clip((u_MxS[i] - before) / np.maximum(dist.probs[i, b], 1e-300), 0.0, 1.0)
+      out[i] = dist.edges[b] + frac * dist.widths[b]
+    return out
+
+  # -- Input -----------------------------------------------------------------
+
+  def _configs(self, X, what: str) -> list[dict[str, Any]]:
+    """Validated configurations from a list of dicts or an array-like [n, d]."""
+    if isinstance(X, Mapping):
+      raise TypeError(f"{what} must be a list of configurations; got a single dict (wrap it in a list).")
+    if not isinstance(X, (list, tuple)):
+      X = np.asarray(X)
+    if isinstance(X, np.ndarray):
+      if X.dtype.kind in "US":
+        raise TypeError(
+            f"{what} is an array of strings (numpy turns a mix of numbers and strings into strings); "
+            "pass a list of rows, a list of dicts, or an object array np.array(rows, dtype=object)."
+        )
+      if X.ndim != 2:
+        raise ValueError(f"{what} must be 2-D [n, {len(self.space)}] (one row per configuration), got shape {X.shape}.")
+      X = X.tolist()  # numpy scalars -> Python numbers
+    is_dict = [isinstance(row, Mapping) for row in X]
+    if any(is_dict) and not all(is_dict):
+      raise TypeError(f"{what} mixes dicts and rows; use one form.")
+    out = []
+    for i, row in enumerate(X):
+      if not is_dict[i]:
+        if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, np.ndarray)):
+          raise ValueError(
+              f"{what} must be 2-D [n, {len(self.space)}]: {what}[{i}] = {row!r} is not a row of values "
+              "(for a single parameter write [[v] for v in values])."
+          )
+        if len(row) != len(self.space):
+          raise ValueError(
+              f"{what}[{i}] has {len(row)} values; the search space has {len(self.space)} parameters "
+              f"{self.space.names} (in that order)."
+          )
+        row = dict(zip(self.space.names, row))
+      try:
+        out.append(self.space.validate(row))
+      except (TypeError, ValueError) as e:
+        raise type(e)(f"{what}[{i}]: {e}") from e
+    return out
+
+
+def _objectives(y) -> np.ndarray:
+  """float64 [n] from a 1-D (or [n, 1]) array-like of finite numbers."""
+  y = np.asarray(y)
+  if y.dtype.kind not in "biuf":
+    raise TypeError(f"y must hold numbers, got dtype {y.dtype} ({y.ravel()[:3].tolist()!r}...).")
+  if y.ndim == 2 and y.shape[1] == 1:
+    y = y[:, 0]
+  if y.ndim != 1:
+    raise ValueError(f"y must be 1-D [n] (one objective), got shape {y.shape}.")
+  y = y.astype(np.float64)
+  bad = np.flatnonzero(~np.isfinite(y))
+  if bad.size:
+    raise ValueError(
+        f"y[{bad[0]}] = {y[bad[0]]} is not finite ({bad.size} non-finite value(s)); a regressor needs finite "
+        "targets. Drop failed trials, or use optformer.Optimizer, which records NaN/inf as infeasible."
+    )
+  return y
