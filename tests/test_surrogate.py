@@ -1,0 +1,242 @@
+"""Surrogate, the scikit-learn-style regressor, on the tiny random-init model: shapes, units, input forms, errors."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import optformer
+from optformer.search_space import Float, Int, SearchSpace
+from optformer.surrogate import NotFittedError
+
+
+def _objective(config):
+  return (math.log10(config["learning_rate"]) + 3) ** 2 + config["units"] / 10 + (config["optimizer"] == "sgd")
+
+
+@pytest.fixture(scope="module")
+def data(mixed_space):
+  """(X train: 6 dicts, y float [6], X query: 5 dicts) in mixed_space."""
+  rng = np.random.default_rng(0)
+  X = [mixed_space.sample(rng) for _ in range(6)]
+  y = np.array([100.0 + 10.0 * _objective(c) for c in X])
+  return X, y, [mixed_space.sample(rng) for _ in range(5)]
+
+
+def _rows(space, configs, dtype=object):
+  return np.array([[c[n] for n in space.names] for c in configs], dtype=dtype)
+
+
+def _fit(space, model, X, y, **kw):
+  return optformer.Surrogate(space, model=model, **kw).fit(X, y)
+
+
+def test_fit_returns_self_and_predict_has_sklearn_shapes_and_dtypes(mixed_space, tiny_model, data):
+  X, y, Q = data
+  s = optformer.Surrogate(mixed_space, model=tiny_model)
+  assert s.fit(X, y) is s
+  assert s.X_train_ == [mixed_space.validate(c) for c in X] and s.n_features_in_ == 4
+  np.testing.assert_array_equal(s.y_train_, y)
+  mean = s.predict(Q)
+  assert mean.shape == (5,) and mean.dtype == np.float64 and np.isfinite(mean).all()
+  mean2, std = s.predict(Q, return_std=True)
+  np.testing.assert_array_equal(mean, mean2)
+  assert std.shape == (5,) and std.dtype == np.float64 and np.all(std > 0)
+  empty_mean, empty_std = s.predict([], return_std=True)
+  assert empty_mean.shape == empty_std.shape == (0,)
+
+
+def test_dict_rows_and_array_inputs_agree(mixed_space, tiny_model, data):
+  X, y, Q = data
+  by_dict = _fit(mixed_space, tiny_model, X, y).predict(Q, return_std=True)
+  for to_rows in (lambda c: _rows(mixed_space, c), lambda c: _rows(mixed_space, c).tolist()):
+    by_rows = _fit(mixed_space, tiny_model, to_rows(X), list(y)).predict(to_rows(Q), return_std=True)
+    np.testing.assert_array_equal(by_rows, by_dict)
+  # An all-numeric space takes a plain float array, ints included as floats.
+  space = SearchSpace([Float("x", -1.0, 1.0), Int("k", 1, 9)])
+  rng = np.random.default_rng(1)
+  configs = [space.sample(rng) for _ in range(5)]
+  y2 = rng.normal(size=5)
+  a = _fit(space, tiny_model, configs, y2).predict(configs)
+  b = _fit(space, tiny_model, _rows(space, configs, np.float64), y2).predict(_rows(space, configs, np.float64))
+  np.testing.assert_array_equal(a, b)
+
+
+def test_predictions_are_in_objective_units(mixed_space, tiny_model, data):
+  X, y, Q = data
+  base_mean, base_std = _fit(mixed_space, tiny_model, X, y).predict(Q, return_std=True)
+  for shift, scale in ((-1000.0, 1.0), (0.0, 0.001), (37.0, 250.0)):
+    mean, std = _fit(mixed_space, tiny_model, X, shift + scale * y).predict(Q, return_std=True)
+    np.testing.assert_allclose(mean, shift + scale * base_mean, rtol=1e-6, atol=1e-9 * abs(shift))
+    np.testing.assert_allclose(std, scale * base_std, rtol=1e-6)
+  # The prediction lies within the bins, which cover the observed range with headroom.
+  dist = _fit(mixed_space, tiny_model, X, y).predict_distribution(Q)
+  assert dist.edges[0] < y.min() and y.max() < dist.edges[-1]
+  assert np.all((base_mean > dist.edges[0]) & (base_mean < dist.edges[-1]))
+
+
+def test_minimizing_y_mirrors_maximizing_minus_y(mixed_space, tiny_model, data):
+  X, y, Q = data
+  lo = _fit(mixed_space, tiny_model, X, y, goal="minimize").predict_distribution(Q)
+  hi = _fit(mixed_space, tiny_model, X, -y, goal="maximize").predict_distribution(Q)
+  np.testing.assert_allclose(lo.mean, -hi.mean, rtol=1e-6)
+  np.testing.assert_allclose(lo.std, hi.std, rtol=1e-6)
+  np.testing.assert_allclose(lo.expected_improvement(), hi.expected_improvement(), rtol=1e-6, atol=1e-9)
+
+
+def test_same_code_path_as_the_optimizer(mixed_space, tiny_model, data):
+  X, y, Q = data
+  opt = optformer.Optimizer(mixed_space, "maximize", model=tiny_model)
+  for c, v in zip(X, y):
+    opt.tell(c, v)
+  want = opt.predict(Q)
+  got = _fit(mixed_space, tiny_model, X, y, goal="maximize").predict_distribution(Q)
+  np.testing.assert_array_equal(got.probs, want.probs)
+  np.testing.assert_array_equal(got.edges, want.edges)
+
+
+def test_distribution_methods_agree_with_mean_and_std(mixed_space, tiny_model, data):
+  X, y, Q = data
+  s = _fit(mixed_space, tiny_model, X, y)
+  dist = s.predict_distribution(Q)
+  mean, std = s.predict(Q, return_std=True)
+  assert isinstance(dist, optformer.RiemannDistribution) and len(dist) == 5 and dist.goal == "minimize"
+  np.testing.assert_allclose(dist.mean, mean)
+  np.testing.assert_allclose(dist.std, std)
+  q = np.stack([dist.quantile(p) for p in (0.05, 0.5, 0.95)])
+  assert np.all(q[0] < q[1]) and np.all(q[1] < q[2])
+  assert np.all((q[0] < mean) & (mean < q[2]))
+  for p, row in zip((0.05, 0.5, 0.95), q):
+    np.testing.assert_allclose(dist.cdf(row), p, atol=1e-9)
+  assert np.all(dist.pdf(mean) > 0) and np.isfinite(dist.log_prob(mean)).all()
+  # Improvement defaults to the best y in the goal's direction (min for "minimize").
+  ei, pi = dist.expected_improvement(), dist.probability_of_improvement()
+  np.testing.assert_allclose(ei, dist.expected_improvement(y.min()))
+  np.testing.assert_allclose(pi, dist.cdf(y.min()))
+  assert np.all(ei >= 0) and np.all((pi >= 0) & (pi <= 1))
+  np.testing.assert_allclose(dist.upper_confidence_bound(4.0), mean - 2.0 * std)
+
+
+def test_a_query_prediction_does_not_depend_on_the_other_queries(mixed_space, tiny_model, data):
+  X, y, Q = data
+  s = _fit(mixed_space, tiny_model, X, y)
+  np.testing.assert_allclose(s.predict(Q[:1] + Q[1:3])[0], s.predict(Q[:1] + Q[3:])[0], rtol=1e-6)
+
+
+def test_sample_y_draws_from_the_bars(mixed_space, tiny_model, data):
+  X, y, Q = data
+  s = _fit(mixed_space, tiny_model, X, y)
+  dist = s.predict_distribution(Q[:2])
+  draws = s.sample_y(Q[:2], n_samples=20000, random_state=0)
+  assert draws.shape == (2, 20000) and draws.dtype == np.float64
+  assert np.all((draws >= dist.edges[0]) & (draws <= dist.edges[-1]))
+  np.testing.assert_array_equal(draws, s.sample_y(Q[:2], n_samples=20000, random_state=0))
+  np.testing.assert_allclose(draws.mean(axis=1), dist.mean, atol=4 * dist.std.max() / np.sqrt(20000))
+  np.testing.assert_allclose(draws.std(axis=1), dist.std, rtol=0.05)
+  np.testing.assert_allclose(np.median(draws, axis=1), dist.quantile(0.5), atol=0.05 * dist.std.max())
+  with pytest.raises(ValueError, match="n_samples"):
+    s.sample_y(Q, n_samples=0)
+
+
+def test_a_history_longer_than_the_context_warns_and_still_predicts(mixed_space, tiny_model, tiny_config):
+  n = tiny_config.max_trials + 4
+  rng = np.random.default_rng(2)
+  X = [mixed_space.sample(rng) for _ in range(n)]
+  y = rng.normal(size=n)
+  s = _fit(mixed_space, tiny_model, X, y)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    mean = s.predict(X[:3])
+  assert any("context" in str(w.message) for w in caught)
+  assert np.isfinite(mean).all() and len(s.X_train_) == n
+
+
+def test_refit_replaces_the_context_and_a_failed_fit_keeps_the_old_one(mixed_space, tiny_model, data):
+  X, y, Q = data
+  s = _fit(mixed_space, tiny_model, X, y)
+  before = s.predict(Q)
+  with pytest.raises(ValueError, match="not finite"):
+    s.fit(X, np.where(np.arange(6) == 2, np.nan, y))
+  np.testing.assert_array_equal(s.predict(Q), before)
+  s.fit(X[:3], y[:3])
+  assert len(s.X_train_) == 3
+  np.testing.assert_array_equal(s.predict(Q), _fit(mixed_space, tiny_model, X[:3], y[:3]).predict(Q))
+
+
+def test_predict_before_fit_raises_not_fitted(mixed_space, tiny_model, data):
+  s = optformer.Surrogate(mixed_space, model=tiny_model)
+  for call in (s.predict, s.predict_distribution, s.sample_y):
+    with pytest.raises(NotFittedError, match="fit"):
+      call(data[2])
+  assert issubclass(NotFittedError, ValueError)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_y_raises_naming_the_row(mixed_space, tiny_model, data, bad):
+  X, y, _ = data
+  with pytest.raises(ValueError, match=r"y\[4\] = .* not finite.*Optimizer"):
+    _fit(mixed_space, tiny_model, X, np.where(np.arange(6) == 4, bad, y))
+
+
+def _bad_inputs(space, X, y):
+  first = dict(X[0])
+  rows = _rows(space, X)
+  return [
+      ("wrong width", rows[:, :3], y, ValueError, r"X\[0\] has 3 values; the search space has 4 parameters"),
+      ("wrong width list", [list(r) + [1] for r in rows], y, ValueError, "has 5 values"),
+      ("unknown parameter", [{**first, "momentum": 0.9}] + X[1:], y, ValueError, r"X\[0\]: Unknown parameter.*'momentum'"),
+      ("missing parameter", [{k: v for k, v in first.items() if k != "units"}] + X[1:], y, ValueError, r"X\[0\]: Missing.*'units'"),
+      ("out of range", X[:5] + [{**first, "units": 400}], y, ValueError, r"X\[5\]: .*400"),
+      ("unknown category", X[:5] + [{**first, "optimizer": "lion"}], y, ValueError, r"X\[5\]: .*'lion'"),
+      ("wrong type", X[:5] + [{**first, "units": 4.5}], y, TypeError, r"X\[5\]: .*4.5"),
+      ("X longer than y", X, y[:5], ValueError, "X has 6 rows but y has 5"),
+      ("y longer than X", X[:5], y, ValueError, "X has 5 rows but y has 6"),
+      ("empty", [], [], ValueError, "at least one trial"),
+      ("1-D array", rows[0], y[:1], ValueError, "2-D"),
+      ("1-D list", [0.1, 0.2], y[:2], ValueError, "2-D"),
+      ("single dict", first, y[:1], TypeError, "wrap it in a list"),
+      ("string array", rows.astype(str), y, TypeError, "array of strings"),
+      ("mixed forms", [first, list(rows[1])], y[:2], TypeError, "mixes dicts and rows"),
+      ("2-D y", X, np.stack([y, y], 1), ValueError, "1-D"),
+      ("string y", X, [str(v) for v in y], TypeError, "numbers"),
+  ]
+
+
+@pytest.mark.parametrize("case", range(17))
+def test_bad_fit_input_raises_a_clear_error(mixed_space, tiny_model, data, case):
+  X, y, _ = data
+  cases = _bad_inputs(mixed_space, X, y)
+  assert len(cases) == 17
+  _, bad_X, bad_y, error, match = cases[case]
+  s = optformer.Surrogate(mixed_space, model=tiny_model)
+  with pytest.raises(error, match=match):
+    s.fit(bad_X, bad_y)
+  with pytest.raises(NotFittedError):
+    s.predict(X)
+
+
+def test_bad_predict_input_raises_a_clear_error(mixed_space, tiny_model, data):
+  X, y, Q = data
+  s = _fit(mixed_space, tiny_model, X, y)
+  with pytest.raises(ValueError, match=r"X\[0\] has 3 values"):
+    s.predict(_rows(mixed_space, Q)[:, :3])
+  with pytest.raises(ValueError, match=r"X\[1\]: Unknown parameter.*'momentum'"):
+    s.predict([Q[0], {**Q[1], "momentum": 0.9}])
+
+
+def test_y_as_a_column_vector_is_accepted(mixed_space, tiny_model, data):
+  X, y, Q = data
+  np.testing.assert_array_equal(_fit(mixed_space, tiny_model, X, y[:, None]).predict(Q), _fit(mixed_space, tiny_model, X, y).predict(Q))
+
+
+def test_constructor_errors(mixed_space, tiny_model, tiny_config):
+  with pytest.raises(ValueError, match="goal"):
+    optformer.Surrogate(mixed_space, model=tiny_model, goal="max")
+  with pytest.raises(ValueError, match="algorithm"):
+    optformer.Surrogate(mixed_space, model=tiny_model, algorithm="bogus")
+  d = tiny_config.tokenizer.max_params
+  with pytest.raises(ValueError, match=f"{d + 1} parameters"):
+    optformer.Surrogate(SearchSpace([Float(f"x{i}", 0.0, 1.0) for i in range(d + 1)]), model=tiny_model)
+  with pytest.raises(TypeError, match="SearchSpace"):
+    optformer.Surrogate([Float("x", 0.0, 1.0)], model=tiny_model)
