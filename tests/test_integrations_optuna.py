@@ -1,10 +1,13 @@
 """Optuna integration: distribution round trips and bad input."""
 
+import math
+
 import pytest
 
 optuna = pytest.importorskip("optuna")
 
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
 
 import optformer  # noqa: E402
 from optformer.integrations import optuna as oi  # noqa: E402
@@ -78,3 +81,223 @@ def test_from_distributions_rejects_bad_input(dists, error, match):
 def test_to_distributions_rejects_a_non_space():
   with pytest.raises(TypeError, match="SearchSpace"):
     oi.to_distributions({"p": Float("p", 0.0, 1.0)})
+
+
+# -- OptFormerSampler ------------------------------------------------------------------
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+NUM_CANDIDATES = 8
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+  """The Optimizers the sampler builds (one per relative sample, after the probe), for inspection."""
+  made = []
+
+  class Recording(optformer.Optimizer):
+    def __init__(self, *args, **kwargs):
+      super().__init__(*args, **kwargs)
+      made.append(self)
+
+  monkeypatch.setattr(oi, "Optimizer", Recording)
+  return made
+
+
+def _sampler(model, seed=0, **kw):
+  return oi.OptFormerSampler(seed=seed, model=model, num_candidates=kw.pop("num_candidates", NUM_CANDIDATES), **kw)
+
+
+def _every_kind(trial):
+  """An objective suggesting one parameter of every Optuna kind (7 > tiny max_params = 4)."""
+  x = trial.suggest_float("a_x", -2.0, 2.0)
+  lr = trial.suggest_float("b_lr", 1e-4, 1e-1, log=True)
+  n = trial.suggest_int("c_n", 1, 32, log=True)
+  c = trial.suggest_categorical("d_c", ["relu", "tanh", None])
+  k = trial.suggest_int("e_k", 0, 10, step=2)
+  q = trial.suggest_float("f_q", 0.0, 1.0, step=0.25)
+  m = trial.suggest_int("g_m", -3, 3)
+  return x**2 + abs(math.log10(lr) + 2) + n / 32 + (c == "tanh") + k / 10 + q + abs(m)
+
+
+def _check_inside(study):
+  for t in study.trials:
+    for name, value in t.params.items():
+      dist = t.distributions[name]
+      assert dist._contains(dist.to_internal_repr(value)), (name, value, dist)
+
+
+def test_sampled_values_lie_inside_their_distributions(tiny_model):
+  study = optuna.create_study(sampler=_sampler(tiny_model))
+  with pytest.warns(UserWarning, match="model takes 4"):
+    study.optimize(_every_kind, n_trials=5)
+  _check_inside(study)
+  assert all(t.state == TrialState.COMPLETE for t in study.trials)
+
+
+def test_joint_space_is_sampled_by_the_optimizer_and_the_rest_by_the_fallback(tiny_model, recorded, monkeypatch):
+  sampler = _sampler(tiny_model)
+  independent = []
+  fallback = sampler._independent_sampler.sample_independent
+  monkeypatch.setattr(
+      sampler._independent_sampler, "sample_independent",
+      lambda study, trial, name, dist: independent.append((trial.number, name)) or fallback(study, trial, name, dist),
+  )
+  study = optuna.create_study(sampler=sampler)
+  with pytest.warns(UserWarning, match=r"Parameters \['e_k', 'f_q', 'g_m'\] are sampled by RandomSampler"):
+    study.optimize(_every_kind, n_trials=3)
+  # Trial 0 has no completed trial, so no joint space; afterwards the first 4 names (sorted) are joint.
+  assert sorted(n for t, n in independent if t == 0) == ["a_x", "b_lr", "c_n", "d_c", "e_k", "f_q", "g_m"]
+  assert sorted(n for t, n in independent if t > 0) == ["e_k", "e_k", "f_q", "f_q", "g_m", "g_m"]
+  opt = recorded[-1]
+  assert opt.space.names == ["a_x", "b_lr", "c_n", "d_c"] and len(opt.trials) == 2
+
+
+def test_same_seed_gives_the_same_study_and_another_seed_another(tiny_model):
+  def run(seed):
+    study = optuna.create_study(sampler=_sampler(tiny_model, seed=seed))
+    study.optimize(lambda t: t.suggest_float("x", -1.0, 1.0) ** 2 + t.suggest_int("n", 0, 9), n_trials=5)
+    return [t.params for t in study.trials]
+
+  assert run(3) == run(3)
+  assert run(3) != run(4)
+
+
+def test_reseed_rng_changes_the_trial_seeds(tiny_model):
+  sampler = _sampler(tiny_model)
+  before = sampler.trial_seed(5)
+  assert sampler.trial_seed(5) == before and sampler.trial_seed(6) != before
+  sampler.reseed_rng()
+  assert sampler.trial_seed(5) != before
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_goal_follows_the_study_direction(tiny_model, recorded, direction):
+  study = optuna.create_study(direction=direction, sampler=_sampler(tiny_model))
+  study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=3)
+  assert recorded[-1].goal == direction
+  assert [t.value for t in recorded[-1].trials] == [t.value for t in study.trials[:2]]
+
+
+def test_failed_trials_are_told_as_infeasible(tiny_model, recorded):
+  def objective(trial):
+    x = trial.suggest_float("x", 0.0, 1.0)
+    if trial.number % 2:
+      raise RuntimeError("diverged")
+    return x
+
+  study = optuna.create_study(sampler=_sampler(tiny_model))
+  study.optimize(objective, n_trials=5, catch=(RuntimeError,))
+  assert [t.state for t in study.trials].count(TrialState.FAIL) == 2
+  assert [t.infeasible for t in recorded[-1].trials] == [False, True, False, True]
+
+
+def test_pruned_trials_are_told_their_last_intermediate_value_or_infeasible(tiny_model, recorded):
+  def objective(trial):
+    x = trial.suggest_float("x", 0.0, 1.0)
+    if trial.number == 1:
+      trial.report(5.0, step=1)
+      trial.report(3.0, step=2)
+      raise optuna.TrialPruned()
+    if trial.number == 2:
+      raise optuna.TrialPruned()  # Nothing reported.
+    return x
+
+  study = optuna.create_study(sampler=_sampler(tiny_model))
+  study.optimize(objective, n_trials=4)
+  told = recorded[-1].trials
+  assert [t.value for t in told[:2]] == [study.trials[0].value, 3.0]
+  assert told[2].infeasible
+
+
+CHOICES = ["a", "b", "c", "d"]
+
+
+def test_running_and_waiting_trials_are_pending_and_not_proposed_again(tiny_model, recorded):
+  sampler = _sampler(tiny_model, num_candidates=64)
+  study = optuna.create_study(sampler=sampler)
+  dist = {"c": CategoricalDistribution(CHOICES)}
+  study.enqueue_trial({"c": "a"})
+  study.tell(study.ask(dist), 1.0)
+  running = study.ask(dist)  # RUNNING, sampled with trial 0 in the context.
+  current = study.ask(dist)  # RUNNING: the trial being sampled below.
+  waiting = next(c for c in CHOICES if c not in ("a", running.params["c"]))
+  study.enqueue_trial({"c": waiting})  # WAITING.
+  params = sampler.sample_relative(study, study.trials[current.number], sampler.infer_relative_search_space(study, None))
+  opt = recorded[-1]
+  assert [t.params for t in opt.trials] == [{"c": "a"}]
+  assert sorted(p["c"] for p in opt.pending) == sorted([running.params["c"], waiting, params["c"]])
+  assert {"a", running.params["c"], waiting, params["c"]} == set(CHOICES)
+
+
+def test_workers_sharing_an_rdb_storage_see_each_others_running_trials(tiny_model, tmp_path):
+  storage = f"sqlite:///{tmp_path / 'study.db'}"
+  dist = {"c": CategoricalDistribution(CHOICES)}
+  worker_a = optuna.create_study(study_name="shared", storage=storage, sampler=_sampler(tiny_model, num_candidates=64))
+  worker_b = optuna.load_study(study_name="shared", storage=storage, sampler=_sampler(tiny_model, num_candidates=64))
+  worker_a.enqueue_trial({"c": "a"})
+  worker_a.tell(worker_a.ask(dist), 0.0)
+  asked = [worker_a.ask(dist), worker_b.ask(dist), worker_a.ask(dist)]  # All three stay RUNNING.
+  assert sorted(t.params["c"] for t in asked) == ["b", "c", "d"]
+
+
+def test_parallel_threads(tiny_model):
+  study = optuna.create_study(sampler=_sampler(tiny_model))
+  study.optimize(lambda t: t.suggest_float("x", -1.0, 1.0) ** 2 + t.suggest_int("n", 0, 9), n_trials=6, n_jobs=2)
+  assert len(study.trials) == 6 and all(t.state == TrialState.COMPLETE for t in study.trials)
+  _check_inside(study)
+
+
+def test_enqueued_trials_are_evaluated_as_given_and_told(tiny_model, recorded):
+  study = optuna.create_study(sampler=_sampler(tiny_model))
+  study.enqueue_trial({"x": 0.25, "n": 7})
+  study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0) + t.suggest_int("n", 0, 9), n_trials=3)
+  assert study.trials[0].params == {"x": 0.25, "n": 7}
+  assert recorded[-1].trials[0].params == {"x": 0.25, "n": 7}
+
+
+def test_conditional_parameters_go_to_the_fallback(tiny_model, recorded):
+  def objective(trial):
+    model = trial.suggest_categorical("model", ["svm", "tree"])
+    if model == "svm":
+      return math.log10(trial.suggest_float("svm_c", 1e-3, 1e3, log=True)) ** 2
+    return trial.suggest_int("tree_depth", 1, 8) / 8
+
+  study = optuna.create_study(sampler=_sampler(tiny_model, warn_independent_sampling=False))
+  study.enqueue_trial({"model": "svm"})
+  study.enqueue_trial({"model": "tree"})
+  study.optimize(objective, n_trials=6)
+  _check_inside(study)
+  assert recorded[-1].space.names == ["model"]
+
+
+def test_a_parameter_whose_range_changes_leaves_the_joint_space(tiny_model, recorded):
+  def objective(trial):
+    x = trial.suggest_float("x", 0.0, 1.0)
+    y = trial.suggest_float("y", 0.0, 1.0 + trial.number)  # A dynamic range.
+    return x + y
+
+  study = optuna.create_study(sampler=_sampler(tiny_model))
+  with pytest.warns(UserWarning, match="'y' in trial 2 is outside the joint search space"):
+    study.optimize(objective, n_trials=4)
+  _check_inside(study)
+  assert [opt.space.names for opt in recorded[1:]] == [["x", "y"], ["x"], ["x"]]
+
+
+def test_multi_objective_studies_are_rejected(tiny_model):
+  study = optuna.create_study(directions=["minimize", "maximize"], sampler=_sampler(tiny_model))
+  with pytest.raises(ValueError, match=r"single-objective.*2 objectives \(\['MINIMIZE', 'MAXIMIZE'\]\)"):
+    study.optimize(lambda t: (t.suggest_float("x", 0.0, 1.0), 1.0), n_trials=1)
+
+
+def test_optimizer_options_pass_through_and_bad_ones_fail_at_construction(tiny_model, recorded):
+  study = optuna.create_study(sampler=_sampler(tiny_model, temperature=0.5, candidates="random"))
+  study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=2)
+  assert (recorded[-1].temperature, recorded[-1].candidates, recorded[-1].num_candidates) == (0.5, "random", NUM_CANDIDATES)
+  with pytest.raises(ValueError, match="algorithm must be one of"):
+    _sampler(tiny_model, algorithm="nope")
+  with pytest.raises(ValueError, match="num_candidates must be >= 1, got 0"):
+    _sampler(tiny_model, num_candidates=0)
+  with pytest.raises(ValueError, match="seed must be a non-negative int or None, got -1"):
+    _sampler(tiny_model, seed=-1)
+  with pytest.raises(TypeError, match="sets the Optimizer's seed and goal"):
+    oi.OptFormerSampler(model=tiny_model, goal="maximize")

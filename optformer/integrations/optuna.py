@@ -25,12 +25,21 @@ from __future__ import annotations
 
 import decimal
 import math
-from typing import Mapping
+import threading
+import warnings
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.samplers import BaseSampler
+from optuna.search_space import intersection_search_space
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, TrialState
 
 from optformer import search_space as ss
+from optformer.optimizer import Optimizer
+
 
 # A stepped distribution with more grid points than this is rejected (a Discrete
 # of that many levels is slow to build and to tokenize; drop the step instead).
@@ -137,3 +146,197 @@ def to_distributions(space: ss.SearchSpace) -> dict[str, BaseDistribution]:
   if not isinstance(space, ss.SearchSpace):
     raise TypeError(f"space must be an optformer.SearchSpace, got {type(space).__name__}.")
   return {p.name: _parameter_to_distribution(p) for p in space}
+
+
+# -- Sampler ---------------------------------------------------------------------
+
+_FINISHED_OR_PENDING = (
+    TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING,
+)
+
+
+def _params_in(space: ss.SearchSpace, params: Mapping[str, Any]) -> dict[str, Any] | None:
+  """`params` restricted to `space` and validated, or None if one is missing or outside it."""
+  try:
+    return space.validate({name: params[name] for name in space.names})
+  except (KeyError, TypeError, ValueError):
+    return None
+
+
+def _last_intermediate_value(trial: FrozenTrial) -> float | None:
+  if not trial.intermediate_values:
+    return None
+  return trial.intermediate_values[max(trial.intermediate_values)]
+
+
+class OptFormerSampler(BaseSampler):
+  """An Optuna sampler that asks `optformer.Optimizer` for each trial (zero-shot, no fitting).
+
+  Relative sampling covers the *joint search space*: the parameters that
+  every COMPLETE trial so far suggested with the same distribution (Optuna's
+  intersection search space, as TPESampler(multivariate=True) and GPSampler
+  use), minus single-valued distributions, distributions that
+  `from_distributions` rejects, and, beyond the model's `max_params` (8 for
+  the shipped model), the parameters after the first `max_params` in name
+  order (a UserWarning says so once). Every other parameter is sampled by
+  `independent_sampler`: all of the first trial's (Optuna learns the space
+  from completed trials, so nothing is joint before one completes),
+  conditional (define-by-run) parameters that not every trial has, and a
+  parameter whose distribution changed between trials (a changed range drops
+  it from the joint space; a changed kind or categorical choices is an error
+  of Optuna's own, for every sampler).
+
+  For each trial a fresh Optimizer over the joint space is given the study's
+  history, restricted to trials that have every joint parameter inside the
+  joint space:
+
+  * COMPLETE: told with its value.
+  * FAIL: told as infeasible (`tell(params, None)`), so the optimizer steers
+    away from it and does not propose it again.
+  * PRUNED: told with its last intermediate value, a pessimistic estimate of
+    its final objective when `trial.report` reports the objective at a lower
+    budget (the usual use); a pruned trial that reported nothing is told as
+    infeasible.
+  * RUNNING and WAITING (other than the trial being sampled; enqueued
+    parameters included): registered as *pending* (`add_pending`), so they
+    are fantasized in the context and not proposed again. This holds for
+    `n_jobs > 1` and for several processes sharing an RDB storage.
+
+  Args:
+    seed: makes the suggestions reproducible: trial number t is sampled with
+      a seed derived from (seed, t), so the same history gives the same
+      suggestion whatever the order in which workers ask. None: random.
+    model: an OptFormer, a checkpoint directory, or None for the shipped one.
+    num_candidates: policy samples ranked by expected improvement per trial.
+    independent_sampler: the fallback for parameters outside the joint space;
+      default `optuna.samplers.RandomSampler(seed)`.
+    warn_independent_sampling: warn (UserWarning, once per parameter name) when
+      a parameter is sampled by the fallback once the study has a completed trial.
+    **optimizer_kwargs: passed to `optformer.Optimizer` (temperature,
+      algorithm, candidates).
+
+  Raises:
+    ValueError / TypeError: at construction, bad Optimizer options (checked
+      by building one); in a study, a multi-objective study (ValueError).
+    optformer.CheckpointError: a missing or corrupt checkpoint.
+  """
+
+  def __init__(
+      self, *, seed: int | None = None, model=None, num_candidates: int = 128,
+      independent_sampler: BaseSampler | None = None, warn_independent_sampling: bool = True, **optimizer_kwargs,
+  ):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+      raise ValueError(f"seed must be a non-negative int or None, got {seed!r}.")
+    if "seed" in optimizer_kwargs or "goal" in optimizer_kwargs:
+      raise TypeError("OptFormerSampler sets the Optimizer's seed and goal itself; pass `seed` to the sampler.")
+    probe = Optimizer(
+        ss.SearchSpace([ss.Float("x", 0.0, 1.0)]), model=model, num_candidates=num_candidates, **optimizer_kwargs
+    )
+    self._max_params = probe.tok.max_params
+    self._model, self._num_candidates, self._optimizer_kwargs = model, num_candidates, optimizer_kwargs
+    self._seed = int(np.random.SeedSequence(seed).entropy) % 2**63 if seed is None else int(seed)
+    self._independent_sampler = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
+    self._warn_independent_sampling = warn_independent_sampling
+    self._warned: set[str] = set()  # Keys of the warnings given.
+    self._dropped: set[str] = set()  # Joint parameters left to the fallback (model too small, unsupported).
+    self._lock = threading.Lock()
+
+  def reseed_rng(self) -> None:
+    """Draws a new base seed (Optuna calls this per thread when `n_jobs != 1`) and reseeds the fallback."""
+    self._seed = int(np.random.SeedSequence().entropy) % 2**63
+    self._independent_sampler.reseed_rng()
+
+  def trial_seed(self, number: int) -> int:
+    """The Optimizer seed for trial `number`: derived from the sampler's seed and the number."""
+    return int(np.random.SeedSequence([self._seed, number]).generate_state(1)[0])
+
+  def _warn_once(self, key: str, message: str) -> None:
+    with self._lock:
+      if key in self._warned:
+        return
+      self._warned.add(key)
+    warnings.warn(message, stacklevel=3)
+
+  def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+    """The joint search space (sorted by name) that `sample_relative` covers; see the class docstring.
+
+    Raises:
+      ValueError: a multi-objective study.
+    """
+    if len(study.directions) > 1:
+      raise ValueError(
+          f"OptFormerSampler supports single-objective studies only; study {study.study_name!r} has "
+          f"{len(study.directions)} objectives ({[d.name for d in study.directions]})."
+      )
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    joint = {}
+    for name, dist in sorted(intersection_search_space(completed).items()):
+      if dist.single():
+        continue
+      try:
+        _distribution_to_parameter(name, dist)
+      except ValueError as e:
+        self._dropped.add(name)
+        self._warn_once(f"unsupported:{name}", f"{e} It is sampled by {type(self._independent_sampler).__name__}.")
+        continue
+      joint[name] = dist
+    if len(joint) > self._max_params:
+      rest = list(joint)[self._max_params:]
+      self._dropped.update(rest)
+      self._warn_once(
+          "too_many", f"The joint search space has {len(joint)} parameters; the model takes {self._max_params}. "
+          f"Parameters {rest} are sampled by {type(self._independent_sampler).__name__}.",
+      )
+      joint = {name: joint[name] for name in list(joint)[: self._max_params]}
+    return joint
+
+  def sample_relative(
+      self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+  ) -> dict[str, Any]:
+    """One configuration of the joint space from `optformer.Optimizer.ask`, given the study's history."""
+    if not search_space:
+      return {}
+    space = from_distributions(search_space)
+    goal = "maximize" if study.direction == StudyDirection.MAXIMIZE else "minimize"
+    opt = Optimizer(
+        space, goal, model=self._model, num_candidates=self._num_candidates, seed=self.trial_seed(trial.number),
+        **self._optimizer_kwargs,
+    )
+    # Fresh from the storage: RUNNING trials of other workers change between calls.
+    for t in study.get_trials(deepcopy=False, states=_FINISHED_OR_PENDING):
+      if t.number == trial.number:
+        continue
+      if t.state == TrialState.WAITING:
+        params = _params_in(space, {**t.params, **t.system_attrs.get("fixed_params", {})})
+      else:
+        params = _params_in(space, t.params)
+      if params is None:
+        continue
+      if t.state == TrialState.COMPLETE:
+        opt.tell(params, t.value)
+      elif t.state == TrialState.FAIL:
+        opt.tell(params, None)
+      elif t.state == TrialState.PRUNED:
+        opt.tell(params, _last_intermediate_value(t))
+      else:
+        opt.add_pending(params)
+    return opt.ask()
+
+  def sample_independent(
+      self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+  ) -> Any:
+    """A value from `independent_sampler` for a parameter outside the joint search space."""
+    warn = self._warn_independent_sampling and param_name not in self._dropped
+    if warn and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+      self._warn_once(
+          f"independent:{param_name}",
+          f"Parameter {param_name!r} in trial {trial.number} is outside the joint search space (conditional, "
+          f"dynamic or unsupported); it is sampled by {type(self._independent_sampler).__name__}.",
+      )
+    return self._independent_sampler.sample_independent(study, trial, param_name, param_distribution)
+
+  def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+    self._independent_sampler.before_trial(study, trial)
+
+  def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+    self._independent_sampler.after_trial(study, trial, state, values)
