@@ -162,12 +162,12 @@ def test_same_seed_gives_the_same_study_and_another_seed_another(tiny_model):
   assert run(3) != run(4)
 
 
-def test_reseed_rng_changes_the_trial_seeds(tiny_model):
+def test_trial_seeds_differ_per_trial_and_survive_reseed_rng(tiny_model):
   sampler = _sampler(tiny_model)
-  before = sampler.trial_seed(5)
-  assert sampler.trial_seed(5) == before and sampler.trial_seed(6) != before
+  seeds = [sampler.trial_seed(n) for n in range(100)]
+  assert len(set(seeds)) == 100 and seeds != [_sampler(tiny_model, seed=1).trial_seed(n) for n in range(100)]
   sampler.reseed_rng()
-  assert sampler.trial_seed(5) != before
+  assert [sampler.trial_seed(n) for n in range(100)] == seeds
 
 
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])
@@ -227,6 +227,32 @@ def test_running_and_waiting_trials_are_pending_and_not_proposed_again(tiny_mode
   assert [t.params for t in opt.trials] == [{"c": "a"}]
   assert sorted(p["c"] for p in opt.pending) == sorted([running.params["c"], waiting, params["c"]])
   assert {"a", running.params["c"], waiting, params["c"]} == set(CHOICES)
+
+
+def test_a_completed_trial_does_not_complete_a_running_trial_with_the_same_params(tiny_model, recorded):
+  sampler = _sampler(tiny_model)
+  study = optuna.create_study(sampler=sampler)
+  dist = {"c": CategoricalDistribution(CHOICES)}
+  study.enqueue_trial({"c": "a"})
+  study.ask(dist)  # Trial 0 stays RUNNING with c = "a".
+  study.add_trial(optuna.trial.create_trial(params={"c": "a"}, distributions=dist, value=1.0))
+  current = study.ask(dist)
+  sampler.sample_relative(study, study.trials[current.number], dist)
+  assert [t.params for t in recorded[-1].trials] == [{"c": "a"}]
+  assert {"c": "a"} in [dict(p) for p in recorded[-1].pending]
+
+
+def test_a_history_longer_than_the_context_warns_once(tiny_model, tiny_config):
+  study = optuna.create_study(sampler=_sampler(tiny_model))
+  dist = {"x": FloatDistribution(0.0, 1.0)}
+  for i in range(tiny_config.max_trials + 1):
+    study.add_trial(optuna.trial.create_trial(params={"x": i / 20}, distributions=dist, value=float(i)))
+  with pytest.warns(UserWarning) as caught:
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=3)
+  assert [str(w.message) for w in caught] == [
+      f"The study has {tiny_config.max_trials + 1} trials; the model's context holds {tiny_config.max_trials}. "
+      f"It sees the best {tiny_config.max_trials // 2} and the most recent ones."
+  ]
 
 
 def test_workers_sharing_an_rdb_storage_see_each_others_running_trials(tiny_model, tmp_path):

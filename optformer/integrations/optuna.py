@@ -242,8 +242,12 @@ class OptFormerSampler(BaseSampler):
     self._lock = threading.Lock()
 
   def reseed_rng(self) -> None:
-    """Draws a new base seed (Optuna calls this per thread when `n_jobs != 1`) and reseeds the fallback."""
-    self._seed = int(np.random.SeedSequence().entropy) % 2**63
+    """Reseeds the fallback sampler (Optuna calls this per thread when `n_jobs != 1`).
+
+    The Optimizer's per-trial seeds are kept: they already differ between
+    trials (and so between threads and workers), and keeping them keeps a
+    trial's suggestion a function of (seed, trial number, history).
+    """
     self._independent_sampler.reseed_rng()
 
   def trial_seed(self, number: int) -> int:
@@ -303,24 +307,32 @@ class OptFormerSampler(BaseSampler):
         **self._optimizer_kwargs,
     )
     # Fresh from the storage: RUNNING trials of other workers change between calls.
+    history, pending = [], []
     for t in study.get_trials(deepcopy=False, states=_FINISHED_OR_PENDING):
-      if t.number == trial.number:
-        continue
-      if t.state == TrialState.WAITING:
-        params = _params_in(space, {**t.params, **t.system_attrs.get("fixed_params", {})})
-      else:
-        params = _params_in(space, t.params)
+      fixed = t.system_attrs.get("fixed_params", {}) if t.state == TrialState.WAITING else {}
+      params = None if t.number == trial.number else _params_in(space, {**t.params, **fixed})
       if params is None:
         continue
       if t.state == TrialState.COMPLETE:
-        opt.tell(params, t.value)
+        history.append((params, t.value))
       elif t.state == TrialState.FAIL:
-        opt.tell(params, None)
+        history.append((params, None))
       elif t.state == TrialState.PRUNED:
-        opt.tell(params, _last_intermediate_value(t))
+        history.append((params, _last_intermediate_value(t)))
       else:
-        opt.add_pending(params)
-    return opt.ask()
+        pending.append(params)
+    for params, value in history:  # All tells before any pending: tell matches pending trials by value.
+      opt.tell(params, value)
+    for params in pending:
+      opt.add_pending(params)
+    limit = opt.engine.config.max_trials
+    if len(history) + len(pending) > limit:
+      self._warn_once(
+          "truncation", f"The study has {len(history) + len(pending)} trials; the model's context holds {limit}. "
+          f"It sees the best {limit // 2} and the most recent ones.",
+      )
+    opt._warned_truncation = True  # The Optimizer's own warning would repeat on every trial.
+    return dict(opt.ask())
 
   def sample_independent(
       self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
