@@ -1,0 +1,81 @@
+"""The registered scikit-learn HPO tasks: spaces, finite deterministic objectives, validation."""
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.svm import SVC
+
+import optformer
+from eval import sklearn_tasks
+from eval.sklearn_tasks import TASKS, get_task
+from optformer.search_space import KIND_CATEGORICAL, KIND_FLOAT, KIND_ORDINAL
+
+NUM_SAMPLES = 3  # Random configurations evaluated per task (each ~0.01-0.2 s).
+
+
+@pytest.fixture(scope="module")
+def evaluated():
+  """name -> (task, configs, values float [NUM_SAMPLES]); every task evaluated once per config."""
+  out = {}
+  for name in TASKS:
+    task = get_task(name)
+    rng = np.random.default_rng(0)
+    configs = [task.space.sample(rng) for _ in range(NUM_SAMPLES)]
+    out[name] = (task, configs, np.array([task(c) for c in configs]))
+  return out
+
+
+def test_registry_has_enough_tasks_with_valid_spaces():
+  assert len(TASKS) >= 8
+  datasets, kinds, log_floats = set(), set(), 0
+  for name in TASKS:
+    task = get_task(name)
+    assert task.name == name and task.goal == "minimize"
+    assert isinstance(task.space, optformer.SearchSpace) and 1 <= len(task.space) <= 8
+    assert task.metric in sklearn_tasks._METRICS and task.folds >= 3
+    kinds |= {p.kind for p in task.space}
+    log_floats += sum(isinstance(p, optformer.Float) and p.log for p in task.space)
+    datasets.add(task.dataset)
+  assert {KIND_FLOAT, KIND_ORDINAL, KIND_CATEGORICAL} <= kinds and log_floats > 0
+  assert datasets == set(sklearn_tasks._DATASETS)  # Every bundled data set is used.
+
+
+def test_sampled_configs_give_finite_values(evaluated):
+  for name, (_, _, values) in evaluated.items():
+    assert np.all(np.isfinite(values)), name
+    assert np.all(values >= 0), name  # Every metric is a loss >= 0.
+
+
+def test_same_params_give_the_same_value(evaluated):
+  for name, (task, configs, values) in evaluated.items():
+    assert task(configs[0]) == values[0], name
+
+
+def test_different_params_give_different_values(evaluated):
+  varied = [name for name, (_, _, values) in evaluated.items() if len(set(values.tolist())) > 1]
+  assert len(varied) >= len(TASKS) - 1, f"constant on {NUM_SAMPLES} configs: {set(TASKS) - set(varied)}"
+
+
+@pytest.mark.parametrize("name", ["svm_digits", "lasso_diabetes"])
+def test_params_outside_the_space_raise(name, evaluated):
+  task, configs, _ = evaluated[name]
+  bad = dict(configs[0])
+  first = task.space.parameters[0]  # A log Float in both tasks.
+  bad[first.name] = first.high * 10
+  with pytest.raises(ValueError):
+    task(bad)
+  with pytest.raises(ValueError):
+    task({**configs[0], "no_such_parameter": 1})
+
+
+def test_a_failed_fit_is_nan():
+  task = get_task("knn_wine")
+  broken = type(task)(task.name, task.space, lambda p: SVC(C=-1.0), task.dataset, task.metric)  # C must be > 0.
+  assert math.isnan(broken(task.space.sample(np.random.default_rng(0))))
+
+
+def test_time_task_reports_seconds():
+  row = sklearn_tasks.time_task(get_task("knn_wine"), num_evals=2)
+  assert row["mean_seconds"] > 0 and row["fraction_nan"] == 0.0 and row["min"] <= row["median"] <= row["max"]
+
