@@ -5,12 +5,13 @@ Public API (re-exports only; see each module for details).
 
 from optformer.checkpoint import CheckpointError
 from optformer.distribution import RiemannDistribution
-from optformer.optimizer import Optimizer, Trial
+from optformer import priors
+from optformer.optimizer import Optimizer, Suggestion, Trial
 from optformer.search_space import Categorical, Discrete, Float, Int, SearchSpace
 from optformer.surrogate import Surrogate
 
 __all__ = [
     "Categorical", "CheckpointError", "Discrete", "Float", "Int", "Optimizer", "RiemannDistribution",
-    "SearchSpace", "Surrogate", "Trial",
+    "SearchSpace", "Suggestion", "Surrogate", "Trial", "priors",
 ]
 __version__ = "0.1.0"

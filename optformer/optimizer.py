@@ -122,7 +122,10 @@ class Optimizer:
     prior: parameter name -> `optformer.priors.Normal` or `Weights`, a belief
       about where good values lie (piBO); None for no prior.
     prior_beta: beta of piBO (> 0): the prior's weight is pi(x) ** (beta / n)
-      after n trials; about a tenth of the trial budget is the paper's choice.
+      after n trials. The paper sets beta to a tenth of the trial budget;
+      the default 1.0 suits budgets of 10-50 trials (a misleading prior is
+      overcome in about 20 trials on a 2-D quadratic; larger beta trusts the
+      prior longer).
     seed: seeds the suggestions (same seed and history -> same suggestion).
 
   Raises:
@@ -135,7 +138,7 @@ class Optimizer:
   def __init__(
       self, space: ss.SearchSpace, goal: str = "minimize", *, model=None, num_candidates: int = 128,
       temperature: float = 1.0, algorithm: str = "gp_ucb", candidates: str = "policy",
-      prior: Mapping[str, priors_lib.Belief] | None = None, prior_beta: float = 10.0, seed: int | None = None,
+      prior: Mapping[str, priors_lib.Belief] | None = None, prior_beta: float = 1.0, seed: int | None = None,
   ):
     if not isinstance(space, ss.SearchSpace):
       raise TypeError(f"space must be an optformer.SearchSpace, got {type(space).__name__}.")

@@ -7,8 +7,11 @@ density raised to beta / n (n = number of completed trials, piBO Eq. 6):
     a_pi(x) = EI(x) * pi(x) ** (beta / n)
 
 so the prior dominates the first suggestions and fades as evidence
-accumulates; a wrong prior slows the search down but cannot stop it, because
-every belief here is positive everywhere in its parameter's range.
+accumulates. Each belief is mixed with the uniform distribution,
+(1 - FLOOR) * belief + FLOOR * uniform with FLOOR = 0.1 (a defensive
+mixture), so its density is bounded below and a wrong prior slows the
+search down but cannot rule a region out: its penalty on the log scale is at
+most log(max density / FLOOR) per parameter, times beta / n.
 
 Densities are defined in the parameter's *unit space* (`to_unit`: linear in
 [low, high], logarithmic for log-scale parameters; uniform over levels and
@@ -63,6 +66,8 @@ class Weights:
 
 
 Belief = Normal | Weights
+
+FLOOR = 0.1  # Weight of the uniform component mixed into every belief.
 
 
 def _check(belief, p) -> None:
@@ -121,21 +126,27 @@ class Prior:
     return w / w.sum()
 
   def log_density(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """float64 [N]: log prior density of each configuration (unit-space density; mass for Weights)."""
+    """float64 [N]: log prior density of each configuration, relative to uniform.
+
+    Per parameter: log((1 - FLOOR) * belief + FLOOR), with the belief as a
+    unit-space density (Normal) or as mass times the number of values
+    (Weights), so a uniform belief scores 0.
+    """
     out = np.zeros(len(configs))
     for name, belief in self.beliefs.items():
       p = self.space[name]
       if isinstance(belief, Normal):
         u = np.array([p.to_unit(c[name]) for c in configs])
-        out += self._unit_normal(p, belief).logpdf(u)
+        dens = self._unit_normal(p, belief).pdf(u)
       else:
         values = list(p.choices if isinstance(p, ss.Categorical) else p.values)
-        probs = self._probs(p, belief)
-        out += np.log([probs[values.index(p.validate(c[name]))] for c in configs])
+        probs = self._probs(p, belief) * len(values)
+        dens = np.array([probs[values.index(p.validate(c[name]))] for c in configs])
+      out += np.log((1 - FLOOR) * dens + FLOOR)
     return out
 
   def sample(self, rng: np.random.Generator, num: int) -> list[dict[str, Any]]:
-    """`num` configurations drawn from the prior (uniform for parameters without a belief)."""
+    """`num` configurations drawn from the beliefs (uniform for parameters without one; without the floor)."""
     configs = [self.space.sample(rng) for _ in range(num)]
     for name, belief in self.beliefs.items():
       p = self.space[name]
