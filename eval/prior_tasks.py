@@ -1,154 +1,103 @@
-"""Held-out tasks from the project's GP prior as benchmark objectives.
+"""The "prior" benchmark suite: held-out tasks from the project's GP prior.
 
-Task seeds come from the prior's *validation* split (data_gen.prior.task_seeds),
-which the training corpus never uses. An optimizer sees the noisy objective
-(to maximize); regret is measured on the noiseless function:
-
-  normalized regret(t) = (f_max - max_{i <= t} f(x_i)) / (f_max - f_min),
-
-with f_max and f_min estimated from 16,384 uniform valid points plus local
-refinement of the best 16 (the same estimate for every optimizer).
-
-Command: python -m eval.prior_tasks [--checkpoint DIR] [--tasks 20] [--trials 40] [--seeds 5]
+Task seeds come from the prior's *validation* split
+(`data_gen.prior.task_seeds(0, "validation", i, ...)`), which training never
+uses; each task is a `data_gen.task.SyntheticTask` under the default
+PriorConfig (D_max 8, float / int / categorical parameters mixed), keeping
+those with at least `min_dims` parameters. The objective is MAXIMIZED. An
+optimizer observes f(x) + N(0, noise variance) (the task's own noise level);
+regret is measured on the noiseless f. The optimum is
+`SyntheticTask.optimum_estimate()` (random search + local search; a lower
+bound on max f), and eval/regret.py improves it by any better value seen.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import pathlib
-import sys
+import functools
+from typing import Any, Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-import optformer
 from data_gen import prior as prior_lib
-from eval.random_search import RandomSearch
-from eval.runner import run_study
-
-
-_evaluate = jax.jit(prior_lib.evaluate_one)  # One compile per shape, shared by all tasks.
+from data_gen.task import SyntheticTask
 
 
 class PriorTask:
-  """One held-out prior function as an ask/tell objective (goal: maximize).
+  """One held-out prior task as a benchmark objective (goal: maximize).
 
   Args:
-    config: the PriorConfig tasks come from.
-    index: task index within the validation split (global seed 0).
-    noise_seed: seeds the observation noise of this run.
+    synthetic: the SyntheticTask.
+    index: its index in the validation split (global seed 0); names the task.
+    noise_seed: seeds the observation noise: the t-th call of studies with
+      the same (index, noise_seed) sees the same noise draw, whatever the
+      optimizer.
   """
 
   goal = "maximize"
+  noisy = True
 
-  def __init__(self, config: prior_lib.PriorConfig, index: int, noise_seed: int = 0):
-    seed = prior_lib.task_seeds(0, "validation", index, 1)
-    self.task = jax.tree.map(lambda a: a[0], prior_lib.sample_tasks(config, seed))
-    self.name = f"prior-{index}"
-    self.kinds = np.asarray(self.task.kinds)
-    self.num_values = np.asarray(self.task.num_values)
-    self.num_dims = int(self.task.num_dims)
-    params = []
-    for d in range(self.num_dims):
-      k, n = int(self.kinds[d]), int(self.num_values[d])
-      if k == prior_lib.KIND_FLOAT:
-        params.append(optformer.Float(f"x{d}", 0.0, 1.0))
-      elif k == prior_lib.KIND_INT:
-        params.append(optformer.Int(f"x{d}", 0, n - 1))
-      else:
-        params.append(optformer.Categorical(f"x{d}", [f"c{j}" for j in range(n)]))
-    self.space = optformer.SearchSpace(params)
-    self._f = lambda x: _evaluate(self.task, x)
+  def __init__(self, synthetic: SyntheticTask, index: int, noise_seed: int = 0):
+    self.synthetic = synthetic
+    self.index = index
+    self.noise_seed = noise_seed
+    self.name = f"prior_{index:04d}"
+    self.problem = self.name  # Unit of the per-task win/tie/loss test.
+    self.space = synthetic.space
     self._rng = np.random.default_rng([index, noise_seed])
-    self.f_min, self.f_max = self._range()
 
-  def unit(self, params) -> np.ndarray:
-    """float32 [D_max] unit form of a configuration."""
-    u = np.zeros(len(self.kinds), np.float32)
-    u[: self.num_dims] = self.space.to_unit(params)
-    return u
+  def with_noise_seed(self, seed: int) -> "PriorTask":
+    """The same function with its observation noise seeded by `seed` (a fresh stream)."""
+    return PriorTask(self.synthetic, self.index, seed)
 
-  def noiseless(self, params) -> float:
-    return float(self._f(self.unit(params)[None])[0])
+  def noiseless(self, params: Mapping[str, Any]) -> float:
+    """f(params), no noise (larger is better; unitless, prior scale ~ N(0, outputscale))."""
+    return float(self.synthetic.evaluate(self.synthetic.to_unit(params)[None])[0])
 
-  def __call__(self, params) -> float:
-    return self.noiseless(params) + float(np.sqrt(self.task.noise_variance)) * self._rng.normal()
+  def __call__(self, params: Mapping[str, Any]) -> float:
+    """f(params) + Gaussian noise of the task's variance, from this task's noise stream."""
+    return float(self.synthetic.evaluate(self.synthetic.to_unit(params)[None], noisy=True, rng=self._rng)[0])
 
-  def _range(self) -> tuple[float, float]:
-    key = jax.random.key(int(self.name.split("-")[1]))
-    k1, k2 = jax.random.split(key)
-    x = prior_lib.sample_valid(k1, self.task.kinds, self.task.num_values, 16_384)
-    f = self._f(x)
-    top = x[jnp.argsort(-f)[:16]]
-    local = jnp.repeat(top, 256, axis=0) + 0.02 * jax.random.normal(k2, (16 * 256, x.shape[1]))
-    is_float = self.task.kinds == prior_lib.KIND_FLOAT
-    local = jnp.where(is_float, jnp.clip(local, 0.0, 1.0), jnp.repeat(top, 256, axis=0))
-    return float(f.min()), float(max(f.max(), self._f(local).max()))
+  @property
+  def optimum(self) -> float:
+    """Estimate of max f (SyntheticTask.optimum_estimate with its defaults; cached)."""
+    return self.synthetic.optimum_estimate()
 
-  def normalized_regret(self, f_values) -> np.ndarray:
-    """float [T]: normalized regret of the best-so-far noiseless values."""
-    best = np.maximum.accumulate(np.asarray(f_values, np.float64))
-    return np.clip((self.f_max - best) / max(self.f_max - self.f_min, 1e-12), 0.0, 1.0)
+  def random_values(self, num: int, seed: int) -> np.ndarray:
+    """float64 [num]: noiseless f at `num` uniform configurations (SearchSpace.sample, rng `seed`)."""
+    rng = np.random.default_rng(seed)
+    x_NxD = np.stack([self.synthetic.to_unit(self.space.sample(rng)) for _ in range(num)])
+    return self.synthetic.evaluate(x_NxD).astype(np.float64)
+
+  def describe(self) -> dict:
+    return {"name": self.name, "goal": self.goal, "index": self.index, "task_seed": int(self.synthetic.seed),
+            "space": self.space.to_json(), "noise_variance": self.synthetic.hyperparameters["noise_variance"]}
 
 
-def run(task: PriorTask, optimizer, num_trials: int) -> dict:
-  """One study through the shared ask/tell loop; regret from the noiseless f."""
-  records = run_study(optimizer, task, num_trials)
-  f = [task.noiseless(r.params) for r in records]
-  return {"regret": task.normalized_regret(f).tolist(), "seconds_per_ask": [r.seconds_per_suggestion for r in records]}
+@functools.lru_cache(maxsize=8)
+def _validation_tasks(count: int) -> tuple[SyntheticTask, ...]:
+  seeds = prior_lib.task_seeds(0, "validation", 0, count)
+  batch = prior_lib.sample_tasks(prior_lib.PriorConfig(), seeds)
+  return tuple(SyntheticTask.from_batch(batch, i, int(s)) for i, s in enumerate(seeds))
 
 
-def benchmark(checkpoint=None, num_tasks: int = 20, num_trials: int = 40, num_seeds: int = 5, max_dims: int = 8) -> dict:
-  config = prior_lib.PriorConfig(max_dims=max_dims)
-  factories = {
-      "optformer": lambda space, s: optformer.Optimizer(space, "maximize", model=checkpoint, seed=s),
-      "random": lambda space, s: RandomSearch(space, s),
-  }
-  from tqdm import tqdm
+def tasks(num_tasks: int, min_dims: int = 2) -> list[PriorTask]:
+  """The first `num_tasks` held-out tasks with >= `min_dims` parameters, in validation-index order.
 
-  runs = {name: [] for name in factories}
-  for i in tqdm(range(num_tasks), desc="prior tasks"):
-    for s in range(num_seeds):
-      for name, make in factories.items():
-        task = PriorTask(config, i, noise_seed=s)
-        runs[name].append({"task": task.name, "seed": s, "num_dims": task.num_dims, **run(task, make(task.space, s), num_trials)})
-  return {"num_tasks": num_tasks, "num_trials": num_trials, "num_seeds": num_seeds, "runs": runs}
-
-
-def summarize(result: dict, at=(10, 20, 40)) -> dict:
-  out = {}
-  for name, runs in result["runs"].items():
-    r = np.array([run["regret"] for run in runs])  # [tasks * seeds, T]
-    row = {}
-    for t in at:
-      if t <= r.shape[1]:
-        v = r[:, t - 1]
-        row[f"regret@{t}"] = (float(v.mean()), float(v.std() / np.sqrt(len(v))))
-    row["median_seconds_per_ask"] = float(np.median([np.median(run["seconds_per_ask"]) for run in runs]))
-    out[name] = row
-  return out
-
-
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--checkpoint", default=None)
-  p.add_argument("--tasks", type=int, default=20)
-  p.add_argument("--trials", type=int, default=40)
-  p.add_argument("--seeds", type=int, default=5)
-  p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/prior_tasks.json"))
-  args = p.parse_args(argv)
-  result = benchmark(args.checkpoint, args.tasks, args.trials, args.seeds)
-  summary = summarize(result)
-  args.out.parent.mkdir(parents=True, exist_ok=True)
-  args.out.write_text(json.dumps({"summary": summary, **result}))
-  cols = [k for k in next(iter(summary.values())) if k.startswith("regret@")]
-  print(f"{'optimizer':<12}" + "".join(f"{c:>18}" for c in cols) + f"{'s/ask':>10}")
-  for name, row in summary.items():
-    print(f"{name:<12}" + "".join(f"{row[c][0]:>11.4f} ± {row[c][1]:.3f}" for c in cols) + f"{row['median_seconds_per_ask']:>10.4f}")
-  return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main())
+  Raises:
+    ValueError: num_tasks < 1 or min_dims outside 1..8; or fewer matching
+      tasks among the first 4096 validation indices.
+  """
+  if num_tasks < 1:
+    raise ValueError(f"num_tasks must be >= 1, got {num_tasks}.")
+  max_dims = prior_lib.PriorConfig().max_dims
+  if not 1 <= min_dims <= max_dims:
+    raise ValueError(f"min_dims must be in 1..{max_dims}, got {min_dims}.")
+  count = 64
+  while True:
+    pool = _validation_tasks(count)
+    picked = [PriorTask(t, i) for i, t in enumerate(pool) if t.num_dims >= min_dims][:num_tasks]
+    if len(picked) == num_tasks:
+      return picked
+    if count >= 4096:
+      raise ValueError(f"Only {len(picked)} of the first {count} validation tasks have >= {min_dims} parameters.")
+    count *= 4

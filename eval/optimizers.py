@@ -1,0 +1,215 @@
+"""The optimizers the benchmarks compare, by name, behind one ask/tell interface.
+
+Every entry builds an object with `ask() -> params` and `tell(params, value)`
+from (space, goal, seed), so eval/runner.py drives ours and the baselines
+through the same loop:
+
+| name               | what                                                                 |
+| ------------------ | -------------------------------------------------------------------- |
+| "optformer"        | optformer.Optimizer: EI ranking of 128 policy samples (the default)  |
+| "optformer-policy" | optformer.Optimizer(num_candidates=1): the policy sample alone       |
+| "optformer-random" | optformer.Optimizer(candidates="random"): EI over 128 uniform points |
+| "random"           | uniform random search (eval/random_search.py)                        |
+| "sobol"            | scrambled Sobol' sequence (scipy.stats.qmc), mapped by the space      |
+| "tpe"              | Optuna TPESampler(multivariate=True)                                 |
+| "gp"               | Optuna GPSampler (Gaussian-process BO with log-EI, needs torch)      |
+| "cmaes"            | Optuna CmaEsSampler; numeric spaces only (no Categorical parameter)   |
+
+Optuna samplers run through Optuna's ask/tell interface (`study.ask(dists)`,
+`study.tell(trial, value)`) on the distributions of
+optformer.integrations.optuna.to_distributions; the study's direction is the
+goal. A NaN or infinite objective is told as a failed trial.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import optformer
+from eval.random_search import RandomSearch
+
+Factory = Callable[[optformer.SearchSpace, str, int], Any]  # (space, goal, seed) -> ask/tell object.
+
+OPTIMIZERS = ("optformer", "optformer-policy", "optformer-random", "random", "sobol", "tpe", "gp", "cmaes")
+OURS = ("optformer", "optformer-policy", "optformer-random")  # Variants of the learned optimizer.
+
+
+class SobolSearch:
+  """Quasi-random search: a scrambled Sobol' sequence (Owen scrambling, scipy.stats.qmc.Sobol).
+
+  Point i in [0, 1)^D is mapped to a configuration with `space.from_unit`,
+  except that a categorical coordinate u picks category floor(u * K).
+  Suggestions ignore the history.
+
+  Args:
+    space: the search space (D parameters, D <= 21201).
+    seed: seeds the scrambling (same seed -> same sequence).
+  """
+
+  def __init__(self, space: optformer.SearchSpace, seed: int | None = None):
+    from scipy.stats import qmc
+
+    self.space = space
+    self._sobol = qmc.Sobol(len(space), scramble=True, seed=seed)
+    self.trials: list[tuple[dict, float]] = []
+
+  def ask(self) -> dict[str, Any]:
+    u_D = self._sobol.random(1)[0]
+    for i, p in enumerate(self.space):
+      if p.kind == optformer.search_space.KIND_CATEGORICAL:
+        u_D[i] = min(math.floor(u_D[i] * p.num_values), p.num_values - 1)
+    return self.space.from_unit(u_D)
+
+  def tell(self, params: Mapping[str, Any], value: float) -> None:
+    """Records (params, value); suggestions do not depend on it."""
+    self.trials.append((dict(params), float(value)))
+
+
+class OptunaOptimizer:
+  """An Optuna sampler behind ask()/tell(), through Optuna's ask-and-tell interface.
+
+  Args:
+    space: the search space (converted once with to_distributions).
+    goal: "minimize" or "maximize" (the study's direction).
+    sampler: an optuna.samplers.BaseSampler (seeded by the caller).
+
+  `tell` of a configuration that was not the pending suggestion (e.g. a
+  history from elsewhere) adds it as a completed trial.
+  """
+
+  def __init__(self, space: optformer.SearchSpace, goal: str, sampler):
+    import optuna
+
+    from optformer.integrations.optuna import to_distributions
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if goal not in ("minimize", "maximize"):
+      raise ValueError(f"goal must be 'minimize' or 'maximize', got {goal!r}.")
+    self.space = space
+    self._dists = to_distributions(space)
+    self.study = optuna.create_study(direction=goal, sampler=sampler)
+    self._pending: list[tuple[dict, Any]] = []  # (params, optuna trial) asked but not told.
+
+  def ask(self) -> dict[str, Any]:
+    trial = self.study.ask(self._dists)
+    params = self.space.validate({name: trial.params[name] for name in self.space.names})
+    self._pending.append((params, trial))
+    return params
+
+  def tell(self, params: Mapping[str, Any], value: float) -> None:
+    """Completes the pending trial with these params (or adds a new one); NaN/inf -> failed trial."""
+    import optuna
+
+    params = self.space.validate(params)
+    v = float(value)
+    ok = math.isfinite(v)
+    for i, (p, trial) in enumerate(self._pending):
+      if p == params:
+        del self._pending[i]
+        if ok:
+          self.study.tell(trial, v)
+        else:
+          self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    state = optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL
+    self.study.add_trial(optuna.trial.create_trial(
+        params=params, distributions=self._dists, value=v if ok else None, state=state))
+
+  def remove_pending(self, params: Mapping[str, Any]) -> None:
+    """Withdraws a pending suggestion (told to Optuna as a failed trial, which its samplers ignore).
+
+    Raises:
+      ValueError: `params` is not pending.
+    """
+    import optuna
+
+    params = self.space.validate(params)
+    for i, (p, trial) in enumerate(self._pending):
+      if p == params:
+        del self._pending[i]
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    raise ValueError(f"{params!r} is not a pending suggestion.")
+
+
+def _has_categorical(space: optformer.SearchSpace) -> bool:
+  return any(p.kind == optformer.search_space.KIND_CATEGORICAL for p in space)
+
+
+def supports(name: str, space: optformer.SearchSpace) -> bool:
+  """Whether optimizer `name` runs on `space`: all do, except "cmaes" on spaces with a Categorical.
+
+  Raises:
+    ValueError: unknown optimizer name.
+  """
+  _check_name(name)
+  return not (name == "cmaes" and _has_categorical(space))
+
+
+def _check_name(name: str) -> None:
+  if name not in OPTIMIZERS:
+    raise ValueError(f"Unknown optimizer {name!r}; expected one of {list(OPTIMIZERS)}.")
+
+
+def factories(model=None) -> dict[str, Factory]:
+  """name -> factory(space, goal, seed) for every registered optimizer, in OPTIMIZERS order.
+
+  Args:
+    model: for the optformer entries: an OptFormer, a checkpoint directory,
+      or None for the shipped checkpoint (loaded on first use, then cached).
+  """
+  import optuna
+
+  def optformer_entry(**kwargs) -> Factory:
+    return lambda space, goal, seed: optformer.Optimizer(space, goal, model=model, seed=seed, **kwargs)
+
+  def optuna_entry(make_sampler: Callable[[int], Any]) -> Factory:
+    return lambda space, goal, seed: OptunaOptimizer(space, goal, make_sampler(seed))
+
+  def cmaes(space, goal, seed):
+    if _has_categorical(space):
+      raise ValueError(f"Optimizer 'cmaes' needs a purely numeric search space; got categorical parameters in {space}.")
+    return OptunaOptimizer(space, goal, optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False))
+
+  return {
+      "optformer": optformer_entry(),
+      "optformer-policy": optformer_entry(num_candidates=1),
+      "optformer-random": optformer_entry(candidates="random"),
+      "random": lambda space, goal, seed: RandomSearch(space, seed=seed),
+      "sobol": lambda space, goal, seed: SobolSearch(space, seed=seed),
+      "tpe": optuna_entry(lambda seed: optuna.samplers.TPESampler(multivariate=True, seed=seed)),
+      "gp": optuna_entry(lambda seed: optuna.samplers.GPSampler(seed=seed)),
+      "cmaes": cmaes,
+  }
+
+
+def make(name: str, space: optformer.SearchSpace, goal: str, seed: int, model=None):
+  """A fresh optimizer `name` on `space`.
+
+  Args:
+    name: one of OPTIMIZERS.
+    space: the search space.
+    goal: "minimize" or "maximize".
+    seed: int seed of the optimizer's randomness.
+    model: the OptFormer for the optformer entries (see `factories`).
+
+  Raises:
+    ValueError: unknown name, a bad goal, or a space the optimizer does not
+      support (`supports`).
+  """
+  _check_name(name)
+  if goal not in ("minimize", "maximize"):
+    raise ValueError(f"goal must be 'minimize' or 'maximize', got {goal!r}.")
+  return factories(model)[name](space, goal, int(seed))
+
+
+def parse_names(names) -> list[str]:
+  """Validated optimizer names in the given order; ["all"] -> OPTIMIZERS. Raises ValueError if unknown."""
+  names = list(names)
+  if names == ["all"]:
+    return list(OPTIMIZERS)
+  for n in names:
+    _check_name(n)
+  return names
+

@@ -1,0 +1,328 @@
+"""Benchmark report from the study cache of eval/benchmark.py: tables, JSON and figures.
+
+  python -m eval.report OUT [--at 10 25 50 100] [--reference optformer]
+
+Reads OUT/<suite>/<task>/{reference.json, <optimizer>/seed_<s>.json} and writes
+  OUT/report.md    per suite: normalized regret at t = 10, 25, 50, 100 (those
+                   <= the suite's trials), mean ± standard error over all
+                   (task, seed) studies; average rank; wins / ties / losses of
+                   the reference optimizer against each peer; median seconds
+                   per suggestion; then ask() latency (OUT/latency.json) and
+                   surrogate quality (OUT/surrogate.json) when present;
+  OUT/report.json  the same numbers;
+  OUT/figures/regret_<suite>.png  mean normalized regret vs trial (log y), ± s.e. band.
+
+Rules (like with like):
+  * regret: eval/regret.py (one definition for all suites);
+  * per task, only the seeds that every optimizer run on that task has
+    finished enter (a partial cache never compares unequal seed sets), and
+    curves are cut to the shortest study of the task;
+  * average rank at t: per task, optimizers ranked by their mean regret over
+    seeds (ties share the mean rank, scipy.stats.rankdata), then averaged
+    over the tasks each optimizer ran (cmaes runs only numeric spaces);
+  * wins / ties / losses at the last reported t: per problem (a task; for
+    bbob the instances of one function and dimension pooled), a two-sided
+    Mann-Whitney U test (scipy.stats.mannwhitneyu) of the reference's
+    regrets against the peer's over seeds (and instances); p < 0.05 is a win
+    when the reference's regrets are stochastically smaller (U < n1 n2 / 2),
+    a loss when larger, otherwise a tie. With fewer than 4 samples a side p
+    cannot reach 0.05, so every comparison is a tie.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import sys
+from collections import defaultdict
+
+import numpy as np
+
+from eval import regret
+from eval.optimizers import OPTIMIZERS
+
+REPORT_AT = (10, 25, 50, 100)
+ALPHA = 0.05  # Significance level of the win/tie/loss test.
+SURROGATE_FILE = "surrogate.json"  # Written by eval/surrogate_eval.py (make bench).
+LATENCY_FILE = "latency.json"  # Written by eval/latency.py (make bench).
+
+
+def load(out: pathlib.Path) -> dict:
+  """suite -> task -> {"reference": dict, "studies": optimizer -> seed -> study record}; unreadable files skipped."""
+  data: dict = defaultdict(dict)
+  for ref_path in sorted(out.glob("*/*/reference.json")):
+    suite, task = ref_path.parts[-3], ref_path.parts[-2]
+    try:
+      ref = json.loads(ref_path.read_text())
+    except (OSError, ValueError):
+      continue
+    studies: dict = defaultdict(dict)
+    for p in sorted(ref_path.parent.glob("*/seed_*.json")):
+      try:
+        rec = json.loads(p.read_text())
+      except (OSError, ValueError):
+        continue
+      studies[rec["optimizer"]][int(rec["seed"])] = rec
+    if studies:
+      data[suite][task] = {"reference": ref, "studies": dict(studies)}
+  return dict(data)
+
+
+def _values(xs) -> np.ndarray:
+  return np.array([math.nan if v is None else v for v in xs], np.float64)
+
+
+def task_curves(entry: dict) -> dict:
+  """Normalized regret of one task's studies, like with like.
+
+  Returns:
+    {"curves": optimizer -> float [S, T] (seeds in "seeds" order),
+     "seeds": [int] common to all optimizers, "trials": T (shortest study),
+     "y_star", "y_rand": minimize-sense references, "problem": str}.
+  """
+  ref, studies = entry["reference"], entry["studies"]
+  seeds = sorted(set.intersection(*(set(s) for s in studies.values())))
+  trials = min(len(rec["noiseless"]) for s in studies.values() for rec in s.values())
+  seen = [_values(rec["noiseless"]) for s in studies.values() for rec in s.values()]
+  y_star, y_rand = regret.reference(ref["goal"], _values(ref["random_values"]), ref["optimum"], seen)
+  curves = {}
+  for name, by_seed in studies.items():
+    v = np.array([_values(by_seed[s]["noiseless"])[:trials] for s in seeds]).reshape(len(seeds), trials)
+    curves[name] = regret.normalized_regret(v, ref["goal"], y_star, y_rand)
+  return {"curves": curves, "seeds": seeds, "trials": trials, "y_star": y_star, "y_rand": y_rand,
+          "problem": ref.get("problem", ref["task"])}
+
+
+def _order(names) -> list[str]:
+  known = [n for n in OPTIMIZERS if n in names]
+  return known + sorted(set(names) - set(known))
+
+
+def report_at(trials: int, at=REPORT_AT) -> list[int]:
+  """The reported trial counts: `at` up to `trials` (and `trials` itself if none fits)."""
+  return [t for t in at if t <= trials] or [trials]
+
+
+def wins_ties_losses(a, b, alpha: float = ALPHA) -> str:
+  """"win" / "tie" / "loss" of samples `a` float [n1] against `b` float [n2] (lower is better).
+
+  Two-sided Mann-Whitney U test (scipy.stats.mannwhitneyu); p < alpha and
+  U_a < n1 n2 / 2 is a win, p < alpha and U_a > n1 n2 / 2 a loss, else a tie.
+  Identical samples are a tie.
+  """
+  from scipy.stats import mannwhitneyu
+
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  both = np.concatenate([a, b])
+  if len(a) == 0 or len(b) == 0 or np.all(both == both[0]):
+    return "tie"
+  res = mannwhitneyu(a, b, alternative="two-sided")
+  if not res.pvalue < alpha:
+    return "tie"
+  return "win" if res.statistic < len(a) * len(b) / 2 else "loss"
+
+
+def summarize_suite(tasks: dict, at=REPORT_AT, reference: str = "optformer") -> dict:
+  """Tables of one suite from its tasks' cache entries (see the module docstring for the rules).
+
+  Returns:
+    {"trials": T (shortest), "at": [t], "tasks": int, "optimizers": [names],
+     "regret": name -> {t: [mean, s.e., n studies]},
+     "rank": name -> {t: [average rank, tasks]},
+     "wtl": peer -> {"win", "tie", "loss": int, "losses": [problems]} (reference vs peer, last t),
+     "seconds_per_suggestion": name -> median over all trials of all studies,
+     "curve": name -> [mean regret per trial], "curve_se": name -> [s.e.]}.
+  """
+  per_task = {name: task_curves(entry) for name, entry in tasks.items()}
+  per_task = {k: v for k, v in per_task.items() if v["seeds"]}
+  if not per_task:
+    return {}
+  trials = min(v["trials"] for v in per_task.values())
+  ts = report_at(trials, at)
+  names = _order({n for v in per_task.values() for n in v["curves"]})
+  out = {"trials": trials, "at": ts, "tasks": len(per_task), "optimizers": names,
+         "regret": {}, "rank": {}, "wtl": {}, "seconds_per_suggestion": {}, "curve": {}, "curve_se": {}}
+  for n in names:
+    rows = np.concatenate([v["curves"][n][:, :trials] for v in per_task.values() if n in v["curves"]])  # [studies, T]
+    se = rows.std(axis=0, ddof=1) / math.sqrt(len(rows)) if len(rows) > 1 else np.zeros(trials)
+    out["regret"][n] = {str(t): [float(rows[:, t - 1].mean()), float(se[t - 1]), len(rows)] for t in ts}
+    out["curve"][n], out["curve_se"][n] = rows.mean(axis=0).tolist(), se.tolist()
+    secs = [s for name, entry in tasks.items() for rec in entry["studies"].get(n, {}).values()
+            for s in rec["seconds_per_suggestion"]]
+    out["seconds_per_suggestion"][n] = float(np.median(secs)) if secs else math.nan
+  from scipy.stats import rankdata
+
+  for t in ts:
+    ranks = defaultdict(list)
+    for v in per_task.values():
+      present = [n for n in names if n in v["curves"]]
+      r = rankdata([v["curves"][n][:, t - 1].mean() for n in present])
+      for n, x in zip(present, r):
+        ranks[n].append(x)
+    for n in names:
+      out["rank"].setdefault(n, {})[str(t)] = [float(np.mean(ranks[n])), len(ranks[n])]
+  if reference in names:
+    t = ts[-1]
+    problems = defaultdict(lambda: defaultdict(list))
+    for v in per_task.values():
+      for n, c in v["curves"].items():
+        problems[v["problem"]][n].extend(c[:, t - 1].tolist())
+    for peer in names:
+      if peer == reference:
+        continue
+      tally = {"win": 0, "tie": 0, "loss": 0, "losses": []}
+      for prob, by_name in sorted(problems.items()):
+        if reference in by_name and peer in by_name:
+          res = wins_ties_losses(by_name[reference], by_name[peer])
+          tally[res] += 1
+          if res == "loss":
+            tally["losses"].append(prob)
+      out["wtl"][peer] = tally
+  return out
+
+
+def _fmt_time(s: float) -> str:
+  return "n/a" if not math.isfinite(s) else (f"{s:.4f}" if s >= 1e-3 else f"{s * 1e6:.0f} µs")
+
+
+def suite_markdown(suite: str, s: dict, reference: str = "optformer") -> str:
+  """A markdown section: regret table (with average rank at the last t and s/suggestion), then W/T/L."""
+  ts = s["at"]
+  last = str(ts[-1])
+  lines = [f"### {suite}: {s['tasks']} tasks, {s['trials']} trials per study", "",
+           "| optimizer | " + " | ".join(f"regret@{t}" for t in ts) + f" | avg rank@{last} | studies | s/suggestion |",
+           "|---|" + "---:|" * (len(ts) + 3)]
+  for n in s["optimizers"]:
+    cells = " | ".join(f"{m:.4f} ± {e:.4f}" for m, e, _ in (s["regret"][n][str(t)] for t in ts))
+    rank, ntasks = s["rank"][n][last]
+    lines.append(f"| {n} | {cells} | {rank:.2f} | {s['regret'][n][last][2]} | {_fmt_time(s['seconds_per_suggestion'][n])} |")
+  if s["wtl"]:
+    lines += ["", f"{reference} against each peer at trial {last} (per problem; two-sided Mann-Whitney U over "
+              f"seeds, p < {ALPHA}):", "", "| peer | wins | ties | losses | lost on |", "|---|---:|---:|---:|---|"]
+    for peer, w in s["wtl"].items():
+      lost = ", ".join(w["losses"][:8]) + (" ..." if len(w["losses"]) > 8 else "")
+      lines.append(f"| {peer} | {w['win']} | {w['tie']} | {w['loss']} | {lost} |")
+  return "\n".join(lines)
+
+
+def latency_markdown(lat: dict) -> str:
+  """ask() latency table from eval/latency.py's JSON (seconds; ratios to random search and TPE)."""
+  sizes = list(lat["by_history_size"])
+  lines = [f"### ask() latency: median of {lat['repeats']} calls after a warm-up call, seconds "
+           f"(task {lat.get('task', '?')}; {lat.get('machine', '')})", "",
+           "| optimizer | " + " | ".join(f"n={n}" for n in sizes) + " | × random (n=" + sizes[-1] + ") | × tpe (n="
+           + sizes[-1] + ") | first call (n=" + sizes[0] + ") |", "|---|" + "---:|" * (len(sizes) + 3)]
+  for name in lat["optimizers"]:
+    cells = " | ".join(_fmt_time(lat["by_history_size"][n][name]["median_s"]) for n in sizes)
+    big = lat["by_history_size"][sizes[-1]][name]
+    first = lat["by_history_size"][sizes[0]][name]["first_call_s"]
+    fmt = lambda r: "n/a" if r is None or not math.isfinite(r) else f"{r:,.0f}" if r >= 10 else f"{r:.2f}"
+    lines.append(f"| {name} | {cells} | {fmt(big.get('ratio_to_random'))} | {fmt(big.get('ratio_to_tpe'))} | "
+                 f"{first:.2f} |")
+  return "\n".join(lines)
+
+
+def surrogate_markdown(sur: dict) -> str:
+  """Surrogate quality from eval/surrogate_eval.evaluate's dict (NLL per context size, model vs exact GP).
+
+  HOOK: written against the dict of eval/surrogate_eval.py at the time of
+  writing ({"by_context_size": {n: {"model_nll", "model_nll_se", "gp_nll",
+  "gp_nll_se", ...}}}); keys it does not know are listed, not interpreted.
+  """
+  rows = sur.get("by_context_size")
+  if not isinstance(rows, dict):
+    return f"### Surrogate quality\n\n(unrecognized surrogate.json; keys: {sorted(sur)})"
+  lines = ["### Surrogate quality on held-out prior tasks (NLL per query, nats; lower is better)", "",
+           "| context | model NLL | exact GP NLL |", "|---:|---:|---:|"]
+  for n, r in rows.items():
+    lines.append(f"| {n} | {r['model_nll']:.3f} ± {r['model_nll_se']:.3f} | {r['gp_nll']:.3f} ± {r['gp_nll_se']:.3f} |")
+  extra = sorted(set(sur) - {"by_context_size", "num_tasks", "num_queries", "seed"})
+  if extra:
+    lines += ["", f"Other fields in {SURROGATE_FILE}: {', '.join(extra)}."]
+  return "\n".join(lines)
+
+
+def plot_suite(suite: str, s: dict, path: pathlib.Path) -> None:
+  """Mean normalized regret vs trial, ± s.e. band, log y (values floored at 1e-6 for the log scale)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  for n in s["optimizers"]:
+    m, e = np.array(s["curve"][n]), np.array(s["curve_se"][n])
+    t = np.arange(1, len(m) + 1)
+    style = "-" if n.startswith("optformer") else "--"
+    ax.plot(t, np.maximum(m, 1e-6), style, label=n, lw=2 if n == "optformer" else 1.2)
+    ax.fill_between(t, np.maximum(m - e, 1e-6), np.maximum(m + e, 1e-6), alpha=0.15)
+  ax.set_yscale("log")
+  ax.set_xlabel("trial")
+  ax.set_ylabel("normalized regret (mean over tasks and seeds)")
+  ax.set_title(f"{suite}: {s['tasks']} tasks, {s['trials']} trials", fontsize=10)
+  ax.grid(alpha=0.3, which="both")
+  ax.legend(fontsize=8, ncol=2)
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def build(out: pathlib.Path, at=REPORT_AT, reference: str = "optformer", figures: bool = True) -> tuple[str, dict]:
+  """(markdown, JSON-able dict) of the whole report; writes report.md, report.json and figures into `out`.
+
+  Raises:
+    FileNotFoundError: `out` is not a folder.
+  """
+  if not out.is_dir():
+    raise FileNotFoundError(f"No benchmark cache at {out} (run python -m eval.benchmark --out {out} first).")
+  data = load(out)
+  md = [f"## Benchmarks ({out})", "",
+        "Normalized regret r_t = (best_t - y*) / (y_rand - y*) in the minimize sense, clipped at 0 "
+        "(eval/regret.py); mean ± standard error over (task, seed) studies. 1 = one random trial on average."]
+  result = {"suites": {}}
+  for suite in [s for s in ("prior", "bbob", "hpo") if s in data] + sorted(set(data) - {"prior", "bbob", "hpo"}):
+    s = summarize_suite(data[suite], at, reference)
+    if not s:
+      continue
+    result["suites"][suite] = s
+    md += ["", suite_markdown(suite, s, reference)]
+    if figures:
+      fig = out / "figures" / f"regret_{suite}.png"
+      plot_suite(suite, s, fig)
+      md += ["", f"![{suite} regret curves](figures/{fig.name})"]
+  for fname, key, render in ((LATENCY_FILE, "latency", latency_markdown), (SURROGATE_FILE, "surrogate", surrogate_markdown)):
+    path = out / fname
+    if path.exists():
+      try:
+        content = json.loads(path.read_text())
+        md += ["", render(content)]
+        result[key] = content
+      except (OSError, ValueError, KeyError, TypeError) as e:
+        md += ["", f"({fname} could not be read: {e})"]
+  text = "\n".join(md) + "\n"
+  (out / "report.md").write_text(text)
+  (out / "report.json").write_text(json.dumps(result, indent=1))
+  return text, result
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("out", type=pathlib.Path, help="benchmark cache folder (eval.benchmark --out)")
+  p.add_argument("--at", type=int, nargs="+", default=list(REPORT_AT), help="trial counts of the tables")
+  p.add_argument("--reference", default="optformer", help="optimizer whose wins/ties/losses are counted")
+  args = p.parse_args(argv)
+  try:
+    text, _ = build(args.out, tuple(args.at), args.reference)
+  except FileNotFoundError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(text)
+  print(f"wrote {args.out / 'report.md'}, {args.out / 'report.json'} and {args.out / 'figures'}/")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
