@@ -1,0 +1,297 @@
+"""The `optformer` command in-process (optformer.cli.main) on a tiny saved checkpoint, plus one run of the console script."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from flax import nnx
+
+import optformer
+from optformer import checkpoint, cli
+from optformer.search_space import Categorical, Float, SearchSpace
+
+HEADER = "learning_rate,units,batch_size,optimizer,objective"
+TRIALS = f"""{HEADER}
+0.001,4,32,adam,1.5
+0.01,10,64,sgd,2.25
+1e-05,2,16,3,
+0.0003,20,128,true,0.75
+0.05,7,16,adam,nan
+"""
+SPACE = """[
+ {"type": "float", "name": "learning_rate", "low": 1e-05, "high": 0.1, "log": true},
+ {"type": "int", "name": "units", "low": 2, "high": 20, "log": true},
+ {"type": "discrete", "name": "batch_size", "values": [16, 32, 64, 128]},
+ {"type": "categorical", "name": "optimizer", "choices": ["adam", "sgd", 3, true]}
+]
+"""
+CONFIGS_CSV = "learning_rate,units,batch_size,optimizer\n0.002,5,32,adam\n0.09,19,128,3\n"
+CONFIGS_JSON = """[
+ {"learning_rate": 0.002, "units": 5, "batch_size": 32, "optimizer": "adam"},
+ {"learning_rate": 0.09, "units": 19, "batch_size": 128, "optimizer": 3}
+]
+"""
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, tiny_model, tiny_config):
+  """The tiny random-init model saved as a checkpoint directory."""
+  return str(checkpoint.save(tmp_path_factory.mktemp("ckpt"), tiny_config, nnx.to_pure_dict(nnx.state(tiny_model))))
+
+
+def _files(tmp_path, space=SPACE, trials=TRIALS, **extra):
+  """Writes space.json, trials.csv and extra name=text files; returns the directory."""
+  (tmp_path / "space.json").write_text(space)
+  (tmp_path / "trials.csv").write_text(trials)
+  for name, text in extra.items():
+    (tmp_path / name.replace("_", ".")).write_text(text)
+  return tmp_path
+
+
+def _told(opt):
+  """opt after telling it TRIALS through the Python API."""
+  for line in TRIALS.splitlines()[1:]:
+    *x, y = line.split(",")
+    params = dict(zip(["learning_rate", "units", "batch_size"], [float(x[0]), int(x[1]), int(x[2])]))
+    opt.tell({**params, "optimizer": {"3": 3, "true": True}.get(x[3], x[3])}, float(y) if y else None)
+  return opt
+
+
+def _main(capsys, d, command, ckpt, *args):
+  """Runs `optformer COMMAND --space --history --checkpoint ARGS` in d; returns (exit status, stdout, stderr)."""
+  rc = cli.main([command, "--space", str(d / "space.json"), "--history", str(d / "trials.csv"), "--checkpoint", ckpt, *args])
+  out, err = capsys.readouterr()
+  return rc, out, err
+
+
+def test_space_file_is_search_space_to_json(tmp_path, mixed_space):
+  (tmp_path / "dumped.json").write_text(json.dumps(mixed_space.to_json()))
+  assert cli.load_space(tmp_path / "dumped.json") == mixed_space
+  assert cli.load_space(_files(tmp_path) / "space.json") == mixed_space
+
+
+def test_suggest_prints_k_configurations_as_a_json_list(tmp_path, capsys, ckpt, mixed_space):
+  d = _files(tmp_path)
+  rc, out, err = _main(capsys, d, "suggest", ckpt, "--seed", "0")
+  assert rc == 0, err
+  configs = json.loads(out)
+  assert isinstance(configs, list) and len(configs) == 1
+  assert mixed_space.validate(configs[0]) == configs[0]
+  rc, out, _ = _main(capsys, d, "suggest", ckpt, "-n", "4", "--seed", "1", "--goal", "maximize")
+  batch = json.loads(out)
+  assert rc == 0 and len(batch) == 4
+  assert len({json.dumps(c, sort_keys=True) for c in batch}) == 4  # diverse
+  for c in batch:
+    assert mixed_space.validate(c) == c and type(c["units"]) is int and type(c["learning_rate"]) is float
+  assert json.loads(_main(capsys, d, "suggest", ckpt, "-n", "4", "--seed", "1", "--goal", "maximize")[1]) == batch
+
+
+def test_suggest_matches_the_python_api(tmp_path, capsys, ckpt, mixed_space):
+  d = _files(tmp_path)
+  rc, out, _ = _main(capsys, d, "suggest", ckpt, "-n", "2", "--seed", "5")
+  opt = _told(optformer.Optimizer(mixed_space, model=ckpt, seed=5))
+  assert rc == 0 and json.loads(out) == [dict(s) for s in opt.ask(2)]
+  assert [t.infeasible for t in opt.trials] == [False, False, True, False, True]
+
+
+def test_suggest_with_an_empty_history(tmp_path, capsys, ckpt, mixed_space):
+  rc, out, err = _main(capsys, _files(tmp_path, trials=HEADER + "\n"), "suggest", ckpt, "-n", "2")
+  assert rc == 0, err
+  assert all(mixed_space.validate(c) == c for c in json.loads(out))
+
+
+def test_pending_and_infeasible_status(tmp_path, capsys, ckpt):
+  space = json.dumps(SearchSpace([Categorical("c", ("a", "b", "c", "d"))]).to_json())
+  trials = "c,objective,status\na,1.0,\nb,,infeasible\nc,,pending\nd,inf,completed\n"
+  # a is told, b and d are infeasible, c is pending: every value is taken, so K=1 still returns one of them.
+  rc, out, err = _main(capsys, _files(tmp_path, space=space, trials=trials), "suggest", ckpt, "--seed", "0")
+  assert rc == 0 and len(json.loads(out)) == 1, err
+  trials = "c,objective,status\na,1.0,completed\nb,2.0,COMPLETED\nc,,pending\n"
+  rc, out, err = _main(capsys, _files(tmp_path, space=space, trials=trials), "suggest", ckpt, "--seed", "0")
+  assert rc == 0 and json.loads(out) == [{"c": "d"}], err  # the pending "c" is not proposed again
+
+
+@pytest.mark.parametrize("configs", ["configs.csv", "configs.json"])
+def test_predict_prints_mean_std_quantiles_ei_pi(tmp_path, capsys, ckpt, mixed_space, configs):
+  d = _files(tmp_path, configs_csv=CONFIGS_CSV, configs_json=CONFIGS_JSON)
+  rc, out, err = _main(capsys, d, "predict", ckpt, "--configs", str(d / configs), "--quantiles", "0.25,0.5,0.75")
+  assert rc == 0, err
+  rows = json.loads(out)
+  queries = [{"learning_rate": 0.002, "units": 5, "batch_size": 32, "optimizer": "adam"},
+             {"learning_rate": 0.09, "units": 19, "batch_size": 128, "optimizer": 3}]
+  assert [r["config"] for r in rows] == queries
+  dist = _told(optformer.Optimizer(mixed_space, model=ckpt)).predict(queries)
+  for i, r in enumerate(rows):
+    assert set(r) == {"config", "mean", "std", "quantiles", "expected_improvement", "probability_of_improvement"}
+    assert list(r["quantiles"]) == ["0.25", "0.5", "0.75"]
+    np.testing.assert_allclose(r["mean"], dist.mean[i])
+    np.testing.assert_allclose(r["std"], dist.std[i])
+    np.testing.assert_allclose(r["quantiles"]["0.75"], dist.quantile(0.75)[i])
+    np.testing.assert_allclose(r["expected_improvement"], dist.expected_improvement(0.75)[i])  # best = min objective
+    np.testing.assert_allclose(r["probability_of_improvement"], dist.cdf(0.75)[i])
+    assert r["std"] > 0 and r["quantiles"]["0.25"] < r["quantiles"]["0.5"] < r["quantiles"]["0.75"]
+
+
+def test_predict_accepts_trials_csv_as_configs_and_default_quantiles(tmp_path, capsys, ckpt):
+  d = _files(tmp_path)
+  rc, out, _ = _main(capsys, d, "predict", ckpt, "--configs", str(d / "trials.csv"))
+  rows = json.loads(out)
+  assert rc == 0 and len(rows) == 5 and list(rows[0]["quantiles"]) == ["0.1", "0.5", "0.9"]
+
+
+def test_out_writes_the_file_atomically_and_nothing_to_stdout(tmp_path, capsys, ckpt):
+  d = _files(tmp_path)
+  rc, printed, _ = _main(capsys, d, "suggest", ckpt, "-n", "2", "--seed", "3")
+  (d / "out").mkdir()
+  (d / "out" / "next.json").write_text("old")
+  rc, out, err = _main(capsys, d, "suggest", ckpt, "-n", "2", "--seed", "3", "--out", str(d / "out" / "next.json"))
+  assert rc == 0 and out == "", err
+  assert (d / "out" / "next.json").read_text() == printed
+  assert os.listdir(d / "out") == ["next.json"]  # no temporary file left behind
+  assert (d / "out" / "next.json").stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+def _space_with(*lines):
+  return "[\n" + ",\n".join(lines) + "\n]\n"
+
+
+FLOAT_X = ' {"type": "float", "name": "x", "low": 0, "high": 1}'
+
+# (case, files to write {name: text}, extra arguments, regex the error message must match)
+BAD_INPUTS = [
+    ("space: bad JSON", {"space.json": '[\n {"type": "float",, "name": "x"}\n]'}, [], r"space\.json:2: invalid JSON"),
+    ("space: not a list", {"space.json": '{"type": "float"}'}, [], r"space\.json:1: expected a JSON list of parameters"),
+    ("space: empty", {"space.json": "[]"}, [], r"space\.json:1: the search space needs at least one parameter"),
+    ("space: unknown kind", {"space.json": _space_with(FLOAT_X, ' {"type": "flaot", "name": "y"}')}, [],
+     r"space\.json:3: field 'type': parameter #1: unknown type 'flaot'"),
+    ("space: unknown field", {"space.json": _space_with(FLOAT_X, ' {"type": "int", "name": "k",\n  "lo": 0, "high": 3}')}, [],
+     r"space\.json:4: field 'lo': parameter #1: unknown field for type 'int'"),
+    ("space: missing field", {"space.json": _space_with(' {"type": "float", "name": "x", "low": 0}')}, [],
+     r"space\.json:2: field 'high': parameter #0 \(type 'float'\) is missing 'high'"),
+    ("space: low >= high", {"space.json": _space_with(' {"type": "float", "name": "x",\n  "low": 2,\n  "high": 1}')}, [],
+     r"space\.json:3: field 'low': parameter #0 \('x'\): low=2 must be < high=1"),
+    ("space: log not a bool", {"space.json": _space_with(' {"type": "float", "name": "x", "low": 1, "high": 2, "log": "yes"}')}, [],
+     r"space\.json:2: field 'log': parameter #0: expected true or false, got 'yes'"),
+    ("space: one choice", {"space.json": _space_with(FLOAT_X, ' {"type": "categorical", "name": "c",\n  "choices": ["a"]}')}, [],
+     r"space\.json:4: field 'choices': parameter #1 \('c'\): needs at least 2 choices"),
+    ("space: duplicate name", {"space.json": _space_with(FLOAT_X, ' {"type": "int",\n  "name": "x", "low": 0, "high": 3}')}, [],
+     r"space\.json:4: field 'name': duplicate parameter name 'x' \(also parameter #0\)"),
+    ("space: duplicate key", {"space.json": _space_with(' {"type": "float", "name": "x", "low": 0, "high": 1, "low": 0.5}')}, [],
+     r"space\.json:2: field 'low': appears twice"),
+    ("trials: empty file", {"trials.csv": ""}, [], r"trials\.csv:1: empty file"),
+    ("trials: no objective column", {"trials.csv": "learning_rate,units,batch_size,optimizer\n0.001,4,32,adam\n"}, [],
+     r"trials\.csv:1: field 'objective': missing column"),
+    ("trials: missing parameter column", {"trials.csv": "learning_rate,batch_size,optimizer,objective\n0.001,32,adam,1\n"}, [],
+     r"trials\.csv:1: field 'units': missing column"),
+    ("trials: unknown column", {"trials.csv": HEADER + ",momentum\n0.001,4,32,adam,1.0,0.9\n"}, [],
+     r"trials\.csv:1: field 'momentum': unknown column"),
+    ("trials: duplicate column", {"trials.csv": HEADER + ",units\n0.001,4,32,adam,1.0,4\n"}, [],
+     r"trials\.csv:1: field 'units': the column appears twice"),
+    ("trials: non-numeric cell", {"trials.csv": HEADER + "\n0.001,4,32,adam,1.0\n\n0.001,four,32,adam,1.0\n"}, [],
+     r"trials\.csv:4: field 'units': 'four' is not a number"),
+    ("trials: empty numeric cell", {"trials.csv": HEADER + "\n,4,32,adam,1.0\n"}, [],
+     r"trials\.csv:2: field 'learning_rate': '' is not a number"),
+    ("trials: out of bounds", {"trials.csv": HEADER + "\n0.001,4,32,adam,1.0\n0.5,4,32,adam,1.0\n"}, [],
+     r"trials\.csv:3: field 'learning_rate': value 0.5 is outside \[1e-05, 0.1\]"),
+    ("trials: int not an integer", {"trials.csv": HEADER + "\n0.001,4.5,32,adam,1.0\n"}, [],
+     r"trials\.csv:2: field 'units': expected an int, got 4.5"),
+    ("trials: discrete value not in the set", {"trials.csv": HEADER + "\n0.001,4,48,adam,1.0\n"}, [],
+     r"trials\.csv:2: field 'batch_size': value 48 is not one of \[16, 32, 64, 128\]"),
+    ("trials: unknown category", {"trials.csv": HEADER + "\n0.001,4,32,lion,1.0\n"}, [],
+     r"trials\.csv:2: field 'optimizer': 'lion' is not one of \['adam', 'sgd', 3, True\]"),
+    ("trials: non-numeric objective", {"trials.csv": HEADER + "\n0.001,4,32,adam,good\n"}, [],
+     r"trials\.csv:2: field 'objective': 'good' is not a number \(leave it empty"),
+    ("trials: wrong number of fields", {"trials.csv": HEADER + "\n0.001,4,32,adam,1.0\n0.001,4,32,adam\n"}, [],
+     r"trials\.csv:3: 4 fields, but the header \(line 1\) has 5"),
+    ("trials: unknown status", {"trials.csv": HEADER + ",status\n0.001,4,32,adam,1.0,done\n"}, [],
+     r"trials\.csv:2: field 'status': 'done' is not one of \['completed', 'infeasible', 'pending'\]"),
+    ("trials: pending with objective", {"trials.csv": HEADER + ",status\n0.001,4,32,adam,1.0,pending\n"}, [],
+     r"trials\.csv:2: field 'objective': a pending trial has no objective"),
+    ("trials: line after a quoted line break", {"trials.csv": HEADER + '\n0.001,4,32,adam,"1.0\n"\n0.001,4,32,lion,1\n'}, [],
+     r"trials\.csv:4: field 'optimizer': 'lion'"),
+    ("trials: quoted line break in the header", {"trials.csv": '"learning\n_rate",units\n'}, [],
+     r"trials\.csv:1: field 'learning\\n_rate': unknown column"),
+    ("space: too many parameters", {"space.json": json.dumps(SearchSpace([Float(f"x{i}", 0.0, 1.0) for i in range(5)]).to_json()),
+                                    "trials.csv": "x0,x1,x2,x3,x4,objective\n"}, [], r"space\.json: The search space has 5 parameters"),
+    ("history: no feasible trial", {"trials.csv": HEADER + "\n0.001,4,32,adam,\n", "configs.csv": CONFIGS_CSV}, ["predict"],
+     r"trials\.csv: predict needs at least one feasible trial"),
+    ("configs.json: unknown parameter", {"configs.json": '[\n {"learning_rate": 0.002, "units": 5, "batch_size": 32,\n  "optimizer": "adam", "momentum": 0.9}\n]'},
+     ["predict"], r"configs\.json:3: field 'momentum': configuration #0: unknown parameter"),
+    ("configs.json: out of range", {"configs.json": '[\n {"learning_rate": 0.002, "units": 5, "batch_size": 32, "optimizer": "adam"},\n'
+                                                    ' {"learning_rate": 0.002,\n  "units": 50, "batch_size": 32, "optimizer": "adam"}\n]'},
+     ["predict"], r"configs\.json:4: field 'units': configuration #1: value 50 is outside \[2, 20\]"),
+    ("configs.json: missing parameter", {"configs.json": '[{"learning_rate": 0.002, "units": 5, "batch_size": 32}]'},
+     ["predict"], r"configs\.json:1: field 'optimizer': configuration #0 is missing this parameter"),
+    ("configs.csv: bad category", {"configs.csv": CONFIGS_CSV + "0.002,5,32,lion\n"}, ["predict"],
+     r"configs\.csv:4: field 'optimizer': 'lion' is not one of"),
+    ("configs: other extension", {"configs.txt": CONFIGS_CSV}, ["predict"], r"configs\.txt: expected a \.csv or \.json file"),
+    ("configs: missing file", {}, ["predict", "nothere.csv"], r"nothere\.csv: cannot read the file: No such file"),
+    ("checkpoint: not a model directory", {}, ["bad-checkpoint"], r"is missing 'config\.json'"),
+    ("out: no such directory", {}, ["out-in-missing-dir"], r"no/such/dir/out\.json: --out: the directory does not exist"),
+]
+
+
+@pytest.mark.parametrize("case, files, extra, message", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_malformed_input_exits_2_with_a_located_message_and_writes_nothing(tmp_path, capsys, ckpt, case, files, extra, message):
+  d = _files(tmp_path)
+  for name, text in files.items():
+    (d / name).write_text(text)
+  out_path = d / "out.json"
+  command, args = "suggest", []
+  if extra and extra[0] == "predict":
+    configs = extra[1] if len(extra) > 1 else next(n for n in files if n.startswith("configs"))
+    command, args = "predict", ["--configs", str(d / configs)]
+  if extra == ["bad-checkpoint"]:
+    ckpt = str(d)
+  if extra == ["out-in-missing-dir"]:
+    out_path = d / "no" / "such" / "dir" / "out.json"
+  rc, out, err = _main(capsys, d, command, ckpt, *args, "--out", str(out_path))
+  assert rc == 2
+  assert out == ""
+  assert err.startswith(f"optformer {command}: error: ") and err.count("\n") == 1, err
+  assert re.search(message, err), err
+  assert not out_path.exists()
+  assert not [p for p in d.iterdir() if p.name.startswith(".out.json")]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["-n", "0"], "expected an integer >= 1"), (["-n", "two"], "expected an integer >= 1"), (["--goal", "max"], "invalid choice")],
+)
+def test_bad_command_line_exits_2(tmp_path, capsys, ckpt, args, message):
+  with pytest.raises(SystemExit) as e:
+    _main(capsys, _files(tmp_path), "suggest", ckpt, *args)
+  assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("quantiles", ["1.5", "0.1,,0.9", "a"])
+def test_bad_quantiles_exit_2(tmp_path, capsys, ckpt, quantiles):
+  d = _files(tmp_path, configs_csv=CONFIGS_CSV)
+  with pytest.raises(SystemExit) as e:
+    _main(capsys, d, "predict", ckpt, "--configs", str(d / "configs.csv"), "--quantiles", quantiles)
+  assert e.value.code == 2 and "levels in [0, 1]" in capsys.readouterr().err
+
+
+def test_console_script(tmp_path, ckpt):
+  script = pathlib.Path(sys.executable).parent / "optformer"
+  if not script.exists():
+    pytest.skip("the optformer console script is not installed (pip install -e .)")
+  d = _files(tmp_path)
+  run = subprocess.run(
+      [str(script), "suggest", "--space", str(d / "space.json"), "--history", str(d / "trials.csv"), "-n", "2",
+       "--checkpoint", ckpt, "--out", str(d / "next.json")],
+      capture_output=True, text=True, timeout=300,
+  )
+  assert run.returncode == 0, run.stderr
+  assert run.stdout == "" and len(json.loads((d / "next.json").read_text())) == 2
