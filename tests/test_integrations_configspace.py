@@ -5,9 +5,9 @@ import pytest
 
 CS = pytest.importorskip("ConfigSpace")
 
-import optformer  # noqa: E402
-from optformer.integrations import configspace as ci  # noqa: E402
-from optformer.search_space import Categorical, Discrete, Float, Int, SearchSpace  # noqa: E402
+import optformer
+from optformer.integrations import configspace as ci
+from optformer.search_space import Categorical, Discrete, Float, Int, SearchSpace
 
 # (ConfigSpace hyperparameter, optformer parameter): ConfigSpace -> optformer -> ConfigSpace is exact.
 EXACT_CASES = [
@@ -46,8 +46,14 @@ LOSSY_CASES = [
         CS.OrdinalHyperparameter("p", ["small", "medium", "large"]), Categorical("p", ("small", "medium", "large")),
         CS.CategoricalHyperparameter("p", ["small", "medium", "large"]),
     ),
-    (CS.OrdinalHyperparameter("p", [2, 8, 4]), Categorical("p", (2, 8, 4)), CS.CategoricalHyperparameter("p", [2, 8, 4])),
-    (CS.OrdinalHyperparameter("p", [False, True]), Categorical("p", (False, True)), CS.CategoricalHyperparameter("p", [False, True])),
+    (
+        CS.OrdinalHyperparameter("p", [2, 8, 4]), Categorical("p", (2, 8, 4)),
+        CS.CategoricalHyperparameter("p", [2, 8, 4]),
+    ),
+    (
+        CS.OrdinalHyperparameter("p", [False, True]), Categorical("p", (False, True)),
+        CS.CategoricalHyperparameter("p", [False, True]),
+    ),
 ]
 
 

@@ -6,12 +6,12 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution  # noqa: E402
-from optuna.trial import TrialState  # noqa: E402
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
 
-import optformer  # noqa: E402
-from optformer.integrations import optuna as oi  # noqa: E402
-from optformer.search_space import Categorical, Discrete, Float, Int  # noqa: E402
+import optformer
+from optformer.integrations import optuna as oi
+from optformer.search_space import Categorical, Discrete, Float, Int
 
 # (optuna distribution, optformer parameter): optuna -> optformer -> optuna is exact for all of these.
 EXACT_CASES = [
@@ -222,7 +222,8 @@ def test_running_and_waiting_trials_are_pending_and_not_proposed_again(tiny_mode
   current = study.ask(dist)  # RUNNING: the trial being sampled below.
   waiting = next(c for c in CHOICES if c not in ("a", running.params["c"]))
   study.enqueue_trial({"c": waiting})  # WAITING.
-  params = sampler.sample_relative(study, study.trials[current.number], sampler.infer_relative_search_space(study, None))
+  joint = sampler.infer_relative_search_space(study, study.trials[current.number])
+  params = sampler.sample_relative(study, study.trials[current.number], joint)
   opt = recorded[-1]
   assert [t.params for t in opt.trials] == [{"c": "a"}]
   assert sorted(p["c"] for p in opt.pending) == sorted([running.params["c"], waiting, params["c"]])
@@ -249,10 +250,11 @@ def test_a_history_longer_than_the_context_warns_once(tiny_model, tiny_config):
     study.add_trial(optuna.trial.create_trial(params={"x": i / 20}, distributions=dist, value=float(i)))
   with pytest.warns(UserWarning) as caught:
     study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=3)
-  assert [str(w.message) for w in caught] == [
-      f"The study has {tiny_config.max_trials + 1} trials; the model's context holds {tiny_config.max_trials}. "
-      f"It sees the best {tiny_config.max_trials // 2} and the most recent ones."
-  ]
+  limit = tiny_config.max_trials
+  assert [str(w.message) for w in caught] == [(
+      f"The study has {limit + 1} trials; the model's context holds {limit}. "
+      f"It sees the best {limit // 2} and the most recent ones."
+  )]
 
 
 def test_workers_sharing_an_rdb_storage_see_each_others_running_trials(tiny_model, tmp_path):
@@ -318,7 +320,8 @@ def test_multi_objective_studies_are_rejected(tiny_model):
 def test_optimizer_options_pass_through_and_bad_ones_fail_at_construction(tiny_model, recorded):
   study = optuna.create_study(sampler=_sampler(tiny_model, temperature=0.5, candidates="random"))
   study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=2)
-  assert (recorded[-1].temperature, recorded[-1].candidates, recorded[-1].num_candidates) == (0.5, "random", NUM_CANDIDATES)
+  opt = recorded[-1]
+  assert (opt.temperature, opt.candidates, opt.num_candidates) == (0.5, "random", NUM_CANDIDATES)
   with pytest.raises(ValueError, match="algorithm must be one of"):
     _sampler(tiny_model, algorithm="nope")
   with pytest.raises(ValueError, match="num_candidates must be >= 1, got 0"):

@@ -30,6 +30,7 @@ still carry one).
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from typing import Any, Mapping
@@ -97,9 +98,9 @@ def _to_parameter(name: str, hp: CS.hyperparameters.Hyperparameter) -> ss.Parame
   if isinstance(hp, CS.OrdinalHyperparameter):
     seq = tuple(hp.sequence)
     if all(_is_number(v) for v in seq):
-      if all(a < b for a, b in zip(seq, seq[1:])):
+      if all(a < b for a, b in itertools.pairwise(seq)):
         return ss.Discrete(name, seq)
-      if all(a > b for a, b in zip(seq, seq[1:])):
+      if all(a > b for a, b in itertools.pairwise(seq)):
         return ss.Discrete(name, seq[::-1])
     return ss.Categorical(name, seq)
   raise ValueError(
@@ -182,7 +183,9 @@ def to_configuration(cs: CS.ConfigurationSpace, params: Mapping[str, Any]) -> CS
   return CS.Configuration(cs, values=values)
 
 
-def from_configuration(config: CS.Configuration | Mapping[str, Any], cs: CS.ConfigurationSpace | None = None) -> dict[str, Any]:
+def from_configuration(
+    config: CS.Configuration | Mapping[str, Any], cs: CS.ConfigurationSpace | None = None
+) -> dict[str, Any]:
   """The params of `from_configspace(cs)` in a Configuration (e.g. a default or a ConfigSpace sample).
 
   Constants are left out and NumPy scalars (ConfigSpace samples return

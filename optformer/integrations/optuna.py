@@ -40,7 +40,6 @@ from optuna.trial import FrozenTrial, TrialState
 from optformer import search_space as ss
 from optformer.optimizer import Optimizer
 
-
 # A stepped distribution with more grid points than this is rejected (a Discrete
 # of that many levels is slow to build and to tokenize; drop the step instead).
 MAX_GRID_LEVELS = 10_000
