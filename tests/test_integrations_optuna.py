@@ -83,6 +83,15 @@ def test_to_distributions_rejects_a_non_space():
     oi.to_distributions({"p": Float("p", 0.0, 1.0)})
 
 
+def test_suggest_params_suggests_every_parameter_of_a_space(mixed_space):
+  study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+  for _ in range(5):
+    trial = study.ask()
+    params = oi.suggest_params(trial, mixed_space)
+    assert mixed_space.validate(params) == params and list(params) == mixed_space.names
+    assert trial.distributions == oi.to_distributions(mixed_space)
+
+
 # -- OptFormerSampler ------------------------------------------------------------------
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -147,6 +147,27 @@ def to_distributions(space: ss.SearchSpace) -> dict[str, BaseDistribution]:
   return {p.name: _parameter_to_distribution(p) for p in space}
 
 
+def suggest_params(trial: optuna.trial.BaseTrial, space: ss.SearchSpace) -> dict[str, Any]:
+  """Suggests every parameter of `space` on an Optuna trial (define-by-run) and returns the configuration.
+
+  Each parameter is suggested with its `to_distributions` distribution
+  (`suggest_float`, `suggest_int` or `suggest_categorical`), so any Optuna
+  sampler can tune an optformer SearchSpace; the result validates in `space`.
+
+  Raises:
+    TypeError: `space` is not an optformer.SearchSpace.
+  """
+  out = {}
+  for name, dist in to_distributions(space).items():
+    if isinstance(dist, FloatDistribution):
+      out[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    elif isinstance(dist, IntDistribution):
+      out[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    else:
+      out[name] = trial.suggest_categorical(name, dist.choices)
+  return space.validate(out)
+
+
 # -- Sampler ---------------------------------------------------------------------
 
 _FINISHED_OR_PENDING = (
