@@ -1,0 +1,136 @@
+"""Surrogate metrics (pure functions against Monte Carlo and known cases) and a tiny end-to-end run."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT
+from eval import surrogate_eval as se
+from optformer import checkpoint
+from optformer.distribution import RiemannDistribution
+from optformer.model import ModelConfig, create_model
+
+
+def _mc_crps(samples_NxS, y_N):
+  """Monte Carlo CRPS = E|X - y| - E|X - X'| / 2 (Gneiting & Raftery 2007, eq. 20); X' a permutation."""
+  rng = np.random.default_rng(1)
+  other = rng.permuted(samples_NxS, axis=1)
+  return np.mean(np.abs(samples_NxS - y_N[:, None]), 1) - 0.5 * np.mean(np.abs(samples_NxS - other), 1)
+
+
+def _bar_samples(dist, num, rng):
+  """float [N, num] draws from each row of a RiemannDistribution (bin by probs, uniform within)."""
+  out = np.empty((len(dist), num))
+  for i, p in enumerate(dist.probs):
+    b = rng.choice(len(p), size=num, p=p)
+    out[i] = dist.edges[b] + rng.random(num) * dist.widths[b]
+  return out
+
+
+def test_gaussian_crps_matches_monte_carlo():
+  rng = np.random.default_rng(0)
+  mean, std, y = np.array([0.0, 1.5, -2.0]), np.array([1.0, 0.3, 2.5]), np.array([0.3, 3.0, -2.1])
+  samples = mean[:, None] + std[:, None] * rng.standard_normal((3, 200_000))
+  np.testing.assert_allclose(se.gaussian_crps(mean, std, y), _mc_crps(samples, y), rtol=0.02)
+  # At the mean, CRPS = std (sqrt(2) - 1) / sqrt(pi) (closed form of eq. 21 at w = 0).
+  np.testing.assert_allclose(se.gaussian_crps(0.0, 2.0, 0.0), 2.0 * (math.sqrt(2) - 1) / math.sqrt(math.pi))
+
+
+def test_riemann_crps_matches_monte_carlo_inside_and_outside_the_support():
+  rng = np.random.default_rng(0)
+  edges = np.cumsum(np.concatenate([[-1.0], rng.uniform(0.05, 0.5, size=12)]))  # Uneven bins.
+  probs = rng.dirichlet(np.ones(12) * 0.7, size=4)
+  dist = RiemannDistribution(probs, edges)
+  y = np.array([edges[0] - 0.7, edges[3] + 0.01, edges[7], edges[-1] + 1.3])  # Below, inside, edge, above.
+  samples = _bar_samples(dist, 200_000, rng)
+  np.testing.assert_allclose(se.riemann_crps(dist, y), _mc_crps(samples, y), rtol=0.02)
+
+
+def test_riemann_crps_of_a_fine_bar_approaches_the_gaussian():
+  edges = np.linspace(-8.0, 8.0, 4001)
+  cdf = 0.5 * (1 + np.vectorize(math.erf)(edges / math.sqrt(2)))
+  dist = RiemannDistribution(np.diff(cdf)[None].repeat(3, 0), edges)
+  y = np.array([-1.0, 0.2, 2.5])
+  np.testing.assert_allclose(se.riemann_crps(dist, y), se.gaussian_crps(0.0, 1.0, y), rtol=1e-3)
+
+
+def test_riemann_nll_known_case():
+  dist = RiemannDistribution([[0.25, 0.75], [0.25, 0.75]], [0.0, 1.0, 3.0])
+  np.testing.assert_allclose(se.riemann_nll(dist, [2.0, 0.5]), [-math.log(0.75 / 2), -math.log(0.25)])
+  # Outside the support: scored at the nearest edge bin.
+  np.testing.assert_allclose(se.riemann_nll(dist, [-5.0, 9.0]), [-math.log(0.25), -math.log(0.375)])
+
+
+def test_gaussian_nll_known_case():
+  np.testing.assert_allclose(se.gaussian_nll(1.0, 2.0, 3.0), 0.5 * math.log(2 * math.pi * 4.0) + 0.5)
+
+
+def test_a_calibrated_gaussian_has_near_zero_calibration_error():
+  rng = np.random.default_rng(0)
+  mean, std = rng.normal(size=20_000), rng.uniform(0.5, 2.0, size=20_000)
+  y = mean + std * rng.standard_normal(20_000)
+  pit = 0.5 * (1 + np.vectorize(math.erf)((y - mean) / (std * math.sqrt(2))))
+  coverage = se.central_coverage(pit)
+  assert se.calibration_error(coverage) < 0.01
+  np.testing.assert_allclose(coverage, se.COVERAGE_LEVELS, atol=0.015)
+  # Overconfident (std / 3): every interval covers too little.
+  pit_over = 0.5 * (1 + np.vectorize(math.erf)(3 * (y - mean) / (std * math.sqrt(2))))
+  over = se.central_coverage(pit_over)
+  assert np.all(over < np.array(se.COVERAGE_LEVELS)) and se.calibration_error(over) > 0.2
+
+
+def test_spearman_of_identical_and_reversed_rankings():
+  a, b = np.array([0.1, 0.5, 0.3, 2.0]), np.array([1.0, 2.0, 1.5, 9.0])  # Same order, different values.
+  assert se.mean_spearman([a, a], [b, b])[:2] == pytest.approx((1.0, 0.0))
+  assert se.mean_spearman([a], [-b])[0] == pytest.approx(-1.0)
+  # A constant prediction has no ranking: skipped and not counted.
+  assert se.mean_spearman([a, np.ones(4)], [b, b])[2] == 1
+  assert math.isnan(se.mean_spearman([np.ones(4)], [b])[0])
+
+
+def test_gp_inputs_drop_unused_slots_and_one_hot_categoricals():
+  x = np.array([[0.25, 2.0, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0]])
+  kinds = np.array([KIND_FLOAT, KIND_CATEGORICAL, KIND_INT, 0])
+  out = se.gp_inputs(x, kinds, np.array([0, 3, 5, 0]))
+  np.testing.assert_array_equal(out, [[0.25, 0, 0, 1, 0.5], [1.0, 1, 0, 0, 0.0]])
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tiny_model):
+  return se.evaluate(tiny_model, num_tasks=3, context_sizes=(3, 8), num_queries=5, gp_restarts=0)
+
+
+def test_evaluate_end_to_end_structure(tiny_result):
+  res = tiny_result
+  assert res["methods"] == list(se.METHODS) and set(res["by_context_size"]) == {"3", "8"}
+  for row in res["by_context_size"].values():
+    assert 0.0 <= row["fraction_outside_model_support"] <= 1.0
+    assert row["model_nll"] == row["model"]["nll"] and row["gp_nll"] == row["exact_gp"]["nll"]
+    for m in se.METHODS:
+      r = row[m]
+      assert np.isfinite([r["nll"], r["crps"], r["calibration_error"]]).all() and r["crps"] > 0
+      assert len(r["coverage"]) == 9 and all(0.0 <= c <= 1.0 for c in r["coverage"])
+      assert r["spearman_tasks"] == 0 or -1.0 <= r["spearman"] <= 1.0
+  json.dumps(res)  # JSON-able.
+
+
+def test_evaluate_rejects_bad_arguments(tiny_model):
+  with pytest.raises(ValueError, match="context sizes"):
+    se.evaluate(tiny_model, num_tasks=1, context_sizes=(1000,))
+  with pytest.raises(ValueError, match="Unknown methods"):
+    se.evaluate(tiny_model, num_tasks=1, methods=("model", "oracle"))
+
+
+def test_cli_writes_json_and_figure(tmp_path, tiny_config):
+  cfg = dataclasses.replace(tiny_config, max_trials=16)
+  model_dir = checkpoint.save(tmp_path / "m", cfg, nnx.to_pure_dict(nnx.state(create_model(cfg))))
+  out, fig = tmp_path / "s.json", tmp_path / "s.png"
+  argv = ["--checkpoint", str(model_dir), "--tasks", "2", "--contexts", "4", "--queries", "3", "--gp-restarts", "0",
+          "--out", str(out), "--figure", str(fig)]
+  assert se.main(argv) == 0
+  assert json.loads(out.read_text())["by_context_size"]["4"]["ml2_gp"]["crps"] > 0
+  assert fig.stat().st_size > 1000
