@@ -90,7 +90,8 @@ def _json_list(path, what: str) -> list[tuple[Any, int, dict[str, int]]]:
   except json.JSONDecodeError as e:
     raise InputError(path, e.lineno, None, f"invalid JSON: {e.msg} (column {e.colno}).") from e
   if not isinstance(data, list):
-    raise InputError(path, 1, None, f"expected a JSON list of {what}, got a JSON {type(data).__name__}.")
+    kind = {dict: "an object", str: "a string", bool: "a boolean", type(None): "null"}.get(type(data), "a number")
+    raise InputError(path, 1, None, f"expected a JSON list of {what}, got {kind}.")
   # The text is valid JSON, so a shallow re-scan with raw_decode finds where each item and key starts.
   dec, ws = json.JSONDecoder(), re.compile(r"\s*")
   line = lambda pos: text.count("\n", 0, pos) + 1

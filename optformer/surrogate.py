@@ -196,6 +196,9 @@ class Surrogate:
     """Validated configurations from a list of dicts or an array-like [n, d]."""
     if isinstance(X, Mapping):
       raise TypeError(f"{what} must be a list of configurations; got a single dict (wrap it in a list).")
+    columns = getattr(X, "columns", None)  # A pandas DataFrame: its columns must be the space's, in order.
+    if columns is not None and list(columns) != self.space.names:
+      raise ValueError(f"{what} has columns {list(columns)}; expected the parameters {self.space.names} in that order.")
     if not isinstance(X, (list, tuple)):
       X = np.asarray(X)
     if isinstance(X, np.ndarray):

@@ -295,3 +295,12 @@ def test_console_script(tmp_path, ckpt):
   )
   assert run.returncode == 0, run.stderr
   assert run.stdout == "" and len(json.loads((d / "next.json").read_text())) == 2
+
+
+def test_reads_spreadsheet_style_csv_bom_crlf_and_spaces(tmp_path, capsys, ckpt):
+  trials = "\ufeff" + TRIALS.replace(",", ", ").replace("\n", "\r\n") + "\r\n"
+  d = _files(tmp_path)
+  (d / "trials.csv").write_bytes(trials.encode("utf-8"))
+  rc, out, err = _main(capsys, d, "predict", ckpt, "--configs", str(d / "trials.csv"))
+  assert rc == 0, err
+  assert [r["config"]["optimizer"] for r in json.loads(out)] == ["adam", "sgd", 3, True, "adam"]

@@ -240,3 +240,23 @@ def test_constructor_errors(mixed_space, tiny_model, tiny_config):
     optformer.Surrogate(SearchSpace([Float(f"x{i}", 0.0, 1.0) for i in range(d + 1)]), model=tiny_model)
   with pytest.raises(TypeError, match="SearchSpace"):
     optformer.Surrogate([Float("x", 0.0, 1.0)], model=tiny_model)
+
+
+class _Frame:
+  """A stand-in for a pandas DataFrame: named columns, converts to an array."""
+
+  def __init__(self, columns, rows):
+    self.columns, self._rows = columns, rows
+
+  def __array__(self, dtype=None, copy=None):
+    return np.array(self._rows, dtype=object)
+
+
+def test_a_data_frame_must_have_the_space_columns_in_order(mixed_space, tiny_model, data):
+  X, y, Q = data
+  rows = _rows(mixed_space, X)
+  s = _fit(mixed_space, tiny_model, _Frame(mixed_space.names, rows), y)
+  np.testing.assert_array_equal(s.predict(Q), _fit(mixed_space, tiny_model, X, y).predict(Q))
+  swapped = mixed_space.names[1::-1] + mixed_space.names[2:]
+  with pytest.raises(ValueError, match=r"X has columns \['units', 'learning_rate'.*in that order"):
+    s.predict(_Frame(swapped, rows[:, [1, 0, 2, 3]]))
