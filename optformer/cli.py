@@ -402,3 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"optformer {args.command}: error: {e}", file=sys.stderr)
     return 2
   return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
