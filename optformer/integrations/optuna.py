@@ -19,6 +19,11 @@ optformer -> Optuna is exact; optformer -> Optuna -> optformer is exact
 except that a Discrete of consecutive ints comes back as the equivalent Int,
 and a Discrete with uneven levels comes back as an (unordered) Categorical,
 because Optuna has no ordered distribution over arbitrary numbers.
+
+`suggest_params(trial, space)` suggests a whole optformer SearchSpace on an
+Optuna trial (so any Optuna sampler can tune it), and `OptFormerSampler` is
+an Optuna sampler backed by `optformer.Optimizer` (see its docstring for how
+the joint space, the fallback and each trial state are handled).
 """
 
 from __future__ import annotations
