@@ -235,8 +235,8 @@ class Categorical:
     for c in self.choices:
       if type(c) is type(value) and c == value:
         return c
-    for c in self.choices:  # Allow e.g. numpy scalars equal to a choice.
-      if not isinstance(c, str) and not isinstance(value, str) and c == value:
+    for c in self.choices:  # Allow str subclasses (numpy.str_) and numpy scalars equal to a choice.
+      if isinstance(c, str) == isinstance(value, str) and c == value:
         return c
     raise ValueError(f"Parameter {self.name!r}: value {value!r} is not one of {list(self.choices)!r}.")
 

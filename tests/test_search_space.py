@@ -162,6 +162,10 @@ def test_categorical_accepts_numpy_scalars_equal_to_a_choice():
   assert c.validate(np.int64(4)) == 4 and c.to_unit(np.float32(0.5)) == 2.0
   with pytest.raises(ValueError, match="'4'"):
     c.validate("4")  # a string never matches a number
+  got = c.validate(np.str_("a"))  # e.g. from ConfigSpace samples
+  assert type(got) is str and got == "a"
+  with pytest.raises(ValueError, match="'4'"):
+    c.validate(np.str_("4"))
 
 
 def test_space_round_trip_on_samples():
