@@ -338,15 +338,20 @@ def rf_breast_cancer() -> SklearnTask:
 
 
 def gb_diabetes() -> SklearnTask:
-  """GradientBoostingRegressor on diabetes, 5-fold CV MAE. Our space (Bayesmark has no gradient boosting)."""
+  """GradientBoostingRegressor on diabetes, 5-fold CV MAE. Our space (Bayesmark has no gradient boosting).
+
+  n_estimators <= 50 and max_depth <= 4 keep the slowest corner (absolute
+  error, whose leaf values are medians computed per leaf) near 0.6 s; the
+  huber loss is left out for the same reason (~3x slower).
+  """
   space = SearchSpace([
       Float("learning_rate", 1e-3, 1.0, log=True),
-      Int("n_estimators", 10, 100, log=True),
-      Int("max_depth", 1, 6),
+      Int("n_estimators", 10, 50, log=True),
+      Int("max_depth", 1, 4),
       Float("subsample", 0.3, 1.0),
       Float("max_features", 0.1, 1.0),
       Int("min_samples_leaf", 1, 64, log=True),
-      Categorical("loss", ["squared_error", "absolute_error", "huber"]),
+      Categorical("loss", ["squared_error", "absolute_error"]),
   ])
   return SklearnTask("gb_diabetes", space, _gb_regressor, "diabetes", "mae", folds=5, model="GradientBoostingRegressor")
 

@@ -16,9 +16,11 @@ methods:
   * "ml2_gp": scikit-learn's GaussianProcessRegressor with type-II maximum-
     likelihood hyperparameters (Rasmussen & Williams 2006, Sec. 5.4.1):
     Constant * Matern-5/2 ARD + WhiteKernel, normalize_y=True, L-BFGS-B
-    with `gp_restarts` random restarts, on the inputs the model sees (float
-    and int parameters at their unit value, categoricals one-hot), not the
-    latent ones; its predictive std includes the fitted white noise.
+    with `gp_restarts` random restarts (bounds in `fit_ml2_gp`), on the
+    inputs the model sees (float and int parameters at their unit value,
+    categoricals one-hot), not the latent ones; its predictive std includes
+    the fitted white noise. With few points ML-II is often overconfident,
+    and a few far-off queries dominate its mean NLL: compare medians too.
 
 Metrics, each per query in objective units (all tasks' queries pooled) unless
 said otherwise:
@@ -180,14 +182,25 @@ def gp_inputs(x_TxD, kinds_D, num_values_D) -> np.ndarray:
 
 
 def fit_ml2_gp(x_NxF, y_N, restarts: int, seed: int):
-  """A GaussianProcessRegressor fitted by type-II ML: Constant * Matern-5/2 ARD + White, normalize_y."""
+  """A GaussianProcessRegressor fitted by type-II ML: Constant * Matern-5/2 ARD + White, normalize_y.
+
+  Args:
+    x_NxF: float [N, F] inputs in [0, 1] (`gp_inputs`); y_N: float [N] objectives.
+    restarts: extra L-BFGS-B starts, drawn log-uniformly within the bounds.
+    seed: seeds those starts.
+
+  Bounds (on the standardized y): output variance [1e-2, 1e2], lengthscales
+  [1e-2, 1e2], noise variance [1e-4, 1] (the floor of BoTorch's
+  MIN_INFERRED_NOISE_LEVEL; lower floors make the few-point fits even more
+  overconfident).
+  """
   from sklearn.gaussian_process import GaussianProcessRegressor
   from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
   from threadpoolctl import threadpool_limits
 
   f = x_NxF.shape[1]
   kernel = (ConstantKernel(1.0, (1e-2, 1e2)) * Matern(np.full(f, 0.5), (1e-2, 1e2), nu=2.5)
-            + WhiteKernel(1e-2, (1e-6, 1e0)))
+            + WhiteKernel(1e-2, (1e-4, 1e0)))
   gpr = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=restarts, random_state=seed)
   with threadpool_limits(1), warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Hyperparameters at their bounds are expected with 5 points.
@@ -334,12 +347,14 @@ def plot_calibration(result: dict, path) -> None:
 
 def format_table(result: dict) -> str:
   """One line per (context size, method): NLL, CRPS, calibration error, Spearman."""
-  lines = [f"{'context':>7} {'method':<9} {'NLL':>15} {'CRPS':>15} {'calib.err':>9} {'Spearman':>15}"]
+  lines = [f"{'context':>7} {'method':<9} {'NLL':>17} {'NLL median':>10} {'CRPS':>15} {'calib.err':>9} "
+           f"{'Spearman':>15}"]
   for n, row in result["by_context_size"].items():
     for m in result["methods"]:
       r = row[m]
-      lines.append(f"{n:>7} {m:<9} {r['nll']:>7.3f} ± {r['nll_se']:.3f} {r['crps']:>7.3f} ± {r['crps_se']:.3f} "
-                   f"{r['calibration_error']:>9.3f} {r['spearman']:>7.3f} ± {r['spearman_se']:.3f}")
+      lines.append(f"{n:>7} {m:<9} {r['nll']:>8.3f} ± {r['nll_se']:<6.3f} {r['nll_median']:>10.3f} "
+                   f"{r['crps']:>7.3f} ± {r['crps_se']:.3f} {r['calibration_error']:>9.3f} "
+                   f"{r['spearman']:>7.3f} ± {r['spearman_se']:.3f}")
     if "fraction_outside_model_support" in row:
       lines.append(f"{'':>7} queries outside the model's support: {100 * row['fraction_outside_model_support']:.1f} %")
   return "\n".join(lines)
