@@ -52,6 +52,8 @@ said otherwise:
        "fraction_outside_model_support": float in [0, 1],
        "<method>": {
            "nll", "nll_se", "nll_median": float (nats per query),
+           "nll_inside_support": float (mean NLL over the queries inside the
+               model's support only, the same queries for every method),
            "crps", "crps_se": float (objective units),
            "coverage": [float] (9, empirical coverage at coverage_levels),
            "calibration_error": float in [0, 1],
@@ -210,18 +212,20 @@ def fit_ml2_gp(x_NxF, y_N, restarts: int, seed: int):
 # -- Evaluation -----------------------------------------------------------------
 
 
-def _scores(pit, nll, crps, mean, f) -> dict:
-  return {"pit": pit, "nll": nll, "crps": crps, "mean": mean, "f": f}
+def _scores(pit, nll, crps, mean, f, inside) -> dict:
+  """One method on one task's Q queries: float [Q] each; `inside` bool [Q] marks the model's support."""
+  return {"pit": pit, "nll": nll, "crps": crps, "mean": mean, "f": f, "inside": inside}
 
 
 def _summary(rows: list[dict]) -> dict:
   """Pools per-task rows (see `_scores`) into the per-method metrics of the module docstring."""
-  nll, crps, pit = (np.concatenate([r[k] for r in rows]) for k in ("nll", "crps", "pit"))
+  nll, crps, pit, inside = (np.concatenate([r[k] for r in rows]) for k in ("nll", "crps", "pit", "inside"))
   coverage = central_coverage(pit)
   rho, rho_se, rho_n = mean_spearman([r["mean"] for r in rows], [r["f"] for r in rows])
   se = lambda v: float(v.std() / np.sqrt(len(v)))
   return {
       "nll": float(nll.mean()), "nll_se": se(nll), "nll_median": float(np.median(nll)),
+      "nll_inside_support": float(nll[inside].mean()) if inside.any() else float("nan"),
       "crps": float(crps.mean()), "crps_se": se(crps),
       "coverage": coverage.tolist(), "calibration_error": calibration_error(coverage),
       "spearman": rho, "spearman_se": rho_se, "spearman_tasks": rho_n,
@@ -271,6 +275,7 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
       kinds, nv = data["kinds"][i], data["num_values"][i]
       y = data["y"][i].astype(np.float64)  # Noisy, to maximize.
       y_q, f_q = y[qry], data["f"][i][qry].astype(np.float64)
+      inside = np.ones(len(y_q), bool)
       if "model" in methods:
         enc = prior_encoding(kinds, nv, tok.num_x_bins)
         x_tok = tk.encode_units(data["x"][i], enc, tok.num_x_bins)
@@ -278,9 +283,10 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
         probs = engine.score(x_tok[ctx], tk.encode_y(norm.apply(y[ctx]), tok.num_y_bins), enc,
                              ALGORITHMS.index("random"), x_tok[qry])
         dist = RiemannDistribution(probs, norm.invert(tok.y_edges()))  # Objective units.
-        lo, hi = dist.edges[0], dist.edges[-1]
-        outside.append((y_q < lo) | (y_q > hi))
-        rows["model"].append(_scores(dist.cdf(y_q), riemann_nll(dist, y_q), riemann_crps(dist, y_q), dist.mean, f_q))
+        inside = (y_q >= dist.edges[0]) & (y_q <= dist.edges[-1])
+        outside.append(~inside)
+        rows["model"].append(_scores(dist.cdf(y_q), riemann_nll(dist, y_q), riemann_crps(dist, y_q), dist.mean, f_q,
+                                     inside))
       if "exact_gp" in methods:
         task = jax.tree.map(lambda a: a[i], tasks)
         z = data["z"][i]
@@ -290,13 +296,13 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
         mean = np.asarray(mean, np.float64)
         std = np.sqrt(np.asarray(var, np.float64) + float(task.noise_variance))
         rows["exact_gp"].append(_scores(scipy.stats.norm.cdf(y_q, mean, std), gaussian_nll(mean, std, y_q),
-                                        gaussian_crps(mean, std, y_q), mean, f_q))
+                                        gaussian_crps(mean, std, y_q), mean, f_q, inside))
       if "ml2_gp" in methods:
         x = gp_inputs(data["x"][i], kinds, nv)
         mean, std = fit_ml2_gp(x[ctx], y[ctx], gp_restarts, seed).predict(x[qry], return_std=True)
         std = np.maximum(std, 1e-9)
         rows["ml2_gp"].append(_scores(scipy.stats.norm.cdf(y_q, mean, std), gaussian_nll(mean, std, y_q),
-                                      gaussian_crps(mean, std, y_q), mean, f_q))
+                                      gaussian_crps(mean, std, y_q), mean, f_q, inside))
     row = {m: _summary(rows[m]) for m in methods}
     if "model" in methods:
       row["fraction_outside_model_support"] = float(np.concatenate(outside).mean())
@@ -305,7 +311,8 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
         row.update({f"{alias}_{k}": row[m][k] for k in ("nll", "nll_se", "nll_median")})
     results[str(n)] = row
   return {
-      "checkpoint": str(checkpoint) if checkpoint is not None else "shipped", "num_tasks": num_tasks,
+      "checkpoint": "shipped" if checkpoint is None else str(checkpoint) if isinstance(checkpoint, (str, pathlib.Path))
+      else type(checkpoint).__name__, "num_tasks": num_tasks,
       "num_queries": num_queries, "seed": seed, "gp_restarts": gp_restarts, "context_sizes": list(context_sizes),
       "coverage_levels": list(COVERAGE_LEVELS), "methods": list(methods),
       "seconds": time.perf_counter() - started, "by_context_size": results,
@@ -346,13 +353,14 @@ def plot_calibration(result: dict, path) -> None:
 
 
 def format_table(result: dict) -> str:
-  """One line per (context size, method): NLL, CRPS, calibration error, Spearman."""
-  lines = [f"{'context':>7} {'method':<9} {'NLL':>17} {'NLL median':>10} {'CRPS':>15} {'calib.err':>9} "
-           f"{'Spearman':>15}"]
+  """One line per (context size, method): NLL (mean, median, inside the model's support), CRPS, calibration, Spearman."""
+  lines = [f"{'context':>7} {'method':<9} {'NLL':>17} {'NLL median':>10} {'NLL inside':>10} {'CRPS':>15} "
+           f"{'calib.err':>9} {'Spearman':>15}"]
   for n, row in result["by_context_size"].items():
     for m in result["methods"]:
       r = row[m]
       lines.append(f"{n:>7} {m:<9} {r['nll']:>8.3f} ± {r['nll_se']:<6.3f} {r['nll_median']:>10.3f} "
+                   f"{r['nll_inside_support']:>10.3f} "
                    f"{r['crps']:>7.3f} ± {r['crps_se']:.3f} {r['calibration_error']:>9.3f} "
                    f"{r['spearman']:>7.3f} ± {r['spearman_se']:.3f}")
     if "fraction_outside_model_support" in row:

@@ -113,6 +113,7 @@ def test_evaluate_end_to_end_structure(tiny_result):
     for m in se.METHODS:
       r = row[m]
       assert np.isfinite([r["nll"], r["crps"], r["calibration_error"]]).all() and r["crps"] > 0
+      assert row["fraction_outside_model_support"] == 1.0 or np.isfinite(r["nll_inside_support"])
       assert len(r["coverage"]) == 9 and all(0.0 <= c <= 1.0 for c in r["coverage"])
       assert r["spearman_tasks"] == 0 or -1.0 <= r["spearman"] <= 1.0
   json.dumps(res)  # JSON-able.
