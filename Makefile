@@ -39,11 +39,11 @@ test: $(VENV)/.installed-test
 demo: $(VENV)/.installed-demo
 	$(BIN)/python -m eval.demo $(DEMO_ARGS)
 
-bench: $(VENV)/.installed-demo
-	$(BIN)/python -m eval.latency --sizes 10 40 --out results/bench/latency.json
-	$(BIN)/python -m eval.surrogate_eval --tasks 32 --out results/bench/surrogate.json
-	$(BIN)/python -m eval.prior_tasks --tasks 10 --trials 40 --seeds 2 --out results/bench/prior_tasks.json
-	$(BIN)/python -m eval.demo --trials 20 --seeds 2 --out results/bench
+bench: $(VENV)/.installed-eval
+	$(BIN)/python -m eval.benchmark --preset bench --out results/bench
+	$(BIN)/python -m eval.latency --out results/bench/latency.json
+	$(BIN)/python -m eval.surrogate_eval --tasks 16 --out results/bench/surrogate.json --figure results/bench/figures/surrogate_calibration.png
+	$(BIN)/python -m eval.report results/bench
 
 corpus: $(VENV)/.installed-base
 	$(BIN)/python -m data_gen.cli --out $(CORPUS_DIR) $(CORPUS_ARGS)

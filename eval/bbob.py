@@ -47,7 +47,8 @@ class BBOBTask:
     self.fid, self.dimension, self.instance = fid, dimension, instance
     self._f = ioh.get_problem(fid, instance, dimension, ioh.ProblemClass.BBOB)
     self.name = f"f{fid:02d}_d{dimension}_i{instance}"
-    self.problem = f"f{fid:02d}_d{dimension}"  # Instances of one problem are pooled in win/tie/loss tests.
+    # Win/tie/loss tests pool all dimensions and instances of one function (normalized regret is scale-free).
+    self.problem = f"f{fid:02d}"
     lb, ub = np.asarray(self._f.bounds.lb), np.asarray(self._f.bounds.ub)
     self.space = optformer.SearchSpace([optformer.Float(f"x{i}", float(lb[i]), float(ub[i])) for i in range(dimension)])
     self.optimum = float(self._f.optimum.y)  # Exact f(x*).

@@ -21,9 +21,10 @@ Rules (like with like):
     seeds (ties share the mean rank, scipy.stats.rankdata), then averaged
     over the tasks each optimizer ran (cmaes runs only numeric spaces);
   * wins / ties / losses at the last reported t: per problem (a task; for
-    bbob the instances of one function and dimension pooled), a two-sided
+    bbob one function, its dimensions and instances pooled), a two-sided
     Mann-Whitney U test (scipy.stats.mannwhitneyu) of the reference's
-    regrets against the peer's over seeds (and instances); p < 0.05 is a win
+    regrets against the peer's over seeds (and bbob's dimensions and
+    instances); p < 0.05 is a win
     when the reference's regrets are stochastically smaller (U < n1 n2 / 2),
     a loss when larger, otherwise a tie. With fewer than 4 samples a side p
     cannot reach 0.05, so every comparison is a tie.
@@ -225,22 +226,26 @@ def latency_markdown(lat: dict) -> str:
 
 
 def surrogate_markdown(sur: dict) -> str:
-  """Surrogate quality from eval/surrogate_eval.evaluate's dict (NLL per context size, model vs exact GP).
-
-  HOOK: written against the dict of eval/surrogate_eval.py at the time of
-  writing ({"by_context_size": {n: {"model_nll", "model_nll_se", "gp_nll",
-  "gp_nll_se", ...}}}); keys it does not know are listed, not interpreted.
-  """
+  """Surrogate quality from eval/surrogate_eval.evaluate's dict: per context size and method, NLL, CRPS,
+  calibration error and Spearman (its docstring defines them); the calibration figure if it was written
+  to OUT/figures/surrogate_calibration.png. Older files with only model_nll / gp_nll are read too."""
   rows = sur.get("by_context_size")
   if not isinstance(rows, dict):
-    return f"### Surrogate quality\n\n(unrecognized surrogate.json; keys: {sorted(sur)})"
-  lines = ["### Surrogate quality on held-out prior tasks (NLL per query, nats; lower is better)", "",
-           "| context | model NLL | exact GP NLL |", "|---:|---:|---:|"]
-  for n, r in rows.items():
-    lines.append(f"| {n} | {r['model_nll']:.3f} ± {r['model_nll_se']:.3f} | {r['gp_nll']:.3f} ± {r['gp_nll_se']:.3f} |")
-  extra = sorted(set(sur) - {"by_context_size", "num_tasks", "num_queries", "seed"})
-  if extra:
-    lines += ["", f"Other fields in {SURROGATE_FILE}: {', '.join(extra)}."]
+    return f"### Surrogate quality\n\n(unrecognized {SURROGATE_FILE}; keys: {sorted(sur)})"
+  methods = sur.get("methods")
+  lines = [f"### Surrogate quality on {sur.get('num_tasks', '?')} held-out prior tasks "
+           f"({sur.get('num_queries', '?')} queries per task and context size)", ""]
+  if methods:
+    lines += ["| context | method | NLL (nats) | CRPS | calibration error | Spearman |", "|---:|---|---:|---:|---:|---:|"]
+    for n, r in rows.items():
+      for m in methods:
+        x = r[m]
+        lines.append(f"| {n} | {m} | {x['nll']:.3f} ± {x['nll_se']:.3f} | {x['crps']:.4f} ± {x['crps_se']:.4f} | "
+                     f"{x['calibration_error']:.3f} | {x['spearman']:.3f} ± {x['spearman_se']:.3f} |")
+  else:
+    lines += ["| context | model NLL | exact GP NLL |", "|---:|---:|---:|"]
+    for n, r in rows.items():
+      lines.append(f"| {n} | {r['model_nll']:.3f} ± {r['model_nll_se']:.3f} | {r['gp_nll']:.3f} ± {r['gp_nll_se']:.3f} |")
   return "\n".join(lines)
 
 
@@ -300,6 +305,8 @@ def build(out: pathlib.Path, at=REPORT_AT, reference: str = "optformer", figures
         content = json.loads(path.read_text())
         md += ["", render(content)]
         result[key] = content
+        if key == "surrogate" and (out / "figures" / "surrogate_calibration.png").exists():
+          md += ["", "![surrogate calibration](figures/surrogate_calibration.png)"]
       except (OSError, ValueError, KeyError, TypeError) as e:
         md += ["", f"({fname} could not be read: {e})"]
   text = "\n".join(md) + "\n"

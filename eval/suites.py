@@ -3,7 +3,7 @@
 A benchmark *task* has
   name: str                      unique within its suite (names its cache folder);
   problem: str                   unit of the per-task win/tie/loss test (BBOB
-                                 pools the instances of a function and dimension);
+                                 pools the dimensions and instances of a function);
   space: optformer.SearchSpace;  goal: "minimize" | "maximize";
   __call__(params) -> float      the objective an optimizer observes (may be noisy);
   noiseless(params) -> float     the objective regret is measured on;
