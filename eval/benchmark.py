@@ -112,8 +112,8 @@ def ensure_reference(out: pathlib.Path, suite: str, task, num: int) -> dict:
   """OUT/<suite>/<task>/reference.json: the task's random sample and known optimum (computed once).
 
   Returns:
-    {"task", "goal", "optimum": float | None (goal units), "random_values": float [num]
-     (noiseless objective, NaN -> null), "seed", "seconds"}.
+    {"suite", "task", "problem", "goal", "optimum": float | None (goal units), "space" (to_json),
+     "random_values": float [num] (noiseless objective, NaN -> null), "seed", "seconds", "describe"}.
   """
   path = out / suite / task.name / "reference.json"
   cached = load_study(path)
@@ -123,7 +123,7 @@ def ensure_reference(out: pathlib.Path, suite: str, task, num: int) -> dict:
   values = task.random_values(num, REFERENCE_SEED)
   optimum = task.optimum
   ref = {"suite": suite, "task": task.name, "problem": task.problem, "goal": task.goal,
-         "optimum": None if optimum is None else float(optimum),
+         "optimum": None if optimum is None else float(optimum), "space": task.space.to_json(),
          "random_values": [v if math.isfinite(v) else None for v in map(float, values)],
          "seed": REFERENCE_SEED, "seconds": time.perf_counter() - t0, "describe": task.describe()}
   _write_json(path, ref)

@@ -14,9 +14,10 @@ Reads OUT/<suite>/<task>/{reference.json, <optimizer>/seed_<s>.json} and writes
 
 Rules (like with like):
   * regret: eval/regret.py (one definition for all suites);
-  * per task, only the seeds that every optimizer run on that task has
-    finished enter (a partial cache never compares unequal seed sets), and
-    curves are cut to the shortest study of the task;
+  * a task enters only when every optimizer seen in the suite that supports
+    its space has studies there; per task, only the seeds that all of them
+    have finished enter (a partial cache never compares unequal seed sets),
+    and curves are cut to the shortest study of the task;
   * average rank at t: per task, optimizers ranked by their mean regret over
     seeds (ties share the mean rank, scipy.stats.rankdata), then averaged
     over the tasks each optimizer ran (cmaes runs only numeric spaces);
@@ -41,8 +42,9 @@ from collections import defaultdict
 
 import numpy as np
 
+import optformer
 from eval import regret
-from eval.optimizers import OPTIMIZERS
+from eval.optimizers import OPTIMIZERS, supports
 
 REPORT_AT = (10, 25, 50, 100)
 ALPHA = 0.05  # Significance level of the win/tie/loss test.
@@ -125,32 +127,45 @@ def wins_ties_losses(a, b, alpha: float = ALPHA) -> str:
   return "win" if res.statistic < len(a) * len(b) / 2 else "loss"
 
 
+def _expected(entry: dict, names) -> set:
+  """The optimizers among `names` that run on the task's search space (all, if the cache lacks the space)."""
+  space = entry["reference"].get("space") or entry["reference"].get("describe", {}).get("space")
+  if not space:
+    return set(names)
+  space = optformer.SearchSpace.from_json(space)
+  return {n for n in names if n not in OPTIMIZERS or supports(n, space)}
+
+
 def summarize_suite(tasks: dict, at=REPORT_AT, reference: str = "optformer") -> dict:
   """Tables of one suite from its tasks' cache entries (see the module docstring for the rules).
 
   Returns:
-    {"trials": T (shortest), "at": [t], "tasks": int, "optimizers": [names],
+    {"trials": T (shortest), "at": [t], "tasks": int (complete tasks: every optimizer of the suite
+     that supports the task's space has studies there), "incomplete_tasks": int (left out),
+     "optimizers": [names],
      "regret": name -> {t: [mean, s.e., n studies]},
      "rank": name -> {t: [average rank, tasks]},
      "wtl": peer -> {"win", "tie", "loss": int, "losses": [problems]} (reference vs peer, last t),
      "seconds_per_suggestion": name -> median over all trials of all studies,
      "curve": name -> [mean regret per trial], "curve_se": name -> [s.e.]}.
   """
-  per_task = {name: task_curves(entry) for name, entry in tasks.items()}
+  names = _order({n for entry in tasks.values() for n in entry["studies"]})
+  complete = {k: e for k, e in tasks.items() if _expected(e, names) <= set(e["studies"])}
+  per_task = {name: task_curves(entry) for name, entry in complete.items()}
   per_task = {k: v for k, v in per_task.items() if v["seeds"]}
   if not per_task:
     return {}
   trials = min(v["trials"] for v in per_task.values())
   ts = report_at(trials, at)
-  names = _order({n for v in per_task.values() for n in v["curves"]})
-  out = {"trials": trials, "at": ts, "tasks": len(per_task), "optimizers": names,
-         "regret": {}, "rank": {}, "wtl": {}, "seconds_per_suggestion": {}, "curve": {}, "curve_se": {}}
+  out = {"trials": trials, "at": ts, "tasks": len(per_task), "incomplete_tasks": len(tasks) - len(per_task),
+         "optimizers": names, "regret": {}, "rank": {}, "wtl": {}, "seconds_per_suggestion": {},
+         "curve": {}, "curve_se": {}}
   for n in names:
     rows = np.concatenate([v["curves"][n][:, :trials] for v in per_task.values() if n in v["curves"]])  # [studies, T]
     se = rows.std(axis=0, ddof=1) / math.sqrt(len(rows)) if len(rows) > 1 else np.zeros(trials)
     out["regret"][n] = {str(t): [float(rows[:, t - 1].mean()), float(se[t - 1]), len(rows)] for t in ts}
     out["curve"][n], out["curve_se"][n] = rows.mean(axis=0).tolist(), se.tolist()
-    secs = [s for name, entry in tasks.items() for rec in entry["studies"].get(n, {}).values()
+    secs = [s for name in per_task for rec in tasks[name]["studies"].get(n, {}).values()
             for s in rec["seconds_per_suggestion"]]
     out["seconds_per_suggestion"][n] = float(np.median(secs)) if secs else math.nan
   from scipy.stats import rankdata
@@ -192,7 +207,8 @@ def suite_markdown(suite: str, s: dict, reference: str = "optformer") -> str:
   """A markdown section: regret table (with average rank at the last t and s/suggestion), then W/T/L."""
   ts = s["at"]
   last = str(ts[-1])
-  lines = [f"### {suite}: {s['tasks']} tasks, {s['trials']} trials per study", "",
+  skipped = f" ({s['incomplete_tasks']} more not complete yet)" if s.get("incomplete_tasks") else ""
+  lines = [f"### {suite}: {s['tasks']} tasks{skipped}, {s['trials']} trials per study", "",
            "| optimizer | " + " | ".join(f"regret@{t}" for t in ts) + f" | avg rank@{last} | studies | s/suggestion |",
            "|---|" + "---:|" * (len(ts) + 3)]
   for n in s["optimizers"]:
@@ -266,7 +282,9 @@ def plot_suite(suite: str, s: dict, path: pathlib.Path) -> None:
     m, e = np.array(s["curve"][n]), np.array(s["curve_se"][n])
     t = np.arange(1, len(m) + 1)
     style = "-" if n.startswith("optformer") else "--"
-    ax.plot(t, np.maximum(m, 1e-6), style, label=n, lw=2 if n == "optformer" else 1.2)
+    ran = s["rank"][n][str(s["at"][-1])][1]
+    label = n if ran == s["tasks"] else f"{n} ({ran}/{s['tasks']} tasks)"
+    ax.plot(t, np.maximum(m, 1e-6), style, label=label, lw=2 if n == "optformer" else 1.2)
     ax.fill_between(t, np.maximum(m - e, 1e-6), np.maximum(m + e, 1e-6), alpha=0.15)
   ax.set_yscale("log")
   ax.set_xlabel("trial")

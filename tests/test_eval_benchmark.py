@@ -131,5 +131,10 @@ def test_cache_resumes_without_recomputing_and_report_builds_tables(tmp_path, mo
   assert np.isclose(np.mean(ranks), (len(names) + 1) / 2)
   assert "### bbob: 2 tasks, 6 trials per study" in text and "| cmaes |" in text
   assert (tmp_path / "report.md").exists() and (tmp_path / "figures" / "regret_bbob.png").stat().st_size > 0
+  # A task that not every optimizer has finished stays out of the tables (like with like).
+  for f in (tmp_path / "bbob" / "f03_d2_i1" / "cmaes").iterdir():
+    f.unlink()
+  _, res = report.build(tmp_path, at=(3, 6), figures=False)
+  assert res["suites"]["bbob"]["tasks"] == 1 and res["suites"]["bbob"]["incomplete_tasks"] == 1
   with pytest.raises(FileNotFoundError):
     report.build(tmp_path / "missing")
