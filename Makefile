@@ -3,7 +3,7 @@
 #
 #   make test     run the test suite (pytest)
 #   make demo     OptFormer vs random search on a real HPO task -> results/demo/
-#   make bench    reduced benchmarks: ask() latency, surrogate NLL vs exact GP, held-out prior tasks, short demo -> results/bench/
+#   make bench    reduced benchmarks (prior, BBOB, HPO suites; every optimizer), ask() latency, surrogate quality, report -> results/bench/
 #   make corpus   generate the synthetic training corpus -> corpus/
 #   make train    train on corpus/ in runs/gp-v1 (resumable), export checkpoints/optformer-gp-v1
 #
