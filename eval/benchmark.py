@@ -36,7 +36,6 @@ import dataclasses
 import datetime
 import json
 import math
-import os
 import pathlib
 import shlex
 import sys
@@ -48,6 +47,7 @@ import numpy as np
 
 from eval import optimizers as opt_lib
 from eval import runner, suites
+from optformer import study_files
 
 REFERENCE_SEED = 12345  # Seeds the uniform random sample of every task's reference.json.
 
@@ -87,9 +87,7 @@ def study_path(out: pathlib.Path, suite: str, task: str, optimizer: str, seed: i
 def _write_json(path: pathlib.Path, obj) -> None:
   """Writes atomically (temp file + rename), so a killed run never leaves half a file."""
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(obj, default=_jsonable))
-  os.replace(tmp, path)
+  study_files.write_atomic(path, json.dumps(obj, default=_jsonable))
 
 
 def _jsonable(x):

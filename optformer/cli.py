@@ -42,10 +42,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import sys
-import tempfile
 from typing import Sequence
 
 from optformer import study_files
@@ -95,23 +93,6 @@ def _predict(args) -> list[dict]:
       }
       for i, config in enumerate(configs)
   ]
-
-
-def _write_atomic(path: pathlib.Path, text: str) -> None:
-  """Writes text to path via a temporary file in the same directory and os.replace: all or nothing."""
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions.
-    os.replace(tmp, path)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
 
 
 # -- Arguments -----------------------------------------------------------------
@@ -176,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = json.dumps(args.run(args), indent=2, allow_nan=False) + "\n"
     if args.out is not None:
       try:
-        _write_atomic(args.out, text)
+        study_files.write_atomic(args.out, text)
       except OSError as e:
         raise InputError(args.out, None, None, f"--out: cannot write the file: {e.strerror}.") from e
     else:

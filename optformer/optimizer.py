@@ -44,7 +44,6 @@ import json
 import math
 import os
 import pathlib
-import tempfile
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -53,6 +52,7 @@ import numpy as np
 from optformer import checkpoint
 from optformer import priors as priors_lib
 from optformer import search_space as ss
+from optformer import study_files
 from optformer import tokenizer as tk
 from optformer.distribution import RiemannDistribution
 from optformer.inference import Engine
@@ -434,13 +434,8 @@ class Optimizer:
     return opt
 
   def save(self, path: str | os.PathLike) -> None:
-    """Writes `to_json()` to `path` atomically (a temporary file, then rename)."""
-    path = pathlib.Path(path)
-    text = json.dumps(self.to_json(), indent=1, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
-    os.replace(tmp, path)
+    """Writes `to_json()` to `path` atomically (`study_files.write_atomic`: a temporary file, then rename)."""
+    study_files.write_atomic(path, json.dumps(self.to_json(), indent=1, allow_nan=False))
 
   @classmethod
   def load(cls, path: str | os.PathLike, *, model=None) -> "Optimizer":

@@ -13,8 +13,10 @@ import dataclasses
 import io
 import json
 import math
+import os
 import pathlib
 import re
+import tempfile
 from typing import Any
 
 from optformer import search_space as ss
@@ -229,3 +231,21 @@ def read_configs(path, space: ss.SearchSpace) -> list[dict]:
         raise InputError(path, keys[p.name], p.name, f"configuration #{i}: " + str(e).removeprefix(f"Parameter {p.name!r}: ")) from e
     configs.append(params)
   return configs
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+  """Writes text to path via a temporary file in the same directory and os.replace: all or nothing."""
+  path = pathlib.Path(path)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  try:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions.
+    os.replace(tmp, path)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise
