@@ -128,6 +128,9 @@ class Optimizer:
       and by 50 on held-out prior tasks (eval/pibo.py); larger beta trusts
       the prior longer.
     seed: seeds the suggestions (same seed and history -> same suggestion).
+    warn_truncation: warn (once) when the history outgrows the model's
+      context; False for callers that warn themselves (e.g. a sampler that
+      builds an Optimizer per trial).
 
   Raises:
     ValueError: bad goal, unknown algorithm or candidate source, non-positive
@@ -140,6 +143,7 @@ class Optimizer:
       self, space: ss.SearchSpace, goal: str = "minimize", *, model=None, num_candidates: int = 128,
       temperature: float = 1.0, algorithm: str = "gp_ucb", candidates: str = "policy",
       prior: Mapping[str, priors_lib.Belief] | None = None, prior_beta: float = 1.0, seed: int | None = None,
+      warn_truncation: bool = True,
   ):
     if not isinstance(space, ss.SearchSpace):
       raise TypeError(f"space must be an optformer.SearchSpace, got {type(space).__name__}.")
@@ -169,7 +173,7 @@ class Optimizer:
     self.trials: list[Trial] = []
     self._pending: dict[int, dict] = {}  # trial number -> validated params, in ask order
     self._next_number = 0
-    self._warned_truncation = False
+    self._warned_truncation = not warn_truncation
 
   # -- History ---------------------------------------------------------------
 

@@ -198,6 +198,17 @@ def test_history_longer_than_the_context_still_suggests_and_warns_once(mixed_spa
   np.testing.assert_array_equal(y, values[sorted(kept)])
 
 
+def test_truncation_warning_can_be_left_to_the_caller(mixed_space, tiny_model, tiny_config):
+  opt = _opt(mixed_space, tiny_model, warn_truncation=False)
+  rng = np.random.default_rng(0)
+  for i in range(tiny_config.max_trials + 1):
+    opt.tell(mixed_space.sample(rng), float(i))
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    opt.ask()
+  assert not [w for w in caught if "context" in str(w.message)]
+
+
 @pytest.mark.parametrize("goal", ["minimize", "maximize"])
 def test_predict_returns_a_distribution_in_objective_units(mixed_space, tiny_model, goal):
   opt = _opt(mixed_space, tiny_model, goal=goal)

@@ -327,9 +327,9 @@ class OptFormerSampler(BaseSampler):
       return {}
     space = from_distributions(search_space)
     goal = "maximize" if study.direction == StudyDirection.MAXIMIZE else "minimize"
-    opt = Optimizer(
+    opt = Optimizer(  # The sampler warns about truncation once per study itself, not once per trial.
         space, goal, model=self._model, num_candidates=self._num_candidates, seed=self.trial_seed(trial.number),
-        **self._optimizer_kwargs,
+        **{**self._optimizer_kwargs, "warn_truncation": False},
     )
     # Fresh from the storage: RUNNING trials of other workers change between calls.
     history, pending = [], []
@@ -356,7 +356,6 @@ class OptFormerSampler(BaseSampler):
           "truncation", f"The study has {len(history) + len(pending)} trials; the model's context holds {limit}. "
           f"It sees the best {limit // 2} and the most recent ones.",
       )
-    opt._warned_truncation = True  # The Optimizer's own warning would repeat on every trial.
     return dict(opt.ask())
 
   def sample_independent(
