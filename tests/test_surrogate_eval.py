@@ -12,7 +12,7 @@ from data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT
 from eval import surrogate_eval as se
 from optformer import checkpoint
 from optformer.distribution import RiemannDistribution
-from optformer.model import ModelConfig, create_model
+from optformer.model import create_model
 
 
 def _mc_crps(samples_NxS, y_N):
