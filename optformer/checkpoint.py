@@ -3,12 +3,23 @@
 A model directory holds:
   config.json     the ModelConfig (the model reloads from it alone),
   params/         the parameters, written by orbax's StandardCheckpointer,
-  manifest.json   sha256 and size of every file under params/,
+  manifest.json   sha256 and size of every other file in the directory,
   card.md         (optional) the model card.
 
-`load` verifies the manifest before reading, so a truncated or altered file
-is reported as corruption instead of producing a silently wrong model, and
-checks every parameter's shape against the config.
+manifest.json is a JSON object {path: {"sha256": hex str, "bytes": int}}
+whose paths are relative to the model directory in POSIX form
+("config.json", "params/_METADATA", ...). It lists every file of the
+directory except itself and the top-level card.md: the card is
+documentation written after `save` (training/export.py) and changes no
+prediction, so it may be edited freely. Any other file, config.json
+included, is covered, because any of them can change what the model
+predicts.
+
+`load` verifies the manifest before reading anything else, so a truncated,
+altered, missing or unexpected file is reported as corruption instead of
+producing a silently wrong model, and then checks every parameter's shape
+against the config. `save` writes the manifest last, atomically, so an
+interrupted save leaves a directory that fails verification.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
+import re
 
 import jax
 import numpy as np
@@ -23,8 +35,13 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from optformer.model import ModelConfig, OptFormer, create_model
+from optformer.study_files import write_atomic
 
 DEFAULT_CHECKPOINT = pathlib.Path(__file__).resolve().parents[1] / "checkpoints" / "optformer-gp-v1"
+_MANIFEST = "manifest.json"
+_UNCHECKED = ("card.md",)  # Top-level files the manifest never lists (documentation only).
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_ENTRY = '{"sha256": <64 hex digits>, "bytes": <int>}'
 
 
 class CheckpointError(ValueError):
@@ -32,29 +49,55 @@ class CheckpointError(ValueError):
 
 
 def _digest(path: pathlib.Path) -> str:
-  return hashlib.sha256(path.read_bytes()).hexdigest()
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      h.update(chunk)
+  return h.hexdigest()
 
 
-def _manifest(params_dir: pathlib.Path) -> dict:
-  files = sorted(p for p in params_dir.rglob("*") if p.is_file())
-  return {str(p.relative_to(params_dir)): {"sha256": _digest(p), "bytes": p.stat().st_size} for p in files}
+def _covered_files(directory: pathlib.Path) -> dict[str, pathlib.Path]:
+  """{POSIX path relative to directory: path} of every file the manifest must list."""
+  skip = {_MANIFEST, *_UNCHECKED}
+  files = {p.relative_to(directory).as_posix(): p for p in directory.rglob("*") if p.is_file()}
+  return {k: files[k] for k in sorted(files) if k not in skip}
+
+
+def _manifest(directory: pathlib.Path) -> dict:
+  """The manifest of a model directory as it is now (see the module docstring)."""
+  return {k: {"sha256": _digest(p), "bytes": p.stat().st_size} for k, p in _covered_files(directory).items()}
+
+
+def _write_manifest(directory: pathlib.Path) -> None:
+  """Checksums the directory's files and writes manifest.json atomically."""
+  write_atomic(directory / _MANIFEST, json.dumps(_manifest(directory), indent=1) + "\n")
 
 
 def save(directory, config: ModelConfig, params: dict, metadata: dict | None = None) -> pathlib.Path:
   """Writes a model directory (overwriting `params/`), returns its path.
 
+  The old manifest.json is removed first and the new one is written last
+  (temporary file + os.replace), so a save interrupted at any point leaves a
+  directory that `load` rejects. The manifest covers every file then in
+  the directory except card.md, including files this call did not write.
+
   Args:
+    directory: the model directory; created if missing.
+    config: the model's config, stored in config.json under "model".
     params: the pure parameter dict (nnx.to_pure_dict of the model's state).
     metadata: extra JSON-able facts stored in config.json under "metadata".
   """
   directory = pathlib.Path(directory).absolute()
   directory.mkdir(parents=True, exist_ok=True)
-  params_dir = directory / "params"
+  (directory / _MANIFEST).unlink(missing_ok=True)
+  for name in (_MANIFEST, "config.json"):
+    for stale in directory.glob(f".{name}.*.tmp"):  # write_atomic's temporary files, left by a save killed mid-write.
+      stale.unlink()
   params = jax.tree.map(np.asarray, params)
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(params_dir, params, force=True)
-  (directory / "config.json").write_text(json.dumps({"model": config.to_dict(), "metadata": metadata or {}}, indent=1))
-  (directory / "manifest.json").write_text(json.dumps(_manifest(params_dir), indent=1))
+    ckptr.save(directory / "params", params, force=True)
+  write_atomic(directory / "config.json", json.dumps({"model": config.to_dict(), "metadata": metadata or {}}, indent=1))
+  _write_manifest(directory)
   return directory
 
 
@@ -62,28 +105,22 @@ def load(directory=None) -> OptFormer:
   """Loads a model directory (default: the shipped checkpoint).
 
   Raises:
-    CheckpointError: the directory or a file is missing, a checksum does
-      not match (corruption), or a parameter's shape does not match the
-      config (a mismatched checkpoint).
+    CheckpointError: the directory or a top-level file is missing;
+      manifest.json is not valid JSON or not an object of
+      {relative path: {"sha256": str, "bytes": int}}; a file it lists is
+      missing, changed (size or sha256: corruption), or a file it does not
+      list is present; config.json is not a valid config; or a
+      parameter's shape does not match the config (a mismatched checkpoint).
   """
   directory = pathlib.Path(directory or DEFAULT_CHECKPOINT).absolute()
-  for name in ("config.json", "manifest.json", "params"):
+  for name in ("config.json", _MANIFEST, "params"):
     if not (directory / name).exists():
       raise CheckpointError(f"Model checkpoint {directory} is missing {name!r}; expected a directory written by optformer.checkpoint.save.")
+  _verify(directory)
   try:
     config = ModelConfig.from_dict(json.loads((directory / "config.json").read_text())["model"])
   except (ValueError, KeyError, TypeError) as e:
     raise CheckpointError(f"{directory / 'config.json'} is not a valid model config: {e}") from e
-  try:
-    expected = json.loads((directory / "manifest.json").read_text())
-  except ValueError as e:
-    raise CheckpointError(f"Checkpoint {directory}: manifest.json is corrupt: {e}") from e
-  actual = _manifest(directory / "params")
-  for name, info in expected.items():
-    if name not in actual:
-      raise CheckpointError(f"Checkpoint {directory} is corrupt: file params/{name} is missing.")
-    if actual[name] != info:
-      raise CheckpointError(f"Checkpoint {directory} is corrupt: params/{name} has sha256 {actual[name]['sha256'][:12]}…, expected {info['sha256'][:12]}….")
   model = nnx.eval_shape(lambda: create_model(config))
   state = nnx.state(model)
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), nnx.to_pure_dict(state))
@@ -99,6 +136,59 @@ def load(directory=None) -> OptFormer:
     raise CheckpointError(f"Cannot read parameters from {directory / 'params'}: {type(e).__name__}: {e}") from e
   nnx.replace_by_pure_dict(state, restored)
   return nnx.merge(nnx.graphdef(model), state)
+
+
+def _verify(directory) -> None:
+  """Checks a model directory against its manifest.json (format: module docstring).
+
+  Raises:
+    CheckpointError: manifest.json is missing, not JSON, or not an object of
+      {relative path: {"sha256": str, "bytes": int}}; or a listed file is
+      missing, a file is present but not listed, or a file's size or sha256
+      differs. The message names the file(s).
+  """
+  directory = pathlib.Path(directory).absolute()
+  path = directory / _MANIFEST
+  try:
+    expected = json.loads(path.read_text())
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f"Checkpoint {directory}: {_MANIFEST} is unreadable or corrupt: {e}") from e
+  _check_manifest_format(expected, path)
+  covered = _covered_files(directory)
+  if "config.json" not in expected and any((directory / "params" / k).is_file() for k in expected):
+    raise CheckpointError(
+        f"Checkpoint {directory}: {_MANIFEST} is in the old format (paths relative to params/, config.json not covered); "
+        f"expected paths relative to the model directory covering every file. Re-save the model with optformer.checkpoint.save.")
+  problems = [f"{k} is missing" for k in expected if k not in covered]
+  for k, p in covered.items():
+    if k not in expected:
+      problems.append(f"{k} is not listed in {_MANIFEST}")
+      continue
+    want, size = expected[k], p.stat().st_size
+    if size != want["bytes"]:
+      problems.append(f"{k} has {size} bytes, expected {want['bytes']}")
+    elif (got := _digest(p)) != want["sha256"]:
+      problems.append(f"{k} has sha256 {got[:12]}…, expected {want['sha256'][:12]}…")
+  if problems:
+    shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+    raise CheckpointError(f"Checkpoint {directory} is corrupt: {shown}.")
+
+
+def _check_manifest_format(manifest, path: pathlib.Path) -> None:
+  """Raises CheckpointError unless manifest is {relative POSIX path: {"sha256": hex str, "bytes": int >= 0}}, non-empty."""
+  if not isinstance(manifest, dict):
+    kind = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(manifest), "null")
+    raise CheckpointError(f"{path} holds a JSON {kind}; expected an object {{relative path: {_ENTRY}}}.")
+  if not manifest:
+    raise CheckpointError(f"{path} lists no files; expected an entry {_ENTRY} for every file of the model directory (config.json, params/...).")
+  for name, entry in manifest.items():
+    parts = pathlib.PurePosixPath(name).parts
+    if not name or name.startswith("/") or "\\" in name or ".." in parts or "/".join(parts) != name:
+      raise CheckpointError(f"{path}: key {name!r} is not a normalized path relative to the model directory (like 'params/_METADATA').")
+    if (not isinstance(entry, dict) or set(entry) != {"sha256", "bytes"} or not isinstance(entry["sha256"], str)
+        or not _SHA256.fullmatch(entry["sha256"]) or not isinstance(entry["bytes"], int) or isinstance(entry["bytes"], bool)
+        or entry["bytes"] < 0):
+      raise CheckpointError(f"{path}: entry for {name!r} is {json.dumps(entry)[:80]}; expected {_ENTRY}.")
 
 
 def _check_shapes(abstract, saved_tree, directory):

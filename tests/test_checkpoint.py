@@ -1,8 +1,12 @@
 """Checkpoints: exact round trip, and every broken directory reported as a CheckpointError."""
 
+import dataclasses
 import functools
+import hashlib
 import json
+import re
 import shutil
+import types
 
 import jax
 import numpy as np
@@ -78,6 +82,24 @@ def _params_files(directory):
   return sorted((p for p in (directory / "params").rglob("*") if p.is_file()), key=lambda p: -p.stat().st_size)
 
 
+def _rel(directory, path):
+  return path.relative_to(directory).as_posix()
+
+
+def _read_manifest(directory):
+  return json.loads((directory / "manifest.json").read_text())
+
+
+def _write_manifest(directory, manifest):
+  (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _rehash(directory):
+  """Rewrites manifest.json to match the directory as it is now (the format, written out independently of checkpoint.py)."""
+  files = [p for p in directory.rglob("*") if p.is_file() and _rel(directory, p) not in ("manifest.json", "card.md")]
+  _write_manifest(directory, {_rel(directory, p): {"sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "bytes": p.stat().st_size} for p in files})
+
+
 def test_missing_params_file_raises_corrupt(copy):
   _params_files(copy)[0].unlink()
   with pytest.raises(CheckpointError, match="corrupt.*missing"):
@@ -107,6 +129,7 @@ def test_config_that_does_not_match_the_params_raises(copy, field, value):
   section, _, key = field.rpartition(".")
   (meta["model"][section] if section else meta["model"])[key] = value
   (copy / "config.json").write_text(json.dumps(meta))
+  _rehash(copy)  # a consistent manifest, so the shape check is what fails.
   with pytest.raises(CheckpointError, match="does not match its config"):
     checkpoint.load(copy)
 
@@ -114,6 +137,7 @@ def test_config_that_does_not_match_the_params_raises(copy, field, value):
 @pytest.mark.parametrize("text", ["{not json", json.dumps({"model": {"d_model": 32}}), json.dumps({"other": 1})])
 def test_invalid_config_json_raises(copy, text):
   (copy / "config.json").write_text(text)
+  _rehash(copy)
   with pytest.raises(CheckpointError, match="config"):
     checkpoint.load(copy)
 
@@ -130,3 +154,129 @@ def test_optimizer_with_a_bad_checkpoint_path_raises(copy, tmp_path, mixed_space
   _params_files(copy)[0].write_bytes(b"garbage")
   with pytest.raises(CheckpointError, match="corrupt"):
     optformer.Optimizer(mixed_space, model=str(copy))
+
+
+def test_manifest_covers_every_file_but_the_card_with_paths_relative_to_the_directory(saved):
+  files = {_rel(saved, p) for p in saved.rglob("*") if p.is_file()} - {"manifest.json"}
+  assert "config.json" in files and "card.md" not in files
+  manifest = _read_manifest(saved)
+  assert set(manifest) == files
+  for name, entry in manifest.items():
+    assert entry == {"sha256": hashlib.sha256((saved / name).read_bytes()).hexdigest(), "bytes": (saved / name).stat().st_size}
+
+
+def test_card_is_documentation_and_not_checksummed(copy):
+  (copy / "card.md").write_text("# a model card, written after save and free to edit\n")
+  checkpoint.load(copy)
+
+
+def test_empty_manifest_raises(copy):
+  _write_manifest(copy, {})
+  with pytest.raises(CheckpointError, match="manifest.json lists no files"):
+    checkpoint.load(copy)
+
+
+def _unlist(directory, path):
+  """Removes path's entry from manifest.json (a partial manifest)."""
+  manifest = _read_manifest(directory)
+  _write_manifest(directory, {k: v for k, v in manifest.items() if not path.as_posix().endswith("/" + k)})
+
+
+@pytest.mark.parametrize("which", ["config.json", "largest params file"])
+def test_partial_manifest_raises_naming_the_unlisted_file(copy, which):
+  path = copy / "config.json" if which == "config.json" else _params_files(copy)[0]
+  name = _rel(copy, path)
+  _unlist(copy, path)
+  with pytest.raises(CheckpointError, match=f"corrupt: {name} is not listed in manifest.json"):
+    checkpoint.load(copy)
+
+
+def test_flipped_byte_in_an_unlisted_params_file_raises(copy):
+  path = _params_files(copy)[0]
+  _unlist(copy, path)
+  data = bytearray(path.read_bytes())
+  data[len(data) // 2] ^= 0x01
+  path.write_bytes(bytes(data))
+  with pytest.raises(CheckpointError, match=_rel(copy, path)):
+    checkpoint.load(copy)
+
+
+def test_list_shaped_manifest_raises(copy):
+  _write_manifest(copy, [{"path": k, **v} for k, v in _read_manifest(copy).items()])
+  with pytest.raises(CheckpointError, match=r"manifest.json holds a JSON array; expected an object"):
+    checkpoint.load(copy)
+
+
+_SHA = "0" * 64
+
+
+@pytest.mark.parametrize("entry", [
+    "abc", ["sha", 12], None, {"sha256": _SHA}, {"sha256": 12, "bytes": 12}, {"sha256": "abc", "bytes": 12},
+    {"sha256": _SHA, "bytes": "12"}, {"sha256": _SHA, "bytes": True}, {"sha256": _SHA, "bytes": -1},
+    {"sha256": _SHA, "bytes": 12, "mtime": 0},
+])
+def test_malformed_manifest_entry_raises_naming_it(copy, entry):
+  manifest = _read_manifest(copy)
+  name = sorted(manifest)[-1]
+  manifest[name] = entry
+  _write_manifest(copy, manifest)
+  with pytest.raises(CheckpointError, match=rf"manifest.json: entry for '{re.escape(name)}' is .*; expected"):
+    checkpoint.load(copy)
+
+
+@pytest.mark.parametrize("key", ["/abs/config.json", "../config.json", "./config.json", "params//_METADATA", "params\\_METADATA", ""])
+def test_manifest_key_that_is_not_a_relative_path_raises(copy, key):
+  manifest = _read_manifest(copy)
+  manifest[key] = next(iter(manifest.values()))
+  _write_manifest(copy, manifest)
+  with pytest.raises(CheckpointError, match="not a normalized path relative to the model directory"):
+    checkpoint.load(copy)
+
+
+@pytest.mark.parametrize("name", ["params/extra.bin", "params/d/extra", "extra.json", ".hidden"])
+def test_extra_file_raises_naming_it(copy, name):
+  (copy / name).write_bytes(b"not part of the model")
+  with pytest.raises(CheckpointError, match=f"corrupt: {name} is not listed in manifest.json"):
+    checkpoint.load(copy)
+
+
+def test_listed_file_that_is_missing_raises_naming_it(copy):
+  (copy / "tokenizer_notes.txt").write_text("listed, then removed")
+  _rehash(copy)
+  (copy / "tokenizer_notes.txt").unlink()
+  with pytest.raises(CheckpointError, match=r"corrupt: tokenizer_notes.txt is missing"):
+    checkpoint.load(copy)
+
+
+@pytest.mark.parametrize("value", [32.0, 64.5])  # shapes are unchanged, predictions are not.
+def test_edited_config_raises_naming_it(copy, tiny_config, value):
+  assert value != tiny_config.max_frequency
+  meta = json.loads((copy / "config.json").read_text())
+  meta["model"]["max_frequency"] = value
+  (copy / "config.json").write_text(json.dumps(meta, indent=1))
+  with pytest.raises(CheckpointError, match="corrupt: config.json has (sha256|.* bytes)"):
+    checkpoint.load(copy)
+
+
+def test_old_format_manifest_raises_asking_to_resave(copy):
+  _write_manifest(copy, {k[len("params/"):]: v for k, v in _read_manifest(copy).items() if k.startswith("params/")})
+  with pytest.raises(CheckpointError, match="old format.*Re-save"):
+    checkpoint.load(copy)
+
+
+def test_interrupted_save_never_leaves_a_loadable_directory(copy, tiny_model, tiny_config, monkeypatch):
+  def interrupted(*args):
+    raise KeyboardInterrupt
+  edited = dataclasses.replace(tiny_config, max_frequency=tiny_config.max_frequency + 1)  # same shapes, other predictions.
+  with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+    m.setattr(checkpoint, "hashlib", types.SimpleNamespace(sha256=interrupted))  # dies checksumming, after params and config.
+    checkpoint.save(copy, edited, nnx.to_pure_dict(nnx.state(tiny_model)))
+  with pytest.raises(CheckpointError, match="missing 'manifest.json'"):
+    checkpoint.load(copy)
+
+
+def test_shipped_checkpoint_passes_verification():
+  shipped = checkpoint.DEFAULT_CHECKPOINT
+  files = {_rel(shipped, p) for p in shipped.rglob("*") if p.is_file()} - {"manifest.json", "card.md"}
+  assert set(_read_manifest(shipped)) == files
+  checkpoint.load()
