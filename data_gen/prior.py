@@ -90,6 +90,7 @@ class PriorConfig:
   warp_log_std: float = 0.75  # log(a), log(b) ~ N(0, warp_log_std^2); HEBO Warp default.
   kind_probs: tuple[float, float, float] = (0.6, 0.25, 0.15)  # P(float), P(int), P(categorical).
   max_int_levels: int = 20  # Int parameters have n ~ U{2..max_int_levels} levels.
+  int_levels_log_uniform: bool = False  # n ~ round(LogUniform(2, max_int_levels)) instead (wide ints, model v2).
   max_categories: int = 6  # K: categorical parameters have U{2..K} categories.
   num_features: int = 512  # M: random Fourier features per task.
 
@@ -105,6 +106,11 @@ class PriorConfig:
   def tiny(cls) -> "PriorConfig":
     """A small prior for tests: D_max 3, 128 features."""
     return cls(max_dims=3, max_int_levels=6, max_categories=4, num_features=128)
+
+  @classmethod
+  def v2(cls) -> "PriorConfig":
+    """Model v2's prior: up to 16 parameters, ints with up to 1000 levels, up to 8 categories."""
+    return cls(max_dims=16, max_int_levels=1000, int_levels_log_uniform=True, max_categories=8)
 
   def to_json(self) -> dict:
     return dataclasses.asdict(self)
@@ -199,7 +205,10 @@ def _sample_one(key, cfg: PriorConfig) -> TaskBatch:
   p_float, p_int, _ = cfg.kind_probs
   kind = 1 + (u[2] >= p_float).astype(jnp.int32) + (u[2] >= p_float + p_int).astype(jnp.int32)
   kinds = jnp.where(active, kind, KIND_UNUSED).astype(jnp.int32)
-  n_int = _uniform_int(u[3], 2, cfg.max_int_levels + 1)
+  if cfg.int_levels_log_uniform:
+    n_int = jnp.round(jnp.exp(u[3] * math.log(cfg.max_int_levels / 2.0)) * 2.0).astype(jnp.int32)
+  else:
+    n_int = _uniform_int(u[3], 2, cfg.max_int_levels + 1)
   n_cat = _uniform_int(u[4], 2, k + 1)
   num_values = jnp.where(kinds == KIND_INT, n_int, jnp.where(kinds == KIND_CATEGORICAL, n_cat, 0))
   # One gamma call (a rejection loop, slow to compile) for d lengthscales and the outputscale.

@@ -1,0 +1,217 @@
+"""Full-support bar distribution: model v2's predictive distribution in z units.
+
+The surrogate outputs probabilities p_b over Y bars between borders
+e_0 < ... < e_Y (z units, see `optformer.ynorm`). Inner bars (1 .. Y-2)
+have a uniform density p_b / w_b. The two outer bars are half-normal tails
+(PFNs' `FullSupportBarDistribution`, Müller et al., ICLR 2022, Sec. 4.1 and
+the PFNs repository): the left bar's mass p_0 is spread over (-inf, e_1] as
+p_0 HN(e_1 - z; s_0), the right one's over [e_{Y-1}, inf) as
+p_{Y-1} HN(z - e_{Y-1}; s_{Y-1}), with each scale chosen so that half of the
+tail's mass lies within its bar's width: s = w / (sqrt(2) erfinv(1/2)).
+The density is positive everywhere, so no value has zero likelihood and
+expected improvement can exceed the top border.
+
+Closed forms (Y' ~ the distribution, c = best, maximizing):
+  inner bar:  E[max(Y' - c, 0)] over [a, b] = ((b - c)^2 - (max(c, a) - c)^2) / (2 w)  for c < b;
+  right tail: E[max(e + X - c, 0)], X ~ HN(s): for c <= e, (e - c) + s sqrt(2/pi);
+              for c > e, with t = c - e: s sqrt(2/pi) exp(-t^2 / 2 s^2) - 2 t (1 - Phi(t / s));
+  left tail:  E[max(e - X - c, 0)] = for c < e: the Gaussian partial expectation
+              2 [ (e - c) Phi((e - c) / s) + s phi((e - c) / s) ] - (e - c) - s sqrt(2/pi)... see `_left_tail_ei`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import erfinv, ndtr
+
+HALF_MASS = math.sqrt(2.0) * float(erfinv(0.5))  # P(HN(s) < w) = 1/2 <=> s = w / HALF_MASS.
+SQRT_2_PI = math.sqrt(2.0 / math.pi)
+
+
+def borders_from_samples(z, num_bins: int) -> np.ndarray:
+  """float64 [num_bins + 1] strictly increasing borders at equal-mass quantiles of samples z.
+
+  Raises:
+    ValueError: fewer than 2 bins or fewer distinct samples than bins.
+  """
+  if num_bins < 3:
+    raise ValueError(f"num_bins must be >= 3 (two tails and one inner bar), got {num_bins}.")
+  z = np.sort(np.asarray(z, np.float64).reshape(-1))
+  z = z[np.isfinite(z)]
+  if len(np.unique(z)) < num_bins:
+    raise ValueError(f"Need at least {num_bins} distinct samples for {num_bins} bins, got {len(np.unique(z))}.")
+  e = np.quantile(z, np.linspace(0.0, 1.0, num_bins + 1))
+  # Ties at dense quantiles: spread them so borders strictly increase.
+  for i in range(1, len(e)):
+    if e[i] <= e[i - 1]:
+      e[i] = np.nextafter(e[i - 1], np.inf) + 1e-9 * max(1.0, abs(e[i - 1]))
+  return e
+
+
+def bin_index(z, borders) -> np.ndarray:
+  """int32 [...]: the bar holding each z (values beyond the outer borders go to the tails)."""
+  borders = np.asarray(borders, np.float64)
+  return np.clip(np.searchsorted(borders, z, side="right") - 1, 0, len(borders) - 2).astype(np.int32)
+
+
+class BarDistribution:
+  """N predictive distributions over the same bars, in z units.
+
+  Args:
+    probs: float [N, Y] bar probabilities (rows are renormalized).
+    borders: float [Y + 1] strictly increasing bar borders, Y >= 3.
+
+  Raises:
+    ValueError: mismatched shapes or non-increasing borders.
+  """
+
+  def __init__(self, probs, borders):
+    probs = np.asarray(probs, np.float64)
+    borders = np.asarray(borders, np.float64)
+    if probs.ndim != 2 or borders.shape != (probs.shape[1] + 1,) or probs.shape[1] < 3:
+      raise ValueError(f"probs must be [N, Y >= 3] and borders [Y + 1]; got {probs.shape} and {borders.shape}.")
+    if not np.all(np.diff(borders) > 0):
+      raise ValueError("borders must be strictly increasing.")
+    self.probs = probs / probs.sum(axis=1, keepdims=True)
+    self.borders = borders
+    w = np.diff(borders)
+    self.widths = w
+    self.tail_scales = (w[0] / HALF_MASS, w[-1] / HALF_MASS)  # Left, right.
+
+  def __len__(self) -> int:
+    return self.probs.shape[0]
+
+  # -- Density and CDF -------------------------------------------------------
+
+  def log_prob(self, z) -> np.ndarray:
+    """float [N]: log density at z (scalar or float [N]); finite everywhere."""
+    z = np.broadcast_to(np.asarray(z, np.float64), (len(self),))
+    e, w = self.borders, self.widths
+    b = bin_index(z, e)
+    p = self.probs[np.arange(len(self)), b]
+    sl, sr = self.tail_scales
+    with np.errstate(divide="ignore"):
+      inner = np.log(p) - np.log(w[b])
+      left = np.log(p) + _log_half_normal(np.maximum(e[1] - z, 0.0), sl)
+      right = np.log(p) + _log_half_normal(np.maximum(z - e[-2], 0.0), sr)
+    return np.where(b == 0, left, np.where(b == len(w) - 1, right, inner))
+
+  def pdf(self, z) -> np.ndarray:
+    """float [N] > 0: density at z."""
+    return np.exp(self.log_prob(z))
+
+  def cdf(self, z) -> np.ndarray:
+    """float [N]: P(Z <= z)."""
+    z = np.broadcast_to(np.asarray(z, np.float64), (len(self),))
+    e, w = self.borders, self.widths
+    frac = np.clip((z[:, None] - e[None, :-1]) / w[None, :], 0.0, 1.0)  # [N, Y]
+    sl, sr = self.tail_scales
+    # Tails: P(HN >= e1 - z) for the left, P(HN <= z - e_{Y-1}) for the right.
+    frac[:, 0] = 2.0 * ndtr(-np.maximum(e[1] - z, 0.0) / sl)
+    frac[:, -1] = 2.0 * ndtr(np.maximum(z - e[-2], 0.0) / sr) - 1.0
+    return np.clip(np.sum(self.probs * frac, axis=1), 0.0, 1.0)
+
+  def quantile(self, q) -> np.ndarray:
+    """float [N]: the q-quantile, q in (0, 1) scalar or float [N].
+
+    Raises:
+      ValueError: q outside (0, 1).
+    """
+    q = np.broadcast_to(np.asarray(q, np.float64), (len(self),))
+    if np.any((q <= 0) | (q >= 1)):
+      raise ValueError(f"quantile levels must be in (0, 1), got {q[(q <= 0) | (q >= 1)][:3]}.")
+    from scipy.special import ndtri
+
+    cum = np.cumsum(self.probs, axis=1)
+    rows = np.arange(len(self))
+    b = np.minimum((cum < q[:, None]).sum(axis=1), self.probs.shape[1] - 1)
+    before = np.where(b > 0, cum[rows, np.maximum(b - 1, 0)], 0.0)
+    p_b = np.maximum(self.probs[rows, b], 1e-300)
+    frac = np.clip((q - before) / p_b, 1e-12, 1 - 1e-12)
+    e, w = self.borders, self.widths
+    sl, sr = self.tail_scales
+    inner = e[b] + frac * w[b]
+    left = e[1] - sl * ndtri(1.0 - frac / 2.0)  # P(HN >= d) = frac.
+    right = e[-2] + sr * ndtri(0.5 + frac / 2.0)  # P(HN <= d) = frac.
+    return np.where(b == 0, left, np.where(b == len(w) - 1, right, inner))
+
+  # -- Moments and acquisition ----------------------------------------------
+
+  def _bar_means(self) -> tuple[np.ndarray, np.ndarray]:
+    """(mean float [Y], second moment float [Y]) of each bar's own density."""
+    e, w = self.borders, self.widths
+    c = 0.5 * (e[1:] + e[:-1])
+    m1, m2 = c.copy(), c**2 + w**2 / 12.0
+    sl, sr = self.tail_scales
+    hn1, hn2 = lambda s: s * SQRT_2_PI, lambda s: s * s  # E[X], E[X^2] of HN(s).
+    m1[0], m2[0] = e[1] - hn1(sl), e[1] ** 2 - 2 * e[1] * hn1(sl) + hn2(sl)
+    m1[-1], m2[-1] = e[-2] + hn1(sr), e[-2] ** 2 + 2 * e[-2] * hn1(sr) + hn2(sr)
+    return m1, m2
+
+  @property
+  def mean(self) -> np.ndarray:
+    """float [N]."""
+    return self.probs @ self._bar_means()[0]
+
+  @property
+  def variance(self) -> np.ndarray:
+    """float [N] >= 0."""
+    m1, m2 = self._bar_means()
+    return np.maximum(self.probs @ m2 - (self.probs @ m1) ** 2, 0.0)
+
+  @property
+  def std(self) -> np.ndarray:
+    return np.sqrt(self.variance)
+
+  def expected_improvement(self, best) -> np.ndarray:
+    """float [N] >= 0: E[max(Z - best, 0)] (maximizing; Jones et al. 1998), exact for this density."""
+    return self.probs @ self._bar_improvement(float(best))
+
+  def log_expected_improvement(self, best) -> np.ndarray:
+    """float [N]: log EI, finite (floored at log(1e-300)) for ranking far below the best."""
+    return np.log(np.maximum(self.expected_improvement(best), 1e-300))
+
+  def probability_of_improvement(self, best) -> np.ndarray:
+    """float [N] in [0, 1]: P(Z > best)."""
+    return 1.0 - self.cdf(best)
+
+  def upper_confidence_bound(self, beta: float = 4.0) -> np.ndarray:
+    """float [N]: mean + sqrt(beta) std (Srinivas et al. 2010)."""
+    return self.mean + math.sqrt(beta) * self.std
+
+  def _bar_improvement(self, c: float) -> np.ndarray:
+    """float [Y]: E[max(Z - c, 0)] under each bar's own normalized density."""
+    e, w = self.borders, self.widths
+    a, b = e[:-1], e[1:]
+    m = np.clip(c, a, b)
+    out = ((b - c) ** 2 - (m - c) ** 2) / (2.0 * w) * (c < b)
+    out = out + np.maximum(a - c, 0.0) * 0.0  # (c < a is covered: m = a gives the full integral.)
+    sl, sr = self.tail_scales
+    out[-1] = _right_tail_ei(e[-2], sr, c)
+    out[0] = _left_tail_ei(e[1], sl, c)
+    return out
+
+
+def _log_half_normal(d, s):
+  """log density of HN(s) at d >= 0."""
+  return 0.5 * math.log(2.0 / math.pi) - math.log(s) - 0.5 * (d / s) ** 2
+
+
+def _right_tail_ei(e: float, s: float, c: float) -> float:
+  """E[max(e + X - c, 0)], X ~ HN(s)."""
+  if c <= e:
+    return (e - c) + s * SQRT_2_PI
+  t = c - e
+  return s * SQRT_2_PI * math.exp(-0.5 * (t / s) ** 2) - 2.0 * t * float(ndtr(-t / s))
+
+
+def _left_tail_ei(e: float, s: float, c: float) -> float:
+  """E[max(e - X - c, 0)], X ~ HN(s): the half-normal's partial expectation below d = e - c."""
+  d = e - c
+  if d <= 0:
+    return 0.0
+  # E[(d - X) 1{X < d}] with density 2 phi(x / s) / s on x >= 0.
+  phi = math.exp(-0.5 * (d / s) ** 2) / math.sqrt(2 * math.pi)
+  return d * (2.0 * float(ndtr(d / s)) - 1.0) - s * SQRT_2_PI + 2.0 * s * phi

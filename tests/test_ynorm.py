@@ -1,0 +1,92 @@
+"""The v2 y pipeline: context-only fit, invertible monotone map, affine equivariance, heavy tails."""
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from optformer import ynorm
+from optformer.ynorm import YTransform
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 1.0, 1.7, 2.0])
+def test_yeo_johnson_matches_scipy_and_inverts(lam):
+  u = np.random.default_rng(0).normal(size=500) * 3
+  v = ynorm.yeo_johnson(u, lam)
+  np.testing.assert_allclose(v, scipy.stats.yeojohnson(u, lam), rtol=1e-10, atol=1e-12)
+  np.testing.assert_allclose(ynorm.yeo_johnson_inverse(v, lam), u, atol=1e-9)
+  h = 1e-6
+  num = np.log((ynorm.yeo_johnson(u + h, lam) - ynorm.yeo_johnson(u - h, lam)) / (2 * h))
+  np.testing.assert_allclose(ynorm.yeo_johnson_log_derivative(u, lam), num, atol=1e-5)
+
+
+def test_fitted_lambda_matches_scipy_maximum_likelihood():
+  y = np.random.default_rng(1).gamma(2.0, size=80)
+  t = YTransform.fit(y)
+  u = (y - y.mean()) / y.std()
+  assert t.power
+  assert t.lam == pytest.approx(scipy.stats.yeojohnson_normmax(u), abs=1e-4)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 30])
+def test_z_is_invariant_under_positive_affine_maps(n):
+  rng = np.random.default_rng(n)
+  y, q = rng.normal(size=n), rng.normal(size=7) * 3
+  t = YTransform.fit(y)
+  for a, b in [(3.0, 7.0), (1e-3, -1e4), (250.0, 1e6)]:
+    if n >= 2:
+      np.testing.assert_allclose(YTransform.fit(a * y + b).apply(a * q + b), t.apply(q), atol=1e-6)
+    else:  # No scale in one value: shift-equivariant, one user unit per z unit.
+      np.testing.assert_allclose(YTransform.fit(y + b).apply(q + b), t.apply(q), atol=1e-6)
+
+
+def test_ties_and_single_values_use_unit_scale_around_the_value():
+  for y in ([4.2], [1004.2], [3.0, 3.0, 3.0]):
+    t = YTransform.fit(y)
+    assert t.apply([y[0]])[0] == pytest.approx(0.0)
+    assert t.apply([y[0] + 1.0])[0] == pytest.approx(1.0)
+
+
+def test_map_is_increasing_and_inverts_with_a_consistent_jacobian():
+  y = np.random.default_rng(2).standard_t(2, size=40)
+  t = YTransform.fit(y)
+  grid = np.linspace(y.min() - 5, y.max() + 5, 501)
+  z = t.apply(grid)
+  assert np.all(np.diff(z) > 0)
+  np.testing.assert_allclose(t.invert(z), grid, atol=1e-8)
+  h = 1e-6
+  num = np.log((t.apply(grid + h) - t.apply(grid - h)) / (2 * h))
+  np.testing.assert_allclose(t.log_derivative(grid), num, atol=1e-4)
+
+
+def test_one_outlier_does_not_squeeze_the_other_values():
+  rng = np.random.default_rng(3)
+  y = rng.normal(size=50)
+  y[0] = -1000.0  # One failed-looking trial.
+  plain = YTransform.fit(y, power=False).apply(y[1:])
+  power = YTransform.fit(y).apply(y[1:])
+  assert np.ptp(power) > 5 * np.ptp(plain)
+
+
+def test_infeasible_values_are_ignored_and_infinite_values_refused():
+  t = YTransform.fit([1.0, np.nan, 3.0])
+  assert t.loc == pytest.approx(2.0)
+  with pytest.raises(ValueError, match="finite"):
+    YTransform.fit([1.0, np.inf])
+
+
+def test_overflowing_span_gives_a_finite_map():
+  t = YTransform.fit([1.7e308, -1e308])
+  z = t.apply([1.7e308, -1e308, 0.0])
+  assert np.all(np.isfinite(z)) and z[0] > z[2] > z[1]
+
+
+def test_batch_fit_equals_row_fits_on_the_masked_context():
+  rng = np.random.default_rng(4)
+  y = rng.normal(size=(5, 20)) * rng.uniform(0.1, 10, size=(5, 1))
+  mask = rng.uniform(size=(5, 20)) < 0.6
+  fields = ynorm.fit_batch(y, mask)
+  z = ynorm.apply_batch(fields, y)
+  for i in range(5):
+    t = YTransform.fit(np.where(mask[i], y[i], np.nan))
+    np.testing.assert_allclose(z[i], t.apply(y[i]), atol=1e-9)
+    np.testing.assert_allclose(ynorm.log_derivative_batch(fields, y)[i], t.log_derivative(y[i]), atol=1e-9)

@@ -1,0 +1,109 @@
+"""Command line of model v2 training: train (resumably) on prior examples, export the model.
+
+  python -m training.pfn_cli --workdir runs/v2 [--steps N] [--until N] [--optimizer adamw]
+  python -m training.pfn_cli --workdir runs/v2 --export checkpoints/optformer-v2 --export-only
+  python -m training.pfn_cli --workdir runs/v2b --init-from checkpoints/optformer-v2   # warm start on a new machine
+
+Re-running the same command resumes from the latest checkpoint in --workdir
+at the same data position. The bar borders are drawn from the prior once,
+when a workdir is created, and saved in its config.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import sys
+
+
+def build_config(args):
+  from training.pfn_data import prior_borders
+  from training.pfn_train import PFNTrainConfig
+
+  cfg_path = args.workdir / "config.json"
+  if cfg_path.exists():  # Resume: the saved config is the run's config.
+    return PFNTrainConfig.from_dict(json.loads(cfg_path.read_text()))
+  if args.init_from:
+    meta = json.loads((pathlib.Path(args.init_from) / "config.json").read_text())
+    if "train" in meta.get("metadata", {}):
+      return PFNTrainConfig.from_dict(meta["metadata"]["train"])
+  if args.preset == "tiny":
+    cfg = PFNTrainConfig.tiny()
+  else:
+    cfg = PFNTrainConfig()
+  model = cfg.model
+  if args.d_model:
+    model = dataclasses.replace(model, d_model=args.d_model)
+  if args.layers:
+    model = dataclasses.replace(model, num_layers=args.layers)
+  repl = {}
+  for name in ("steps", "learning_rate", "optimizer", "warmup"):
+    v = getattr(args, name)
+    if v:
+      repl[{"steps": "num_steps", "learning_rate": "peak_learning_rate", "warmup": "warmup_steps"}.get(name, name)] = v
+  data = cfg.data
+  if args.batch_size:
+    data = dataclasses.replace(data, batch_size=args.batch_size)
+  if args.seq_lens:
+    lens = tuple(int(v) for v in args.seq_lens.split(","))
+    data = dataclasses.replace(data, seq_lens=lens, seq_len_probs=tuple([1.0 / len(lens)] * len(lens)))
+  if args.eval_every:
+    repl["eval_every"] = args.eval_every
+  borders = prior_borders(data, args.bins if args.preset != "tiny" else 32, num_batches=8 if args.preset == "tiny" else 48)
+  model = dataclasses.replace(model, borders=tuple(float(b) for b in borders))
+  return dataclasses.replace(cfg, model=model, data=data, **repl)
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--workdir", type=pathlib.Path, required=True)
+  p.add_argument("--preset", choices=("default", "tiny"), default="default")
+  p.add_argument("--steps", type=int, default=0, help="total steps (schedule length)")
+  p.add_argument("--until", type=int, default=0, help="stop at this step (resume later); default: --steps")
+  p.add_argument("--optimizer", choices=("adamw", "schedule_free_adamw", "muon"), default=None)
+  p.add_argument("--learning-rate", type=float, default=0.0)
+  p.add_argument("--warmup", type=int, default=0)
+  p.add_argument("--batch-size", type=int, default=0)
+  p.add_argument("--d-model", type=int, default=0)
+  p.add_argument("--layers", type=int, default=0)
+  p.add_argument("--bins", type=int, default=1000, help="bars of the predictive distribution")
+  p.add_argument("--seq-lens", default="", help="comma-separated points per example, e.g. 64,128")
+  p.add_argument("--eval-every", type=int, default=0)
+  p.add_argument("--init-from", type=pathlib.Path, help="exported model directory to warm-start a new workdir")
+  p.add_argument("--export", type=pathlib.Path, help="write the latest checkpoint as a model directory")
+  p.add_argument("--export-only", action="store_true")
+  p.add_argument("--no-progress", action="store_true")
+  args = p.parse_args(argv)
+
+  from training.pfn_eval import gp_gap
+  from training.pfn_train import PFNTrainer
+
+  try:
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    probe = args.workdir / ".writable"
+    probe.write_text("")
+    probe.unlink()
+  except OSError as e:
+    print(f"error: the workdir {args.workdir} is not writable: {e.strerror}", file=sys.stderr)
+    return 2
+  cfg = build_config(args)
+  trainer = PFNTrainer(cfg, args.workdir, init_from=args.init_from)
+  if not args.export_only:
+    def evaluator(graphdef, params):
+      return gp_gap(graphdef, params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids,
+                    contexts=cfg.eval_contexts, num_batches=cfg.eval_batches)
+
+    rows = trainer.run(args.until or None, progress=not args.no_progress, evaluator=evaluator)
+    if rows:
+      print(json.dumps(rows[-1]))
+  if args.export:
+    from training.pfn_export import export
+
+    print(f"exported {export(trainer, args.export)}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

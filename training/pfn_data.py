@@ -1,0 +1,134 @@
+"""Model v2's training data: prior examples -> surrogate batches, generated on the fly.
+
+Batch i of a run is a pure function of (seed, i): its sequence length N,
+its examples (data_gen.examples, example indices i * B .. i * B + B - 1), the
+context size of each example and the slot ids. So training is deterministic,
+the data position is one integer (grain's iterator state, saved by orbax
+beside the model), and process p of P can generate its own slice of every
+global batch (`shard`).
+
+Per example (the PFN split, Müller et al., ICLR 2022): the first n_context
+of its N points are the context, n_context ~ 1 + LogUniform-ish over
+[1, N - 1] with probability `p_log_context`, else uniform; the rest are
+queries. The y pipeline (optformer.ynorm) is fitted on the context's
+feasible objectives only, exactly as at inference, and maps every objective
+to z; a query's target is its bar (optformer.bar.bin_index) or the
+infeasible class Y.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from data_gen.examples import ExampleConfig, Examples, example_words, sample_examples
+from optformer import bar
+from optformer import ynorm
+from optformer.pfn import SurrogateBatch
+
+SPLIT_IDS = {"train": 0, "validation": 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class PFNDataConfig:
+  """How prior examples become batches."""
+
+  examples: ExampleConfig = ExampleConfig()  # The prior of examples.
+  batch_size: int = 32  # Examples per global batch.
+  seq_lens: tuple = (64, 128)  # N: points per example, drawn per batch ...
+  seq_len_probs: tuple = (0.7, 0.3)  # ... with these probabilities (one compilation each).
+  p_log_context: float = 0.5  # P(n_context log-uniform) vs uniform over [1, N - 1].
+  min_power_points: int = 4  # Distinct context values before the power transform is fitted.
+  seed: int = 0  # Global seed of the example stream.
+
+  @classmethod
+  def tiny(cls) -> "PFNDataConfig":
+    return cls(examples=ExampleConfig.tiny(), batch_size=4, seq_lens=(16,), seq_len_probs=(1.0,))
+
+  def to_json(self) -> dict:
+    d = dataclasses.asdict(self)
+    d["examples"] = self.examples.to_json()
+    return d
+
+  @classmethod
+  def from_json(cls, d: dict) -> "PFNDataConfig":
+    d = dict(d)
+    ex = ExampleConfig.from_json(d.pop("examples"))
+    return cls(examples=ex, **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def context_sizes(rng: np.random.Generator, n: int, num: int, p_log: float) -> np.ndarray:
+  """int [num] context sizes in [1, n - 1]."""
+  log_u = np.floor(np.exp(rng.uniform(0.0, np.log(n - 1), num))).astype(int)
+  uni = rng.integers(1, n, num)
+  return np.clip(np.where(rng.uniform(size=num) < p_log, log_u, uni), 1, n - 1)
+
+
+def to_batch(ex: Examples, n_context, slot_ids, borders, min_power_points: int = 4):
+  """(SurrogateBatch, targets int32 [B, N], z float64 [B, N], transform fields) of examples with given context sizes.
+
+  Targets: the bar of each point's z (every position; the loss uses queries), Y for infeasible points.
+  """
+  b, n, _ = ex.x.shape
+  context = np.arange(n)[None, :] < np.asarray(n_context)[:, None]
+  y = np.nan_to_num(ex.y.astype(np.float64))
+  fields = ynorm.fit_batch(y, context & ex.feasible, min_power_points=min_power_points)
+  z = ynorm.apply_batch(fields, y)
+  targets = np.where(ex.feasible, bar.bin_index(z, borders), len(borders) - 1).astype(np.int32)
+  batch = SurrogateBatch(
+      x=ex.x, active=ex.active, kinds=ex.kinds, num_values=ex.num_values, slot_ids=np.asarray(slot_ids, np.int32),
+      z=np.where(context & ex.feasible, z, 0.0).astype(np.float32), feasible=ex.feasible, context=context,
+      valid=np.ones((b, n), bool),
+  )
+  return batch, targets, z, fields
+
+
+def make_batch(cfg: PFNDataConfig, borders, num_slot_ids: int, index: int, split: str = "train",
+               shard: int = 0, num_shards: int = 1, seq_len: int | None = None, n_context=None):
+  """Batch `index` of `split` (this shard's rows): (SurrogateBatch, targets, Examples, task, z).
+
+  `seq_len` / `n_context` (int or int [B]) override the random draws (evaluation).
+
+  Raises:
+    ValueError: batch_size not divisible by num_shards.
+  """
+  if cfg.batch_size % num_shards:
+    raise ValueError(f"batch_size={cfg.batch_size} must divide by num_shards={num_shards}.")
+  rng = np.random.default_rng([cfg.seed, SPLIT_IDS[split], index])
+  n = seq_len or int(rng.choice(cfg.seq_lens, p=cfg.seq_len_probs))
+  b_all = cfg.batch_size
+  n_ctx = context_sizes(rng, n, b_all, cfg.p_log_context) if n_context is None else np.broadcast_to(n_context, (b_all,))
+  d = cfg.examples.prior.max_dims
+  if d > num_slot_ids:
+    raise ValueError(f"The prior has {d} slots but the model has {num_slot_ids} slot ids.")
+  ids = np.stack([rng.permutation(num_slot_ids)[:d] for _ in range(b_all)])
+  rows = slice(shard * b_all // num_shards, (shard + 1) * b_all // num_shards)
+  words = example_words(cfg.seed, split, index * b_all + np.arange(b_all)[rows])
+  ex, task = sample_examples(cfg.examples, words, n)
+  batch, targets, z, _ = to_batch(ex, n_ctx[rows], ids[rows], borders, cfg.min_power_points)
+  return batch, targets, ex, task, z
+
+
+def dataset(cfg: PFNDataConfig, borders, num_slot_ids: int, shard: int = 0, num_shards: int = 1):
+  """grain MapDataset of training batches: element i = (SurrogateBatch, targets) of batch i."""
+  import grain
+
+  def element(i):
+    batch, targets, *_ = make_batch(cfg, borders, num_slot_ids, int(i), "train", shard, num_shards)
+    return batch, targets
+
+  return grain.MapDataset.range(0, 2**40).map(element)
+
+
+def prior_borders(cfg: PFNDataConfig, num_bins: int, num_batches: int = 64) -> np.ndarray:
+  """float64 [num_bins + 1]: bar borders at equal-mass quantiles of the prior's query z.
+
+  Drawn from a separate example stream (seed + 100_003), never the training batches.
+  """
+  seeded = dataclasses.replace(cfg, seed=cfg.seed + 100_003)
+  zs = []
+  for i in range(num_batches):
+    batch, _, ex, _, z = make_batch(seeded, np.linspace(-1.0, 1.0, 4), cfg.examples.prior.max_dims, i)
+    zs.append(z[ex.feasible & ~batch.context])
+  return bar.borders_from_samples(np.concatenate(zs), num_bins)

@@ -1,0 +1,89 @@
+"""Held-out NLL of model v2 next to the exact GP, on pure GP-prior examples.
+
+For each context size n, `eval_batches` validation batches of examples from
+the GP prior alone (i.i.d. uniform points, no failures, no conditional
+parameters; the setting of the issue's measurement): the first n points are
+the context, the other N - n the queries. Both methods score each query's
+noisy y in the user's units (nats per query):
+
+  * model: -log p(feasible) - log p_z(z(y)) - log dz/dy (optformer.bar,
+    optformer.ynorm: the density in z units plus the Jacobian);
+  * exact GP: -log N(y; mu, var + noise variance) with the task's TRUE
+    hyperparameters on the true latent inputs (data_gen/gp.py; Rasmussen &
+    Williams 2006, eq. 2.25-2.26), the Bayes-optimal predictor up to the
+    random-feature approximation of f.
+
+`gap` = model - exact GP (0 is the bound; lower is better).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import numpy as np
+from flax import nnx
+
+from data_gen import gp
+from optformer import bar
+from optformer import ynorm
+from training.pfn_data import PFNDataConfig, make_batch
+
+EVAL_SEQ_LEN = 64  # N of the evaluation examples: n context points and 64 - n queries.
+
+
+def gp_only(cfg: PFNDataConfig) -> PFNDataConfig:
+  """The data config restricted to the GP prior: uniform points, no failures, no conditional parameters."""
+  ex = dataclasses.replace(cfg.examples, p_local=0.0, p_failure=0.0, p_conditional=0.0)
+  return dataclasses.replace(cfg, examples=ex)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _logits(graphdef, params, batch):
+  return nnx.merge(graphdef, params)(batch)
+
+
+@jax.jit
+def _gp_predict(task, z_BxNxD, y_BxN, mask_BxN):
+  return jax.vmap(gp.posterior)(task, z_BxNxD, y_BxN, mask_BxN, z_BxNxD)
+
+
+def model_nll(logits_BxNxY1, z_BxN, log_dz_dy_BxN, borders) -> np.ndarray:
+  """float64 [B, N]: -log density in user units of feasible targets with normalized value z."""
+  logits = np.asarray(logits_BxNxY1, np.float64)
+  logp = logits - logits.max(-1, keepdims=True)
+  logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+  b, n, y1 = logp.shape
+  p_bars = np.exp(logp[..., :-1]).reshape(b * n, y1 - 1)
+  log_feasible = np.log(np.maximum(p_bars.sum(-1), 1e-300))
+  dist = bar.BarDistribution(p_bars, borders)
+  return -(log_feasible + dist.log_prob(z_BxN.reshape(-1))).reshape(b, n) - log_dz_dy_BxN
+
+
+def gp_gap(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids: int, contexts=(5, 10, 20, 40),
+           num_batches: int = 4, seed_offset: int = 0) -> dict:
+  """{f"nll_model_{n}", f"nll_gp_{n}", f"gap_{n}"} in nats per query, mean over all queries of all batches."""
+  data = gp_only(cfg)
+  borders = np.asarray(borders)
+  out = {}
+  for n in contexts:
+    m_all, g_all = [], []
+    for i in range(num_batches):
+      batch, _, ex, task, z = make_batch(data, borders, num_slot_ids, seed_offset + i, "validation",
+                                         seq_len=EVAL_SEQ_LEN, n_context=n)
+      context = np.asarray(batch.context)
+      y = ex.y.astype(np.float64)
+      fields = ynorm.fit_batch(y, context)
+      logits = _logits(graphdef, params, batch)
+      nll_m = model_nll(logits, z, ynorm.log_derivative_batch(fields, y), borders)
+      mean, var = _gp_predict(task, ex.latent, ex.y, context)
+      s2 = np.asarray(var, np.float64) + np.asarray(task.noise_variance, np.float64)[:, None]
+      nll_g = 0.5 * np.log(2 * np.pi * s2) + 0.5 * (y - np.asarray(mean, np.float64)) ** 2 / s2
+      q = ~context
+      m_all.append(nll_m[q])
+      g_all.append(nll_g[q])
+    m, g = np.concatenate(m_all), np.concatenate(g_all)
+    out[f"nll_model_{n}"], out[f"nll_gp_{n}"] = float(m.mean()), float(g.mean())
+    out[f"gap_{n}"] = float(m.mean() - g.mean())
+  return out

@@ -1,0 +1,267 @@
+"""Meta-training of model v2 (optformer.pfn) on prior examples generated on the fly.
+
+One pure jitted `train_step(params, opt_state, batch, targets)`, data
+parallel over a 1-D "data" mesh as in training/train.py; the loop around it
+adds the side effects: orbax checkpoints of params, optimizer state, step
+and the grain iterator's state (the data position), held-out evaluation
+against the exact GP (training/pfn_eval.py), a JSONL metrics log (rows after
+the resumed step are dropped on resume, so no step is listed twice) and a
+progress bar. A non-finite loss raises.
+
+Warm start: a new workdir can start from an exported model directory
+(`init_from`): its parameters, step and data position; the optimizer state
+starts fresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from optformer.pfn import PFNConfig, PFNSurrogate, SurrogateBatch, create_model
+from training.pfn_data import PFNDataConfig, dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class PFNTrainConfig:
+  """Optimization and bookkeeping of one v2 training run."""
+
+  model: PFNConfig = PFNConfig()
+  data: PFNDataConfig = PFNDataConfig()
+  optimizer: str = "adamw"  # "adamw" (warmup + cosine), "schedule_free_adamw" or "muon" (optax.contrib).
+  num_steps: int = 100_000  # Total optimizer steps (the schedule's length).
+  peak_learning_rate: float = 1e-3  # After linear warmup.
+  warmup_steps: int = 500  # Linear warmup from 0.
+  final_learning_rate_fraction: float = 0.05  # Cosine decays to this fraction (adamw, muon).
+  weight_decay: float = 0.01  # Decoupled weight decay.
+  grad_clip_norm: float = 1.0  # Global-norm gradient clipping.
+  log_every: int = 50  # Steps between metrics-log lines.
+  eval_every: int = 1000  # Steps between held-out evaluations.
+  eval_batches: int = 4  # Held-out batches per context size.
+  eval_contexts: tuple = (5, 10, 20, 40)  # Context sizes of the held-out evaluation.
+  checkpoint_every: int = 250  # Steps between checkpoints.
+  keep_checkpoints: int = 2  # Checkpoints kept on disk.
+
+  @classmethod
+  def tiny(cls, borders=None) -> "PFNTrainConfig":
+    return cls(model=PFNConfig.tiny(borders), data=PFNDataConfig.tiny(), num_steps=20, warmup_steps=2, log_every=5,
+               eval_every=10, eval_batches=1, eval_contexts=(2, 5), checkpoint_every=5)
+
+  def to_dict(self) -> dict:
+    d = dataclasses.asdict(self)
+    d["model"], d["data"] = self.model.to_dict(), self.data.to_json()
+    d["eval_contexts"] = list(self.eval_contexts)
+    return d
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "PFNTrainConfig":
+    d = dict(d)
+    m, data = PFNConfig.from_dict(d.pop("model")), PFNDataConfig.from_json(d.pop("data"))
+    return cls(model=m, data=data, **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def make_optimizer(cfg: PFNTrainConfig) -> optax.GradientTransformation:
+  """The run's optimizer after global-norm clipping.
+
+  adamw / muon: linear warmup then cosine decay to the final fraction;
+  schedule_free_adamw: constant rate after warmup (Defazio et al., "The Road
+  Less Scheduled", NeurIPS 2024); evaluate its `eval_params`.
+
+  Raises:
+    ValueError: an unknown optimizer name.
+  """
+  lr = cfg.peak_learning_rate
+  schedule = optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=lr, warmup_steps=cfg.warmup_steps,
+      decay_steps=max(cfg.num_steps, cfg.warmup_steps + 1), end_value=lr * cfg.final_learning_rate_fraction,
+  )
+  if cfg.optimizer == "adamw":
+    tx = optax.adamw(schedule, weight_decay=cfg.weight_decay)
+  elif cfg.optimizer == "schedule_free_adamw":
+    tx = optax.contrib.schedule_free_adamw(lr, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay)
+  elif cfg.optimizer == "muon":
+    tx = optax.contrib.muon(schedule, weight_decay=cfg.weight_decay, adam_weight_decay=cfg.weight_decay)
+  else:
+    raise ValueError(f"optimizer must be 'adamw', 'schedule_free_adamw' or 'muon', got {cfg.optimizer!r}.")
+  return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
+
+
+def eval_params(cfg: PFNTrainConfig, params, opt_state):
+  """The parameters to evaluate and export (schedule-free: its averaged iterate)."""
+  if cfg.optimizer == "schedule_free_adamw":
+    return optax.contrib.schedule_free_eval_params(opt_state[1], params)
+  return params
+
+
+def loss_fn(model: PFNSurrogate, batch: SurrogateBatch, targets_BxN):
+  """Mean cross-entropy (nats) over query positions of the bar + infeasible classes (Müller et al. 2022, Eq. 2).
+
+  Returns (loss float [], metrics dict): loss; `infeasible_nll`, the part
+  of the loss from the feasible-vs-infeasible decision, is not separated.
+  """
+  logits = model(batch)
+  ce_BxN = optax.softmax_cross_entropy_with_integer_labels(logits, targets_BxN)
+  w = (batch.valid & ~batch.context).astype(jnp.float32)
+  loss = jnp.sum(ce_BxN * w) / jnp.maximum(w.sum(), 1.0)
+  return loss, {"loss": loss}
+
+
+def make_train_step(graphdef, tx, mesh) -> Callable:
+  """Jitted train_step(params, opt_state, batch, targets) -> (params, opt_state, metrics); state donated."""
+
+  def train_step(params, opt_state, batch, targets):
+    def objective(p):
+      return loss_fn(nnx.merge(graphdef, p), batch, targets)
+
+    (_, metrics), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return params, opt_state, dict(metrics, grad_norm=optax.tree.norm(grads))
+
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  return jax.jit(train_step, in_shardings=(replicated, replicated, sharded, sharded),
+                 out_shardings=(replicated, replicated, replicated), donate_argnums=(0, 1))
+
+
+def init_state(cfg: PFNTrainConfig, seed: int = 0):
+  """(graphdef, params pure dict, optimizer, opt_state) of a fresh model."""
+  graphdef, state = nnx.split(create_model(cfg.model, seed))
+  params = nnx.to_pure_dict(state)
+  tx = make_optimizer(cfg)
+  return graphdef, params, tx, tx.init(params)
+
+
+class PFNTrainer:
+  """Runs (and resumes) training of model v2.
+
+  Args:
+    cfg: the run's config (saved as config.json in `workdir`).
+    workdir: holds checkpoints/, metrics.jsonl and config.json.
+    init_from: an exported model directory to warm-start a new workdir from.
+
+  Raises:
+    ValueError: `workdir` holds a run with a different config.
+    OSError: `workdir` cannot be created or written (with the path).
+  """
+
+  def __init__(self, cfg: PFNTrainConfig, workdir, init_from=None, devices=None):
+    import orbax.checkpoint as ocp
+
+    from training.train import make_mesh
+
+    self.cfg, self.workdir = cfg, pathlib.Path(workdir)
+    self.workdir.mkdir(parents=True, exist_ok=True)
+    cfg_path = self.workdir / "config.json"
+    if cfg_path.exists():
+      if json.loads(cfg_path.read_text()) != json.loads(json.dumps(cfg.to_dict())):
+        raise ValueError(f"{cfg_path} holds a different config; use a new workdir or the same config.")
+    else:
+      cfg_path.write_text(json.dumps(cfg.to_dict(), indent=1))
+    self.mesh = make_mesh(devices)
+    if cfg.data.batch_size % self.mesh.size:
+      raise ValueError(f"batch_size={cfg.data.batch_size} must divide by the {self.mesh.size} devices.")
+    self.graphdef, params, self.tx, opt_state = init_state(cfg)
+    self.manager = ocp.CheckpointManager(
+        (self.workdir / "checkpoints").absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_checkpoints, create=True),
+    )
+    replicated = NamedSharding(self.mesh, P())
+    self.step, position = 0, 0
+    state = {"params": params, "opt_state": opt_state}
+    latest = self.manager.latest_step()
+    if latest is not None:
+      abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), state)
+      restored = self.manager.restore(
+          latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+      state, meta = restored["state"], restored["meta"]
+      self.step, position = int(meta["step"]), int(meta["data_position"])
+    elif init_from is not None:
+      from optformer import checkpoint
+
+      model, meta = checkpoint.load_pfn(init_from, with_metadata=True)
+      if model.config != cfg.model:
+        raise ValueError(f"{init_from} has another model config than this run.")
+      state["params"] = nnx.to_pure_dict(nnx.state(model))
+      self.step, position = int(meta.get("step", 0)), int(meta.get("data_position", 0))
+      state = jax.device_put(state, replicated)
+    else:
+      state = jax.device_put(state, replicated)
+    self.params, self.opt_state = state["params"], state["opt_state"]
+    self._truncate_log(self.step)
+    import grain
+
+    self._ds = dataset(cfg.data, np.asarray(cfg.model.borders), cfg.model.num_slot_ids)
+    self.batches = self._ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2)).__iter__()
+    self.batches.set_state({"next_index": position})
+    self.position = position
+    self.train_step = make_train_step(self.graphdef, self.tx, self.mesh)
+    self.batch_sharding = NamedSharding(self.mesh, P("data"))
+
+  def _truncate_log(self, step: int):
+    path = self.workdir / "metrics.jsonl"
+    if path.exists():
+      rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+      path.write_text("".join(r + "\n" for r in rows))
+
+  def save(self, metrics: dict | None = None):
+    import orbax.checkpoint as ocp
+
+    meta = {"step": self.step, "data_position": self.position, "metrics": metrics or {}}
+    self.manager.save(self.step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave({"params": self.params, "opt_state": self.opt_state}), meta=ocp.args.JsonSave(meta)),
+        force=True)
+    self.manager.wait_until_finished()
+
+  def current_params(self):
+    return eval_params(self.cfg, self.params, self.opt_state)
+
+  def run(self, num_steps: int | None = None, progress: bool = True, evaluator=None) -> list[dict]:
+    """Trains until step `num_steps` (default cfg.num_steps); returns logged metrics.
+
+    evaluator: callable(graphdef, params) -> dict of held-out metrics, run every eval_every steps.
+    """
+    from tqdm import tqdm
+
+    cfg = self.cfg
+    target = cfg.num_steps if num_steps is None else num_steps
+    log_path = self.workdir / "metrics.jsonl"
+    logged, acc, t_last, trials = [], [], time.time(), 0
+    bar_ = tqdm(total=target, initial=self.step, disable=not progress, desc="train v2")
+    put = lambda a: jax.device_put(np.asarray(a), self.batch_sharding)
+    while self.step < target:
+      batch, targets = next(self.batches)
+      self.position += 1
+      trials += int(batch.valid.sum())
+      self.params, self.opt_state, metrics = self.train_step(
+          self.params, self.opt_state, SurrogateBatch(*map(put, batch)), put(targets))
+      self.step += 1
+      acc.append(metrics)
+      bar_.update(1)
+      if self.step % cfg.log_every == 0 or self.step == target:
+        row = {k: float(np.mean([float(m[k]) for m in acc])) for k in acc[0]}
+        if not all(math.isfinite(v) for v in row.values()):
+          raise FloatingPointError(f"Non-finite metrics at step {self.step}: {row}")
+        dt = time.time() - t_last
+        row.update(step=self.step, trials_per_s=trials / dt, seconds_per_step=dt / len(acc))
+        if evaluator is not None and (self.step % cfg.eval_every == 0 or self.step == target):
+          row.update(evaluator(self.graphdef, self.current_params()))
+        with log_path.open("a") as f:
+          f.write(json.dumps(row) + "\n")
+        logged.append(row)
+        bar_.set_postfix(loss=f"{row['loss']:.3f}")
+        acc, t_last, trials = [], time.time(), 0
+      if self.step % cfg.checkpoint_every == 0 or self.step == target:
+        self.save(logged[-1] if logged else None)
+    bar_.close()
+    return logged
