@@ -3,6 +3,7 @@
 Public API (re-exports only; see each module for details).
 """
 
+from optformer import compilation_cache
 from optformer.checkpoint import CheckpointError
 from optformer.distribution import RiemannDistribution
 from optformer import priors
@@ -12,6 +13,6 @@ from optformer.surrogate import Surrogate
 
 __all__ = [
     "Categorical", "CheckpointError", "Discrete", "Float", "Int", "Optimizer", "RiemannDistribution",
-    "SearchSpace", "Suggestion", "Surrogate", "Trial", "priors",
+    "SearchSpace", "Suggestion", "Surrogate", "Trial", "compilation_cache", "priors",
 ]
 __version__ = "0.1.0"

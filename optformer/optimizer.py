@@ -50,6 +50,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from optformer import checkpoint
+from optformer import compilation_cache as compilation_cache_lib
 from optformer import priors as priors_lib
 from optformer import search_space as ss
 from optformer import study_files
@@ -131,6 +132,15 @@ class Optimizer:
     warn_truncation: warn (once) when the history outgrows the model's
       context; False for callers that warn themselves (e.g. a sampler that
       builds an Optimizer per trial).
+    compilation_cache: where JAX keeps the model's compiled functions
+      between processes (`optformer.compilation_cache`): True for the
+      per-user directory ($XDG_CACHE_HOME/optformer/jax, else
+      ~/.cache/optformer/jax; or a directory already given to JAX), a
+      path for that directory, False to leave JAX's settings alone (no
+      cache unless the caller turned it on). True does nothing after
+      `optformer.compilation_cache.disable()`, the process-wide off switch.
+      An unwritable directory warns once and the optimizer runs without
+      the cache.
 
   Raises:
     ValueError: bad goal, unknown algorithm or candidate source, non-positive
@@ -143,7 +153,7 @@ class Optimizer:
       self, space: ss.SearchSpace, goal: str = "minimize", *, model=None, num_candidates: int = 128,
       temperature: float = 1.0, algorithm: str = "gp_ucb", candidates: str = "policy",
       prior: Mapping[str, priors_lib.Belief] | None = None, prior_beta: float = 1.0, seed: int | None = None,
-      warn_truncation: bool = True,
+      warn_truncation: bool = True, compilation_cache: bool | str | os.PathLike = True,
   ):
     if not isinstance(space, ss.SearchSpace):
       raise TypeError(f"space must be an optformer.SearchSpace, got {type(space).__name__}.")
@@ -159,6 +169,8 @@ class Optimizer:
       raise ValueError(f"prior_beta must be > 0, got {prior_beta}.")
     self.space, self.goal = space, goal
     self.model_path = None if isinstance(model, OptFormer) else str(model or checkpoint.DEFAULT_CHECKPOINT)
+    if compilation_cache is not False:
+      compilation_cache_lib.enable(None if compilation_cache is True else compilation_cache)
     self.engine = load_engine(model)
     self.tok = self.engine.tok
     algorithms = self.engine.config.algorithms

@@ -26,7 +26,6 @@ import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
 from optformer import search_space as ss
 
@@ -116,6 +115,9 @@ class Prior:
     self.beliefs = dict(beliefs)
 
   def _unit_normal(self, p, belief: Normal):
+    """scipy.stats.truncnorm of a Normal belief on [0, 1] (scipy.stats is imported here: ~0.7 s, Normal priors only)."""
+    from scipy import stats
+
     mu = p.to_unit(belief.mean)
     a, b = (0.0 - mu) / belief.width, (1.0 - mu) / belief.width
     return stats.truncnorm(a, b, loc=mu, scale=belief.width)

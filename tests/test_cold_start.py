@@ -1,0 +1,110 @@
+"""Cold start: the persistent compilation cache (on, off, unwritable) and what `import optformer` loads.
+
+The cache is process-wide JAX state, so the tests that turn it on or check
+what a fresh process writes run in a subprocess with the tiny model.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+
+import optformer
+from optformer import compilation_cache
+from optformer.search_space import Float, SearchSpace
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# Two ask/tell rounds with the tiny model: compiles propose and score (history bucket 8).
+_STUDY = """
+import json, sys, jax, optformer
+from optformer.model import ModelConfig, create_model
+space = optformer.SearchSpace([optformer.Float("x", 0.0, 1.0), optformer.Int("n", 1, 9)])
+opt = optformer.Optimizer(space, model=create_model(ModelConfig.tiny(), seed=0), seed=0, num_candidates=8,
+                          compilation_cache=CACHE)
+for _ in range(2):
+  p = opt.ask()
+  opt.tell(p, (p["x"] - 0.3) ** 2 + p["n"])
+print(json.dumps({"jax_dir": jax.config.jax_compilation_cache_dir}))
+"""
+
+
+def _run(code: str, tmp_path: pathlib.Path) -> dict:
+  """Runs `code` in a fresh interpreter with HOME and XDG_CACHE_HOME inside tmp_path; returns its last stdout line as JSON."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE") and k != "JAX_ENABLE_COMPILATION_CACHE"}
+  env.update(HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "xdg"), PYTHONPATH=str(ROOT))
+  out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == 0, out.stderr
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _entries(directory: pathlib.Path) -> list[str]:
+  return sorted(p.name for p in directory.rglob("*-cache")) if directory.exists() else []
+
+
+def test_cache_in_a_given_directory_gets_the_model_compilations(tmp_path):
+  cache = tmp_path / "cache"
+  out = _run(_STUDY.replace("CACHE", repr(str(cache))), tmp_path)
+  assert out["jax_dir"] == str(cache)
+  names = _entries(cache)
+  assert any(n.startswith("jit__propose-") for n in names), names
+  assert any(n.startswith("jit__score-") for n in names), names
+  assert not (tmp_path / "xdg").exists()  # Nothing in the default directory.
+
+
+def test_default_cache_is_under_xdg_cache_home(tmp_path):
+  _run(_STUDY.replace("CACHE", "True"), tmp_path)
+  assert any(n.startswith("jit__propose-") for n in _entries(tmp_path / "xdg" / "optformer" / "jax"))
+
+
+@pytest.mark.parametrize("prelude, cache", [
+    ("", "False"),
+    ("import optformer; optformer.compilation_cache.disable()\n", "True"),  # disable() outlasts the default.
+], ids=["compilation_cache=False", "disable()"])
+def test_cache_off_writes_no_entries(tmp_path, prelude, cache):
+  out = _run(prelude + _STUDY.replace("CACHE", cache), tmp_path)
+  assert out["jax_dir"] is None
+  assert _entries(tmp_path) == []
+
+
+def test_default_keeps_a_directory_the_caller_gave_jax(tmp_path):
+  mine = tmp_path / "mine"
+  code = f"import jax; jax.config.update('jax_compilation_cache_dir', {str(mine)!r})\n" + _STUDY.replace("CACHE", "True")
+  out = _run(code, tmp_path)
+  assert out["jax_dir"] == str(mine)
+  assert _entries(mine) and not (tmp_path / "xdg").exists()
+
+
+def test_unwritable_cache_directory_warns_once_and_still_suggests(tmp_path, tiny_model):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  space = SearchSpace([Float("x", 0.0, 1.0)])
+  with pytest.warns(RuntimeWarning, match="cannot use .* as the JAX compilation cache"):
+    opt = optformer.Optimizer(space, model=tiny_model, seed=0, num_candidates=8, compilation_cache=blocker / "jax")
+  params = opt.ask()
+  assert 0.0 <= params["x"] <= 1.0
+  opt.tell(params, params["x"])
+  assert 0.0 <= opt.ask()["x"] <= 1.0
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # Once per directory: a second optimizer is silent.
+    optformer.Optimizer(space, model=tiny_model, seed=0, num_candidates=8, compilation_cache=blocker / "jax")
+
+
+def test_default_dir_follows_an_absolute_xdg_cache_home(monkeypatch, tmp_path):
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+  assert compilation_cache.default_dir() == tmp_path / "optformer" / "jax"
+  monkeypatch.setenv("XDG_CACHE_HOME", "relative/dir")  # Not absolute: ignored, as the XDG spec says.
+  assert compilation_cache.default_dir() == pathlib.Path.home() / ".cache" / "optformer" / "jax"
+  monkeypatch.delenv("XDG_CACHE_HOME")
+  assert compilation_cache.default_dir() == pathlib.Path.home() / ".cache" / "optformer" / "jax"
+
+
+def test_import_optformer_does_not_import_scipy_stats(tmp_path):
+  out = _run("import json, sys, optformer\nprint(json.dumps({'stats': 'scipy.stats' in sys.modules}))", tmp_path)
+  assert out == {"stats": False}
