@@ -1,7 +1,10 @@
 """Saving and loading a trained model: config, orbax parameters, checksums.
 
 A model directory holds:
-  config.json     the ModelConfig (the model reloads from it alone),
+  config.json     {"format": ..., "model": config, "metadata": {...}}: the
+                  config the model reloads from alone; "format" is
+                  "pfn-v2" for model v2 (optformer.pfn.PFNConfig) and absent
+                  for v1 (optformer.model.ModelConfig),
   params/         the parameters, written by orbax's StandardCheckpointer,
   manifest.json   sha256 and size of every other file in the directory,
   card.md         (optional) the model card.
@@ -34,7 +37,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from optformer.model import ModelConfig, OptFormer, create_model
+from optformer import model as model_v1
+from optformer import pfn
+from optformer.model import ModelConfig, OptFormer
 from optformer.study_files import write_atomic
 
 DEFAULT_CHECKPOINT = pathlib.Path(__file__).resolve().parents[1] / "checkpoints" / "optformer-gp-v1"
@@ -73,7 +78,10 @@ def _write_manifest(directory: pathlib.Path) -> None:
   write_atomic(directory / _MANIFEST, json.dumps(_manifest(directory), indent=1) + "\n")
 
 
-def save(directory, config: ModelConfig, params: dict, metadata: dict | None = None) -> pathlib.Path:
+FORMAT_V2 = "pfn-v2"
+
+
+def save(directory, config: ModelConfig | pfn.PFNConfig, params: dict, metadata: dict | None = None) -> pathlib.Path:
   """Writes a model directory (overwriting `params/`), returns its path.
 
   The old manifest.json is removed first and the new one is written last
@@ -83,7 +91,7 @@ def save(directory, config: ModelConfig, params: dict, metadata: dict | None = N
 
   Args:
     directory: the model directory; created if missing.
-    config: the model's config, stored in config.json under "model".
+    config: the model's config (v1 ModelConfig or v2 PFNConfig), stored in config.json under "model".
     params: the pure parameter dict (nnx.to_pure_dict of the model's state).
     metadata: extra JSON-able facts stored in config.json under "metadata".
   """
@@ -96,21 +104,27 @@ def save(directory, config: ModelConfig, params: dict, metadata: dict | None = N
   params = jax.tree.map(np.asarray, params)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(directory / "params", params, force=True)
-  write_atomic(directory / "config.json", json.dumps({"model": config.to_dict(), "metadata": metadata or {}}, indent=1))
+  doc = {"model": config.to_dict(), "metadata": metadata or {}}
+  if isinstance(config, pfn.PFNConfig):
+    doc = {"format": FORMAT_V2, **doc}
+  write_atomic(directory / "config.json", json.dumps(doc, indent=1))
   _write_manifest(directory)
   return directory
 
 
-def load(directory=None) -> OptFormer:
-  """Loads a model directory (default: the shipped checkpoint).
+def load(directory=None, with_metadata: bool = False):
+  """Loads a model directory (default: the shipped checkpoint): an OptFormer (v1) or a PFNSurrogate (v2).
+
+  with_metadata: also return config.json's "metadata" dict, as (model, metadata).
 
   Raises:
     CheckpointError: the directory or a top-level file is missing;
       manifest.json is not valid JSON or not an object of
       {relative path: {"sha256": str, "bytes": int}}; a file it lists is
       missing, changed (size or sha256: corruption), or a file it does not
-      list is present; config.json is not a valid config; or a
-      parameter's shape does not match the config (a mismatched checkpoint).
+      list is present; config.json is not a valid config or names an
+      unknown format; or a parameter's shape does not match the config
+      (a mismatched checkpoint).
   """
   directory = pathlib.Path(directory or DEFAULT_CHECKPOINT).absolute()
   for name in ("config.json", _MANIFEST, "params"):
@@ -118,10 +132,18 @@ def load(directory=None) -> OptFormer:
       raise CheckpointError(f"Model checkpoint {directory} is missing {name!r}; expected a directory written by optformer.checkpoint.save.")
   _verify(directory)
   try:
-    config = ModelConfig.from_dict(json.loads((directory / "config.json").read_text())["model"])
-  except (ValueError, KeyError, TypeError) as e:
+    doc = json.loads((directory / "config.json").read_text())
+    fmt = doc.get("format")
+    if fmt == FORMAT_V2:
+      config, create = pfn.PFNConfig.from_dict(doc["model"]), pfn.create_model
+    elif fmt is None:
+      config, create = ModelConfig.from_dict(doc["model"]), model_v1.create_model
+    else:
+      raise ValueError(f"unknown format {fmt!r}; this version reads v1 (no format) and {FORMAT_V2!r}")
+    metadata = doc.get("metadata", {})
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
     raise CheckpointError(f"{directory / 'config.json'} is not a valid model config: {e}") from e
-  model = nnx.eval_shape(lambda: create_model(config))
+  model = nnx.eval_shape(lambda: create(config))
   state = nnx.state(model)
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), nnx.to_pure_dict(state))
   try:
@@ -135,7 +157,20 @@ def load(directory=None) -> OptFormer:
   except Exception as e:  # orbax raises many types for unreadable data.
     raise CheckpointError(f"Cannot read parameters from {directory / 'params'}: {type(e).__name__}: {e}") from e
   nnx.replace_by_pure_dict(state, restored)
-  return nnx.merge(nnx.graphdef(model), state)
+  model = nnx.merge(nnx.graphdef(model), state)
+  return (model, metadata) if with_metadata else model
+
+
+def load_pfn(directory, with_metadata: bool = False):
+  """Loads a model v2 directory (see `load`).
+
+  Raises:
+    CheckpointError: as `load`, or the directory holds a v1 model.
+  """
+  out = load(directory, with_metadata=True)
+  if not isinstance(out[0], pfn.PFNSurrogate):
+    raise CheckpointError(f"Checkpoint {directory} holds a v1 model (optformer-gp-v1 format); expected model v2 ({FORMAT_V2!r}).")
+  return out if with_metadata else out[0]
 
 
 def _verify(directory) -> None:

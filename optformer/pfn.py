@@ -45,7 +45,7 @@ class PFNConfig:
   num_heads: int = 4  # H: attention heads.
   num_layers: int = 4  # Transformer blocks.
   mlp_ratio: int = 4  # MLP hidden width = mlp_ratio * E.
-  d_slot: int = 256  # G: hidden width of the per-slot encoder (summed over slots).
+  d_slot: int = 64  # G: hidden width of the per-slot encoder (summed over slots).
   num_fourier: int = 16  # Frequencies of the value features.
   max_frequency: float = 64.0  # Highest of them, in half-periods per unit interval.
   num_slot_ids: int = 64  # Most parameters a search space may have.
@@ -164,7 +164,9 @@ class PFNSurrogate(nnx.Module):
     numeric = self.value_proj(fourier_features(jnp.clip(x_BxNxD, 0.0, 1.0), c.num_fourier, c.max_frequency))
     cat_idx = jnp.clip(jnp.round(x_BxNxD).astype(jnp.int32), 0, c.max_categories - 1)
     is_cat = (kinds_BxD == KIND_CATEGORICAL)[:, None, :, None]
-    v = jnp.where(is_cat, self.category_emb(cat_idx), numeric)  # [B, N, D, G]
+    # One-hot matmul, not a gather: the gather's gradient is a scatter, very slow on CPU.
+    categorical = jax.nn.one_hot(cat_idx, c.max_categories, dtype=numeric.dtype) @ self.category_emb.embedding[...]
+    v = jnp.where(is_cat, categorical, numeric)  # [B, N, D, G]
     used = (kinds_BxD > 0)[:, None, :, None]
     v = jnp.where(active_BxNxD[..., None], v, self.inactive[...])
     h = jax.nn.gelu(v + slot_BxDxG[:, None]) * used

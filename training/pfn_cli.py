@@ -38,6 +38,8 @@ def build_config(args):
     model = dataclasses.replace(model, d_model=args.d_model)
   if args.layers:
     model = dataclasses.replace(model, num_layers=args.layers)
+  if args.d_slot:
+    model = dataclasses.replace(model, d_slot=args.d_slot)
   repl = {}
   for name in ("steps", "learning_rate", "optimizer", "warmup"):
     v = getattr(args, name)
@@ -68,6 +70,7 @@ def main(argv=None) -> int:
   p.add_argument("--batch-size", type=int, default=0)
   p.add_argument("--d-model", type=int, default=0)
   p.add_argument("--layers", type=int, default=0)
+  p.add_argument("--d-slot", type=int, default=0, help="hidden width of the per-slot encoder")
   p.add_argument("--bins", type=int, default=1000, help="bars of the predictive distribution")
   p.add_argument("--seq-lens", default="", help="comma-separated points per example, e.g. 64,128")
   p.add_argument("--eval-every", type=int, default=0)

@@ -31,6 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from optformer.pfn import PFNConfig, PFNSurrogate, SurrogateBatch, create_model
 from training.pfn_data import PFNDataConfig, dataset
+from training.train import jit_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,9 +130,7 @@ def make_train_step(graphdef, tx, mesh) -> Callable:
     params = optax.apply_updates(params, updates)
     return params, opt_state, dict(metrics, grad_norm=optax.tree.norm(grads))
 
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-  return jax.jit(train_step, in_shardings=(replicated, replicated, sharded, sharded),
-                 out_shardings=(replicated, replicated, replicated), donate_argnums=(0, 1))
+  return jit_step(train_step, mesh)
 
 
 def init_state(cfg: PFNTrainConfig, seed: int = 0):

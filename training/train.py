@@ -79,6 +79,21 @@ def make_mesh(devices=None) -> jax.sharding.Mesh:
   return jax.sharding.Mesh(devices, ("data",))
 
 
+def jit_step(train_step, mesh) -> Callable:
+  """jax.jit of a step (params, opt_state, batch, extra) -> (params, opt_state, metrics), state donated.
+
+  On a mesh of several devices the batch and the extra input are sharded over
+  "data" and the rest replicated. On one device no shardings are given:
+  measured on a 2-core CPU, explicit shardings over a 1-device mesh made
+  the v2 train step 8x slower (1.74 s vs 0.22 s).
+  """
+  if mesh.size == 1:
+    return jax.jit(train_step, donate_argnums=(0, 1))
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  return jax.jit(train_step, in_shardings=(replicated, replicated, sharded, sharded),
+                 out_shardings=(replicated, replicated, replicated), donate_argnums=(0, 1))
+
+
 def make_train_step(graphdef, tx: optax.GradientTransformation, cfg: TrainConfig, mesh) -> Callable:
   """Returns jitted train_step(params, opt_state, batch, policy_index) -> (params, opt_state, metrics).
 
@@ -97,13 +112,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, cfg: TrainConfig
     metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
     return params, opt_state, metrics
 
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-  return jax.jit(
-      train_step,
-      in_shardings=(replicated, replicated, sharded, sharded),
-      out_shardings=(replicated, replicated, replicated),
-      donate_argnums=(0, 1),
-  )
+  return jit_step(train_step, mesh)
 
 
 def init_state(cfg: TrainConfig, seed: int = 0):

@@ -1,0 +1,98 @@
+"""Model v2 training: deterministic data, loss goes down, resume and warm start, export and load."""
+
+import json
+
+import numpy as np
+import pytest
+
+from optformer import checkpoint
+from optformer.pfn import PFNSurrogate
+from training.pfn_data import PFNDataConfig, make_batch, prior_borders
+from training.pfn_eval import gp_gap
+from training.pfn_export import export
+from training.pfn_train import PFNTrainConfig, PFNTrainer
+
+
+@pytest.fixture(scope="module")
+def borders():
+  return prior_borders(PFNDataConfig.tiny(), 32, num_batches=4)
+
+
+@pytest.fixture(scope="module")
+def cfg(borders):
+  return PFNTrainConfig.tiny(borders)
+
+
+def test_batches_are_a_pure_function_of_seed_and_index(cfg, borders):
+  a, ta, *_ = make_batch(cfg.data, borders, 8, 3)
+  b, tb, *_ = make_batch(cfg.data, borders, 8, 3)
+  c, tc, *_ = make_batch(cfg.data, borders, 8, 4)
+  for u, v in zip(a, b):
+    np.testing.assert_array_equal(u, v)
+  np.testing.assert_array_equal(ta, tb)
+  assert not np.array_equal(a.x, c.x)
+
+
+def test_context_statistics_never_see_the_queries(cfg, borders):
+  batch, targets, ex, _, z = make_batch(cfg.data, borders, 8, 0, n_context=5)
+  y = ex.y.astype(np.float64).copy()
+  ex2 = ex._replace(y=np.where(np.arange(y.shape[1]) >= 5, y * 100 + 7, y).astype(np.float32))
+  from training.pfn_data import to_batch
+
+  b2, _, z2, _ = to_batch(ex2, np.full(len(y), 5), batch.slot_ids, borders)
+  np.testing.assert_allclose(z2[:, :5], z[:, :5], atol=1e-5)  # Context z unchanged by the queries' values.
+  np.testing.assert_array_equal(b2.z, batch.z)
+
+
+def test_shards_partition_the_global_batch(cfg, borders):
+  full, t, *_ = make_batch(cfg.data, borders, 8, 2)
+  parts = [make_batch(cfg.data, borders, 8, 2, shard=s, num_shards=2)[0] for s in range(2)]
+  np.testing.assert_array_equal(np.concatenate([p.x for p in parts]), full.x)
+  with pytest.raises(ValueError, match="num_shards"):
+    make_batch(cfg.data, borders, 8, 2, num_shards=3)
+
+
+def test_training_reduces_the_loss_and_resumes_exactly(cfg, tmp_path):
+  import dataclasses
+
+  long = dataclasses.replace(cfg, num_steps=40, log_every=10, checkpoint_every=20, peak_learning_rate=3e-3)
+  tr = PFNTrainer(long, tmp_path / "a")
+  rows = tr.run(progress=False)
+  assert rows[-1]["loss"] < rows[0]["loss"]
+  # A second run stopped at 20 and resumed gives the same parameters.
+  tr_b = PFNTrainer(long, tmp_path / "b")
+  tr_b.run(20, progress=False)
+  tr_b = PFNTrainer(long, tmp_path / "b")
+  assert tr_b.step == 20 and tr_b.position == 20
+  tr_b.run(progress=False)
+  for u, v in zip(jax_leaves(tr.params), jax_leaves(tr_b.params)):
+    np.testing.assert_allclose(u, v, atol=1e-6)
+  steps = [json.loads(l)["step"] for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+  assert steps == sorted(set(steps))  # No step logged twice after the resume.
+
+
+def jax_leaves(tree):
+  import jax
+
+  return [np.asarray(v) for v in jax.tree.leaves(tree)]
+
+
+def test_export_loads_as_v2_and_warm_starts_a_new_workdir(cfg, tmp_path):
+  tr = PFNTrainer(cfg, tmp_path / "run")
+  tr.run(10, progress=False)
+  out = export(tr, tmp_path / "model")
+  model, meta = checkpoint.load_pfn(out, with_metadata=True)
+  assert isinstance(model, PFNSurrogate) and meta["step"] == 10 and meta["data_position"] == 10
+  assert "| context |" in (out / "card.md").read_text()
+  warm = PFNTrainer(cfg, tmp_path / "run2", init_from=out)
+  assert warm.step == 10 and warm.position == 10
+  for u, v in zip(jax_leaves(warm.params), jax_leaves(tr.current_params())):
+    np.testing.assert_array_equal(u, v)
+  with pytest.raises(checkpoint.CheckpointError, match="v1"):
+    checkpoint.load_pfn(checkpoint.DEFAULT_CHECKPOINT)
+
+
+def test_gp_gap_reports_the_exact_gp_as_a_lower_bound_for_an_untrained_model(cfg, tmp_path):
+  tr = PFNTrainer(cfg, tmp_path / "g")
+  out = gp_gap(tr.graphdef, tr.params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids, contexts=(3,), num_batches=1)
+  assert np.isfinite(out["nll_model_3"]) and out["gap_3"] > 0
