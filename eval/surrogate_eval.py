@@ -89,6 +89,7 @@ from data_gen.prior import KIND_CATEGORICAL, PriorConfig, sample_tasks
 from optformer import tokenizer as tk
 from optformer.distribution import RiemannDistribution
 from optformer.optimizer import load_engine
+from optformer.pfn_inference import PFNEngine
 from training.data import prior_encoding
 
 METHODS = ("model", "exact_gp", "ml2_gp")
@@ -256,11 +257,13 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
   if unknown := set(methods) - set(METHODS):
     raise ValueError(f"Unknown methods {sorted(unknown)}; expected a subset of {METHODS}.")
   engine = load_engine(checkpoint)
-  tok, max_trials = engine.tok, engine.config.max_trials
+  v2 = isinstance(engine, PFNEngine)
+  tok = None if v2 else engine.tok
+  max_trials = engine.config.max_context if v2 else engine.config.max_trials
   if num_tasks < 1 or num_queries < 1 or not all(1 <= n <= max_trials for n in context_sizes):
     raise ValueError(f"Need num_tasks, num_queries >= 1 and context sizes in [1, {max_trials}]; got "
                      f"{num_tasks}, {num_queries}, {list(context_sizes)}.")
-  prior = PriorConfig(max_dims=tok.max_params)
+  prior = PriorConfig(max_dims=8 if v2 else tok.max_params)
   num_trials = max(context_sizes) + num_queries
   mix = [1.0 if a == "random" else 0.0 for a in ALGORITHMS]
   data = generate(prior, num_tasks, num_trials, mix, seed, split="validation")
@@ -276,7 +279,16 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
       y = data["y"][i].astype(np.float64)  # Noisy, to maximize.
       y_q, f_q = y[qry], data["f"][i][qry].astype(np.float64)
       inside = np.ones(len(y_q), bool)
-      if "model" in methods:
+      if "model" in methods and v2:
+        pred = engine.predict(data["x"][i][ctx], y[ctx], kinds, nv, data["x"][i][qry])
+        nll = -(np.log(np.maximum(pred.p_feasible, 1e-300)) + pred.log_prob(y_q))
+        samples = np.sort(pred._samples(), axis=1)  # [Q, K] quantile midpoints.
+        k = samples.shape[1]
+        spread = 2.0 / k**2 * samples @ (2.0 * np.arange(1, k + 1) - k - 1)  # E|X - X'| of the sample.
+        crps = np.abs(samples - y_q[:, None]).mean(1) - 0.5 * spread  # Gneiting & Raftery 2007, eq. 20.
+        outside.append(np.zeros(len(y_q), bool))  # Full support: every query is inside.
+        rows["model"].append(_scores(pred.cdf(y_q), nll, crps, pred.mean, f_q, inside))
+      elif "model" in methods:
         enc = prior_encoding(kinds, nv, tok.num_x_bins)
         x_tok = tk.encode_units(data["x"][i], enc, tok.num_x_bins)
         norm = tk.YNormalizer.fit(y[ctx], tok.y_low, tok.y_high)

@@ -58,17 +58,22 @@ from optformer import tokenizer as tk
 from optformer.distribution import RiemannDistribution
 from optformer.inference import Engine
 from optformer.model import OptFormer
+from optformer.pfn import PFNSurrogate
+from optformer.pfn_inference import PFNEngine, PFNPredictive, candidate_pool
 
 _ENGINES: dict[str, Engine] = {}
 
 
-def load_engine(model: OptFormer | str | pathlib.Path | None = None) -> Engine:
-  """An Engine for a model, a checkpoint directory, or (None) the shipped checkpoint; cached by path."""
+def load_engine(model: OptFormer | PFNSurrogate | str | pathlib.Path | None = None) -> Engine | PFNEngine:
+  """An Engine (v1) or PFNEngine (v2) for a model, a checkpoint directory, or (None) the shipped checkpoint; cached by path."""
   if isinstance(model, OptFormer):
     return Engine(model)
+  if isinstance(model, PFNSurrogate):
+    return PFNEngine(model)
   key = str(pathlib.Path(model or checkpoint.DEFAULT_CHECKPOINT).absolute())
   if key not in _ENGINES:
-    _ENGINES[key] = Engine(checkpoint.load(key))
+    loaded = checkpoint.load(key)
+    _ENGINES[key] = PFNEngine(loaded) if isinstance(loaded, PFNSurrogate) else Engine(loaded)
   return _ENGINES[key]
 
 
@@ -161,23 +166,33 @@ class Optimizer:
       raise ValueError(f"goal must be 'minimize' or 'maximize', got {goal!r}.")
     if num_candidates < 1:
       raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
-    if candidates not in ("policy", "random"):
-      raise ValueError(f"candidates must be 'policy' or 'random', got {candidates!r}.")
+    if candidates not in ("policy", "random", "search"):
+      raise ValueError(f"candidates must be 'policy', 'random' or 'search', got {candidates!r}.")
     if not temperature > 0:
       raise ValueError(f"temperature must be > 0, got {temperature}.")
     if not prior_beta > 0:
       raise ValueError(f"prior_beta must be > 0, got {prior_beta}.")
     self.space, self.goal = space, goal
-    self.model_path = None if isinstance(model, OptFormer) else str(model or checkpoint.DEFAULT_CHECKPOINT)
+    self.model_path = None if isinstance(model, (OptFormer, PFNSurrogate)) else str(model or checkpoint.DEFAULT_CHECKPOINT)
     if compilation_cache is not False:
       compilation_cache_lib.enable(None if compilation_cache is True else compilation_cache)
     self.engine = load_engine(model)
-    self.tok = self.engine.tok
-    algorithms = self.engine.config.algorithms
-    if algorithm not in algorithms:
-      raise ValueError(f"algorithm must be one of {list(algorithms)}, got {algorithm!r}.")
-    self.algorithm = algorithms.index(algorithm)
-    self.encoding = tk.encode_space(space, self.tok)
+    self.v2 = isinstance(self.engine, PFNEngine)
+    if self.v2:  # Model v2: a surrogate only; candidates come from the acquisition search.
+      if len(space) > self.engine.config.num_slot_ids:
+        raise ValueError(f"The search space has {len(space)} parameters; this model supports at most "
+                         f"{self.engine.config.num_slot_ids}.")
+      self.tok, self.encoding, self.algorithm = None, None, 0
+      candidates = "search" if candidates == "policy" else candidates
+    else:
+      if candidates == "search":
+        raise ValueError("candidates='search' needs a model v2 checkpoint; v1 offers 'policy' or 'random'.")
+      self.tok = self.engine.tok
+      algorithms = self.engine.config.algorithms
+      if algorithm not in algorithms:
+        raise ValueError(f"algorithm must be one of {list(algorithms)}, got {algorithm!r}.")
+      self.algorithm = algorithms.index(algorithm)
+      self.encoding = tk.encode_space(space, self.tok)
     self.num_candidates, self.temperature, self.candidates = num_candidates, temperature, candidates
     self.prior = priors_lib.Prior(space, prior) if prior else None
     self.prior_beta = float(prior_beta)
@@ -343,6 +358,8 @@ class Optimizer:
     return [self._ask_one() for _ in range(int(n))]
 
   def _ask_one(self) -> Suggestion:
+    if self.v2:
+      return self._ask_one_v2()
     x, y, norm, y_tok, best = self._encoded_context()
     d = len(self.space)
     taken = [t.params for t in self.trials] + list(self._pending.values())
@@ -388,6 +405,8 @@ class Optimizer:
       ValueError: no feasible trial yet (the objective's scale is unknown),
         or a config not in the search space.
     """
+    if self.v2:
+      return self._predict_v2(configs)
     x, y, norm, y_tok, _ = self._encoded_context()
     if len(y) == 0:
       raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
@@ -397,6 +416,86 @@ class Optimizer:
     if self.goal == "minimize":
       edges, probs = -edges[::-1], probs[:, ::-1]
     return StudyDistribution(probs, edges, self.goal, best=self.best[1])
+
+  # -- Model v2 --------------------------------------------------------------
+
+  def _context_v2(self):
+    """(x float [n, D] unit form, y float [n] larger is better, NaN = infeasible, best internal y or None).
+
+    Pending trials enter with the surrogate's predicted mean given the told
+    trials (kriging believer); a history longer than the model's context
+    keeps the best half and the most recent trials.
+    """
+    rows = [(self.space.to_unit(t.params), math.nan if t.infeasible else self._internal(t.value)) for t in self.trials]
+    feasible = [y for _, y in rows if not math.isnan(y)]
+    best = max(feasible) if feasible else None
+    limit = self.engine.config.max_context
+    if self._pending and feasible:
+      pend = np.array([self.space.to_unit(p) for p in self._pending.values()])
+      x0, y0 = self._truncate(rows, limit - len(pend))
+      mean = self.engine.predict(x0, y0, self._kinds, self._num_values, pend).mean
+      rows = rows + list(zip(pend, mean))
+    x, y = self._truncate(rows, limit)
+    return x, y, best
+
+  def _truncate(self, rows, limit: int):
+    if len(rows) > limit:
+      if not self._warned_truncation:
+        warnings.warn(f"The study has {len(rows)} trials; the model's context holds {limit}. It sees the best "
+                      f"{limit // 2} and the most recent trials (all trials are kept in `trials`).", stacklevel=5)
+        self._warned_truncation = True
+      order = np.argsort([-(y if not math.isnan(y) else -np.inf) for _, y in rows], kind="stable")
+      keep = set(order[: limit // 2].tolist())
+      for i in range(len(rows) - 1, -1, -1):
+        if len(keep) >= limit:
+          break
+        keep.add(i)
+      rows = [rows[i] for i in sorted(keep)]
+    d = len(self.space)
+    return np.array([r for r, _ in rows], np.float64).reshape(len(rows), d), np.array([y for _, y in rows], np.float64)
+
+  @property
+  def _kinds(self):
+    return np.array([p.kind for p in self.space], np.int32)
+
+  @property
+  def _num_values(self):
+    return np.array([p.num_values for p in self.space], np.int32)
+
+  def _ask_one_v2(self) -> Suggestion:
+    x, y, best = self._context_v2()
+    taken = {tuple(self.space.to_unit(p)) for p in [t.params for t in self.trials] + list(self._pending.values())}
+    if best is None:  # No scale yet: a prior sample or a uniform one.
+      for _ in range(1000):
+        cfg = self.prior.sample(self._rng, 1)[0] if self.prior is not None else self.space.sample(self._rng)
+        if tuple(self.space.to_unit(cfg)) not in taken:
+          break
+      return self.add_pending(cfg)
+    feasible = ~np.isnan(y)
+    top = x[feasible][np.argsort(-y[feasible])[:5]]
+    local = self.num_candidates if self.candidates == "search" else 0
+    pool = candidate_pool(self.space, self._rng, self.num_candidates, top, local)
+    if self.prior is not None:
+      pool = np.concatenate([pool, [self.space.to_unit(c) for c in self.prior.sample(self._rng, self.num_candidates)]])
+    pred = self.engine.predict(x, y, self._kinds, self._num_values, pool)
+    # Constrained EI (Gardner et al., ICML 2014): EI (in the model's z units) times p(feasible).
+    score = pred.log_expected_improvement_z(best) + np.log(np.maximum(pred.p_feasible, 1e-300))
+    if self.prior is not None:
+      configs = [self.space.from_unit(u) for u in pool]
+      score = score + self.prior_beta / max(len(self.trials), 1) * self.prior.log_density(configs)
+    fresh = np.array([tuple(u) not in taken for u in pool])
+    score = np.where(fresh, score, -np.inf) if fresh.any() else score
+    return self.add_pending(self.space.from_unit(pool[int(np.argmax(score))]))
+
+  def _predict_v2(self, configs) -> PFNPredictive:
+    x, y, best = self._context_v2()
+    if best is None:
+      raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
+    query = np.array([self.space.to_unit(c) for c in configs], np.float64).reshape(len(configs), len(self.space))
+    internal = self.engine.predict(x, y, self._kinds, self._num_values, query)
+    out = PFNPredictive(internal.z.probs, internal.p_feasible, internal.z.borders, internal.transform, self.goal)
+    out.best = self.best[1]
+    return out
 
   # -- Persistence -----------------------------------------------------------
 
@@ -410,7 +509,8 @@ class Optimizer:
         "format": _FORMAT, "space": self.space.to_json(), "goal": self.goal, "model": self.model_path,
         "options": {
             "num_candidates": self.num_candidates, "temperature": self.temperature,
-            "algorithm": self.engine.config.algorithms[self.algorithm], "candidates": self.candidates,
+            "algorithm": "gp_ucb" if self.v2 else self.engine.config.algorithms[self.algorithm],
+            "candidates": self.candidates,
             "prior": self.prior.to_json() if self.prior else None, "prior_beta": self.prior_beta,
         },
         "trials": [

@@ -1,0 +1,98 @@
+"""The Optimizer on a model v2 checkpoint: ask/tell, predictions in user units, pending trials, persistence."""
+
+import math
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from optformer import checkpoint
+from optformer import search_space as ss
+from optformer.optimizer import Optimizer
+from optformer.pfn import PFNConfig, create_model
+from optformer.pfn_inference import PFNEngine, candidate_pool
+
+
+@pytest.fixture(scope="module")
+def v2_dir(tmp_path_factory):
+  model = create_model(PFNConfig.tiny(), seed=3)
+  return checkpoint.save(tmp_path_factory.mktemp("v2") / "model", model.config, nnx.to_pure_dict(nnx.state(model)))
+
+
+@pytest.fixture(scope="module")
+def space():
+  return ss.SearchSpace([
+      ss.Float("lr", 1e-5, 1e-1, log=True), ss.Int("units", 1, 1000), ss.Categorical("opt", ("adam", "sgd", "rms")),
+  ])
+
+
+def test_ask_tell_loop_stays_in_the_space_and_never_repeats(v2_dir, space):
+  opt = Optimizer(space, "minimize", model=v2_dir, num_candidates=32, seed=0)
+  assert opt.v2 and opt.candidates == "search"
+  seen = []
+  for i in range(8):
+    s = opt.ask()
+    space.validate(s)
+    assert s not in seen
+    seen.append(dict(s))
+    opt.tell(s, float((math.log10(s["lr"]) + 3) ** 2 + s["units"] / 1000) if i != 3 else None)
+  assert len(opt.trials) == 8 and opt.trials[3].infeasible
+
+
+def test_integers_reach_levels_off_any_grid(space):
+  rng = np.random.default_rng(0)
+  pool = candidate_pool(space, rng, 2000, np.zeros((0, 3)), 0)
+  units = {space.from_unit(u)["units"] for u in pool}
+  assert len(units) > 800  # 1000 levels, not a few bin centres.
+  best = np.array([[0.5, 0.5, 1.0]])
+  local = candidate_pool(space, rng, 0, best, 500)
+  assert np.all(np.isin(local[:, 2], [0.0, 1.0, 2.0]))
+  assert np.mean(np.abs(local[:, 0] - 0.5) < 0.3) > 0.9  # Local moves stay near the best.
+
+
+def test_predict_is_in_user_units_and_shift_equivariant(v2_dir, space):
+  rng = np.random.default_rng(1)
+  configs = [space.sample(rng) for _ in range(6)]
+  vals = rng.normal(size=6)
+  preds = []
+  for shift in (0.0, 1000.0):
+    opt = Optimizer(space, "minimize", model=v2_dir, seed=0)
+    for c, v in zip(configs, vals):
+      opt.tell(c, float(v * 3 + shift))
+    preds.append(opt.predict(configs[:3]))
+  a, b = preds
+  np.testing.assert_allclose(b.mean, a.mean + 1000.0, atol=1e-6)
+  np.testing.assert_allclose(b.std, a.std, rtol=1e-6)
+  np.testing.assert_allclose(b.quantile(0.9), a.quantile(0.9) + 1000.0, atol=1e-6)
+  assert np.all(a.expected_improvement() >= 0) and np.all(np.isfinite(a.log_prob(1e6)))
+  # Minimizing: the 0.1-quantile lies below the mean, EI at a far-worse best is about best - mean.
+  assert np.all(a.quantile(0.1) < a.mean)
+  np.testing.assert_allclose(a.expected_improvement(1e4), 1e4 - a.mean, rtol=1e-3)
+
+
+def test_pending_trials_are_not_proposed_again_and_batches_are_distinct(v2_dir, space):
+  opt = Optimizer(space, "maximize", model=v2_dir, num_candidates=16, seed=2)
+  first = opt.ask(2)
+  for s in first:
+    opt.tell(s, 1.0)
+  batch = opt.ask(4)
+  assert len({tuple(sorted(s.items())) for s in batch}) == 4
+  assert len(opt.pending) == 4
+
+
+def test_study_round_trip_makes_the_same_next_suggestion(v2_dir, space, tmp_path):
+  opt = Optimizer(space, "minimize", model=v2_dir, num_candidates=16, seed=4)
+  for _ in range(3):
+    s = opt.ask()
+    opt.tell(s, float(s["units"]))
+  opt.save(tmp_path / "study.json")
+  again = Optimizer.load(tmp_path / "study.json")
+  assert again.ask() == opt.ask()
+
+
+def test_engine_refuses_too_many_parameters_and_search_needs_v2(v2_dir):
+  wide = ss.SearchSpace([ss.Float(f"x{i}", 0, 1) for i in range(9)])
+  with pytest.raises(ValueError, match="at most 8"):
+    Optimizer(wide, model=v2_dir)
+  with pytest.raises(ValueError, match="model v2"):
+    Optimizer(ss.SearchSpace([ss.Float("x", 0, 1)]), candidates="search")
