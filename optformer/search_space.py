@@ -29,6 +29,8 @@ KIND_FLOAT = 1
 KIND_ORDINAL = 2  # Int and Discrete: ordered, finitely many levels.
 KIND_CATEGORICAL = 3
 
+MAX_EXACT_INT = 2**53  # Int bounds: every integer up to this magnitude is a float64.
+
 
 def _check_name(name: Any) -> None:
   if not isinstance(name, str) or not name:
@@ -48,7 +50,9 @@ class Float:
   """A real-valued parameter in [low, high] (log scale if `log`).
 
   Raises:
-    ValueError: if low >= high, a bound is not finite, or log=True with low <= 0.
+    ValueError: if low >= high, a bound is not finite, high - low overflows
+      float64 (e.g. -1e308 to 1e308: no value in between could be encoded),
+      or log=True with low <= 0.
   """
 
   name: str
@@ -66,6 +70,11 @@ class Float:
       raise ValueError(f"Parameter {self.name!r}: low={self.low!r} must be < high={self.high!r}.")
     if self.log and low <= 0:
       raise ValueError(f"Parameter {self.name!r}: log scale needs low > 0, got low={self.low!r}.")
+    if not self.log and not math.isfinite(high - low):
+      raise ValueError(
+          f"Parameter {self.name!r}: the range high - low = {self.high!r} - {self.low!r} overflows float64; "
+          "narrow it."
+      )
     object.__setattr__(self, "low", low)
     object.__setattr__(self, "high", high)
 
@@ -100,8 +109,13 @@ class Float:
 class Int:
   """An integer parameter in [low, high] (log scale if `log`).
 
+  Integers up to 2**53 in magnitude (the ones float64 holds exactly) are
+  supported; a range with more levels than the model's bins is decoded by
+  rounding, as a float would be.
+
   Raises:
-    ValueError: if low >= high, bounds are not integers, or log=True with low <= 0.
+    TypeError: if a bound is not an integer.
+    ValueError: if low >= high, a bound beyond +-2**53, or log=True with low <= 0.
   """
 
   name: str
@@ -116,6 +130,10 @@ class Int:
     for what, v in (("low", self.low), ("high", self.high)):
       if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
         raise TypeError(f"Parameter {self.name!r}: {what} must be an int, got {v!r}.")
+      if abs(int(v)) > MAX_EXACT_INT:
+        raise ValueError(
+            f"Parameter {self.name!r}: {what}={v!r} is beyond +-2**53, where float64 no longer holds every integer."
+        )
     if self.low >= self.high:
       raise ValueError(f"Parameter {self.name!r}: low={self.low!r} must be < high={self.high!r}.")
     if self.log and self.low <= 0:
@@ -207,10 +225,19 @@ class Discrete:
 
 @dataclasses.dataclass(frozen=True)
 class Categorical:
-  """An unordered parameter taking one of `choices` (strings, bools or numbers).
+  """An unordered parameter taking one of `choices` (strings, bools, numbers or None).
+
+  `choices` is a list or tuple. Numpy scalars become the Python value they
+  hold. Choices that compare equal in Python (1, 1.0 and True; they are one
+  key of a dict, of a `priors.Weights` and of Optuna's lookup) are
+  duplicates.
 
   Raises:
-    ValueError: fewer than 2 choices, or duplicate choices.
+    TypeError: `choices` is a string, bytes, a set or a mapping (an unordered
+      or character-by-character collection), or a choice is not a string,
+      bool, number or None.
+    ValueError: fewer than 2 choices, a NaN or infinite choice (it never
+      equals itself, or cannot be saved), or duplicate choices.
   """
 
   name: str
@@ -220,11 +247,25 @@ class Categorical:
 
   def __post_init__(self):
     _check_name(self.name)
-    choices = tuple(self.choices)
+    if isinstance(self.choices, (str, bytes, set, frozenset, Mapping)):
+      raise TypeError(
+          f"Parameter {self.name!r}: choices must be a list or tuple, got {type(self.choices).__name__} "
+          f"{self.choices!r}."
+      )
+    choices = tuple(c.item() if isinstance(c, np.generic) else c for c in self.choices)
+    for c in choices:
+      if c is not None and not isinstance(c, (str, bool, int, float)):
+        raise TypeError(f"Parameter {self.name!r}: a choice must be a string, bool, number or None, got {c!r}.")
+      if isinstance(c, float) and not math.isfinite(c):
+        raise ValueError(f"Parameter {self.name!r}: choices must be finite, got {c!r}.")
     if len(choices) < 2:
       raise ValueError(f"Parameter {self.name!r}: needs at least 2 choices, got {list(self.choices)!r}.")
-    if len(set(map(repr, choices))) != len(choices):
-      raise ValueError(f"Parameter {self.name!r}: duplicate choices in {list(self.choices)!r}.")
+    dupes = [(a, b) for i, a in enumerate(choices) for b in choices[i + 1:] if a == b]
+    if dupes:
+      raise ValueError(
+          f"Parameter {self.name!r}: duplicate choices in {list(self.choices)!r} "
+          f"({dupes[0][0]!r} == {dupes[0][1]!r})."
+      )
     object.__setattr__(self, "choices", choices)
 
   @property

@@ -94,7 +94,8 @@ class SpaceEncoding:
 
   Attributes:
     kinds: int32 [D_max]; search_space.KIND_* (0 for unused slots).
-    num_values: int32 [D_max]; levels (ordinal) or categories, 0 for floats.
+    num_values: int32 [D_max]; levels (ordinal) or categories, 0 for floats;
+      at most 2**31 - 1 (an Int with more levels is stored as that).
     valid: bool [D_max, Q]; the value tokens a decoder may emit per slot.
     level_units: per slot, float64 [n] unit values of its levels, or None.
     level_tokens: per slot, int32 [n] strictly increasing token of each
@@ -146,7 +147,7 @@ def encode_space(space: ss.SearchSpace, config: TokenizerConfig) -> SpaceEncodin
   tokens: list = [None] * d_max
   for j, p in enumerate(space):
     kinds[j] = p.kind
-    num_values[j] = p.num_values
+    num_values[j] = min(p.num_values, np.iinfo(np.int32).max)  # An Int of 2**31 levels or more saturates.
     valid[j] = False
     if p.kind == ss.KIND_CATEGORICAL:
       if p.num_values > q:

@@ -43,6 +43,16 @@ def _space():
         (lambda: Discrete("d", (1.0, math.inf)), ValueError, "finite"),
         (lambda: Categorical("c", ("a",)), ValueError, "at least 2 choices"),
         (lambda: Categorical("c", ("a", "b", "a")), ValueError, "duplicate"),
+        (lambda: Categorical("c", [1, 1.0]), ValueError, r"duplicate.*1 == 1\.0"),  # one dict key, one Optuna index
+        (lambda: Categorical("c", [True, 1]), ValueError, "duplicate.*True == 1"),
+        (lambda: Categorical("c", "abc"), TypeError, "list or tuple, got str 'abc'"),  # not the choices a, b, c
+        (lambda: Categorical("c", {"a", "b"}), TypeError, "list or tuple, got set"),
+        (lambda: Categorical("c", [math.nan, "a"]), ValueError, "finite, got nan"),
+        (lambda: Categorical("c", [math.inf, "a"]), ValueError, "finite, got inf"),
+        (lambda: Categorical("c", [["a"], "b"]), TypeError, r"string, bool, number or None, got \['a'\]"),
+        (lambda: Float("x", -1e308, 1e308), ValueError, "'x'.*overflows float64"),  # every suggestion was 1e308
+        (lambda: Int("i", 0, 2**53 + 1), ValueError, r"'i'.*high=9007199254740993 is beyond \+-2\*\*53"),
+        (lambda: Int("i", -(2**60), 0), ValueError, "'i'.*low=.*beyond"),
         (lambda: SearchSpace([]), ValueError, "at least one parameter"),
         (lambda: SearchSpace([Float("a", 0, 1), Int("a", 0, 3)]), ValueError, r"Duplicate parameter names.*'a'"),
         (lambda: SearchSpace(["a"]), TypeError, "Expected Float"),
@@ -147,11 +157,11 @@ def test_from_unit_clips_and_categorical_rejects_out_of_range_index():
     Categorical("c", ("a", "b")).from_unit(2)
 
 
-def test_categorical_choices_that_compare_equal_keep_their_own_index():
-  # (1, True, 1.0, "1") are distinct choices (validate matches by type), so each needs its own index.
-  choices = (1, True, 1.0, "1")
+def test_categorical_choices_of_different_types_keep_their_own_index():
+  # 1 and "1", 0.5 and "0.5" differ (validate matches by type); 1, 1.0 and True would be duplicates.
+  choices = (1, "1", 0.5, "0.5", False)
   c = Categorical("c", choices)
-  assert [c.to_unit(v) for v in choices] == [0.0, 1.0, 2.0, 3.0]
+  assert [c.to_unit(v) for v in choices] == [0.0, 1.0, 2.0, 3.0, 4.0]
   for v in choices:
     back = c.from_unit(c.to_unit(v))
     assert type(back) is type(v) and back == v
@@ -166,6 +176,19 @@ def test_categorical_accepts_numpy_scalars_equal_to_a_choice():
   assert type(got) is str and got == "a"
   with pytest.raises(ValueError, match="'4'"):
     c.validate(np.str_("4"))
+
+
+def test_categorical_numpy_choices_become_python_values():
+  c = Categorical("c", np.array(["a", "b"]))
+  assert c.choices == ("a", "b") and all(type(x) is str for x in c.choices)
+  assert json.dumps(SearchSpace([Categorical("k", (np.int64(2), np.float64(0.5)))]).to_json())
+
+
+def test_huge_int_ranges_work_and_huge_float_ranges_are_refused():
+  i = Int("i", 0, 2**31)  # more levels than int32 holds: decoded by rounding
+  assert i.from_unit(1.0) == 2**31 and i.from_unit(i.to_unit(2**31 - 7)) == 2**31 - 7
+  assert Float("x", 0.0, 1.7e308).from_unit(0.5) == pytest.approx(0.85e308)
+  assert Float("x", 1e-300, 1e300, log=True).from_unit(0.5) == pytest.approx(1.0)
 
 
 def test_space_round_trip_on_samples():
@@ -195,7 +218,7 @@ def test_json_round_trip_through_text():
       Int("units", 8, 512, log=True),
       Discrete("batch", (16, 32, 64)),
       Discrete("ratio", (0.25, 0.5, 1.0)),
-      Categorical("act", ("relu", 1, True, None)),
+      Categorical("act", ("relu", 2, True, None)),
   ])
   text = json.dumps(space.to_json())
   back = SearchSpace.from_json(json.loads(text))
