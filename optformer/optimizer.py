@@ -30,7 +30,11 @@ History handling (documented behaviour for bad or long input):
     with the worst feasible objective seen, so the optimizer steers away.
   * Telling the same suggestion twice raises ValueError (a suggestion from
     `ask` carries its trial number; plain dicts are matched to pending
-    trials by value, and otherwise recorded as a new trial).
+    trials by value, and otherwise recorded as a new trial). A suggestion
+    of another study (`Suggestion.study`) is refused with ValueError.
+  * Objectives beyond +-1e150 (`MAX_ABS_OBJECTIVE`) are refused with
+    ValueError at `tell`, before anything is recorded: the objective's
+    scale would overflow float64 and break every later call.
   * A history longer than the model's context (`max_trials`, 64 for the
     shipped model) is *truncated for the model only*: the context holds the
     best half and the most recent trials, in their original order; all
@@ -44,6 +48,7 @@ import json
 import math
 import os
 import pathlib
+import uuid
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -88,25 +93,43 @@ class Trial:
 
 
 class Suggestion(dict):
-  """A configuration returned by `Optimizer.ask`: a plain dict name -> value that also carries its trial `number`."""
+  """A configuration returned by `Optimizer.ask`: a plain dict name -> value that also carries its trial `number`.
 
-  def __init__(self, params: Mapping[str, Any], number: int):
+  `study` is the `Optimizer.study_id` of the study that made it (kept by
+  save/load, so a resumed study accepts the suggestions of the original);
+  another study's `tell` refuses it. None: a suggestion of any study.
+  """
+
+  def __init__(self, params: Mapping[str, Any], number: int, study: str | None = None):
     super().__init__(params)
     self.number = number
+    self.study = study
 
   def __repr__(self) -> str:
     return f"Suggestion({dict(self)!r}, number={self.number})"
 
   def __reduce__(self):
-    return (Suggestion, (dict(self), self.number))
+    return (Suggestion, (dict(self), self.number, self.study))
+
+
+# Objectives beyond +-1e150 are refused: the study's arithmetic in objective units (the span, the bins of the
+# predictive distribution, its variance, which squares them) would overflow float64 and break later calls.
+MAX_ABS_OBJECTIVE = 1e150
 
 
 def _as_objective(value: Any) -> tuple[float, bool]:
+  """(float value, infeasible) of an objective; raises TypeError (not a number) or ValueError (|value| > 1e150)."""
   if value is None:
     return math.nan, True
   if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
     raise TypeError(f"The objective must be a real number (or None/NaN for infeasible), got {value!r}.")
-  v = float(value)
+  big_int = isinstance(value, (int, np.integer)) and abs(int(value)) > MAX_ABS_OBJECTIVE  # float() may overflow
+  v = math.inf if big_int else float(value)
+  if big_int or (math.isfinite(v) and abs(v) > MAX_ABS_OBJECTIVE):
+    raise ValueError(
+        f"The objective {value!r} is beyond +-{MAX_ABS_OBJECTIVE:g}: the study's objective scale would overflow "
+        "float64. Rescale the objective (e.g. take its logarithm), or pass NaN for a failed evaluation."
+    )
   return v, not math.isfinite(v)
 
 
@@ -201,6 +224,7 @@ class Optimizer:
     self._pending: dict[int, dict] = {}  # trial number -> validated params, in ask order
     self._next_number = 0
     self._warned_truncation = not warn_truncation
+    self.study_id = uuid.uuid4().hex  # Marks this study's suggestions (`Suggestion.study`); kept by save/load.
 
   # -- History ---------------------------------------------------------------
 
@@ -209,12 +233,16 @@ class Optimizer:
 
     `params` is a suggestion from `ask` (matched by its trial number), or any
     configuration: it completes the oldest pending trial with equal values,
-    or else is recorded as a new trial.
+    or else is recorded as a new trial. A suggestion of another study (its
+    `study` is not this `study_id`) is refused, as a trial of another Optuna
+    study or Vizier study is: pass `dict(suggestion)` to record its
+    configuration here as a plain one.
 
     Raises:
       ValueError / TypeError: params not in the search space (unknown,
         missing or out-of-range parameter, a value of the wrong type), a
-        non-numeric objective, or a suggestion that was already told.
+        non-numeric objective or one beyond +-1e150 (`MAX_ABS_OBJECTIVE`), a
+        suggestion that was already told, or a suggestion of another study.
         Nothing is recorded then.
     """
     valid = self.space.validate(params)
@@ -230,6 +258,11 @@ class Optimizer:
 
   def _match_pending(self, params, valid) -> int | None:
     if isinstance(params, Suggestion):
+      if params.study is not None and params.study != self.study_id:
+        raise ValueError(
+            f"Suggestion {params.number} ({dict(params)!r}) comes from another study (Optimizer); tell it to the "
+            "optimizer that asked it, or pass dict(suggestion) to record the configuration here."
+        )
       if params.number in self._pending:
         return params.number
       if any(t.number == params.number for t in self.trials):
@@ -255,10 +288,10 @@ class Optimizer:
     valid = self.space.validate(params)
     number = self._new_number()
     self._pending[number] = valid
-    return Suggestion(valid, number)
+    return Suggestion(valid, number, self.study_id)
 
   def remove_pending(self, params: Mapping[str, Any]) -> None:
-    """Forgets a pending trial (evaluation abandoned). Raises ValueError if it is not pending."""
+    """Forgets a pending trial (evaluation abandoned). Raises ValueError if it is not pending or of another study."""
     valid = self.space.validate(params)
     number = self._match_pending(params, valid)
     if number is None:
@@ -268,7 +301,7 @@ class Optimizer:
   @property
   def pending(self) -> list[Suggestion]:
     """Configurations asked (or added) but not yet told, oldest first."""
-    return [Suggestion(p, n) for n, p in self._pending.items()]
+    return [Suggestion(p, n, self.study_id) for n, p in self._pending.items()]
 
   @property
   def best(self) -> tuple[dict, float]:
@@ -500,7 +533,7 @@ class Optimizer:
   # -- Persistence -----------------------------------------------------------
 
   def to_json(self) -> dict:
-    """The study as a JSON-serializable dict (format 1): space, options, trials, pending, random state.
+    """The study as a JSON-serializable dict (format 1): space, options, trials, pending, random state, study id.
 
     The model is referenced by its checkpoint path ("model": null when the
     optimizer was built from an in-memory OptFormer; pass `model=` to load).
@@ -518,35 +551,94 @@ class Optimizer:
         ],
         "pending": [{"number": n, "params": p} for n, p in self._pending.items()],
         "next_number": self._next_number, "rng": self._rng.bit_generator.state,
-        "warned_truncation": self._warned_truncation,
+        "warned_truncation": self._warned_truncation, "study_id": self.study_id,
     }
 
   @classmethod
   def from_json(cls, data: Mapping[str, Any], *, model=None) -> "Optimizer":
     """Inverse of `to_json`. `model` overrides the stored checkpoint path.
 
+    Every field is checked before use; a study without `study_id` (written
+    before it existed) gets a new one.
+
     Raises:
-      ValueError: an unknown format, or a stored trial that does not fit the stored space.
+      ValueError: an unknown format, or a field that is missing, of the wrong
+        type or out of range (a trial outside the stored space, a trial
+        number used twice, an objective beyond +-1e150); the message names
+        the field, e.g. "field 'trials[3].value': ...".
       checkpoint.CheckpointError: the referenced checkpoint is missing or corrupt.
     """
     if not isinstance(data, Mapping) or data.get("format") != _FORMAT:
       got = data.get("format") if isinstance(data, Mapping) else type(data).__name__
       raise ValueError(f"Not an optformer study (format {_FORMAT} expected, got {got!r}).")
-    space = ss.SearchSpace.from_json(data["space"])
-    opts = dict(data["options"])
+    space_items = _field(data, "space", "list")
+    try:
+      space = ss.SearchSpace.from_json(space_items)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"field 'space': {e}") from e
+    goal = _field(data, "goal", "str")
+    if goal not in ("minimize", "maximize"):
+      raise ValueError(f"field 'goal': expected 'minimize' or 'maximize', got {goal!r}.")
+    stored_model = _field(data, "model", "str|null")
+    options = _field(data, "options", "object")
+    opts = {k: _field(options, k, kind, "options.") for k, kind in _OPTION_KINDS.items()}
+    unknown = sorted(set(options) - set(_OPTION_KINDS))
+    if unknown:
+      raise ValueError(f"field 'options': unknown option(s) {unknown}; expected {sorted(_OPTION_KINDS)}.")
     prior = opts.pop("prior")
-    if model is None and data["model"] is None:
+    if model is None and stored_model is None:
       raise ValueError("The study was saved from an in-memory model; pass model= to load it.")
-    opt = cls(space, data["goal"], model=model if model is not None else data["model"], **opts)
+    try:
+      opt = cls(space, goal, model=model if model is not None else stored_model, **opts)
+    except checkpoint.CheckpointError:
+      raise
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"field 'options': {e}") from e
     if prior:
-      opt.prior = priors_lib.Prior.from_json(space, prior)
-    for t in data["trials"]:
-      v, infeasible = _as_objective(t["value"])
-      opt.trials.append(Trial(space.validate(t["params"]), math.nan if infeasible else v, infeasible, t["number"]))
-    opt._pending = {int(p["number"]): space.validate(p["params"]) for p in data["pending"]}
-    opt._next_number = int(data["next_number"])
-    opt._rng.bit_generator.state = data["rng"]
-    opt._warned_truncation = bool(data["warned_truncation"])
+      try:
+        opt.prior = priors_lib.Prior.from_json(space, prior)
+      except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"field 'options.prior': {e}") from e
+    numbers: dict[int, str] = {}  # trial number -> the field that holds it
+
+    def entry(i: int, item: Any, what: str) -> tuple[int, dict]:
+      where = f"{what}[{i}]"
+      if not isinstance(item, Mapping):
+        raise ValueError(f"field {where!r}: expected an object, got {type(item).__name__} {item!r:.80}.")
+      number = _field(item, "number", "int", where + ".")
+      if number < 0 or number in numbers:
+        why = "is negative" if number < 0 else f"is also the number of {numbers[number]}"
+        raise ValueError(f"field '{where}.number': trial number {number} {why}.")
+      numbers[number] = where
+      params = _field(item, "params", "object", where + ".")
+      try:
+        return number, space.validate(params)
+      except (TypeError, ValueError) as e:
+        raise ValueError(f"field '{where}.params': {e}") from e
+
+    for i, t in enumerate(_field(data, "trials", "list")):
+      number, params = entry(i, t, "trials")
+      value = _field(t, "value", "number|null", f"trials[{i}].")
+      if value is not None and not math.isfinite(value):
+        raise ValueError(f"field 'trials[{i}].value': expected a finite number or null (infeasible), got {value!r}.")
+      try:
+        v, infeasible = _as_objective(value)
+      except ValueError as e:
+        raise ValueError(f"field 'trials[{i}].value': {e}") from e
+      opt.trials.append(Trial(params, math.nan if infeasible else v, infeasible, number))
+    opt._pending = dict(entry(i, p, "pending") for i, p in enumerate(_field(data, "pending", "list")))
+    next_number = _field(data, "next_number", "int")
+    if numbers and next_number <= max(numbers):
+      raise ValueError(f"field 'next_number': {next_number} must exceed every trial number (the largest is {max(numbers)}).")
+    opt._next_number = next_number
+    rng_state = _field(data, "rng", "object")
+    try:
+      opt._rng.bit_generator.state = rng_state
+    except (TypeError, ValueError, KeyError) as e:
+      raise ValueError(f"field 'rng': not a {type(opt._rng.bit_generator).__name__} state ({e}).") from e
+    opt._warned_truncation = _field(data, "warned_truncation", "bool")
+    if "study_id" in data:
+      opt.study_id = _field(data, "study_id", "str")
     return opt
 
   def save(self, path: str | os.PathLike) -> None:
@@ -555,15 +647,61 @@ class Optimizer:
 
   @classmethod
   def load(cls, path: str | os.PathLike, *, model=None) -> "Optimizer":
-    """Reads a study written by `save`. Raises ValueError on malformed JSON (naming the file)."""
+    """Reads a study written by `save`.
+
+    Raises:
+      OSError: the file cannot be read (FileNotFoundError, PermissionError).
+      ValueError: anything else wrong with the file, its message starting
+        with the file's path: not UTF-8 text, not JSON (or nested too
+        deeply), or a field as in `from_json` (named in the message).
+      checkpoint.CheckpointError: the referenced checkpoint is missing or corrupt.
+    """
+    raw = pathlib.Path(path).read_bytes()
     try:
-      data = json.loads(pathlib.Path(path).read_text())
+      text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise ValueError(
+          f"{path}: not a study: byte {raw[e.start]:#04x} at offset {e.start} is not UTF-8 text "
+          "(expected the JSON written by Optimizer.save)."
+      ) from None
+    try:
+      data = json.loads(text)
     except json.JSONDecodeError as e:
       raise ValueError(f"{path}: not valid JSON ({e}).") from None
-    return cls.from_json(data, model=model)
+    except RecursionError:
+      raise ValueError(f"{path}: not a study: its JSON is nested too deeply.") from None
+    try:
+      return cls.from_json(data, model=model)
+    except checkpoint.CheckpointError:
+      raise
+    except ValueError as e:
+      raise ValueError(f"{path}: {e}") from e
 
 
 _FORMAT = 1
+# Stored options (`to_json()["options"]`) and their JSON kinds, all required.
+_OPTION_KINDS = {
+    "num_candidates": "int", "temperature": "number", "algorithm": "str", "candidates": "str",
+    "prior": "object|null", "prior_beta": "number",
+}
+_JSON_KINDS = {
+    "int": (int,), "number": (int, float), "str": (str,), "bool": (bool,), "list": (list, tuple),
+    "object": (Mapping,), "null": (type(None),),
+}
+
+
+def _field(obj: Mapping[str, Any], key: str, kinds: str, where: str = "") -> Any:
+  """obj[key] if its JSON kind is one of `kinds` ("int|null"); ValueError naming the field `where + key` otherwise."""
+  if key not in obj:
+    raise ValueError(f"field {where + key!r} is missing.")
+  value = obj[key]
+  for kind in kinds.split("|"):
+    if isinstance(value, _JSON_KINDS[kind]) and not (isinstance(value, bool) and kind in ("int", "number")):
+      return value
+  names = {"object": "an object", "list": "a list", "int": "an integer", "number": "a number", "str": "a string",
+           "bool": "true or false", "null": "null"}
+  want = " or ".join(names[k] for k in kinds.split("|"))
+  raise ValueError(f"field {where + key!r}: expected {want}, got {type(value).__name__} {value!r:.80}.")
 
 
 class StudyDistribution(RiemannDistribution):

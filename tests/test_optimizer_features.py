@@ -2,6 +2,8 @@
 
 import json
 import math
+import pickle
+import re
 
 import numpy as np
 import pytest
@@ -237,3 +239,142 @@ def test_a_misleading_prior_does_not_stop_convergence():
   # The first suggestions follow the prior; later ones leave it for the optimum.
   assert min(values[:5]) > 0.5
   assert min(values) < 0.05
+
+
+# -- Bad input that must not break a study ---------------------------------------
+
+
+@pytest.mark.parametrize("goal", ["minimize", "maximize"])
+def test_objectives_beyond_1e150_are_refused_and_later_calls_still_work(tiny_model, tmp_path, goal):
+  space = SearchSpace([Float("x", 0.0, 1.0)])
+  opt = Optimizer(space, goal, model=tiny_model, seed=0, num_candidates=8)
+  opt.tell({"x": 0.1}, 1e150)
+  opt.tell({"x": 0.2}, -1e150)  # the widest span allowed
+  for big in (1.7e308, -1e308, 1e151, 10**400):
+    with pytest.raises(ValueError, match=r"beyond \+-1e\+150"):
+      opt.tell({"x": 0.3}, big)
+  assert len(opt.trials) == 2
+  batch = opt.ask(3)  # pending trials enter the context with fantasized objectives
+  dist = opt.predict(batch)
+  assert np.all(np.isfinite(dist.mean)) and np.all(np.isfinite(dist.std)) and np.all(dist.std > 0)
+  opt.save(tmp_path / "s.json")
+  resumed = Optimizer.load(tmp_path / "s.json", model=tiny_model)
+  assert resumed.ask() == opt.ask()
+
+
+def test_an_int_range_beyond_int32_works(tiny_model):
+  space = SearchSpace([Int("i", 0, 2**31), Int("seed", -(2**40), 2**40)])
+  opt = Optimizer(space, model=tiny_model, seed=0, num_candidates=8)
+  for _ in range(3):
+    s = opt.ask()
+    assert space.validate(s) == s and all(type(v) is int for v in s.values())
+    opt.tell(s, float(s["i"]) / 2**31)
+  assert len(opt.predict([s])) == 1
+
+
+def test_a_suggestion_of_another_study_is_refused_and_records_nothing(mixed_space, tiny_model, tmp_path):
+  a = Optimizer(mixed_space, model=tiny_model, seed=0, num_candidates=8)
+  b = Optimizer(mixed_space, model=tiny_model, seed=1, num_candidates=8)
+  sa, sb = a.ask(), b.ask()
+  assert sa.number == sb.number == 0 and a.study_id != b.study_id and sa.study == a.study_id
+  for call in (lambda: a.tell(sb, 1.0), lambda: a.remove_pending(sb)):
+    with pytest.raises(ValueError, match="comes from another study"):
+      call()
+  assert a.trials == [] and a.pending == [sa] and a.pending[0].study == a.study_id
+  a.tell(sa, 1.0)  # its own result is still accepted
+  assert a.trials[0].params == sa and a.trials[0].number == 0
+  # The study id survives pickling and save/load, so a resumed study takes the original's suggestions.
+  pending = a.ask()
+  assert pickle.loads(pickle.dumps(pending)).study == a.study_id
+  a.save(tmp_path / "a.json")
+  resumed = Optimizer.load(tmp_path / "a.json", model=tiny_model)
+  assert resumed.study_id == a.study_id
+  resumed.tell(pending, 2.0)
+  with pytest.raises(ValueError, match="another study"):
+    resumed.tell(b.ask(), 3.0)
+
+
+def _saved(space, model, tmp_path):
+  opt = _told(space, model, 3, num_candidates=8)
+  opt.ask()
+  opt.save(tmp_path / "study.json")
+  return json.loads((tmp_path / "study.json").read_text())
+
+
+def _edit(key_path, value):
+  """An edit of a saved study: sets (or deletes, value=KeyError) the field at key_path."""
+  def apply(data):
+    *parents, last = key_path
+    for k in parents:
+      data = data[k]
+    if value is KeyError:
+      del data[last]
+    else:
+      data[last] = value
+  return apply
+
+
+LOAD_ERRORS = [
+    (_edit(["trials"], KeyError), "field 'trials' is missing"),
+    (_edit(["options", "temperature"], KeyError), "field 'options.temperature' is missing"),
+    (_edit(["trials", 0, "value"], KeyError), r"field 'trials\[0\].value' is missing"),
+    (_edit(["trials", 0, "value"], "1.5"), r"field 'trials\[0\].value': expected a number or null, got str '1.5'"),
+    (_edit(["trials", 0, "value"], 1e300), r"field 'trials\[0\].value': .*beyond"),
+    (_edit(["trials", 0, "number"], True), r"field 'trials\[0\].number': expected an integer"),
+    (_edit(["trials", 1], 7), r"field 'trials\[1\]': expected an object, got int 7"),
+    (_edit(["trials"], {"0": {}}), "field 'trials': expected a list"),
+    (_edit(["trials", 1, "number"], 0), r"field 'trials\[1\].number': trial number 0 is also the number of trials\[0\]"),
+    (_edit(["pending", 0, "number"], 2), r"field 'pending\[0\].number': trial number 2 is also the number of trials\[2\]"),
+    (_edit(["trials", 0, "number"], -1), r"field 'trials\[0\].number': trial number -1 is negative"),
+    (_edit(["trials", 0, "params", "units"], 10_000), r"field 'trials\[0\].params': .*10000 is outside"),
+    (_edit(["trials", 0, "params"], ["a"]), r"field 'trials\[0\].params': expected an object"),
+    (_edit(["pending", 0, "params", "optimizer"], "rmsprop"), r"field 'pending\[0\].params': .*'rmsprop'"),
+    (_edit(["next_number"], 2), "field 'next_number': 2 must exceed every trial number"),
+    (_edit(["space"], 3), "field 'space': expected a list, got int 3"),
+    (_edit(["space", 0, "high"], KeyError), "field 'space': .*high"),
+    (_edit(["space", 0, "type"], "complex"), "field 'space': .*unknown type 'complex'"),
+    (_edit(["goal"], "min"), "field 'goal': expected 'minimize' or 'maximize'"),
+    (_edit(["options", "num_candidates"], "16"), "field 'options.num_candidates': expected an integer"),
+    (_edit(["options", "num_candidates"], 0), "field 'options': num_candidates must be >= 1"),
+    (_edit(["options", "speed"], 1), r"field 'options': unknown option\(s\) \['speed'\]"),
+    (_edit(["options", "prior"], {"units": {"beta": 1}}), "field 'options.prior': .*'normal' or 'weights'"),
+    (_edit(["rng"], {"bit_generator": "PCG64"}), "field 'rng': not a PCG64 state"),
+    (_edit(["rng"], None), "field 'rng': expected an object"),
+    (_edit(["warned_truncation"], "no"), "field 'warned_truncation': expected true or false"),
+    (_edit(["study_id"], 5), "field 'study_id': expected a string"),
+]
+
+
+@pytest.mark.parametrize("edit, message", LOAD_ERRORS, ids=[m[:40] for _, m in LOAD_ERRORS])
+def test_a_malformed_study_file_raises_value_error_naming_the_file_and_the_field(
+    mixed_space, tiny_model, tmp_path, edit, message
+):
+  data = _saved(mixed_space, tiny_model, tmp_path)
+  edit(data)
+  path = tmp_path / "edited.json"
+  path.write_text(json.dumps(data))
+  with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {message}"):
+    Optimizer.load(path, model=tiny_model)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "not a study: byte 0x89 at offset 0 is not UTF-8"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b"[1, 2]", "format 1 expected"),
+        (b"{not json", "not valid JSON"),
+    ],
+)
+def test_a_binary_or_foreign_file_raises_value_error_naming_it(mixed_space, tiny_model, tmp_path, content, message):
+  path = tmp_path / "study.json"
+  path.write_bytes(content)
+  with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: .*{message}"):
+    Optimizer.load(path, model=tiny_model)
+
+
+def test_a_study_saved_before_study_ids_loads_with_a_new_one(mixed_space, tiny_model, tmp_path):
+  data = _saved(mixed_space, tiny_model, tmp_path)
+  del data["study_id"]
+  opt = Optimizer.from_json(data, model=tiny_model)
+  assert len(opt.study_id) == 32 and len(opt.trials) == 3 and len(opt.pending) == 1
