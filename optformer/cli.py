@@ -1,9 +1,14 @@
 """The `optformer` command: suggestions and predictions from files, so any language can drive the model.
 
   optformer suggest --space space.json --history trials.csv [-n K] [--goal minimize|maximize]
-                    [--seed S] [--checkpoint DIR] [--out PATH]
+                    [--seed S] [--checkpoint DIR] [--out PATH] [--no-compilation-cache]
   optformer predict --space space.json --history trials.csv --configs configs.csv|configs.json
                     [--quantiles 0.1,0.5,0.9] [--goal ...] [--checkpoint DIR] [--out PATH]
+                    [--no-compilation-cache]
+
+`--no-compilation-cache` leaves JAX's persistent compilation cache off
+(`Optimizer(compilation_cache=False)`); by default compiled functions are
+kept in the per-user directory of `optformer.compilation_cache`.
 
 Files (UTF-8; a byte-order mark is allowed):
 
@@ -16,7 +21,9 @@ Files (UTF-8; a byte-order mark is allowed):
   trial per row, told to the Optimizer in file order. A categorical cell is
   the choice as written in space.json (true/false for booleans). An empty,
   nan or inf objective is an *infeasible* trial (as `Optimizer.tell` records
-  NaN). An optional `status` column holds `completed` (or empty),
+  NaN); a number that overflows float64 (1e400) or lies beyond +-1e150 is
+  an error. Blank lines are skipped; a row of empty fields (`,,,,`) is an
+  error. An optional `status` column holds `completed` (or empty),
   `infeasible` (objective empty) or `pending` (objective empty): a
   configuration under evaluation elsewhere, which is not suggested again
   and enters the context with a fantasized objective (`Optimizer.add_pending`).
@@ -59,16 +66,22 @@ def _optimizer(args) -> Optimizer:
   space = study_files.load_space(args.space)
   trials = study_files.read_trials(args.history, space, history=True)
   try:
-    opt = Optimizer(space, args.goal, model=args.checkpoint, seed=getattr(args, "seed", None))
+    opt = Optimizer(
+        space, args.goal, model=args.checkpoint, seed=getattr(args, "seed", None),
+        compilation_cache=not args.no_compilation_cache,
+    )
   except CheckpointError as e:
     raise InputError(args.checkpoint or "checkpoint", None, None, str(e)) from e
   except ValueError as e:  # A space the model cannot take (too many parameters).
     raise InputError(args.space, None, None, str(e)) from e
-  for _, params, value, status in trials:
-    if status == "pending":
-      opt.add_pending(params)
-    else:
-      opt.tell(params, value)
+  for line, params, value, status in trials:
+    try:
+      if status == "pending":
+        opt.add_pending(params)
+      else:
+        opt.tell(params, value)
+    except (TypeError, ValueError) as e:  # An objective beyond +-1e150 (the parameters were checked when read).
+      raise InputError(args.history, line, "objective" if status != "pending" else None, str(e)) from e
   return opt
 
 
@@ -131,6 +144,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--goal", choices=("minimize", "maximize"), default="minimize", help="direction of the objective (default: minimize)")
     p.add_argument("--checkpoint", metavar="DIR", default=None, help="model directory (default: the shipped checkpoint)")
     p.add_argument("--out", metavar="PATH", type=pathlib.Path, default=None, help="write the JSON here (atomically) instead of stdout")
+    p.add_argument("--no-compilation-cache", action="store_true",
+                   help="do not use JAX's persistent compilation cache (default: on, in the per-user cache directory)")
 
   p = commands.add_parser("suggest", help="print the next configurations to evaluate, as a JSON list of objects")
   common(p)
@@ -146,9 +161,35 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _drop_closed_event_loop_noise() -> None:
+  """Stops the "RuntimeError: Event loop is closed" tracebacks that follow an unreadable checkpoint.
+
+  When orbax fails to read a truncated parameter file, it closes its asyncio
+  event loop while tensorstore's reads are still in flight; each read that
+  ends later calls back into the closed loop, and Python prints one
+  unraisable-exception traceback per read (about a hundred, after our
+  one-line error). The hook drops exactly those and passes every other
+  unraisable exception to the hook that was installed before. It is
+  installed once and stays for the life of the process, because the reads
+  end after `main` returns.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "_optformer_drops_closed_loop", False):
+    return
+
+  def hook(unraisable):
+    if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  hook._optformer_drops_closed_loop = True
+  sys.unraisablehook = hook
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit status (0 success, 2 invalid input). See the module docstring."""
   args = _parser().parse_args(argv)
+  _drop_closed_event_loop_noise()  # Before the checkpoint is read: the tracebacks may start at once.
   try:
     if args.out is not None and not args.out.parent.is_dir():
       raise InputError(args.out, None, None, "--out: the directory does not exist.")

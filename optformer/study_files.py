@@ -53,6 +53,8 @@ def _json_list(path, what: str) -> list[tuple[Any, int, dict[str, int]]]:
     data = json.loads(text)
   except json.JSONDecodeError as e:
     raise InputError(path, e.lineno, None, f"invalid JSON: {e.msg} (column {e.colno}).") from e
+  except RecursionError:
+    raise InputError(path, 1, None, f"invalid JSON: nested too deeply; expected a flat list of {what}.") from None
   if not isinstance(data, list):
     kind = {dict: "an object", str: "a string", bool: "a boolean", type(None): "null"}.get(type(data), "a number")
     raise InputError(path, 1, None, f"expected a JSON list of {what}, got {kind}.")
@@ -149,6 +151,7 @@ def _cell_value(p, text: str):
 
 
 def parse_number(text: str) -> float | None:
+  """float(text), or None if text is not a number."""
   try:
     return float(text)
   except ValueError:
@@ -162,7 +165,7 @@ def read_trials(path, space: ss.SearchSpace, history: bool) -> list[tuple[int, d
   rows, start = [], 1
   try:
     for cells in reader:
-      if any(c.strip() for c in cells):
+      if len(cells) > 1 or (cells and cells[0].strip()):  # Blank lines are skipped; ",,,," is a row of empty fields.
         rows.append((start, cells))
       start = reader.line_num + 1
   except csv.Error as e:
@@ -201,6 +204,8 @@ def read_trials(path, space: ss.SearchSpace, history: bool) -> list[tuple[int, d
     value = parse_number(cell) if cell else math.nan
     if value is None:
       raise InputError(path, line, "objective", f"{row['objective']!r} is not a number (leave it empty, or write nan, for an infeasible trial).")
+    if math.isinf(value) and cell.lower().lstrip("+-") not in ("inf", "infinity"):
+      raise InputError(path, line, "objective", f"{cell!r} overflows float64 (beyond +-1.8e308); write inf, or leave it empty, for an infeasible trial.")
     if status != "completed" and math.isfinite(value):
       raise InputError(path, line, "objective", f"a {status} trial has no objective; got {cell!r} (leave it empty).")
     out.append((line, params, None if status == "infeasible" else value, status))

@@ -238,6 +238,18 @@ BAD_INPUTS = [
     ("configs: other extension", {"configs.txt": CONFIGS_CSV}, ["predict"], r"configs\.txt: expected a \.csv or \.json file"),
     ("configs: missing file", {}, ["predict", "nothere.csv"], r"nothere\.csv: cannot read the file: No such file"),
     ("checkpoint: not a model directory", {}, ["bad-checkpoint"], r"is missing 'config\.json'"),
+    ("space: nested 100,000 deep", {"space.json": "[" * 100_000 + "]" * 100_000}, [],
+     r"space\.json:1: invalid JSON: nested too deeply"),
+    ("configs.json: nested 100,000 deep", {"configs.json": "[" * 100_000 + "]" * 100_000}, ["predict"],
+     r"configs\.json:1: invalid JSON: nested too deeply"),
+    ("trials: a row of empty fields", {"trials.csv": HEADER + "\n0.001,4,32,adam,1.0\n,,,,\n"}, [],
+     r"trials\.csv:3: field 'learning_rate': '' is not a number"),
+    ("trials: a short row of empty fields", {"trials.csv": HEADER + "\n0.001,4,32,adam,1.0\n,,\n"}, [],
+     r"trials\.csv:3: 3 fields, but the header \(line 1\) has 5"),
+    ("trials: objective overflows float64", {"trials.csv": HEADER + "\n0.001,4,32,adam,1.0\n0.001,4,32,sgd,1e400\n"}, [],
+     r"trials\.csv:3: field 'objective': '1e400' overflows float64"),
+    ("trials: objective beyond 1e150", {"trials.csv": HEADER + "\n0.001,4,32,adam,1.0\n0.001,4,32,sgd,-2e200\n"}, [],
+     r"trials\.csv:3: field 'objective': The objective -2e\+200 is beyond \+-1e\+150"),
     ("out: no such directory", {}, ["out-in-missing-dir"], r"no/such/dir/out\.json: --out: the directory does not exist"),
 ]
 
@@ -295,6 +307,39 @@ def test_console_script(tmp_path, ckpt):
   )
   assert run.returncode == 0, run.stderr
   assert run.stdout == "" and len(json.loads((d / "next.json").read_text())) == 2
+
+
+def test_a_truncated_checkpoint_exits_2_with_one_line(tmp_path, ckpt):
+  """A params file cut short under a manifest that matches it: orbax fails mid-read (no "Event loop is closed" noise)."""
+  import shutil
+  bad = tmp_path / "ckpt"
+  shutil.copytree(ckpt, bad)
+  data = max((p for p in (bad / "params").rglob("*") if p.is_file() and "/d/" in p.as_posix()), key=lambda p: p.stat().st_size)
+  data.write_bytes(data.read_bytes()[:100])
+  checkpoint._write_manifest(bad)  # so that only orbax's read finds the truncation
+  d = _files(tmp_path)
+  run = subprocess.run(
+      [sys.executable, "-m", "optformer.cli", "suggest", "--space", str(d / "space.json"), "--history", str(d / "trials.csv"),
+       "--checkpoint", str(bad), "--no-compilation-cache"],
+      capture_output=True, text=True, timeout=300,
+  )
+  assert run.returncode == 2 and run.stdout == ""
+  assert run.stderr.count("\n") == 1 and "Event loop is closed" not in run.stderr, run.stderr
+  assert re.match(rf"optformer suggest: error: {re.escape(str(bad))}: Cannot read parameters", run.stderr), run.stderr
+
+
+@pytest.mark.parametrize("flag, expected", [([], True), (["--no-compilation-cache"], False)])
+def test_no_compilation_cache_flag_reaches_the_optimizer(tmp_path, capsys, ckpt, monkeypatch, flag, expected):
+  seen = []
+
+  def spy(*args, **kwargs):
+    seen.append(kwargs["compilation_cache"])
+    return optformer.Optimizer(*args, **{**kwargs, "compilation_cache": False})
+
+  monkeypatch.setattr(cli, "Optimizer", spy)
+  rc, out, err = _main(capsys, _files(tmp_path), "suggest", ckpt, *flag)
+  assert rc == 0, err
+  assert seen == [expected] and len(json.loads(out)) == 1
 
 
 def test_reads_spreadsheet_style_csv_bom_crlf_and_spaces(tmp_path, capsys, ckpt):
