@@ -6,6 +6,8 @@
 #   make bench    reduced benchmarks (prior, BBOB, HPO suites; every optimizer), ask() latency, surrogate quality, report -> results/bench/
 #   make corpus   generate the synthetic training corpus -> corpus/
 #   make train    train on corpus/ in runs/gp-v1 (resumable), export checkpoints/optformer-gp-v1
+#   make train-v2 train model v2 on prior examples generated on the fly in runs/v2 (resumable; on a new
+#                 machine it warm-starts from checkpoints/optformer-v2), exporting there every 1000 steps
 #
 # Knobs: PYTHON (interpreter that creates the venv), DEMO_ARGS, CORPUS_DIR, CORPUS_ARGS,
 # WORKDIR, CHECKPOINT, TRAIN_ARGS (e.g. make train TRAIN_ARGS='--until 2000').
@@ -19,7 +21,11 @@ CHECKPOINT ?= checkpoints/optformer-gp-v1
 # The corpus lands in $(CORPUS_DIR)/optformer_corpus/<config name>/<version>; training needs exactly one there.
 CORPUS_ARGS ?= --num-train 24000 --num-valid 512 --trials 64 --max-dims 8 --seed 0 --mix 0.6,0.2,0.2 --cpus 1
 
-.PHONY: test demo bench corpus train clean-venv
+WORKDIR_V2 ?= runs/v2
+CHECKPOINT_V2 ?= checkpoints/optformer-v2
+TRAIN_V2_ARGS ?= --export-every 1000 --no-progress
+
+.PHONY: test demo bench corpus train train-v2 clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +56,11 @@ corpus: $(VENV)/.installed-base
 
 train: $(VENV)/.installed-base
 	$(BIN)/python -m training.cli --corpus $(CORPUS_DIR) --workdir $(WORKDIR) --export $(CHECKPOINT) $(TRAIN_ARGS)
+
+train-v2: $(VENV)/.installed-base
+	$(BIN)/python -m training.pfn_cli --workdir $(WORKDIR_V2) \
+	  $(if $(wildcard $(WORKDIR_V2)/config.json),,$(if $(wildcard $(CHECKPOINT_V2)/config.json),--init-from $(CHECKPOINT_V2))) \
+	  --export $(CHECKPOINT_V2) $(TRAIN_V2_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -41,7 +41,7 @@ KIND_CATEGORICAL = 3  # = search_space.KIND_CATEGORICAL = data_gen.prior.KIND_CA
 class PFNConfig:
   """Architecture of model v2; saved next to every checkpoint (with the bar borders)."""
 
-  d_model: int = 192  # E: width of the backbone.
+  d_model: int = 128  # E: width of the backbone (ablation: docs/model_v2.md).
   num_heads: int = 4  # H: attention heads.
   num_layers: int = 4  # Transformer blocks.
   mlp_ratio: int = 4  # MLP hidden width = mlp_ratio * E.

@@ -5,6 +5,10 @@
 
 Re-running the same command resumes from the latest checkpoint in --workdir
 with the same data position.
+
+Exit status: 0 on success; 1 with one line on stderr when --workdir or its
+checkpoints cannot be written (checked before training starts and before
+each checkpoint).
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 import shlex
 import sys
+import threading
 
-from training.train import TrainConfig, Trainer
+from training.train import TrainConfig, Trainer, WorkdirError
 
 
 def build_config(args) -> TrainConfig:
@@ -55,8 +61,13 @@ def main(argv=None) -> int:
       p.error("--corpus is required for training")
     from data_gen.corpus import load_corpus
 
-    trainer = Trainer(build_config(args), args.workdir, load_corpus(args.corpus, "train"), load_corpus(args.corpus, "validation"))
-    rows = trainer.run(args.until or None, progress=not args.no_progress)
+    try:
+      trainer = Trainer(build_config(args), args.workdir, load_corpus(args.corpus, "train"), load_corpus(args.corpus, "validation"))
+      rows = trainer.run(args.until or None, progress=not args.no_progress)
+    except WorkdirError as e:
+      print(f"training.cli: error: {e}", file=sys.stderr, flush=True)
+      _exit_if_orbax_hangs()
+      return 1
     if rows:
       print(json.dumps(rows[-1]))
   if args.export:
@@ -66,6 +77,21 @@ def main(argv=None) -> int:
     out = export(args.workdir, args.export, corpus_info=corpus_info, command=command, note=args.note)
     print(f"exported {out}")
   return 0
+
+
+def _exit_if_orbax_hangs() -> None:
+  """Ends the process now (status 1) if a failed orbax save left a non-daemon thread waiting forever.
+
+  Orbax's save threads wait for a completion signal that a failed commit
+  never sends, so the interpreter would wait at exit forever. Trainer
+  checks the directories before each save, so this is the rare case of a
+  write that fails midway (a full disk).
+  """
+  main = threading.main_thread()
+  if any(t.is_alive() and not t.daemon and t is not main and t is not threading.current_thread() for t in threading.enumerate()):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
   python -m training.pfn_cli --workdir runs/v2 [--steps N] [--until N] [--optimizer adamw]
   python -m training.pfn_cli --workdir runs/v2 --export checkpoints/optformer-v2 --export-only
   python -m training.pfn_cli --workdir runs/v2b --init-from checkpoints/optformer-v2   # warm start on a new machine
+  make train-v2   # the long run: resumes runs/v2, or warm-starts from checkpoints/optformer-v2, exports every 1000 steps
 
 Re-running the same command resumes from the latest checkpoint in --workdir
 at the same data position. The bar borders are drawn from the prior once,
@@ -77,6 +78,7 @@ def main(argv=None) -> int:
   p.add_argument("--init-from", type=pathlib.Path, help="exported model directory to warm-start a new workdir")
   p.add_argument("--export", type=pathlib.Path, help="write the latest checkpoint as a model directory")
   p.add_argument("--export-only", action="store_true")
+  p.add_argument("--export-every", type=int, default=0, help="also export every N steps while training (with --export)")
   p.add_argument("--no-progress", action="store_true")
   args = p.parse_args(argv)
 
@@ -98,7 +100,15 @@ def main(argv=None) -> int:
       return gp_gap(graphdef, params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids,
                     contexts=cfg.eval_contexts, num_batches=cfg.eval_batches)
 
-    rows = trainer.run(args.until or None, progress=not args.no_progress, evaluator=evaluator)
+    until = args.until or cfg.num_steps
+    rows = []
+    while trainer.step < until:
+      stop = min(until, trainer.step + args.export_every) if (args.export and args.export_every) else until
+      rows = trainer.run(stop, progress=not args.no_progress, evaluator=evaluator) or rows
+      if args.export and trainer.step < until:
+        from training.pfn_export import export
+
+        export(trainer, args.export)
     if rows:
       print(json.dumps(rows[-1]))
   if args.export:

@@ -40,9 +40,9 @@ class PFNTrainConfig:
 
   model: PFNConfig = PFNConfig()
   data: PFNDataConfig = PFNDataConfig()
-  optimizer: str = "adamw"  # "adamw" (warmup + cosine), "schedule_free_adamw" or "muon" (optax.contrib).
-  num_steps: int = 100_000  # Total optimizer steps (the schedule's length).
-  peak_learning_rate: float = 1e-3  # After linear warmup.
+  optimizer: str = "schedule_free_adamw"  # Or "adamw" (warmup + cosine) or "muon" (optax.contrib); docs/model_v2.md.
+  num_steps: int = 200_000  # Total optimizer steps (the cosine schedule's length; schedule-free needs none).
+  peak_learning_rate: float = 3e-3  # After linear warmup.
   warmup_steps: int = 500  # Linear warmup from 0.
   final_learning_rate_fraction: float = 0.05  # Cosine decays to this fraction (adamw, muon).
   weight_decay: float = 0.01  # Decoupled weight decay.

@@ -6,6 +6,13 @@ replicated, and XLA inserts the gradient all-reduce. On one CPU it is just a
 jitted function. The loop adds the side effects: orbax checkpoints (params,
 optimizer state, step and data position), held-out evaluation, a tqdm
 progress bar and a JSONL metrics log. A non-finite loss raises.
+
+The workdir and its checkpoint directory are checked for writing when the
+Trainer is built and before every checkpoint, so an unwritable directory is
+a `WorkdirError` at once: orbax, when a save fails inside it, logs the error
+and leaves a thread that keeps the process alive forever. On resume,
+metrics.jsonl loses its rows after the restored step (a run killed between
+a log line and its checkpoint would otherwise list those steps twice).
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import pathlib
+import tempfile
 import time
 from typing import Callable
 
@@ -25,6 +34,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from optformer.model import Batch, ModelConfig, create_model
+from optformer.study_files import write_atomic
 from training.data import BatchIterator, DataConfig
 from training.loss import loss_fn, y_nll_per_trial
 
@@ -135,6 +145,43 @@ def _as_jax(batch: Batch, policy_index, sharding) -> tuple[Batch, jax.Array]:
   return Batch(*map(put, batch)), put(policy_index)
 
 
+class WorkdirError(OSError):
+  """The training workdir or its checkpoint directory cannot be written (the message names it)."""
+
+
+def check_writable(directory: pathlib.Path) -> None:
+  """Creates `directory` (and its parents) and a probe file in it, removed at once.
+
+  Raises:
+    WorkdirError: the directory cannot be created or written (permissions,
+      a read-only file system, a file in the way), naming it and the reason.
+  """
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-probe-")
+    os.close(fd)
+    os.unlink(probe)
+  except OSError as e:
+    raise WorkdirError(f"Cannot write to {directory}: {e.strerror or e}.") from e
+
+
+def _drop_metrics_after(path: pathlib.Path, step: int) -> None:
+  """Rewrites metrics.jsonl without rows logged after `step` (or cut short), if it has any."""
+  if not path.exists():
+    return
+  lines = path.read_text().splitlines()
+  keep = []
+  for line in lines:
+    try:
+      row = json.loads(line)
+    except ValueError:  # A line cut short by a killed run.
+      continue
+    if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+      keep.append(line)
+  if len(keep) != len(lines):
+    write_atomic(path, "".join(line + "\n" for line in keep))
+
+
 class Trainer:
   """Runs (and resumes) training of a model on a corpus.
 
@@ -145,18 +192,24 @@ class Trainer:
 
   Raises:
     ValueError: `workdir` holds a run with a different config.
+    WorkdirError: `workdir` or its checkpoints/ cannot be written (also from
+      `run` and `save`, before a checkpoint or a metrics line is written).
   """
 
   def __init__(self, cfg: TrainConfig, workdir, train_source, eval_source=None, devices=None):
     self.cfg, self.workdir = cfg, pathlib.Path(workdir)
-    self.workdir.mkdir(parents=True, exist_ok=True)
+    check_writable(self.workdir)
     cfg_path = self.workdir / "config.json"
     if cfg_path.exists():
       saved = json.loads(cfg_path.read_text())
       if saved != json.loads(json.dumps(cfg.to_dict())):
         raise ValueError(f"{cfg_path} holds a different config; use a new workdir or the same config.")
     else:
-      cfg_path.write_text(json.dumps(cfg.to_dict(), indent=1))
+      try:
+        cfg_path.write_text(json.dumps(cfg.to_dict(), indent=1))
+      except OSError as e:
+        raise WorkdirError(f"Cannot write {cfg_path}: {e.strerror or e}.") from e
+    check_writable((self.workdir / "checkpoints").absolute())
     self.mesh = make_mesh(devices)
     if cfg.data.batch_size % self.mesh.size:
       raise ValueError(f"batch_size={cfg.data.batch_size} must divide by the {self.mesh.size} devices.")
@@ -181,22 +234,33 @@ class Trainer:
       state = jax.device_put(state, replicated)
       position = 0
     self.params, self.opt_state = state["params"], state["opt_state"]
+    _drop_metrics_after(self.workdir / "metrics.jsonl", self.step)
     self.batches = BatchIterator(train_source, cfg.model.tokenizer, cfg.data, position=position)
     self.eval_source = eval_source
     self.train_step = make_train_step(self.graphdef, self.tx, cfg, self.mesh)
     self.batch_sharding = NamedSharding(self.mesh, P("data"))
 
   def save(self, metrics: dict | None = None):
+    """Writes a checkpoint of the current step and waits for it.
+
+    Raises:
+      WorkdirError: the checkpoint directory cannot be written, or orbax failed to save.
+    """
+    directory = pathlib.Path(self.manager.directory)
+    check_writable(directory)
     meta = {"step": self.step, "data_position": self.batches.position, "metrics": metrics or {}}
-    self.manager.save(
-        self.step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave({"params": self.params, "opt_state": self.opt_state}),
-            meta=ocp.args.JsonSave(meta),
-        ),
-        force=True,
-    )
-    self.manager.wait_until_finished()
+    try:
+      self.manager.save(
+          self.step,
+          args=ocp.args.Composite(
+              state=ocp.args.StandardSave({"params": self.params, "opt_state": self.opt_state}),
+              meta=ocp.args.JsonSave(meta),
+          ),
+          force=True,
+      )
+      self.manager.wait_until_finished()
+    except Exception as e:  # orbax raises many types (OSError, ValueError, its own) for a failed write.
+      raise WorkdirError(f"Saving the step-{self.step} checkpoint to {directory} failed: {type(e).__name__}: {e}") from e
 
   def eval_batches(self):
     cfg = self.cfg
@@ -231,8 +295,11 @@ class Trainer:
         row.update(step=self.step, trials_per_s=len(acc) * tokens_per_step / dt, seconds_per_step=dt / len(acc))
         if eval_data is not None and (self.step % cfg.eval_every == 0 or self.step == target):
           row.update(evaluate(self.graphdef, self.params, eval_data))
-        with log_path.open("a") as f:
-          f.write(json.dumps(row) + "\n")
+        try:
+          with log_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        except OSError as e:
+          raise WorkdirError(f"Cannot write {log_path}: {e.strerror or e}.") from e
         logged.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", y_nll=f"{row['y_nll']:.3f}")
         acc, t_last = [], time.time()
