@@ -4,6 +4,8 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,7 +16,7 @@ import pytest
 
 import optformer
 from training import data as data_lib
-from training.train import Trainer, TrainConfig
+from training.train import Trainer, TrainConfig, WorkdirError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -88,6 +90,92 @@ def test_resume_continues_exactly(corpus, tmp_path):
   resumed.run(10, progress=False)
   for a, b in zip(jax.tree.leaves(straight.params), jax.tree.leaves(resumed.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_resume_drops_metrics_rows_logged_after_the_restored_step(corpus, tmp_path):
+  train, _ = corpus
+  cfg = dataclasses.replace(TrainConfig.tiny(), log_every=1, checkpoint_every=5)
+  first = Trainer(cfg, tmp_path, train)
+  first.run(8, progress=False)  # checkpoints at 5 and 8, a metrics row per step
+  first.manager.delete(8)  # "killed" after logging steps 6-8 but before their checkpoint
+  with (tmp_path / "metrics.jsonl").open("a") as f:
+    f.write('{"loss": 1.0, "st')  # and in the middle of a line
+  resumed = Trainer(cfg, tmp_path, train)
+  assert resumed.step == 5
+  resumed.run(10, progress=False)
+  steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert steps == list(range(1, 11))
+
+
+def test_an_unwritable_workdir_or_checkpoint_directory_raises_at_once(corpus, tmp_path):
+  train, _ = corpus
+  (tmp_path / "a_file").write_text("")
+  with pytest.raises(WorkdirError, match=r"Cannot write to .*a_file/run: Not a directory"):
+    Trainer(TrainConfig.tiny(), tmp_path / "a_file" / "run", train)
+  (tmp_path / "run").mkdir()
+  (tmp_path / "run" / "checkpoints").write_text("")  # a file where the checkpoints go
+  with pytest.raises(WorkdirError, match=r"Cannot write to .*run/checkpoints: File exists"):
+    Trainer(TrainConfig.tiny(), tmp_path / "run", train)
+  if os.geteuid() != 0:  # root writes through permission bits
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    with pytest.raises(WorkdirError, match="Permission denied"):
+      Trainer(TrainConfig.tiny(), tmp_path / "ro", train)
+  # A directory that goes away during the run: the next checkpoint raises before orbax starts.
+  trainer = Trainer(TrainConfig.tiny(), tmp_path / "later", train)
+  shutil.rmtree(tmp_path / "later" / "checkpoints")
+  (tmp_path / "later" / "checkpoints").write_text("")
+  with pytest.raises(WorkdirError, match="checkpoints: File exists"):
+    trainer.run(5, progress=False)
+
+
+_CLI_UNWRITABLE = textwrap.dedent(
+    """
+    import dataclasses, pathlib, shutil, sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from test_training import ListSource
+    import data_gen.corpus
+    from data_gen.behaviour import generate
+    from data_gen.prior import PriorConfig
+    from training import cli, train
+    cfg = train.TrainConfig.tiny()
+    prior = dataclasses.replace(PriorConfig.tiny(), max_dims=cfg.model.tokenizer.max_params)
+    out = generate(prior, num_tasks=8, num_trials=cfg.data.num_trials, algorithm_mix=(1, 1, 1), seed=0)
+    src = ListSource([{k: np.asarray(out[k][i]) for k in ("x", "y", "kinds", "num_values", "algorithm")} for i in range(8)])
+    data_gen.corpus.load_corpus = lambda path, split: src
+    data_gen.corpus.resolve_corpus_dir = str
+    data_gen.corpus.load_corpus_config = lambda path: type("C", (), {"to_json": lambda self: {}})()
+    workdir, case = pathlib.Path(sys.argv[2]), sys.argv[3]
+    if case == "midway":  # orbax itself fails: the directory check passes, then the directory is a file
+      built = train.Trainer.__init__
+      def init(self, *a, **k):
+        built(self, *a, **k)
+        shutil.rmtree(workdir / "checkpoints")
+        (workdir / "checkpoints").write_text("")
+        train.check_writable = lambda directory: None
+      train.Trainer.__init__ = init
+    sys.exit(cli.main(["--corpus", "corpus", "--workdir", str(workdir), "--preset", "tiny", "--no-progress"]))
+    """
+)
+
+
+@pytest.mark.parametrize("case", ["checked", "midway"])
+def test_the_cli_exits_1_with_one_line_when_checkpoints_cannot_be_written(tmp_path, case):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  if case == "checked":
+    (workdir / "checkpoints").write_text("")
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  run = subprocess.run(
+      [sys.executable, "-c", _CLI_UNWRITABLE, str(ROOT / "tests"), str(workdir), case],
+      env=env, capture_output=True, text=True, timeout=300,
+  )
+  assert run.returncode == 1, run.stderr[-3000:]
+  last = run.stderr.strip().splitlines()[-1]
+  assert re.match(r"training\.cli: error: (Cannot write to|Saving the step-5 checkpoint to) .*checkpoints", last), run.stderr[-3000:]
+  if case == "checked":  # found before orbax starts: no traceback, no orbax log
+    assert "Traceback" not in run.stderr and "absl" not in run.stderr, run.stderr
 
 
 def test_mismatched_workdir_config_raises(corpus, tmp_path):
