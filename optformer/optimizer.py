@@ -380,15 +380,30 @@ class Optimizer:
     Returns:
       A Suggestion (a dict name -> value of the parameter's type, with its
       trial `number`), or a list of n of them. Each is pending until told.
+      A configuration already told or pending is returned only when no
+      fresh one is found (e.g. the space holds fewer configurations than
+      are asked for: `SearchSpace.num_configurations`), with a UserWarning.
 
     Raises:
       ValueError: n < 1.
     """
-    if n is None:
-      return self._ask_one()
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
       raise ValueError(f"n must be None or an int >= 1, got {n!r}.")
-    return [self._ask_one() for _ in range(int(n))]
+    key = lambda params: tuple((type(params[p.name]), params[p.name]) for p in self.space)
+    taken = {key(p) for p in [t.params for t in self.trials] + list(self._pending.values())}
+    out, repeats = [], 0
+    for _ in range(1 if n is None else int(n)):
+      out.append(self._ask_one())
+      repeats += key(out[-1]) in taken
+      taken.add(key(out[-1]))
+    if repeats:
+      size = self.space.num_configurations
+      held = f"the search space holds {size} configurations" if size is not None else "no fresh candidate was found"
+      warnings.warn(
+          f"ask returned {repeats} configuration(s) already told or pending: {held}, and {len(taken)} distinct ones "
+          "are told or pending. Tell the pending trials first, or widen the search space.", stacklevel=2,
+      )
+    return out[0] if n is None else out
 
   def _ask_one(self) -> Suggestion:
     if self.v2:

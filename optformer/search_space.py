@@ -339,6 +339,13 @@ class SearchSpace:
   def names(self) -> list[str]:
     return [p.name for p in self.parameters]
 
+  @property
+  def num_configurations(self) -> int | None:
+    """How many distinct configurations the space holds: the product of the levels and choices; None with a Float."""
+    if any(isinstance(p, Float) for p in self.parameters):
+      return None
+    return math.prod(p.num_values for p in self.parameters)
+
   def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
     """Checks a configuration and returns it with canonical value types.
 

@@ -101,8 +101,9 @@ class Surrogate:
       ValueError: n = 0, len(X) != len(y), a non-finite y (NaN, +-inf), a row
         of the wrong width, or a configuration not in the space (unknown,
         missing or out-of-range parameter); the error names the row.
-      TypeError: non-numeric y, a value of the wrong type, or X that is not a
-        list of configurations.
+      TypeError: non-numeric or boolean y (Optimizer.tell refuses booleans
+        too), a value of the wrong type, or X that is not a list of
+        configurations.
       A failed fit leaves an earlier fit in place.
     """
     configs = self._configs(X, "X")
@@ -237,7 +238,9 @@ class Surrogate:
 def _objectives(y) -> np.ndarray:
   """float64 [n] from a 1-D (or [n, 1]) array-like of finite numbers."""
   y = np.asarray(y)
-  if y.dtype.kind not in "biuf":
+  if y.dtype.kind == "b":  # As Optimizer.tell: True is not an objective.
+    raise TypeError(f"y must hold numbers, got booleans ({y.ravel()[:3].tolist()!r}...); pass y.astype(float) if you mean 0 and 1.")
+  if y.dtype.kind not in "iuf":
     raise TypeError(f"y must hold numbers, got dtype {y.dtype} ({y.ravel()[:3].tolist()!r}...).")
   if y.ndim == 2 and y.shape[1] == 1:
     y = y[:, 0]

@@ -4,6 +4,7 @@ import json
 import math
 import pickle
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -40,6 +41,23 @@ def test_ask_n_returns_n_distinct_pending_suggestions_inside_the_space(mixed_spa
   assert [t.number for t in opt.trials[-3:]] == [4, 5, 6]
 
 
+@pytest.mark.parametrize("told", [0, 3])
+def test_asking_for_more_configurations_than_the_space_holds_warns(tiny_model, told):
+  space = SearchSpace([Categorical("c", ("a", "b")), Int("k", 0, 1)])
+  assert space.num_configurations == 4 and SearchSpace([Float("x", 0.0, 1.0)]).num_configurations is None
+  opt = Optimizer(space, model=tiny_model, seed=0, num_candidates=16)
+  configs = [{"c": c, "k": k} for c in ("a", "b") for k in (0, 1)]
+  for c in configs[:told]:
+    opt.tell(c, float(c["k"]))
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    fresh = opt.ask(4 - told)  # exactly what is left: no repeat, no warning
+  assert sorted(str(dict(c)) for c in fresh + configs[:told]) == sorted(map(str, configs))
+  with pytest.warns(UserWarning, match=r"ask returned 2 configuration\(s\) already told or pending: the search space holds 4"):
+    more = opt.ask(2)
+  assert len(more) == 2 and all(dict(s) in configs for s in more)
+
+
 @pytest.mark.parametrize("n", [0, -1, 1.5, True, "2"])
 def test_ask_with_a_bad_batch_size_raises(mixed_space, tiny_model, n):
   opt = Optimizer(mixed_space, model=tiny_model, seed=0)
@@ -56,8 +74,11 @@ def test_pending_configurations_are_not_proposed_again_until_none_is_left(tiny_m
     opt.tell({"c": c}, 1.0)
   batch = opt.ask(5 - told)
   assert sorted(s["c"] for s in batch) == sorted(set("abcde") - set("ab"[:told]))
-  # Every value is now taken: the optimizer still answers (a repeat) rather than failing.
-  assert opt.ask()["c"] in "abcde"
+  # Every value is now taken: the optimizer still answers, with a repeat and a warning, rather than failing.
+  with pytest.warns(UserWarning, match="already told or pending: the search space holds 5 configurations"):
+    repeat = opt.ask()
+  assert repeat["c"] in {s["c"] for s in batch} | set("ab"[:told])
+  assert repeat.number == 5 and opt.pending[-1] == repeat and len(opt.pending) == 6 - told
 
 
 def test_add_pending_from_another_worker_is_avoided_and_completed_by_tell(tiny_model):

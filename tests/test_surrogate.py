@@ -200,14 +200,15 @@ def _bad_inputs(space, X, y):
       ("mixed forms", [first, list(rows[1])], y[:2], TypeError, "mixes dicts and rows"),
       ("2-D y", X, np.stack([y, y], 1), ValueError, "1-D"),
       ("string y", X, [str(v) for v in y], TypeError, "numbers"),
+      ("boolean y", X, y > np.median(y), TypeError, "got booleans"),  # Optimizer.tell refuses True too
   ]
 
 
-@pytest.mark.parametrize("case", range(17))
+@pytest.mark.parametrize("case", range(18))
 def test_bad_fit_input_raises_a_clear_error(mixed_space, tiny_model, data, case):
   X, y, _ = data
   cases = _bad_inputs(mixed_space, X, y)
-  assert len(cases) == 17
+  assert len(cases) == 18
   _, bad_X, bad_y, error, match = cases[case]
   s = optformer.Surrogate(mixed_space, model=tiny_model)
   with pytest.raises(error, match=match):
