@@ -1,6 +1,7 @@
 """The held-out prior suite (eval/prior_tasks.py) and ask() latency of every optimizer (eval/latency.py)."""
 
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -58,15 +59,54 @@ def test_noise_is_seeded_per_study_and_regret_uses_the_noiseless_function(tasks)
   assert np.all(np.diff(r) <= 0) and np.all(r >= 0)
 
 
-def test_latency_times_every_optimizer_at_each_history_size(model_dir):
+class _Spy:
+  """An optimizer that records, for each ask, how many trials it had been told and how long the ask took."""
+
+  def __init__(self, inner, log):
+    self.inner, self.told, self.log = inner, 0, log
+
+  def tell(self, params, value):
+    self.told += 1
+    self.inner.tell(params, value)
+
+  def ask(self):
+    t0 = time.perf_counter()
+    out = self.inner.ask()
+    self.log.append((self.told, time.perf_counter() - t0))
+    return out
+
+  def __getattr__(self, name):  # remove_pending where the inner optimizer has it
+    return getattr(self.inner, name)
+
+
+def test_latency_times_every_optimizer_at_each_history_size(model_dir, monkeypatch):
   task = next(t for t in prior_tasks.tasks(16, min_dims=3) if all(p.kind != 3 for p in t.space))
-  res = latency.measure(str(model_dir), sizes=(3, 12), repeats=1, task=task)
+  made = []  # (name, [(trials told at the ask, seconds)]) per optimizer built, in order
+  make = optimizers.make
+
+  def spying_make(name, space, goal, seed, model=None):
+    made.append((name, []))
+    return _Spy(make(name, space, goal, seed, model=model), made[-1][1])
+
+  monkeypatch.setattr(latency.opt_lib, "make", spying_make)
+  res = latency.measure(str(model_dir), sizes=(3, 12), repeats=2, task=task)
   assert set(res["by_history_size"]) == {"3", "12"}
   assert res["optimizers"] == list(optimizers.OPTIMIZERS)  # A numeric space: cmaes runs too.
+  # One fresh optimizer per (size, name), told exactly n trials before each of its 1 + repeats asks.
+  expected = [(n, name) for n in (3, 12) for name in optimizers.OPTIMIZERS]
+  assert [name for name, _ in made] == [name for _, name in expected]
+  assert [[told for told, _ in log] for _, log in made] == [[n] * 3 for n, _ in expected]
+  for (n, name), (_, log) in zip(expected, made):
+    r = res["by_history_size"][str(n)][name]
+    first, rest = log[0][1], [s for _, s in log[1:]]
+    # The reported seconds are those of the asks themselves (plus the timer's own overhead).
+    assert first <= r["first_call_s"] <= first + 0.25, (name, r, log)
+    assert np.median(rest) <= r["median_s"] <= np.median(rest) + 0.25, (name, r, log)
   for row in res["by_history_size"].values():
     for name, r in row.items():
-      assert r["median_s"] > 0 and r["first_call_s"] > 0
-    assert row["random"]["ratio_to_random"] == pytest.approx(1.0)
-    assert row["tpe"]["ratio_to_tpe"] == pytest.approx(1.0)
+      assert r["ratio_to_random"] == pytest.approx(r["median_s"] / row["random"]["median_s"])
+      assert r["ratio_to_tpe"] == pytest.approx(r["median_s"] / row["tpe"]["median_s"])
+    # The model's forward passes cost more than a uniform draw: the ratio measures something.
+    assert row["optformer"]["ratio_to_random"] > 5
   with pytest.raises(ValueError, match="Unknown optimizer"):
     latency.measure(str(model_dir), sizes=(3,), repeats=1, optimizers=["no-such"], task=task)

@@ -1,5 +1,6 @@
 """Optuna integration: distribution round trips and bad input."""
 
+import json
 import math
 
 import pytest
@@ -100,13 +101,19 @@ NUM_CANDIDATES = 8
 
 @pytest.fixture
 def recorded(monkeypatch):
-  """The Optimizers the sampler builds (one per relative sample, after the probe), for inspection."""
+  """The Optimizers the sampler builds (one per relative sample, after the probe), each with `asked`: its suggestions."""
   made = []
 
   class Recording(optformer.Optimizer):
     def __init__(self, *args, **kwargs):
       super().__init__(*args, **kwargs)
+      self.asked = []
       made.append(self)
+
+    def ask(self, n=None):
+      out = super().ask(n)
+      self.asked.extend([out] if n is None else out)
+      return out
 
   monkeypatch.setattr(oi, "Optimizer", Recording)
   return made
@@ -135,12 +142,20 @@ def _check_inside(study):
       assert dist._contains(dist.to_internal_repr(value)), (name, value, dist)
 
 
-def test_sampled_values_lie_inside_their_distributions(tiny_model):
+def _relative_samples(recorded):
+  """The suggestions of the Optimizers that sample_relative built (the probe asks nothing)."""
+  return [dict(s) for opt in recorded for s in opt.asked]
+
+
+def test_sampled_values_lie_inside_their_distributions(tiny_model, recorded):
   study = optuna.create_study(sampler=_sampler(tiny_model))
   with pytest.warns(UserWarning, match="model takes 4"):
     study.optimize(_every_kind, n_trials=5)
   _check_inside(study)
   assert all(t.state == TrialState.COMPLETE for t in study.trials)
+  # Trials 1-4 take the joint space's values (the first 4 names) from the model's suggestions, not the fallback.
+  joint = ["a_x", "b_lr", "c_n", "d_c"]
+  assert _relative_samples(recorded) == [{k: t.params[k] for k in joint} for t in study.trials[1:]]
 
 
 def test_joint_space_is_sampled_by_the_optimizer_and_the_rest_by_the_fallback(tiny_model, recorded, monkeypatch):
@@ -277,11 +292,16 @@ def test_workers_sharing_an_rdb_storage_see_each_others_running_trials(tiny_mode
   assert sorted(t.params["c"] for t in asked) == ["b", "c", "d"]
 
 
-def test_parallel_threads(tiny_model):
+def test_parallel_threads(tiny_model, recorded):
   study = optuna.create_study(sampler=_sampler(tiny_model))
   study.optimize(lambda t: t.suggest_float("x", -1.0, 1.0) ** 2 + t.suggest_int("n", 0, 9), n_trials=6, n_jobs=2)
   assert len(study.trials) == 6 and all(t.state == TrialState.COMPLETE for t in study.trials)
   _check_inside(study)
+  # Every trial that starts after one has completed (all but at most the first two) is the model's suggestion.
+  suggested = _relative_samples(recorded)
+  params = [t.params for t in study.trials]
+  assert len(suggested) >= 4 and all(s in params for s in suggested)
+  assert len({json.dumps(s, sort_keys=True) for s in suggested}) == len(suggested)  # pending trials are not repeated
 
 
 def test_enqueued_trials_are_evaluated_as_given_and_told(tiny_model, recorded):

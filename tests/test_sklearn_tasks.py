@@ -1,6 +1,7 @@
 """The registered scikit-learn HPO tasks: spaces, finite deterministic objectives, validation."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -75,7 +76,26 @@ def test_a_failed_fit_is_nan():
   assert math.isnan(broken(task.space.sample(np.random.default_rng(0))))
 
 
+class _TimedTask:
+  """A task whose evaluations take known seconds and return known values (NaN: a failed fit)."""
+
+  def __init__(self, space, seconds, values):
+    self.space, self.seconds, self.values, self.seen = space, list(seconds), list(values), []
+
+  def __call__(self, params):
+    self.seen.append(params)
+    time.sleep(self.seconds[len(self.seen) - 1])
+    return self.values[len(self.seen) - 1]
+
+
 def test_time_task_reports_seconds():
-  row = sklearn_tasks.time_task(get_task("knn_wine"), num_evals=2)
-  assert row["mean_seconds"] > 0 and row["fraction_nan"] == 0.0 and row["min"] <= row["median"] <= row["max"]
+  space = get_task("knn_wine").space
+  task = _TimedTask(space, seconds=[0.02, 0.1, 0.02, 0.02], values=[0.5, math.nan, 0.25, 0.75])
+  row = sklearn_tasks.time_task(task, num_evals=4, seed=3)
+  assert 0.04 <= row["mean_seconds"] < 0.04 + 0.1 and 0.1 <= row["max_seconds"] < 0.1 + 0.1  # sleeps overshoot a little
+  assert row["fraction_nan"] == 0.25 and (row["min"], row["median"], row["max"]) == (0.25, 0.5, 0.75)
+  rng = np.random.default_rng(3)  # the configurations are the seeded uniform samples
+  assert task.seen == [space.sample(rng) for _ in range(4)]
+  real = sklearn_tasks.time_task(get_task("knn_wine"), num_evals=2)
+  assert real["mean_seconds"] > 0 and real["fraction_nan"] == 0.0 and 0.0 <= real["min"] <= real["max"] <= 1.0
 

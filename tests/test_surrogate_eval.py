@@ -107,6 +107,7 @@ def tiny_result(tiny_model):
 def test_evaluate_end_to_end_structure(tiny_result):
   res = tiny_result
   assert res["methods"] == list(se.METHODS) and set(res["by_context_size"]) == {"3", "8"}
+  assert (res["num_tasks"], res["num_queries"], res["context_sizes"]) == (3, 5, [3, 8]) and res["seconds"] > 0
   for row in res["by_context_size"].values():
     assert 0.0 <= row["fraction_outside_model_support"] <= 1.0
     assert row["model_nll"] == row["model"]["nll"] and row["gp_nll"] == row["exact_gp"]["nll"]
@@ -115,8 +116,31 @@ def test_evaluate_end_to_end_structure(tiny_result):
       assert np.isfinite([r["nll"], r["crps"], r["calibration_error"]]).all() and r["crps"] > 0
       assert row["fraction_outside_model_support"] == 1.0 or np.isfinite(r["nll_inside_support"])
       assert len(r["coverage"]) == 9 and all(0.0 <= c <= 1.0 for c in r["coverage"])
+      assert np.all(np.diff(r["coverage"]) >= 0)  # a wider central interval covers at least as much
+      assert r["calibration_error"] == pytest.approx(se.calibration_error(r["coverage"]))
       assert r["spearman_tasks"] == 0 or -1.0 <= r["spearman"] <= 1.0
   json.dumps(res)  # JSON-able.
+
+
+def test_evaluate_scores_each_method_on_its_own_predictions(tiny_model, tiny_result):
+  # Each method's row depends on that method alone: run alone, it is the same; another model changes only the model's.
+  alone = se.evaluate(tiny_model, num_tasks=3, context_sizes=(3, 8), num_queries=5, gp_restarts=0, methods=("exact_gp",))
+  other = se.evaluate(create_model(tiny_model.config, seed=1), num_tasks=3, context_sizes=(3, 8), num_queries=5,
+                      gp_restarts=0, methods=("model", "exact_gp"))
+  own = lambda r: {k: v for k, v in r.items() if k != "nll_inside_support"}  # "inside" is the model's support
+  for n, row in tiny_result["by_context_size"].items():
+    assert own(alone["by_context_size"][n]["exact_gp"]) == own(row["exact_gp"])
+    assert own(other["by_context_size"][n]["exact_gp"]) == own(row["exact_gp"])
+    assert other["by_context_size"][n]["model"]["nll"] != row["model"]["nll"]
+
+
+def test_the_exact_gp_is_calibrated_and_ranks_the_noiseless_objective(tiny_model):
+  """The GP with the prior's own hyperparameters is the Bayes predictor of the prior's noisy y: its central
+  intervals cover what they claim and its mean ranks the noiseless f (a wrong target, std or PIT would not)."""
+  res = se.evaluate(tiny_model, num_tasks=12, context_sizes=(8,), num_queries=20, gp_restarts=0, methods=("exact_gp",))
+  r = res["by_context_size"]["8"]["exact_gp"]
+  assert r["calibration_error"] < 0.08, r["coverage"]
+  assert r["spearman_tasks"] == 12 and r["spearman"] > 0.3
 
 
 def test_evaluate_rejects_bad_arguments(tiny_model):
