@@ -67,7 +67,8 @@ Standard errors are std / sqrt(count) over queries (NLL, CRPS) or tasks
 (Spearman).
 
 Command: python -m eval.surrogate_eval [--checkpoint DIR] [--tasks 64] [--contexts 5 10 20 50]
-  [--queries 20] [--gp-restarts 2] [--out results/surrogate.json] [--figure results/surrogate_calibration.png]
+  [--queries 20] [--gp-restarts 2] [--methods model exact_gp ml2_gp] [--out results/surrogate.json]
+  [--figure results/surrogate_calibration.png]
 """
 
 from __future__ import annotations
@@ -389,8 +390,10 @@ def main(argv=None) -> int:
   p.add_argument("--gp-restarts", type=int, default=2, help="restarts of the ML-II GP fit (default 2)")
   p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/surrogate.json"))
   p.add_argument("--figure", type=pathlib.Path, default=None, help="calibration plot (PNG) path")
+  p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="methods to score (default all)")
   args = p.parse_args(argv)
-  res = evaluate(args.checkpoint, args.tasks, tuple(args.contexts), args.queries, gp_restarts=args.gp_restarts)
+  res = evaluate(args.checkpoint, args.tasks, tuple(args.contexts), args.queries, gp_restarts=args.gp_restarts,
+                 methods=tuple(args.methods))
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(res, indent=1))
   if args.figure is not None:

@@ -7,7 +7,8 @@ at inference. Objectives are oriented "larger is better" before they get here
 
 Fitting on the feasible context values y_1..y_n (float64):
 
-  1. standardize: u = (y - mean) / std;
+  1. standardize robustly: u = (y - median) / (IQR / 1.349) (mean and std
+     when the IQR is 0), so one far-off trial does not set the scale;
   2. if n >= `min_power_points` distinct values: Yeo-Johnson power transform
      (Yeo & Johnson, Biometrika 2000, eq. 2.1) with lambda fitted by maximum
      likelihood on u (golden-section search over LAMBDA_RANGE, `_normmax`),
@@ -33,7 +34,7 @@ import math
 
 import numpy as np
 
-LAMBDA_RANGE = (-3.0, 5.0)  # Search interval of the fitted Yeo-Johnson lambda.
+LAMBDA_RANGE = (0.0, 2.0)  # Search interval of the fitted lambda: both sides stay unbounded, so the map inverts everywhere.
 
 
 def yeo_johnson(u, lam: float) -> np.ndarray:
@@ -133,8 +134,14 @@ def fit_batch(y_BxN, mask_BxN, min_power_points: int = 4, power: bool = True) ->
   spread = (n > 0) & (hi > lo)
   n1 = np.maximum(n, 1)
   with np.errstate(all="ignore"):
-    mean = np.where(m, y, 0.0).sum(1) / n1
-    std = np.sqrt(np.where(m, (y - mean[:, None]) ** 2, 0.0).sum(1) / n1)
+    masked = np.where(m, y, np.nan)
+    median = np.where(n > 0, np.nanmedian(np.where(n[:, None] > 0, masked, 0.0), axis=1), 0.0)
+    q25, q75 = np.nanpercentile(np.where(n[:, None] > 0, masked, 0.0), [25, 75], axis=1)
+    mean_ = np.where(m, y, 0.0).sum(1) / n1
+    std_ = np.sqrt(np.where(m, (y - mean_[:, None]) ** 2, 0.0).sum(1) / n1)
+    iqr = (q75 - q25) / 1.349  # The std of a normal distribution from its interquartile range.
+    robust = np.isfinite(iqr) & (iqr > 0)
+    mean, std = np.where(robust, median, mean_), np.where(robust, iqr, std_)
     overflow = spread & ~(np.isfinite(std) & np.isfinite(mean) & (std > 0))
     mean = np.where(overflow, 0.5 * lo + 0.5 * hi, mean)
     std = np.where(overflow, 0.5 * hi - 0.5 * lo, std)

@@ -1,0 +1,44 @@
+"""A bad model fails: the shipped v2 checkpoint's held-out NLL against the exact GP, beside uniform predictions.
+
+Fast (2 validation batches of GP-prior examples at one context size): the
+shipped model must stay within BOUND nats per query of the exact GP, a bound
+that uniform bar probabilities fail by a wide margin. v1's gap on the
+project's surrogate benchmark at context 20 is +0.40 (docs/model_v2.md).
+"""
+
+import pathlib
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from optformer import checkpoint
+from training.pfn_data import PFNDataConfig
+from training.pfn_eval import gp_gap
+
+V2 = pathlib.Path(__file__).resolve().parents[1] / "checkpoints" / "optformer-v2"
+BOUND = 0.40  # nats per query over the exact GP at context 20.
+
+
+@pytest.fixture(scope="module")
+def shipped():
+  model, meta = checkpoint.load_pfn(V2, with_metadata=True)
+  return model, meta
+
+
+def _gap(model, data, uniform=False):
+  graphdef, state = nnx.split(model)
+  params = nnx.to_pure_dict(state)
+  if uniform:  # Zero logits: every bar equally likely.
+    params["head"]["kernel"] = np.zeros_like(params["head"]["kernel"])
+    params["head"]["bias"] = np.zeros_like(params["head"]["bias"])
+  out = gp_gap(graphdef, params, data, model.config.borders, model.config.num_slot_ids, contexts=(20,), num_batches=2,
+               seed_offset=1000)
+  return out["gap_20"]
+
+
+def test_shipped_model_is_close_to_the_exact_gp_and_uniform_predictions_are_not(shipped):
+  model, meta = shipped
+  data = PFNDataConfig.from_json(meta["train"]["data"])
+  good, bad = _gap(model, data), _gap(model, data, uniform=True)
+  assert good < BOUND < bad, (good, bad)
