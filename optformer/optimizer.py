@@ -147,7 +147,16 @@ class Optimizer:
       from: "policy" (samples from the model's policy head, the default) or
       "random" (uniform in the search space; the surrogate alone, as in
       PFNs4BO's random-candidate ablation). With num_candidates=1 and
-      "policy" the suggestion is the policy sample alone.
+      "policy" the suggestion is the policy sample alone. A model v2
+      checkpoint has no policy: there "policy" means "search", M uniform
+      candidates plus M local moves of the 5 best trials
+      (`pfn_inference.candidate_pool`), and "random" the uniform ones only.
+    acquisition: what ranks the candidates: "ei" (expected improvement,
+      Jones et al. 1998; the default), "pi" (probability of improvement,
+      Kushner 1964) or "ucb" (mean + sqrt(ucb_beta) std, Srinivas et al.
+      2010). With a v2 model, EI and PI are in the model's normalized units
+      and are multiplied by p(feasible | x) (Gardner et al., ICML 2014).
+    ucb_beta: beta of "ucb" (> 0).
     prior: parameter name -> `optformer.priors.Normal` or `Weights`, a belief
       about where good values lie (piBO); None for no prior.
     prior_beta: beta of piBO (> 0): the prior's weight is pi(x) ** (beta / n)
@@ -179,7 +188,8 @@ class Optimizer:
 
   def __init__(
       self, space: ss.SearchSpace, goal: str = "minimize", *, model=None, num_candidates: int = 128,
-      temperature: float = 1.0, algorithm: str = "gp_ucb", candidates: str = "policy",
+      temperature: float = 1.0, algorithm: str = "gp_ucb", candidates: str = "policy", acquisition: str = "ei",
+      ucb_beta: float = 4.0,
       prior: Mapping[str, priors_lib.Belief] | None = None, prior_beta: float = 1.0, seed: int | None = None,
       warn_truncation: bool = True, compilation_cache: bool | str | os.PathLike = True,
   ):
@@ -191,6 +201,10 @@ class Optimizer:
       raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
     if candidates not in ("policy", "random", "search"):
       raise ValueError(f"candidates must be 'policy', 'random' or 'search', got {candidates!r}.")
+    if acquisition not in ("ei", "pi", "ucb"):
+      raise ValueError(f"acquisition must be 'ei', 'pi' or 'ucb', got {acquisition!r}.")
+    if not ucb_beta > 0:
+      raise ValueError(f"ucb_beta must be > 0, got {ucb_beta}.")
     if not temperature > 0:
       raise ValueError(f"temperature must be > 0, got {temperature}.")
     if not prior_beta > 0:
@@ -217,6 +231,7 @@ class Optimizer:
       self.algorithm = algorithms.index(algorithm)
       self.encoding = tk.encode_space(space, self.tok)
     self.num_candidates, self.temperature, self.candidates = num_candidates, temperature, candidates
+    self.acquisition, self.ucb_beta = acquisition, float(ucb_beta)
     self.prior = priors_lib.Prior(space, prior) if prior else None
     self.prior_beta = float(prior_beta)
     self._rng = np.random.default_rng(seed)
@@ -425,8 +440,12 @@ class Optimizer:
     if len(y) == 0:  # No scale yet: the first fresh candidate (policy or prior sample).
       return self._register(cand[int(np.argmax(fresh))])
     probs = self.engine.score(x, y_tok, self.encoding, self.algorithm, cand)
-    ei = RiemannDistribution(probs, self.tok.y_edges(), "maximize").expected_improvement(norm.apply(best))
-    score = np.log(np.maximum(ei, 1e-300))
+    dist = RiemannDistribution(probs, self.tok.y_edges(), "maximize")
+    if self.acquisition == "ucb":
+      score = dist.upper_confidence_bound(self.ucb_beta)
+    else:
+      acq = dist.expected_improvement if self.acquisition == "ei" else dist.probability_of_improvement
+      score = np.log(np.maximum(acq(norm.apply(best)), 1e-300))
     if self.prior is not None:
       configs = [self._decode(row) for row in cand]
       score = score + self.prior_beta / max(len(self.trials), 1) * self.prior.log_density(configs)
@@ -527,7 +546,13 @@ class Optimizer:
       pool = np.concatenate([pool, [self.space.to_unit(c) for c in self.prior.sample(self._rng, self.num_candidates)]])
     pred = self.engine.predict(x, y, self._kinds, self._num_values, pool)
     # Constrained EI (Gardner et al., ICML 2014): EI (in the model's z units) times p(feasible).
-    score = pred.log_expected_improvement_z(best) + np.log(np.maximum(pred.p_feasible, 1e-300))
+    log_feasible = np.log(np.maximum(pred.p_feasible, 1e-300))
+    if self.acquisition == "ucb":
+      score = pred.z.upper_confidence_bound(self.ucb_beta)
+    elif self.acquisition == "pi":
+      score = np.log(np.maximum(pred.probability_of_improvement(best), 1e-300)) + log_feasible  # best: internal units.
+    else:
+      score = pred.log_expected_improvement_z(best) + log_feasible
     if self.prior is not None:
       configs = [self.space.from_unit(u) for u in pool]
       score = score + self.prior_beta / max(len(self.trials), 1) * self.prior.log_density(configs)
@@ -560,6 +585,7 @@ class Optimizer:
             "algorithm": "gp_ucb" if self.v2 else self.engine.config.algorithms[self.algorithm],
             "candidates": self.candidates,
             "prior": self.prior.to_json() if self.prior else None, "prior_beta": self.prior_beta,
+            "acquisition": self.acquisition, "ucb_beta": self.ucb_beta,
         },
         "trials": [
             {"number": t.number, "params": t.params, "value": None if t.infeasible else t.value} for t in self.trials
@@ -597,9 +623,11 @@ class Optimizer:
     stored_model = _field(data, "model", "str|null")
     options = _field(data, "options", "object")
     opts = {k: _field(options, k, kind, "options.") for k, kind in _OPTION_KINDS.items()}
-    unknown = sorted(set(options) - set(_OPTION_KINDS))
+    for k, (kind, default) in _OPTIONAL_OPTION_KINDS.items():  # Absent from study files of earlier versions.
+      opts[k] = _field(options, k, kind, "options.") if k in options else default
+    unknown = sorted(set(options) - set(_OPTION_KINDS) - set(_OPTIONAL_OPTION_KINDS))
     if unknown:
-      raise ValueError(f"field 'options': unknown option(s) {unknown}; expected {sorted(_OPTION_KINDS)}.")
+      raise ValueError(f"field 'options': unknown option(s) {unknown}; expected {sorted(_OPTION_KINDS) + sorted(_OPTIONAL_OPTION_KINDS)}.")
     prior = opts.pop("prior")
     if model is None and stored_model is None:
       raise ValueError("The study was saved from an in-memory model; pass model= to load it.")
@@ -699,6 +727,8 @@ _OPTION_KINDS = {
     "num_candidates": "int", "temperature": "number", "algorithm": "str", "candidates": "str",
     "prior": "object|null", "prior_beta": "number",
 }
+# Options added later, with the default a study file without them gets: name -> (JSON kind, default).
+_OPTIONAL_OPTION_KINDS = {"acquisition": ("str", "ei"), "ucb_beta": ("number", 4.0)}
 _JSON_KINDS = {
     "int": (int,), "number": (int, float), "str": (str,), "bool": (bool,), "list": (list, tuple),
     "object": (Mapping,), "null": (type(None),),
