@@ -67,6 +67,8 @@ from optformer.pfn import PFNSurrogate
 from optformer.pfn_inference import PFNEngine, PFNPredictive, candidate_pool
 
 _ENGINES: dict[str, Engine] = {}
+# Model v2's acquisition search: rounds of local moves around the REFINE_TOP best candidates.
+REFINE_ROUNDS, REFINE_TOP = 2, 8
 
 
 def load_engine(model: OptFormer | PFNSurrogate | str | pathlib.Path | None = None) -> Engine | PFNEngine:
@@ -544,21 +546,31 @@ class Optimizer:
     pool = candidate_pool(self.space, self._rng, self.num_candidates, top, local)
     if self.prior is not None:
       pool = np.concatenate([pool, [self.space.to_unit(c) for c in self.prior.sample(self._rng, self.num_candidates)]])
-    pred = self.engine.predict(x, y, self._kinds, self._num_values, pool)
-    # Constrained EI (Gardner et al., ICML 2014): EI (in the model's z units) times p(feasible).
-    log_feasible = np.log(np.maximum(pred.p_feasible, 1e-300))
-    if self.acquisition == "ucb":
-      score = pred.z.upper_confidence_bound(self.ucb_beta)
-    elif self.acquisition == "pi":
-      score = np.log(np.maximum(pred.probability_of_improvement(best), 1e-300)) + log_feasible  # best: internal units.
-    else:
-      score = pred.log_expected_improvement_z(best) + log_feasible
+    context = self.engine.context(x, y, self._kinds, self._num_values)
+    fresh_of = lambda units: np.array([tuple(u) not in taken for u in units])
+    score, fresh = self._acquisition_v2(context.score(pool), best), fresh_of(pool)
+    for _ in range(REFINE_ROUNDS if self.candidates == "search" else 0):
+      # Local search (as TabPFN-BO and Optuna's GPSampler do): moves around the best new candidates.
+      order = np.argsort(-np.where(fresh, score, -np.inf))[:REFINE_TOP]
+      more = candidate_pool(self.space, self._rng, 0, pool[order], max(self.num_candidates // 2, 1))
+      pool = np.concatenate([pool, more])
+      score = np.concatenate([score, self._acquisition_v2(context.score(more), best)])
+      fresh = np.concatenate([fresh, fresh_of(more)])
     if self.prior is not None:
       configs = [self.space.from_unit(u) for u in pool]
       score = score + self.prior_beta / max(len(self.trials), 1) * self.prior.log_density(configs)
-    fresh = np.array([tuple(u) not in taken for u in pool])
     score = np.where(fresh, score, -np.inf) if fresh.any() else score
     return self.add_pending(self.space.from_unit(pool[int(np.argmax(score))]))
+
+  def _acquisition_v2(self, pred: PFNPredictive, best: float) -> np.ndarray:
+    """float [M]: the acquisition of each candidate (internal units: larger is better)."""
+    log_feasible = np.log(np.maximum(pred.p_feasible, 1e-300))
+    if self.acquisition == "ucb":
+      return pred.z.upper_confidence_bound(self.ucb_beta)
+    if self.acquisition == "pi":
+      return np.log(np.maximum(pred.probability_of_improvement(best), 1e-300)) + log_feasible
+    # Constrained EI (Gardner et al., ICML 2014): EI in the model's z units times p(feasible).
+    return pred.log_expected_improvement_z(best) + log_feasible
 
   def _predict_v2(self, configs) -> PFNPredictive:
     x, y, best = self._context_v2()

@@ -144,7 +144,7 @@ class PFNEngine:
 
   def predict(self, x_NxD, y_N, kinds_D, num_values_D, query_MxD, active_NxD=None, active_MxD=None,
               goal: str = "maximize", min_power_points: int = 4) -> PFNPredictive:
-    """Predictive distributions at M queries given a context of n trials.
+    """Predictive distributions at M queries given a context of n trials (`context(...).score(...)`).
 
     Args:
       x_NxD: float [n, D] unit-form context configurations (category index as a float).
@@ -158,15 +158,16 @@ class PFNEngine:
       ValueError: more parameters than the model's slot ids, a context longer than
         max_context, an infinite objective, or mismatched shapes.
     """
+    ctx = self.context(x_NxD, y_N, kinds_D, num_values_D, active_NxD, min_power_points)
+    return ctx.score(query_MxD, active_MxD, goal)
+
+  def context(self, x_NxD, y_N, kinds_D, num_values_D, active_NxD=None, min_power_points: int = 4) -> "PFNContext":
+    """Encodes a context once (arguments as in `predict`); score any number of query sets against it."""
     x = np.asarray(x_NxD, np.float32).reshape(len(y_N), -1)
-    q = np.asarray(query_MxD, np.float32)
     y = np.asarray(y_N, np.float64)
     n, d = x.shape
-    m = len(q)
     if d > self.config.num_slot_ids:
       raise ValueError(f"The search space has {d} parameters; this model supports at most {self.config.num_slot_ids}.")
-    if q.ndim != 2 or q.shape[1] != d:
-      raise ValueError(f"Queries must be [M, {d}], got {q.shape}.")
     if n > self.config.max_context:
       raise ValueError(f"A context of {n} trials exceeds the model's {self.config.max_context}.")
     t = YTransform.fit(y, min_power_points=min_power_points)
@@ -176,22 +177,40 @@ class PFNEngine:
     nv = np.asarray(num_values_D, np.int32)[None]
     ids = np.arange(d, dtype=np.int32)[None]
     act = np.ones((n, d), bool) if active_NxD is None else np.asarray(active_NxD, bool)
-    ctx = SurrogateBatch(
+    batch = SurrogateBatch(
         x=_pad(x, c)[None], active=_pad(act, c)[None], kinds=kinds, num_values=nv, slot_ids=ids,
         z=_pad(z.astype(np.float32), c)[None], feasible=_pad(~np.isnan(y), c)[None],
         context=_pad(np.ones(n, bool), c)[None], valid=_pad(np.ones(n, bool), c)[None],
     )
-    states, mask = _encode(self.graphdef, self.params, ctx)
+    states, mask = _encode(self.graphdef, self.params, batch)
+    return PFNContext(self, states, mask, kinds, nv, ids, t)
+
+
+class PFNContext:
+  """An encoded context (see `PFNEngine.context`): per-layer states, key mask, and the fitted y map."""
+
+  def __init__(self, engine: PFNEngine, states, mask, kinds, num_values, slot_ids, transform: YTransform):
+    self.engine, self.states, self.mask = engine, states, mask
+    self.kinds, self.num_values, self.slot_ids, self.transform = kinds, num_values, slot_ids, transform
+
+  def score(self, query_MxD, active_MxD=None, goal: str = "maximize") -> PFNPredictive:
+    """PFNPredictive of M unit-form queries float [M, D] against this context."""
+    q = np.asarray(query_MxD, np.float32)
+    d = self.kinds.shape[1]
+    if q.ndim != 2 or q.shape[1] != d:
+      raise ValueError(f"Queries must be [M, {d}], got {q.shape}.")
+    m = len(q)
     qa = np.ones((m, d), bool) if active_MxD is None else np.asarray(active_MxD, bool)
     probs = []
     for s in range(0, max(m, 1), QUERY_CHUNK):
       qx, qact = _pad(q[s:s + QUERY_CHUNK], QUERY_CHUNK), _pad(qa[s:s + QUERY_CHUNK], QUERY_CHUNK)
-      qb = SurrogateBatch(x=qx[None], active=qact[None], kinds=kinds, num_values=nv, slot_ids=ids,
-                          z=np.zeros((1, QUERY_CHUNK), np.float32), feasible=np.ones((1, QUERY_CHUNK), bool),
-                          context=np.zeros((1, QUERY_CHUNK), bool), valid=np.ones((1, QUERY_CHUNK), bool))
-      probs.append(np.asarray(_score(self.graphdef, self.params, states, mask, qb))[0])
+      qb = SurrogateBatch(x=qx[None], active=qact[None], kinds=self.kinds, num_values=self.num_values,
+                          slot_ids=self.slot_ids, z=np.zeros((1, QUERY_CHUNK), np.float32),
+                          feasible=np.ones((1, QUERY_CHUNK), bool), context=np.zeros((1, QUERY_CHUNK), bool),
+                          valid=np.ones((1, QUERY_CHUNK), bool))
+      probs.append(np.asarray(_score(self.engine.graphdef, self.engine.params, self.states, self.mask, qb))[0])
     p = np.concatenate(probs)[:m].astype(np.float64)
-    return PFNPredictive(p[:, :-1], 1.0 - p[:, -1], self.borders, t, goal)
+    return PFNPredictive(p[:, :-1], 1.0 - p[:, -1], self.engine.borders, self.transform, goal)
 
 
 def _pad(a, length: int):
