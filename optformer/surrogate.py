@@ -181,6 +181,8 @@ class Surrogate:
     dist = self.predict_distribution(X)
     rng = np.random.default_rng(random_state)
     u_MxS = rng.random((len(dist), int(n_samples)))
+    if not isinstance(dist, RiemannDistribution):  # Model v2: inverse CDF of the full-support distribution.
+      return np.stack([dist.quantile(np.clip(u_MxS[:, j], 1e-12, 1 - 1e-12)) for j in range(u_MxS.shape[1])], axis=1)
     cum_MxY = np.cumsum(dist.probs, axis=1)
     out = np.empty_like(u_MxS)
     last = dist.probs.shape[1] - 1

@@ -128,3 +128,17 @@ def test_v1_models_take_every_acquisition_too(tiny_model, mixed_space, acquisiti
     s = opt.ask()
     mixed_space.validate(s)
     opt.tell(s, float(i))
+
+
+def test_surrogate_on_a_v2_model_predicts_and_samples_in_y_units(v2_dir, space):
+  from optformer import Surrogate
+
+  rng = np.random.default_rng(7)
+  X = [space.sample(rng) for _ in range(10)]
+  y = rng.normal(size=10) * 5 + 100
+  sur = Surrogate(space, model=v2_dir).fit(X, y)
+  mean, std = sur.predict(X[:4], return_std=True)
+  assert mean.shape == (4,) and np.all(std > 0) and np.all(np.abs(mean - 100) < 100)
+  draws = sur.sample_y(X[:4], n_samples=200, random_state=0)
+  assert draws.shape == (4, 200) and np.all(np.isfinite(draws))
+  np.testing.assert_allclose(draws.mean(1), mean, atol=4 * std.max())
