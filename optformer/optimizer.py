@@ -529,7 +529,7 @@ class Optimizer:
 
   @property
   def _num_values(self):
-    return np.array([p.num_values for p in self.space], np.int32)
+    return np.array([min(p.num_values, 2**31 - 1) for p in self.space], np.int32)  # Int(0, 2**31) has 2**31 + 1 levels.
 
   def _ask_one_v2(self) -> Suggestion:
     x, y, best = self._context_v2()
