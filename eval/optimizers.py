@@ -9,6 +9,8 @@ through the same loop:
 | "optformer"        | optformer.Optimizer: EI ranking of 128 policy samples (the default)  |
 | "optformer-policy" | optformer.Optimizer(num_candidates=1): the policy sample alone       |
 | "optformer-random" | optformer.Optimizer(candidates="random"): EI over 128 uniform points |
+| "optformer-v2"     | optformer.Optimizer on checkpoints/optformer-v2 (model v2, in training): |
+|                    | constrained EI over uniform points, local moves and 2 refinement rounds |
 | "random"           | uniform random search (eval/random_search.py)                        |
 | "sobol"            | scrambled Sobol' sequence (scipy.stats.qmc), mapped by the space      |
 | "tpe"              | Optuna TPESampler(multivariate=True)                                 |
@@ -24,6 +26,7 @@ goal. A NaN or infinite objective is told as a failed trial.
 from __future__ import annotations
 
 import math
+import pathlib
 from typing import Any, Callable, Mapping
 
 import optformer
@@ -31,8 +34,9 @@ from eval.random_search import RandomSearch
 
 Factory = Callable[[optformer.SearchSpace, str, int], Any]  # (space, goal, seed) -> ask/tell object.
 
-OPTIMIZERS = ("optformer", "optformer-policy", "optformer-random", "random", "sobol", "tpe", "gp", "cmaes")
-OURS = ("optformer", "optformer-policy", "optformer-random")  # Variants of the learned optimizer.
+OPTIMIZERS = ("optformer", "optformer-policy", "optformer-random", "optformer-v2", "random", "sobol", "tpe", "gp", "cmaes")
+OURS = ("optformer", "optformer-policy", "optformer-random", "optformer-v2")  # Variants of the learned optimizer.
+V2_CHECKPOINT = pathlib.Path(__file__).resolve().parents[1] / "checkpoints" / "optformer-v2"
 
 
 class SobolSearch:
@@ -176,6 +180,7 @@ def factories(model=None) -> dict[str, Factory]:
       "optformer": optformer_entry(),
       "optformer-policy": optformer_entry(num_candidates=1),
       "optformer-random": optformer_entry(candidates="random"),
+      "optformer-v2": lambda space, goal, seed: optformer.Optimizer(space, goal, model=V2_CHECKPOINT, seed=seed),
       "random": lambda space, goal, seed: RandomSearch(space, seed=seed),
       "sobol": lambda space, goal, seed: SobolSearch(space, seed=seed),
       "tpe": optuna_entry(lambda seed: optuna.samplers.TPESampler(multivariate=True, seed=seed)),
