@@ -283,7 +283,7 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
       if "model" in methods and v2:
         pred = engine.predict(data["x"][i][ctx], y[ctx], kinds, nv, data["x"][i][qry])
         nll = -(np.log(np.maximum(pred.p_feasible, 1e-300)) + pred.log_prob(y_q))
-        samples = np.sort(pred._samples(), axis=1)  # [Q, K] quantile midpoints.
+        samples = np.sort(pred._samples, axis=1)  # [Q, K] quantile midpoints.
         k = samples.shape[1]
         spread = 2.0 / k**2 * samples @ (2.0 * np.arange(1, k + 1) - k - 1)  # E|X - X'| of the sample.
         crps = np.abs(samples - y_q[:, None]).mean(1) - 0.5 * spread  # Gneiting & Raftery 2007, eq. 20.

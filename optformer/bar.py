@@ -15,8 +15,8 @@ Closed forms (Y' ~ the distribution, c = best, maximizing):
   inner bar:  E[max(Y' - c, 0)] over [a, b] = ((b - c)^2 - (max(c, a) - c)^2) / (2 w)  for c < b;
   right tail: E[max(e + X - c, 0)], X ~ HN(s): for c <= e, (e - c) + s sqrt(2/pi);
               for c > e, with t = c - e: s sqrt(2/pi) exp(-t^2 / 2 s^2) - 2 t (1 - Phi(t / s));
-  left tail:  E[max(e - X - c, 0)] = for c < e: the Gaussian partial expectation
-              2 [ (e - c) Phi((e - c) / s) + s phi((e - c) / s) ] - (e - c) - s sqrt(2/pi)... see `_left_tail_ei`.
+  left tail:  E[max(e - X - c, 0)], with d = e - c > 0 (else 0):
+              d (2 Phi(d / s) - 1) - s sqrt(2/pi) + 2 s phi(d / s).
 """
 
 from __future__ import annotations
@@ -186,8 +186,7 @@ class BarDistribution:
     e, w = self.borders, self.widths
     a, b = e[:-1], e[1:]
     m = np.clip(c, a, b)
-    out = ((b - c) ** 2 - (m - c) ** 2) / (2.0 * w) * (c < b)
-    out = out + np.maximum(a - c, 0.0) * 0.0  # (c < a is covered: m = a gives the full integral.)
+    out = ((b - c) ** 2 - (m - c) ** 2) / (2.0 * w) * (c < b)  # c < a: m = a gives the whole bar.
     sl, sr = self.tail_scales
     out[-1] = _right_tail_ei(e[-2], sr, c)
     out[0] = _left_tail_ei(e[1], sl, c)

@@ -344,21 +344,7 @@ class Optimizer:
       return np.zeros((0, self.tok.max_params), np.int32), np.zeros(0)
     worst = min(feasible)
     rows = [(t.params, worst if t.infeasible else self._internal(t.value)) for t in self.trials] + list(extra)
-    limit = self.engine.config.max_trials
-    if len(rows) > limit:
-      if not self._warned_truncation:
-        warnings.warn(
-            f"The study has {len(rows)} trials; the model's context holds {limit}. It sees the best "
-            f"{limit // 2} and the most recent trials (all trials are kept in `trials`).", stacklevel=4,
-        )
-        self._warned_truncation = True
-      order = np.argsort([-y for _, y in rows], kind="stable")
-      keep = set(order[: limit // 2].tolist())
-      for i in range(len(rows) - 1, -1, -1):
-        if len(keep) >= limit:
-          break
-        keep.add(i)
-      rows = [rows[i] for i in sorted(keep)]
+    rows = self._fit_context(rows, self.engine.config.max_trials, stacklevel=5)
     return self._tokens([p for p, _ in rows]), np.array([y for _, y in rows])
 
   def _tokens(self, configs) -> np.ndarray:
@@ -489,7 +475,8 @@ class Optimizer:
   # -- Model v2 --------------------------------------------------------------
 
   def _context_v2(self):
-    """(x float [n, D] unit form, y float [n] larger is better, NaN = infeasible, best internal y or None).
+    """(x float [n, D] unit form, y float [n] larger is better, NaN = infeasible, best internal y or None,
+    the set of unit-form tuples of every told and pending configuration).
 
     Pending trials enter with the surrogate's predicted mean given the told
     trials (kriging believer); a history longer than the model's context
@@ -499,27 +486,34 @@ class Optimizer:
     feasible = [y for _, y in rows if not math.isnan(y)]
     best = max(feasible) if feasible else None
     limit = self.engine.config.max_context
-    if self._pending and feasible:
-      pend = np.array([self.space.to_unit(p) for p in self._pending.values()])
+    pend = np.array([self.space.to_unit(p) for p in self._pending.values()]).reshape(-1, len(self.space))
+    taken = {tuple(u) for u, _ in rows} | {tuple(u) for u in pend}
+    if len(pend) and feasible:
       x0, y0 = self._truncate(rows, limit - len(pend))
       mean = self.engine.predict(x0, y0, self._kinds, self._num_values, pend).mean
       rows = rows + list(zip(pend, mean))
     x, y = self._truncate(rows, limit)
-    return x, y, best
+    return x, y, best, taken
+
+  def _fit_context(self, rows, limit: int, stacklevel: int):
+    """The (x, y) rows the model sees: all of them, or past `limit` the best half (NaN, infeasible, last)
+    and the most recent ones, in their original order; warns once when it truncates."""
+    if len(rows) <= limit:
+      return rows
+    if not self._warned_truncation:
+      warnings.warn(f"The study has {len(rows)} trials; the model's context holds {limit}. It sees the best "
+                    f"{limit // 2} and the most recent trials (all trials are kept in `trials`).", stacklevel=stacklevel)
+      self._warned_truncation = True
+    order = np.argsort([-(y if not math.isnan(y) else -np.inf) for _, y in rows], kind="stable")
+    keep = set(order[: limit // 2].tolist())
+    for i in range(len(rows) - 1, -1, -1):
+      if len(keep) >= limit:
+        break
+      keep.add(i)
+    return [rows[i] for i in sorted(keep)]
 
   def _truncate(self, rows, limit: int):
-    if len(rows) > limit:
-      if not self._warned_truncation:
-        warnings.warn(f"The study has {len(rows)} trials; the model's context holds {limit}. It sees the best "
-                      f"{limit // 2} and the most recent trials (all trials are kept in `trials`).", stacklevel=5)
-        self._warned_truncation = True
-      order = np.argsort([-(y if not math.isnan(y) else -np.inf) for _, y in rows], kind="stable")
-      keep = set(order[: limit // 2].tolist())
-      for i in range(len(rows) - 1, -1, -1):
-        if len(keep) >= limit:
-          break
-        keep.add(i)
-      rows = [rows[i] for i in sorted(keep)]
+    rows = self._fit_context(rows, limit, stacklevel=6)
     d = len(self.space)
     return np.array([r for r, _ in rows], np.float64).reshape(len(rows), d), np.array([y for _, y in rows], np.float64)
 
@@ -532,8 +526,7 @@ class Optimizer:
     return np.array([min(p.num_values, 2**31 - 1) for p in self.space], np.int32)  # Int(0, 2**31) has 2**31 + 1 levels.
 
   def _ask_one_v2(self) -> Suggestion:
-    x, y, best = self._context_v2()
-    taken = {tuple(self.space.to_unit(p)) for p in [t.params for t in self.trials] + list(self._pending.values())}
+    x, y, best, taken = self._context_v2()
     if best is None:  # No scale yet: a prior sample or a uniform one.
       for _ in range(1000):
         cfg = self.prior.sample(self._rng, 1)[0] if self.prior is not None else self.space.sample(self._rng)
@@ -573,7 +566,7 @@ class Optimizer:
     return pred.log_expected_improvement_z(best) + log_feasible
 
   def _predict_v2(self, configs) -> PFNPredictive:
-    x, y, best = self._context_v2()
+    x, y, best, _ = self._context_v2()
     if best is None:
       raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
     query = np.array([self.space.to_unit(c) for c in configs], np.float64).reshape(len(configs), len(self.space))

@@ -85,8 +85,9 @@ class PFNPredictive:
     z = self.z.quantile(q if self._sign > 0 else 1.0 - q)
     return self._sign * self.transform.invert(z)
 
+  @functools.cached_property
   def _samples(self) -> np.ndarray:
-    """float [N, K] internal-unit values at K quantile midpoints (the quadrature of moments)."""
+    """float [N, K] internal-unit values at K quantile midpoints (the quadrature of moments), computed once."""
     k = QUADRATURE_POINTS
     levels = (np.arange(k) + 0.5) / k
     return np.stack([self.transform.invert(self.z.quantile(q)) for q in levels], axis=1)
@@ -100,14 +101,14 @@ class PFNPredictive:
   def mean(self) -> np.ndarray:
     """float [N] in user units (exact for an affine map, quantile quadrature under the power transform)."""
     aff = self._affine
-    m = aff[0] * self.z.mean + aff[1] if aff else self._samples().mean(1)
+    m = aff[0] * self.z.mean + aff[1] if aff else self._samples.mean(1)
     return self._sign * m
 
   @property
   def std(self) -> np.ndarray:
     """float [N] >= 0 in user units."""
     aff = self._affine
-    return aff[0] * self.z.std if aff else self._samples().std(1)
+    return aff[0] * self.z.std if aff else self._samples.std(1)
 
   def expected_improvement(self, best=None) -> np.ndarray:
     """float [N] >= 0: E[improvement over best] in user units, in the goal's direction (Jones et al. 1998)."""
@@ -115,7 +116,7 @@ class PFNPredictive:
     aff = self._affine
     if aff:
       return aff[0] * self.z.expected_improvement((c - aff[1]) / aff[0])
-    return np.maximum(self._samples() - c, 0.0).mean(1)
+    return np.maximum(self._samples - c, 0.0).mean(1)
 
   def log_expected_improvement_z(self, best=None) -> np.ndarray:
     """float [N]: log EI in the model's z units (exact; the acquisition `ask` ranks by)."""

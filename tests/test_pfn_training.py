@@ -96,3 +96,12 @@ def test_gp_gap_reports_the_exact_gp_as_a_lower_bound_for_an_untrained_model(cfg
   tr = PFNTrainer(cfg, tmp_path / "g")
   out = gp_gap(tr.graphdef, tr.params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids, contexts=(3,), num_batches=1)
   assert np.isfinite(out["nll_model_3"]) and out["gap_3"] > 0
+
+
+def test_an_unwritable_checkpoint_directory_raises_at_once(cfg, tmp_path):
+  from training.train import WorkdirError
+
+  (tmp_path / "w").mkdir()
+  (tmp_path / "w" / "checkpoints").write_text("a file in the way")
+  with pytest.raises(WorkdirError, match="checkpoints"):
+    PFNTrainer(cfg, tmp_path / "w")

@@ -85,13 +85,12 @@ def main(argv=None) -> int:
   from training.pfn_eval import gp_gap
   from training.pfn_train import PFNTrainer
 
+  from training.train import WorkdirError, check_writable
+
   try:
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    probe = args.workdir / ".writable"
-    probe.write_text("")
-    probe.unlink()
-  except OSError as e:
-    print(f"error: the workdir {args.workdir} is not writable: {e.strerror}", file=sys.stderr)
+    check_writable(args.workdir)
+  except WorkdirError as e:
+    print(f"error: {e}", file=sys.stderr)
     return 2
   cfg = build_config(args)
   trainer = PFNTrainer(cfg, args.workdir, init_from=args.init_from)

@@ -23,6 +23,7 @@ import functools
 
 import jax
 import numpy as np
+import scipy.special
 from flax import nnx
 
 from data_gen import gp
@@ -51,9 +52,7 @@ def _gp_predict(task, z_BxNxD, y_BxN, mask_BxN):
 
 def model_nll(logits_BxNxY1, z_BxN, log_dz_dy_BxN, borders) -> np.ndarray:
   """float64 [B, N]: -log density in user units of feasible targets with normalized value z."""
-  logits = np.asarray(logits_BxNxY1, np.float64)
-  logp = logits - logits.max(-1, keepdims=True)
-  logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+  logp = scipy.special.log_softmax(np.asarray(logits_BxNxY1, np.float64), axis=-1)
   b, n, y1 = logp.shape
   p_bars = np.exp(logp[..., :-1]).reshape(b * n, y1 - 1)
   log_feasible = np.log(np.maximum(p_bars.sum(-1), 1e-300))

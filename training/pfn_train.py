@@ -31,7 +31,9 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from optformer.pfn import PFNConfig, PFNSurrogate, SurrogateBatch, create_model
 from training.pfn_data import PFNDataConfig, dataset
-from training.train import jit_step
+from training.train import (
+    drop_metrics_after, fresh_state, jit_step, make_mesh, open_workdir, optimizer_step, restore_latest, save_checkpoint,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,23 +124,14 @@ def make_train_step(graphdef, tx, mesh) -> Callable:
   """Jitted train_step(params, opt_state, batch, targets) -> (params, opt_state, metrics); state donated."""
 
   def train_step(params, opt_state, batch, targets):
-    def objective(p):
-      return loss_fn(nnx.merge(graphdef, p), batch, targets)
-
-    (_, metrics), grads = jax.value_and_grad(objective, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    return params, opt_state, dict(metrics, grad_norm=optax.tree.norm(grads))
+    return optimizer_step(lambda p: loss_fn(nnx.merge(graphdef, p), batch, targets), tx, params, opt_state)
 
   return jit_step(train_step, mesh)
 
 
 def init_state(cfg: PFNTrainConfig, seed: int = 0):
   """(graphdef, params pure dict, optimizer, opt_state) of a fresh model."""
-  graphdef, state = nnx.split(create_model(cfg.model, seed))
-  params = nnx.to_pure_dict(state)
-  tx = make_optimizer(cfg)
-  return graphdef, params, tx, tx.init(params)
+  return fresh_state(create_model(cfg.model, seed), make_optimizer(cfg))
 
 
 class PFNTrainer:
@@ -150,77 +143,44 @@ class PFNTrainer:
     init_from: an exported model directory to warm-start a new workdir from.
 
   Raises:
-    ValueError: `workdir` holds a run with a different config.
-    OSError: `workdir` cannot be created or written (with the path).
+    ValueError: `workdir` holds a run with a different config, or `init_from` another model config.
+    WorkdirError: `workdir` or its checkpoints/ cannot be written (also from `save`).
   """
 
   def __init__(self, cfg: PFNTrainConfig, workdir, init_from=None, devices=None):
+    import grain
     import orbax.checkpoint as ocp
 
-    from training.train import make_mesh
-
     self.cfg, self.workdir = cfg, pathlib.Path(workdir)
-    self.workdir.mkdir(parents=True, exist_ok=True)
-    cfg_path = self.workdir / "config.json"
-    if cfg_path.exists():
-      if json.loads(cfg_path.read_text()) != json.loads(json.dumps(cfg.to_dict())):
-        raise ValueError(f"{cfg_path} holds a different config; use a new workdir or the same config.")
-    else:
-      cfg_path.write_text(json.dumps(cfg.to_dict(), indent=1))
+    checkpoints = open_workdir(self.workdir, cfg.to_dict())
     self.mesh = make_mesh(devices)
     if cfg.data.batch_size % self.mesh.size:
       raise ValueError(f"batch_size={cfg.data.batch_size} must divide by the {self.mesh.size} devices.")
     self.graphdef, params, self.tx, opt_state = init_state(cfg)
     self.manager = ocp.CheckpointManager(
-        (self.workdir / "checkpoints").absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_checkpoints, create=True),
-    )
-    replicated = NamedSharding(self.mesh, P())
-    self.step, position = 0, 0
-    state = {"params": params, "opt_state": opt_state}
-    latest = self.manager.latest_step()
-    if latest is not None:
-      abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), state)
-      restored = self.manager.restore(
-          latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-      state, meta = restored["state"], restored["meta"]
-      self.step, position = int(meta["step"]), int(meta["data_position"])
-    elif init_from is not None:
+        checkpoints, options=ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_checkpoints, create=True))
+    state, meta = restore_latest(self.manager, {"params": params, "opt_state": opt_state}, self.mesh)
+    if meta is None and init_from is not None:
       from optformer import checkpoint
 
       model, meta = checkpoint.load_pfn(init_from, with_metadata=True)
       if model.config != cfg.model:
         raise ValueError(f"{init_from} has another model config than this run.")
-      state["params"] = nnx.to_pure_dict(nnx.state(model))
-      self.step, position = int(meta.get("step", 0)), int(meta.get("data_position", 0))
-      state = jax.device_put(state, replicated)
-    else:
-      state = jax.device_put(state, replicated)
+      state["params"] = jax.device_put(nnx.to_pure_dict(nnx.state(model)), NamedSharding(self.mesh, P()))
+    meta = meta or {}
+    self.step, self.position = int(meta.get("step", 0)), int(meta.get("data_position", 0))
     self.params, self.opt_state = state["params"], state["opt_state"]
-    self._truncate_log(self.step)
-    import grain
-
+    drop_metrics_after(self.workdir / "metrics.jsonl", self.step)
     self._ds = dataset(cfg.data, np.asarray(cfg.model.borders), cfg.model.num_slot_ids)
     self.batches = self._ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2)).__iter__()
-    self.batches.set_state({"next_index": position})
-    self.position = position
+    self.batches.set_state({"next_index": self.position})
     self.train_step = make_train_step(self.graphdef, self.tx, self.mesh)
     self.batch_sharding = NamedSharding(self.mesh, P("data"))
 
-  def _truncate_log(self, step: int):
-    path = self.workdir / "metrics.jsonl"
-    if path.exists():
-      rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-      path.write_text("".join(r + "\n" for r in rows))
-
   def save(self, metrics: dict | None = None):
-    import orbax.checkpoint as ocp
-
+    """Writes a checkpoint of the current step and waits for it (raises WorkdirError when it cannot)."""
     meta = {"step": self.step, "data_position": self.position, "metrics": metrics or {}}
-    self.manager.save(self.step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave({"params": self.params, "opt_state": self.opt_state}), meta=ocp.args.JsonSave(meta)),
-        force=True)
-    self.manager.wait_until_finished()
+    save_checkpoint(self.manager, self.step, {"params": self.params, "opt_state": self.opt_state}, meta)
 
   def current_params(self):
     return eval_params(self.cfg, self.params, self.opt_state)

@@ -113,24 +113,30 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, cfg: TrainConfig
   """
 
   def train_step(params, opt_state, batch: Batch, policy_index):
-    def objective(p):
-      return loss_fn(nnx.merge(graphdef, p), batch, policy_index, cfg.policy_weight)
-
-    (_, metrics), grads = jax.value_and_grad(objective, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
-    return params, opt_state, metrics
+    return optimizer_step(lambda p: loss_fn(nnx.merge(graphdef, p), batch, policy_index, cfg.policy_weight),
+                          tx, params, opt_state)
 
   return jit_step(train_step, mesh)
 
 
+def optimizer_step(objective, tx: optax.GradientTransformation, params, opt_state):
+  """One update on objective(params) -> (loss, metrics): (params, opt_state, metrics with grad_norm)."""
+  (_, metrics), grads = jax.value_and_grad(objective, has_aux=True)(params)
+  updates, opt_state = tx.update(grads, opt_state, params)
+  params = optax.apply_updates(params, updates)
+  return params, opt_state, dict(metrics, grad_norm=optax.tree.norm(grads))
+
+
+def fresh_state(model, tx: optax.GradientTransformation):
+  """(graphdef, params pure dict, tx, opt_state) of a freshly built nnx model."""
+  graphdef, state = nnx.split(model)
+  params = nnx.to_pure_dict(state)
+  return graphdef, params, tx, tx.init(params)
+
+
 def init_state(cfg: TrainConfig, seed: int = 0):
   """(graphdef, params pure dict, optimizer, opt_state) of a fresh model."""
-  graphdef, state = nnx.split(create_model(cfg.model, seed))
-  params = nnx.to_pure_dict(state)
-  tx = make_optimizer(cfg)
-  return graphdef, params, tx, tx.init(params)
+  return fresh_state(create_model(cfg.model, seed), make_optimizer(cfg))
 
 
 def evaluate(graphdef, params, batches) -> dict:
@@ -165,7 +171,7 @@ def check_writable(directory: pathlib.Path) -> None:
     raise WorkdirError(f"Cannot write to {directory}: {e.strerror or e}.") from e
 
 
-def _drop_metrics_after(path: pathlib.Path, step: int) -> None:
+def drop_metrics_after(path: pathlib.Path, step: int) -> None:
   """Rewrites metrics.jsonl without rows logged after `step` (or cut short), if it has any."""
   if not path.exists():
     return
@@ -180,6 +186,57 @@ def _drop_metrics_after(path: pathlib.Path, step: int) -> None:
       keep.append(line)
   if len(keep) != len(lines):
     write_atomic(path, "".join(line + "\n" for line in keep))
+
+
+def open_workdir(workdir: pathlib.Path, cfg_dict: dict) -> pathlib.Path:
+  """Checks `workdir` is writable and holds this config (writing config.json on first use); returns its checkpoints/ path.
+
+  Raises:
+    ValueError: `workdir` holds a run with a different config.
+    WorkdirError: `workdir` or its checkpoints/ cannot be written.
+  """
+  check_writable(workdir)
+  cfg_path = workdir / "config.json"
+  if cfg_path.exists():
+    saved = json.loads(cfg_path.read_text())
+    if saved != json.loads(json.dumps(cfg_dict)):
+      raise ValueError(f"{cfg_path} holds a different config; use a new workdir or the same config.")
+  else:
+    try:
+      cfg_path.write_text(json.dumps(cfg_dict, indent=1))
+    except OSError as e:
+      raise WorkdirError(f"Cannot write {cfg_path}: {e.strerror or e}.") from e
+  checkpoints = (workdir / "checkpoints").absolute()
+  check_writable(checkpoints)
+  return checkpoints
+
+
+def restore_latest(manager: ocp.CheckpointManager, state: dict, mesh) -> tuple[dict, dict | None]:
+  """(state, meta) of the manager's latest checkpoint, or (state placed on the mesh, None) when it has none."""
+  replicated = NamedSharding(mesh, P())
+  latest = manager.latest_step()
+  if latest is None:
+    return jax.device_put(state, replicated), None
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), state)
+  restored = manager.restore(
+      latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+  return restored["state"], restored["meta"]
+
+
+def save_checkpoint(manager: ocp.CheckpointManager, step: int, state: dict, meta: dict) -> None:
+  """Writes the step's checkpoint (state and JSON meta) and waits for it.
+
+  Raises:
+    WorkdirError: the checkpoint directory cannot be written, or orbax failed to save.
+  """
+  directory = pathlib.Path(manager.directory)
+  check_writable(directory)
+  try:
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                 force=True)
+    manager.wait_until_finished()
+  except Exception as e:  # orbax raises many types (OSError, ValueError, its own) for a failed write.
+    raise WorkdirError(f"Saving the step-{step} checkpoint to {directory} failed: {type(e).__name__}: {e}") from e
 
 
 class Trainer:
@@ -198,43 +255,17 @@ class Trainer:
 
   def __init__(self, cfg: TrainConfig, workdir, train_source, eval_source=None, devices=None):
     self.cfg, self.workdir = cfg, pathlib.Path(workdir)
-    check_writable(self.workdir)
-    cfg_path = self.workdir / "config.json"
-    if cfg_path.exists():
-      saved = json.loads(cfg_path.read_text())
-      if saved != json.loads(json.dumps(cfg.to_dict())):
-        raise ValueError(f"{cfg_path} holds a different config; use a new workdir or the same config.")
-    else:
-      try:
-        cfg_path.write_text(json.dumps(cfg.to_dict(), indent=1))
-      except OSError as e:
-        raise WorkdirError(f"Cannot write {cfg_path}: {e.strerror or e}.") from e
-    check_writable((self.workdir / "checkpoints").absolute())
+    checkpoints = open_workdir(self.workdir, cfg.to_dict())
     self.mesh = make_mesh(devices)
     if cfg.data.batch_size % self.mesh.size:
       raise ValueError(f"batch_size={cfg.data.batch_size} must divide by the {self.mesh.size} devices.")
     self.graphdef, params, self.tx, opt_state = init_state(cfg)
     self.manager = ocp.CheckpointManager(
-        (self.workdir / "checkpoints").absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_checkpoints, create=True),
-    )
-    self.step = 0
-    replicated = NamedSharding(self.mesh, P())
-    state = {"params": params, "opt_state": opt_state}
-    latest = self.manager.latest_step()
-    if latest is not None:
-      abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), state)
-      restored = self.manager.restore(
-          latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
-      )
-      state, meta = restored["state"], restored["meta"]
-      self.step = int(meta["step"])
-      position = int(meta["data_position"])
-    else:
-      state = jax.device_put(state, replicated)
-      position = 0
+        checkpoints, options=ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_checkpoints, create=True))
+    state, meta = restore_latest(self.manager, {"params": params, "opt_state": opt_state}, self.mesh)
+    self.step, position = (int(meta["step"]), int(meta["data_position"])) if meta else (0, 0)
     self.params, self.opt_state = state["params"], state["opt_state"]
-    _drop_metrics_after(self.workdir / "metrics.jsonl", self.step)
+    drop_metrics_after(self.workdir / "metrics.jsonl", self.step)
     self.batches = BatchIterator(train_source, cfg.model.tokenizer, cfg.data, position=position)
     self.eval_source = eval_source
     self.train_step = make_train_step(self.graphdef, self.tx, cfg, self.mesh)
@@ -246,21 +277,8 @@ class Trainer:
     Raises:
       WorkdirError: the checkpoint directory cannot be written, or orbax failed to save.
     """
-    directory = pathlib.Path(self.manager.directory)
-    check_writable(directory)
     meta = {"step": self.step, "data_position": self.batches.position, "metrics": metrics or {}}
-    try:
-      self.manager.save(
-          self.step,
-          args=ocp.args.Composite(
-              state=ocp.args.StandardSave({"params": self.params, "opt_state": self.opt_state}),
-              meta=ocp.args.JsonSave(meta),
-          ),
-          force=True,
-      )
-      self.manager.wait_until_finished()
-    except Exception as e:  # orbax raises many types (OSError, ValueError, its own) for a failed write.
-      raise WorkdirError(f"Saving the step-{self.step} checkpoint to {directory} failed: {type(e).__name__}: {e}") from e
+    save_checkpoint(self.manager, self.step, {"params": self.params, "opt_state": self.opt_state}, meta)
 
   def eval_batches(self):
     cfg = self.cfg
