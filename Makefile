@@ -7,7 +7,10 @@
 #   make corpus   generate the synthetic training corpus -> corpus/
 #   make train    train on corpus/ in runs/gp-v1 (resumable), export checkpoints/optformer-gp-v1
 #   make train-v2 train model v2 on prior examples generated on the fly in runs/v2 (resumable; on a new
-#                 machine it warm-starts from checkpoints/optformer-v2), exporting there every 1000 steps
+#                 machine it resumes from snapshots/v2, else warm-starts from checkpoints/optformer-v2),
+#                 exporting there every 1000 steps
+#   make snapshot-v2  copy the v2 run's latest full state to snapshots/v2 (commit it to resume elsewhere)
+#   make wheel-test   build the wheel, install it in a fresh venv outside the checkout, run it
 #
 # Knobs: PYTHON (interpreter that creates the venv), DEMO_ARGS, CORPUS_DIR, CORPUS_ARGS,
 # WORKDIR, CHECKPOINT, TRAIN_ARGS (e.g. make train TRAIN_ARGS='--until 2000').
@@ -23,44 +26,61 @@ CORPUS_ARGS ?= --num-train 24000 --num-valid 512 --trials 64 --max-dims 8 --seed
 
 WORKDIR_V2 ?= runs/v2
 CHECKPOINT_V2 ?= checkpoints/optformer-v2
+# The run's latest full training state (optimizer state and data position included), committed at
+# session ends so a new machine resumes the run exactly rather than warm-starting.
+SNAPSHOT_V2 ?= snapshots/v2
 TRAIN_V2_ARGS ?= --export-every 1000 --no-progress
 
-.PHONY: test demo bench corpus train train-v2 clean-venv
+.PHONY: test wheel-test demo bench corpus train train-v2 snapshot-v2 clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Install stamps: one per extra ("base" = no extra), rebuilt when pyproject.toml changes.
-$(VENV)/.installed-base: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -e .
+$(VENV)/.installed-base: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -e ".[$*]"
+$(VENV)/.installed-%: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -c constraints.txt -e ".[$*]"
 	touch $@
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
+# The built wheel in a fresh environment outside the checkout (what CI runs after the tests).
+wheel-test:
+	bash .ci/wheel_smoke $(PYTHON)
+
 demo: $(VENV)/.installed-demo
-	$(BIN)/python -m eval.demo $(DEMO_ARGS)
+	$(BIN)/python -m optformer.eval.demo $(DEMO_ARGS)
 
 bench: $(VENV)/.installed-eval
-	$(BIN)/python -m eval.benchmark --preset bench --out results/bench
-	$(BIN)/python -m eval.latency --out results/bench/latency.json
-	$(BIN)/python -m eval.surrogate_eval --tasks 16 --out results/bench/surrogate.json --figure results/bench/figures/surrogate_calibration.png
-	$(BIN)/python -m eval.report results/bench
+	$(BIN)/python -m optformer.eval.benchmark --preset bench --out results/bench
+	$(BIN)/python -m optformer.eval.latency --out results/bench/latency.json
+	$(BIN)/python -m optformer.eval.surrogate_eval --tasks 16 --out results/bench/surrogate.json --figure results/bench/figures/surrogate_calibration.png
+	$(BIN)/python -m optformer.eval.report results/bench
 
-corpus: $(VENV)/.installed-base
-	$(BIN)/python -m data_gen.cli --out $(CORPUS_DIR) $(CORPUS_ARGS)
+corpus: $(VENV)/.installed-data
+	$(BIN)/python -m optformer.data_gen.cli --out $(CORPUS_DIR) $(CORPUS_ARGS)
 
-train: $(VENV)/.installed-base
-	$(BIN)/python -m training.cli --corpus $(CORPUS_DIR) --workdir $(WORKDIR) --export $(CHECKPOINT) $(TRAIN_ARGS)
+train: $(VENV)/.installed-train
+	$(BIN)/python -m optformer.training.cli --corpus $(CORPUS_DIR) --workdir $(WORKDIR) --export $(CHECKPOINT) $(TRAIN_ARGS)
 
-train-v2: $(VENV)/.installed-base
-	$(BIN)/python -m training.pfn_cli --workdir $(WORKDIR_V2) \
+train-v2: $(VENV)/.installed-train
+	@if [ ! -f $(WORKDIR_V2)/config.json ] && [ -f $(SNAPSHOT_V2)/config.json ]; then \
+	  echo "resuming from the snapshot $(SNAPSHOT_V2)"; mkdir -p $(WORKDIR_V2) && cp -r $(SNAPSHOT_V2)/. $(WORKDIR_V2)/; fi
+	$(BIN)/python -m optformer.training.pfn_cli --workdir $(WORKDIR_V2) \
 	  $(if $(wildcard $(WORKDIR_V2)/config.json),,$(if $(wildcard $(CHECKPOINT_V2)/config.json),--init-from $(CHECKPOINT_V2))) \
 	  --export $(CHECKPOINT_V2) $(TRAIN_V2_ARGS)
+
+# Copies the v2 run's config, metrics and latest checkpoint to $(SNAPSHOT_V2) (about 11 MB).
+snapshot-v2:
+	@latest=$$(ls $(WORKDIR_V2)/checkpoints | grep -E '^[0-9]+$$' | sort -n | tail -1); \
+	  test -n "$$latest" || { echo "no checkpoint in $(WORKDIR_V2)/checkpoints" >&2; exit 2; }; \
+	  rm -rf $(SNAPSHOT_V2) && mkdir -p $(SNAPSHOT_V2)/checkpoints && \
+	  cp $(WORKDIR_V2)/config.json $(WORKDIR_V2)/metrics.jsonl $(SNAPSHOT_V2)/ && \
+	  cp -r $(WORKDIR_V2)/checkpoints/$$latest $(SNAPSHOT_V2)/checkpoints/ && echo "snapshot of step $$latest in $(SNAPSHOT_V2)"
 
 clean-venv:
 	rm -rf $(VENV)

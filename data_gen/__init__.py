@@ -9,17 +9,17 @@ Public API (re-exports):
              find_corpus_dirs, resolve_corpus_dir
 """
 
-from data_gen.behaviour import ALGORITHMS, BehaviourConfig, GenerationStats, generate, generate_from_seeds
-from data_gen.gp import posterior
-from data_gen.prior import (KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, KIND_UNUSED, PriorConfig, TaskBatch,
+from optformer.data_gen.behaviour import ALGORITHMS, BehaviourConfig, GenerationStats, generate, generate_from_seeds
+from optformer.data_gen.gp import posterior
+from optformer.data_gen.prior import (KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, KIND_UNUSED, PriorConfig, TaskBatch,
                             canonicalize, evaluate, latent, sample_tasks, task_seeds)
-from data_gen.task import SyntheticTask
+from optformer.data_gen.task import SyntheticTask
 
 
 def __getattr__(name):
   # The corpus module imports tensorflow_datasets (slow); load it on first use.
   if name in ("CorpusConfig", "OptformerCorpus", "build_corpus", "load_corpus", "load_corpus_config",
               "find_corpus_dirs", "resolve_corpus_dir"):
-    from data_gen import corpus
+    from optformer.data_gen import corpus
     return getattr(corpus, name)
   raise AttributeError(f"module 'data_gen' has no attribute {name!r}")

@@ -29,9 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import qmc
 
-from data_gen import gp
-from data_gen import prior as prior_lib
-from data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, PriorConfig, TaskBatch
+from optformer.data_gen import gp
+from optformer.data_gen import prior as prior_lib
+from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, PriorConfig, TaskBatch
 
 ALGORITHMS = ("random", "sobol", "gp_ucb")
 

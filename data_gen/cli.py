@@ -1,8 +1,8 @@
 """Command line: write a trajectory corpus, or benchmark generation throughput.
 
-  python -m data_gen.cli --out corpus/ --num-train 100000 --num-valid 1000 \\
+  python -m optformer.data_gen.cli --out corpus/ --num-train 100000 --num-valid 1000 \\
       --trials 64 --seed 0 [--max-dims 8] [--mix 0.25,0.25,0.5]
-  python -m data_gen.cli --out corpus/ --benchmark 512 --trials 64
+  python -m optformer.data_gen.cli --out corpus/ --benchmark 512 --trials 64
 
 Writes `throughput.json` into the dataset folder (or `benchmark.json` into
 --out). Throughput "per core" = trajectories per second of process CPU time
@@ -23,8 +23,8 @@ import json
 import os
 import sys
 
-from data_gen import behaviour, corpus
-from data_gen.prior import PriorConfig
+from optformer.data_gen import behaviour, corpus
+from optformer.data_gen.prior import PriorConfig
 
 
 def _parse_mix(text: str) -> tuple[float, ...]:
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
       # already; restart this command pinned (the affinity is inherited).
       os.sched_setaffinity(0, cpus)
       argv = sys.argv[1:] if argv is None else argv
-      os.execv(sys.executable, [sys.executable, "-m", "data_gen.cli", *argv])
+      os.execv(sys.executable, [sys.executable, "-m", "optformer.data_gen.cli", *argv])
 
   config = corpus.CorpusConfig(
       prior=PriorConfig(max_dims=args.max_dims), num_train=args.num_train,

@@ -31,9 +31,9 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_gen import behaviour
-from data_gen.behaviour import BehaviourConfig, GenerationStats
-from data_gen.prior import PriorConfig
+from optformer.data_gen import behaviour
+from optformer.data_gen.behaviour import BehaviourConfig, GenerationStats
+from optformer.data_gen.prior import PriorConfig
 
 FEATURES_DOC = {
     "x": "float32 [T, D]: configurations in unit form (float in [0,1]; int level i of n = i/(n-1); categorical index k as float k; unused slots 0).",

@@ -38,8 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data_gen import prior as prior_lib
-from data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, PriorConfig
+from optformer.data_gen import prior as prior_lib
+from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, PriorConfig
 
 STREAM_EXAMPLE = 7  # Sub-stream of a task key for the example's draws (prior.STREAM_* use 0..3).
 SPLIT_IDS = {"train": 0, "validation": 1}  # Packed into the example key (see example_words).

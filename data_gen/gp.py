@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from data_gen.prior import TaskBatch
+from optformer.data_gen.prior import TaskBatch
 
 # Added to the diagonal of the (outputscale-normalized) kernel matrix.
 JITTER = 1e-5

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data_gen import prior as prior_lib
-from data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, PriorConfig, TaskBatch
+from optformer.data_gen import prior as prior_lib
+from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, PriorConfig, TaskBatch
 
 
 class SyntheticTask:

@@ -1,6 +1,6 @@
 """Benchmarks: every optimizer on every task of the chosen suites, cached per study.
 
-  python -m eval.benchmark [--preset full|bench] [--suite prior bbob hpo] [--optimizers all | NAME ...]
+  python -m optformer.eval.benchmark [--preset full|bench] [--suite prior bbob hpo] [--optimizers all | NAME ...]
                            [--seeds S] [--trials T] [--max-tasks N] [--checkpoint DIR] [--out results/full]
                            [--dry-run]
 
@@ -14,7 +14,7 @@ OUT/<suite>/<task>/reference.json caches the uniform random sample that
 normalizes regret (eval/regret.py). OUT/runs.jsonl gets one line per
 invocation (command, plan, machine, versions). Studies run seed by seed
 (all suites and tasks for seed 0, then seed 1, ...), so a partial run
-covers every task. `python -m eval.report OUT` turns the cache into tables
+covers every task. `python -m optformer.eval.report OUT` turns the cache into tables
 and figures.
 
 Presets (trials per study, seeds; see PRESETS):
@@ -45,8 +45,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from eval import optimizers as opt_lib
-from eval import runner, suites
+from optformer.eval import optimizers as opt_lib
+from optformer.eval import runner, suites
 from optformer import study_files
 
 REFERENCE_SEED = 12345  # Seeds the uniform random sample of every task's reference.json.
@@ -276,12 +276,12 @@ def main(argv=None) -> int:
     names = opt_lib.parse_names(args.optimizers)
   except ValueError as e:
     p.error(str(e))
-  from eval import demo
+  from optformer.eval import demo
 
   if not args.dry_run:
     args.out.mkdir(parents=True, exist_ok=True)
     line = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": shlex.join(["python", "-m", "eval.benchmark", *(argv if argv is not None else sys.argv[1:])]),
+            "command": shlex.join(["python", "-m", "optformer.eval.benchmark", *(argv if argv is not None else sys.argv[1:])]),
             "preset": args.preset, "plans": {k: dataclasses.asdict(v) for k, v in plans.items()},
             "optimizers": names, "checkpoint": demo.checkpoint_info(args.checkpoint),
             "machine": demo.machine_info(), "versions": demo.versions()}

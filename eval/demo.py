@@ -1,6 +1,6 @@
 """Demo: zero-shot OptFormer against random search on a real HPO task.
 
-  python -m eval.demo [--trials 40] [--seeds 5] [--checkpoint DIR] [--out results/demo] [--task NAME]
+  python -m optformer.eval.demo [--trials 40] [--seeds 5] [--checkpoint DIR] [--out results/demo] [--task NAME]
 
 Tunes the task (default: HistGradientBoostingClassifier on breast_cancer,
 3-fold CV log-loss, eval/sklearn_tasks.py) with optformer.Optimizer and
@@ -37,9 +37,9 @@ from typing import Callable
 import numpy as np
 
 import optformer
-from eval import runner
-from eval.random_search import RandomSearch
-from eval.sklearn_tasks import DEMO_TASK, TASKS, get_task
+from optformer.eval import runner
+from optformer.eval.random_search import RandomSearch
+from optformer.eval.sklearn_tasks import DEMO_TASK, TASKS, get_task
 
 REPORT_AT = (10, 20, 40)  # Trial counts in the table.
 OPTIMIZER_KWARGS = {"num_candidates": 128}  # Passed to optformer.Optimizer.
@@ -242,7 +242,7 @@ def main(argv=None) -> int:
   args.out.mkdir(parents=True, exist_ok=True)
   record = {
       "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "command": shlex.join(["python", "-m", "eval.demo", *(argv if argv is not None else sys.argv[1:])]),
+      "command": shlex.join(["python", "-m", "optformer.eval.demo", *(argv if argv is not None else sys.argv[1:])]),
       "config": {"trials": args.trials, "seeds": list(range(args.seeds)), "optimizers": list(factories),
                  "optformer_kwargs": OPTIMIZER_KWARGS, "checkpoint": checkpoint_info(args.checkpoint)},
       "task": task.describe() if hasattr(task, "describe") else {"name": task.name, "goal": task.goal},

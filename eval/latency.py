@@ -12,7 +12,7 @@ Ratios are to random search and to TPE at the same n, in the same run.
 The shipped model's context holds 64 trials: at n > 64 it sees the best 32
 and the most recent trials (eval.optimizers / optformer.Optimizer).
 
-Command: python -m eval.latency [--checkpoint DIR] [--sizes 10 50 100 200] [--repeats 5]
+Command: python -m optformer.eval.latency [--checkpoint DIR] [--sizes 10 50 100 200] [--repeats 5]
                                 [--optimizers all] [--out results/latency.json]
 """
 
@@ -28,8 +28,8 @@ import warnings
 
 import numpy as np
 
-from eval import optimizers as opt_lib
-from eval import prior_tasks
+from optformer.eval import optimizers as opt_lib
+from optformer.eval import prior_tasks
 
 SIZES = (10, 50, 100, 200)
 
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     p.error(str(e))
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(res, indent=1))
-  from eval.report import latency_markdown
+  from optformer.eval.report import latency_markdown
 
   print(latency_markdown(res))
   return 0

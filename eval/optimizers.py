@@ -30,13 +30,13 @@ import pathlib
 from typing import Any, Callable, Mapping
 
 import optformer
-from eval.random_search import RandomSearch
+from optformer.eval.random_search import RandomSearch
 
 Factory = Callable[[optformer.SearchSpace, str, int], Any]  # (space, goal, seed) -> ask/tell object.
 
 OPTIMIZERS = ("optformer", "optformer-policy", "optformer-random", "optformer-v2", "random", "sobol", "tpe", "gp", "cmaes")
 OURS = ("optformer", "optformer-policy", "optformer-random", "optformer-v2")  # Variants of the learned optimizer.
-V2_CHECKPOINT = pathlib.Path(__file__).resolve().parents[1] / "checkpoints" / "optformer-v2"
+V2_CHECKPOINT = optformer.checkpoint.V2_CHECKPOINT
 
 
 class SobolSearch:

@@ -1,6 +1,6 @@
 """OptFormerSampler beside Optuna's TPESampler (multivariate) in ordinary Optuna studies.
 
-  python -m eval.optuna_compare [--trials 40] [--seeds 3] [--task NAME] [--checkpoint DIR] [--out FILE]
+  python -m optformer.eval.optuna_compare [--trials 40] [--seeds 3] [--task NAME] [--checkpoint DIR] [--out FILE]
 
 For each seed s in 0..S-1 and each sampler, one `optuna.create_study` with
 the sampler seeded s, run by `study.optimize` on a real task
@@ -27,8 +27,8 @@ from typing import Callable
 import numpy as np
 import optuna
 
-from eval import runner
-from eval.sklearn_tasks import DEMO_TASK, TASKS, get_task
+from optformer.eval import runner
+from optformer.eval.sklearn_tasks import DEMO_TASK, TASKS, get_task
 from optformer.integrations.optuna import OptFormerSampler, suggest_params
 
 REPORT_AT = (10, 20, 40)  # Trial counts in the table.

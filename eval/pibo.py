@@ -10,7 +10,7 @@ task's noisy observations; the table reports normalized regret of the best
 noiseless value (eval/regret.py) at a few budgets, mean +- s.e. over
 tasks x seeds.
 
-  python -m eval.pibo --tasks 10 --trials 50 --seeds 2 --out results/pibo.json
+  python -m optformer.eval.pibo --tasks 10 --trials 50 --seeds 2 --out results/pibo.json
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 from tqdm import tqdm
 
 import optformer
-from eval import prior_tasks, regret
-from eval.runner import mean_and_stderr, run_study
+from optformer.eval import prior_tasks, regret
+from optformer.eval.runner import mean_and_stderr, run_study
 from optformer import priors
 from optformer import search_space as ss
 

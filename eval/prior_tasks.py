@@ -18,8 +18,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from data_gen import prior as prior_lib
-from data_gen.task import SyntheticTask
+from optformer.data_gen import prior as prior_lib
+from optformer.data_gen.task import SyntheticTask
 
 
 class PriorTask:

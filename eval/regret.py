@@ -31,7 +31,7 @@ from typing import Iterable
 
 import numpy as np
 
-from eval.runner import best_so_far
+from optformer.eval.runner import best_so_far
 
 
 def sign(goal: str) -> float:

@@ -1,6 +1,6 @@
 """Benchmark report from the study cache of eval/benchmark.py: tables, JSON and figures.
 
-  python -m eval.report OUT [--at 10 25 50 100] [--reference optformer]
+  python -m optformer.eval.report OUT [--at 10 25 50 100] [--reference optformer]
 
 Reads OUT/<suite>/<task>/{reference.json, <optimizer>/seed_<s>.json} and writes
   OUT/report.md    per suite: normalized regret at t = 10, 25, 50, 100 (those
@@ -43,8 +43,8 @@ from collections import defaultdict
 import numpy as np
 
 import optformer
-from eval import regret
-from eval.optimizers import OPTIMIZERS, supports
+from optformer.eval import regret
+from optformer.eval.optimizers import OPTIMIZERS, supports
 
 REPORT_AT = (10, 25, 50, 100)
 ALPHA = 0.05  # Significance level of the win/tie/loss test.
@@ -312,7 +312,7 @@ def build(out: pathlib.Path, at=REPORT_AT, reference: str = "optformer", figures
     FileNotFoundError: `out` is not a folder.
   """
   if not out.is_dir():
-    raise FileNotFoundError(f"No benchmark cache at {out} (run python -m eval.benchmark --out {out} first).")
+    raise FileNotFoundError(f"No benchmark cache at {out} (run python -m optformer.eval.benchmark --out {out} first).")
   data = load(out)
   md = [f"## Benchmarks ({out})", "",
         "Normalized regret r_t = (best_t - y*) / (y_rand - y*) in the minimize sense, clipped at 0 "

@@ -39,7 +39,7 @@ is not finite, returns NaN, which optimizers record as an infeasible trial;
 params outside the space raise ValueError (`SearchSpace.validate`).
 
 Registry: `TASKS` maps a name to a zero-argument factory; `get_task(name)`.
-Mean seconds per evaluation (one core): `python -m eval.sklearn_tasks`.
+Mean seconds per evaluation (one core): `python -m optformer.eval.sklearn_tasks`.
 
 To add a task: write a `_<model>(params) -> estimator` and register a
 factory in `TASKS`.

@@ -64,7 +64,7 @@ def hpo_tasks(names=None) -> list[HpoTask]:
   Raises:
     ValueError: an unknown task name (eval.sklearn_tasks.get_task).
   """
-  from eval import sklearn_tasks
+  from optformer.eval import sklearn_tasks
 
   names = list(sklearn_tasks.TASKS) if names is None else list(names)
   return [HpoTask(sklearn_tasks.get_task(n)) for n in names]
@@ -77,11 +77,11 @@ def build(suite: str, **kwargs) -> list:
     ValueError: unknown suite name, or bad arguments for it.
   """
   if suite == "prior":
-    from eval import prior_tasks
+    from optformer.eval import prior_tasks
 
     return prior_tasks.tasks(**kwargs)
   if suite == "bbob":
-    from eval import bbob
+    from optformer.eval import bbob
 
     return bbob.tasks(**kwargs)
   if suite == "hpo":

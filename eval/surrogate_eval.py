@@ -66,7 +66,7 @@ said otherwise:
 Standard errors are std / sqrt(count) over queries (NLL, CRPS) or tasks
 (Spearman).
 
-Command: python -m eval.surrogate_eval [--checkpoint DIR] [--tasks 64] [--contexts 5 10 20 50]
+Command: python -m optformer.eval.surrogate_eval [--checkpoint DIR] [--tasks 64] [--contexts 5 10 20 50]
   [--queries 20] [--gp-restarts 2] [--methods model exact_gp ml2_gp] [--out results/surrogate.json]
   [--figure results/surrogate_calibration.png]
 """
@@ -84,14 +84,14 @@ import jax
 import numpy as np
 import scipy.stats
 
-from data_gen import gp
-from data_gen.behaviour import ALGORITHMS, generate
-from data_gen.prior import KIND_CATEGORICAL, PriorConfig, sample_tasks
+from optformer.data_gen import gp
+from optformer.data_gen.behaviour import ALGORITHMS, generate
+from optformer.data_gen.prior import KIND_CATEGORICAL, PriorConfig, sample_tasks
 from optformer import tokenizer as tk
 from optformer.distribution import RiemannDistribution
 from optformer.optimizer import load_engine
 from optformer.pfn_inference import PFNEngine
-from training.data import prior_encoding
+from optformer.training.data import prior_encoding
 
 METHODS = ("model", "exact_gp", "ml2_gp")
 COVERAGE_LEVELS = tuple(np.round(np.arange(1, 10) / 10, 1).tolist())  # 0.1, ..., 0.9.

@@ -42,7 +42,18 @@ from optformer import pfn
 from optformer.model import ModelConfig, OptFormer
 from optformer.study_files import write_atomic
 
-DEFAULT_CHECKPOINT = pathlib.Path(__file__).resolve().parents[1] / "checkpoints" / "optformer-gp-v1"
+
+
+def _shipped_root() -> pathlib.Path:
+  """Where the shipped model directories are: package data of an install, else the checkout's checkpoints/."""
+  package = pathlib.Path(__file__).resolve().parent
+  installed = package / "checkpoints"
+  return installed if installed.is_dir() else package.parent / "checkpoints"
+
+
+SHIPPED_CHECKPOINTS = _shipped_root()  # Holds one directory per shipped model.
+DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINTS / "optformer-gp-v1"  # The default model (v1).
+V2_CHECKPOINT = SHIPPED_CHECKPOINTS / "optformer-v2"  # Model v2 (in training; not the default).
 _MANIFEST = "manifest.json"
 _UNCHECKED = ("card.md",)  # Top-level files the manifest never lists (documentation only).
 _SHA256 = re.compile(r"[0-9a-f]{64}")

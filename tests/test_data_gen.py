@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data_gen import behaviour, gp, prior
-from data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, KIND_UNUSED, PriorConfig
-from data_gen.task import SyntheticTask
+from optformer.data_gen import behaviour, gp, prior
+from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, KIND_UNUSED, PriorConfig
+from optformer.data_gen.task import SyntheticTask
 
 PRIOR = PriorConfig.tiny()
 BEHAVIOUR = behaviour.BehaviourConfig.tiny()
@@ -212,7 +212,7 @@ def test_synthetic_task_space_round_trip_and_optimum():
 
 
 def test_corpus_write_read_round_trip(tmp_path):
-  from data_gen import corpus
+  from optformer.data_gen import corpus
   config = corpus.CorpusConfig.tiny()
   builder = corpus.build_corpus(str(tmp_path), config)
   assert builder.stats["train"].total_count == config.num_train
@@ -242,7 +242,7 @@ def test_corpus_write_read_round_trip(tmp_path):
 
 
 def test_resolve_corpus_dir_picks_newest_version_of_one_config(tmp_path):
-  from data_gen import corpus
+  from optformer.data_gen import corpus
   for version in ("1.0.0", "1.10.0", "1.2.0"):
     (tmp_path / "optformer_corpus" / "cfg_a" / version).mkdir(parents=True)
     (tmp_path / "optformer_corpus" / "cfg_a" / version / "dataset_info.json").write_text("{}")

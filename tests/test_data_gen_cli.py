@@ -2,7 +2,7 @@
 
 import json
 
-from data_gen import cli, corpus
+from optformer.data_gen import cli, corpus
 
 
 def test_cli_writes_corpus_and_throughput(tmp_path, capsys):

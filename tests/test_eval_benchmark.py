@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import optformer
-from eval import benchmark, optimizers, regret, report, runner, suites
+from optformer.eval import benchmark, optimizers, regret, report, runner, suites
 
 
 def _run(name, space, goal, seed, trials, objective, model):

@@ -9,9 +9,9 @@ import pytest
 from flax import nnx
 
 import optformer
-from eval import demo, runner
-from eval.random_search import RandomSearch
-from eval.sklearn_tasks import DEMO_TASK, TASKS, get_task
+from optformer.eval import demo, runner
+from optformer.eval.random_search import RandomSearch
+from optformer.eval.sklearn_tasks import DEMO_TASK, TASKS, get_task
 from optformer.model import ModelConfig, create_model
 
 

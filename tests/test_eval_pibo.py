@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from eval import pibo
+from optformer.eval import pibo
 from optformer import priors
 
 

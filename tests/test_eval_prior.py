@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from data_gen.prior import SPLIT_OFFSETS
-from eval import latency, optimizers, prior_tasks, regret
+from optformer.data_gen.prior import SPLIT_OFFSETS
+from optformer.eval import latency, optimizers, prior_tasks, regret
 from optformer import checkpoint
 from optformer.model import ModelConfig, create_model
 from optformer.tokenizer import TokenizerConfig

@@ -15,10 +15,10 @@ import pytest
 from flax import nnx
 
 from optformer import checkpoint
-from training.pfn_data import PFNDataConfig
-from training.pfn_eval import gp_gap
+from optformer.training.pfn_data import PFNDataConfig
+from optformer.training.pfn_eval import gp_gap
 
-V2 = pathlib.Path(__file__).resolve().parents[1] / "checkpoints" / "optformer-v2"
+V2 = checkpoint.V2_CHECKPOINT
 BOUND = 0.47  # nats per query over the exact GP at context 20 (step 9000: +0.41; uniform bars: +0.54).
 
 

@@ -253,7 +253,7 @@ def test_a_misleading_prior_does_not_stop_convergence():
   Random search's last 15 values average 0.32 (uniform x, y); below 0.2 over two studies has probability
   < 0.1 %, so only a search that left the prior for the optimum passes.
   """
-  from eval.random_search import RandomSearch
+  from optformer.eval.random_search import RandomSearch
 
   space = SearchSpace([Float("x", 0.0, 1.0), Float("y", 0.0, 1.0)])
   wrong = {"x": priors.Normal(0.05, 0.1), "y": priors.Normal(0.05, 0.1)}

@@ -7,10 +7,10 @@ import pytest
 
 from optformer import checkpoint
 from optformer.pfn import PFNSurrogate
-from training.pfn_data import PFNDataConfig, make_batch, prior_borders
-from training.pfn_eval import gp_gap
-from training.pfn_export import export
-from training.pfn_train import PFNTrainConfig, PFNTrainer
+from optformer.training.pfn_data import PFNDataConfig, make_batch, prior_borders
+from optformer.training.pfn_eval import gp_gap
+from optformer.training.pfn_export import export
+from optformer.training.pfn_train import PFNTrainConfig, PFNTrainer
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_context_statistics_never_see_the_queries(cfg, borders):
   batch, targets, ex, _, z = make_batch(cfg.data, borders, 8, 0, n_context=5)
   y = ex.y.astype(np.float64).copy()
   ex2 = ex._replace(y=np.where(np.arange(y.shape[1]) >= 5, y * 100 + 7, y).astype(np.float32))
-  from training.pfn_data import to_batch
+  from optformer.training.pfn_data import to_batch
 
   b2, _, z2, _ = to_batch(ex2, np.full(len(y), 5), batch.slot_ids, borders)
   np.testing.assert_allclose(z2[:, :5], z[:, :5], atol=1e-5)  # Context z unchanged by the queries' values.
@@ -98,8 +98,22 @@ def test_gp_gap_reports_the_exact_gp_as_a_lower_bound_for_an_untrained_model(cfg
   assert np.isfinite(out["nll_model_3"]) and out["gap_3"] > 0
 
 
+def test_gp_gap_by_relevant_parameters_partitions_the_examples(cfg, tmp_path):
+  tr = PFNTrainer(cfg, tmp_path / "g")
+  out = gp_gap(tr.graphdef, tr.params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids, contexts=(3,),
+               num_batches=2, by_dims=True)
+  groups = [k.removeprefix("examples_3_dims_") for k in out if k.startswith("examples_3_dims_")]
+  counts = np.array([out[f"examples_3_dims_{g}"] for g in groups])
+  assert groups and counts.sum() == 2 * cfg.data.batch_size
+  # Equal queries per example: the overall gap is the count-weighted mean of the groups' gaps.
+  weighted = sum(out[f"gap_3_dims_{g}"] * c for g, c in zip(groups, counts)) / counts.sum()
+  assert weighted == pytest.approx(out["gap_3"], abs=1e-9)
+  assert "gap_3_dims_1-2" not in gp_gap(tr.graphdef, tr.params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids,
+                                        contexts=(3,), num_batches=1)
+
+
 def test_an_unwritable_checkpoint_directory_raises_at_once(cfg, tmp_path):
-  from training.train import WorkdirError
+  from optformer.training.train import WorkdirError
 
   (tmp_path / "w").mkdir()
   (tmp_path / "w" / "checkpoints").write_text("a file in the way")

@@ -8,8 +8,8 @@ import pytest
 from sklearn.svm import SVC
 
 import optformer
-from eval import sklearn_tasks
-from eval.sklearn_tasks import TASKS, get_task
+from optformer.eval import sklearn_tasks
+from optformer.eval.sklearn_tasks import TASKS, get_task
 from optformer.search_space import KIND_CATEGORICAL, KIND_FLOAT, KIND_ORDINAL
 
 NUM_SAMPLES = 3  # Random configurations evaluated per task (each ~0.01-0.2 s).

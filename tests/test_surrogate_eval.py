@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT
-from eval import surrogate_eval as se
+from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT
+from optformer.eval import surrogate_eval as se
 from optformer import checkpoint
 from optformer.distribution import RiemannDistribution
 from optformer.model import create_model

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import optformer
-from training import data as data_lib
-from training.train import Trainer, TrainConfig, WorkdirError
+from optformer.training import data as data_lib
+from optformer.training.train import Trainer, TrainConfig, WorkdirError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -36,8 +36,8 @@ class ListSource:
 
 @pytest.fixture(scope="module")
 def corpus():
-  from data_gen.behaviour import generate
-  from data_gen.prior import PriorConfig
+  from optformer.data_gen.behaviour import generate
+  from optformer.data_gen.prior import PriorConfig
 
   cfg = TrainConfig.tiny()
   prior = dataclasses.replace(PriorConfig.tiny(), max_dims=cfg.model.tokenizer.max_params)
@@ -135,17 +135,17 @@ _CLI_UNWRITABLE = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, sys.argv[1])
     from test_training import ListSource
-    import data_gen.corpus
-    from data_gen.behaviour import generate
-    from data_gen.prior import PriorConfig
-    from training import cli, train
+    import optformer.data_gen.corpus
+    from optformer.data_gen.behaviour import generate
+    from optformer.data_gen.prior import PriorConfig
+    from optformer.training import cli, train
     cfg = train.TrainConfig.tiny()
     prior = dataclasses.replace(PriorConfig.tiny(), max_dims=cfg.model.tokenizer.max_params)
     out = generate(prior, num_tasks=8, num_trials=cfg.data.num_trials, algorithm_mix=(1, 1, 1), seed=0)
     src = ListSource([{k: np.asarray(out[k][i]) for k in ("x", "y", "kinds", "num_values", "algorithm")} for i in range(8)])
-    data_gen.corpus.load_corpus = lambda path, split: src
-    data_gen.corpus.resolve_corpus_dir = str
-    data_gen.corpus.load_corpus_config = lambda path: type("C", (), {"to_json": lambda self: {}})()
+    optformer.data_gen.corpus.load_corpus = lambda path, split: src
+    optformer.data_gen.corpus.resolve_corpus_dir = str
+    optformer.data_gen.corpus.load_corpus_config = lambda path: type("C", (), {"to_json": lambda self: {}})()
     workdir, case = pathlib.Path(sys.argv[2]), sys.argv[3]
     if case == "midway":  # orbax itself fails: the directory check passes, then the directory is a file
       built = train.Trainer.__init__
@@ -173,7 +173,7 @@ def test_the_cli_exits_1_with_one_line_when_checkpoints_cannot_be_written(tmp_pa
   )
   assert run.returncode == 1, run.stderr[-3000:]
   last = run.stderr.strip().splitlines()[-1]
-  assert re.match(r"training\.cli: error: (Cannot write to|Saving the step-5 checkpoint to) .*checkpoints", last), run.stderr[-3000:]
+  assert re.match(r"optformer\.training\.cli: error: (Cannot write to|Saving the step-5 checkpoint to) .*checkpoints", last), run.stderr[-3000:]
   if case == "checked":  # found before orbax starts: no traceback, no orbax log
     assert "Traceback" not in run.stderr and "absl" not in run.stderr, run.stderr
 
@@ -197,7 +197,7 @@ def test_non_finite_loss_raises(corpus, tmp_path):
 def test_export_loads_into_optimizer(corpus, tmp_path):
   train, valid = corpus
   Trainer(TrainConfig.tiny(), tmp_path / "run", train, valid).run(10, progress=False)
-  from training.export import export
+  from optformer.training.export import export
 
   out = export(tmp_path / "run", tmp_path / "model", corpus_info={"name": "test"}, command="test")
   card = (out / "card.md").read_text()
@@ -212,13 +212,13 @@ _MULTI_DEVICE = textwrap.dedent(
     """
     import dataclasses, json, sys
     import jax, numpy as np
-    from training.train import TrainConfig, init_state, make_mesh, make_train_step, _as_jax
-    from training.data import BatchIterator
+    from optformer.training.train import TrainConfig, init_state, make_mesh, make_train_step, _as_jax
+    from optformer.training.data import BatchIterator
     from jax.sharding import NamedSharding, PartitionSpec as P
     sys.path.insert(0, sys.argv[1])
     from test_training import ListSource
-    from data_gen.behaviour import generate
-    from data_gen.prior import PriorConfig
+    from optformer.data_gen.behaviour import generate
+    from optformer.data_gen.prior import PriorConfig
     assert len(jax.devices()) == 8, jax.devices()
     cfg = dataclasses.replace(TrainConfig.tiny(), data=dataclasses.replace(TrainConfig.tiny().data, batch_size=8))
     prior = dataclasses.replace(PriorConfig.tiny(), max_dims=cfg.model.tokenizer.max_params)

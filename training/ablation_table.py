@@ -1,6 +1,6 @@
 """Markdown table of model v2 recipe ablations: one row per run directory.
 
-  python -m training.ablation_table runs/ablate [--at-step N]
+  python -m optformer.training.ablation_table runs/ablate [--at-step N]
 
 Each run is a `training.pfn_cli` workdir; the row shows its recipe (from
 config.json), its last held-out evaluation (training/pfn_eval.py: NLL gap to

@@ -1,7 +1,7 @@
 """Command line: train (resumably) on a corpus, and export the shipped model.
 
-  python -m training.cli --corpus corpus --workdir runs/gp-v1 [--steps N]
-  python -m training.cli --workdir runs/gp-v1 --export checkpoints/optformer-gp-v1 --export-only
+  python -m optformer.training.cli --corpus corpus --workdir runs/gp-v1 [--steps N]
+  python -m optformer.training.cli --workdir runs/gp-v1 --export checkpoints/optformer-gp-v1 --export-only
 
 Re-running the same command resumes from the latest checkpoint in --workdir
 with the same data position.
@@ -22,7 +22,7 @@ import shlex
 import sys
 import threading
 
-from training.train import TrainConfig, Trainer, WorkdirError
+from optformer.training.train import TrainConfig, Trainer, WorkdirError
 
 
 def build_config(args) -> TrainConfig:
@@ -53,27 +53,27 @@ def main(argv=None) -> int:
 
   corpus_info = {}
   if args.corpus:
-    from data_gen.corpus import load_corpus_config, resolve_corpus_dir
+    from optformer.data_gen.corpus import load_corpus_config, resolve_corpus_dir
 
     corpus_info = {"path": resolve_corpus_dir(str(args.corpus)), "config": load_corpus_config(str(args.corpus)).to_json()}
   if not args.export_only:
     if not args.corpus:
       p.error("--corpus is required for training")
-    from data_gen.corpus import load_corpus
+    from optformer.data_gen.corpus import load_corpus
 
     try:
       trainer = Trainer(build_config(args), args.workdir, load_corpus(args.corpus, "train"), load_corpus(args.corpus, "validation"))
       rows = trainer.run(args.until or None, progress=not args.no_progress)
     except WorkdirError as e:
-      print(f"training.cli: error: {e}", file=sys.stderr, flush=True)
+      print(f"optformer.training.cli: error: {e}", file=sys.stderr, flush=True)
       _exit_if_orbax_hangs()
       return 1
     if rows:
       print(json.dumps(rows[-1]))
   if args.export:
-    from training.export import export
+    from optformer.training.export import export
 
-    command = f"python -m training.cli --corpus {shlex.quote(str(args.corpus or 'corpus'))} --workdir {shlex.quote(str(args.workdir))} --export {shlex.quote(str(args.export))}"
+    command = f"python -m optformer.training.cli --corpus {shlex.quote(str(args.corpus or 'corpus'))} --workdir {shlex.quote(str(args.workdir))} --export {shlex.quote(str(args.export))}"
     out = export(args.workdir, args.export, corpus_info=corpus_info, command=command, note=args.note)
     print(f"exported {out}")
   return 0

@@ -11,7 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from optformer import checkpoint
-from training.train import TrainConfig, init_state
+from optformer.training.train import TrainConfig, init_state
 
 
 def read_metrics(workdir) -> list[dict]:

@@ -1,8 +1,8 @@
 """Command line of model v2 training: train (resumably) on prior examples, export the model.
 
-  python -m training.pfn_cli --workdir runs/v2 [--steps N] [--until N] [--optimizer adamw]
-  python -m training.pfn_cli --workdir runs/v2 --export checkpoints/optformer-v2 --export-only
-  python -m training.pfn_cli --workdir runs/v2b --init-from checkpoints/optformer-v2   # warm start on a new machine
+  python -m optformer.training.pfn_cli --workdir runs/v2 [--steps N] [--until N] [--optimizer adamw]
+  python -m optformer.training.pfn_cli --workdir runs/v2 --export checkpoints/optformer-v2 --export-only
+  python -m optformer.training.pfn_cli --workdir runs/v2b --init-from checkpoints/optformer-v2   # warm start on a new machine
   make train-v2   # the long run: resumes runs/v2, or warm-starts from checkpoints/optformer-v2, exports every 1000 steps
 
 Re-running the same command resumes from the latest checkpoint in --workdir
@@ -20,8 +20,8 @@ import sys
 
 
 def build_config(args):
-  from training.pfn_data import prior_borders
-  from training.pfn_train import PFNTrainConfig
+  from optformer.training.pfn_data import prior_borders
+  from optformer.training.pfn_train import PFNTrainConfig
 
   cfg_path = args.workdir / "config.json"
   if cfg_path.exists():  # Resume: the saved config is the run's config.
@@ -82,10 +82,10 @@ def main(argv=None) -> int:
   p.add_argument("--no-progress", action="store_true")
   args = p.parse_args(argv)
 
-  from training.pfn_eval import gp_gap
-  from training.pfn_train import PFNTrainer
+  from optformer.training.pfn_eval import gp_gap
+  from optformer.training.pfn_train import PFNTrainer
 
-  from training.train import WorkdirError, check_writable
+  from optformer.training.train import WorkdirError, check_writable
 
   try:
     check_writable(args.workdir)
@@ -105,13 +105,13 @@ def main(argv=None) -> int:
       stop = min(until, trainer.step + args.export_every) if (args.export and args.export_every) else until
       rows = trainer.run(stop, progress=not args.no_progress, evaluator=evaluator) or rows
       if args.export and trainer.step < until:
-        from training.pfn_export import export
+        from optformer.training.pfn_export import export
 
         export(trainer, args.export)
     if rows:
       print(json.dumps(rows[-1]))
   if args.export:
-    from training.pfn_export import export
+    from optformer.training.pfn_export import export
 
     print(f"exported {export(trainer, args.export)}")
   return 0

@@ -22,7 +22,7 @@ import dataclasses
 
 import numpy as np
 
-from data_gen.examples import ExampleConfig, Examples, example_words, sample_examples
+from optformer.data_gen.examples import ExampleConfig, Examples, example_words, sample_examples
 from optformer import bar
 from optformer import ynorm
 from optformer.pfn import SurrogateBatch

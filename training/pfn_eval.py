@@ -26,10 +26,10 @@ import numpy as np
 import scipy.special
 from flax import nnx
 
-from data_gen import gp
+from optformer.data_gen import gp
 from optformer import bar
 from optformer import ynorm
-from training.pfn_data import PFNDataConfig, make_batch
+from optformer.training.pfn_data import PFNDataConfig, make_batch
 
 EVAL_SEQ_LEN = 64  # N of the evaluation examples: n context points and 64 - n queries.
 
@@ -60,29 +60,90 @@ def model_nll(logits_BxNxY1, z_BxN, log_dz_dy_BxN, borders) -> np.ndarray:
   return -(log_feasible + dist.log_prob(z_BxN.reshape(-1))).reshape(b, n) - log_dz_dy_BxN
 
 
-def gp_gap(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids: int, contexts=(5, 10, 20, 40),
-           num_batches: int = 4, seed_offset: int = 0) -> dict:
-  """{f"nll_model_{n}", f"nll_gp_{n}", f"gap_{n}"} in nats per query, mean over all queries of all batches."""
+DIM_GROUPS = ((1, 2), (3, 4), (5, 8), (9, 16), (17, 64))  # Ranges of a task's number of relevant parameters.
+
+
+def per_example_nll(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids: int, n: int, num_batches: int,
+                    seed_offset: int = 0):
+  """Per-example mean query NLL at context size n: (model float64 [E], exact GP float64 [E], relevant dims int [E]).
+
+  E = num_batches * batch size examples of the GP prior (`gp_only`); a parameter is relevant when
+  its true inverse lengthscale is positive.
+  """
   data = gp_only(cfg)
   borders = np.asarray(borders)
+  m_all, g_all, d_all = [], [], []
+  for i in range(num_batches):
+    batch, _, ex, task, z = make_batch(data, borders, num_slot_ids, seed_offset + i, "validation",
+                                       seq_len=EVAL_SEQ_LEN, n_context=n)
+    context = np.asarray(batch.context)
+    y = ex.y.astype(np.float64)
+    fields = ynorm.fit_batch(y, context)
+    logits = _logits(graphdef, params, batch)
+    nll_m = model_nll(logits, z, ynorm.log_derivative_batch(fields, y), borders)
+    mean, var = _gp_predict(task, ex.latent, ex.y, context)
+    s2 = np.asarray(var, np.float64) + np.asarray(task.noise_variance, np.float64)[:, None]
+    nll_g = 0.5 * np.log(2 * np.pi * s2) + 0.5 * (y - np.asarray(mean, np.float64)) ** 2 / s2
+    q = ~context
+    m_all.append(np.where(q, nll_m, 0.0).sum(1) / q.sum(1))
+    g_all.append(np.where(q, nll_g, 0.0).sum(1) / q.sum(1))
+    d_all.append((np.asarray(task.inv_lengthscale) > 0).sum(-1))
+  return np.concatenate(m_all), np.concatenate(g_all), np.concatenate(d_all)
+
+
+def gp_gap(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids: int, contexts=(5, 10, 20, 40),
+           num_batches: int = 4, seed_offset: int = 0, by_dims: bool = False) -> dict:
+  """{f"nll_model_{n}", f"nll_gp_{n}", f"gap_{n}"} in nats per query, mean over all queries of all batches.
+
+  Every example has EVAL_SEQ_LEN - n queries, so the mean over examples is the mean over queries.
+  With `by_dims`, also f"gap_{n}_dims_{lo}-{hi}" and f"examples_{n}_dims_{lo}-{hi}" for each
+  DIM_GROUPS range of relevant parameters that holds examples.
+  """
   out = {}
   for n in contexts:
-    m_all, g_all = [], []
-    for i in range(num_batches):
-      batch, _, ex, task, z = make_batch(data, borders, num_slot_ids, seed_offset + i, "validation",
-                                         seq_len=EVAL_SEQ_LEN, n_context=n)
-      context = np.asarray(batch.context)
-      y = ex.y.astype(np.float64)
-      fields = ynorm.fit_batch(y, context)
-      logits = _logits(graphdef, params, batch)
-      nll_m = model_nll(logits, z, ynorm.log_derivative_batch(fields, y), borders)
-      mean, var = _gp_predict(task, ex.latent, ex.y, context)
-      s2 = np.asarray(var, np.float64) + np.asarray(task.noise_variance, np.float64)[:, None]
-      nll_g = 0.5 * np.log(2 * np.pi * s2) + 0.5 * (y - np.asarray(mean, np.float64)) ** 2 / s2
-      q = ~context
-      m_all.append(nll_m[q])
-      g_all.append(nll_g[q])
-    m, g = np.concatenate(m_all), np.concatenate(g_all)
+    m, g, dims = per_example_nll(graphdef, params, cfg, borders, num_slot_ids, n, num_batches, seed_offset)
     out[f"nll_model_{n}"], out[f"nll_gp_{n}"] = float(m.mean()), float(g.mean())
     out[f"gap_{n}"] = float(m.mean() - g.mean())
+    for lo, hi in DIM_GROUPS if by_dims else ():
+      sel = (dims >= lo) & (dims <= hi)
+      if sel.any():
+        out[f"gap_{n}_dims_{lo}-{hi}"] = float((m[sel] - g[sel]).mean())
+        out[f"examples_{n}_dims_{lo}-{hi}"] = int(sel.sum())
   return out
+
+
+def main(argv=None) -> int:
+  """`python -m optformer.training.pfn_eval --checkpoint DIR`: the held-out gap table, by relevant parameters."""
+  import argparse
+  import json
+  import pathlib
+
+  from optformer import checkpoint
+
+  p = argparse.ArgumentParser(description=main.__doc__)
+  p.add_argument("--checkpoint", type=pathlib.Path, default=checkpoint.V2_CHECKPOINT)
+  p.add_argument("--contexts", type=int, nargs="+", default=[5, 10, 20, 40])
+  p.add_argument("--batches", type=int, default=8, help="validation batches of the run's batch size per context")
+  p.add_argument("--out", type=pathlib.Path, help="also write the numbers here as JSON")
+  args = p.parse_args(argv)
+  model, meta = checkpoint.load_pfn(args.checkpoint, with_metadata=True)
+  cfg = PFNDataConfig.from_json(meta["train"]["data"])
+  graphdef, params = nnx.split(model)
+  out = gp_gap(graphdef, params, cfg, model.config.borders, model.config.num_slot_ids, tuple(args.contexts),
+               args.batches, by_dims=True)
+  groups = [f"{lo}-{hi}" for lo, hi in DIM_GROUPS if f"gap_{args.contexts[0]}_dims_{lo}-{hi}" in out]
+  print(f"{args.checkpoint} (step {meta.get('step')}): NLL gap to the exact GP, nats per query")
+  print("| context | all | " + " | ".join(f"{g} relevant" for g in groups) + " |")
+  print("|---|---|" + "---|" * len(groups))
+  for n in args.contexts:
+    cells = [f"{out[f'gap_{n}_dims_{g}']:+.3f}" for g in groups]
+    print(f"| {n} | {out[f'gap_{n}']:+.3f} | " + " | ".join(cells) + " |")
+  print("examples per group: " + ", ".join(f"{g}: {out[f'examples_{args.contexts[0]}_dims_{g}']}" for g in groups))
+  if args.out:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "step": meta.get("step"), **out}, indent=1))
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())

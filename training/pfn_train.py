@@ -30,8 +30,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from optformer.pfn import PFNConfig, PFNSurrogate, SurrogateBatch, create_model
-from training.pfn_data import PFNDataConfig, dataset
-from training.train import (
+from optformer.training.pfn_data import PFNDataConfig, dataset
+from optformer.training.train import (
     drop_metrics_after, fresh_state, jit_step, make_mesh, open_workdir, optimizer_step, restore_latest, save_checkpoint,
 )
 

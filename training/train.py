@@ -35,8 +35,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from optformer.model import Batch, ModelConfig, create_model
 from optformer.study_files import write_atomic
-from training.data import BatchIterator, DataConfig
-from training.loss import loss_fn, y_nll_per_trial
+from optformer.training.data import BatchIterator, DataConfig
+from optformer.training.loss import loss_fn, y_nll_per_trial
 
 
 @dataclasses.dataclass(frozen=True)
