@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optformer.explain.importance import Importance
+from optformer.explain.games import Importance
 from optformer.explain.pdp import PartialDependence
 
 MAX_ICE = 50  # ICE curves drawn at most (the first ones).
@@ -102,19 +102,28 @@ def plot_importance(imp: Importance, *, ax=None):
 
 
 def plot_interactions(imp: Importance, *, ax=None):
-  """Heatmap of the pairwise interactions (symmetric; Shapley values on the diagonal for the games)."""
+  """Heatmap of the pairwise interactions (symmetric; the diagonal left blank), each cell annotated with its value.
+
+  Raises:
+    ValueError: an Importance without interactions (variance_importance without pairs=True).
+  """
+  if not imp.interactions:
+    raise ValueError(f"The {imp.game!r} importance has no interactions to draw (variance_importance(pairs=True) has).")
   names = list(imp.values)
   d = len(names)
-  m = np.zeros((d, d))
+  m = np.full((d, d), np.nan)
   for (a, b), v in imp.interactions.items():
     m[names.index(a), names.index(b)] = m[names.index(b), names.index(a)] = v
-  if imp.game != "variance":
-    m[np.diag_indices(d)] = [imp.values[n] for n in names]
-  fig, ax = _axes(ax, (0.55 * d + 2.5, 0.55 * d + 1.5))
-  lim = float(np.abs(m).max()) or 1.0
-  image = ax.imshow(m, cmap="RdBu_r" if imp.game != "variance" else "viridis",
-                    vmin=-lim if imp.game != "variance" else 0.0, vmax=lim)
-  fig.colorbar(image, ax=ax)
+  fig, ax = _axes(ax, (0.6 * d + 2.8, 0.6 * d + 1.6))
+  lim = float(np.nanmax(np.abs(m))) or 1.0
+  signed = imp.game != "variance"
+  image = ax.imshow(m, cmap="RdBu_r" if signed else "viridis", vmin=-lim if signed else 0.0, vmax=lim)
+  fig.colorbar(image, ax=ax, label="Shapley interaction (gain)" if signed else "share of variance")
+  if d <= 10:
+    for i in range(d):
+      for j in range(d):
+        if i != j:
+          ax.text(j, i, f"{m[i, j]:.2g}", ha="center", va="center", fontsize="x-small")
   ax.set_xticks(range(d), names, rotation=45, ha="right")
   ax.set_yticks(range(d), names)
   ax.set_title(f"{imp.game} interactions", fontsize="medium")
