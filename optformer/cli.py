@@ -123,6 +123,10 @@ def _explain(args) -> None:
 
   opt = _optimizer(args)
   try:
+    view = explain.study.as_study(opt)  # Too few feasible trials: an error before anything is written.
+  except ValueError as e:
+    raise InputError(args.history, None, None, str(e)) from e
+  try:
     import matplotlib  # noqa: F401
   except ImportError as e:
     raise InputError(args.out, None, None, "--out: the figures need matplotlib; pip install 'optformer[explain]'.") from e
@@ -131,8 +135,8 @@ def _explain(args) -> None:
   except OSError as e:
     raise InputError(args.out, None, None, f"--out: cannot create the directory: {e.strerror}.") from e
   try:
-    out = explain.explain_study(opt, args.out)
-  except ValueError as e:  # Too few feasible trials, a space beyond 16 parameters.
+    out = explain.explain_study(view, args.out)
+  except ValueError as e:  # A space beyond 16 parameters.
     raise InputError(args.history, None, None, str(e)) from e
   study_files.write_atomic(args.out / "explain.json", json.dumps(out, indent=2, allow_nan=False) + "\n")
   for name in ["explain.json", *out["figures"]]:
