@@ -102,7 +102,7 @@ def plot_importance(imp: Importance, *, ax=None):
 
 
 def plot_interactions(imp: Importance, *, ax=None):
-  """Heatmap of the pairwise interactions (symmetric; the diagonal left blank), each cell annotated with its value.
+  """Heatmap of the pairwise interactions (symmetric; the diagonal left blank), annotated with the values up to D = 6.
 
   Raises:
     ValueError: an Importance without interactions (variance_importance without pairs=True).
@@ -119,7 +119,7 @@ def plot_interactions(imp: Importance, *, ax=None):
   signed = imp.game != "variance"
   image = ax.imshow(m, cmap="RdBu_r" if signed else "viridis", vmin=-lim if signed else 0.0, vmax=lim)
   fig.colorbar(image, ax=ax, label="Shapley interaction (gain)" if signed else "share of variance")
-  if d <= 10:
+  if d <= 6:  # Beyond that the numbers overlap.
     for i in range(d):
       for j in range(d):
         if i != j:
