@@ -125,7 +125,7 @@ def _spearman(a: dict, b: dict) -> float:
   return float(spearmanr([a[k] for k in keys], [b[k] for k in keys]).statistic)
 
 
-def figure(result: dict, gp: dict, path: pathlib.Path) -> None:
+def figure(result: dict, gp: dict, truth: dict, path: pathlib.Path) -> None:
   """Three panels: PDP of the top tunability parameter (both models), tunability Shapley values, interactions."""
   from matplotlib.figure import Figure
 
@@ -137,6 +137,9 @@ def figure(result: dict, gp: dict, path: pathlib.Path) -> None:
   explain.plot_pdp(pd, space=SPACE, ax=ax_pdp, objective="CV log-loss")
   gp_pd = gp["pdp"][top]
   ax_pdp.plot(gp_pd.grid, gp_pd.mean, "--", color="C1", lw=2, label="GP (type-II ML) partial dependence")
+  if top in truth:
+    ax_pdp.plot(truth[top]["grid"], truth[top]["true"], "ks", ms=4,
+                label=f"true objective, mean over {TRUTH_CONFIGS} trials' configurations")
   ax_pdp.legend(fontsize="x-small")
   ax_pdp.set_title("partial dependence, ICE curves", fontsize="medium")
   imp = result["objects"]["tunability"]
@@ -231,7 +234,7 @@ def main() -> None:
   comparison["true_partial_dependence"] = truth
   comparison["truth_seconds"] = time.perf_counter() - start
   (args.out / "comparison.json").write_text(json.dumps(comparison, indent=1) + "\n")
-  figure({**ours, "importance": {g: o.to_json() for g, o in ours["objects"].items()}}, gp, HERE / "explain_demo.png")
+  figure({**ours, "importance": {g: o.to_json() for g, o in ours["objects"].items()}}, gp, truth, HERE / "explain_demo.png")
 
   print(f"{'explanation':<24} {'optformer s':>12} {'GP s':>8}")
   for key in ours["seconds"]:
