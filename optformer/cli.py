@@ -63,7 +63,7 @@ import pathlib
 import sys
 from typing import Sequence
 
-from optformer import study_files
+from optformer import explain, study_files
 from optformer.checkpoint import CheckpointError
 from optformer.optimizer import Optimizer
 from optformer.study_files import InputError, load_space  # noqa: F401  (re-exported for callers of the CLI module)
@@ -119,8 +119,6 @@ def _predict(args) -> list[dict]:
 
 
 def _explain(args) -> None:
-  from optformer import explain  # Not at the top: `optformer suggest` need not import the explanation code.
-
   opt = _optimizer(args)
   try:
     view = explain.study.as_study(opt)  # Too few feasible trials: an error before anything is written.
