@@ -5,6 +5,8 @@
   optformer predict --space space.json --history trials.csv --configs configs.csv|configs.json
                     [--quantiles 0.1,0.5,0.9] [--goal ...] [--checkpoint DIR] [--out PATH]
                     [--no-compilation-cache]
+  optformer explain --space space.json --history trials.csv --out DIR [--goal ...] [--checkpoint DIR]
+                    [--no-compilation-cache]
 
 `--no-compilation-cache` leaves JAX's persistent compilation cache off
 (`Optimizer(compilation_cache=False)`); by default compiled functions are
@@ -39,6 +41,14 @@ same directory, then os.replace), JSON:
   "probability_of_improvement"}, in objective units; improvement is over the
   best feasible objective in trials.csv, in the goal's direction.
 
+* explain: writes into DIR (created if its parent exists) `explain.json`
+  (`optformer.explain.explain_study`: partial dependences with std and ICE
+  curves, HyperSHAP ablation and tunability Shapley values and pairwise
+  interactions, variance shares, seconds per explanation) and PNG figures
+  (needs matplotlib: `pip install optformer[explain]`); prints the paths
+  written, one per line. Pending trials enter the context as for predict;
+  the explanations average over the feasible trials.
+
 Exit status: 0 on success; 2 on an invalid command line, input file or
 checkpoint, with one message on stderr naming the file, line and field at
 fault (e.g. `trials.csv:4: field 'units': value 400 is outside [2, 20].`) and
@@ -53,7 +63,7 @@ import pathlib
 import sys
 from typing import Sequence
 
-from optformer import study_files
+from optformer import explain, study_files
 from optformer.checkpoint import CheckpointError
 from optformer.optimizer import Optimizer
 from optformer.study_files import InputError, load_space  # noqa: F401  (re-exported for callers of the CLI module)
@@ -108,6 +118,29 @@ def _predict(args) -> list[dict]:
   ]
 
 
+def _explain(args) -> None:
+  opt = _optimizer(args)
+  try:
+    view = explain.study.as_study(opt)  # Too few feasible trials: an error before anything is written.
+  except ValueError as e:
+    raise InputError(args.history, None, None, str(e)) from e
+  try:
+    import matplotlib  # noqa: F401
+  except ImportError as e:
+    raise InputError(args.out, None, None, "--out: the figures need matplotlib; pip install 'optformer[explain]'.") from e
+  try:
+    args.out.mkdir(exist_ok=True)  # After the input files are read: a bad input leaves nothing behind.
+  except OSError as e:
+    raise InputError(args.out, None, None, f"--out: cannot create the directory: {e.strerror}.") from e
+  try:
+    out = explain.explain_study(view, args.out)
+  except ValueError as e:  # A space beyond 16 parameters.
+    raise InputError(args.history, None, None, str(e)) from e
+  study_files.write_atomic(args.out / "explain.json", json.dumps(out, indent=2, allow_nan=False) + "\n")
+  for name in ["explain.json", *out["figures"]]:
+    print(args.out / name)
+
+
 # -- Arguments -----------------------------------------------------------------
 
 
@@ -136,14 +169,14 @@ def _parser() -> argparse.ArgumentParser:
       prog="optformer", description="Zero-shot hyperparameter suggestions and predictions with a pretrained OptFormer.",
       epilog="File formats: see `python -c 'import optformer.cli; help(optformer.cli)'`.",
   )
-  commands = parser.add_subparsers(dest="command", required=True, metavar="{suggest,predict}")
+  commands = parser.add_subparsers(dest="command", required=True, metavar="{suggest,predict,explain}")
 
-  def common(p):
+  def common(p, out_help="write the JSON here (atomically) instead of stdout"):
     p.add_argument("--space", required=True, metavar="SPACE.json", help="search space, SearchSpace.to_json() format")
     p.add_argument("--history", required=True, metavar="TRIALS.csv", help="one column per parameter plus 'objective' (optional 'status')")
     p.add_argument("--goal", choices=("minimize", "maximize"), default="minimize", help="direction of the objective (default: minimize)")
     p.add_argument("--checkpoint", metavar="DIR", default=None, help="model directory (default: the shipped checkpoint)")
-    p.add_argument("--out", metavar="PATH", type=pathlib.Path, default=None, help="write the JSON here (atomically) instead of stdout")
+    p.add_argument("--out", metavar="PATH", type=pathlib.Path, default=None, help=out_help)
     p.add_argument("--no-compilation-cache", action="store_true",
                    help="do not use JAX's persistent compilation cache (default: on, in the per-user cache directory)")
 
@@ -158,6 +191,10 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--configs", required=True, metavar="CONFIGS.csv|.json", help="configurations to predict")
   p.add_argument("--quantiles", type=_quantiles, default=[0.1, 0.5, 0.9], metavar="Q,...", help="quantile levels (default: 0.1,0.5,0.9)")
   p.set_defaults(run=_predict)
+
+  p = commands.add_parser("explain", help="write partial dependence plots, importance values and interactions to a directory")
+  common(p, out_help="directory for explain.json and the PNG figures (created if missing; required)")
+  p.set_defaults(run=_explain)
   return parser
 
 
@@ -186,11 +223,25 @@ def _drop_closed_event_loop_noise() -> None:
   sys.unraisablehook = hook
 
 
+def _explain_out_dir(out: pathlib.Path | None) -> None:
+  """Checks explain's --out: an existing directory, or a new one in an existing directory; InputError if not."""
+  if out is None:
+    raise InputError("--out", None, None, "explain needs --out DIR, the directory for its figures and explain.json.")
+  if out.exists() and not out.is_dir():
+    raise InputError(out, None, None, "--out: is a file; expected a directory.")
+  if not out.parent.is_dir():
+    raise InputError(out, None, None, "--out: the parent directory does not exist.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit status (0 success, 2 invalid input). See the module docstring."""
   args = _parser().parse_args(argv)
   _drop_closed_event_loop_noise()  # Before the checkpoint is read: the tracebacks may start at once.
   try:
+    if args.command == "explain":
+      _explain_out_dir(args.out)
+      args.run(args)
+      return 0
     if args.out is not None and not args.out.parent.is_dir():
       raise InputError(args.out, None, None, "--out: the directory does not exist.")
     if args.out is not None and args.out.is_dir():

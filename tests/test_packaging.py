@@ -46,7 +46,7 @@ def test_every_module_is_under_the_optformer_namespace(wheel_names):
   assert top == {"optformer"}
   for folder, package in (("data_gen", "optformer/data_gen"), ("training", "optformer/training"),
                           ("eval", "optformer/eval"), ("optformer", "optformer")):
-    sources = {p.relative_to(ROOT / folder).as_posix() for p in (ROOT / folder).glob("*.py")}
+    sources = {p.relative_to(ROOT / folder).as_posix() for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts}
     assert sources, folder
     assert {f"{package}/{s}" for s in sources} <= wheel_names, folder
 

@@ -1,0 +1,152 @@
+"""What every explanation reads: a study's space, goal, observed trials and a batched predictive mean and variance.
+
+`as_study(obj)` accepts an `optformer.Optimizer`, a fitted `optformer.Surrogate`
+or an `optuna.Study` (its COMPLETE trials over Optuna's intersection search
+space, converted with `optformer.integrations.optuna`), and returns a
+`StudyView`. `StudyView.predict` scores any number of configurations in
+fixed chunks of `CHUNK` queries (the last chunk padded by repeating a
+configuration), so one explanation compiles the model once per history
+bucket and not once per query count, and it scores each distinct
+configuration once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from optformer import search_space as ss
+from optformer.optimizer import Optimizer
+from optformer.surrogate import Surrogate
+
+CHUNK = 1024  # Queries per model call (a multiple of the engines' query padding, 64 for v1 and 256 for v2).
+MIN_TRIALS = 2  # Explanations need at least this many feasible trials.
+
+
+@dataclasses.dataclass
+class StudyView:
+  """A study as the explanations see it.
+
+  Attributes:
+    space: the SearchSpace.
+    goal: "minimize" or "maximize".
+    configs: the n feasible observed configurations (validated dicts), in trial order.
+    values: float64 [n], their objectives in objective units.
+    score: configs -> (mean float64 [m], variance float64 [m]) of the model's
+      predictive distribution, in objective units (squared for the variance).
+  """
+
+  space: ss.SearchSpace
+  goal: str
+  configs: list[dict[str, Any]]
+  values: np.ndarray
+  score: Callable[[Sequence[Mapping[str, Any]]], tuple[np.ndarray, np.ndarray]]
+
+  @property
+  def sign(self) -> float:
+    """+1 for "maximize", -1 for "minimize": sign * objective is larger-is-better."""
+    return 1.0 if self.goal == "maximize" else -1.0
+
+  @property
+  def incumbent(self) -> dict[str, Any]:
+    """The best observed configuration in the goal's direction (the first of ties)."""
+    return self.configs[int(np.argmax(self.sign * self.values))]
+
+  def predict(self, configs: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean float64 [m], variance float64 [m]) at m configurations, in chunks of CHUNK distinct ones."""
+    key = lambda c: tuple((type(c[n]).__name__, c[n]) for n in self.space.names)
+    index: dict[tuple, int] = {}
+    unique: list[Mapping[str, Any]] = []
+    where_M = np.empty(len(configs), np.int64)
+    for i, c in enumerate(configs):
+      k = key(c)
+      if k not in index:
+        index[k] = len(unique)
+        unique.append(c)
+      where_M[i] = index[k]
+    mean_U, var_U = np.empty(len(unique)), np.empty(len(unique))
+    for s in range(0, len(unique), CHUNK):
+      chunk = list(unique[s:s + CHUNK])
+      m = len(chunk)
+      mean, var = self.score(chunk + [chunk[-1]] * (CHUNK - m))  # One compiled query shape.
+      mean_U[s:s + m], var_U[s:s + m] = mean[:m], var[:m]
+    return mean_U[where_M], var_U[where_M]
+
+
+def _from_optimizer(opt: Optimizer) -> StudyView:
+  feasible = [t for t in opt.trials if not t.infeasible]
+
+  def score(configs):
+    dist = opt.predict(configs)
+    return np.asarray(dist.mean, np.float64), np.asarray(dist.std, np.float64) ** 2
+
+  return StudyView(opt.space, opt.goal, [dict(t.params) for t in feasible],
+                   np.array([t.value for t in feasible], np.float64), score)
+
+
+def _from_surrogate(sur: Surrogate) -> StudyView:
+  if getattr(sur, "_optimizer", None) is None:
+    raise ValueError("The Surrogate is not fitted; call fit(X, y) before explaining it.")
+  return _from_optimizer(sur._optimizer)
+
+
+def _from_optuna(study) -> StudyView:
+  from optuna.search_space import intersection_search_space
+  from optuna.study import StudyDirection
+  from optuna.trial import TrialState
+
+  from optformer.integrations import optuna as optuna_lib
+
+  if len(study.directions) > 1:
+    raise ValueError(f"Explanations need a single-objective study; study {study.study_name!r} has "
+                     f"{len(study.directions)} objectives.")
+  completed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+               if t.value is not None and math.isfinite(t.value)]
+  if len(completed) < MIN_TRIALS:
+    raise ValueError(f"The study has {len(completed)} completed trial(s) with a finite value; explanations need "
+                     f"at least {MIN_TRIALS}.")
+  dists = {n: d for n, d in sorted(intersection_search_space(completed).items()) if not d.single()}
+  if not dists:
+    raise ValueError("The study's completed trials share no parameter with more than one value; nothing to explain.")
+  space = optuna_lib.from_distributions(dists)
+  goal = "maximize" if study.direction == StudyDirection.MAXIMIZE else "minimize"
+  opt = Optimizer(space, goal, warn_truncation=False)
+  for t in completed:
+    params = optuna_lib._params_in(space, t.params)
+    if params is not None:
+      opt.tell(params, t.value)
+  return _from_optimizer(opt)
+
+
+def as_study(study: Any) -> StudyView:
+  """The StudyView of an Optimizer, a fitted Surrogate or an optuna.Study (a StudyView passes through).
+
+  Raises:
+    ValueError: a study with fewer than MIN_TRIALS (2) feasible trials, an
+      unfitted Surrogate, a multi-objective Optuna study.
+    TypeError: any other object.
+  """
+  if isinstance(study, StudyView):
+    view = study
+  elif isinstance(study, Optimizer):
+    view = _from_optimizer(study)
+  elif isinstance(study, Surrogate):
+    view = _from_surrogate(study)
+  elif type(study).__module__.startswith("optuna") and hasattr(study, "get_trials"):
+    view = _from_optuna(study)
+  else:
+    raise TypeError(f"study must be an optformer.Optimizer, a fitted optformer.Surrogate or an optuna.Study, "
+                    f"got {type(study).__name__}.")
+  if len(view.configs) < MIN_TRIALS:
+    raise ValueError(f"The study has {len(view.configs)} feasible trial(s); explanations need at least {MIN_TRIALS}.")
+  return view
+
+
+def check_param(view: StudyView, name: Any) -> str:
+  """`name` if it is a parameter of the study's space; ValueError naming it and the space's parameters otherwise."""
+  if not isinstance(name, str) or name not in view.space.names:
+    raise ValueError(f"Unknown parameter {name!r}; expected one of the search space's parameters {view.space.names}.")
+  return name
