@@ -1,7 +1,8 @@
 # optformer: common tasks. Each target creates .venv on first use and
 # reinstalls the package (editable) only when pyproject.toml changes.
 #
-#   make test     run the test suite (pytest)
+#   make test     run the test suite (pytest), without the tests marked slow
+#   make test-slow    run only the tests marked slow (CI runs both)
 #   make demo     OptFormer vs random search on a real HPO task -> results/demo/
 #   make bench    reduced benchmarks (prior, BBOB, HPO suites; every optimizer), ask() latency, surrogate quality, report -> results/bench/
 #   make corpus   generate the synthetic training corpus -> corpus/
@@ -24,14 +25,15 @@ CHECKPOINT ?= checkpoints/optformer-gp-v1
 # The corpus lands in $(CORPUS_DIR)/optformer_corpus/<config name>/<version>; training needs exactly one there.
 CORPUS_ARGS ?= --num-train 24000 --num-valid 512 --trials 64 --max-dims 8 --seed 0 --mix 0.6,0.2,0.2 --cpus 1
 
-WORKDIR_V2 ?= runs/v2
+WORKDIR_V2 ?= runs/v2c
 CHECKPOINT_V2 ?= checkpoints/optformer-v2
 # The run's latest full training state (optimizer state and data position included), committed at
 # session ends so a new machine resumes the run exactly rather than warm-starting.
 SNAPSHOT_V2 ?= snapshots/v2
-TRAIN_V2_ARGS ?= --export-every 1000 --no-progress
+# The run from step 14000: a curriculum over the number of parameters (docs/model_v2.md, "x-usage").
+TRAIN_V2_ARGS ?= --export-every 1000 --no-progress --dims-curriculum 17000:4,20000:8
 
-.PHONY: test wheel-test demo bench corpus train train-v2 snapshot-v2 clean-venv
+.PHONY: test test-slow wheel-test demo bench corpus train train-v2 snapshot-v2 clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +49,10 @@ $(VENV)/.installed-%: pyproject.toml constraints.txt | $(BIN)/python
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+# The tests marked slow (over ~20 s each here); CI runs them after make test.
+test-slow: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m slow
 
 # The built wheel in a fresh environment outside the checkout (what CI runs after the tests).
 wheel-test:

@@ -235,7 +235,7 @@ def _summary(rows: list[dict]) -> dict:
 
 
 def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50), num_queries: int = 20,
-             seed: int = 0, gp_restarts: int = 2, methods=METHODS) -> dict:
+             seed: int = 0, gp_restarts: int = 2, methods=METHODS, prompt: str = "random") -> dict:
   """Surrogate metrics of `methods` per context size on `num_tasks` held-out prior tasks.
 
   Args:
@@ -246,6 +246,8 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
     seed: global seed of the task split (data_gen.prior.task_seeds).
     gp_restarts: extra random starts of the ML-II GP's optimizer.
     methods: a subset of METHODS.
+    prompt: the behaviour-algorithm prompt of a v1 model (ignored by v2, which has none); the
+      contexts are random-search trajectories, so "random" matches them.
 
   Returns:
     The dict described in the module docstring.
@@ -257,6 +259,8 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
   started = time.perf_counter()
   if unknown := set(methods) - set(METHODS):
     raise ValueError(f"Unknown methods {sorted(unknown)}; expected a subset of {METHODS}.")
+  if prompt not in ALGORITHMS:
+    raise ValueError(f"Unknown prompt {prompt!r}; expected one of {ALGORITHMS}.")
   engine = load_engine(checkpoint)
   v2 = isinstance(engine, PFNEngine)
   tok = None if v2 else engine.tok
@@ -294,7 +298,7 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
         x_tok = tk.encode_units(data["x"][i], enc, tok.num_x_bins)
         norm = tk.YNormalizer.fit(y[ctx], tok.y_low, tok.y_high)
         probs = engine.score(x_tok[ctx], tk.encode_y(norm.apply(y[ctx]), tok.num_y_bins), enc,
-                             ALGORITHMS.index("random"), x_tok[qry])
+                             ALGORITHMS.index(prompt), x_tok[qry])
         dist = RiemannDistribution(probs, norm.invert(tok.y_edges()))  # Objective units.
         inside = (y_q >= dist.edges[0]) & (y_q <= dist.edges[-1])
         outside.append(~inside)
@@ -327,7 +331,7 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
       "checkpoint": "shipped" if checkpoint is None else str(checkpoint) if isinstance(checkpoint, (str, pathlib.Path))
       else type(checkpoint).__name__, "num_tasks": num_tasks,
       "num_queries": num_queries, "seed": seed, "gp_restarts": gp_restarts, "context_sizes": list(context_sizes),
-      "coverage_levels": list(COVERAGE_LEVELS), "methods": list(methods),
+      "coverage_levels": list(COVERAGE_LEVELS), "methods": list(methods), "prompt": None if v2 else prompt,
       "seconds": time.perf_counter() - started, "by_context_size": results,
   }
 
@@ -391,9 +395,10 @@ def main(argv=None) -> int:
   p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/surrogate.json"))
   p.add_argument("--figure", type=pathlib.Path, default=None, help="calibration plot (PNG) path")
   p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="methods to score (default all)")
+  p.add_argument("--prompt", default="random", choices=ALGORITHMS, help="behaviour-algorithm prompt of a v1 model (default random)")
   args = p.parse_args(argv)
   res = evaluate(args.checkpoint, args.tasks, tuple(args.contexts), args.queries, gp_restarts=args.gp_restarts,
-                 methods=tuple(args.methods))
+                 methods=tuple(args.methods), prompt=args.prompt)
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(res, indent=1))
   if args.figure is not None:

@@ -48,6 +48,7 @@ def _entries(directory: pathlib.Path) -> list[str]:
   return sorted(p.name for p in directory.rglob("*-cache")) if directory.exists() else []
 
 
+@pytest.mark.slow
 def test_cache_in_a_given_directory_gets_the_model_compilations(tmp_path):
   cache = tmp_path / "cache"
   out = _run(_STUDY.replace("CACHE", repr(str(cache))), tmp_path)
@@ -58,11 +59,13 @@ def test_cache_in_a_given_directory_gets_the_model_compilations(tmp_path):
   assert not (tmp_path / "xdg").exists()  # Nothing in the default directory.
 
 
+@pytest.mark.slow
 def test_default_cache_is_under_xdg_cache_home(tmp_path):
   _run(_STUDY.replace("CACHE", "True"), tmp_path)
   assert any(n.startswith("jit__propose-") for n in _entries(tmp_path / "xdg" / "optformer" / "jax"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prelude, cache", [
     ("", "False"),
     ("import optformer; optformer.compilation_cache.disable()\n", "True"),  # disable() outlasts the default.
@@ -73,6 +76,7 @@ def test_cache_off_writes_no_entries(tmp_path, prelude, cache):
   assert _entries(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_default_keeps_a_directory_the_caller_gave_jax(tmp_path):
   mine = tmp_path / "mine"
   code = f"import jax; jax.config.update('jax_compilation_cache_dir', {str(mine)!r})\n" + _STUDY.replace("CACHE", "True")

@@ -1,5 +1,6 @@
 """Model v2 training: deterministic data, loss goes down, resume and warm start, export and load."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -50,6 +51,23 @@ def test_shards_partition_the_global_batch(cfg, borders):
   np.testing.assert_array_equal(np.concatenate([p.x for p in parts]), full.x)
   with pytest.raises(ValueError, match="num_shards"):
     make_batch(cfg.data, borders, 8, 2, num_shards=3)
+
+
+def test_the_dims_curriculum_limits_training_tasks_until_its_stage_ends(cfg, borders):
+  data = dataclasses.replace(cfg.data, dims_curriculum=((3, 1), (5, 2)))
+  full = cfg.data.examples.prior.max_dims
+  used = lambda ex: int((np.asarray(ex.kinds) > 0).sum(-1).max())
+  for index, most in ((0, 1), (2, 1), (3, 2), (4, 2), (5, full), (9, full)):
+    batch, _, ex, *_ = make_batch(data, borders, 8, index)
+    assert batch.x.shape[-1] == most and used(ex) <= most, index
+  assert max(used(make_batch(data, borders, 8, i)[2]) for i in range(5, 12)) > 2  # The whole prior again.
+  _, _, ex, *_ = make_batch(data, borders, 8, 0, "validation")
+  assert ex.x.shape[-1] == full  # Validation ignores the curriculum.
+  assert PFNDataConfig.from_json(json.loads(json.dumps(data.to_json()))) == data
+  assert "dims_curriculum" not in cfg.data.to_json()  # Older runs' configs stay equal.
+  for bad in (((5, 2), (3, 1)), ((3, 0),), ((3,),)):
+    with pytest.raises(ValueError, match="dims_curriculum"):
+      dataclasses.replace(cfg.data, dims_curriculum=bad)
 
 
 def test_training_reduces_the_loss_and_resumes_exactly(cfg, tmp_path):

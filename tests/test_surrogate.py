@@ -87,13 +87,14 @@ def test_minimizing_y_mirrors_maximizing_minus_y(mixed_space, tiny_model, data):
 
 def test_same_code_path_as_the_optimizer(mixed_space, tiny_model, data):
   X, y, Q = data
-  opt = optformer.Optimizer(mixed_space, "maximize", model=tiny_model)
+  opt = optformer.Optimizer(mixed_space, "maximize", model=tiny_model, algorithm="random")  # Surrogate's prompt.
   for c, v in zip(X, y):
     opt.tell(c, v)
   want = opt.predict(Q)
   got = _fit(mixed_space, tiny_model, X, y, goal="maximize").predict_distribution(Q)
   np.testing.assert_array_equal(got.probs, want.probs)
   np.testing.assert_array_equal(got.edges, want.edges)
+  assert not np.array_equal(optformer.Optimizer(mixed_space, "maximize", model=tiny_model).algorithm, opt.algorithm)
 
 
 def test_distribution_methods_agree_with_mean_and_std(mixed_space, tiny_model, data):

@@ -160,6 +160,7 @@ _CLI_UNWRITABLE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["checked", "midway"])
 def test_the_cli_exits_1_with_one_line_when_checkpoints_cannot_be_written(tmp_path, case):
   workdir = tmp_path / "run"
@@ -238,6 +239,7 @@ _MULTI_DEVICE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_eight_devices_match_one_device():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", PYTHONPATH=str(ROOT))
   out = subprocess.run(

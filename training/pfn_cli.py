@@ -52,6 +52,13 @@ def build_config(args):
   if args.seq_lens:
     lens = tuple(int(v) for v in args.seq_lens.split(","))
     data = dataclasses.replace(data, seq_lens=lens, seq_len_probs=tuple([1.0 / len(lens)] * len(lens)))
+  if args.dims_curriculum:
+    try:
+      stages = tuple(tuple(int(v) for v in stage.split(":")) for stage in args.dims_curriculum.split(","))
+      data = dataclasses.replace(data, dims_curriculum=stages)
+    except ValueError as e:
+      raise SystemExit(f"--dims-curriculum: expected UNTIL:MAX_DIMS[,UNTIL:MAX_DIMS...] with increasing UNTIL, "
+                       f"got {args.dims_curriculum!r} ({e}).") from None
   if args.eval_every:
     repl["eval_every"] = args.eval_every
   borders = prior_borders(data, args.bins if args.preset != "tiny" else 32, num_batches=8 if args.preset == "tiny" else 48)
@@ -75,6 +82,8 @@ def main(argv=None) -> int:
   p.add_argument("--bins", type=int, default=1000, help="bars of the predictive distribution")
   p.add_argument("--seq-lens", default="", help="comma-separated points per example, e.g. 64,128")
   p.add_argument("--eval-every", type=int, default=0)
+  p.add_argument("--dims-curriculum", default="", help="training batches before UNTIL draw tasks of at most MAX_DIMS "
+                 "parameters: UNTIL:MAX_DIMS[,...], e.g. 17000:4,20000:8 (batch index = data position)")
   p.add_argument("--init-from", type=pathlib.Path, help="exported model directory to warm-start a new workdir")
   p.add_argument("--export", type=pathlib.Path, help="write the latest checkpoint as a model directory")
   p.add_argument("--export-only", action="store_true")

@@ -41,6 +41,10 @@ class PFNDataConfig:
   p_log_context: float = 0.5  # P(n_context log-uniform) vs uniform over [1, N - 1].
   min_power_points: int = 4  # Distinct context values before the power transform is fitted.
   seed: int = 0  # Global seed of the example stream.
+  # Curriculum over the number of parameters: ((until_batch, max_dims), ...) in increasing
+  # until_batch; training batch i < until_batch draws tasks of at most max_dims parameters
+  # (the first entry that applies), later batches the prior's own. Validation ignores it.
+  dims_curriculum: tuple = ()
 
   @classmethod
   def tiny(cls) -> "PFNDataConfig":
@@ -49,13 +53,33 @@ class PFNDataConfig:
   def to_json(self) -> dict:
     d = dataclasses.asdict(self)
     d["examples"] = self.examples.to_json()
+    if not self.dims_curriculum:
+      del d["dims_curriculum"]  # Configs of runs from before the curriculum existed stay equal.
     return d
 
   @classmethod
   def from_json(cls, d: dict) -> "PFNDataConfig":
     d = dict(d)
     ex = ExampleConfig.from_json(d.pop("examples"))
-    return cls(examples=ex, **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    cur = tuple(tuple(int(v) for v in stage) for stage in d.pop("dims_curriculum", ()))
+    return cls(examples=ex, dims_curriculum=cur, **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+  def __post_init__(self):
+    until = [stage[0] for stage in self.dims_curriculum]
+    if any(len(stage) != 2 or stage[1] < 1 for stage in self.dims_curriculum) or until != sorted(until):
+      raise ValueError(f"dims_curriculum must be ((until_batch, max_dims >= 1), ...) with increasing until_batch, "
+                       f"got {self.dims_curriculum}.")
+
+  def examples_at(self, index: int, split: str = "train") -> ExampleConfig:
+    """The example distribution of batch `index` of `split` (the curriculum's stage for training)."""
+    prior = self.examples.prior
+    for until, max_dims in self.dims_curriculum if split == "train" else ():
+      if index < until:
+        if max_dims >= prior.max_dims:
+          return self.examples
+        small = dataclasses.replace(prior, max_dims=max_dims, min_dims=min(prior.min_dims, max_dims))
+        return dataclasses.replace(self.examples, prior=small)
+    return self.examples
 
 
 def context_sizes(rng: np.random.Generator, n: int, num: int, p_log: float) -> np.ndarray:
@@ -99,13 +123,14 @@ def make_batch(cfg: PFNDataConfig, borders, num_slot_ids: int, index: int, split
   n = seq_len or int(rng.choice(cfg.seq_lens, p=cfg.seq_len_probs))
   b_all = cfg.batch_size
   n_ctx = context_sizes(rng, n, b_all, cfg.p_log_context) if n_context is None else np.broadcast_to(n_context, (b_all,))
-  d = cfg.examples.prior.max_dims
+  examples = cfg.examples_at(index, split)
+  d = examples.prior.max_dims
   if d > num_slot_ids:
     raise ValueError(f"The prior has {d} slots but the model has {num_slot_ids} slot ids.")
   ids = np.stack([rng.permutation(num_slot_ids)[:d] for _ in range(b_all)])
   rows = slice(shard * b_all // num_shards, (shard + 1) * b_all // num_shards)
   words = example_words(cfg.seed, split, index * b_all + np.arange(b_all)[rows])
-  ex, task = sample_examples(cfg.examples, words, n)
+  ex, task = sample_examples(examples, words, n)
   batch, targets, z, _ = to_batch(ex, n_ctx[rows], ids[rows], borders, cfg.min_power_points)
   return batch, targets, ex, task, z
 
@@ -126,7 +151,7 @@ def prior_borders(cfg: PFNDataConfig, num_bins: int, num_batches: int = 64) -> n
 
   Drawn from a separate example stream (seed + 100_003), never the training batches.
   """
-  seeded = dataclasses.replace(cfg, seed=cfg.seed + 100_003)
+  seeded = dataclasses.replace(cfg, seed=cfg.seed + 100_003, dims_curriculum=())  # The whole prior.
   zs = []
   for i in range(num_batches):
     batch, _, ex, _, z = make_batch(seeded, np.linspace(-1.0, 1.0, 4), cfg.examples.prior.max_dims, i)

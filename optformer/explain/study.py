@@ -76,21 +76,34 @@ class StudyView:
     return mean_U[where_M], var_U[where_M]
 
 
-def _from_optimizer(opt: Optimizer) -> StudyView:
+def _view(opt: Optimizer, predictor: Optimizer) -> StudyView:
+  """The StudyView of `opt`'s feasible trials, scored by `predictor.predict`."""
   feasible = [t for t in opt.trials if not t.infeasible]
 
   def score(configs):
-    dist = opt.predict(configs)
+    dist = predictor.predict(configs)
     return np.asarray(dist.mean, np.float64), np.asarray(dist.std, np.float64) ** 2
 
   return StudyView(opt.space, opt.goal, [dict(t.params) for t in feasible],
                    np.array([t.value for t in feasible], np.float64), score)
 
 
+def _from_optimizer(opt: Optimizer) -> StudyView:
+  predictor = opt
+  if not opt.v2 and opt.model_path is not None and opt.engine.config.algorithms[opt.algorithm] != "random":
+    # A v1 model predicts held-out trials best under the random-search prompt (docs/surrogate_prompt.md),
+    # whatever prompt the study's ask() samples with; explanations read the model under that prompt.
+    feasible = [t for t in opt.trials if not t.infeasible]
+    if feasible:
+      predictor = Surrogate(opt.space, goal=opt.goal, model=opt.model_path, algorithm="random").fit(
+          [t.params for t in feasible], [t.value for t in feasible])._optimizer
+  return _view(opt, predictor)
+
+
 def _from_surrogate(sur: Surrogate) -> StudyView:
   if getattr(sur, "_optimizer", None) is None:
     raise ValueError("The Surrogate is not fitted; call fit(X, y) before explaining it.")
-  return _from_optimizer(sur._optimizer)
+  return _view(sur._optimizer, sur._optimizer)  # The user's Surrogate, under the prompt it was built with.
 
 
 def _from_optuna(study) -> StudyView:
@@ -113,7 +126,7 @@ def _from_optuna(study) -> StudyView:
     raise ValueError("The study's completed trials share no parameter with more than one value; nothing to explain.")
   space = optuna_lib.from_distributions(dists)
   goal = "maximize" if study.direction == StudyDirection.MAXIMIZE else "minimize"
-  opt = Optimizer(space, goal, warn_truncation=False)
+  opt = Optimizer(space, goal, algorithm="random", warn_truncation=False)
   for t in completed:
     params = optuna_lib._params_in(space, t.params)
     if params is not None:
