@@ -137,3 +137,14 @@ def test_an_unwritable_checkpoint_directory_raises_at_once(cfg, tmp_path):
   (tmp_path / "w" / "checkpoints").write_text("a file in the way")
   with pytest.raises(WorkdirError, match="checkpoints"):
     PFNTrainer(cfg, tmp_path / "w")
+
+
+def test_the_probe_reports_gaps_by_relevant_parameters_and_the_median_correlation(tmp_path, capsys):
+  from optformer.training import pfn_probe
+
+  assert pfn_probe.main(["--max-dims", "2", "--steps", "4", "--bins", "16", "--d-model", "16", "--d-slot", "8",
+                         "--layers", "1", "--batch-size", "4", "--workdir", str(tmp_path / "p")]) == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert [line.split(":")[0] for line in lines] == ["step 1", "step 2", "step 3", "step 4"]
+  corr = float(lines[-1].rsplit(" ", 1)[1])
+  assert -1.0 <= corr <= 1.0 and "relevant" in lines[-1]
