@@ -304,6 +304,27 @@ def test_parallel_threads(tiny_model, recorded):
   assert len({json.dumps(s, sort_keys=True) for s in suggested}) == len(suggested)  # pending trials are not repeated
 
 
+def test_a_suggestion_not_yet_in_the_storage_is_pending_for_the_next_thread(tiny_model, recorded):
+  # Thread 1's trial is RUNNING with no parameters stored yet (its objective has not suggested
+  # them) when thread 2 samples: thread 2 must still see thread 1's suggestion as pending.
+  sampler = _sampler(tiny_model)
+  study = optuna.create_study(sampler=sampler)
+  dists = {"n": optuna.distributions.IntDistribution(0, 9), "x": optuna.distributions.FloatDistribution(-1.0, 1.0)}
+  for v in (-0.5, 0.5):
+    study.add_trial(optuna.trial.create_trial(params={"n": 3, "x": v}, distributions=dists, value=v * v))
+  first, second = study.ask(), study.ask()  # Both RUNNING, no parameters in the storage.
+  frozen = {t.number: t for t in study.get_trials(deepcopy=False)}
+  a = sampler.sample_relative(study, frozen[first.number], dists)
+  b = sampler.sample_relative(study, frozen[second.number], dists)
+  # Each Optimizer's pending trials: those it was told of, then its own suggestion.
+  assert [dict(p) for p in recorded[-2]._pending.values()] == [a]
+  assert [dict(p) for p in recorded[-1]._pending.values()] == [a, b] and a != b
+  first.suggest_int("n", 0, 9), first.suggest_float("x", -1.0, 1.0)
+  study.tell(first, 0.1)
+  sampler.sample_relative(study, frozen[second.number], dists)  # Thread 1's trial is finished: forgotten.
+  assert (study.study_name, first.number) not in sampler._issued
+
+
 def test_enqueued_trials_are_evaluated_as_given_and_told(tiny_model, recorded):
   study = optuna.create_study(sampler=_sampler(tiny_model))
   study.enqueue_trial({"x": 0.25, "n": 7})

@@ -142,3 +142,21 @@ def test_surrogate_on_a_v2_model_predicts_and_samples_in_y_units(v2_dir, space):
   draws = sur.sample_y(X[:4], n_samples=200, random_state=0)
   assert draws.shape == (4, 200) and np.all(np.isfinite(draws))
   np.testing.assert_allclose(draws.mean(1), mean, atol=4 * std.max())
+
+
+def test_moments_under_the_power_transform_ignore_far_outer_bars():
+  from optformer.pfn_inference import MOMENT_Z_LIMIT, PFNPredictive
+  from optformer.ynorm import YTransform
+
+  borders = np.array([-6500.0, -2400.0, *np.linspace(-3.0, 3.0, 13), 400.0])  # Far outer bars, as trained.
+  t = YTransform.fit(np.array([0.1, 0.2, 0.4, 0.8, 1.6, 3.2]))
+  assert t.power
+  probs = np.full((1, len(borders) - 1), 0.9 / (len(borders) - 3))
+  probs[0, 0], probs[0, -1] = 0.05, 0.05  # 5 % in each far bar.
+  d = PFNPredictive(probs, np.ones(1), borders, t, "maximize")
+  bounds = sorted(t.invert(np.array([-MOMENT_Z_LIMIT, MOMENT_Z_LIMIT])))
+  assert bounds[0] <= d.mean[0] <= bounds[1] and np.isfinite(d.std[0])
+  assert np.isfinite(d.expected_improvement(1.0)[0])
+  # The density and the quantiles are the model's own: a far-tail quantile lies beyond the clip.
+  assert d.quantile(0.01)[0] < bounds[0]
+  np.testing.assert_allclose(d.cdf(d.quantile(0.3)), 0.3, atol=1e-9)

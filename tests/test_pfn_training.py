@@ -53,6 +53,7 @@ def test_shards_partition_the_global_batch(cfg, borders):
     make_batch(cfg.data, borders, 8, 2, num_shards=3)
 
 
+@pytest.mark.slow
 def test_the_dims_curriculum_limits_training_tasks_until_its_stage_ends(cfg, borders):
   data = dataclasses.replace(cfg.data, dims_curriculum=((3, 1), (5, 2)))
   full = cfg.data.examples.prior.max_dims
@@ -139,6 +140,7 @@ def test_an_unwritable_checkpoint_directory_raises_at_once(cfg, tmp_path):
     PFNTrainer(cfg, tmp_path / "w")
 
 
+@pytest.mark.slow
 def test_the_probe_reports_gaps_by_relevant_parameters_and_the_median_correlation(tmp_path, capsys):
   from optformer.training import pfn_probe
 

@@ -265,6 +265,10 @@ class OptFormerSampler(BaseSampler):
     self._warned: set[str] = set()  # Keys of the warnings given.
     self._dropped: set[str] = set()  # Joint parameters left to the fallback (model too small, unsupported).
     self._lock = threading.Lock()
+    # Threads of one process (n_jobs > 1) sample one at a time, and each sees what the others were
+    # given: a RUNNING trial's parameters reach the storage only as its objective suggests them.
+    self._sampling = threading.Lock()
+    self._issued: dict[tuple[str, int], dict] = {}  # (study name, trial number) -> its suggestion, while running.
 
   def reseed_rng(self) -> None:
     """Reseeds the fallback sampler (Optuna calls this per thread when `n_jobs != 1`).
@@ -325,6 +329,12 @@ class OptFormerSampler(BaseSampler):
     """One configuration of the joint space from `optformer.Optimizer.ask`, given the study's history."""
     if not search_space:
       return {}
+    with self._sampling:
+      out = self._sample_relative(study, trial, search_space)
+      self._issued[(study.study_name, trial.number)] = out
+      return out
+
+  def _sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict:
     space = from_distributions(search_space)
     goal = "maximize" if study.direction == StudyDirection.MAXIMIZE else "minimize"
     opt = Optimizer(  # The sampler warns about truncation once per study itself, not once per trial.
@@ -336,6 +346,11 @@ class OptFormerSampler(BaseSampler):
     for t in study.get_trials(deepcopy=False, states=_FINISHED_OR_PENDING):
       fixed = t.system_attrs.get("fixed_params", {}) if t.state == TrialState.WAITING else {}
       params = None if t.number == trial.number else _params_in(space, {**t.params, **fixed})
+      key = (study.study_name, t.number)
+      if t.state != TrialState.RUNNING:
+        self._issued.pop(key, None)
+      elif params is None and t.number != trial.number:
+        params = self._issued.get(key)  # Given to another thread, not yet in the storage.
       if params is None:
         continue
       if t.state == TrialState.COMPLETE:
