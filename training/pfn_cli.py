@@ -106,7 +106,7 @@ def main(argv=None) -> int:
   if not args.export_only:
     def evaluator(graphdef, params):
       return gp_gap(graphdef, params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids,
-                    contexts=cfg.eval_contexts, num_batches=cfg.eval_batches)
+                    contexts=cfg.eval_contexts, num_batches=cfg.eval_batches, by_dims=True)
 
     until = args.until or cfg.num_steps
     rows = []

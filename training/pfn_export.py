@@ -53,8 +53,14 @@ def card(cfg, facts: dict, note: str = "") -> str:
   """The model card (markdown) of an exported v2 model."""
   m, d = cfg.model, cfg.data
   held = facts["heldout"]
-  sizes = [k[len("gap_"):] for k in held if k.startswith("gap_")]
+  sizes = [k[len("gap_"):] for k in held if k.startswith("gap_") and k[len("gap_"):].isdigit()]
   gap_rows = "\n".join(f"| {n} | {held['nll_model_' + n]:.3f} | {held['nll_gp_' + n]:.3f} | {held['gap_' + n]:+.3f} |" for n in sizes)
+  groups = [k.split("_dims_")[1] for k in held if sizes and k.startswith(f"gap_{sizes[0]}_dims_")]
+  by_dims = "" if not groups else (
+      "\nBy the task's number of relevant parameters (gap):\n\n| context | " + " | ".join(groups) + " |\n|---|"
+      + "---|" * len(groups) + "\n" + "\n".join(
+          f"| {n} | " + " | ".join(f"{held.get(f'gap_{n}_dims_{g}', float('nan')):+.3f}" for g in groups) + " |"
+          for n in sizes) + "\n")
   return f"""# optformer model v2 (order-free in-context surrogate)
 
 Format `pfn-v2` (optformer/pfn.py). A surrogate only: p(y | x, context) as a
@@ -84,7 +90,7 @@ GP-prior validation examples, 64 points, context n, the rest queries
 | context | model | exact GP | gap |
 |---|---|---|---|
 {gap_rows}
-
+{by_dims}
 ## Limits
 - Trained on CPU for a fraction of the data PFNs use (0.5-6.5M prior datasets).
 {note}
