@@ -43,7 +43,6 @@ from optformer.model import ModelConfig, OptFormer
 from optformer.study_files import write_atomic
 
 
-
 def _shipped_root() -> pathlib.Path:
   """Where the shipped model directories are: package data of an install, else the checkout's checkpoints/."""
   package = pathlib.Path(__file__).resolve().parent

@@ -3,7 +3,7 @@
   python -m optformer.training.pfn_cli --workdir runs/v2 [--steps N] [--until N] [--optimizer adamw]
   python -m optformer.training.pfn_cli --workdir runs/v2 --export checkpoints/optformer-v2 --export-only
   python -m optformer.training.pfn_cli --workdir runs/v2b --init-from checkpoints/optformer-v2   # warm start on a new machine
-  make train-v2   # the long run: resumes runs/v2, or warm-starts from checkpoints/optformer-v2, exports every 1000 steps
+  make train-v2   # the long run: resumes runs/v2d (or snapshots/v2 on a new machine), exports every 1000 steps
 
 Re-running the same command resumes from the latest checkpoint in --workdir
 at the same data position. The bar borders are drawn from the prior once,

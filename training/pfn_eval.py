@@ -112,6 +112,17 @@ def gp_gap(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids: int, con
   return out
 
 
+def gap_table_by_dims(out: dict, contexts) -> str:
+  """Markdown table of a `gp_gap(..., by_dims=True)` result: the gap per context, overall and by DIM_GROUPS."""
+  groups = [f"{lo}-{hi}" for lo, hi in DIM_GROUPS if any(f"gap_{n}_dims_{lo}-{hi}" in out for n in contexts)]
+  rows = ["| context | all | " + " | ".join(f"{g} relevant" for g in groups) + " |", "|---|---|" + "---|" * len(groups)]
+  for n in contexts:
+    cells = [f"{out[f'gap_{n}_dims_{g}']:+.3f}" if f"gap_{n}_dims_{g}" in out else "" for g in groups]
+    rows.append(f"| {n} | {out[f'gap_{n}']:+.3f} | " + " | ".join(cells) + " |")
+  counts = [f"{g}: {out[k]}" for g in groups if (k := f"examples_{contexts[0]}_dims_{g}") in out]
+  return "\n".join(rows + ([f"examples per group: {', '.join(counts)}"] if counts else []))
+
+
 def main(argv=None) -> int:
   """`python -m optformer.training.pfn_eval --checkpoint DIR`: the held-out gap table, by relevant parameters."""
   import argparse
@@ -131,14 +142,8 @@ def main(argv=None) -> int:
   graphdef, params = nnx.split(model)
   out = gp_gap(graphdef, params, cfg, model.config.borders, model.config.num_slot_ids, tuple(args.contexts),
                args.batches, by_dims=True)
-  groups = [f"{lo}-{hi}" for lo, hi in DIM_GROUPS if f"gap_{args.contexts[0]}_dims_{lo}-{hi}" in out]
   print(f"{args.checkpoint} (step {meta.get('step')}): NLL gap to the exact GP, nats per query")
-  print("| context | all | " + " | ".join(f"{g} relevant" for g in groups) + " |")
-  print("|---|---|" + "---|" * len(groups))
-  for n in args.contexts:
-    cells = [f"{out[f'gap_{n}_dims_{g}']:+.3f}" for g in groups]
-    print(f"| {n} | {out[f'gap_{n}']:+.3f} | " + " | ".join(cells) + " |")
-  print("examples per group: " + ", ".join(f"{g}: {out[f'examples_{args.contexts[0]}_dims_{g}']}" for g in groups))
+  print(gap_table_by_dims(out, args.contexts))
   if args.out:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "step": meta.get("step"), **out}, indent=1))

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from optformer import checkpoint
+from optformer.training import pfn_eval
 
 
 def read_metrics(workdir) -> list[dict]:
@@ -55,12 +56,9 @@ def card(cfg, facts: dict, note: str = "") -> str:
   held = facts["heldout"]
   sizes = [k[len("gap_"):] for k in held if k.startswith("gap_") and k[len("gap_"):].isdigit()]
   gap_rows = "\n".join(f"| {n} | {held['nll_model_' + n]:.3f} | {held['nll_gp_' + n]:.3f} | {held['gap_' + n]:+.3f} |" for n in sizes)
-  groups = [k.split("_dims_")[1] for k in held if sizes and k.startswith(f"gap_{sizes[0]}_dims_")]
-  by_dims = "" if not groups else (
-      "\nBy the task's number of relevant parameters (gap):\n\n| context | " + " | ".join(groups) + " |\n|---|"
-      + "---|" * len(groups) + "\n" + "\n".join(
-          f"| {n} | " + " | ".join(f"{held.get(f'gap_{n}_dims_{g}', float('nan')):+.3f}" for g in groups) + " |"
-          for n in sizes) + "\n")
+  by_dims = ""
+  if any("_dims_" in k for k in held):
+    by_dims = "\nBy the task's number of relevant parameters:\n\n" + pfn_eval.gap_table_by_dims(held, sizes) + "\n"
   return f"""# optformer model v2 (order-free in-context surrogate)
 
 Format `pfn-v2` (optformer/pfn.py). A surrogate only: p(y | x, context) as a
