@@ -6,8 +6,11 @@ through the same loop:
 
 | name               | what                                                                 |
 | ------------------ | -------------------------------------------------------------------- |
-| "optformer"        | optformer.Optimizer: EI ranking of 128 policy samples (the default)  |
-| "optformer-policy" | optformer.Optimizer(num_candidates=1): the policy sample alone       |
+| "optformer"        | optformer.Optimizer (the default): EI maximized by the acquisition   |
+|                    | search (uniform points, local moves, 32 policy samples, refinement) |
+| "optformer-policy-ei" | optformer.Optimizer(candidates="policy"): EI over 128 policy samples |
+|                    | (the default before the acquisition search)                          |
+| "optformer-policy" | optformer.Optimizer(candidates="policy", num_candidates=1): the policy sample alone |
 | "optformer-random" | optformer.Optimizer(candidates="random"): EI over 128 uniform points |
 | "optformer-v2"     | optformer.Optimizer on checkpoints/optformer-v2 (model v2, in training): |
 |                    | constrained EI over uniform points, local moves and 2 refinement rounds |
@@ -25,6 +28,7 @@ goal. A NaN or infinite objective is told as a failed trial.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
 from typing import Any, Callable, Mapping
@@ -34,8 +38,8 @@ from optformer.eval.random_search import RandomSearch
 
 Factory = Callable[[optformer.SearchSpace, str, int], Any]  # (space, goal, seed) -> ask/tell object.
 
-OPTIMIZERS = ("optformer", "optformer-policy", "optformer-random", "optformer-v2", "random", "sobol", "tpe", "gp", "cmaes")
-OURS = ("optformer", "optformer-policy", "optformer-random", "optformer-v2")  # Variants of the learned optimizer.
+OPTIMIZERS = ("optformer", "optformer-policy-ei", "optformer-policy", "optformer-random", "optformer-v2", "random", "sobol", "tpe", "gp", "cmaes")
+OURS = ("optformer", "optformer-policy-ei", "optformer-policy", "optformer-random", "optformer-v2")  # Variants of the learned optimizer.
 V2_CHECKPOINT = optformer.checkpoint.V2_CHECKPOINT
 
 
@@ -147,13 +151,45 @@ def supports(name: str, space: optformer.SearchSpace) -> bool:
   Raises:
     ValueError: unknown optimizer name.
   """
-  _check_name(name)
-  return not (name == "cmaes" and _has_categorical(space))
+  base, _ = split_variant(name)
+  return not (base == "cmaes" and _has_categorical(space))
+
+
+def split_variant(name: str) -> tuple[str, dict]:
+  """(registered name, options) of `name`, which is a registered name or a variant of an optformer entry:
+  "optformer:num_random=256,num_policy=0" (SearchConfig fields, or the Optimizer options num_candidates,
+  candidates, acquisition, temperature). Values parse as int, then float, else str.
+
+  Raises:
+    ValueError: unknown name, options on a baseline, or an unknown option.
+  """
+  base, sep, rest = name.partition(":")
+  if base not in OPTIMIZERS:
+    raise ValueError(f"Unknown optimizer {name!r}; expected one of {list(OPTIMIZERS)}.")
+  if not sep:
+    return base, {}
+  if base not in OURS:
+    raise ValueError(f"Optimizer {name!r}: only the optformer entries {list(OURS)} take options.")
+  opts = {}
+  for item in rest.split(","):
+    key, eq, value = item.partition("=")
+    if not eq or key not in _VARIANT_OPTIONS:
+      raise ValueError(f"Optimizer {name!r}: option {item!r} is not KEY=VALUE with KEY in {sorted(_VARIANT_OPTIONS)}.")
+    for cast in (int, float, str):
+      try:
+        opts[key] = cast(value)
+        break
+      except ValueError:
+        pass
+  return base, opts
+
+
+_SEARCH_FIELDS = tuple(f.name for f in dataclasses.fields(optformer.SearchConfig))
+_VARIANT_OPTIONS = set(_SEARCH_FIELDS) | {"num_candidates", "candidates", "acquisition", "temperature"}
 
 
 def _check_name(name: str) -> None:
-  if name not in OPTIMIZERS:
-    raise ValueError(f"Unknown optimizer {name!r}; expected one of {list(OPTIMIZERS)}.")
+  split_variant(name)
 
 
 def factories(model=None) -> dict[str, Factory]:
@@ -178,7 +214,8 @@ def factories(model=None) -> dict[str, Factory]:
 
   return {
       "optformer": optformer_entry(),
-      "optformer-policy": optformer_entry(num_candidates=1),
+      "optformer-policy-ei": optformer_entry(candidates="policy"),
+      "optformer-policy": optformer_entry(candidates="policy", num_candidates=1),
       "optformer-random": optformer_entry(candidates="random"),
       "optformer-v2": lambda space, goal, seed: optformer.Optimizer(space, goal, model=V2_CHECKPOINT, seed=seed),
       "random": lambda space, goal, seed: RandomSearch(space, seed=seed),
@@ -193,7 +230,7 @@ def make(name: str, space: optformer.SearchSpace, goal: str, seed: int, model=No
   """A fresh optimizer `name` on `space`.
 
   Args:
-    name: one of OPTIMIZERS.
+    name: one of OPTIMIZERS, or a variant of an optformer entry (`split_variant`).
     space: the search space.
     goal: "minimize" or "maximize".
     seed: int seed of the optimizer's randomness.
@@ -203,10 +240,18 @@ def make(name: str, space: optformer.SearchSpace, goal: str, seed: int, model=No
     ValueError: unknown name, a bad goal, or a space the optimizer does not
       support (`supports`).
   """
-  _check_name(name)
+  base, opts = split_variant(name)
   if goal not in ("minimize", "maximize"):
     raise ValueError(f"goal must be 'minimize' or 'maximize', got {goal!r}.")
-  return factories(model)[name](space, goal, int(seed))
+  if not opts:
+    return factories(model)[base](space, goal, int(seed))
+  # A variant: the entry's Optimizer with the given options (search sizes on top of the entry's default).
+  probe = factories(model)[base](space, goal, int(seed))
+  sizes = {k: opts.pop(k) for k in _SEARCH_FIELDS if k in opts}
+  kwargs = dict(candidates=probe.candidates, num_candidates=probe.num_candidates, acquisition=probe.acquisition,
+                search=dataclasses.replace(probe.search, **sizes))
+  kwargs.update(opts)
+  return optformer.Optimizer(space, goal, model=probe.model_path or model, seed=int(seed), **kwargs)
 
 
 def parse_names(names) -> list[str]:

@@ -6,9 +6,11 @@ take a random-search trajectory, use its first n trials as the context
 trials as queries, and predict each query's noisy objective y with three
 methods:
 
-  * "model": the OptFormer's Riemann (bar) distribution (engine.score, the
-    same call `optformer.Optimizer.predict` makes), its bin edges mapped back
-    to objective units through the context's YNormalizer;
+  * "model": the model's predictive distribution through
+    `optformer.model_surrogate.ModelSurrogate`, the path `optformer.Optimizer.predict`
+    and `optformer.Surrogate` take (v1: the Riemann (bar) distribution, its
+    bin edges mapped back to objective units through the context's
+    YNormalizer);
   * "exact_gp": the GP with the task's TRUE hyperparameters on the true latent
     inputs, N(mean, var + noise variance) (data_gen/gp.py; Bayes-optimal for
     this prior up to the random-feature approximation of f; Rasmussen &
@@ -87,8 +89,9 @@ import scipy.stats
 from optformer.data_gen import gp
 from optformer.data_gen.behaviour import ALGORITHMS, generate
 from optformer.data_gen.prior import KIND_CATEGORICAL, PriorConfig, sample_tasks
-from optformer import tokenizer as tk
+from optformer.context import Context
 from optformer.distribution import RiemannDistribution
+from optformer.model_surrogate import ModelSurrogate
 from optformer.optimizer import load_engine
 from optformer.pfn_inference import PFNEngine
 from optformer.training.data import prior_encoding
@@ -284,8 +287,9 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
       y = data["y"][i].astype(np.float64)  # Noisy, to maximize.
       y_q, f_q = y[qry], data["f"][i][qry].astype(np.float64)
       inside = np.ones(len(y_q), bool)
+      context = Context(data["x"][i][ctx].astype(np.float64), y[ctx])
       if "model" in methods and v2:
-        pred = engine.predict(data["x"][i][ctx], y[ctx], kinds, nv, data["x"][i][qry])
+        pred = ModelSurrogate(engine, kinds, nv).condition(context).predict(data["x"][i][qry])
         nll = -(np.log(np.maximum(pred.p_feasible, 1e-300)) + pred.log_prob(y_q))
         samples = np.sort(pred._samples, axis=1)  # [Q, K] quantile midpoints.
         k = samples.shape[1]
@@ -294,12 +298,8 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
         outside.append(np.zeros(len(y_q), bool))  # Full support: every query is inside.
         rows["model"].append(_scores(pred.cdf(y_q), nll, crps, pred.mean, f_q, inside))
       elif "model" in methods:
-        enc = prior_encoding(kinds, nv, tok.num_x_bins)
-        x_tok = tk.encode_units(data["x"][i], enc, tok.num_x_bins)
-        norm = tk.YNormalizer.fit(y[ctx], tok.y_low, tok.y_high)
-        probs = engine.score(x_tok[ctx], tk.encode_y(norm.apply(y[ctx]), tok.num_y_bins), enc,
-                             ALGORITHMS.index(prompt), x_tok[qry])
-        dist = RiemannDistribution(probs, norm.invert(tok.y_edges()))  # Objective units.
+        surrogate = ModelSurrogate(engine, kinds, nv, prior_encoding(kinds, nv, tok.num_x_bins), ALGORITHMS.index(prompt))
+        dist = surrogate.condition(context).predict(data["x"][i][qry])  # Objective units, as Optimizer.predict.
         inside = (y_q >= dist.edges[0]) & (y_q <= dist.edges[-1])
         outside.append(~inside)
         rows["model"].append(_scores(dist.cdf(y_q), riemann_nll(dist, y_q), riemann_crps(dist, y_q), dist.mean, f_q,

@@ -5,6 +5,7 @@ Public API (re-exports only; see each module for details).
 
 from optformer import compilation_cache
 from optformer.checkpoint import CheckpointError
+from optformer.acquisition_search import SearchConfig
 from optformer.distribution import RiemannDistribution
 from optformer import priors
 from optformer.optimizer import Optimizer, Suggestion, Trial
@@ -14,6 +15,6 @@ from optformer import explain  # After Optimizer and Surrogate, which it reads; 
 
 __all__ = [
     "Categorical", "CheckpointError", "Discrete", "Float", "Int", "Optimizer", "RiemannDistribution",
-    "SearchSpace", "Suggestion", "Surrogate", "Trial", "compilation_cache", "explain", "priors",
+    "SearchConfig", "SearchSpace", "Suggestion", "Surrogate", "Trial", "compilation_cache", "explain", "priors",
 ]
 __version__ = "0.1.0"

@@ -37,22 +37,27 @@ def sample_tokens(model: OptFormer, state_E, kinds_D, num_values_D, valid_DxQ, k
     their log-probabilities float [M] at the given temperature.
   """
   m, d = num_samples, kinds_D.shape[0]
-  state = jnp.broadcast_to(state_E, (m, 1, state_E.shape[-1]))
-  kinds = jnp.broadcast_to(kinds_D, (m, d))
-  num_values = jnp.broadcast_to(num_values_D, (m, d))
-  valid = jnp.broadcast_to(valid_DxQ, (m, *valid_DxQ.shape))
+  state_ME = jnp.broadcast_to(state_E, (m, state_E.shape[-1]))
+  e = state_E.shape[-1]
+  h = model.config.num_heads
+  cache = jnp.zeros((len(model.dec_blocks), m, d, h, e // h), state_E.dtype)
 
   def body(j, carry):
-    tokens_MxD, logp_M, key = carry
-    logits_MxQ = model.policy_logits(state, tokens_MxD[:, None], kinds, num_values, valid)[:, 0, j]
-    logits_MxQ = jnp.where(valid[:, j], logits_MxQ / temperature, -jnp.inf)  # Mask after scaling.
+    tokens_MxD, logp_M, key, cache_k, cache_v = carry
+    # Incremental over slots (keys and values of earlier slots cached); the Q-way head on slot j only.
+    hidden_MxE, cache_k, cache_v = model.policy_decode_step(state_ME, tokens_MxD, kinds_D, num_values_D, j, cache_k, cache_v)
+    logits_MxQ = jnp.where(valid_DxQ[j], model.x_head(hidden_MxE) / temperature, -jnp.inf)  # Mask after scaling.
     key, sub = jax.random.split(key)
-    tok_M = jax.random.categorical(sub, logits_MxQ).astype(jnp.int32)
-    lp_M = jnp.take_along_axis(jax.nn.log_softmax(logits_MxQ), tok_M[:, None], axis=1)[:, 0]
+    # Inverse-CDF sampling: one uniform per sample, not Q Gumbel draws (threefry bits dominate on a CPU).
+    logp_MxQ = jax.nn.log_softmax(logits_MxQ)
+    cdf_MxQ = jnp.cumsum(jnp.exp(logp_MxQ), axis=-1)
+    u_M = jax.random.uniform(sub, (m,)) * cdf_MxQ[:, -1]
+    tok_M = jnp.argmax((cdf_MxQ > u_M[:, None]) & valid_DxQ[j][None], axis=-1).astype(jnp.int32)
+    lp_M = jnp.take_along_axis(logp_MxQ, tok_M[:, None], axis=1)[:, 0]
     used = kinds_D[j] != ss.KIND_UNUSED
     tokens_MxD = tokens_MxD.at[:, j].set(jnp.where(used, tok_M, 0))
-    return tokens_MxD, logp_M + jnp.where(used, lp_M, 0.0), key
+    return tokens_MxD, logp_M + jnp.where(used, lp_M, 0.0), key, cache_k, cache_v
 
-  init = (jnp.zeros((m, d), jnp.int32), jnp.zeros((m,), jnp.float32), key)
-  tokens, logp, _ = jax.lax.fori_loop(0, d, body, init)
+  init = (jnp.zeros((m, d), jnp.int32), jnp.zeros((m,), jnp.float32), key, cache, cache)
+  tokens, logp, *_ = jax.lax.fori_loop(0, d, body, init)
   return tokens, logp

@@ -21,6 +21,28 @@ from optformer.model import OptFormer
 QUERY_MULTIPLE = 64
 
 
+class StaticGraph:
+  """A model's nnx graphdef as a static jit argument whose hash is computed once.
+
+  jax hashes static arguments on every call; a graphdef's hash walks the
+  whole module tree (~4 ms for the shipped model, several times per ask).
+  Equal graphdefs compare equal, so engines of one architecture share
+  compilations.
+  """
+
+  def __init__(self, graphdef):
+    self.graphdef, self._hash = graphdef, hash(graphdef)
+
+  def __hash__(self) -> int:
+    return self._hash
+
+  def __eq__(self, other) -> bool:
+    return isinstance(other, StaticGraph) and (other.graphdef is self.graphdef or other.graphdef == self.graphdef)
+
+  def merge(self, params):
+    return nnx.merge(self.graphdef, params)
+
+
 def history_buckets(max_trials: int) -> tuple[int, ...]:
   """Padded history lengths: powers of two from 8, then max_trials."""
   out, b = [], 8
@@ -38,7 +60,7 @@ def bucket(n: int, buckets) -> int:
 
 
 class Engine:
-  """A model's propose/score functions at fixed shapes.
+  """A model's jitted history encoding, scoring and proposing at fixed shapes.
 
   Args:
     model: a trained OptFormer.
@@ -47,10 +69,9 @@ class Engine:
   def __init__(self, model: OptFormer):
     self.config = model.config
     self.tok = model.config.tokenizer
-    self.graphdef, self.params = nnx.split(model)
+    graphdef, self.params = nnx.split(model)
+    self.graph = StaticGraph(graphdef)
     self.buckets = history_buckets(model.config.max_trials)
-    self._propose = functools.partial(_propose, self.graphdef)
-    self._score = functools.partial(_score, self.graphdef)
 
   def _pad_history(self, x_NxD, y_N):
     n = len(y_N)
@@ -62,49 +83,72 @@ class Engine:
     x[0, :n], y[0, :n] = x_NxD, y_N
     return x, y
 
-  def propose(self, x_NxD, y_N, enc: tk.SpaceEncoding, algorithm: int, seed: int, num_samples: int, temperature: float = 1.0):
-    """Samples configurations from the policy after the history.
+  def context(self, x_NxD, y_N, enc: tk.SpaceEncoding, algorithm: int) -> "EncodedHistory":
+    """Encodes a history once (x_NxD int [n, D] value tokens, y_N int [n] objective tokens); score and
+    propose against it any number of times."""
+    x, y = self._pad_history(x_NxD, y_N)
+    n = len(y_N)
+    valid = np.arange(x.shape[1])[None] < n
+    states, keys, values = _encode_history(
+        self.graph, self.params, x, y, valid, enc.kinds[None], enc.num_values[None], np.array([algorithm], np.int32))
+    return EncodedHistory(self, enc, n, states, keys, values, np.concatenate([[[True]], valid], axis=1))
 
-    Args:
-      x_NxD: int [n, D] history value tokens; y_N: int [n] objective tokens.
-      enc: the search space's encoding. algorithm: behaviour prompt id.
+  def propose(self, x_NxD, y_N, enc: tk.SpaceEncoding, algorithm: int, seed: int, num_samples: int, temperature: float = 1.0):
+    """Samples configurations from the policy after the history (`EncodedHistory.propose`)."""
+    return self.context(x_NxD, y_N, enc, algorithm).propose(seed, num_samples, temperature)
+
+  def score(self, x_NxD, y_N, enc: tk.SpaceEncoding, algorithm: int, query_x_MxD):
+    """float [M, Y] objective-bin probabilities of each query given the history (`EncodedHistory.score`)."""
+    return self.context(x_NxD, y_N, enc, algorithm).score(query_x_MxD)
+
+
+class EncodedHistory:
+  """A history encoded once (`Engine.context`): its states and every block's keys and values."""
+
+  def __init__(self, engine: Engine, enc: tk.SpaceEncoding, n: int, states, keys, values, key_mask):
+    self.engine, self.enc, self.n = engine, enc, n
+    self.states, self.keys, self.values, self.key_mask = states, keys, values, key_mask
+
+  def propose(self, seed: int, num_samples: int, temperature: float = 1.0):
+    """Samples configurations from the policy after the history.
 
     Returns:
       tokens int32 [num_samples, D], log-probabilities float [num_samples].
     """
-    x, y = self._pad_history(x_NxD, y_N)
-    tokens, logp = self._propose(
-        self.params, x, y, np.int32(len(y_N)), enc.kinds[None], enc.num_values[None], enc.valid[None],
-        np.array([algorithm], np.int32), jax.random.key(seed), np.float32(temperature), num_samples=num_samples,
+    e, enc = self.engine, self.enc
+    tokens, logp = _propose(
+        e.graph, e.params, self.states, np.int32(self.n), enc.kinds[None], enc.num_values[None], enc.valid[None],
+        jax.random.key(seed), np.float32(temperature), num_samples=num_samples,
     )
     return np.asarray(tokens), np.asarray(logp)
 
-  def score(self, x_NxD, y_N, enc: tk.SpaceEncoding, algorithm: int, query_x_MxD):
-    """float [M, Y] objective-bin probabilities of each query given the history."""
-    x, y = self._pad_history(x_NxD, y_N)
+  def score(self, query_x_MxD):
+    """float [M, Y] objective-bin probabilities of each query (int [M, D] value tokens) given the history.
+
+    Queries are padded to a multiple of QUERY_MULTIPLE (one compilation per padded size and bucket).
+    """
+    e, tok = self.engine, self.engine.tok
     m = len(query_x_MxD)
     padded_m = max(QUERY_MULTIPLE, -(-m // QUERY_MULTIPLE) * QUERY_MULTIPLE)
-    q = np.full((1, padded_m, self.tok.max_params), self.tok.x_pad, np.int32)
+    q = np.full((1, padded_m, tok.max_params), tok.x_pad, np.int32)
     q[0, :m] = query_x_MxD
-    probs = self._score(
-        self.params, x, y, np.int32(len(y_N)), q, enc.kinds[None], enc.num_values[None], np.array([algorithm], np.int32)
-    )
+    probs = _score(e.graph, e.params, self.keys, self.values, self.key_mask, q, self.enc.kinds[None],
+                   self.enc.num_values[None])
     return np.asarray(probs)[:m]
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _encode_history(graph, params, hist_x, hist_y, hist_valid, kinds, num_values, algorithm):
+  return graph.merge(params).encode_history(hist_x, hist_y, hist_valid, kinds, num_values, algorithm)
+
+
 @functools.partial(jax.jit, static_argnums=0, static_argnames=("num_samples",))
-def _propose(graphdef, params, hist_x, hist_y, n, kinds, num_values, valid, algorithm, key, temperature, num_samples):
-  model = nnx.merge(graphdef, params)
-  hist_valid = jnp.arange(hist_x.shape[1])[None] < n
-  dummy_q = jnp.zeros((1, 1, hist_x.shape[2]), jnp.int32)
-  states, _ = model.encode(hist_x, hist_y, hist_valid, dummy_q, jnp.zeros((1, 1), jnp.int32), kinds, num_values, algorithm)
+def _propose(graph, params, states, n, kinds, num_values, valid, key, temperature, num_samples):
+  model = graph.merge(params)
   return decoding.sample_tokens(model, states[0, n], kinds[0], num_values[0], valid[0], key, num_samples, temperature)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _score(graphdef, params, hist_x, hist_y, n, query_x, kinds, num_values, algorithm):
-  model = nnx.merge(graphdef, params)
-  hist_valid = jnp.arange(hist_x.shape[1])[None] < n
-  context = jnp.full(query_x.shape[:2], n, jnp.int32)
-  _, queries = model.encode(hist_x, hist_y, hist_valid, query_x, context, kinds, num_values, algorithm)
-  return jax.nn.softmax(model.y_logits(queries)[0], axis=-1)
+def _score(graph, params, keys, values, key_mask, query_x, kinds, num_values):
+  logits = graph.merge(params).score_cached(keys, values, key_mask, query_x, kinds, num_values)
+  return jax.nn.softmax(logits[0], axis=-1)

@@ -144,6 +144,30 @@ class Attention(nnx.Module):
     o_BxSxHxK = jnp.einsum("bhqs,bshk->bqhk", w, v)
     return self.out(o_BxSxHxK.reshape(b, s, e))
 
+  def keys_values(self, x_BxSxE):
+    """(keys, values), each [B, S, H, K]: what positions x offer to later attention (the inference cache)."""
+    b, s, e = x_BxSxE.shape
+    kv = self.qkv(x_BxSxE).reshape(b, s, 3, self.h, e // self.h)
+    return kv[:, :, 1], kv[:, :, 2]
+
+  def attend_cached(self, x_BxMxE, keys_BxSxHxK, values_BxSxHxK, mask_BxS):
+    """Attention of M queries to S cached positions (where mask) and to themselves, never to each other.
+
+    Equals `__call__` on the concatenated sequence under `attention_mask`'s
+    query rows, at O(M S) instead of O((S + M)^2).
+    """
+    b, m, e = x_BxMxE.shape
+    k_dim = e // self.h
+    qkv = self.qkv(x_BxMxE).reshape(b, m, 3, self.h, k_dim)
+    q, k_self, v_self = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, M, H, K]
+    logits_BxHxMxS = jnp.einsum("bqhk,bshk->bhqs", q, keys_BxSxHxK) / math.sqrt(k_dim)
+    logits_BxHxMxS = jnp.where(mask_BxS[:, None, None, :], logits_BxHxMxS, NEG_INF)
+    self_BxHxMx1 = jnp.einsum("bqhk,bqhk->bhq", q, k_self)[..., None] / math.sqrt(k_dim)
+    w = jax.nn.softmax(jnp.concatenate([logits_BxHxMxS, self_BxHxMx1], axis=-1), axis=-1)
+    o_BxMxHxK = jnp.einsum("bhqs,bshk->bqhk", w[..., :-1], values_BxSxHxK)
+    o_BxMxHxK = o_BxMxHxK + jnp.transpose(w[..., -1], (0, 2, 1))[..., None] * v_self
+    return self.out(o_BxMxHxK.reshape(b, m, e))
+
 
 class Block(nnx.Module):
   """Pre-LayerNorm transformer block."""
@@ -157,7 +181,18 @@ class Block(nnx.Module):
 
   def __call__(self, x, mask):
     x = x + self.attn(self.ln1(x), mask)
+    return self._mlp(x)
+
+  def _mlp(self, x):
     return x + self.mlp_out(jax.nn.gelu(self.mlp_in(self.ln2(x))))
+
+  def keys_values(self, x_BxSxE):
+    """This block's attention cache of positions whose block input is x."""
+    return self.attn.keys_values(self.ln1(x_BxSxE))
+
+  def cached(self, x_BxMxE, keys, values, mask_BxS):
+    """The block on M queries that see cached positions (`Attention.attend_cached`) and themselves."""
+    return self._mlp(x_BxMxE + self.attn.attend_cached(self.ln1(x_BxMxE), keys, values, mask_BxS))
 
 
 class OptFormer(nnx.Module):
@@ -251,18 +286,50 @@ class OptFormer(nnx.Module):
     h = self.ln_f(h)
     return h[:, : 1 + t], h[:, 1 + t :]
 
+  def encode_history(self, hist_x, hist_y, hist_valid, kinds, num_values, algorithm):
+    """The history alone, for inference: `encode`'s states and every block's attention cache.
+
+    History positions never see queries, so these equal `encode`'s; queries
+    scored later with `score_cached` equal `encode`'s queries at
+    query_context = n, at O(M T) per layer.
+
+    Args: as `encode` (without queries).
+
+    Returns:
+      (states [B, 1 + T, E], keys [L, B, 1 + T, H, K], values [L, B, 1 + T, H, K]).
+    """
+    slot = self.slot_features(kinds, num_values)
+    h = jnp.concatenate([self.algo_emb(algorithm)[:, None], self.embed_trials(hist_x, hist_y, slot, kinds)], axis=1)
+    mask = attention_mask(hist_valid, jnp.zeros((hist_x.shape[0], 0), jnp.int32))
+    keys, values = [], []
+    for blk in self.blocks:
+      k, v = blk.keys_values(h)
+      keys.append(k)
+      values.append(v)
+      h = blk(h, mask)
+    return self.ln_f(h), jnp.stack(keys), jnp.stack(values)
+
+  def score_cached(self, keys, values, key_mask_BxS, query_x, kinds, num_values):
+    """[B, M, Y] objective-bin logits of queries against a cached history (`encode_history`).
+
+    key_mask_BxS: bool [B, 1 + T], the prompt and the history trials each
+    query sees (True at 0, then hist_valid & index < n).
+    """
+    slot = self.slot_features(kinds, num_values)
+    missing = jnp.full(query_x.shape[:2], self.config.tokenizer.y_missing, jnp.int32)
+    h = self.embed_trials(query_x, missing, slot, kinds)
+    for l, blk in enumerate(self.blocks):
+      h = blk.cached(h, keys[l], values[l], key_mask_BxS)
+    return self.y_logits(self.ln_f(h))
+
   def y_logits(self, queries_BxMxE):
     """[B, M, Y] logits of the objective-bin distribution."""
     return self.y_head(queries_BxMxE)
 
   # -- Policy ----------------------------------------------------------------
 
-  def policy_logits(self, state_BxNxE, x_BxNxD, kinds_BxD, num_values_BxD, valid_BxDxQ):
-    """[B, N, D, Q] masked logits of each slot's token given earlier slots.
-
-    Teacher forcing: slot j sees the state and the tokens of slots < j in
-    x_BxNxD (causal over slots); later slots' tokens are ignored.
-    """
+  def policy_hidden(self, state_BxNxE, x_BxNxD, kinds_BxD, num_values_BxD):
+    """[B, N, D, E] the policy decoder's output per slot, before `x_head` (see `policy_logits`)."""
     b, n, d = x_BxNxD.shape
     slot = self.slot_features(kinds_BxD, num_values_BxD)  # [B, D, F]
     prev = self.dec_prev(self.value_embedding(x_BxNxD, kinds_BxD) + slot[:, None])  # [B, N, D, E]
@@ -274,7 +341,38 @@ class OptFormer(nnx.Module):
     causal = jnp.broadcast_to(jnp.tril(jnp.ones((d, d), bool)), (b * n, d, d))
     for blk in self.dec_blocks:
       h = blk(h, causal)
-    logits = self.x_head(self.dec_ln(h)).reshape(b, n, d, -1)
+    return self.dec_ln(h).reshape(b, n, d, -1)
+
+  def policy_decode_step(self, state_ME, tokens_MxD, kinds_D, num_values_D, j, cache_k, cache_v):
+    """One step of incremental decoding: slot j's hidden state [M, E], as `policy_hidden(...)[:, 0, j]`.
+
+    Slot j's decoder input needs only the token of slot j - 1; the keys and
+    values of slots < j come from the cache (float [L_dec, M, D, H, K] each,
+    written at j and returned), so a step costs one slot, not D.
+    """
+    m, d = tokens_MxD.shape
+    slot_DxF = self.slot_features(kinds_D[None], num_values_D[None])[0]
+    prev_emb = self.value_embedding(tokens_MxD[:, None], kinds_D[None])[:, 0] + slot_DxF[None]  # [M, D, F]
+    prev_ME = jnp.where(j == 0, self.dec_start[...][None], self.dec_prev(prev_emb[:, jnp.maximum(j - 1, 0)]))
+    x = self.dec_state(state_ME) + self.dec_slot(slot_DxF[j])[None] + prev_ME
+    seen_D = jnp.arange(d) <= j
+    for l, blk in enumerate(self.dec_blocks):
+      h, k_dim = blk.attn.h, x.shape[-1] // blk.attn.h
+      qkv = blk.attn.qkv(blk.ln1(x)).reshape(m, 3, h, k_dim)
+      cache_k = cache_k.at[l, :, j].set(qkv[:, 1])
+      cache_v = cache_v.at[l, :, j].set(qkv[:, 2])
+      logits_MxHxD = jnp.einsum("mhk,mdhk->mhd", qkv[:, 0], cache_k[l]) / math.sqrt(k_dim)
+      w = jax.nn.softmax(jnp.where(seen_D[None, None], logits_MxHxD, NEG_INF), axis=-1)
+      x = blk._mlp(x + blk.attn.out(jnp.einsum("mhd,mdhk->mhk", w, cache_v[l]).reshape(m, -1)))
+    return self.dec_ln(x), cache_k, cache_v
+
+  def policy_logits(self, state_BxNxE, x_BxNxD, kinds_BxD, num_values_BxD, valid_BxDxQ):
+    """[B, N, D, Q] masked logits of each slot's token given earlier slots.
+
+    Teacher forcing: slot j sees the state and the tokens of slots < j in
+    x_BxNxD (causal over slots); later slots' tokens are ignored.
+    """
+    logits = self.x_head(self.policy_hidden(state_BxNxE, x_BxNxD, kinds_BxD, num_values_BxD))
     return jnp.where(valid_BxDxQ[:, None], logits, NEG_INF)
 
   # -- Training forward ------------------------------------------------------

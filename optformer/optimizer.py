@@ -1,12 +1,14 @@
 """The ask/tell optimizer: zero-shot suggestions and predictions from a study's history.
 
-Suggesting (OptFormer, Chen et al. 2022, Sec. 5 "OptFormer (EI)"):
-  1. sample `num_candidates` configurations from the policy, prompted with
-     the strongest behaviour algorithm (default "gp_ucb");
-  2. score each with the surrogate's expected improvement over the best
-     objective seen (distribution.RiemannDistribution.expected_improvement);
-  3. return the best candidate not already evaluated.
-With an empty history the first policy sample is returned.
+Suggesting: the history is encoded once (`inference.Engine.context`:
+per-layer keys and values), and the acquisition (default: expected
+improvement over the best objective seen,
+distribution.RiemannDistribution.expected_improvement) is maximized over a
+pool of uniform points, local moves of the best trials and policy samples
+(OptFormer, Chen et al. 2022, Sec. 5 "OptFormer (EI)"), refined by rounds
+of local moves around the best candidates (`optformer.acquisition_search`);
+the best candidate not already evaluated is returned. With an empty
+history the first policy sample is returned.
 
 Batches and pending trials: every suggestion is *pending* until it is told;
 `add_pending` registers configurations being evaluated elsewhere. Pending
@@ -54,21 +56,27 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from optformer import acquisition_search
 from optformer import checkpoint
 from optformer import compilation_cache as compilation_cache_lib
 from optformer import priors as priors_lib
 from optformer import search_space as ss
 from optformer import study_files
-from optformer import tokenizer as tk
+from optformer import context as context_lib
+from optformer.context import Context
 from optformer.distribution import RiemannDistribution
 from optformer.inference import Engine
 from optformer.model import OptFormer
+from optformer.model_surrogate import ModelSurrogate
 from optformer.pfn import PFNSurrogate
-from optformer.pfn_inference import PFNEngine, PFNPredictive, candidate_pool
+from optformer.pfn_inference import PFNEngine
 
 _ENGINES: dict[str, Engine] = {}
-# Model v2's acquisition search: rounds of local moves around the REFINE_TOP best candidates.
-REFINE_ROUNDS, REFINE_TOP = 2, 8
+SearchConfig = acquisition_search.SearchConfig
+# The default acquisition searches of candidates="search" (measured: docs/acquisition_search.md).
+DEFAULT_SEARCH = SearchConfig(num_policy=32)
+DEFAULT_SEARCH_V2 = SearchConfig()
+PROGRESS_MIN_BATCH = 8  # ask(n) shows a progress bar from this batch size on (when stderr is a terminal).
 
 
 def load_engine(model: OptFormer | PFNSurrogate | str | pathlib.Path | None = None) -> Engine | PFNEngine:
@@ -142,17 +150,21 @@ class Optimizer:
     space: the SearchSpace to optimize over.
     goal: "minimize" or "maximize" the objective.
     model: an OptFormer, a checkpoint directory, or None for the shipped one.
-    num_candidates: M policy samples ranked per suggestion (> 0).
+    num_candidates: M candidates of the "policy" and "random" modes, and
+      of prior samples added to any pool when a `prior` is given (> 0).
     temperature: policy sampling temperature (> 0).
     algorithm: behaviour-algorithm prompt, one of the model's algorithms.
-    candidates: where the M candidates ranked by expected improvement come
-      from: "policy" (samples from the model's policy head, the default) or
-      "random" (uniform in the search space; the surrogate alone, as in
-      PFNs4BO's random-candidate ablation). With num_candidates=1 and
-      "policy" the suggestion is the policy sample alone. A model v2
-      checkpoint has no policy: there "policy" means "search", M uniform
-      candidates plus M local moves of the 5 best trials
-      (`pfn_inference.candidate_pool`), and "random" the uniform ones only.
+    candidates: how the acquisition is maximized:
+      "search" (the default): `optformer.acquisition_search.search` with
+      the pool sizes of `search`: uniform points, local moves of the best
+      trials and (model v1) policy samples, then rounds of local moves
+      around the best candidates; floats take any value in their range;
+      "policy" (model v1 only): M policy samples (OptFormer, Chen et al.
+      2022, "OptFormer (EI)"); with num_candidates=1 the policy sample alone;
+      "random": M uniform points (the surrogate alone, as in PFNs4BO's
+      random-candidate ablation).
+    search: pool sizes of "search" (`SearchConfig`); None for the default
+      (DEFAULT_SEARCH for model v1, DEFAULT_SEARCH_V2 for v2).
     acquisition: what ranks the candidates: "ei" (expected improvement,
       Jones et al. 1998; the default), "pi" (probability of improvement,
       Kushner 1964) or "ucb" (mean + sqrt(ucb_beta) std, Srinivas et al.
@@ -190,8 +202,8 @@ class Optimizer:
 
   def __init__(
       self, space: ss.SearchSpace, goal: str = "minimize", *, model=None, num_candidates: int = 128,
-      temperature: float = 1.0, algorithm: str = "gp_ucb", candidates: str = "policy", acquisition: str = "ei",
-      ucb_beta: float = 4.0,
+      temperature: float = 1.0, algorithm: str = "gp_ucb", candidates: str = "search",
+      search: SearchConfig | None = None, acquisition: str = "ei", ucb_beta: float = 4.0,
       prior: Mapping[str, priors_lib.Belief] | None = None, prior_beta: float = 1.0, seed: int | None = None,
       warn_truncation: bool = True, compilation_cache: bool | str | os.PathLike = True,
   ):
@@ -217,21 +229,15 @@ class Optimizer:
       compilation_cache_lib.enable(None if compilation_cache is True else compilation_cache)
     self.engine = load_engine(model)
     self.v2 = isinstance(self.engine, PFNEngine)
-    if self.v2:  # Model v2: a surrogate only; candidates come from the acquisition search.
-      if len(space) > self.engine.config.num_slot_ids:
-        raise ValueError(f"The search space has {len(space)} parameters; this model supports at most "
-                         f"{self.engine.config.num_slot_ids}.")
-      self.tok, self.encoding, self.algorithm = None, None, 0
-      candidates = "search" if candidates == "policy" else candidates
-    else:
-      if candidates == "search":
-        raise ValueError("candidates='search' needs a model v2 checkpoint; v1 offers 'policy' or 'random'.")
-      self.tok = self.engine.tok
-      algorithms = self.engine.config.algorithms
-      if algorithm not in algorithms:
-        raise ValueError(f"algorithm must be one of {list(algorithms)}, got {algorithm!r}.")
-      self.algorithm = algorithms.index(algorithm)
-      self.encoding = tk.encode_space(space, self.tok)
+    # The surrogate (model_surrogate.ModelSurrogate): raises ValueError for too many parameters or a bad prompt.
+    self.surrogate = ModelSurrogate.for_space(self.engine, space, None if self.v2 else algorithm)
+    self.tok, self.encoding, self.algorithm = (None, None, 0) if self.v2 else (
+        self.engine.tok, self.surrogate.encoding, self.surrogate.algorithm)
+    if self.v2 and candidates == "policy":
+      raise ValueError("candidates='policy' needs a model v1 checkpoint (v2 has no policy); use 'search' or 'random'.")
+    if search is not None and not isinstance(search, SearchConfig):
+      raise TypeError(f"search must be an optformer.SearchConfig or None, got {type(search).__name__}.")
+    self.search = search or (DEFAULT_SEARCH_V2 if self.v2 else DEFAULT_SEARCH)
     self.num_candidates, self.temperature, self.candidates = num_candidates, temperature, candidates
     self.acquisition, self.ucb_beta = acquisition, float(ucb_beta)
     self.prior = priors_lib.Prior(space, prior) if prior else None
@@ -240,6 +246,7 @@ class Optimizer:
     self.trials: list[Trial] = []
     self._pending: dict[int, dict] = {}  # trial number -> validated params, in ask order
     self._next_number = 0
+    self._units: dict[int, np.ndarray] = {}  # trial number -> unit form of its params (see _unit)
     self._warned_truncation = not warn_truncation
     self.study_id = uuid.uuid4().hex  # Marks this study's suggestions (`Suggestion.study`); kept by save/load.
 
@@ -333,52 +340,50 @@ class Optimizer:
   def _internal(self, value: float) -> float:
     return value if self.goal == "maximize" else -value
 
-  def _context(self, extra=()) -> tuple[np.ndarray, np.ndarray]:
-    """Model context: unit-space tokens int [n, D] and objectives float [n] (larger is better).
+  def _unit(self, number: int, params) -> np.ndarray:
+    """float64 [D] unit form of a told or pending trial's params, computed once per trial number."""
+    u = self._units.get(number)
+    if u is None:
+      u = self._units[number] = self.space.to_unit(params)
+    return u
 
-    `extra` holds (params, internal objective) rows appended after the trials
-    (fantasized pending trials).
+  def _fit(self, rows: list) -> Context:
+    """The Context of (unit row, y) rows: truncated past the model's context, with one warning per study."""
+    limit = self.surrogate.max_context
+    if len(rows) > limit and not self._warned_truncation:
+      warnings.warn(context_lib.truncation_warning(len(rows), limit), stacklevel=5)
+      self._warned_truncation = True
+    return Context.from_rows(context_lib.truncate(rows, limit), len(self.space))
+
+  def _model_context(self) -> tuple[Context, float | None]:
+    """(the Context the model conditions on, the best told objective in the model's direction or None).
+
+    Rows are the told trials (NaN objective when infeasible), then the
+    pending trials with the surrogate's predicted mean given the told ones
+    as a fantasized objective (kriging believer); past the model's context
+    the best half and the most recent rows.
     """
-    feasible = [self._internal(t.value) for t in self.trials if not t.infeasible]
-    if not feasible:
-      return np.zeros((0, self.tok.max_params), np.int32), np.zeros(0)
-    worst = min(feasible)
-    rows = [(t.params, worst if t.infeasible else self._internal(t.value)) for t in self.trials] + list(extra)
-    rows = self._fit_context(rows, self.engine.config.max_trials, stacklevel=5)
-    return self._tokens([p for p, _ in rows]), np.array([y for _, y in rows])
-
-  def _tokens(self, configs) -> np.ndarray:
-    """int32 [N, D_max] value tokens of configurations."""
-    return tk.encode_configs(configs, self.space, self.tok, self.encoding)
-
-  def _encoded_context(self):
-    """(x int [n, D_max], y float [n] larger-is-better, its YNormalizer, y tokens int [n], best real y).
-
-    Pending trials are appended with the surrogate's predicted mean given
-    the completed trials (kriging believer); the best y counts completed
-    trials only.
-    """
-    x, y = self._context()
-    norm = tk.YNormalizer.fit(y, self.tok.y_low, self.tok.y_high)
-    y_tok = tk.encode_y(norm.apply(y), self.tok.num_y_bins)
-    if len(y) == 0 or not self._pending:
-      return x, y, norm, y_tok, (y.max() if len(y) else None)
-    pending = list(self._pending.values())
-    probs = self.engine.score(x, y_tok, self.encoding, self.algorithm, self._tokens(pending))
-    means = norm.invert(RiemannDistribution(probs, self.tok.y_edges(), "maximize").mean)
-    best = y.max()
-    x, y = self._context(extra=zip(pending, means))
-    norm = tk.YNormalizer.fit(y, self.tok.y_low, self.tok.y_high)
-    return x, y, norm, tk.encode_y(norm.apply(y), self.tok.num_y_bins), best
+    rows = [(self._unit(t.number, t.params), math.nan if t.infeasible else self._internal(t.value)) for t in self.trials]
+    told = Context.from_rows(rows, len(self.space))
+    if not self._pending or told.best is None:
+      return self._fit(rows), told.best
+    pend = [self._unit(*p) for p in self._pending.items()]
+    limit = self.surrogate.max_context
+    base = Context.from_rows(context_lib.truncate(rows, max(limit - len(pend), 1)), len(self.space))
+    means = self.surrogate.condition(base).mean(pend)
+    return self._fit(rows + list(zip(pend, means))), told.best
 
   # -- Suggest and predict ---------------------------------------------------
 
-  def ask(self, n: int | None = None) -> Suggestion | list[Suggestion]:
+  def ask(self, n: int | None = None, *, progress: bool | None = None) -> Suggestion | list[Suggestion]:
     """The next configuration(s) to evaluate.
 
     Args:
       n: None for one configuration, or an int >= 1 for a batch of n diverse
         configurations (each chosen after fantasizing the ones before).
+      progress: show a progress bar (tqdm, on stderr) over the batch: True,
+        False, or None (the default) for batches of PROGRESS_MIN_BATCH or
+        more when stderr is a terminal.
 
     Returns:
       A Suggestion (a dict name -> value of the parameter's type, with its
@@ -395,7 +400,13 @@ class Optimizer:
     key = lambda params: tuple((type(params[p.name]), params[p.name]) for p in self.space)
     taken = {key(p) for p in [t.params for t in self.trials] + list(self._pending.values())}
     out, repeats = [], 0
-    for _ in range(1 if n is None else int(n)):
+    count = 1 if n is None else int(n)
+    steps = range(count)
+    if progress or (progress is None and count >= PROGRESS_MIN_BATCH):
+      from tqdm.auto import tqdm
+
+      steps = tqdm(steps, desc="ask", unit="suggestion", disable=None if progress is None else False, leave=False)
+    for _ in steps:
       out.append(self._ask_one())
       repeats += key(out[-1]) in taken
       taken.add(key(out[-1]))
@@ -409,42 +420,46 @@ class Optimizer:
     return out[0] if n is None else out
 
   def _ask_one(self) -> Suggestion:
-    if self.v2:
-      return self._ask_one_v2()
-    x, y, norm, y_tok, best = self._encoded_context()
-    d = len(self.space)
-    taken = [t.params for t in self.trials] + list(self._pending.values())
-    seen = {row[:d].tobytes() for row in self._tokens(taken)} if taken else set()
-    if len(y) == 0 and self.prior is not None:
-      cand = self._tokens(self.prior.sample(self._rng, self.num_candidates))
-    elif self.candidates == "random":
-      cand = self._tokens([self.space.sample(self._rng) for _ in range(self.num_candidates)])
-    else:
-      seed = int(self._rng.integers(2**31))
-      cand, _ = self.engine.propose(x, y_tok, self.encoding, self.algorithm, seed, self.num_candidates, self.temperature)
+    context, best = self._model_context()
+    taken = [self._unit(t.number, t.params) for t in self.trials] + [self._unit(*p) for p in self._pending.items()]
+    # A candidate the model cannot tell apart from a told or pending trial (v1: same value tokens) is not fresh.
+    seen = set(self.surrogate.fresh_keys(taken)) if taken else set()
+    is_fresh = lambda units: np.array([k not in seen for k in self.surrogate.fresh_keys(units)], bool)
+    config = self._search_config()
+    posterior = self.surrogate.condition(context)
+    prior_samples = lambda: np.array([self.space.to_unit(c) for c in self.prior.sample(self._rng, self.num_candidates)])
+    if best is None:  # No scale yet: the first fresh prior, policy or uniform sample.
       if self.prior is not None:
-        cand = np.concatenate([cand, self._tokens(self.prior.sample(self._rng, self.num_candidates))])
-    fresh = np.array([row[:d].tobytes() not in seen for row in cand])
-    if len(y) == 0:  # No scale yet: the first fresh candidate (policy or prior sample).
-      return self._register(cand[int(np.argmax(fresh))])
-    probs = self.engine.score(x, y_tok, self.encoding, self.algorithm, cand)
-    dist = RiemannDistribution(probs, self.tok.y_edges(), "maximize")
-    if self.acquisition == "ucb":
-      score = dist.upper_confidence_bound(self.ucb_beta)
-    else:
-      acq = dist.expected_improvement if self.acquisition == "ei" else dist.probability_of_improvement
-      score = np.log(np.maximum(acq(norm.apply(best)), 1e-300))
+        first = prior_samples()
+      elif config.num_policy and not self.v2:
+        first = posterior.propose(self._rng, config.num_policy, self.temperature)
+      else:
+        first = acquisition_search.uniform_points(self.space, self._rng, max(self.num_candidates, 64))
+      return self.add_pending(self.space.from_unit(first[int(np.argmax(is_fresh(first)))]))
+    extra = [posterior.propose(self._rng, config.num_policy, self.temperature)] if config.num_policy and not self.v2 else []
     if self.prior is not None:
-      configs = [self._decode(row) for row in cand]
-      score = score + self.prior_beta / max(len(self.trials), 1) * self.prior.log_density(configs)
-    score = np.where(fresh, score, -np.inf) if fresh.any() else score
-    return self._register(cand[int(np.argmax(score))])
+      extra.append(prior_samples())
+    acquisition = lambda units: self._with_prior(units, posterior.acquisition(units, best, self.acquisition, self.ucb_beta))
+    feasible = [t for t in self.trials if not t.infeasible]
+    top = [self._unit(t.number, t.params) for t in sorted(feasible, key=lambda t: -self._internal(t.value))]
+    unit, _, _ = acquisition_search.search(
+        self.space, self._rng, acquisition, config, top, is_fresh, np.concatenate(extra) if extra else None)
+    return self.add_pending(self.space.from_unit(unit))
 
-  def _register(self, tokens_D) -> Suggestion:
-    return self.add_pending(self._decode(tokens_D))
+  def _search_config(self) -> SearchConfig:
+    """The acquisition search of the `candidates` mode: "search" (the pool of `search`), "policy" or "random"."""
+    if self.candidates == "policy":
+      return SearchConfig(num_random=0, num_local=0, rounds=0, num_policy=self.num_candidates)
+    if self.candidates == "random":
+      return SearchConfig(num_random=self.num_candidates, num_local=0, rounds=0)
+    return self.search
 
-  def _decode(self, tokens_D) -> dict[str, Any]:
-    return tk.decode_x(tokens_D, self.space, self.encoding, self.tok.num_x_bins)
+  def _with_prior(self, units, score) -> np.ndarray:
+    """score + (prior_beta / n) log pi(x) (piBO, Hvarfner et al. 2022); score itself without a prior."""
+    if self.prior is None:
+      return score
+    configs = [self.space.from_unit(u) for u in units]
+    return score + self.prior_beta / max(len(self.trials), 1) * self.prior.log_density(configs)
 
   def predict(self, configs: Sequence[Mapping[str, Any]]) -> RiemannDistribution:
     """Predictive distributions of the objective at `configs`, in objective units.
@@ -460,120 +475,15 @@ class Optimizer:
       ValueError: no feasible trial yet (the objective's scale is unknown),
         or a config not in the search space.
     """
-    if self.v2:
-      return self._predict_v2(configs)
-    x, y, norm, y_tok, _ = self._encoded_context()
-    if len(y) == 0:
-      raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
-    query = self._tokens(list(configs))
-    probs = self.engine.score(x, y_tok, self.encoding, self.algorithm, query)
-    edges = norm.invert(self.tok.y_edges())  # increasing, larger is better
-    if self.goal == "minimize":
-      edges, probs = -edges[::-1], probs[:, ::-1]
-    return StudyDistribution(probs, edges, self.goal, best=self.best[1])
-
-  # -- Model v2 --------------------------------------------------------------
-
-  def _context_v2(self):
-    """(x float [n, D] unit form, y float [n] larger is better, NaN = infeasible, best internal y or None,
-    the set of unit-form tuples of every told and pending configuration).
-
-    Pending trials enter with the surrogate's predicted mean given the told
-    trials (kriging believer); a history longer than the model's context
-    keeps the best half and the most recent trials.
-    """
-    rows = [(self.space.to_unit(t.params), math.nan if t.infeasible else self._internal(t.value)) for t in self.trials]
-    feasible = [y for _, y in rows if not math.isnan(y)]
-    best = max(feasible) if feasible else None
-    limit = self.engine.config.max_context
-    pend = np.array([self.space.to_unit(p) for p in self._pending.values()]).reshape(-1, len(self.space))
-    taken = {tuple(u) for u, _ in rows} | {tuple(u) for u in pend}
-    if len(pend) and feasible:
-      x0, y0 = self._truncate(rows, limit - len(pend))
-      mean = self.engine.predict(x0, y0, self._kinds, self._num_values, pend).mean
-      rows = rows + list(zip(pend, mean))
-    x, y = self._truncate(rows, limit)
-    return x, y, best, taken
-
-  def _fit_context(self, rows, limit: int, stacklevel: int):
-    """The (x, y) rows the model sees: all of them, or past `limit` the best half (NaN, infeasible, last)
-    and the most recent ones, in their original order; warns once when it truncates."""
-    if len(rows) <= limit:
-      return rows
-    if not self._warned_truncation:
-      warnings.warn(f"The study has {len(rows)} trials; the model's context holds {limit}. It sees the best "
-                    f"{limit // 2} and the most recent trials (all trials are kept in `trials`).", stacklevel=stacklevel)
-      self._warned_truncation = True
-    order = np.argsort([-(y if not math.isnan(y) else -np.inf) for _, y in rows], kind="stable")
-    keep = set(order[: limit // 2].tolist())
-    for i in range(len(rows) - 1, -1, -1):
-      if len(keep) >= limit:
-        break
-      keep.add(i)
-    return [rows[i] for i in sorted(keep)]
-
-  def _truncate(self, rows, limit: int):
-    rows = self._fit_context(rows, limit, stacklevel=6)
-    d = len(self.space)
-    return np.array([r for r, _ in rows], np.float64).reshape(len(rows), d), np.array([y for _, y in rows], np.float64)
-
-  @property
-  def _kinds(self):
-    return np.array([p.kind for p in self.space], np.int32)
-
-  @property
-  def _num_values(self):
-    return np.array([min(p.num_values, 2**31 - 1) for p in self.space], np.int32)  # Int(0, 2**31) has 2**31 + 1 levels.
-
-  def _ask_one_v2(self) -> Suggestion:
-    x, y, best, taken = self._context_v2()
-    if best is None:  # No scale yet: a prior sample or a uniform one.
-      for _ in range(1000):
-        cfg = self.prior.sample(self._rng, 1)[0] if self.prior is not None else self.space.sample(self._rng)
-        if tuple(self.space.to_unit(cfg)) not in taken:
-          break
-      return self.add_pending(cfg)
-    feasible = ~np.isnan(y)
-    top = x[feasible][np.argsort(-y[feasible])[:5]]
-    local = self.num_candidates if self.candidates == "search" else 0
-    pool = candidate_pool(self.space, self._rng, self.num_candidates, top, local)
-    if self.prior is not None:
-      pool = np.concatenate([pool, [self.space.to_unit(c) for c in self.prior.sample(self._rng, self.num_candidates)]])
-    context = self.engine.context(x, y, self._kinds, self._num_values)
-    fresh_of = lambda units: np.array([tuple(u) not in taken for u in units])
-    score, fresh = self._acquisition_v2(context.score(pool), best), fresh_of(pool)
-    for _ in range(REFINE_ROUNDS if self.candidates == "search" else 0):
-      # Local search (as TabPFN-BO and Optuna's GPSampler do): moves around the best new candidates.
-      order = np.argsort(-np.where(fresh, score, -np.inf))[:REFINE_TOP]
-      more = candidate_pool(self.space, self._rng, 0, pool[order], max(self.num_candidates // 2, 1))
-      pool = np.concatenate([pool, more])
-      score = np.concatenate([score, self._acquisition_v2(context.score(more), best)])
-      fresh = np.concatenate([fresh, fresh_of(more)])
-    if self.prior is not None:
-      configs = [self.space.from_unit(u) for u in pool]
-      score = score + self.prior_beta / max(len(self.trials), 1) * self.prior.log_density(configs)
-    score = np.where(fresh, score, -np.inf) if fresh.any() else score
-    return self.add_pending(self.space.from_unit(pool[int(np.argmax(score))]))
-
-  def _acquisition_v2(self, pred: PFNPredictive, best: float) -> np.ndarray:
-    """float [M]: the acquisition of each candidate (internal units: larger is better)."""
-    log_feasible = np.log(np.maximum(pred.p_feasible, 1e-300))
-    if self.acquisition == "ucb":
-      return pred.z.upper_confidence_bound(self.ucb_beta)
-    if self.acquisition == "pi":
-      return np.log(np.maximum(pred.probability_of_improvement(best), 1e-300)) + log_feasible
-    # Constrained EI (Gardner et al., ICML 2014): EI in the model's z units times p(feasible).
-    return pred.log_expected_improvement_z(best) + log_feasible
-
-  def _predict_v2(self, configs) -> PFNPredictive:
-    x, y, best, _ = self._context_v2()
+    context, best = self._model_context()
     if best is None:
       raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
-    query = np.array([self.space.to_unit(c) for c in configs], np.float64).reshape(len(configs), len(self.space))
-    internal = self.engine.predict(x, y, self._kinds, self._num_values, query)
-    out = PFNPredictive(internal.z.probs, internal.p_feasible, internal.z.borders, internal.transform, self.goal)
-    out.best = self.best[1]
-    return out
+    units = np.array([self.space.to_unit(c) for c in configs], np.float64).reshape(len(configs), len(self.space))
+    dist = self.surrogate.condition(context).predict(units, self.goal)
+    if self.v2:
+      dist.best = self.best[1]
+      return dist
+    return StudyDistribution(dist.probs, dist.edges, self.goal, best=self.best[1])
 
   # -- Persistence -----------------------------------------------------------
 
@@ -590,7 +500,7 @@ class Optimizer:
             "algorithm": "gp_ucb" if self.v2 else self.engine.config.algorithms[self.algorithm],
             "candidates": self.candidates,
             "prior": self.prior.to_json() if self.prior else None, "prior_beta": self.prior_beta,
-            "acquisition": self.acquisition, "ucb_beta": self.ucb_beta,
+            "acquisition": self.acquisition, "ucb_beta": self.ucb_beta, "search": self.search.to_json(),
         },
         "trials": [
             {"number": t.number, "params": t.params, "value": None if t.infeasible else t.value} for t in self.trials
@@ -634,6 +544,11 @@ class Optimizer:
     if unknown:
       raise ValueError(f"field 'options': unknown option(s) {unknown}; expected {sorted(_OPTION_KINDS) + sorted(_OPTIONAL_OPTION_KINDS)}.")
     prior = opts.pop("prior")
+    if opts["search"] is not None:
+      try:
+        opts["search"] = SearchConfig.from_json(dict(opts["search"]))
+      except (TypeError, ValueError) as e:
+        raise ValueError(f"field 'options.search': {e}") from e
     if model is None and stored_model is None:
       raise ValueError("The study was saved from an in-memory model; pass model= to load it.")
     try:
@@ -733,7 +648,7 @@ _OPTION_KINDS = {
     "prior": "object|null", "prior_beta": "number",
 }
 # Options added later, with the default a study file without them gets: name -> (JSON kind, default).
-_OPTIONAL_OPTION_KINDS = {"acquisition": ("str", "ei"), "ucb_beta": ("number", 4.0)}
+_OPTIONAL_OPTION_KINDS = {"acquisition": ("str", "ei"), "ucb_beta": ("number", 4.0), "search": ("object|null", None)}
 _JSON_KINDS = {
     "int": (int,), "number": (int, float), "str": (str,), "bool": (bool,), "list": (list, tuple),
     "object": (Mapping,), "null": (type(None),),

@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from optformer import bar
-from optformer.inference import bucket, history_buckets
+from optformer.inference import StaticGraph, bucket, history_buckets
 from optformer.pfn import PFNSurrogate, SurrogateBatch
 from optformer.ynorm import YTransform
 
@@ -149,7 +149,8 @@ class PFNEngine:
 
   def __init__(self, model: PFNSurrogate):
     self.config = model.config
-    self.graphdef, self.params = nnx.split(model)
+    graphdef, self.params = nnx.split(model)
+    self.graph = StaticGraph(graphdef)
     self.buckets = history_buckets(model.config.max_context)
     self.borders = np.asarray(model.config.borders, np.float64)
 
@@ -193,7 +194,7 @@ class PFNEngine:
         z=_pad(z.astype(np.float32), c)[None], feasible=_pad(~np.isnan(y), c)[None],
         context=_pad(np.ones(n, bool), c)[None], valid=_pad(np.ones(n, bool), c)[None],
     )
-    states, mask = _encode(self.graphdef, self.params, batch)
+    states, mask = _encode(self.graph, self.params, batch)
     return PFNContext(self, states, mask, kinds, nv, ids, t)
 
 
@@ -219,7 +220,7 @@ class PFNContext:
                           slot_ids=self.slot_ids, z=np.zeros((1, QUERY_CHUNK), np.float32),
                           feasible=np.ones((1, QUERY_CHUNK), bool), context=np.zeros((1, QUERY_CHUNK), bool),
                           valid=np.ones((1, QUERY_CHUNK), bool))
-      probs.append(np.asarray(_score(self.engine.graphdef, self.engine.params, self.states, self.mask, qb))[0])
+      probs.append(np.asarray(_score(self.engine.graph, self.engine.params, self.states, self.mask, qb))[0])
     p = np.concatenate(probs)[:m].astype(np.float64)
     return PFNPredictive(p[:, :-1], 1.0 - p[:, -1], self.engine.borders, self.transform, goal)
 
@@ -231,45 +232,10 @@ def _pad(a, length: int):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _encode(graphdef, params, ctx):
-  return nnx.merge(graphdef, params).encode_context(ctx)
+def _encode(graph, params, ctx):
+  return graph.merge(params).encode_context(ctx)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _score(graphdef, params, states, mask, queries):
-  return jax.nn.softmax(nnx.merge(graphdef, params).score_queries(states, mask, queries), axis=-1)
-
-
-LOCAL_SCALES = (0.02, 0.05, 0.1, 0.2)  # Unit-space std of the perturbations of the best trials.
-
-
-def candidate_pool(space, rng: np.random.Generator, num_uniform: int, best_units_KxD, num_local: int) -> np.ndarray:
-  """float64 [C, D] valid unit-form candidates: uniform ones and perturbations of the best trials.
-
-  Perturbations (the local moves of GP-BO acquisition searches): from one of
-  the K best configurations, each numeric parameter moves with probability
-  max(1/D, 0.5) by N(0, s^2) in unit space, s drawn from LOCAL_SCALES, and
-  each categorical parameter flips to a random category with probability
-  1/D; at least one parameter changes. Every row is snapped to a valid
-  value (space.from_unit then to_unit), so integers reach every level.
-  """
-  d = len(space)
-  kinds = np.array([p.kind for p in space])
-  nv = np.array([p.num_values for p in space])
-  cat = kinds == 3
-  uni = rng.random((num_uniform, d))
-  uni[:, cat] = np.floor(uni[:, cat] * nv[cat])
-  rows = [uni]
-  best = np.asarray(best_units_KxD, np.float64).reshape(-1, d)
-  if len(best) and num_local:
-    start = best[rng.integers(len(best), size=num_local)]
-    scale = np.asarray(LOCAL_SCALES)[rng.integers(len(LOCAL_SCALES), size=(num_local, 1))]
-    move = rng.random((num_local, d)) < np.where(cat, 1.0 / d, max(1.0 / d, 0.5))
-    forced = rng.integers(d, size=num_local)
-    move[np.arange(num_local), forced] = True
-    local = np.where(move & ~cat, np.clip(start + scale * rng.normal(size=start.shape), 0.0, 1.0), start)
-    flips = np.floor(rng.random((num_local, d)) * np.maximum(nv, 1))
-    local = np.where(move & cat, flips, local)
-    rows.append(local)
-  pool = np.concatenate(rows)
-  return np.array([space.to_unit(space.from_unit(u)) for u in pool], np.float64)
+def _score(graph, params, states, mask, queries):
+  return jax.nn.softmax(graph.merge(params).score_queries(states, mask, queries), axis=-1)

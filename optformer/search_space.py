@@ -32,6 +32,11 @@ KIND_CATEGORICAL = 3
 MAX_EXACT_INT = 2**53  # Int bounds: every integer up to this magnitude is a float64.
 
 
+def _clip(v, lo: float, hi: float) -> float:
+  """float(v) clipped to [lo, hi] (NaN stays NaN); a scalar np.clip costs ~10 us, this ~0.3 us."""
+  return float(min(max(float(v), lo), hi))
+
+
 def _check_name(name: Any) -> None:
   if not isinstance(name, str) or not name:
     raise ValueError(f"Parameter name must be a non-empty string, got {name!r}.")
@@ -96,13 +101,17 @@ class Float:
   def to_unit(self, value: Any) -> float:
     v = self.validate(value)
     lo, hi = self._warp(self.low), self._warp(self.high)
-    return float(np.clip((self._warp(v) - lo) / (hi - lo), 0.0, 1.0))
+    return _clip((self._warp(v) - lo) / (hi - lo), 0.0, 1.0)
 
   def from_unit(self, u: float) -> float:
     lo, hi = self._warp(self.low), self._warp(self.high)
-    w = lo + float(np.clip(u, 0.0, 1.0)) * (hi - lo)
+    w = lo + _clip(u, 0.0, 1.0) * (hi - lo)
     v = float(np.exp(w)) if self.log else float(w)
-    return float(np.clip(v, self.low, self.high))
+    return _clip(v, self.low, self.high)
+
+  def snap_units(self, u) -> np.ndarray:
+    """float64 [N]: the unit value of the value each u decodes to (vectorized to_unit(from_unit(u)))."""
+    return np.clip(np.asarray(u, np.float64), 0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,13 +172,20 @@ class Int:
   def to_unit(self, value: Any) -> float:
     v = self.validate(value)
     lo, hi = self._warp(float(self.low)), self._warp(float(self.high))
-    return float(np.clip((self._warp(float(v)) - lo) / (hi - lo), 0.0, 1.0))
+    return _clip((self._warp(float(v)) - lo) / (hi - lo), 0.0, 1.0)
 
   def from_unit(self, u: float) -> int:
     lo, hi = self._warp(float(self.low)), self._warp(float(self.high))
-    w = lo + float(np.clip(u, 0.0, 1.0)) * (hi - lo)
+    w = lo + _clip(u, 0.0, 1.0) * (hi - lo)
     v = float(np.exp(w)) if self.log else w
-    return int(np.clip(round(v), self.low, self.high))
+    return int(min(max(round(v), self.low), self.high))
+
+  def snap_units(self, u) -> np.ndarray:
+    """float64 [N]: the unit value of the integer each u decodes to (vectorized to_unit(from_unit(u)))."""
+    lo, hi = self._warp(float(self.low)), self._warp(float(self.high))
+    w = lo + np.clip(np.asarray(u, np.float64), 0.0, 1.0) * (hi - lo)
+    v = np.clip(np.round(np.exp(w) if self.log else w), self.low, self.high)
+    return np.clip((self._warp(v) - lo) / (hi - lo), 0.0, 1.0)
 
   def level_units(self) -> np.ndarray:
     """float64 [num_values]: the unit value of every integer, in order."""
@@ -217,7 +233,12 @@ class Discrete:
     return self.values.index(self.validate(value)) / (len(self.values) - 1)
 
   def from_unit(self, u: float):
-    return self.values[int(round(float(np.clip(u, 0.0, 1.0)) * (len(self.values) - 1)))]
+    return self.values[int(round(_clip(u, 0.0, 1.0) * (len(self.values) - 1)))]
+
+  def snap_units(self, u) -> np.ndarray:
+    """float64 [N]: the unit value of the level each u decodes to (vectorized to_unit(from_unit(u)))."""
+    n = len(self.values) - 1
+    return np.round(np.clip(np.asarray(u, np.float64), 0.0, 1.0) * n) / n
 
   def level_units(self) -> np.ndarray:
     return np.arange(len(self.values)) / (len(self.values) - 1)
@@ -290,6 +311,10 @@ class Categorical:
     if not 0 <= k < len(self.choices):
       raise ValueError(f"Parameter {self.name!r}: category index {u!r} outside [0, {len(self.choices)}).")
     return self.choices[k]
+
+  def snap_units(self, u) -> np.ndarray:
+    """float64 [N]: the category index each u decodes to, clipped to [0, K - 1]."""
+    return np.clip(np.round(np.asarray(u, np.float64)), 0, len(self.choices) - 1)
 
 
 Parameter = Float | Int | Discrete | Categorical
@@ -374,6 +399,16 @@ class SearchSpace:
     if u.shape != (len(self),):
       raise ValueError(f"Expected unit values of shape ({len(self)},), got {u.shape}.")
     return {p.name: p.from_unit(x) for p, x in zip(self.parameters, u)}
+
+  def snap(self, u_NxD) -> np.ndarray:
+    """float64 [N, D]: each row moved to the unit values of the configuration it decodes to.
+
+    Vectorized `to_unit(from_unit(row))` for every row: integers and
+    discrete values round to a level, categories to an index, floats clip
+    to [0, 1].
+    """
+    u = np.asarray(u_NxD, np.float64).reshape(-1, len(self))
+    return np.stack([p.snap_units(u[:, j]) for j, p in enumerate(self.parameters)], axis=1)
 
   def sample(self, rng: np.random.Generator) -> dict[str, Any]:
     """A configuration drawn uniformly (in unit space; uniform over categories)."""

@@ -34,11 +34,14 @@ expected_improvement, probability_of_improvement, upper_confidence_bound),
 whose improvement-based acquisition functions default to the best y in the
 goal's direction.
 
-Everything goes through `optformer.Optimizer.tell` and `Optimizer.predict`, so
-validation, context truncation and the handling of the objective's scale are
-the Optimizer's. One difference: `fit` rejects non-finite y with ValueError,
-as scikit-learn regressors do, where `Optimizer.tell` records them as
-infeasible trials (use the Optimizer for studies with failed evaluations).
+It predicts through the same pieces as `optformer.Optimizer`: the context
+policy of `optformer.context` (truncation, with the warning at `fit`) and
+the model of `optformer.model_surrogate` (normalization of the objective's
+scale, predictions in y's units), so a Surrogate fitted on a study's trials
+predicts what the Optimizer predicts. One difference: `fit` rejects
+non-finite y with ValueError, as scikit-learn regressors do, where
+`Optimizer.tell` records them as infeasible trials (use the Optimizer for
+studies with failed evaluations).
 """
 
 from __future__ import annotations
@@ -47,9 +50,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+import warnings
+
+from optformer import context as context_lib
 from optformer import search_space as ss
+from optformer.context import Context
 from optformer.distribution import RiemannDistribution
-from optformer.optimizer import Optimizer
+from optformer.model_surrogate import ModelSurrogate, Posterior
+from optformer.optimizer import MAX_ABS_OBJECTIVE, StudyDistribution, load_engine
+from optformer.pfn_inference import PFNEngine
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -82,12 +91,15 @@ class Surrogate:
   """
 
   def __init__(self, space: ss.SearchSpace, *, goal: str = "minimize", model=None, algorithm: str = "random"):
+    if not isinstance(space, ss.SearchSpace):
+      raise TypeError(f"space must be an optformer.SearchSpace, got {type(space).__name__}.")
+    if goal not in ("minimize", "maximize"):
+      raise ValueError(f"goal must be 'minimize' or 'maximize', got {goal!r}.")
     self.space, self.goal, self.model, self.algorithm = space, goal, model, algorithm
-    self._new_optimizer()  # Validates the arguments and loads the model now, not at the first fit.
-    self._optimizer: Optimizer | None = None
-
-  def _new_optimizer(self) -> Optimizer:
-    return Optimizer(self.space, self.goal, model=self.model, algorithm=self.algorithm)
+    # Loads the model and checks the space and the prompt now, not at the first fit.
+    engine = load_engine(model)
+    self._model = ModelSurrogate.for_space(engine, space, None if isinstance(engine, PFNEngine) else algorithm)
+    self._posterior: Posterior | None = None
 
   # -- Fit -------------------------------------------------------------------
 
@@ -115,14 +127,26 @@ class Surrogate:
       raise ValueError(f"X has {len(configs)} rows but y has {len(y_n)} values; they must match.")
     if not configs:
       raise ValueError("fit needs at least one trial, got X and y of length 0.")
-    opt = self._new_optimizer()
-    for params, value in zip(configs, y_n):
-      opt.tell(params, float(value))
-    self._optimizer = opt
-    self.X_train_ = [t.params for t in opt.trials]
+    internal = y_n if self.goal == "maximize" else -y_n  # The model reads larger-is-better objectives.
+    rows = [(self.space.to_unit(c), float(v)) for c, v in zip(configs, internal)]
+    limit = self._model.max_context
+    if len(rows) > limit:
+      warnings.warn(context_lib.truncation_warning(len(rows), limit), stacklevel=2)
+    self._posterior = self._model.condition(Context.from_rows(context_lib.truncate(rows, limit), len(self.space)))
+    self.X_train_ = configs
     self.y_train_ = y_n
     self.n_features_in_ = len(self.space)
     return self
+
+  def _predict_units(self, configs):
+    """The predictive distribution at validated configurations, with the improvement defaults of the fit's best y."""
+    units = np.array([self.space.to_unit(c) for c in configs], np.float64).reshape(len(configs), len(self.space))
+    dist = self._posterior.predict(units, self.goal)
+    best = float(self.y_train_.max() if self.goal == "maximize" else self.y_train_.min())
+    if isinstance(dist, RiemannDistribution):
+      return StudyDistribution(dist.probs, dist.edges, self.goal, best=best)
+    dist.best = best
+    return dist
 
   # -- Predict ---------------------------------------------------------------
 
@@ -141,9 +165,9 @@ class Surrogate:
       NotFittedError: called before `fit`.
       ValueError / TypeError: a configuration not in the space (as for `fit`).
     """
-    if self._optimizer is None:
+    if self._posterior is None:
       raise NotFittedError("This Surrogate is not fitted yet; call fit(X, y) before predicting.")
-    return self._optimizer.predict(self._configs(X, "X"))
+    return self._predict_units(self._configs(X, "X"))
 
   def predict(self, X, return_std: bool = False):
     """Predictive mean (and standard deviation) of y, as GaussianProcessRegressor.predict.
@@ -258,4 +282,9 @@ def _objectives(y) -> np.ndarray:
         f"y[{bad[0]}] = {y[bad[0]]} is not finite ({bad.size} non-finite value(s)); a regressor needs finite "
         "targets. Drop failed trials, or use optformer.Optimizer, which records NaN/inf as infeasible."
     )
+  big = np.flatnonzero(np.abs(y) > MAX_ABS_OBJECTIVE)
+  if big.size:
+    raise ValueError(f"y[{big[0]}] = {y[big[0]]:g} is beyond +-{MAX_ABS_OBJECTIVE:g}: the objective's scale would "
+                     "overflow float64. Rescale y (e.g. take its logarithm).")
   return y
+

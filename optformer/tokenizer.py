@@ -203,6 +203,26 @@ def decode_x(tokens_D, space: ss.SearchSpace, enc: SpaceEncoding, num_x_bins: in
   return out
 
 
+def decode_units(tokens_NxD, enc: SpaceEncoding, num_x_bins: int, rng: np.random.Generator | None = None) -> np.ndarray:
+  """float64 [N, D] unit values (category index for categorical) of value-token rows int [N, D_max], D = used slots.
+
+  A float parameter, or an integer with more levels than bins, gets its bin
+  centre, or with `rng` a uniform point inside its bin (so decoded values
+  are not restricted to the Q bin centres); an ordinal parameter with its
+  own level tokens gets its level, a categorical one its index.
+  """
+  tokens = np.asarray(tokens_NxD)
+  d = int(np.count_nonzero(enc.kinds))
+  inside = rng.random((len(tokens), d)) if rng is not None else np.full((len(tokens), d), 0.5)
+  out = (tokens[:, :d] + inside) / num_x_bins
+  for j in range(d):
+    if enc.kinds[j] == ss.KIND_CATEGORICAL:
+      out[:, j] = tokens[:, j]
+    elif enc.level_tokens[j] is not None:
+      out[:, j] = enc.level_units[j][np.clip(np.searchsorted(enc.level_tokens[j], tokens[:, j]), 0, len(enc.level_units[j]) - 1)]
+  return out
+
+
 def encode_units(unit_NxD, enc: SpaceEncoding, num_x_bins: int) -> np.ndarray:
   """int32 [N, D_max] value tokens of unit values of a search space's parameters.
 

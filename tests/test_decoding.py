@@ -122,3 +122,22 @@ def test_huge_temperature_still_decodes_only_valid_tokens(split, spaces, tiny_co
   state = np.zeros(tiny_config.d_model, np.float32)
   tokens, _ = _sample(*split, state, enc.kinds, enc.num_values, enc.valid, jax.random.key(0), NUM_SAMPLES, 1e9)
   _check_tokens(np.asarray(tokens), spaces[1], enc, tok)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_sample_frequencies_follow_the_policy_probabilities(split, spaces, tiny_config, temperature):
+  """First-slot tokens of many samples: their histogram matches softmax(logits / temperature)."""
+  tok = tiny_config.tokenizer
+  enc = tk.encode_space(spaces[0], tok)
+  state = np.random.default_rng(5).normal(size=tiny_config.d_model).astype(np.float32) * 3.0
+  n = 20000
+  tokens, _ = _sample(*split, state, enc.kinds, enc.num_values, enc.valid, jax.random.key(11), n, temperature)
+  first = np.asarray(tokens)[:, :1]
+  model = nnx.merge(*split)
+  logits = model.policy_logits(jnp.asarray(state)[None, None], jnp.zeros((1, 1, tok.max_params), jnp.int32),
+                               jnp.asarray(enc.kinds)[None], jnp.asarray(enc.num_values)[None],
+                               jnp.asarray(enc.valid)[None])[0, 0, 0] / temperature
+  want = np.asarray(jax.nn.softmax(logits))
+  got = np.bincount(first[:, 0], minlength=tok.num_x_bins) / n
+  assert np.abs(got - want).sum() / 2 < 0.03  # total variation; a uniform or argmax sampler is far off
+  assert got[~enc.valid[0]].sum() == 0

@@ -138,3 +138,20 @@ def test_cache_resumes_without_recomputing_and_report_builds_tables(tmp_path, mo
   assert res["suites"]["bbob"]["tasks"] == 1 and res["suites"]["bbob"]["incomplete_tasks"] == 1
   with pytest.raises(FileNotFoundError):
     report.build(tmp_path / "missing")
+
+
+def test_optformer_variants_take_search_sizes_and_options(mixed_space, tiny_model):
+  opt = optimizers.make("optformer:num_random=16,num_policy=0,rounds=1,acquisition=pi", mixed_space, "minimize", 3,
+                        model=tiny_model)
+  assert (opt.search.num_random, opt.search.num_policy, opt.search.rounds) == (16, 0, 1)
+  assert opt.search.num_local == optformer.Optimizer(mixed_space, model=tiny_model).search.num_local  # The rest: defaults.
+  assert opt.acquisition == "pi" and opt.candidates == "search"
+  r = _run("optformer:num_random=8,rounds=0", mixed_space, "minimize", 0, 4, lambda p: float(p["units"]), tiny_model)
+  assert len(r) == 4 and all(mixed_space.validate(x.params) == x.params for x in r)
+  assert optimizers.parse_names(["optformer-random:num_candidates=8"]) == ["optformer-random:num_candidates=8"]
+  for bad, match in (("tpe:num_random=3", "only the optformer"), ("optformer:width=3", "KEY=VALUE"),
+                     ("optformer:num_random", "KEY=VALUE"), ("optformerx", "Unknown optimizer")):
+    with pytest.raises(ValueError, match=match):
+      optimizers.parse_names([bad])
+  with pytest.raises(ValueError, match="num_random"):
+    optimizers.make("optformer:num_random=-1", mixed_space, "minimize", 0, model=tiny_model)

@@ -206,8 +206,8 @@ def test_variance_importance_ranks_the_additive_effects(additive_study):
 def test_all_coalitions_are_scored_in_a_few_batched_calls(interaction_study, monkeypatch):
   sur, X = interaction_study
   calls = []
-  predict = sur._optimizer.predict
-  monkeypatch.setattr(sur._optimizer, "predict", lambda configs: calls.append(len(configs)) or predict(configs))
+  predict = sur.predict_distribution
+  monkeypatch.setattr(sur, "predict_distribution", lambda configs: calls.append(len(configs)) or predict(configs))
   # 16 coalitions x (reference + 40 trials + 32 samples); the first trial is the reference, so 15 x 72 + 1 distinct.
   explain.importance(sur, "tunability", seed=1)
   assert calls == [study_lib.CHUNK, study_lib.CHUNK]

@@ -189,3 +189,28 @@ def test_policy_logits_mask_invalid_tokens_and_are_causal_over_slots(split, enco
     other = np.asarray(_policy(*split, state, x, batch.kinds, batch.num_values, batch.valid))
     np.testing.assert_allclose(other[:, :, : j + 1], logits[:, :, : j + 1], atol=ATOL)
     assert _changed(other[0, :, j + 1], logits[0, :, j + 1])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _cached(graphdef, params, inputs, key_mask):
+  model = nnx.merge(graphdef, params)
+  states, keys, values = model.encode_history(
+      inputs["hist_x"], inputs["hist_y"], inputs["hist_valid"], inputs["kinds"], inputs["num_values"], inputs["algorithm"])
+  return states, model.score_cached(keys, values, key_mask, inputs["query_x"], inputs["kinds"], inputs["num_values"])
+
+
+def test_cached_history_scoring_equals_the_full_pass(split, encodings, tiny_config):
+  """Inference encodes the history once and scores queries against its keys and values: same numbers."""
+  tok = tiny_config.tokenizer
+  base = _inputs(encodings, tok)
+  n = np.array(N_VALID)
+  base["query_context"] = np.repeat(n[:, None], M, axis=1).astype(np.int32)
+  s0, y0 = _run(split, base)
+  key_mask = np.concatenate([np.ones((B, 1), bool), base["hist_valid"] & (np.arange(T)[None] < n[:, None])], axis=1)
+  s1, y1 = (np.asarray(a) for a in _cached(*split, base, key_mask))
+  np.testing.assert_allclose(s1, s0, atol=ATOL)
+  np.testing.assert_allclose(y1, y0, atol=ATOL)
+  # A shorter context in the mask is a different prediction (the mask is used).
+  short = key_mask.copy()
+  short[:, 2:] = False
+  assert _changed(np.asarray(_cached(*split, base, short)[1]), y0)

@@ -116,8 +116,10 @@ def test_non_finite_objective_is_infeasible_ignored_by_best_and_imputed(mixed_sp
   assert len(opt.trials) == 3 and [t.infeasible for t in opt.trials] == [False, True, False]
   best_config, best_value = opt.best
   assert (best_config, best_value) == ((configs[2], 1.0) if goal == "minimize" else (configs[0], 3.0))
-  x, y = opt._context()
-  assert len(x) == len(y) == 3 and np.isfinite(y).all()
+  context, _ = opt._model_context()
+  assert np.isnan(context.y[1]) and np.isfinite(context.y[[0, 2]]).all()  # The context marks it infeasible ...
+  y = opt.surrogate.condition(context).y  # ... and model v1 reads the worst feasible value there.
+  assert len(y) == 3 and np.isfinite(y).all()
   # Larger is better inside the context; the infeasible trial gets the worst feasible value.
   assert y[1] == min(y[0], y[2])
   assert y[0] != y[2]
@@ -189,7 +191,9 @@ def test_history_longer_than_the_context_still_suggests_and_warns_once(mixed_spa
   assert len(opt.trials) == n and [t.params for t in opt.trials] == configs
   assert opt.best[1] == n - 1
   # The context holds the best half and the most recent trials, in their original order.
-  x, y = opt._context()
+  for p in opt.pending:
+    opt.remove_pending(p)
+  (x, y), _ = opt._model_context()
   assert len(y) == limit
   kept = set(np.argsort(-values)[: limit // 2].tolist())
   for i in reversed(range(n)):

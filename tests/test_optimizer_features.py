@@ -94,9 +94,9 @@ def test_add_pending_from_another_worker_is_avoided_and_completed_by_tell(tiny_m
 
 def test_pending_trials_enter_the_context_as_fantasies(mixed_space, tiny_model):
   opt = _told(mixed_space, tiny_model, 3)
-  x0, y0, *_ = opt._encoded_context()
+  (x0, y0), _ = opt._model_context()
   opt.add_pending(mixed_space.sample(np.random.default_rng(9)))
-  x1, y1, *_, best = opt._encoded_context()
+  (x1, y1), best = opt._model_context()
   assert len(y1) == len(y0) + 1 and np.array_equal(x1[:3], x0) and np.array_equal(y1[:3], y0)
   assert np.isfinite(y1[-1]) and best == y0.max()
 
@@ -410,3 +410,11 @@ def test_a_study_saved_before_study_ids_loads_with_a_new_one(mixed_space, tiny_m
   del data["study_id"]
   opt = Optimizer.from_json(data, model=tiny_model)
   assert len(opt.study_id) == 32 and len(opt.trials) == 3 and len(opt.pending) == 1
+
+
+def test_a_batch_shows_progress_when_asked_and_stays_quiet_otherwise(mixed_space, tiny_model, capsys):
+  opt = _told(mixed_space, tiny_model, 1)
+  assert len(opt.ask(2, progress=True)) == 2
+  assert "ask:" in (err := capsys.readouterr().err) and "/2 " in err
+  assert len(opt.ask(2, progress=False)) == 2 and len(opt.ask(8)) == 8  # None: only on a terminal (not here).
+  assert capsys.readouterr().err == ""

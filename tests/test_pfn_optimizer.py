@@ -10,7 +10,8 @@ from optformer import checkpoint
 from optformer import search_space as ss
 from optformer.optimizer import Optimizer
 from optformer.pfn import PFNConfig, create_model
-from optformer.pfn_inference import PFNEngine, candidate_pool
+from optformer.acquisition_search import local_moves, uniform_points
+from optformer.pfn_inference import PFNEngine
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +42,11 @@ def test_ask_tell_loop_stays_in_the_space_and_never_repeats(v2_dir, space):
 
 def test_integers_reach_levels_off_any_grid(space):
   rng = np.random.default_rng(0)
-  pool = candidate_pool(space, rng, 2000, np.zeros((0, 3)), 0)
+  pool = uniform_points(space, rng, 2000)
   units = {space.from_unit(u)["units"] for u in pool}
   assert len(units) > 800  # 1000 levels, not a few bin centres.
   best = np.array([[0.5, 0.5, 1.0]])
-  local = candidate_pool(space, rng, 0, best, 500)
+  local = local_moves(space, rng, best, 500)
   assert np.all(np.isin(local[:, 2], [0.0, 1.0, 2.0]))
   assert np.mean(np.abs(local[:, 0] - 0.5) < 0.3) > 0.9  # Local moves stay near the best.
 
@@ -90,12 +91,12 @@ def test_study_round_trip_makes_the_same_next_suggestion(v2_dir, space, tmp_path
   assert again.ask() == opt.ask()
 
 
-def test_engine_refuses_too_many_parameters_and_search_needs_v2(v2_dir):
+def test_engine_refuses_too_many_parameters_and_the_policy_needs_v1(v2_dir):
   wide = ss.SearchSpace([ss.Float(f"x{i}", 0, 1) for i in range(9)])
   with pytest.raises(ValueError, match="at most 8"):
     Optimizer(wide, model=v2_dir)
-  with pytest.raises(ValueError, match="model v2"):
-    Optimizer(ss.SearchSpace([ss.Float("x", 0, 1)]), candidates="search")
+  with pytest.raises(ValueError, match="model v1"):
+    Optimizer(ss.SearchSpace([ss.Float("x", 0, 1)]), model=v2_dir, candidates="policy")
 
 
 @pytest.mark.parametrize("acquisition", ["ei", "pi", "ucb"])

@@ -145,12 +145,15 @@ def test_a_history_longer_than_the_context_warns_and_still_predicts(mixed_space,
   rng = np.random.default_rng(2)
   X = [mixed_space.sample(rng) for _ in range(n)]
   y = rng.normal(size=n)
-  s = _fit(mixed_space, tiny_model, X, y)
-  with warnings.catch_warnings(record=True) as caught:
+  with warnings.catch_warnings(record=True) as caught:  # At fit, as scikit-learn warns about its input.
     warnings.simplefilter("always")
-    mean = s.predict(X[:3])
-  assert any("context" in str(w.message) for w in caught)
+    s = _fit(mixed_space, tiny_model, X, y)
+  assert sum("context" in str(w.message) for w in caught) == 1
+  mean = s.predict(X[:3])
   assert np.isfinite(mean).all() and len(s.X_train_) == n
+  # The rows the model reads: the best half (minimizing: the smallest y) and the most recent ones.
+  kept = s._posterior.context.y
+  assert len(kept) == tiny_config.max_trials and -kept.max() == y.min()
 
 
 def test_refit_replaces_the_context_and_a_failed_fit_keeps_the_old_one(mixed_space, tiny_model, data):
@@ -202,14 +205,15 @@ def _bad_inputs(space, X, y):
       ("2-D y", X, np.stack([y, y], 1), ValueError, "1-D"),
       ("string y", X, [str(v) for v in y], TypeError, "numbers"),
       ("boolean y", X, y > np.median(y), TypeError, "got booleans"),  # Optimizer.tell refuses True too
+      ("huge y", X, np.where(np.arange(len(y)) == 2, 1e151, y), ValueError, r"y\[2\] = 1e\+151 is beyond"),
   ]
 
 
-@pytest.mark.parametrize("case", range(18))
+@pytest.mark.parametrize("case", range(19))
 def test_bad_fit_input_raises_a_clear_error(mixed_space, tiny_model, data, case):
   X, y, _ = data
   cases = _bad_inputs(mixed_space, X, y)
-  assert len(cases) == 18
+  assert len(cases) == 19
   _, bad_X, bad_y, error, match = cases[case]
   s = optformer.Surrogate(mixed_space, model=tiny_model)
   with pytest.raises(error, match=match):

@@ -76,34 +76,34 @@ class StudyView:
     return mean_U[where_M], var_U[where_M]
 
 
-def _view(opt: Optimizer, predictor: Optimizer) -> StudyView:
-  """The StudyView of `opt`'s feasible trials, scored by `predictor.predict`."""
-  feasible = [t for t in opt.trials if not t.infeasible]
+def _view(space, goal: str, configs, values, predict) -> StudyView:
+  """The StudyView of a study's feasible trials (configs, values), scored by `predict(configs)`'s mean and std."""
 
-  def score(configs):
-    dist = predictor.predict(configs)
+  def score(queries):
+    dist = predict(queries)
     return np.asarray(dist.mean, np.float64), np.asarray(dist.std, np.float64) ** 2
 
-  return StudyView(opt.space, opt.goal, [dict(t.params) for t in feasible],
-                   np.array([t.value for t in feasible], np.float64), score)
+  return StudyView(space, goal, [dict(c) for c in configs], np.array(values, np.float64), score)
 
 
 def _from_optimizer(opt: Optimizer) -> StudyView:
-  predictor = opt
+  feasible = [t for t in opt.trials if not t.infeasible]
+  configs, values = [t.params for t in feasible], [t.value for t in feasible]
+  predict = opt.predict
   if not opt.v2 and opt.model_path is not None and opt.engine.config.algorithms[opt.algorithm] != "random":
     # A v1 model predicts held-out trials best under the random-search prompt (docs/surrogate_prompt.md),
     # whatever prompt the study's ask() samples with; explanations read the model under that prompt.
-    feasible = [t for t in opt.trials if not t.infeasible]
     if feasible:
-      predictor = Surrogate(opt.space, goal=opt.goal, model=opt.model_path, algorithm="random").fit(
-          [t.params for t in feasible], [t.value for t in feasible])._optimizer
-  return _view(opt, predictor)
+      predict = Surrogate(opt.space, goal=opt.goal, model=opt.model_path, algorithm="random").fit(
+          configs, values).predict_distribution
+  return _view(opt.space, opt.goal, configs, values, predict)
 
 
 def _from_surrogate(sur: Surrogate) -> StudyView:
-  if getattr(sur, "_optimizer", None) is None:
+  if getattr(sur, "_posterior", None) is None:
     raise ValueError("The Surrogate is not fitted; call fit(X, y) before explaining it.")
-  return _view(sur._optimizer, sur._optimizer)  # The user's Surrogate, under the prompt it was built with.
+  # The user's Surrogate, under the prompt it was built with.
+  return _view(sur.space, sur.goal, sur.X_train_, sur.y_train_, sur.predict_distribution)
 
 
 def _from_optuna(study) -> StudyView:

@@ -232,7 +232,8 @@ class OptFormerSampler(BaseSampler):
       a seed derived from (seed, t), so the same history gives the same
       suggestion whatever the order in which workers ask. None: random.
     model: an OptFormer, a checkpoint directory, or None for the shipped one.
-    num_candidates: policy samples ranked by expected improvement per trial.
+    num_candidates: candidates of the Optimizer's "policy" and "random" modes (the default
+      "search" uses the acquisition search of `search=`, see optformer.Optimizer).
     independent_sampler: the fallback for parameters outside the joint space;
       default `optuna.samplers.RandomSampler(seed)`.
     warn_independent_sampling: warn (UserWarning, once per parameter name) when
@@ -257,7 +258,7 @@ class OptFormerSampler(BaseSampler):
     probe = Optimizer(
         ss.SearchSpace([ss.Float("x", 0.0, 1.0)]), model=model, num_candidates=num_candidates, **optimizer_kwargs
     )
-    self._max_params = probe.tok.max_params
+    self._max_params = probe.surrogate.max_params
     self._model, self._num_candidates, self._optimizer_kwargs = model, num_candidates, optimizer_kwargs
     self._seed = int(np.random.SeedSequence(seed).entropy) % 2**63 if seed is None else int(seed)
     self._independent_sampler = independent_sampler or optuna.samplers.RandomSampler(seed=seed)

@@ -1,0 +1,149 @@
+"""The suggest step's search of the acquisition function over a search space.
+
+`search` maximizes an acquisition (any vectorized function of unit-form
+configurations) the way GP-BO libraries do (Optuna's GPSampler: a
+quasi-random pool, then local search from the best points; the TabPFN-as-BO
+recipe of Müller et al. 2023 likewise): it scores one pool of
+
+  * `num_random` uniform points in unit space,
+  * `num_local` local moves of the best trials (`local_moves`), and
+  * extra candidates from the caller (policy samples, prior samples),
+
+then runs `rounds` of local moves around the `refine_top` best fresh
+candidates so far, `refine_moves` per round, and returns the best fresh
+candidate. Every candidate is snapped to the configuration it decodes to
+(`SearchSpace.snap`), so floats take any value in their range and integers
+reach every level, whatever the model's bins.
+
+Pool sizes are `SearchConfig`; the defaults are chosen by measurement on
+the prior, BBOB and HPO suites (docs/acquisition_search.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from optformer import search_space as ss
+
+# Unit-space standard deviations of local moves (one drawn per move).
+LOCAL_SCALES = (0.02, 0.05, 0.1, 0.2)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+  """Sizes of the acquisition search (all >= 0; `num_random + num_local + extra` >= 1).
+
+  Attributes:
+    num_random: uniform points in unit space.
+    num_local: local moves of the `num_top_trials` best trials.
+    num_top_trials: how many of the best feasible trials the first moves start from.
+    rounds: refinement rounds after the first pool.
+    refine_top: best fresh candidates each round's moves start from.
+    refine_moves: local moves per round.
+    num_policy: policy samples in the pool (model v1 only: its policy head; ignored by v2).
+  """
+
+  num_random: int = 512
+  num_local: int = 128
+  num_top_trials: int = 5
+  rounds: int = 2
+  refine_top: int = 8
+  refine_moves: int = 64
+  num_policy: int = 0
+
+  def __post_init__(self):
+    for f in dataclasses.fields(self):
+      v = getattr(self, f.name)
+      if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+        raise ValueError(f"SearchConfig.{f.name} must be an int >= 0, got {v!r}.")
+    if self.num_random + self.num_local + self.num_policy < 1:
+      raise ValueError("SearchConfig needs num_random + num_local + num_policy >= 1 candidates.")
+
+  def to_json(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_json(cls, d) -> "SearchConfig":
+    """Inverse of `to_json`. Raises ValueError on unknown keys or bad values."""
+    if not isinstance(d, dict):
+      raise ValueError(f"A SearchConfig is an object of sizes, got {type(d).__name__} {d!r:.80}.")
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+      raise ValueError(f"Unknown SearchConfig field(s) {unknown}; expected {[f.name for f in dataclasses.fields(cls)]}.")
+    return cls(**d)
+
+
+def uniform_points(space: ss.SearchSpace, rng: np.random.Generator, num: int) -> np.ndarray:
+  """float64 [num, D] uniform configurations in unit form (category indices uniform over categories)."""
+  nv = np.array([p.num_values for p in space])
+  cat = np.array([p.kind == ss.KIND_CATEGORICAL for p in space])
+  u = rng.random((num, len(space)))
+  u[:, cat] = np.floor(u[:, cat] * nv[cat])
+  return space.snap(u)
+
+
+def local_moves(space: ss.SearchSpace, rng: np.random.Generator, starts_KxD, num: int) -> np.ndarray:
+  """float64 [num, D] perturbations of K unit-form configurations (the local moves of GP-BO searches).
+
+  From a start drawn uniformly among the K, each numeric parameter moves
+  with probability max(1/D, 0.5) by N(0, s^2) in unit space (s drawn from
+  LOCAL_SCALES per move, clipped to [0, 1]), each categorical parameter
+  flips to a random category with probability 1/D, and at least one
+  parameter moves. Rows are snapped to valid values. K = 0 gives none.
+  """
+  starts = np.asarray(starts_KxD, np.float64).reshape(-1, len(space))
+  d = len(space)
+  if not len(starts) or not num:
+    return np.zeros((0, d))
+  cat = np.array([p.kind == ss.KIND_CATEGORICAL for p in space])
+  nv = np.array([max(p.num_values, 1) for p in space])
+  start = starts[rng.integers(len(starts), size=num)]
+  scale = np.asarray(LOCAL_SCALES)[rng.integers(len(LOCAL_SCALES), size=(num, 1))]
+  move = rng.random((num, d)) < np.where(cat, 1.0 / d, max(1.0 / d, 0.5))
+  move[np.arange(num), rng.integers(d, size=num)] = True
+  out = np.where(move & ~cat, np.clip(start + scale * rng.normal(size=start.shape), 0.0, 1.0), start)
+  out = np.where(move & cat, np.floor(rng.random((num, d)) * nv), out)
+  return space.snap(out)
+
+
+def search(
+    space: ss.SearchSpace, rng: np.random.Generator, acquisition: Callable[[np.ndarray], np.ndarray],
+    config: SearchConfig, best_trials_KxD, is_fresh: Callable[[np.ndarray], np.ndarray], extra_PxD=None,
+) -> tuple[np.ndarray, float, int]:
+  """The candidate with the largest acquisition among fresh ones.
+
+  Args:
+    space: the search space.
+    rng: draws the pool and the moves.
+    acquisition: unit rows float [M, D] -> float [M] scores (larger is better; -inf allowed).
+    config: pool sizes (`SearchConfig`; its num_policy is the caller's business).
+    best_trials_KxD: unit rows of the best trials, best first (local moves start here).
+    is_fresh: unit rows [M, D] -> bool [M], False for configurations already told or pending.
+    extra_PxD: further unit rows to score (policy or prior samples), snapped here.
+
+  Returns:
+    (unit row float [D] of the winner, its score, number of candidates scored).
+    When no candidate is fresh (a space smaller than the history) the best
+    of all is returned.
+  """
+  d = len(space)
+  top = np.asarray(best_trials_KxD, np.float64).reshape(-1, d)[: config.num_top_trials]
+  parts = [uniform_points(space, rng, config.num_random), local_moves(space, rng, top, config.num_local)]
+  if extra_PxD is not None and len(extra_PxD):
+    parts.append(space.snap(extra_PxD))
+  pool = np.concatenate(parts)
+  score, fresh = np.asarray(acquisition(pool), np.float64), np.asarray(is_fresh(pool), bool)
+  for _ in range(config.rounds if config.refine_moves and config.refine_top else 0):
+    ranked = np.where(fresh, score, -np.inf)
+    order = np.argsort(-ranked, kind="stable")[: config.refine_top]
+    starts = pool[order[np.isfinite(ranked[order])]] if fresh.any() else pool[order]
+    more = local_moves(space, rng, starts, config.refine_moves)
+    pool = np.concatenate([pool, more])
+    score = np.concatenate([score, np.asarray(acquisition(more), np.float64)])
+    fresh = np.concatenate([fresh, np.asarray(is_fresh(more), bool)])
+  ranked = np.where(fresh, score, -np.inf) if fresh.any() else score
+  i = int(np.argmax(ranked))
+  return pool[i], float(score[i]), len(pool)

@@ -1,0 +1,197 @@
+"""The surrogate: a context and queries in, predictive distributions in objective units out.
+
+`ModelSurrogate` wraps a loaded model (v1 `inference.Engine`, v2
+`pfn_inference.PFNEngine`) for one search space's parameter kinds;
+`condition(context)` encodes a `context.Context` once and returns a
+`Posterior`, which scores any number of query sets against it:
+
+  * `predict(units, goal)`: the predictive distribution in objective units
+    (v1: `RiemannDistribution` on the context's bins mapped back through its
+    `tokenizer.YNormalizer`; v2: `pfn_inference.PFNPredictive`);
+  * `acquisition(units, best, kind)`: what the acquisition search ranks by
+    (log EI, log PI or UCB; for v2 EI and PI times p(feasible | x));
+  * `mean(units)`: the predicted mean in the model's direction (the kriging
+    believer's fantasies of pending trials);
+  * `propose(rng, num)`: policy samples (model v1 only).
+
+`Optimizer`, `Surrogate` and `eval.surrogate_eval` all predict through here.
+How each model reads the context: v1 imputes infeasible rows with the worst
+feasible objective and normalizes y to [y_low, y_high] of its tokenizer;
+v2 marks them infeasible and fits its own y map (`optformer.ynorm`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optformer import search_space as ss
+from optformer import tokenizer as tk
+from optformer.context import Context
+from optformer.distribution import RiemannDistribution
+from optformer.inference import Engine
+from optformer.pfn_inference import PFNEngine
+
+ACQUISITIONS = ("ei", "pi", "ucb")
+
+
+class ModelSurrogate:
+  """A model on one search space's parameter kinds.
+
+  Args:
+    engine: an `inference.Engine` (v1) or `pfn_inference.PFNEngine` (v2).
+    kinds: int [D] search_space.KIND_* per parameter.
+    num_values: int [D] levels / categories per parameter (0 for floats).
+    encoding: the v1 SpaceEncoding (tokenizer.encode_space); ignored by v2.
+    algorithm: the v1 behaviour-algorithm prompt id; ignored by v2.
+  """
+
+  def __init__(self, engine: Engine | PFNEngine, kinds, num_values, encoding: tk.SpaceEncoding | None = None,
+               algorithm: int = 0):
+    self.engine, self.v2 = engine, isinstance(engine, PFNEngine)
+    self.kinds = np.asarray(kinds, np.int32)
+    self.num_values = np.minimum(np.asarray(num_values, np.int64), 2**31 - 1).astype(np.int32)
+    if not self.v2 and encoding is None:
+      raise ValueError("A model v1 surrogate needs the search space's encoding (tokenizer.encode_space).")
+    self.encoding, self.algorithm = encoding, int(algorithm)
+
+  @classmethod
+  def for_space(cls, engine: Engine | PFNEngine, space: ss.SearchSpace, algorithm: str | None = None) -> "ModelSurrogate":
+    """The surrogate of `space`; `algorithm` names a v1 prompt (None: its last, "gp_ucb" for the shipped model).
+
+    Raises:
+      ValueError: more parameters than the model supports, or an unknown algorithm.
+    """
+    kinds = [p.kind for p in space]
+    num_values = [p.num_values for p in space]
+    if isinstance(engine, PFNEngine):
+      if len(space) > engine.config.num_slot_ids:
+        raise ValueError(f"The search space has {len(space)} parameters; this model supports at most "
+                         f"{engine.config.num_slot_ids}.")
+      return cls(engine, kinds, num_values)
+    algorithms = engine.config.algorithms
+    algorithm = algorithms[-1] if algorithm is None else algorithm
+    if algorithm not in algorithms:
+      raise ValueError(f"algorithm must be one of {list(algorithms)}, got {algorithm!r}.")
+    return cls(engine, kinds, num_values, tk.encode_space(space, engine.tok), algorithms.index(algorithm))
+
+  @property
+  def max_params(self) -> int:
+    """The most parameters a search space may have for this model."""
+    return self.engine.config.num_slot_ids if self.v2 else self.engine.tok.max_params
+
+  @property
+  def max_context(self) -> int:
+    """The most context rows the model reads."""
+    return self.engine.config.max_context if self.v2 else self.engine.config.max_trials
+
+  def _tokens(self, units) -> np.ndarray:
+    units = np.asarray(units, np.float64).reshape(-1, len(self.kinds))
+    return tk.encode_units(units, self.encoding, self.engine.tok.num_x_bins)
+
+  def fresh_keys(self, units) -> list[bytes]:
+    """One key per unit row; rows the model cannot tell apart share a key (v1: the same value tokens)."""
+    if self.v2:
+      return [row.tobytes() for row in np.asarray(units, np.float64).reshape(-1, len(self.kinds))]
+    return [row[: len(self.kinds)].tobytes() for row in self._tokens(units)]
+
+  def condition(self, context: Context) -> "Posterior":
+    """The model conditioned on `context` (encoded once). A context without feasible rows only proposes (v1)."""
+    return _PFNPosterior(self, context) if self.v2 else _TokenPosterior(self, context)
+
+
+class Posterior:
+  """A ModelSurrogate conditioned on a context (see the module docstring for the methods)."""
+
+  def __init__(self, surrogate: ModelSurrogate, context: Context):
+    self.surrogate, self.context = surrogate, context
+    self.best = context.best  # Largest feasible y of the context (None: none, so no scale yet).
+
+  def _check_scale(self):
+    if self.best is None:
+      raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
+
+  def predict(self, units, goal: str = "maximize"):
+    raise NotImplementedError
+
+  def mean(self, units) -> np.ndarray:
+    raise NotImplementedError
+
+  def acquisition(self, units, best: float, kind: str = "ei", ucb_beta: float = 4.0) -> np.ndarray:
+    raise NotImplementedError
+
+  def propose(self, rng: np.random.Generator, num: int, temperature: float = 1.0) -> np.ndarray:
+    raise ValueError("This model has no policy (model v2); candidates come from the acquisition search.")
+
+
+class _TokenPosterior(Posterior):
+  """Model v1: value and objective tokens, the context's YNormalizer, an encoded history."""
+
+  def __init__(self, surrogate: ModelSurrogate, context: Context):
+    super().__init__(surrogate, context)
+    tok = surrogate.engine.tok
+    y = context.y
+    feasible = ~np.isnan(y)
+    units = context.units
+    if not feasible.any():  # No scale: an empty history (the policy's first proposals).
+      units, y = units[:0], y[:0]
+    else:
+      y = np.where(feasible, y, y[feasible].min())  # Infeasible rows: the worst feasible objective.
+    self.y = y  # float64 [n]: the objectives the model reads (infeasible rows imputed).
+    self.norm = tk.YNormalizer.fit(y, tok.y_low, tok.y_high)
+    self.history = surrogate.engine.context(surrogate._tokens(units), tk.encode_y(self.norm.apply(y), tok.num_y_bins),
+                                            surrogate.encoding, surrogate.algorithm)
+
+  def _normalized(self, units) -> RiemannDistribution:
+    self._check_scale()
+    tok = self.surrogate.engine.tok
+    return RiemannDistribution(self.history.score(self.surrogate._tokens(units)), tok.y_edges(), "maximize")
+
+  def predict(self, units, goal: str = "maximize") -> RiemannDistribution:
+    dist = self._normalized(units)
+    edges, probs = self.norm.invert(dist.edges), dist.probs  # Increasing: larger is better.
+    if goal == "minimize":
+      edges, probs = -edges[::-1], probs[:, ::-1]
+    return RiemannDistribution(probs, edges, goal)
+
+  def mean(self, units) -> np.ndarray:
+    return self.norm.invert(self._normalized(units).mean)
+
+  def acquisition(self, units, best: float, kind: str = "ei", ucb_beta: float = 4.0) -> np.ndarray:
+    dist = self._normalized(units)
+    if kind == "ucb":
+      return dist.upper_confidence_bound(ucb_beta)
+    acq = dist.expected_improvement if kind == "ei" else dist.probability_of_improvement
+    return np.log(np.maximum(acq(self.norm.apply(best)), 1e-300))
+
+  def propose(self, rng: np.random.Generator, num: int, temperature: float = 1.0) -> np.ndarray:
+    """float64 [num, D] policy samples in unit form (a uniform point inside each value token's bin)."""
+    tokens, _ = self.history.propose(int(rng.integers(2**31)), num, temperature)
+    s = self.surrogate
+    return tk.decode_units(tokens, s.encoding, s.engine.tok.num_x_bins, rng)
+
+
+class _PFNPosterior(Posterior):
+  """Model v2: an encoded context (pfn_inference.PFNContext)."""
+
+  def __init__(self, surrogate: ModelSurrogate, context: Context):
+    super().__init__(surrogate, context)
+    self.encoded = None
+    if self.best is not None:
+      self.encoded = surrogate.engine.context(context.units, context.y, surrogate.kinds, surrogate.num_values)
+
+  def predict(self, units, goal: str = "maximize"):
+    self._check_scale()
+    return self.encoded.score(np.asarray(units, np.float64).reshape(-1, len(self.surrogate.kinds)), goal=goal)
+
+  def mean(self, units) -> np.ndarray:
+    return self.predict(units).mean
+
+  def acquisition(self, units, best: float, kind: str = "ei", ucb_beta: float = 4.0) -> np.ndarray:
+    pred = self.predict(units)
+    if kind == "ucb":
+      return pred.z.upper_confidence_bound(ucb_beta)
+    log_feasible = np.log(np.maximum(pred.p_feasible, 1e-300))
+    if kind == "pi":
+      return np.log(np.maximum(pred.probability_of_improvement(best), 1e-300)) + log_feasible
+    # Constrained EI (Gardner et al., ICML 2014): EI in the model's z units times p(feasible).
+    return pred.log_expected_improvement_z(best) + log_feasible
