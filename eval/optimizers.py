@@ -6,14 +6,14 @@ through the same loop:
 
 | name               | what                                                                 |
 | ------------------ | -------------------------------------------------------------------- |
-| "optformer"        | optformer.Optimizer (the default): EI maximized by the acquisition   |
-|                    | search (uniform points, local moves, 32 policy samples, refinement) |
+| "optformer"        | optformer.Optimizer (the default): EI maximized over 1024 uniform    |
+|                    | points (optformer.acquisition_search, default SearchConfig)          |
 | "optformer-policy-ei" | optformer.Optimizer(candidates="policy"): EI over 128 policy samples |
 |                    | (the default before the acquisition search)                          |
 | "optformer-policy" | optformer.Optimizer(candidates="policy", num_candidates=1): the policy sample alone |
 | "optformer-random" | optformer.Optimizer(candidates="random"): EI over 128 uniform points |
 | "optformer-v2"     | optformer.Optimizer on checkpoints/optformer-v2 (model v2, in training): |
-|                    | constrained EI over uniform points, local moves and 2 refinement rounds |
+|                    | constrained EI over the default acquisition search                   |
 | "random"           | uniform random search (eval/random_search.py)                        |
 | "sobol"            | scrambled Sobol' sequence (scipy.stats.qmc), mapped by the space      |
 | "tpe"              | Optuna TPESampler(multivariate=True)                                 |
@@ -36,6 +36,8 @@ from typing import Any, Callable, Mapping
 import optformer
 from optformer.eval.random_search import RandomSearch
 
+# Variants ("optformer:num_random=512,num_local=128,rounds=2") take SearchConfig sizes and Optimizer options:
+# see split_variant.
 Factory = Callable[[optformer.SearchSpace, str, int], Any]  # (space, goal, seed) -> ask/tell object.
 
 OPTIMIZERS = ("optformer", "optformer-policy-ei", "optformer-policy", "optformer-random", "optformer-v2", "random", "sobol", "tpe", "gp", "cmaes")

@@ -3,12 +3,15 @@
 Suggesting: the history is encoded once (`inference.Engine.context`:
 per-layer keys and values), and the acquisition (default: expected
 improvement over the best objective seen,
-distribution.RiemannDistribution.expected_improvement) is maximized over a
-pool of uniform points, local moves of the best trials and policy samples
-(OptFormer, Chen et al. 2022, Sec. 5 "OptFormer (EI)"), refined by rounds
-of local moves around the best candidates (`optformer.acquisition_search`);
-the best candidate not already evaluated is returned. With an empty
-history the first policy sample is returned.
+distribution.RiemannDistribution.expected_improvement) is maximized by
+`optformer.acquisition_search.search` over a pool of uniform points and,
+when `search` asks for them, local moves of the best trials, policy samples
+(OptFormer, Chen et al. 2022, Sec. 5 "OptFormer (EI)") and rounds of local
+moves around the best candidates; the best candidate not already evaluated
+is returned. The default pool (1024 uniform points) is the measured best
+(docs/acquisition_search.md). With an empty history the first suggestion is
+a prior sample (with a `prior`), a policy sample (when the pool has policy
+samples) or a uniform one.
 
 Batches and pending trials: every suggestion is *pending* until it is told;
 `add_pending` registers configurations being evaluated elsewhere. Pending
@@ -73,8 +76,9 @@ from optformer.pfn_inference import PFNEngine
 
 _ENGINES: dict[str, Engine] = {}
 SearchConfig = acquisition_search.SearchConfig
-# The default acquisition searches of candidates="search" (measured: docs/acquisition_search.md).
-DEFAULT_SEARCH = SearchConfig(num_policy=32)
+# The default acquisition search of candidates="search" (measured with model v1: docs/acquisition_search.md;
+# model v2 uses the same sizes, not yet measured on its own).
+DEFAULT_SEARCH = SearchConfig()
 DEFAULT_SEARCH_V2 = SearchConfig()
 PROGRESS_MIN_BATCH = 8  # ask(n) shows a progress bar from this batch size on (when stderr is a terminal).
 
@@ -156,9 +160,9 @@ class Optimizer:
     algorithm: behaviour-algorithm prompt, one of the model's algorithms.
     candidates: how the acquisition is maximized:
       "search" (the default): `optformer.acquisition_search.search` with
-      the pool sizes of `search`: uniform points, local moves of the best
-      trials and (model v1) policy samples, then rounds of local moves
-      around the best candidates; floats take any value in their range;
+      the pool sizes of `search` (default 1024 uniform points; local moves
+      of the best trials, (model v1) policy samples and refinement rounds
+      on request); floats take any value in their range;
       "policy" (model v1 only): M policy samples (OptFormer, Chen et al.
       2022, "OptFormer (EI)"); with num_candidates=1 the policy sample alone;
       "random": M uniform points (the surrogate alone, as in PFNs4BO's

@@ -161,3 +161,20 @@ def test_moments_under_the_power_transform_ignore_far_outer_bars():
   # The density and the quantiles are the model's own: a far-tail quantile lies beyond the clip.
   assert d.quantile(0.01)[0] < bounds[0]
   np.testing.assert_allclose(d.cdf(d.quantile(0.3)), 0.3, atol=1e-9)
+
+
+def test_surrogate_on_v2_predicts_what_the_optimizer_predicts(v2_dir, space):
+  from optformer import Surrogate
+
+  rng = np.random.default_rng(7)
+  X = [space.sample(rng) for _ in range(6)]
+  y = rng.normal(size=6) * 5 + 100
+  opt = Optimizer(space, "minimize", model=v2_dir, seed=0)
+  for c, v in zip(X, y):
+    opt.tell(c, float(v))
+  queries = [space.sample(rng) for _ in range(4)]
+  want = opt.predict(queries)
+  got = Surrogate(space, goal="minimize", model=v2_dir).fit(X, y).predict_distribution(queries)
+  np.testing.assert_allclose(got.mean, want.mean)
+  np.testing.assert_allclose(got.quantile(0.8), want.quantile(0.8))
+  assert got.best == want.best == y.min()

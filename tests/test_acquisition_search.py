@@ -1,0 +1,97 @@
+"""The acquisition search of ask(): valid candidates, local refinement, freshness, off-grid values."""
+
+import numpy as np
+import pytest
+
+from optformer import Optimizer, SearchConfig
+from optformer import search_space as ss
+from optformer import tokenizer as tk
+from optformer.acquisition_search import local_moves, search, uniform_points
+
+
+@pytest.fixture(scope="module")
+def space():
+  return ss.SearchSpace([
+      ss.Float("lr", 1e-5, 1e-1, log=True), ss.Int("n", 1, 10**6, log=True), ss.Int("k", 0, 7),
+      ss.Discrete("b", (16, 32, 64)), ss.Categorical("c", ("a", "b", "c")),
+  ])
+
+
+def test_snap_is_the_vectorized_round_trip_of_every_row(space):
+  rng = np.random.default_rng(0)
+  u = rng.random((300, len(space))) * 1.2 - 0.1
+  u[:, 4] = rng.integers(0, 3, 300)
+  want = np.array([space.to_unit(space.from_unit(np.clip(r, [0, 0, 0, 0, -1], [1, 1, 1, 1, 9]))) for r in u])
+  np.testing.assert_allclose(space.snap(u), want, atol=1e-12)
+
+
+def test_pools_are_valid_and_local_moves_stay_near_their_starts(space):
+  rng = np.random.default_rng(1)
+  for rows in (uniform_points(space, rng, 500), local_moves(space, rng, uniform_points(space, rng, 3), 500)):
+    for r in rows:
+      cfg = space.from_unit(r)
+      assert space.validate(cfg) == cfg and np.allclose(space.to_unit(cfg), r)
+  start = np.array([[0.5, 0.5, 0.5, 0.5, 1.0]])
+  moves = local_moves(space, rng, start, 1000)
+  assert np.all(np.any(moves != start, axis=1))  # Every move changes something.
+  assert np.mean(np.abs(moves[:, 0] - 0.5) < 0.3) > 0.9
+  assert len(local_moves(space, rng, np.zeros((0, 5)), 10)) == 0
+
+
+def test_search_refines_toward_the_acquisition_maximum_and_skips_taken_points(space):
+  target = np.array([0.3137, 0.71, 3 / 7, 0.5, 2.0])
+
+  def acq(units):
+    return -np.sum((units[:, :4] - target[:4]) ** 2, axis=1) - (units[:, 4] != 2)
+
+  rng = np.random.default_rng(2)
+  coarse = SearchConfig(num_random=64, num_local=0, rounds=0)
+  fine = SearchConfig(num_random=64, num_local=0, rounds=6, refine_top=4, refine_moves=64)
+  all_fresh = lambda u: np.ones(len(u), bool)
+  gaps = []
+  for cfg in (coarse, fine):
+    scores = [search(space, np.random.default_rng(s), acq, cfg, np.zeros((0, 5)), all_fresh)[1] for s in range(8)]
+    gaps.append(-np.mean(scores))
+  assert gaps[1] < 0.3 * gaps[0]  # Refinement rounds get much closer than the pool alone.
+  # Local moves of the best trials start there: with the target told, the best fresh point is near it.
+  best, score, n = search(space, rng, acq, SearchConfig(num_random=8, num_local=256, rounds=1), target[None],
+                          lambda u: ~np.all(np.isclose(u, space.snap(target[None])), axis=1))
+  assert n == 8 + 256 + 64 and not np.allclose(best, space.snap(target[None])[0]) and score > -0.01
+  # Nothing fresh (a space smaller than the history): the best of all is returned.
+  best, _, _ = search(space, rng, acq, coarse, np.zeros((0, 5)), lambda u: np.zeros(len(u), bool))
+  assert space.validate(space.from_unit(best))
+
+
+@pytest.mark.parametrize("bad", [dict(num_random=-1), dict(rounds=1.5), dict(num_random=0, num_local=0, num_policy=0),
+                                 dict(refine_top=True)])
+def test_search_config_refuses_bad_sizes(bad):
+  with pytest.raises(ValueError, match="SearchConfig"):
+    SearchConfig(**bad)
+  with pytest.raises(ValueError, match="Unknown SearchConfig"):
+    SearchConfig.from_json({"num_random": 3, "width": 2})
+
+
+def test_policy_samples_decode_inside_their_bins(tiny_config, mixed_space):
+  tok = tiny_config.tokenizer
+  enc = tk.encode_space(mixed_space, tok)
+  rng = np.random.default_rng(3)
+  tokens = tk.encode_units(uniform_points(mixed_space, rng, 200), enc, tok.num_x_bins)
+  units = tk.decode_units(tokens, enc, tok.num_x_bins, rng)
+  np.testing.assert_array_equal(tk.encode_units(units, enc, tok.num_x_bins), tokens)  # Same tokens ...
+  centres = tk.decode_units(tokens, enc, tok.num_x_bins)
+  assert np.mean(units[:, 0] != centres[:, 0]) > 0.99  # ... but floats are not bin centres.
+  np.testing.assert_array_equal(units[:, 1:], centres[:, 1:])  # Levels and categories are exact.
+
+
+def test_integers_with_more_levels_than_bins_reach_off_grid_values(tiny_model):
+  """Int(0, 10**6) with 32 value bins: suggestions are not confined to 32 bin centres."""
+  space = ss.SearchSpace([ss.Int("n", 0, 10**6), ss.Float("x", 0.0, 1.0)])
+  opt = Optimizer(space, "minimize", model=tiny_model, seed=0, search=SearchConfig(num_random=32, num_local=16,
+                                                                                     refine_moves=16, num_policy=8))
+  values = []
+  for _ in range(10):
+    s = opt.ask()
+    values.append(s["n"])
+    opt.tell(s, abs(s["n"] - 123_457) / 1e6 + s["x"])
+  grid = {space["n"].from_unit(c) for c in tk.bin_centers(32)}
+  assert sum(v not in grid for v in values) >= 8
