@@ -10,7 +10,7 @@ tell rounds, which touch the history buckets 8 and 16 (`inference.py`).
 Prints one JSON object, in seconds of wall time:
   import       `import optformer`;
   optimizer    `Optimizer(...)`: checkpoint load and engine build;
-  first_ask    the first `ask()` (empty history: one policy call);
+  first_ask    the first `ask()` (empty history: a uniform sample with the default search, no model call);
   first_12     all 12 rounds (asks and tells), first_ask included;
   total        from `import optformer` to the 12th suggestion;
   again_12     the same 12 rounds in a second study in the same process,

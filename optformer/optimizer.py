@@ -430,16 +430,16 @@ class Optimizer:
     seen = set(self.surrogate.fresh_keys(taken)) if taken else set()
     is_fresh = lambda units: np.array([k not in seen for k in self.surrogate.fresh_keys(units)], bool)
     config = self._search_config()
-    posterior = self.surrogate.condition(context)
     prior_samples = lambda: np.array([self.space.to_unit(c) for c in self.prior.sample(self._rng, self.num_candidates)])
-    if best is None:  # No scale yet: the first fresh prior, policy or uniform sample.
+    if best is None:  # No scale yet: the first fresh prior, policy or uniform sample (no model call for these two).
       if self.prior is not None:
         first = prior_samples()
       elif config.num_policy and not self.v2:
-        first = posterior.propose(self._rng, config.num_policy, self.temperature)
+        first = self.surrogate.condition(context).propose(self._rng, config.num_policy, self.temperature)
       else:
         first = acquisition_search.uniform_points(self.space, self._rng, max(self.num_candidates, 64))
       return self.add_pending(self.space.from_unit(first[int(np.argmax(is_fresh(first)))]))
+    posterior = self.surrogate.condition(context)
     extra = [posterior.propose(self._rng, config.num_policy, self.temperature)] if config.num_policy and not self.v2 else []
     if self.prior is not None:
       extra.append(prior_samples())
