@@ -20,7 +20,7 @@ from optformer.search_space import Float, SearchSpace
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# Two ask/tell rounds with the tiny model: compiles propose and score (history bucket 8).
+# Two ask/tell rounds with the tiny model: compiles the history encoding and scoring (history bucket 8).
 _STUDY = """
 import json, sys, jax, optformer
 from optformer.model import ModelConfig, create_model
@@ -54,7 +54,7 @@ def test_cache_in_a_given_directory_gets_the_model_compilations(tmp_path):
   out = _run(_STUDY.replace("CACHE", repr(str(cache))), tmp_path)
   assert out["jax_dir"] == str(cache)
   names = _entries(cache)
-  assert any(n.startswith("jit__propose-") for n in names), names
+  assert any(n.startswith("jit__encode_history-") for n in names), names
   assert any(n.startswith("jit__score-") for n in names), names
   assert not (tmp_path / "xdg").exists()  # Nothing in the default directory.
 
@@ -62,7 +62,7 @@ def test_cache_in_a_given_directory_gets_the_model_compilations(tmp_path):
 @pytest.mark.slow
 def test_default_cache_is_under_xdg_cache_home(tmp_path):
   _run(_STUDY.replace("CACHE", "True"), tmp_path)
-  assert any(n.startswith("jit__propose-") for n in _entries(tmp_path / "xdg" / "optformer" / "jax"))
+  assert any(n.startswith("jit__score-") for n in _entries(tmp_path / "xdg" / "optformer" / "jax"))
 
 
 @pytest.mark.slow
