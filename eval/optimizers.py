@@ -190,10 +190,6 @@ _SEARCH_FIELDS = tuple(f.name for f in dataclasses.fields(optformer.SearchConfig
 _VARIANT_OPTIONS = set(_SEARCH_FIELDS) | {"num_candidates", "candidates", "acquisition", "temperature"}
 
 
-def _check_name(name: str) -> None:
-  split_variant(name)
-
-
 def factories(model=None) -> dict[str, Factory]:
   """name -> factory(space, goal, seed) for every registered optimizer, in OPTIMIZERS order.
 
@@ -262,6 +258,6 @@ def parse_names(names) -> list[str]:
   if names == ["all"]:
     return list(OPTIMIZERS)
   for n in names:
-    _check_name(n)
+    split_variant(n)
   return names
 

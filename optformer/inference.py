@@ -93,14 +93,6 @@ class Engine:
         self.graph, self.params, x, y, valid, enc.kinds[None], enc.num_values[None], np.array([algorithm], np.int32))
     return EncodedHistory(self, enc, n, states, keys, values, np.concatenate([[[True]], valid], axis=1))
 
-  def propose(self, x_NxD, y_N, enc: tk.SpaceEncoding, algorithm: int, seed: int, num_samples: int, temperature: float = 1.0):
-    """Samples configurations from the policy after the history (`EncodedHistory.propose`)."""
-    return self.context(x_NxD, y_N, enc, algorithm).propose(seed, num_samples, temperature)
-
-  def score(self, x_NxD, y_N, enc: tk.SpaceEncoding, algorithm: int, query_x_MxD):
-    """float [M, Y] objective-bin probabilities of each query given the history (`EncodedHistory.score`)."""
-    return self.context(x_NxD, y_N, enc, algorithm).score(query_x_MxD)
-
 
 class EncodedHistory:
   """A history encoded once (`Engine.context`): its states and every block's keys and values."""

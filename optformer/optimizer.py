@@ -76,10 +76,9 @@ from optformer.pfn_inference import PFNEngine
 
 _ENGINES: dict[str, Engine] = {}
 SearchConfig = acquisition_search.SearchConfig
-# The default acquisition search of candidates="search" (measured with model v1: docs/acquisition_search.md;
-# model v2 uses the same sizes, not yet measured on its own).
+# The default acquisition search of candidates="search", for model v1 and v2 (measured with model v1:
+# docs/acquisition_search.md; not yet measured on v2 on its own).
 DEFAULT_SEARCH = SearchConfig()
-DEFAULT_SEARCH_V2 = SearchConfig()
 PROGRESS_MIN_BATCH = 8  # ask(n) shows a progress bar from this batch size on (when stderr is a terminal).
 
 
@@ -167,8 +166,7 @@ class Optimizer:
       2022, "OptFormer (EI)"); with num_candidates=1 the policy sample alone;
       "random": M uniform points (the surrogate alone, as in PFNs4BO's
       random-candidate ablation).
-    search: pool sizes of "search" (`SearchConfig`); None for the default
-      (DEFAULT_SEARCH for model v1, DEFAULT_SEARCH_V2 for v2).
+    search: pool sizes of "search" (`SearchConfig`); None for DEFAULT_SEARCH.
     acquisition: what ranks the candidates: "ei" (expected improvement,
       Jones et al. 1998; the default), "pi" (probability of improvement,
       Kushner 1964) or "ucb" (mean + sqrt(ucb_beta) std, Srinivas et al.
@@ -241,7 +239,7 @@ class Optimizer:
       raise ValueError("candidates='policy' needs a model v1 checkpoint (v2 has no policy); use 'search' or 'random'.")
     if search is not None and not isinstance(search, SearchConfig):
       raise TypeError(f"search must be an optformer.SearchConfig or None, got {type(search).__name__}.")
-    self.search = search or (DEFAULT_SEARCH_V2 if self.v2 else DEFAULT_SEARCH)
+    self.search = search or DEFAULT_SEARCH
     self.num_candidates, self.temperature, self.candidates = num_candidates, temperature, candidates
     self.acquisition, self.ucb_beta = acquisition, float(ucb_beta)
     self.prior = priors_lib.Prior(space, prior) if prior else None

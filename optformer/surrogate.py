@@ -46,11 +46,10 @@ studies with failed evaluations).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-
-import warnings
 
 from optformer import context as context_lib
 from optformer import search_space as ss
@@ -287,4 +286,3 @@ def _objectives(y) -> np.ndarray:
     raise ValueError(f"y[{big[0]}] = {y[big[0]]:g} is beyond +-{MAX_ABS_OBJECTIVE:g}: the objective's scale would "
                      "overflow float64. Rescale y (e.g. take its logarithm).")
   return y
-

@@ -84,7 +84,7 @@ def test_decoding_through_the_engine_after_a_history(tiny_engine, spaces, tiny_c
     x = tk.encode_configs(history, space, tok)
     y = rng.integers(0, tok.num_y_bins, size=len(history))
     for n in (0, 5):
-      tokens, logp = tiny_engine.propose(x[:n], y[:n], enc, algorithm=2, seed=n, num_samples=NUM_SAMPLES)
+      tokens, logp = tiny_engine.context(x[:n], y[:n], enc, algorithm=2).propose(seed=n, num_samples=NUM_SAMPLES)
       _check_tokens(tokens, space, enc, tok)
       assert np.isfinite(logp).all() and np.all(logp <= 0)
 
