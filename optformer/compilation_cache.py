@@ -65,7 +65,9 @@ def enable(path: str | os.PathLike | None = None) -> pathlib.Path | None:
   Args:
     path: the cache directory, created if missing. None: keep a directory
       the caller already gave JAX (`jax_compilation_cache_dir`, set by
-      jax.config.update or JAX_COMPILATION_CACHE_DIR), else `default_dir()`;
+      jax.config.update or JAX_COMPILATION_CACHE_DIR) with the caller's
+      other cache settings untouched (JAX's default threshold, 1 s, then
+      skips the model's faster compilations), else `default_dir()`;
       nothing at all after `disable()`.
 
   Returns:
