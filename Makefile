@@ -7,8 +7,8 @@
 #   make bench    reduced benchmarks (prior, BBOB, HPO suites; every optimizer), ask() latency, surrogate quality, report -> results/bench/
 #   make corpus   generate the synthetic training corpus -> corpus/
 #   make train    train on corpus/ in runs/gp-v1 (resumable), export checkpoints/optformer-gp-v1
-#   make train-v2 train model v2 on prior examples generated on the fly in runs/v2d (resumable; on a new
-#                 machine it resumes from snapshots/v2), exporting to runs/v2d/export every 1000 steps
+#   make train-v2 train model v2 on prior examples generated on the fly in runs/v2e (resumable; on a new
+#                 machine it resumes from snapshots/v2), exporting to runs/v2e/export every 1000 steps
 #   make snapshot-v2  copy the v2 run's latest full state to snapshots/v2 (commit it to resume elsewhere)
 #   make wheel-test   build the wheel, install it in a fresh venv outside the checkout, run it
 #
@@ -24,13 +24,13 @@ CHECKPOINT ?= checkpoints/optformer-gp-v1
 # The corpus lands in $(CORPUS_DIR)/optformer_corpus/<config name>/<version>; training needs exactly one there.
 CORPUS_ARGS ?= --num-train 24000 --num-valid 512 --trials 64 --max-dims 8 --seed 0 --mix 0.6,0.2,0.2 --cpus 1
 
-WORKDIR_V2 ?= runs/v2d
+WORKDIR_V2 ?= runs/v2e
 CHECKPOINT_V2 ?= checkpoints/optformer-v2
 # The run's latest full training state (optimizer state and data position included), committed at
 # session ends so a new machine resumes the run exactly rather than warm-starting.
 SNAPSHOT_V2 ?= snapshots/v2
 # A fresh run with a curriculum over the number of parameters (docs/model_v2.md, "The model barely reads x").
-TRAIN_V2_ARGS ?= --export-every 1000 --no-progress --dims-curriculum 4000:4,8000:8
+TRAIN_V2_ARGS ?= --export-every 1000 --no-progress
 # Its exports; copy one to $(CHECKPOINT_V2) (and commit it) when it beats the committed model.
 EXPORT_V2 ?= $(WORKDIR_V2)/export
 # An exported model directory to warm-start a new run from (default: none, a fresh model).

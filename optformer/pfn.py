@@ -18,6 +18,14 @@ Attention: every position attends to a learned global token and to the
 context positions only, never to queries: a query's prediction depends on
 the context and on itself alone, and no positional encoding exists, so it
 does not depend on the order of the context or on other queries.
+Distance bias (`PFNConfig.distance_bias`, ours): each head's logit of a
+context trial c gets -sum_d lam_{l,h,d} delta_d(query, c), delta_d the
+squared unit distance of slot d (categorical: mismatch; 1 where exactly one
+side is inactive). The weights lam >= 0 come from the context alone: a
+shared MLP of slot d's empirical variogram of z at a few lag scales
+(`slot_variogram`), so attention can weight relevant parameters like a GP
+kernel with automatic relevance determination does, for any number of
+parameters and in any order.
 Head: logits over Y bars of a full-support bar distribution in z units
 (optformer.bar) plus one "infeasible" class, so p(feasible | x) = 1 - p_Y.
 """
@@ -52,6 +60,8 @@ class PFNConfig:
   max_categories: int = 64  # Most choices of a categorical parameter.
   borders: tuple = ()  # Y + 1 bar borders in z units (set from prior samples, see training.pfn_data).
   max_context: int = 256  # Longest context the inference buckets allow.
+  distance_bias: bool = True  # Attention bias from per-slot distances weighted by the context's variograms.
+  d_ard: int = 64  # Hidden width of the MLP from a slot's variogram to its per-layer, per-head weights.
 
   @classmethod
   def tiny(cls, borders=None) -> "PFNConfig":
@@ -72,6 +82,7 @@ class PFNConfig:
   def from_dict(cls, d: dict) -> "PFNConfig":
     d = dict(d)
     d["borders"] = tuple(float(v) for v in d.get("borders", ()))
+    d.setdefault("distance_bias", False)  # Checkpoints from before the distance bias have none.
     return cls(**d)
 
 
@@ -96,6 +107,47 @@ def fourier_features(u, num: int, max_frequency: float):
   return jnp.concatenate([u[..., None], jnp.sin(ang), jnp.cos(ang)], axis=-1)
 
 
+VARIOGRAM_SCALES = (0.02, 0.05, 0.1, 0.2, 0.4)  # Lag scales (unit-interval distance) of slot_variogram.
+
+
+def pair_distance(xa_BxSxD, act_BxSxD, xb_BxCxD, act_BxCxD, kinds_BxD):
+  """float [B, S, C, D] per-slot distance of trial pairs: squared unit difference (float/int), mismatch
+  (categorical); 1 where exactly one of the two is inactive, 0 where both are; 0 on unused slots."""
+  diff = xa_BxSxD[:, :, None, :] - xb_BxCxD[:, None, :, :]
+  cat = (kinds_BxD == KIND_CATEGORICAL)[:, None, None, :]
+  both = act_BxSxD[:, :, None, :] & act_BxCxD[:, None, :, :]
+  one = act_BxSxD[:, :, None, :] ^ act_BxCxD[:, None, :, :]
+  d = jnp.where(cat, (jnp.abs(diff) > 0.5).astype(diff.dtype), jnp.square(jnp.clip(diff, -1.0, 1.0)))
+  d = jnp.where(both, d, one.astype(d.dtype))
+  return d * (kinds_BxD > 0)[:, None, None, :]
+
+
+def slot_variogram(x_BxNxD, active_BxNxD, kinds_BxD, z_BxN, known_BxN):
+  """float [B, D, 2 S] per-slot features of the known trials (context, feasible, valid).
+
+  For each lag scale s of VARIOGRAM_SCALES: the mean of (z_c - z_c')^2
+  over pairs of known trials both active in the slot, weighted by
+  exp(-delta / (2 s^2)) (delta: `pair_distance`), over the unweighted mean
+  of all pairs (near 1: the slot does not explain z at that scale; near 0:
+  it does), clipped to [0, 4]; and log1p of the weights' sum over 8 (how
+  many pairs inform it). The empirical semivariogram (Matheron 1963) as a
+  relevance estimate for the model to read; no gradient flows through it.
+  """
+  n = x_BxNxD.shape[1]
+  pair = known_BxN[:, :, None] & known_BxN[:, None, :] & ~jnp.eye(n, dtype=bool)[None]  # [B, N, N]
+  dz2 = jnp.square(z_BxN[:, :, None] - z_BxN[:, None, :]) * pair
+  total = jnp.sum(dz2, (1, 2)) / jnp.maximum(jnp.sum(pair, (1, 2)), 1.0)  # [B]
+  delta = pair_distance(x_BxNxD, active_BxNxD, x_BxNxD, active_BxNxD, kinds_BxD)  # [B, N, N, D]
+  both = (active_BxNxD[:, :, None, :] & active_BxNxD[:, None, :, :]) & pair[..., None] & (kinds_BxD > 0)[:, None, None]
+  feats = []
+  for s in VARIOGRAM_SCALES:
+    w = jnp.exp(-delta / (2.0 * s * s)) * both
+    sw = jnp.sum(w, (1, 2))  # [B, D]
+    gamma = jnp.einsum("bnmd,bnm->bd", w, dz2) / jnp.maximum(sw, 1e-3)
+    feats += [jnp.clip(gamma / jnp.maximum(total, 1e-6)[:, None], 0.0, 4.0), jnp.log1p(sw) / 8.0]
+  return jax.lax.stop_gradient(jnp.stack(feats, axis=-1))
+
+
 def z_features(z):
   """[..., 9] bounded features of an unbounded normalized objective z."""
   zs = [jnp.tanh(z / s) for s in (0.5, 1.0, 2.0, 4.0, 8.0)]
@@ -116,13 +168,15 @@ class Block(nnx.Module):
     self.mlp_in = nnx.Linear(e, mlp_ratio * e, rngs=rngs)
     self.mlp_out = nnx.Linear(mlp_ratio * e, e, rngs=rngs)
 
-  def __call__(self, x_BxSxE, src_BxCxE, key_mask_BxC):
-    """x attends to src (keys where key_mask); returns the block's output for x, [B, S, E]."""
+  def __call__(self, x_BxSxE, src_BxCxE, key_mask_BxC, bias_BxHxSxC=None):
+    """x attends to src (keys where key_mask, logits plus bias); returns the block's output for x, [B, S, E]."""
     b, s, e = x_BxSxE.shape
     c, k = src_BxCxE.shape[1], e // self.h
     q = self.q(self.ln1(x_BxSxE)).reshape(b, s, self.h, k)
     kv = self.kv(self.ln1(src_BxCxE)).reshape(b, c, 2, self.h, k)  # [B, C, 2, H, K]
     logits_BxHxSxC = jnp.einsum("bshk,bchk->bhsc", q, kv[:, :, 0]) / math.sqrt(k)
+    if bias_BxHxSxC is not None:
+      logits_BxHxSxC = logits_BxHxSxC + bias_BxHxSxC
     logits_BxHxSxC = jnp.where(key_mask_BxC[:, None, None, :], logits_BxHxSxC, NEG_INF)
     w = jax.nn.softmax(logits_BxHxSxC, axis=-1)
     o = jnp.einsum("bhsc,bchk->bshk", w, kv[:, :, 1]).reshape(b, s, e)
@@ -153,6 +207,10 @@ class PFNSurrogate(nnx.Module):
     self.blocks = nnx.List([Block(e, c.num_heads, c.mlp_ratio, rngs) for _ in range(c.num_layers)])
     self.ln_f = nnx.LayerNorm(e, rngs=rngs)
     self.head = nnx.Linear(e, c.num_bins + 1, rngs=rngs)
+    if c.distance_bias:  # Variogram features, kind one-hot, log levels -> a weight per layer and head.
+      self.ard_in = nnx.Linear(2 * len(VARIOGRAM_SCALES) + 5, c.d_ard, rngs=rngs)
+      self.ard_out = nnx.Linear(c.d_ard, c.num_layers * c.num_heads, rngs=rngs,
+                                kernel_init=nnx.initializers.zeros, bias_init=nnx.initializers.zeros)
 
   # -- Embedding -------------------------------------------------------------
 
@@ -183,6 +241,28 @@ class PFNSurrogate(nnx.Module):
     hx = self.embed_x(batch.x, batch.active, batch.kinds, batch.num_values, batch.slot_ids)
     return hx + self.embed_y(batch.z, batch.feasible, batch.context)
 
+  # -- Distance bias ---------------------------------------------------------
+
+  def relevance(self, batch: SurrogateBatch):
+    """float [L, B, H, D] >= 0: per layer, head and slot, the distance weights lam of the context."""
+    c = self.config
+    known = batch.context & batch.valid & batch.feasible
+    feats = slot_variogram(batch.x, batch.active, batch.kinds, batch.z, known)  # [B, D, 2 S]
+    lv = jnp.log1p(batch.num_values.astype(jnp.float32))[..., None] / math.log1p(1000.0)
+    desc = jnp.concatenate([feats, jax.nn.one_hot(batch.kinds, 4, dtype=feats.dtype), lv], axis=-1)
+    # Log-parametrized (start at 1, multiplicative steps): a GP's 1 / (2 l^2) spans 0.1 to 1000 on the unit cube.
+    lam = jnp.exp(jnp.clip(self.ard_out(jax.nn.gelu(self.ard_in(desc))), -8.0, 7.0))  # [B, D, L H]
+    lam = lam * (batch.kinds > 0)[..., None]
+    b, d = batch.kinds.shape
+    return lam.reshape(b, d, c.num_layers, c.num_heads).transpose(2, 0, 3, 1)
+
+  def _biases(self, lam_LxBxHxD, xq, aq, xc, ac, kinds, with_global_query: bool):
+    """Per-layer logit biases [L, B, H, S, 1 + C] (0 for the global token; a zero row first for it as a query)."""
+    delta = pair_distance(xq, aq, xc, ac, kinds)  # [B, S, C, D]
+    bias = -jnp.einsum("bscd,lbhd->lbhsc", delta, lam_LxBxHxD)
+    pad = [(0, 0)] * 3 + [(1 if with_global_query else 0, 0), (1, 0)]
+    return jnp.pad(bias, pad)
+
   # -- Forward ---------------------------------------------------------------
 
   def __call__(self, batch: SurrogateBatch):
@@ -192,12 +272,15 @@ class PFNSurrogate(nnx.Module):
     g = jnp.broadcast_to(self.global_token[...], (b, 1, h.shape[-1]))
     key_mask = jnp.concatenate([jnp.ones((b, 1), bool), batch.context & batch.valid], axis=1)
     h = jnp.concatenate([g, h], axis=1)  # [B, 1 + N, E]
-    for blk in self.blocks:
-      h = blk(h, h, key_mask)
+    biases = [None] * len(self.blocks)
+    if self.config.distance_bias:
+      biases = self._biases(self.relevance(batch), batch.x, batch.active, batch.x, batch.active, batch.kinds, True)
+    for blk, bias in zip(self.blocks, biases):
+      h = blk(h, h, key_mask, bias)
     return self.head(self.ln_f(h[:, 1:]))
 
-  def encode_context(self, ctx: SurrogateBatch):
-    """Per-layer inputs of the context, [L, B, 1 + C, E], and its key mask [B, 1 + C] (inference cache).
+  def encode_context(self, ctx: SurrogateBatch) -> "EncodedContext":
+    """The context's per-layer inputs and what queries need beside them (inference cache).
 
     The context's states do not depend on any query, so candidates are
     scored against one encoding (`score_queries`).
@@ -206,18 +289,37 @@ class PFNSurrogate(nnx.Module):
     b = h.shape[0]
     key_mask = jnp.concatenate([jnp.ones((b, 1), bool), ctx.context & ctx.valid], axis=1)
     h = jnp.concatenate([jnp.broadcast_to(self.global_token[...], (b, 1, h.shape[-1])), h], axis=1)
+    c = self.config
+    if c.distance_bias:
+      lam = self.relevance(ctx)
+      biases = self._biases(lam, ctx.x, ctx.active, ctx.x, ctx.active, ctx.kinds, True)
+    else:
+      lam, biases = jnp.zeros((c.num_layers, b, c.num_heads, ctx.kinds.shape[1])), [None] * len(self.blocks)
     states = []
-    for blk in self.blocks:
+    for blk, bias in zip(self.blocks, biases):
       states.append(h)
-      h = blk(h, h, key_mask)
-    return jnp.stack(states), key_mask
+      h = blk(h, h, key_mask, bias)
+    return EncodedContext(jnp.stack(states), key_mask, ctx.x, ctx.active, lam)
 
-  def score_queries(self, states_LxBxCxE, key_mask_BxC, queries: SurrogateBatch):
+  def score_queries(self, enc: "EncodedContext", queries: SurrogateBatch):
     """float [B, M, Y + 1] logits of M queries against an encoded context."""
     h = self.embed(queries)
-    for l, blk in enumerate(self.blocks):
-      h = blk(h, states_LxBxCxE[l], key_mask_BxC)
+    biases = [None] * len(self.blocks)
+    if self.config.distance_bias:
+      biases = self._biases(enc.relevance, queries.x, queries.active, enc.x, enc.active, queries.kinds, False)
+    for l, (blk, bias) in enumerate(zip(self.blocks, biases)):
+      h = blk(h, enc.states[l], enc.key_mask, bias)
     return self.head(self.ln_f(h))
+
+
+class EncodedContext(NamedTuple):
+  """A context as `PFNSurrogate.score_queries` reads it (from `encode_context`)."""
+
+  states: jax.Array  # float [L, B, 1 + C, E] per-layer inputs (global token first).
+  key_mask: jax.Array  # bool [B, 1 + C] keys a query may attend to.
+  x: jax.Array  # float [B, C, D] the context's unit values (distance bias).
+  active: jax.Array  # bool [B, C, D].
+  relevance: jax.Array  # float [L, B, H, D] distance weights (zeros without distance bias).
 
 
 def create_model(config: PFNConfig, seed: int = 0) -> PFNSurrogate:

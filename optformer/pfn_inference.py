@@ -194,15 +194,14 @@ class PFNEngine:
         z=_pad(z.astype(np.float32), c)[None], feasible=_pad(~np.isnan(y), c)[None],
         context=_pad(np.ones(n, bool), c)[None], valid=_pad(np.ones(n, bool), c)[None],
     )
-    states, mask = _encode(self.graph, self.params, batch)
-    return PFNContext(self, states, mask, kinds, nv, ids, t)
+    return PFNContext(self, _encode(self.graph, self.params, batch), kinds, nv, ids, t)
 
 
 class PFNContext:
-  """An encoded context (see `PFNEngine.context`): per-layer states, key mask, and the fitted y map."""
+  """An encoded context (see `PFNEngine.context`): the model's EncodedContext and the fitted y map."""
 
-  def __init__(self, engine: PFNEngine, states, mask, kinds, num_values, slot_ids, transform: YTransform):
-    self.engine, self.states, self.mask = engine, states, mask
+  def __init__(self, engine: PFNEngine, encoded, kinds, num_values, slot_ids, transform: YTransform):
+    self.engine, self.encoded = engine, encoded
     self.kinds, self.num_values, self.slot_ids, self.transform = kinds, num_values, slot_ids, transform
 
   def score(self, query_MxD, active_MxD=None, goal: str = "maximize") -> PFNPredictive:
@@ -220,7 +219,7 @@ class PFNContext:
                           slot_ids=self.slot_ids, z=np.zeros((1, QUERY_CHUNK), np.float32),
                           feasible=np.ones((1, QUERY_CHUNK), bool), context=np.zeros((1, QUERY_CHUNK), bool),
                           valid=np.ones((1, QUERY_CHUNK), bool))
-      probs.append(np.asarray(_score(self.engine.graph, self.engine.params, self.states, self.mask, qb))[0])
+      probs.append(np.asarray(_score(self.engine.graph, self.engine.params, self.encoded, qb))[0])
     p = np.concatenate(probs)[:m].astype(np.float64)
     return PFNPredictive(p[:, :-1], 1.0 - p[:, -1], self.engine.borders, self.transform, goal)
 
@@ -237,5 +236,5 @@ def _encode(graph, params, ctx):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _score(graph, params, states, mask, queries):
-  return jax.nn.softmax(graph.merge(params).score_queries(states, mask, queries), axis=-1)
+def _score(graph, params, encoded, queries):
+  return jax.nn.softmax(graph.merge(params).score_queries(encoded, queries), axis=-1)

@@ -8,14 +8,17 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from optformer.pfn import PFNConfig, SurrogateBatch, create_model
+from optformer.pfn import PFNConfig, SurrogateBatch, create_model, pair_distance, slot_variogram
 
 B, N, D = 2, 12, 4
 
 
-@pytest.fixture(scope="module")
-def model():
-  return create_model(PFNConfig.tiny(), seed=1)
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "distance_bias"])
+def model(request):
+  m = create_model(dataclasses.replace(PFNConfig.tiny(), distance_bias=request.param), seed=1)
+  if request.param:  # Its output layer starts at zero (uniform weights); make the weights depend on the context.
+    m.ard_out.kernel[...] = jax.random.normal(jax.random.key(3), m.ard_out.kernel[...].shape)
+  return m
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +91,27 @@ def test_encoded_context_scores_queries_like_the_full_pass(model, forward):
   b = make_batch()
   ctx = SurrogateBatch(*(v[:, :7] if v.ndim >= 2 and v.shape[1] == N else v for v in b))
   qs = SurrogateBatch(*(v[:, 7:] if v.ndim >= 2 and v.shape[1] == N else v for v in b))
-  states, mask = model.encode_context(ctx)
-  got = np.asarray(model.score_queries(states, mask, qs))
+  got = np.asarray(model.score_queries(model.encode_context(ctx), qs))
   np.testing.assert_allclose(got, np.asarray(forward(b))[:, 7:], atol=1e-4)
+
+
+def test_variogram_tells_the_slot_that_explains_z():
+  rng = np.random.default_rng(0)
+  x = rng.uniform(size=(1, 40, 3)).astype(np.float32)
+  z = np.sin(6.0 * x[..., 0]).astype(np.float32)  # Only slot 0 matters.
+  kinds = np.array([[1, 1, 0]], np.int32)
+  active = np.ones_like(x, bool)
+  f = np.asarray(slot_variogram(x, active, kinds, z, np.ones((1, 40), bool)))[0]  # [D, 2 S]
+  ratio = f[:, 0::2]  # Semivariance over the mean, per lag scale.
+  assert np.all(ratio[0, :3] < 0.3) and np.all(ratio[1, :3] > 0.6), ratio
+  assert np.all(f[2] == 0.0)  # The unused slot has no pairs.
+
+
+def test_pair_distance_of_kinds_and_inactive_values():
+  kinds = np.array([[1, 3, 2, 0]], np.int32)
+  xa = np.array([[[0.2, 1.0, 0.5, 0.3]]], np.float32)
+  xb = np.array([[[0.7, 2.0, 0.5, 0.9], [0.2, 1.0, 0.9, 0.1]]], np.float32)
+  act_a = np.ones((1, 1, 4), bool)
+  act_b = np.array([[[True, True, True, True], [True, True, False, True]]])
+  d = np.asarray(pair_distance(xa, act_a, xb, act_b, kinds))[0, 0]  # [C, D]
+  np.testing.assert_allclose(d, [[0.25, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]], atol=1e-6)

@@ -40,7 +40,7 @@ def probe_config(args) -> PFNTrainConfig:
   borders = prior_borders(data, args.bins, num_batches=16)
   model = PFNConfig(d_model=args.d_model, num_heads=4, num_layers=args.layers, mlp_ratio=2, d_slot=args.d_slot,
                     num_slot_ids=64 if args.full_prior else 16, max_categories=64 if args.full_prior else 8,
-                    borders=tuple(float(b) for b in borders))
+                    borders=tuple(float(b) for b in borders), distance_bias=args.distance_bias)
   return PFNTrainConfig(model=model, data=data, num_steps=args.steps, peak_learning_rate=args.learning_rate,
                         warmup_steps=50, log_every=50, eval_every=10**9, checkpoint_every=10**9)
 
@@ -70,6 +70,7 @@ def main(argv=None) -> int:
   p.add_argument("--d-slot", type=int, default=32)
   p.add_argument("--layers", type=int, default=2)
   p.add_argument("--bins", type=int, default=100)
+  p.add_argument("--distance-bias", action="store_true", help="attention bias from the context's per-slot variograms")
   p.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("runs/probe"))
   args = p.parse_args(argv)
   cfg = probe_config(args)
