@@ -68,7 +68,7 @@ policy head; suggestions come from an acquisition search over candidates.
 
 ## Architecture
 - width {m.d_model}, {m.num_layers} layers, {m.num_heads} heads, slot encoder width {m.d_slot},
-  {facts['num_params']:,} parameters;
+  {facts['num_params']:,} parameters; {"distance-biased attention (per-slot weights from the context's variograms)" if m.distance_bias else "no distance bias"};
 - up to {m.num_slot_ids} parameters (no weight tied to their number), {m.max_categories} categories,
   contexts up to {m.max_context} trials at inference (trained on {', '.join(map(str, d.seq_lens))} points per example).
 
