@@ -29,7 +29,7 @@ CHECKPOINT_V2 ?= checkpoints/optformer-v2
 # The run's latest full training state (optimizer state and data position included), committed at
 # session ends so a new machine resumes the run exactly rather than warm-starting.
 SNAPSHOT_V2 ?= snapshots/v2
-# A fresh run with a curriculum over the number of parameters (docs/model_v2.md, "The model barely reads x").
+# A fresh run of the model with distance-biased attention (docs/model_v2.md, "Distance-biased attention").
 TRAIN_V2_ARGS ?= --export-every 1000 --no-progress
 # Its exports; copy one to $(CHECKPOINT_V2) (and commit it) when it beats the committed model.
 EXPORT_V2 ?= $(WORKDIR_V2)/export

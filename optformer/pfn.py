@@ -244,7 +244,8 @@ class PFNSurrogate(nnx.Module):
   # -- Distance bias ---------------------------------------------------------
 
   def relevance(self, batch: SurrogateBatch):
-    """float [L, B, H, D] >= 0: per layer, head and slot, the distance weights lam of the context."""
+    """float [L, B, H, D] > 0: per layer, head and slot, the distance weights lam of the context (an unused
+    slot's weight has no effect: its pair distance is 0)."""
     c = self.config
     known = batch.context & batch.valid & batch.feasible
     feats = slot_variogram(batch.x, batch.active, batch.kinds, batch.z, known)  # [B, D, 2 S]
@@ -252,7 +253,6 @@ class PFNSurrogate(nnx.Module):
     desc = jnp.concatenate([feats, jax.nn.one_hot(batch.kinds, 4, dtype=feats.dtype), lv], axis=-1)
     # Log-parametrized (start at 1, multiplicative steps): a GP's 1 / (2 l^2) spans 0.1 to 1000 on the unit cube.
     lam = jnp.exp(jnp.clip(self.ard_out(jax.nn.gelu(self.ard_in(desc))), -8.0, 7.0))  # [B, D, L H]
-    lam = lam * (batch.kinds > 0)[..., None]
     b, d = batch.kinds.shape
     return lam.reshape(b, d, c.num_layers, c.num_heads).transpose(2, 0, 3, 1)
 
@@ -265,16 +265,22 @@ class PFNSurrogate(nnx.Module):
 
   # -- Forward ---------------------------------------------------------------
 
-  def __call__(self, batch: SurrogateBatch):
-    """float [B, N, Y + 1] logits at every position (context positions too; the loss uses queries)."""
+  def _inputs(self, batch: SurrogateBatch):
+    """The backbone's input [B, 1 + N, E] (global token first), key mask [B, 1 + N], the distance weights
+    [L, B, H, D] (zeros without distance bias) and the per-layer logit biases (None without)."""
     h = self.embed(batch)
     b = h.shape[0]
-    g = jnp.broadcast_to(self.global_token[...], (b, 1, h.shape[-1]))
     key_mask = jnp.concatenate([jnp.ones((b, 1), bool), batch.context & batch.valid], axis=1)
-    h = jnp.concatenate([g, h], axis=1)  # [B, 1 + N, E]
-    biases = [None] * len(self.blocks)
-    if self.config.distance_bias:
-      biases = self._biases(self.relevance(batch), batch.x, batch.active, batch.x, batch.active, batch.kinds, True)
+    h = jnp.concatenate([jnp.broadcast_to(self.global_token[...], (b, 1, h.shape[-1])), h], axis=1)
+    c = self.config
+    if not c.distance_bias:
+      return h, key_mask, jnp.zeros((c.num_layers, b, c.num_heads, batch.kinds.shape[1])), [None] * len(self.blocks)
+    lam = self.relevance(batch)
+    return h, key_mask, lam, self._biases(lam, batch.x, batch.active, batch.x, batch.active, batch.kinds, True)
+
+  def __call__(self, batch: SurrogateBatch):
+    """float [B, N, Y + 1] logits at every position (context positions too; the loss uses queries)."""
+    h, key_mask, _, biases = self._inputs(batch)
     for blk, bias in zip(self.blocks, biases):
       h = blk(h, h, key_mask, bias)
     return self.head(self.ln_f(h[:, 1:]))
@@ -285,16 +291,7 @@ class PFNSurrogate(nnx.Module):
     The context's states do not depend on any query, so candidates are
     scored against one encoding (`score_queries`).
     """
-    h = self.embed(ctx)
-    b = h.shape[0]
-    key_mask = jnp.concatenate([jnp.ones((b, 1), bool), ctx.context & ctx.valid], axis=1)
-    h = jnp.concatenate([jnp.broadcast_to(self.global_token[...], (b, 1, h.shape[-1])), h], axis=1)
-    c = self.config
-    if c.distance_bias:
-      lam = self.relevance(ctx)
-      biases = self._biases(lam, ctx.x, ctx.active, ctx.x, ctx.active, ctx.kinds, True)
-    else:
-      lam, biases = jnp.zeros((c.num_layers, b, c.num_heads, ctx.kinds.shape[1])), [None] * len(self.blocks)
+    h, key_mask, lam, biases = self._inputs(ctx)
     states = []
     for blk, bias in zip(self.blocks, biases):
       states.append(h)
