@@ -32,8 +32,10 @@ class Context(NamedTuple):
   y: np.ndarray
 
   @classmethod
-  def from_rows(cls, rows: Sequence, num_params: int) -> "Context":
-    """A Context of (unit row, y) pairs."""
+  def from_rows(cls, rows: Sequence, num_params: int, limit: int | None = None) -> "Context":
+    """A Context of (unit row, y) pairs; past `limit` rows, the ones `truncate` keeps."""
+    if limit is not None:
+      rows = truncate(rows, limit)
     units = np.array([u for u, _ in rows], np.float64).reshape(len(rows), num_params)
     return cls(units, np.array([y for _, y in rows], np.float64))
 

@@ -355,7 +355,7 @@ class Optimizer:
     if len(rows) > limit and not self._warned_truncation:
       warnings.warn(context_lib.truncation_warning(len(rows), limit), stacklevel=5)
       self._warned_truncation = True
-    return Context.from_rows(context_lib.truncate(rows, limit), len(self.space))
+    return Context.from_rows(rows, len(self.space), limit)
 
   def _model_context(self) -> tuple[Context, float | None]:
     """(the Context the model conditions on, the best told objective in the model's direction or None).
@@ -371,7 +371,7 @@ class Optimizer:
       return self._fit(rows), told.best
     pend = [self._unit(*p) for p in self._pending.items()]
     limit = self.surrogate.max_context
-    base = Context.from_rows(context_lib.truncate(rows, max(limit - len(pend), 1)), len(self.space))
+    base = Context.from_rows(rows, len(self.space), max(limit - len(pend), 1))
     means = self.surrogate.condition(base).mean(pend)
     return self._fit(rows + list(zip(pend, means))), told.best
 
@@ -481,11 +481,7 @@ class Optimizer:
     if best is None:
       raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
     units = np.array([self.space.to_unit(c) for c in configs], np.float64).reshape(len(configs), len(self.space))
-    dist = self.surrogate.condition(context).predict(units, self.goal)
-    if self.v2:
-      dist.best = self.best[1]
-      return dist
-    return StudyDistribution(dist.probs, dist.edges, self.goal, best=self.best[1])
+    return with_best(self.surrogate.condition(context).predict(units, self.goal), self.goal, self.best[1])
 
   # -- Persistence -----------------------------------------------------------
 
@@ -683,3 +679,12 @@ class StudyDistribution(RiemannDistribution):
 
   def probability_of_improvement(self, best: float | None = None) -> np.ndarray:
     return super().probability_of_improvement(self.best if best is None else best)
+
+
+def with_best(dist, goal: str, best: float):
+  """`dist` with its improvement defaulting to `best` (objective units): a v1 RiemannDistribution becomes a
+  StudyDistribution; a v2 PFNPredictive carries `best` itself."""
+  if isinstance(dist, RiemannDistribution):
+    return StudyDistribution(dist.probs, dist.edges, goal, best=best)
+  dist.best = best
+  return dist

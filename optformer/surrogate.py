@@ -56,7 +56,7 @@ from optformer import search_space as ss
 from optformer.context import Context
 from optformer.distribution import RiemannDistribution
 from optformer.model_surrogate import ModelSurrogate, Posterior
-from optformer.optimizer import MAX_ABS_OBJECTIVE, StudyDistribution, load_engine
+from optformer.optimizer import MAX_ABS_OBJECTIVE, load_engine, with_best
 from optformer.pfn_inference import PFNEngine
 
 
@@ -131,7 +131,7 @@ class Surrogate:
     limit = self._model.max_context
     if len(rows) > limit:
       warnings.warn(context_lib.truncation_warning(len(rows), limit), stacklevel=2)
-    self._posterior = self._model.condition(Context.from_rows(context_lib.truncate(rows, limit), len(self.space)))
+    self._posterior = self._model.condition(Context.from_rows(rows, len(self.space), limit))
     self.X_train_ = configs
     self.y_train_ = y_n
     self.n_features_in_ = len(self.space)
@@ -140,12 +140,8 @@ class Surrogate:
   def _predict_units(self, configs):
     """The predictive distribution at validated configurations, with the improvement defaults of the fit's best y."""
     units = np.array([self.space.to_unit(c) for c in configs], np.float64).reshape(len(configs), len(self.space))
-    dist = self._posterior.predict(units, self.goal)
     best = float(self.y_train_.max() if self.goal == "maximize" else self.y_train_.min())
-    if isinstance(dist, RiemannDistribution):
-      return StudyDistribution(dist.probs, dist.edges, self.goal, best=best)
-    dist.best = best
-    return dist
+    return with_best(self._posterior.predict(units, self.goal), self.goal, best)
 
   # -- Predict ---------------------------------------------------------------
 
