@@ -480,7 +480,7 @@ class Optimizer:
     context, best = self._model_context()
     if best is None:
       raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
-    units = np.array([self.space.to_unit(c) for c in configs], np.float64).reshape(len(configs), len(self.space))
+    units = self.space.to_units(configs)
     return with_best(self.surrogate.condition(context).predict(units, self.goal), self.goal, self.best[1])
 
   # -- Persistence -----------------------------------------------------------

@@ -393,6 +393,10 @@ class SearchSpace:
     params = self.validate(params)
     return np.array([p.to_unit(params[p.name]) for p in self.parameters], dtype=np.float64)
 
+  def to_units(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """float64 [N, D]: `to_unit` of each of N configurations (N may be 0); ValueError/TypeError as `validate`."""
+    return np.array([self.to_unit(c) for c in configs], np.float64).reshape(len(configs), len(self))
+
   def from_unit(self, u) -> dict[str, Any]:
     """Inverse of `to_unit` for a float [D] vector."""
     u = np.asarray(u, dtype=np.float64)

@@ -139,7 +139,7 @@ class Surrogate:
 
   def _predict_units(self, configs):
     """The predictive distribution at validated configurations, with the improvement defaults of the fit's best y."""
-    units = np.array([self.space.to_unit(c) for c in configs], np.float64).reshape(len(configs), len(self.space))
+    units = self.space.to_units(configs)
     best = float(self.y_train_.max() if self.goal == "maximize" else self.y_train_.min())
     return with_best(self._posterior.predict(units, self.goal), self.goal, best)
 

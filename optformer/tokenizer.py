@@ -244,7 +244,7 @@ def encode_configs(
 
   `enc`: the space's encoding if already built (encode_space(space, config)).
   """
-  unit = np.array([space.to_unit(c) for c in configs], np.float64).reshape(len(configs), len(space))
+  unit = space.to_units(configs)
   return encode_units(unit, enc or encode_space(space, config), config.num_x_bins)
 
 

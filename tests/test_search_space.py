@@ -232,3 +232,15 @@ def test_json_round_trip_through_text():
 def test_from_json_unknown_type_raises(item, match):
   with pytest.raises(ValueError, match=f"unknown type {match}"):
     SearchSpace.from_json([{"type": "float", "name": "a", "low": 0.0, "high": 1.0, "log": False}, item])
+
+
+def test_to_units_stacks_to_unit_rows_and_validates_each_configuration():
+  space = _space()
+  rng = np.random.default_rng(0)
+  configs = [space.from_unit(rng.uniform(size=len(space))) for _ in range(3)]
+  units = space.to_units(configs)
+  assert units.shape == (3, len(space)) and units.dtype == np.float64
+  np.testing.assert_array_equal(units, np.stack([space.to_unit(c) for c in configs]))
+  assert space.to_units([]).shape == (0, len(space))
+  with pytest.raises(ValueError, match="Missing parameter"):
+    space.to_units([configs[0], {}])
