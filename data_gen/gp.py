@@ -34,7 +34,7 @@ def matern32(z1_NxD, z2_MxD, inv_lengthscale_D):
   return (1.0 + sr) * jnp.exp(-sr)
 
 
-def posterior(task: TaskBatch, z_TxD, y_T, mask_T, z_QxD):
+def posterior(task: TaskBatch, z_TxD, y_T, mask_T, z_QxD, jitter: float = JITTER):
   """Posterior mean and variance of the noiseless f at z_QxD (one task).
 
   Args:
@@ -44,13 +44,15 @@ def posterior(task: TaskBatch, z_TxD, y_T, mask_T, z_QxD):
     y_T: float32 [T] noisy observations (padding ignored).
     mask_T: bool [T], True for real observations; all False gives the prior.
     z_QxD: float32 [Q, D] latent query inputs.
+    jitter: added to the diagonal of the outputscale-normalized kernel matrix.
 
   Returns:
-    (mean_Q, var_Q), float32 [Q] each, var >= 0, in the units of y.
+    (mean_Q, var_Q), float32 [Q] each, var >= 0, in the units of y; NaN where the Cholesky
+    factorization fails in float32 (near-duplicate points with little noise: raise `jitter`).
   """
   s = task.outputscale
   mask = mask_T.astype(jnp.float32)
-  noise = task.noise_variance / s + JITTER
+  noise = task.noise_variance / s + jitter
   k_TxT = matern32(z_TxD, z_TxD, task.inv_lengthscale) * mask[:, None] * mask[None, :]
   # Padding rows become identity rows, so they decouple from real observations.
   k_TxT = k_TxT + jnp.diag(mask * noise + (1.0 - mask))

@@ -167,6 +167,25 @@ def apply_batch(fields: dict, y_BxN) -> np.ndarray:
   return (v - fields["loc2"][:, None]) / fields["scale2"][:, None]
 
 
+def invert_batch(fields: dict, z_BxK) -> np.ndarray:
+  """y float64 [B, K] of z float [B, K] under B transforms from `fit_batch` (the inverse of `apply_batch`).
+
+  z far outside the context's range may map to +-inf (float64 overflow of the power transform's inverse).
+  """
+  v = np.asarray(z_BxK, np.float64) * fields["scale2"][:, None] + fields["loc2"][:, None]
+  lam = np.asarray(fields["lam"], np.float64)[:, None]
+  a = np.abs(v)
+  with np.errstate(all="ignore"):
+    # yj^-1(v) = ((1 + lam v)^(1 / lam) - 1) for v >= 0 (log form: lam = 0), mirrored with 2 - lam below 0.
+    pos = np.where(np.abs(lam) < 1e-8, np.expm1(a),
+                   np.expm1(np.log1p(np.maximum(lam * a, -1 + 1e-300)) / np.where(np.abs(lam) < 1e-8, 1.0, lam)))
+    l2 = 2.0 - lam
+    neg = -np.where(np.abs(l2) < 1e-8, np.expm1(a),
+                    np.expm1(np.log1p(np.maximum(l2 * a, -1 + 1e-300)) / np.where(np.abs(l2) < 1e-8, 1.0, l2)))
+  u = np.where(fields["power"][:, None], np.where(v >= 0, pos, neg), v)
+  return u * fields["scale"][:, None] + fields["loc"][:, None]
+
+
 def _yj_rows(u_BxN, lam_B) -> np.ndarray:
   """Yeo-Johnson of each row with its own lambda."""
   u = np.asarray(u_BxN, np.float64)

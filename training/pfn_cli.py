@@ -59,6 +59,8 @@ def build_config(args):
     except ValueError as e:
       raise SystemExit(f"--dims-curriculum: expected UNTIL:MAX_DIMS[,UNTIL:MAX_DIMS...] with increasing UNTIL, "
                        f"got {args.dims_curriculum!r} ({e}).") from None
+  if args.soft_targets:
+    data = dataclasses.replace(data, soft_target_weight=args.soft_targets)
   if args.eval_every:
     repl["eval_every"] = args.eval_every
   borders = prior_borders(data, args.bins if args.preset != "tiny" else 32, num_batches=8 if args.preset == "tiny" else 48)
@@ -82,6 +84,8 @@ def main(argv=None) -> int:
   p.add_argument("--bins", type=int, default=1000, help="bars of the predictive distribution")
   p.add_argument("--seq-lens", default="", help="comma-separated points per example, e.g. 64,128")
   p.add_argument("--eval-every", type=int, default=0)
+  p.add_argument("--soft-targets", type=float, default=0.0, help="weight in [0, 1] of the exact GP posterior's bar "
+                 "masses in the query loss (training/pfn_data.py, 'Soft targets'); 0: the drawn value's bar only")
   p.add_argument("--dims-curriculum", default="", help="training batches before UNTIL draw tasks of at most MAX_DIMS "
                  "parameters: UNTIL:MAX_DIMS[,...], e.g. 17000:4,20000:8 (batch index = data position)")
   p.add_argument("--init-from", type=pathlib.Path, help="exported model directory to warm-start a new workdir")

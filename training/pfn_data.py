@@ -14,20 +14,35 @@ queries. The y pipeline (optformer.ynorm) is fitted on the context's
 feasible objectives only, exactly as at inference, and maps every objective
 to z; a query's target is its bar (optformer.bar.bin_index) or the
 infeasible class Y.
+
+Soft targets (`soft_target_weight` > 0): every prior task is a GP draw whose
+hyperparameters the generator knows, so the distribution a feasible query's
+noisy objective was drawn from, given its context and the task, is known in
+closed form: the exact GP posterior (data_gen/gp.py) plus the noise. Its mass
+on each bar is an unbiased, lower-variance stand-in for the one-hot bar of
+the drawn value (Rao-Blackwellization of the PFN loss: the expected loss, and
+so its minimizer, the posterior predictive, are unchanged up to the
+random-feature approximation of f), and `GPTargets` carries what the loss
+needs to compute it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from optformer.data_gen import gp
 from optformer.data_gen.examples import ExampleConfig, Examples, example_words, sample_examples
 from optformer import bar
 from optformer import ynorm
 from optformer.pfn import SurrogateBatch
 
 SPLIT_IDS = {"train": 0, "validation": 1}
+F32_MAX = float(np.finfo(np.float32).max)  # Bar borders beyond float32 (the power transform's far tails) clip here.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +60,9 @@ class PFNDataConfig:
   # until_batch; training batch i < until_batch draws tasks of at most max_dims parameters
   # (the first entry that applies), later batches the prior's own. Validation ignores it.
   dims_curriculum: tuple = ()
+  # Weight of the exact-GP posterior's bar masses in a feasible query's loss (the rest on the drawn value's
+  # bar); 0 keeps batches as (SurrogateBatch, bars int32 [B, N]), above 0 they carry `GPTargets`.
+  soft_target_weight: float = 0.0
 
   @classmethod
   def tiny(cls) -> "PFNDataConfig":
@@ -53,8 +71,9 @@ class PFNDataConfig:
   def to_json(self) -> dict:
     d = dataclasses.asdict(self)
     d["examples"] = self.examples.to_json()
-    if not self.dims_curriculum:
-      del d["dims_curriculum"]  # Configs of runs from before the curriculum existed stay equal.
+    for key in ("dims_curriculum", "soft_target_weight"):
+      if not d[key]:
+        del d[key]  # Configs of runs from before these knobs existed stay equal.
     return d
 
   @classmethod
@@ -66,6 +85,8 @@ class PFNDataConfig:
 
   def __post_init__(self):
     until = [stage[0] for stage in self.dims_curriculum]
+    if not 0.0 <= self.soft_target_weight <= 1.0:
+      raise ValueError(f"soft_target_weight must lie in [0, 1], got {self.soft_target_weight}.")
     if any(len(stage) != 2 or stage[1] < 1 for stage in self.dims_curriculum) or until != sorted(until):
       raise ValueError(f"dims_curriculum must be ((until_batch, max_dims >= 1), ...) with increasing until_batch, "
                        f"got {self.dims_curriculum}.")
@@ -108,9 +129,45 @@ def to_batch(ex: Examples, n_context, slot_ids, borders, min_power_points: int =
   return batch, targets, z, fields
 
 
+class GPTargets(NamedTuple):
+  """Query targets with the exact GP posterior of every point given its example's context (soft targets)."""
+
+  bars: np.ndarray  # int32 [B, N]: the drawn value's bar, or Y for an infeasible point.
+  mean: np.ndarray  # float32 [B, N]: posterior mean of the noisy objective (the example's units).
+  std: np.ndarray  # float32 [B, N]: posterior std of the noisy objective (noise included), > 0.
+  borders_y: np.ndarray  # float32 [B, Y + 1]: the bar borders mapped to the example's units (may be +-inf).
+
+
+@jax.jit
+def _gp_posterior(task, latent_BxNxD, y_BxN, mask_BxN):
+  """(mean, var) float32 [B, N]; an example whose float32 Cholesky fails retries with 100x the jitter."""
+  post = lambda jitter: jax.vmap(lambda *a: gp.posterior(*a, jitter=jitter))(
+      task, latent_BxNxD, y_BxN, mask_BxN, latent_BxNxD)
+  (m1, v1), (m2, v2) = post(gp.JITTER), post(100 * gp.JITTER)
+  ok = (jnp.isfinite(m1).all(-1) & jnp.isfinite(v1).all(-1))[:, None]
+  return jnp.where(ok, m1, m2), jnp.where(ok, v1, v2)
+
+
+def gp_targets(ex: Examples, task, context_BxN, fields: dict, bars_BxN, borders) -> GPTargets:
+  """`GPTargets` of examples: the exact GP posterior (true hyperparameters) given the context's feasible points."""
+  mask = np.asarray(context_BxN) & ex.feasible
+  y = np.nan_to_num(ex.y)
+  mean, var = map(np.asarray, _gp_posterior(task, ex.latent, y, mask))
+  std = np.sqrt(var.astype(np.float64) + np.asarray(task.noise_variance, np.float64)[:, None])
+  # Where the factorization failed even so, the target falls back to (nearly) the drawn value's bar.
+  failed = ~(np.isfinite(mean).all(-1) & np.isfinite(std).all(-1))[:, None]
+  mean = np.where(failed, y, mean)
+  std = np.where(failed, 1e-6 * np.maximum(np.abs(y), 1.0), std)
+  borders_y = ynorm.invert_batch(fields, np.broadcast_to(np.asarray(borders, np.float64), (len(std), len(borders))))
+  return GPTargets(bars=np.asarray(bars_BxN, np.int32), mean=np.asarray(mean, np.float32),
+                   std=np.maximum(std, 1e-12).astype(np.float32), borders_y=np.clip(borders_y, -F32_MAX, F32_MAX).astype(np.float32))
+
+
 def make_batch(cfg: PFNDataConfig, borders, num_slot_ids: int, index: int, split: str = "train",
                shard: int = 0, num_shards: int = 1, seq_len: int | None = None, n_context=None):
   """Batch `index` of `split` (this shard's rows): (SurrogateBatch, targets, Examples, task, z).
+
+  targets: the bars int32 [B, N], or `GPTargets` when cfg.soft_target_weight > 0.
 
   `seq_len` / `n_context` (int or int [B]) override the random draws (evaluation).
 
@@ -131,7 +188,9 @@ def make_batch(cfg: PFNDataConfig, borders, num_slot_ids: int, index: int, split
   rows = slice(shard * b_all // num_shards, (shard + 1) * b_all // num_shards)
   words = example_words(cfg.seed, split, index * b_all + np.arange(b_all)[rows])
   ex, task = sample_examples(examples, words, n)
-  batch, targets, z, _ = to_batch(ex, n_ctx[rows], ids[rows], borders, cfg.min_power_points)
+  batch, targets, z, fields = to_batch(ex, n_ctx[rows], ids[rows], borders, cfg.min_power_points)
+  if cfg.soft_target_weight > 0:
+    targets = gp_targets(ex, task, batch.context, fields, targets, borders)
   return batch, targets, ex, task, z
 
 

@@ -30,7 +30,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from optformer.pfn import PFNConfig, PFNSurrogate, SurrogateBatch, create_model
-from optformer.training.pfn_data import PFNDataConfig, dataset
+from optformer.training.pfn_data import GPTargets, PFNDataConfig, dataset
 from optformer.training.train import (
     drop_metrics_after, fresh_state, jit_step, make_mesh, open_workdir, optimizer_step, restore_latest, save_checkpoint,
 )
@@ -107,24 +107,47 @@ def eval_params(cfg: PFNTrainConfig, params, opt_state):
   return params
 
 
-def loss_fn(model: PFNSurrogate, batch: SurrogateBatch, targets_BxN):
+def soft_bar_targets(gp: GPTargets):
+  """float32 [B, N, Y]: the exact GP posterior's mass on each bar, N(mean, std^2) integrated over the bar.
+
+  The outer bars take the tails beyond the inner borders (as `bar.bin_index` does with values).
+  """
+  inner_BxNxYm1 = (gp.borders_y[:, None, 1:-1] - gp.mean[..., None]) / gp.std[..., None]
+  cdf = jax.scipy.special.ndtr(inner_BxNxYm1)
+  b, n = gp.mean.shape
+  cdf = jnp.concatenate([jnp.zeros((b, n, 1)), cdf, jnp.ones((b, n, 1))], -1)  # [B, N, Y + 1]
+  return jnp.diff(cdf, axis=-1)
+
+
+def loss_fn(model: PFNSurrogate, batch: SurrogateBatch, targets, soft_weight: float = 0.0):
   """Mean cross-entropy (nats) over query positions of the bar + infeasible classes (Müller et al. 2022, Eq. 2).
+
+  targets: bars int32 [B, N], or `GPTargets`: then a feasible query's loss is (1 - soft_weight) times the
+  cross-entropy of its drawn bar plus soft_weight times that of the exact GP posterior's bar masses
+  (`soft_bar_targets`; training/pfn_data.py, "Soft targets").
 
   Returns (loss float [], metrics dict): loss; `infeasible_nll`, the part
   of the loss from the feasible-vs-infeasible decision, is not separated.
   """
   logits = model(batch)
-  ce_BxN = optax.softmax_cross_entropy_with_integer_labels(logits, targets_BxN)
+  bars = targets.bars if isinstance(targets, GPTargets) else targets
+  ce_BxN = optax.softmax_cross_entropy_with_integer_labels(logits, bars)
+  if isinstance(targets, GPTargets) and soft_weight > 0:
+    y = logits.shape[-1] - 1
+    log_p = jax.nn.log_softmax(logits.astype(jnp.float32), -1)[..., :y]
+    soft_BxN = -jnp.sum(soft_bar_targets(targets) * log_p, -1)
+    ce_BxN = jnp.where(bars < y, (1.0 - soft_weight) * ce_BxN + soft_weight * soft_BxN, ce_BxN)
   w = (batch.valid & ~batch.context).astype(jnp.float32)
   loss = jnp.sum(ce_BxN * w) / jnp.maximum(w.sum(), 1.0)
   return loss, {"loss": loss}
 
 
-def make_train_step(graphdef, tx, mesh) -> Callable:
+def make_train_step(graphdef, tx, mesh, soft_weight: float = 0.0) -> Callable:
   """Jitted train_step(params, opt_state, batch, targets) -> (params, opt_state, metrics); state donated."""
 
   def train_step(params, opt_state, batch, targets):
-    return optimizer_step(lambda p: loss_fn(nnx.merge(graphdef, p), batch, targets), tx, params, opt_state)
+    objective = lambda p: loss_fn(nnx.merge(graphdef, p), batch, targets, soft_weight)
+    return optimizer_step(objective, tx, params, opt_state)
 
   return jit_step(train_step, mesh)
 
@@ -174,7 +197,7 @@ class PFNTrainer:
     self._ds = dataset(cfg.data, np.asarray(cfg.model.borders), cfg.model.num_slot_ids)
     self.batches = self._ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2)).__iter__()
     self.batches.set_state({"next_index": self.position})
-    self.train_step = make_train_step(self.graphdef, self.tx, self.mesh)
+    self.train_step = make_train_step(self.graphdef, self.tx, self.mesh, cfg.data.soft_target_weight)
     self.batch_sharding = NamedSharding(self.mesh, P("data"))
 
   def save(self, metrics: dict | None = None):
@@ -203,7 +226,7 @@ class PFNTrainer:
       self.position += 1
       trials += int(batch.valid.sum())
       self.params, self.opt_state, metrics = self.train_step(
-          self.params, self.opt_state, SurrogateBatch(*map(put, batch)), put(targets))
+          self.params, self.opt_state, SurrogateBatch(*map(put, batch)), jax.tree.map(put, targets))
       self.step += 1
       acc.append(metrics)
       bar_.update(1)
