@@ -36,7 +36,8 @@ def probe_config(args) -> PFNTrainConfig:
     prior = dataclasses.replace(PriorConfig.v2(), max_dims=args.max_dims, min_dims=1, kind_probs=(1.0, 0.0, 0.0),
                                 p_warp=0.0)
     examples = ExampleConfig(prior=prior, p_local=0.0, p_failure=0.0, p_conditional=0.0)
-  data = PFNDataConfig(examples=examples, batch_size=args.batch_size, seq_lens=(64,), seq_len_probs=(1.0,))
+  data = PFNDataConfig(examples=examples, batch_size=args.batch_size, seq_lens=(64,), seq_len_probs=(1.0,),
+                       soft_target_weight=args.soft_targets)
   borders = prior_borders(data, args.bins, num_batches=16)
   model = PFNConfig(d_model=args.d_model, num_heads=4, num_layers=args.layers, mlp_ratio=2, d_slot=args.d_slot,
                     num_slot_ids=64 if args.full_prior else 16, max_categories=64 if args.full_prior else 8,
@@ -71,6 +72,8 @@ def main(argv=None) -> int:
   p.add_argument("--layers", type=int, default=2)
   p.add_argument("--bins", type=int, default=100)
   p.add_argument("--distance-bias", action="store_true", help="attention bias from the context's per-slot variograms")
+  p.add_argument("--soft-targets", type=float, default=0.0,
+                 help="weight of the exact GP posterior's bar masses in the loss (training/pfn_data.py)")
   p.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("runs/probe"))
   args = p.parse_args(argv)
   cfg = probe_config(args)
