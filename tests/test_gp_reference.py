@@ -82,7 +82,7 @@ def test_oracle_beats_a_predictor_that_ignores_x(tiny_examples):
 def test_marginal_comes_close_to_the_oracle_and_beats_a_blind_predictor(tiny_examples):
   cfg, ex, task = tiny_examples
   n = 20
-  ref = gp_reference.reference_nll(cfg, ex, task, n, num_kernels=512, seed=0)
+  ref = gp_reference.reference_nll(cfg.prior, ex, task, n, num_kernels=512, seed=0)
   assert np.all((ref["ess"] >= 1) & (ref["ess"] <= 512))
   blind = []
   for y in ex.y:
@@ -113,7 +113,7 @@ def test_sample_kernels_keeps_the_search_space_and_draws_the_hyperprior():
 def test_reference_refuses_tiny_contexts_and_failures(tiny_examples):
   cfg, ex, task = tiny_examples
   with pytest.raises(ValueError, match="n=1"):
-    gp_reference.reference_nll(cfg, ex, task, 1, num_kernels=256)
+    gp_reference.reference_nll(cfg.prior, ex, task, 1, num_kernels=256)
   failed = ex._replace(feasible=np.zeros_like(ex.feasible))
   with pytest.raises(ValueError, match="failure"):
-    gp_reference.reference_nll(cfg, failed, task, 5, num_kernels=256)
+    gp_reference.reference_nll(cfg.prior, failed, task, 5, num_kernels=256)

@@ -168,9 +168,10 @@ def marginal_nll(key, cfg: PriorConfig, kinds_D, num_values_D, x_NxD, y_N, n: in
   return mix, ess
 
 
-def reference_nll(cfg, examples, task, n: int, num_kernels: int, seed: int = 0) -> dict:
+def reference_nll(prior: PriorConfig, examples, task, n: int, num_kernels: int, seed: int = 0) -> dict:
   """Per-example mean query NLL of both references: {"oracle_kernel": float64 [B], "marginal": [B], "ess": [B]}.
 
+  prior: the hyperprior the kernels are drawn from (the examples' `ExampleConfig.prior`).
   examples / task: a `pfn_eval` batch (`make_batch(...)[2:4]`, GP prior, no failures); n >= 2.
 
   Raises:
@@ -185,8 +186,8 @@ def reference_nll(cfg, examples, task, n: int, num_kernels: int, seed: int = 0) 
   mix, ess = [], []
   for b in range(y.shape[0]):
     key = jax.random.fold_in(jax.random.key(seed), b)
-    m, e = marginal_nll(key, cfg.prior if hasattr(cfg, "prior") else cfg, examples.kinds[b], examples.num_values[b],
-                        examples.x[b], y[b], n, num_kernels, min(1024, num_kernels))
+    m, e = marginal_nll(key, prior, examples.kinds[b], examples.num_values[b], examples.x[b], y[b], n, num_kernels,
+                        min(1024, num_kernels))
     mix.append(float(np.mean(np.asarray(m, np.float64))))
     ess.append(float(e))
   return {"oracle_kernel": oracle, "marginal": np.asarray(mix), "ess": np.asarray(ess)}
@@ -225,7 +226,7 @@ def main(argv=None) -> int:
       m, g, dims = pfn_eval.per_example_nll(graphdef, params, cfg, borders, model.config.num_slot_ids, n, 1, i)
       _, _, ex, task, _ = make_batch(data, borders, model.config.num_slot_ids, i, "validation",
                                      seq_len=pfn_eval.EVAL_SEQ_LEN, n_context=n)
-      ref = reference_nll(data.examples, ex, task, n, args.kernels, seed=i)
+      ref = reference_nll(data.examples.prior, ex, task, n, args.kernels, seed=i)
       for k, v in (("model", m), ("exact_gp", g), ("dims", dims), *ref.items()):
         acc[k].append(np.asarray(v))
     acc = {k: np.concatenate(v) for k, v in acc.items()}

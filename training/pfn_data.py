@@ -135,7 +135,7 @@ class GPTargets(NamedTuple):
   bars: np.ndarray  # int32 [B, N]: the drawn value's bar, or Y for an infeasible point.
   mean: np.ndarray  # float32 [B, N]: posterior mean of the noisy objective (the example's units).
   std: np.ndarray  # float32 [B, N]: posterior std of the noisy objective (noise included), > 0.
-  borders_y: np.ndarray  # float32 [B, Y + 1]: the bar borders mapped to the example's units (may be +-inf).
+  borders_y: np.ndarray  # float32 [B, Y + 1]: the bar borders in the example's units (clipped to +-F32_MAX).
 
 
 @jax.jit
@@ -159,8 +159,9 @@ def gp_targets(ex: Examples, task, context_BxN, fields: dict, bars_BxN, borders)
   mean = np.where(failed, y, mean)
   std = np.where(failed, 1e-6 * np.maximum(np.abs(y), 1.0), std)
   borders_y = ynorm.invert_batch(fields, np.broadcast_to(np.asarray(borders, np.float64), (len(std), len(borders))))
+  borders_y = np.clip(borders_y, -F32_MAX, F32_MAX).astype(np.float32)
   return GPTargets(bars=np.asarray(bars_BxN, np.int32), mean=np.asarray(mean, np.float32),
-                   std=np.maximum(std, 1e-12).astype(np.float32), borders_y=np.clip(borders_y, -F32_MAX, F32_MAX).astype(np.float32))
+                   std=np.maximum(std, 1e-12).astype(np.float32), borders_y=borders_y)
 
 
 def make_batch(cfg: PFNDataConfig, borders, num_slot_ids: int, index: int, split: str = "train",
