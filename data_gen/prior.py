@@ -199,9 +199,6 @@ def _sample_one(key, cfg: PriorConfig) -> TaskBatch:
   slot = jnp.arange(d)
   num_dims = _uniform_int(u[0, 0], cfg.min_dims, d + 1)
   active = slot < num_dims
-  relevant = active & (u[1] >= cfg.p_irrelevant)
-  forced = _uniform_int(u[0, 1], 0, num_dims)  # Keep >= 1 relevant slot.
-  relevant = relevant | ((slot == forced) & ~relevant.any())
   p_float, p_int, _ = cfg.kind_probs
   kind = 1 + (u[2] >= p_float).astype(jnp.int32) + (u[2] >= p_float + p_int).astype(jnp.int32)
   kinds = jnp.where(active, kind, KIND_UNUSED).astype(jnp.int32)
@@ -211,31 +208,56 @@ def _sample_one(key, cfg: PriorConfig) -> TaskBatch:
     n_int = _uniform_int(u[3], 2, cfg.max_int_levels + 1)
   n_cat = _uniform_int(u[4], 2, k + 1)
   num_values = jnp.where(kinds == KIND_INT, n_int, jnp.where(kinds == KIND_CATEGORICAL, n_cat, 0))
-  # One gamma call (a rejection loop, slow to compile) for d lengthscales and the outputscale.
-  conc = jnp.array([cfg.lengthscale_concentration] * d + [cfg.outputscale_concentration])
-  rate = jnp.array([cfg.lengthscale_rate] * d + [cfg.outputscale_rate])
-  gam = jax.random.gamma(k_g, conc) / rate
-  inv_lengthscale = jnp.where(relevant, 1.0 / gam[:d], 0.0)
-  noise_variance = jnp.exp(cfg.noise_log_mean + cfg.noise_log_std * n[2, 0])
-  warped = (u[5] < cfg.p_warp) & ((kinds == KIND_FLOAT) | (kinds == KIND_INT))
-  a_b = jnp.exp(cfg.warp_log_std * n[:2])
+  kernel = kernel_from_draws(cfg, kinds, u[1], u[0, 1], u[5], u[6:], n, k_g)
   # RFF block: d columns g ~ N(0, I), 3 columns whose squares sum to chi^2_3, 1 column w.
   g = jax.random.normal(k_rff, (m, d + 4))
   chi2 = jnp.sum(g[:, d:d + 3] ** 2, axis=1, keepdims=True)
   phase = 2 * jnp.pi * jax.random.uniform(jax.random.fold_in(k_rff, 1), (m,))
-  return TaskBatch(
+  return kernel._replace(
       num_dims=num_dims.astype(jnp.int32),
-      kinds=kinds,
       num_values=num_values.astype(jnp.int32),
-      inv_lengthscale=inv_lengthscale.astype(jnp.float32),
-      outputscale=gam[d].astype(jnp.float32),
-      noise_variance=noise_variance.astype(jnp.float32),
-      warp_a=jnp.where(warped, a_b[0], 1.0),
-      warp_b=jnp.where(warped, a_b[1], 1.0),
-      category_latent=u[6:].T,  # [d, k]
       rff_omega=g[:, :d] * jnp.sqrt(3.0 / chi2),
       rff_phase=phase,
       rff_weight=g[:, d + 3],
+  )
+
+
+def kernel_from_draws(cfg: PriorConfig, kinds_D, u_relevant_D, u_forced, u_warp_D, u_category_KxD, normal_3xD,
+                      key_gamma) -> TaskBatch:
+  """The kernel hyperparameters of one task with search space `kinds_D`, from its raw draws.
+
+  Each used slot is irrelevant when u_relevant < p_irrelevant, one forced
+  relevant (uniform by u_forced) if none is; lengthscales and the outputscale from one Gamma call of
+  key_gamma; noise variance from normal[2, 0]; float/int slots warped when u_warp < p_warp with
+  log a, log b from normal[:2]; category positions u_category. Shared by `_sample_one` and
+  training/gp_reference.py (which redraws kernels for a fixed search space), so both follow one
+  hyperprior. Returns a TaskBatch with num_values zero and empty random features (callers fill them).
+  """
+  d = kinds_D.shape[0]
+  slot = jnp.arange(d)
+  used = kinds_D != KIND_UNUSED
+  relevant = used & (u_relevant_D >= cfg.p_irrelevant)
+  forced = _uniform_int(u_forced, 0, jnp.sum(used))  # Keep >= 1 relevant slot.
+  relevant = relevant | ((slot == forced) & ~relevant.any())
+  # One gamma call (a rejection loop, slow to compile) for d lengthscales and the outputscale.
+  conc = jnp.array([cfg.lengthscale_concentration] * d + [cfg.outputscale_concentration])
+  rate = jnp.array([cfg.lengthscale_rate] * d + [cfg.outputscale_rate])
+  gam = jax.random.gamma(key_gamma, conc) / rate
+  warped = (u_warp_D < cfg.p_warp) & ((kinds_D == KIND_FLOAT) | (kinds_D == KIND_INT))
+  a_b = jnp.exp(cfg.warp_log_std * normal_3xD[:2])
+  return TaskBatch(
+      num_dims=jnp.sum(used).astype(jnp.int32),
+      kinds=kinds_D,
+      num_values=jnp.zeros(d, jnp.int32),
+      inv_lengthscale=jnp.where(relevant, 1.0 / gam[:d], 0.0).astype(jnp.float32),
+      outputscale=gam[d].astype(jnp.float32),
+      noise_variance=jnp.exp(cfg.noise_log_mean + cfg.noise_log_std * normal_3xD[2, 0]).astype(jnp.float32),
+      warp_a=jnp.where(warped, a_b[0], 1.0),
+      warp_b=jnp.where(warped, a_b[1], 1.0),
+      category_latent=u_category_KxD.T,  # [d, k]
+      rff_omega=jnp.zeros((0, d)),
+      rff_phase=jnp.zeros((0,)),
+      rff_weight=jnp.zeros((0,)),
   )
 
 

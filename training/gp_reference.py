@@ -37,7 +37,6 @@ categories.
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +44,7 @@ import numpy as np
 
 from optformer.data_gen import gp
 from optformer.data_gen import prior as prior_lib
-from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, PriorConfig, TaskBatch
+from optformer.data_gen.prior import PriorConfig, TaskBatch
 
 
 def student_t_predictive(corr_nxn, corr_qxn, prior_var_q, y_n):
@@ -110,34 +109,17 @@ def oracle_kernel_nll(task: TaskBatch, latent_BxNxD, y_BxN, n: int):
 def sample_kernels(key, cfg: PriorConfig, kinds_D, num_values_D, num: int) -> TaskBatch:
   """`num` kernels of the hyperprior given one task's search space (kinds and levels fixed).
 
-  Draws what `data_gen.prior._sample_one` draws after the search space: relevance (each used
-  slot irrelevant with probability p_irrelevant, one forced relevant if none is), lengthscales,
-  outputscale, noise, Kumaraswamy warps and category positions. Random Fourier features are
-  left empty (zero-sized): only the kernel is used.
+  Draws what `data_gen.prior` draws after the search space (`prior.kernel_from_draws`: relevance,
+  lengthscales, outputscale, noise, Kumaraswamy warps, category positions). Random Fourier
+  features are left empty: only the kernel is used.
   """
   d, k = kinds_D.shape[0], cfg.max_categories
-  used = kinds_D != prior_lib.KIND_UNUSED
 
   def one(key):
     k_u, k_n, k_g = jax.random.split(key, 3)
-    u = jax.random.uniform(k_u, (3 + k, d))
-    nrm = jax.random.normal(k_n, (3, d))
-    relevant = used & (u[0] >= cfg.p_irrelevant)
-    forced = prior_lib._uniform_int(u[1, 0], 0, jnp.maximum(jnp.sum(used), 1))
-    relevant = relevant | ((jnp.arange(d) == forced) & ~relevant.any())
-    conc = jnp.array([cfg.lengthscale_concentration] * d + [cfg.outputscale_concentration])
-    rate = jnp.array([cfg.lengthscale_rate] * d + [cfg.outputscale_rate])
-    gam = jax.random.gamma(k_g, conc) / rate
-    warped = (u[2] < cfg.p_warp) & ((kinds_D == KIND_FLOAT) | (kinds_D == KIND_INT))
-    a_b = jnp.exp(cfg.warp_log_std * nrm[:2])
-    return TaskBatch(
-        num_dims=jnp.sum(used).astype(jnp.int32), kinds=kinds_D, num_values=num_values_D,
-        inv_lengthscale=jnp.where(relevant, 1.0 / gam[:d], 0.0).astype(jnp.float32),
-        outputscale=gam[d].astype(jnp.float32),
-        noise_variance=jnp.exp(cfg.noise_log_mean + cfg.noise_log_std * nrm[2, 0]).astype(jnp.float32),
-        warp_a=jnp.where(warped, a_b[0], 1.0), warp_b=jnp.where(warped, a_b[1], 1.0),
-        category_latent=u[3:].T, rff_omega=jnp.zeros((0, d)), rff_phase=jnp.zeros((0,)), rff_weight=jnp.zeros((0,)),
-    )
+    u = jax.random.uniform(k_u, (3 + k, d))  # Rows: relevance, [0] forced slot, warp; 3.. category positions.
+    kernel = prior_lib.kernel_from_draws(cfg, kinds_D, u[0], u[1, 0], u[2], u[3:], jax.random.normal(k_n, (3, d)), k_g)
+    return kernel._replace(num_values=num_values_D)
 
   return jax.vmap(one)(jax.random.split(key, num))
 
