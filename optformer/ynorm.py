@@ -48,18 +48,21 @@ def yeo_johnson(u, lam: float) -> np.ndarray:
   return out
 
 
-def yeo_johnson_inverse(v, lam: float) -> np.ndarray:
-  """Inverse of `yeo_johnson`, float [...]."""
+def yeo_johnson_inverse(v, lam) -> np.ndarray:
+  """Inverse of `yeo_johnson`, float64 [...]; lam a float or an array that broadcasts against v.
+
+  yj^-1(v) = (1 + lam v)^(1 / lam) - 1 for v >= 0 (exp(v) - 1 at lam = 0), mirrored with 2 - lam below 0.
+  """
   v = np.asarray(v, np.float64)
-  pos = v >= 0
-  out = np.empty_like(v)
-  vp, vn = v[pos], v[~pos]
-  out[pos] = np.expm1(vp) if abs(lam) < 1e-8 else np.expm1(np.log1p(np.maximum(lam * vp, -1 + 1e-300)) / lam)
-  if abs(lam - 2) < 1e-8:
-    out[~pos] = -np.expm1(-vn)
-  else:
-    out[~pos] = -np.expm1(np.log1p(np.maximum(-(2 - lam) * vn, -1 + 1e-300)) / (2 - lam))
-  return out
+  lam = np.asarray(lam, np.float64)
+  a = np.abs(v)
+
+  def branch(l):  # ((1 + l a)^(1 / l) - 1), exp(a) - 1 at l = 0.
+    small = np.abs(l) < 1e-8
+    return np.where(small, np.expm1(a), np.expm1(np.log1p(np.maximum(l * a, -1 + 1e-300)) / np.where(small, 1.0, l)))
+
+  with np.errstate(all="ignore"):
+    return np.where(v >= 0, branch(lam), -branch(2.0 - lam))
 
 
 def yeo_johnson_log_derivative(u, lam: float) -> np.ndarray:
@@ -173,16 +176,7 @@ def invert_batch(fields: dict, z_BxK) -> np.ndarray:
   z far outside the context's range may map to +-inf (float64 overflow of the power transform's inverse).
   """
   v = np.asarray(z_BxK, np.float64) * fields["scale2"][:, None] + fields["loc2"][:, None]
-  lam = np.asarray(fields["lam"], np.float64)[:, None]
-  a = np.abs(v)
-  with np.errstate(all="ignore"):
-    # yj^-1(v) = ((1 + lam v)^(1 / lam) - 1) for v >= 0 (log form: lam = 0), mirrored with 2 - lam below 0.
-    pos = np.where(np.abs(lam) < 1e-8, np.expm1(a),
-                   np.expm1(np.log1p(np.maximum(lam * a, -1 + 1e-300)) / np.where(np.abs(lam) < 1e-8, 1.0, lam)))
-    l2 = 2.0 - lam
-    neg = -np.where(np.abs(l2) < 1e-8, np.expm1(a),
-                    np.expm1(np.log1p(np.maximum(l2 * a, -1 + 1e-300)) / np.where(np.abs(l2) < 1e-8, 1.0, l2)))
-  u = np.where(fields["power"][:, None], np.where(v >= 0, pos, neg), v)
+  u = np.where(fields["power"][:, None], yeo_johnson_inverse(v, np.asarray(fields["lam"], np.float64)[:, None]), v)
   return u * fields["scale"][:, None] + fields["loc"][:, None]
 
 
