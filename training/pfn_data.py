@@ -139,8 +139,12 @@ class GPTargets(NamedTuple):
 
 
 @jax.jit
-def _gp_posterior(task, latent_BxNxD, y_BxN, mask_BxN):
-  """(mean, var) float32 [B, N]; an example whose float32 Cholesky fails retries with 100x the jitter."""
+def gp_posterior_batch(task, latent_BxNxD, y_BxN, mask_BxN):
+  """Exact GP posterior (mean, var of the noiseless f) float32 [B, N] of B tasks at their own N points.
+
+  Conditions on the points where mask_BxN is True (data_gen/gp.py, true hyperparameters). An example
+  whose float32 Cholesky fails (near-duplicate points, little noise) retries with 100x the jitter.
+  """
   post = lambda jitter: jax.vmap(lambda *a: gp.posterior(*a, jitter=jitter))(
       task, latent_BxNxD, y_BxN, mask_BxN, latent_BxNxD)
   (m1, v1), (m2, v2) = post(gp.JITTER), post(100 * gp.JITTER)
@@ -152,7 +156,7 @@ def gp_targets(ex: Examples, task, context_BxN, fields: dict, bars_BxN, borders)
   """`GPTargets` of examples: the exact GP posterior (true hyperparameters) given the context's feasible points."""
   mask = np.asarray(context_BxN) & ex.feasible
   y = np.nan_to_num(ex.y)
-  mean, var = map(np.asarray, _gp_posterior(task, ex.latent, y, mask))
+  mean, var = map(np.asarray, gp_posterior_batch(task, ex.latent, y, mask))
   std = np.sqrt(var.astype(np.float64) + np.asarray(task.noise_variance, np.float64)[:, None])
   # Where the factorization failed even so, the target falls back to (nearly) the drawn value's bar.
   failed = ~(np.isfinite(mean).all(-1) & np.isfinite(std).all(-1))[:, None]

@@ -26,10 +26,9 @@ import numpy as np
 import scipy.special
 from flax import nnx
 
-from optformer.data_gen import gp
 from optformer import bar
 from optformer import ynorm
-from optformer.training.pfn_data import PFNDataConfig, make_batch
+from optformer.training.pfn_data import PFNDataConfig, gp_posterior_batch, make_batch
 
 EVAL_SEQ_LEN = 64  # N of the evaluation examples: n context points and 64 - n queries.
 
@@ -43,11 +42,6 @@ def gp_only(cfg: PFNDataConfig) -> PFNDataConfig:
 @functools.partial(jax.jit, static_argnums=0)
 def _logits(graphdef, params, batch):
   return nnx.merge(graphdef, params)(batch)
-
-
-@jax.jit
-def _gp_predict(task, z_BxNxD, y_BxN, mask_BxN):
-  return jax.vmap(gp.posterior)(task, z_BxNxD, y_BxN, mask_BxN, z_BxNxD)
 
 
 def model_nll(logits_BxNxY1, z_BxN, log_dz_dy_BxN, borders) -> np.ndarray:
@@ -81,7 +75,7 @@ def per_example_nll(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids:
     fields = ynorm.fit_batch(y, context)
     logits = _logits(graphdef, params, batch)
     nll_m = model_nll(logits, z, ynorm.log_derivative_batch(fields, y), borders)
-    mean, var = _gp_predict(task, ex.latent, ex.y, context)
+    mean, var = gp_posterior_batch(task, ex.latent, ex.y, context)
     s2 = np.asarray(var, np.float64) + np.asarray(task.noise_variance, np.float64)[:, None]
     nll_g = 0.5 * np.log(2 * np.pi * s2) + 0.5 * (y - np.asarray(mean, np.float64)) ** 2 / s2
     q = ~context
