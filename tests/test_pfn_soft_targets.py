@@ -96,3 +96,30 @@ def test_training_on_soft_targets_reduces_the_loss(borders, soft_data, tmp_path)
                             peak_learning_rate=3e-3)
   rows = PFNTrainer(cfg, tmp_path / "soft").run(progress=False)
   assert rows[-1]["loss"] < rows[0]["loss"]
+
+
+def test_gp_posterior_batch_retries_only_the_examples_whose_factorization_failed():
+  from optformer.data_gen import gp
+  from optformer.data_gen.prior import PriorConfig
+  from optformer.data_gen.task import SyntheticTask
+  from optformer.training import pfn_data
+  prior_cfg = PriorConfig.tiny()
+  task = jax.tree.map(lambda a: np.stack([np.asarray(a)] * 2), SyntheticTask.sample(prior_cfg, 11).task)
+  s = np.asarray(task.outputscale)
+  # Example 1: identical points (a rank-1 kernel matrix) and a noise that only the raised jitter makes positive.
+  task = task._replace(noise_variance=np.array([1e-2, -50 * gp.JITTER], np.float32) * s)
+  rng = np.random.default_rng(0)
+  z = rng.random((2, 12, prior_cfg.max_dims)).astype(np.float32)
+  z[1] = z[1, :1]
+  y = rng.standard_normal((2, 12)).astype(np.float32)
+  mask = np.ones((2, 12), bool)
+  first = [np.asarray(a) for a in pfn_data._posterior_batch(task, z, y, mask, gp.JITTER)]
+  retry = [np.asarray(a) for a in pfn_data._posterior_batch(task, z, y, mask, 100 * gp.JITTER)]
+  assert np.isfinite(first[0][0]).all() and not np.isfinite(first[0][1]).all()
+  mean, var = pfn_data.gp_posterior_batch(task, z, y, mask)
+  assert isinstance(mean, np.ndarray) and mean.shape == var.shape == (2, 12)
+  np.testing.assert_array_equal(mean[0], first[0][0])
+  np.testing.assert_array_equal(var[0], first[1][0])
+  np.testing.assert_array_equal(mean[1], retry[0][1])
+  np.testing.assert_array_equal(var[1], retry[1][1])
+  assert np.isfinite(mean).all() and np.isfinite(var).all()

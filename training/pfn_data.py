@@ -32,7 +32,6 @@ import dataclasses
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from optformer.data_gen import gp
@@ -139,24 +138,32 @@ class GPTargets(NamedTuple):
 
 
 @jax.jit
+@jax.jit
+def _posterior_batch(task, latent_BxNxD, y_BxN, mask_BxN, jitter):
+  return jax.vmap(lambda *a: gp.posterior(*a, jitter=jitter))(task, latent_BxNxD, y_BxN, mask_BxN, latent_BxNxD)
+
+
 def gp_posterior_batch(task, latent_BxNxD, y_BxN, mask_BxN):
-  """Exact GP posterior (mean, var of the noiseless f) float32 [B, N] of B tasks at their own N points.
+  """Exact GP posterior (mean, var of the noiseless f), numpy float32 [B, N], of B tasks at their own N points.
 
   Conditions on the points where mask_BxN is True (data_gen/gp.py, true hyperparameters). An example
   whose float32 Cholesky fails (near-duplicate points, little noise) retries with 100x the jitter.
+  The retry runs after the first pass has finished, and only when an example failed: two batched
+  factorizations in flight at once can wedge XLA's CPU thread pool (tests hung in CI that way).
   """
-  post = lambda jitter: jax.vmap(lambda *a: gp.posterior(*a, jitter=jitter))(
-      task, latent_BxNxD, y_BxN, mask_BxN, latent_BxNxD)
-  (m1, v1), (m2, v2) = post(gp.JITTER), post(100 * gp.JITTER)
-  ok = (jnp.isfinite(m1).all(-1) & jnp.isfinite(v1).all(-1))[:, None]
-  return jnp.where(ok, m1, m2), jnp.where(ok, v1, v2)
+  mean, var = map(np.asarray, _posterior_batch(task, latent_BxNxD, y_BxN, mask_BxN, gp.JITTER))
+  ok = (np.isfinite(mean).all(-1) & np.isfinite(var).all(-1))[:, None]
+  if not ok.all():
+    mean2, var2 = map(np.asarray, _posterior_batch(task, latent_BxNxD, y_BxN, mask_BxN, 100 * gp.JITTER))
+    mean, var = np.where(ok, mean, mean2), np.where(ok, var, var2)
+  return mean, var
 
 
 def gp_targets(ex: Examples, task, context_BxN, fields: dict, bars_BxN, borders) -> GPTargets:
   """`GPTargets` of examples: the exact GP posterior (true hyperparameters) given the context's feasible points."""
   mask = np.asarray(context_BxN) & ex.feasible
   y = np.nan_to_num(ex.y)
-  mean, var = map(np.asarray, gp_posterior_batch(task, ex.latent, y, mask))
+  mean, var = gp_posterior_batch(task, ex.latent, y, mask)
   std = np.sqrt(var.astype(np.float64) + np.asarray(task.noise_variance, np.float64)[:, None])
   # Where the factorization failed even so, the target falls back to (nearly) the drawn value's bar.
   failed = ~(np.isfinite(mean).all(-1) & np.isfinite(std).all(-1))[:, None]
