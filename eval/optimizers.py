@@ -6,14 +6,13 @@ through the same loop:
 
 | name               | what                                                                 |
 | ------------------ | -------------------------------------------------------------------- |
-| "optformer"        | optformer.Optimizer (the default): EI maximized over 1024 uniform    |
-|                    | points (optformer.acquisition_search, default SearchConfig)          |
-| "optformer-policy-ei" | optformer.Optimizer(candidates="policy"): EI over 128 policy samples |
-|                    | (the default before the acquisition search)                          |
-| "optformer-policy" | optformer.Optimizer(candidates="policy", num_candidates=1): the policy sample alone |
-| "optformer-random" | optformer.Optimizer(candidates="random"): EI over 128 uniform points |
-| "optformer-v2"     | optformer.Optimizer on checkpoints/optformer-v2 (model v2, in training): |
-|                    | constrained EI over the default acquisition search                   |
+| "optformer"        | optformer.Optimizer (the default, model v2): EI maximized by the     |
+|                    | acquisition search (optformer.acquisition_search, default SearchConfig) |
+| "optformer-v1"     | the same on checkpoints/optformer-gp-v1 (model v1)                   |
+| "optformer-policy-ei" | model v1, candidates="policy": EI over 128 policy samples         |
+|                    | (OptFormer's "EI over policy samples")                               |
+| "optformer-policy" | model v1, candidates="policy", num_candidates=1: the policy sample alone |
+| "optformer-random" | model v2, candidates="random": EI over 128 uniform points           |
 | "random"           | uniform random search (eval/random_search.py)                        |
 | "sobol"            | scrambled Sobol' sequence (scipy.stats.qmc), mapped by the space      |
 | "tpe"              | Optuna TPESampler(multivariate=True)                                 |
@@ -40,9 +39,9 @@ from optformer.eval.random_search import RandomSearch
 # see split_variant.
 Factory = Callable[[optformer.SearchSpace, str, int], Any]  # (space, goal, seed) -> ask/tell object.
 
-OPTIMIZERS = ("optformer", "optformer-policy-ei", "optformer-policy", "optformer-random", "optformer-v2", "random", "sobol", "tpe", "gp", "cmaes")
-OURS = ("optformer", "optformer-policy-ei", "optformer-policy", "optformer-random", "optformer-v2")  # Variants of the learned optimizer.
-V2_CHECKPOINT = optformer.checkpoint.V2_CHECKPOINT
+OPTIMIZERS = ("optformer", "optformer-v1", "optformer-policy-ei", "optformer-policy", "optformer-random", "random", "sobol", "tpe", "gp", "cmaes")
+OURS = ("optformer", "optformer-v1", "optformer-policy-ei", "optformer-policy", "optformer-random")  # Variants of the learned optimizer.
+V1_CHECKPOINT = optformer.checkpoint.V1_CHECKPOINT
 
 
 class SobolSearch:
@@ -194,13 +193,15 @@ def factories(model=None) -> dict[str, Factory]:
   """name -> factory(space, goal, seed) for every registered optimizer, in OPTIMIZERS order.
 
   Args:
-    model: for the optformer entries: an OptFormer, a checkpoint directory,
-      or None for the shipped checkpoint (loaded on first use, then cached).
+    model: for the optformer entries: an OptFormer, a PFNSurrogate, a checkpoint
+      directory, or None for the shipped checkpoints (model v2; model v1 for
+      "optformer-v1" and the policy entries), loaded on first use, then cached.
   """
   import optuna
 
-  def optformer_entry(**kwargs) -> Factory:
-    return lambda space, goal, seed: optformer.Optimizer(space, goal, model=model, seed=seed, **kwargs)
+  def optformer_entry(v1: bool = False, **kwargs) -> Factory:
+    chosen = V1_CHECKPOINT if v1 and model is None else model
+    return lambda space, goal, seed: optformer.Optimizer(space, goal, model=chosen, seed=seed, **kwargs)
 
   def optuna_entry(make_sampler: Callable[[int], Any]) -> Factory:
     return lambda space, goal, seed: OptunaOptimizer(space, goal, make_sampler(seed))
@@ -212,10 +213,10 @@ def factories(model=None) -> dict[str, Factory]:
 
   return {
       "optformer": optformer_entry(),
-      "optformer-policy-ei": optformer_entry(candidates="policy"),
-      "optformer-policy": optformer_entry(candidates="policy", num_candidates=1),
+      "optformer-v1": optformer_entry(v1=True),
+      "optformer-policy-ei": optformer_entry(v1=True, candidates="policy"),
+      "optformer-policy": optformer_entry(v1=True, candidates="policy", num_candidates=1),
       "optformer-random": optformer_entry(candidates="random"),
-      "optformer-v2": lambda space, goal, seed: optformer.Optimizer(space, goal, model=V2_CHECKPOINT, seed=seed),
       "random": lambda space, goal, seed: RandomSearch(space, seed=seed),
       "sobol": lambda space, goal, seed: SobolSearch(space, seed=seed),
       "tpe": optuna_entry(lambda seed: optuna.samplers.TPESampler(multivariate=True, seed=seed)),

@@ -165,13 +165,19 @@ class BarDistribution:
   def std(self) -> np.ndarray:
     return np.sqrt(self.variance)
 
-  def expected_improvement(self, best) -> np.ndarray:
-    """float [N] >= 0: E[max(Z - best, 0)] (maximizing; Jones et al. 1998), exact for this density."""
-    return self.probs @ self._bar_improvement(float(best))
+  def expected_improvement(self, best, cap: float = math.inf) -> np.ndarray:
+    """float [N] >= 0: E[max(min(Z, cap) - best, 0)] (maximizing; Jones et al. 1998), exact for this density.
 
-  def log_expected_improvement(self, best) -> np.ndarray:
-    """float [N]: log EI, finite (floored at log(1e-300)) for ranking far below the best."""
-    return np.log(np.maximum(self.expected_improvement(best), 1e-300))
+    With the default cap (inf) this is the plain EI. A finite cap counts every improvement beyond
+    `cap` as `cap - best` (the EI of min(Z, cap); 0 where best >= cap): the outer bars reach far
+    (z of thousands) and carry mass no model drives to zero, and uncapped that mass alone can rank a
+    known-bad point first.
+    """
+    return self.probs @ self._bar_improvement(float(best), float(cap))
+
+  def log_expected_improvement(self, best, cap: float = math.inf) -> np.ndarray:
+    """float [N]: log EI (as `expected_improvement`), finite (floored at log(1e-300)) for ranking far below the best."""
+    return np.log(np.maximum(self.expected_improvement(best, cap), 1e-300))
 
   def probability_of_improvement(self, best) -> np.ndarray:
     """float [N] in [0, 1]: P(Z > best)."""
@@ -181,17 +187,21 @@ class BarDistribution:
     """float [N]: mean + sqrt(beta) std (Srinivas et al. 2010)."""
     return self.mean + math.sqrt(beta) * self.std
 
-  def _bar_improvement(self, c: float) -> np.ndarray:
-    """float [Y]: E[max(Z - c, 0)] under each bar's own normalized density."""
+  def _bar_improvement(self, c: float, cap: float = math.inf) -> np.ndarray:
+    """float [Y]: E[max(min(Z, cap) - c, 0)] under each bar's own normalized density."""
     e, w = self.borders, self.widths
+    if cap <= c:
+      return np.zeros_like(w)
     a, b = e[:-1], e[1:]
-    m = np.clip(c, a, b)
-    out = ((b - c) ** 2 - (m - c) ** 2) / (2.0 * w) * (c < b)  # c < a: m = a gives the whole bar.
+    lo, hi = np.clip(c, a, b), np.clip(cap, a, b)
+    # On [lo, hi] the improvement is z - c; above hi (z > cap) it is cap - c.
+    out = ((hi - c) ** 2 - (lo - c) ** 2) / (2.0 * w) + ((cap - c) * (b - hi) / w if cap < math.inf else 0.0)
     sl, sr = self.tail_scales
-    out[-1] = _right_tail_ei(e[-2], sr, c)
-    out[0] = _left_tail_ei(e[1], sl, c)
+    capped = lambda tail, edge, scale: tail(edge, scale, c) - (tail(edge, scale, cap) if cap < math.inf else 0.0)
+    # min(Z, cap) - c = (Z - c) - max(Z - cap, 0) where cap > c, for the half-normal tails too.
+    out[-1] = capped(_right_tail_ei, e[-2], sr)
+    out[0] = capped(_left_tail_ei, e[1], sl)
     return out
-
 
 def _log_half_normal(d, s):
   """log density of HN(s) at d >= 0."""

@@ -51,8 +51,9 @@ def _shipped_root() -> pathlib.Path:
 
 
 SHIPPED_CHECKPOINTS = _shipped_root()  # Holds one directory per shipped model.
-DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINTS / "optformer-gp-v1"  # The default model (v1).
-V2_CHECKPOINT = SHIPPED_CHECKPOINTS / "optformer-v2"  # Model v2 (in training; not the default).
+V2_CHECKPOINT = SHIPPED_CHECKPOINTS / "optformer-v2"  # Model v2: the PFN surrogate (docs/model_v2.md).
+V1_CHECKPOINT = SHIPPED_CHECKPOINTS / "optformer-gp-v1"  # Model v1: surrogate and policy (prompts, policy candidates).
+DEFAULT_CHECKPOINT = V2_CHECKPOINT  # The model of Optimizer, Surrogate and the CLI when none is named.
 _MANIFEST = "manifest.json"
 _UNCHECKED = ("card.md",)  # Top-level files the manifest never lists (documentation only).
 _SHA256 = re.compile(r"[0-9a-f]{64}")

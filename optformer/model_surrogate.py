@@ -189,7 +189,7 @@ class _PFNPosterior(Posterior):
   def acquisition(self, units, best: float, kind: str = "ei", ucb_beta: float = 4.0) -> np.ndarray:
     pred = self.predict(units)
     if kind == "ucb":
-      return pred.z.upper_confidence_bound(ucb_beta)
+      return pred.upper_confidence_bound_z(ucb_beta)
     log_feasible = np.log(np.maximum(pred.p_feasible, 1e-300))
     if kind == "pi":
       return np.log(np.maximum(pred.probability_of_improvement(best), 1e-300)) + log_feasible

@@ -28,10 +28,13 @@ from optformer.ynorm import YTransform
 
 QUERY_CHUNK = 256
 QUADRATURE_POINTS = 512  # Quantile midpoints for moments in user units under a power transform.
-# Moments in user units under a power transform integrate z over [-MOMENT_Z_LIMIT, MOMENT_Z_LIMIT]
-# (context scales): the outer bars reach z of about -6500 (from one- and two-point training
-# contexts), and the inverse power transform turns a little mass there into values like 1e168.
-MOMENT_Z_LIMIT = 10.0
+# The outer bars reach z of about -6500 and +430 (context scales; from one- and two-point training
+# contexts) and keep mass no model drives to zero: 4e-4 at z ~ 240 adds 0.09 to the EI in z units,
+# more than a whole promising region's (docs/model_v2.md, "Capped acquisition"). So the acquisitions
+# (EI, UCB) read Z clipped to [-Z_LIMIT, Z_LIMIT], and so do moments in user units under a power
+# transform (whose inverse turns a little mass at z ~ -6500 into values like 1e168). Densities, the
+# CDF and quantiles stay the model's own.
+Z_LIMIT = 10.0
 
 
 class PFNPredictive:
@@ -93,13 +96,17 @@ class PFNPredictive:
   def _samples(self) -> np.ndarray:
     """float [N, K] internal-unit values at K quantile midpoints (the quadrature of moments), computed once.
 
-    Their z is clipped to +-MOMENT_Z_LIMIT before the inverse transform (see there); densities,
+    Their z is clipped to +-Z_LIMIT before the inverse transform (see there); densities,
     the CDF and quantiles stay exact.
     """
+    return self.transform.invert(self._z_samples)
+
+  @functools.cached_property
+  def _z_samples(self) -> np.ndarray:
+    """float [N, K]: z at K quantile midpoints, clipped to +-Z_LIMIT."""
     k = QUADRATURE_POINTS
     levels = (np.arange(k) + 0.5) / k
-    lim = MOMENT_Z_LIMIT
-    return np.stack([self.transform.invert(np.clip(self.z.quantile(q), -lim, lim)) for q in levels], axis=1)
+    return np.stack([np.clip(self.z.quantile(q), -Z_LIMIT, Z_LIMIT) for q in levels], axis=1)
 
   @property
   def _affine(self) -> tuple[float, float] | None:
@@ -109,7 +116,7 @@ class PFNPredictive:
   @property
   def mean(self) -> np.ndarray:
     """float [N] in user units (exact for an affine map; under the power transform, quantile quadrature
-    with z clipped to +-MOMENT_Z_LIMIT)."""
+    with z clipped to +-Z_LIMIT)."""
     aff = self._affine
     m = aff[0] * self.z.mean + aff[1] if aff else self._samples.mean(1)
     return self._sign * m
@@ -121,16 +128,23 @@ class PFNPredictive:
     return aff[0] * self.z.std if aff else self._samples.std(1)
 
   def expected_improvement(self, best=None) -> np.ndarray:
-    """float [N] >= 0: E[improvement over best] in user units, in the goal's direction (Jones et al. 1998)."""
+    """float [N] >= 0: E[improvement over best] in user units, in the goal's direction (Jones et al. 1998),
+    with z capped at Z_LIMIT (improvements beyond count as reaching it; exact for an affine map,
+    quantile quadrature under the power transform)."""
     c = self._best(best)
     aff = self._affine
     if aff:
-      return aff[0] * self.z.expected_improvement((c - aff[1]) / aff[0])
+      return aff[0] * self.z.expected_improvement((c - aff[1]) / aff[0], cap=Z_LIMIT)
     return np.maximum(self._samples - c, 0.0).mean(1)
 
   def log_expected_improvement_z(self, best=None) -> np.ndarray:
-    """float [N]: log EI in the model's z units (exact; the acquisition `ask` ranks by)."""
-    return self.z.log_expected_improvement(float(self.transform.apply(self._best(best))))
+    """float [N]: log EI in the model's z units with z capped at Z_LIMIT (exact; the acquisition `ask` ranks by)."""
+    return self.z.log_expected_improvement(float(self.transform.apply(self._best(best))), cap=Z_LIMIT)
+
+  def upper_confidence_bound_z(self, beta: float = 4.0) -> np.ndarray:
+    """float [N]: mean + sqrt(beta) std of z clipped to +-Z_LIMIT (quantile quadrature; Srinivas et al. 2010)."""
+    z = self._z_samples
+    return z.mean(1) + math.sqrt(beta) * z.std(1)
 
   def probability_of_improvement(self, best=None) -> np.ndarray:
     """float [N] in [0, 1]: P(Y better than best)."""

@@ -53,6 +53,27 @@ def test_ei_exceeds_the_top_border_and_decreases_with_the_best(dist_and_samples)
   assert np.all(np.diff(ei) < 0)
 
 
+@pytest.mark.parametrize("cap", [-2.5, -1.5, 0.25, 0.7, 1.0, 1.8, 3.0])
+def test_capped_ei_is_the_ei_of_min_z_cap(dist_and_samples, cap):
+  d, s = dist_and_samples
+  for c in (-3.0, -1.5, 0.2, 1.5, 2.5):
+    want = np.maximum(np.minimum(s, cap) - c, 0).mean()
+    assert d.expected_improvement(c, cap)[0] == pytest.approx(want, rel=0.02, abs=1e-3), (c, cap)
+  assert d.expected_improvement(cap + 0.1, cap)[0] == 0.0
+  np.testing.assert_array_equal(d.expected_improvement(0.2, np.inf), d.expected_improvement(0.2))
+
+
+def test_a_little_mass_in_a_far_outer_bar_does_not_rank_a_bad_point_first():
+  borders = np.array([-6500.0, -3.0, -1.0, 0.0, 1.0, 3.0, 430.0])
+  bad = np.array([1e-3, 0.6, 0.3, 0.0989, 1e-4, 1e-3])  # Surely below the best (1.0), 0.1 % beyond z = 3.
+  good = np.array([0.0, 0.0, 0.2, 0.4, 0.4, 0.0])  # Half-way likely to beat it by up to 2.
+  d = BarDistribution(np.stack([bad, good]), borders)
+  assert d.expected_improvement(1.0)[0] > d.expected_improvement(1.0)[1]  # Uncapped: the far bar decides.
+  capped = d.expected_improvement(1.0, cap=10.0)
+  assert capped[1] > 5 * capped[0]
+  assert np.all(np.diff(d.log_expected_improvement(1.0, cap=10.0)) > 0)
+
+
 def test_borders_from_samples_are_equal_mass_and_strictly_increasing():
   z = np.random.default_rng(1).normal(size=20000)
   e = bar.borders_from_samples(z, 10)

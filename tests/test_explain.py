@@ -203,6 +203,15 @@ def test_variance_importance_ranks_the_additive_effects(additive_study):
   assert all(0.0 <= v <= 1.0 for v in values.values())
 
 
+def test_variance_importance_of_pairs_finds_the_interaction(interaction_study):
+  sur, _ = interaction_study
+  imp = explain.variance_importance(sur, grid=5, pairs=True)
+  assert max(imp.interactions, key=imp.interactions.get) == ("c", "d")
+  assert imp.interactions[("c", "d")] > 2 * max(v for k, v in imp.interactions.items() if k != ("c", "d"))
+  assert all(0.0 <= v <= 1.0 for v in [*imp.values.values(), *imp.interactions.values()])
+  assert imp.values["z"] < 0.1 * min(imp.values["c"], imp.values["d"])
+
+
 def test_all_coalitions_are_scored_in_a_few_batched_calls(interaction_study, monkeypatch):
   sur, X = interaction_study
   calls = []
@@ -242,15 +251,17 @@ def test_optuna_study_gives_the_same_explanation_as_the_optimizer(additive_study
 
 
 def test_explanations_read_a_v1_model_under_the_random_search_prompt(additive_study):
-  sur, X = additive_study
+  _, X = additive_study
   y = [additive(c) for c in X]
-  opt = optformer.Optimizer(ADDITIVE_SPACE, "minimize")  # Samples under the gp_ucb prompt.
+  v1 = optformer.checkpoint.V1_CHECKPOINT
+  opt = optformer.Optimizer(ADDITIVE_SPACE, "minimize", model=v1)  # Samples under the gp_ucb prompt.
   for c, v in zip(X, y):
     opt.tell(c, v)
+  sur = optformer.Surrogate(ADDITIVE_SPACE, goal="minimize", model=v1).fit(X, y)
   assert sur.algorithm == "random"
   got = explain.partial_dependence(opt, "a", grid=5).mean
   np.testing.assert_allclose(got, explain.partial_dependence(sur, "a", grid=5).mean)
-  ucb = optformer.Surrogate(ADDITIVE_SPACE, goal="minimize", algorithm="gp_ucb").fit(X, y)
+  ucb = optformer.Surrogate(ADDITIVE_SPACE, goal="minimize", model=v1, algorithm="gp_ucb").fit(X, y)
   assert not np.allclose(got, explain.partial_dependence(ucb, "a", grid=5).mean)
 
 

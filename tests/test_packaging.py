@@ -71,6 +71,6 @@ def test_entry_points_name_installed_modules(wheel):
 
 
 def test_the_default_checkpoint_is_found_in_the_checkout():
-  assert checkpoint.DEFAULT_CHECKPOINT == ROOT / "checkpoints" / "optformer-gp-v1"
-  assert checkpoint.V2_CHECKPOINT == ROOT / "checkpoints" / "optformer-v2"
-  assert (checkpoint.DEFAULT_CHECKPOINT / "config.json").is_file()
+  assert checkpoint.DEFAULT_CHECKPOINT == checkpoint.V2_CHECKPOINT == ROOT / "checkpoints" / "optformer-v2"
+  assert checkpoint.V1_CHECKPOINT == ROOT / "checkpoints" / "optformer-gp-v1"
+  assert (checkpoint.DEFAULT_CHECKPOINT / "config.json").is_file() and (checkpoint.V1_CHECKPOINT / "config.json").is_file()

@@ -146,7 +146,7 @@ def test_surrogate_on_a_v2_model_predicts_and_samples_in_y_units(v2_dir, space):
 
 
 def test_moments_under_the_power_transform_ignore_far_outer_bars():
-  from optformer.pfn_inference import MOMENT_Z_LIMIT, PFNPredictive
+  from optformer.pfn_inference import Z_LIMIT, PFNPredictive
   from optformer.ynorm import YTransform
 
   borders = np.array([-6500.0, -2400.0, *np.linspace(-3.0, 3.0, 13), 400.0])  # Far outer bars, as trained.
@@ -155,7 +155,7 @@ def test_moments_under_the_power_transform_ignore_far_outer_bars():
   probs = np.full((1, len(borders) - 1), 0.9 / (len(borders) - 3))
   probs[0, 0], probs[0, -1] = 0.05, 0.05  # 5 % in each far bar.
   d = PFNPredictive(probs, np.ones(1), borders, t, "maximize")
-  bounds = sorted(t.invert(np.array([-MOMENT_Z_LIMIT, MOMENT_Z_LIMIT])))
+  bounds = sorted(t.invert(np.array([-Z_LIMIT, Z_LIMIT])))
   assert bounds[0] <= d.mean[0] <= bounds[1] and np.isfinite(d.std[0])
   assert np.isfinite(d.expected_improvement(1.0)[0])
   # The density and the quantiles are the model's own: a far-tail quantile lies beyond the clip.

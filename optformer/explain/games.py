@@ -153,15 +153,19 @@ def variance_importance(study, *, grid: int = 10, pairs: bool = False) -> Import
   """Share of the predicted objective's variance explained by each parameter (fANOVA-style, from partial dependences).
 
   With c_j the partial dependence on parameter j over its grid (uniform in
-  unit space; every category once) and the observed configurations:
+  unit space; every category once), the observed configurations l^(i), and
+  m the predicted mean:
 
-    values[j]           = Var_g[c_j(g)] / V        (first-order effect)
-    interactions[j, k]  = Var_{g,h}[c_jk(g, h) - c_j(g) - c_k(h)] / V   (pairs=True)
+    values[j]           = Var_g[c_j(g)] / V_j        (first-order effect)
+    interactions[j, k]  = Var_{g,h}[c_jk(g, h) - c_j(g) - c_k(h)] / V_jk   (pairs=True)
 
-  V is the variance of all predictions m(l_j = g, l_C^(i)) pooled over the
-  parameters' grids and configurations (the variance of the objective under
-  "one parameter uniform, the rest as observed"), so the shares are
-  comparable across parameters; they need not sum to 1.
+  V_j = Var_{g,i}[m(l_j = g, l_C^(i))] is the variance of the objective under
+  "parameter j uniform, the rest as observed" (its ICE points pooled); V_jk
+  the same with the pair on its grid. By the law of total variance,
+  Var_g[c_j] <= V_j, so every first-order share is in [0, 1]; for an additive
+  objective V_j is nearly the same for every j (the grid's spread of j
+  replaces the observed spread), so the shares are comparable across
+  parameters. They need not sum to 1.
 
   Args:
     study: as for `importance`.
@@ -181,13 +185,12 @@ def variance_importance(study, *, grid: int = 10, pairs: bool = False) -> Import
   view = study_lib.as_study(study)
   names = view.space.names
   mains = {n: pdp_lib.partial_dependence(view, n, grid=grid) for n in names}
-  total = float(np.mean([r.ice.var() for r in mains.values()]))
-  total = total if total > 0 else 1.0
-  values = {n: float(r.mean.var() / total) for n, r in mains.items()}
+  share = lambda effect, ice: float(effect.var() / ice.var()) if ice.var() > 0 else 0.0
+  values = {n: share(r.mean, r.ice) for n, r in mains.items()}
   interactions = {}
   if pairs:
     for a, b in itertools.combinations(names, 2):
-      joint = pdp_lib.partial_dependence(view, (a, b), grid=(mains[a].grid, mains[b].grid)).mean
-      residual = joint - mains[a].mean[:, None] - mains[b].mean[None, :]
-      interactions[(a, b)] = float(residual.var() / total)
+      joint = pdp_lib.partial_dependence(view, (a, b), grid=(mains[a].grid, mains[b].grid))
+      residual = joint.mean - mains[a].mean[:, None] - mains[b].mean[None, :]
+      interactions[(a, b)] = share(residual, joint.ice)
   return Importance(game="variance", values=values, interactions=interactions, goal=view.goal)
