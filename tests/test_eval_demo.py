@@ -29,6 +29,15 @@ def tiny_checkpoint(tmp_path_factory):
   return optformer.checkpoint.save(tmp_path_factory.mktemp("tiny"), config, nnx.to_pure_dict(nnx.state(model)))
 
 
+@pytest.fixture(scope="module")
+def tiny_v2_checkpoint(tmp_path_factory):
+  """A random tiny model v2 (the default model's format)."""
+  from optformer.pfn import PFNConfig, create_model as create_pfn
+
+  model = create_pfn(PFNConfig.tiny(), seed=0)
+  return optformer.checkpoint.save(tmp_path_factory.mktemp("tiny_v2"), model.config, nnx.to_pure_dict(nnx.state(model)))
+
+
 def test_demo_task_is_deterministic_and_finite(task):
   assert task.goal == "minimize" and len(task.space) <= 8
   kinds = {type(p).__name__ for p in task.space}
@@ -70,9 +79,11 @@ def test_runner_records_and_best_so_far():
   np.testing.assert_allclose(se, [1.0, 0.0])
 
 
-def test_demo_end_to_end_with_tiny_model(tiny_checkpoint, tmp_path, capsys):
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_demo_end_to_end_with_tiny_model(tiny_checkpoint, tiny_v2_checkpoint, version, tmp_path, capsys):
   out = tmp_path / "demo"
-  rc = demo.main(["--trials", "4", "--seeds", "2", "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--no-progress"])
+  model = tiny_checkpoint if version == "v1" else tiny_v2_checkpoint
+  rc = demo.main(["--trials", "4", "--seeds", "2", "--checkpoint", str(model), "--out", str(out), "--no-progress"])
   assert rc == 0
   printed = capsys.readouterr().out
   rows = {line.split()[0]: line for line in printed.splitlines() if line.strip()}
