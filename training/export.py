@@ -74,8 +74,8 @@ def model_card(cfg: TrainConfig, facts: dict) -> str:
   return f"""# optformer-gp-v1: model card
 
 A trial-level transformer (surrogate + policy) meta-trained on synthetic
-optimization trajectories from a GP prior. Used by `optformer.Optimizer` by
-default. Numbers below were written by `training/export.py` from the run's
+optimization trajectories from a GP prior (model v1; `optformer.Optimizer`'s
+default is model v2). Numbers below were written by `training/export.py` from the run's
 own logs.
 
 ## Model
