@@ -155,3 +155,23 @@ def test_the_probe_reports_gaps_by_relevant_parameters_and_the_median_correlatio
   assert [line.split(":")[0] for line in lines] == ["step 1", "step 2", "step 3", "step 4"]
   corr = float(lines[-1].rsplit(" ", 1)[1])
   assert -1.0 <= corr <= 1.0 and "relevant" in lines[-1]
+
+
+@pytest.mark.slow
+def test_throughput_counts_the_step_flops_and_times_real_steps(cfg, tmp_path):
+  from optformer.training import pfn_throughput
+
+  one = pfn_throughput.measure(cfg, steps=2)
+  wide = pfn_throughput.measure(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=2 * cfg.data.batch_size)), 2)
+  assert one["step_flops"] > 0 and len(one["seconds_per_step_all"]) == 2 and one["trials_per_s"] > 0
+  assert 1.6 < wide["step_flops"] / one["step_flops"] < 2.1  # The step's work scales with the batch.
+  assert one["step_flops_per_s"] == pytest.approx(one["step_flops"] / one["seconds_per_step"])
+  with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
+    pfn_throughput.measure(cfg, steps=0)
+  (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+  out = tmp_path / "t.json"
+  assert pfn_throughput.main(["--config", str(tmp_path / "config.json"), "--steps", "1", "--matmul-size", "64",
+                              "--out", str(out)]) == 0
+  got = json.loads(out.read_text())
+  assert 0 < got["share_of_matmul_rate"] == pytest.approx(got["step_flops_per_s"] / got["matmul_flops_per_s"])
+  assert pfn_throughput.main(["--config", str(tmp_path / "missing.json")]) == 2
