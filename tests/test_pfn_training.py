@@ -166,6 +166,7 @@ def test_throughput_counts_the_step_flops_and_times_real_steps(cfg, tmp_path):
   assert one["step_flops"] > 0 and len(one["seconds_per_step_all"]) == 2 and one["trials_per_s"] > 0
   assert 1.6 < wide["step_flops"] / one["step_flops"] < 2.1  # The step's work scales with the batch.
   assert one["step_flops_per_s"] == pytest.approx(one["step_flops"] / one["seconds_per_step"])
+  assert set(one["step_flops_by_length"]) == {str(n) for n in one["lengths"]}
   with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
     pfn_throughput.measure(cfg, steps=0)
   (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))

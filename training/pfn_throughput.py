@@ -4,7 +4,7 @@
 
 Builds the run's train step (a fresh model of the config's shapes, batches from its data
 pipeline), reads the step's floating-point operations from XLA's cost analysis of the compiled
-step, and times `steps` steps on batches generated beforehand (so data generation is not in the
+step (one per sequence length of the data), and times `steps` steps on batches generated beforehand (so data generation is not in the
 step time; it runs on its own thread during training). The matmul rate is the best of several
 timed float32 [n, n] @ [n, n] products (2 n^3 FLOP each) on the same device, so the share reads
 "how much of what this CPU does on a large matmul the train step achieves". Prints one JSON
@@ -50,6 +50,9 @@ def _flops(compiled) -> float:
 def measure(cfg: PFNTrainConfig, steps: int = 20) -> dict:
   """{"step_flops", "seconds_per_step", "trials_per_s", "step_flops_per_s", ...} of `steps` timed train steps.
 
+  The batches keep the data's mix of sequence lengths; each length's step is compiled (and run
+  once) before timing, and the means are over the timed steps.
+
   Raises:
     ValueError: steps < 1.
   """
@@ -58,23 +61,30 @@ def measure(cfg: PFNTrainConfig, steps: int = 20) -> dict:
   with tempfile.TemporaryDirectory() as tmp:
     tr = PFNTrainer(cfg, pathlib.Path(tmp) / "run")
     put = lambda a: jax.device_put(np.asarray(a), tr.batch_sharding)
-    batches = [next(tr.batches) for _ in range(steps + 1)]
+    batches = [next(tr.batches) for _ in range(steps)]
     batches = [(SurrogateBatch(*map(put, b)), jax.tree.map(put, t)) for b, t in batches]
     params, opt_state = tr.params, tr.opt_state
-    flops = _flops(tr.train_step.lower(params, opt_state, *batches[0]).compile())
-    params, opt_state, metrics = tr.train_step(params, opt_state, *batches[0])  # Compiles; not timed.
-    jax.block_until_ready(metrics)
-    times, trials = [], 0
-    for batch, targets in batches[1:]:
+    flops = {}  # Trials per example (the data mixes sequence lengths) -> FLOPs of that step.
+    for batch, targets in batches:
+      n = int(batch.x.shape[1])
+      if n not in flops:  # Compile each shape before timing (cost analysis, then one untimed step).
+        flops[n] = _flops(tr.train_step.lower(params, opt_state, batch, targets).compile())
+        params, opt_state, metrics = tr.train_step(params, opt_state, batch, targets)
+        jax.block_until_ready(metrics)
+    times, work, trials, lengths = [], 0.0, 0, []
+    for batch, targets in batches:
       t = time.perf_counter()
       params, opt_state, metrics = tr.train_step(params, opt_state, batch, targets)
       jax.block_until_ready((params, metrics))
       times.append(time.perf_counter() - t)
+      lengths.append(int(batch.x.shape[1]))
+      work += flops[lengths[-1]]
       trials += int(np.asarray(batch.valid).sum())
-  seconds = float(np.median(times))
+  total = float(np.sum(times))
   return {
-      "step_flops": flops, "seconds_per_step": seconds, "seconds_per_step_all": times,
-      "trials_per_s": trials / float(np.sum(times)), "step_flops_per_s": flops / seconds,
+      "step_flops": work / len(times), "step_flops_by_length": {str(k): v for k, v in sorted(flops.items())},
+      "seconds_per_step": total / len(times), "seconds_per_step_all": times, "lengths": lengths,
+      "trials_per_s": trials / total, "step_flops_per_s": work / total,
       "batch_size": cfg.data.batch_size, "seq_lens": list(cfg.data.seq_lens),
   }
 
