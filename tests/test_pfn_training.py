@@ -176,3 +176,24 @@ def test_throughput_counts_the_step_flops_and_times_real_steps(cfg, tmp_path):
   got = json.loads(out.read_text())
   assert 0 < got["share_of_matmul_rate"] == pytest.approx(got["step_flops_per_s"] / got["matmul_flops_per_s"])
   assert pfn_throughput.main(["--config", str(tmp_path / "missing.json")]) == 2
+
+
+@pytest.mark.slow
+def test_cli_noise_prior_overrides_a_new_run_and_a_warm_start(cfg, tmp_path):
+  from optformer.training import pfn_cli
+
+  new = pfn_cli.build_config(pfn_cli.parser().parse_args(
+      ["--workdir", str(tmp_path / "a"), "--preset", "tiny", "--noise-log-mean", "-9", "--noise-log-std", "2"]))
+  assert (new.data.examples.prior.noise_log_mean, new.data.examples.prior.noise_log_std) == (-9.0, 2.0)
+  tr = PFNTrainer(cfg, tmp_path / "run")
+  tr.run(2, progress=False)
+  out = export(tr, tmp_path / "model")
+  warm = pfn_cli.build_config(pfn_cli.parser().parse_args(
+      ["--workdir", str(tmp_path / "b"), "--init-from", str(out), "--noise-log-mean", "-9"]))
+  assert warm.model == cfg.model and warm.data.examples.prior.noise_log_mean == -9.0
+  assert warm.data.examples.prior.noise_log_std == cfg.data.examples.prior.noise_log_std
+  plain = pfn_cli.build_config(pfn_cli.parser().parse_args(["--workdir", str(tmp_path / "c"), "--init-from", str(out)]))
+  assert plain == cfg
+  with pytest.raises(SystemExit, match="--noise-log-std must be >= 0, got -1.0"):
+    pfn_cli.build_config(pfn_cli.parser().parse_args(["--workdir", str(tmp_path / "d"), "--init-from", str(out),
+                                                      "--noise-log-std", "-1"]))

@@ -19,6 +19,18 @@ import pathlib
 import sys
 
 
+def _with_noise_prior(data, args):
+  """`data` with the prior's log noise variance ~ N(--noise-log-mean, --noise-log-std^2) where given."""
+  prior = data.examples.prior
+  if args.noise_log_mean is not None:
+    prior = dataclasses.replace(prior, noise_log_mean=args.noise_log_mean)
+  if args.noise_log_std is not None:
+    if args.noise_log_std < 0:
+      raise SystemExit(f"--noise-log-std must be >= 0, got {args.noise_log_std}.")
+    prior = dataclasses.replace(prior, noise_log_std=args.noise_log_std)
+  return dataclasses.replace(data, examples=dataclasses.replace(data.examples, prior=prior))
+
+
 def build_config(args):
   from optformer.training.pfn_data import prior_borders
   from optformer.training.pfn_train import PFNTrainConfig
@@ -28,8 +40,9 @@ def build_config(args):
     return PFNTrainConfig.from_dict(json.loads(cfg_path.read_text()))
   if args.init_from:
     meta = json.loads((pathlib.Path(args.init_from) / "config.json").read_text())
-    if "train" in meta.get("metadata", {}):
-      return PFNTrainConfig.from_dict(meta["metadata"]["train"])
+    if "train" in meta.get("metadata", {}):  # The model's own run config (its borders), with prior overrides.
+      cfg = PFNTrainConfig.from_dict(meta["metadata"]["train"])
+      return dataclasses.replace(cfg, data=_with_noise_prior(cfg.data, args))
   if args.preset == "tiny":
     cfg = PFNTrainConfig.tiny()
   else:
@@ -61,6 +74,7 @@ def build_config(args):
                        f"got {args.dims_curriculum!r} ({e}).") from None
   if args.soft_targets:
     data = dataclasses.replace(data, soft_target_weight=args.soft_targets)
+  data = _with_noise_prior(data, args)
   if args.eval_every:
     repl["eval_every"] = args.eval_every
   borders = prior_borders(data, args.bins if args.preset != "tiny" else 32, num_batches=8 if args.preset == "tiny" else 48)
@@ -68,7 +82,7 @@ def build_config(args):
   return dataclasses.replace(cfg, model=model, data=data, **repl)
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--workdir", type=pathlib.Path, required=True)
   p.add_argument("--preset", choices=("default", "tiny"), default="default")
@@ -88,12 +102,19 @@ def main(argv=None) -> int:
                  "masses in the query loss (training/pfn_data.py, 'Soft targets'); 0: the drawn value's bar only")
   p.add_argument("--dims-curriculum", default="", help="training batches before UNTIL draw tasks of at most MAX_DIMS "
                  "parameters: UNTIL:MAX_DIMS[,...], e.g. 17000:4,20000:8 (batch index = data position)")
+  p.add_argument("--noise-log-mean", type=float, default=None,
+                 help="prior: mean of the log noise variance (default the prior's, -4.63); a new run or --init-from")
+  p.add_argument("--noise-log-std", type=float, default=None, help="prior: std of the log noise variance (default 0.5)")
   p.add_argument("--init-from", type=pathlib.Path, help="exported model directory to warm-start a new workdir")
   p.add_argument("--export", type=pathlib.Path, help="write the latest checkpoint as a model directory")
   p.add_argument("--export-only", action="store_true")
   p.add_argument("--export-every", type=int, default=0, help="also export every N steps while training (with --export)")
   p.add_argument("--no-progress", action="store_true")
-  args = p.parse_args(argv)
+  return p
+
+
+def main(argv=None) -> int:
+  args = parser().parse_args(argv)
 
   from optformer.training.pfn_eval import gp_gap
   from optformer.training.pfn_train import PFNTrainer
