@@ -1,6 +1,6 @@
 """Capped vs uncapped EI of model v2 on a 2-D quadratic bowl (docs/model_v2.md, "Capped acquisition").
 
-  .venv/bin/python docs/capped_ei_probe.py
+  .venv/bin/python docs/capped_ei_probe.py [MODEL_DIR]
 
 For each cap (pfn_inference.Z_LIMIT: inf = the plain EI of the bar distribution, 10 = the default),
 runs 30 trials of the default Optimizer from seeds 0..7 on f(x, y) = (x - 0.8)^2 + (y - 0.75)^2
@@ -9,6 +9,7 @@ last 15 values and how many trials landed within 0.1 of the worst corner (0, 0).
 """
 
 import math
+import sys
 
 import numpy as np
 
@@ -23,8 +24,11 @@ def objective(p):
   return (p["x"] - 0.8) ** 2 + (p["y"] - 0.75) ** 2
 
 
+MODEL = None  # A model directory; None for the default.
+
+
 def study(seed):
-  opt = optformer.Optimizer(SPACE, "minimize", seed=seed)
+  opt = optformer.Optimizer(SPACE, "minimize", seed=seed, model=MODEL)
   values, corner = [], 0
   for _ in range(30):
     s = opt.ask()
@@ -35,6 +39,9 @@ def study(seed):
 
 
 def main():
+  global MODEL
+  if len(sys.argv) > 1:
+    MODEL = sys.argv[1]
   default = pfn_inference.Z_LIMIT
   print("| cap | mean of trials 16-30 | trials within 0.1 of the worst corner | best value |")
   print("|---|---|---|---|")
