@@ -138,7 +138,6 @@ class GPTargets(NamedTuple):
 
 
 @jax.jit
-@jax.jit
 def _posterior_batch(task, latent_BxNxD, y_BxN, mask_BxN, jitter):
   return jax.vmap(lambda *a: gp.posterior(*a, jitter=jitter))(task, latent_BxNxD, y_BxN, mask_BxN, latent_BxNxD)
 
