@@ -142,9 +142,9 @@ class PFNPredictive:
     return self.z.log_expected_improvement(float(self.transform.apply(self._best(best))), cap=Z_LIMIT)
 
   def upper_confidence_bound_z(self, beta: float = 4.0) -> np.ndarray:
-    """float [N]: mean + sqrt(beta) std of z clipped to +-Z_LIMIT (quantile quadrature; Srinivas et al. 2010)."""
-    z = self._z_samples
-    return z.mean(1) + math.sqrt(beta) * z.std(1)
+    """float [N]: mean + sqrt(beta) std of z clipped to +-Z_LIMIT (Srinivas et al. 2010)."""
+    mean, std = self.z.clipped_moments(-Z_LIMIT, Z_LIMIT)
+    return mean + math.sqrt(beta) * std
 
   def probability_of_improvement(self, best=None) -> np.ndarray:
     """float [N] in [0, 1]: P(Y better than best)."""

@@ -63,6 +63,15 @@ def test_capped_ei_is_the_ei_of_min_z_cap(dist_and_samples, cap):
   np.testing.assert_array_equal(d.expected_improvement(0.2, np.inf), d.expected_improvement(0.2))
 
 
+@pytest.mark.parametrize("lo, hi", [(-10.0, 10.0), (-1.5, 0.7), (0.2, 3.0), (-3.0, -1.2)])
+def test_clipped_moments_match_monte_carlo(dist_and_samples, lo, hi):
+  d, s = dist_and_samples
+  c = np.clip(s, lo, hi)
+  mean, std = d.clipped_moments(lo, hi)
+  assert mean[0] == pytest.approx(c.mean(), abs=5 * c.std() / np.sqrt(len(c)) + 1e-9)
+  assert std[0] == pytest.approx(c.std(), rel=0.01, abs=1e-6)
+
+
 def test_a_little_mass_in_a_far_outer_bar_does_not_rank_a_bad_point_first():
   borders = np.array([-6500.0, -3.0, -1.0, 0.0, 1.0, 3.0, 430.0])
   bad = np.array([1e-3, 0.6, 0.3, 0.0989, 1e-4, 1e-3])  # Surely below the best (1.0), 0.1 % beyond z = 3.
