@@ -17,6 +17,7 @@ index k (0 <= k < K) as a float; categories carry no order.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 from typing import Any, Mapping, Sequence
@@ -30,6 +31,7 @@ KIND_ORDINAL = 2  # Int and Discrete: ordered, finitely many levels.
 KIND_CATEGORICAL = 3
 
 MAX_EXACT_INT = 2**53  # Int bounds: every integer up to this magnitude is a float64.
+LEVEL_TOLERANCE = 1e-9  # Discrete: how far from a level a value may be, as a fraction of the gap to the next level.
 
 
 def _clip(v, lo: float, hi: float) -> float:
@@ -40,6 +42,18 @@ def _clip(v, lo: float, hi: float) -> float:
 def _check_name(name: Any) -> None:
   if not isinstance(name, str) or not name:
     raise ValueError(f"Parameter name must be a non-empty string, got {name!r}.")
+  if name != name.strip():
+    raise ValueError(
+        f"Parameter name {name!r} has leading or trailing whitespace; remove it (files such as the CLI's trials.csv "
+        "strip it, so the name could not be told apart from the stripped one)."
+    )
+
+
+def _check_log(name: str, log: Any) -> bool:
+  """`log` as a bool; TypeError unless it is True or False (a string such as "no" is truthy, so it is refused)."""
+  if not isinstance(log, (bool, np.bool_)):
+    raise TypeError(f"Parameter {name!r}: log must be True or False, got {log!r}.")
+  return bool(log)
 
 
 def _check_finite_number(name: str, what: str, value: Any) -> float:
@@ -55,6 +69,7 @@ class Float:
   """A real-valued parameter in [low, high] (log scale if `log`).
 
   Raises:
+    TypeError: a bound is not a number, or `log` is not True or False.
     ValueError: if low >= high, a bound is not finite, high - low overflows
       float64 (e.g. -1e308 to 1e308: no value in between could be encoded),
       or log=True with low <= 0.
@@ -69,6 +84,7 @@ class Float:
 
   def __post_init__(self):
     _check_name(self.name)
+    object.__setattr__(self, "log", _check_log(self.name, self.log))
     low = _check_finite_number(self.name, "low", self.low)
     high = _check_finite_number(self.name, "high", self.high)
     if low >= high:
@@ -123,7 +139,7 @@ class Int:
   rounding, as a float would be.
 
   Raises:
-    TypeError: if a bound is not an integer.
+    TypeError: if a bound is not an integer, or `log` is not True or False.
     ValueError: if low >= high, a bound beyond +-2**53, or log=True with low <= 0.
   """
 
@@ -136,6 +152,7 @@ class Int:
 
   def __post_init__(self):
     _check_name(self.name)
+    object.__setattr__(self, "log", _check_log(self.name, self.log))
     for what, v in (("low", self.low), ("high", self.high)):
       if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
         raise TypeError(f"Parameter {self.name!r}: {what} must be an int, got {v!r}.")
@@ -198,6 +215,14 @@ class Discrete:
 
   Level i of n is encoded at unit value i / (n - 1) (ordinal spacing).
 
+  `validate` maps a number to the level nearest to it, and accepts it only
+  if it lies within `LEVEL_TOLERANCE` (1e-9) times the gap from that level
+  to its nearest neighbouring level: float round-off such as 0.1 * 3 =
+  0.30000000000000004 is accepted as 0.3, but no two levels are ever merged
+  (1e9 and 1e9 + 1, or 1e-15 and 2e-15, stay distinct) and a value between
+  levels is refused. Floats written with `repr` (Python's json and csv)
+  read back exactly, so they need no tolerance at all.
+
   Raises:
     ValueError: fewer than 2 values, duplicates, unsorted or non-finite values.
   """
@@ -217,20 +242,31 @@ class Discrete:
     # Keep ints as ints so that users get back the type they gave.
     keep = tuple(int(v) if all(isinstance(x, (int, np.integer)) for x in self.values) else v for v in values)
     object.__setattr__(self, "values", keep)
+    # Per level: the largest distance from it that still reads as that level (see the class docstring).
+    gaps = [math.inf, *(b - a for a, b in zip(values, values[1:])), math.inf]  # gaps[i], gaps[i + 1]: around level i.
+    object.__setattr__(self, "_floats", values)
+    object.__setattr__(self, "_tolerances", tuple(LEVEL_TOLERANCE * min(gaps[i], gaps[i + 1]) for i in range(len(values))))
 
   @property
   def num_values(self) -> int:
     return len(self.values)
 
-  def validate(self, value: Any):
+  def _level(self, value: Any) -> int:
+    """The index of the level `value` reads as (class docstring); TypeError/ValueError if none."""
     v = _check_finite_number(self.name, "value", value)
-    for x in self.values:
-      if math.isclose(v, x, rel_tol=1e-9, abs_tol=1e-12):
-        return x
+    floats = self._floats
+    i = bisect.bisect_left(floats, v)
+    k = min((j for j in (i - 1, i) if 0 <= j < len(floats)), key=lambda j: abs(v - floats[j]))
+    if abs(v - floats[k]) <= self._tolerances[k]:
+      return k
     raise ValueError(f"Parameter {self.name!r}: value {value!r} is not one of {list(self.values)!r}.")
 
+  def validate(self, value: Any):
+    """The level `value` reads as (exactly as given in `values`); raises TypeError/ValueError if none."""
+    return self.values[self._level(value)]
+
   def to_unit(self, value: Any) -> float:
-    return self.values.index(self.validate(value)) / (len(self.values) - 1)
+    return self._level(value) / (len(self.values) - 1)
 
   def from_unit(self, u: float):
     return self.values[int(round(_clip(u, 0.0, 1.0) * (len(self.values) - 1)))]

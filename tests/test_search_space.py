@@ -56,6 +56,12 @@ def _space():
         (lambda: SearchSpace([]), ValueError, "at least one parameter"),
         (lambda: SearchSpace([Float("a", 0, 1), Int("a", 0, 3)]), ValueError, r"Duplicate parameter names.*'a'"),
         (lambda: SearchSpace(["a"]), TypeError, "Expected Float"),
+        (lambda: Float("x", 1.0, 2.0, log="no"), TypeError, "'x': log must be True or False, got 'no'"),  # "no" is truthy
+        (lambda: Float("x", 1.0, 2.0, log=1), TypeError, "log must be True or False, got 1"),
+        (lambda: Int("n", 1, 8, log="false"), TypeError, "'n': log must be True or False, got 'false'"),
+        (lambda: Int("n", 1, 8, log=None), TypeError, "log must be True or False, got None"),
+        (lambda: Float(" x", 0.0, 1.0), ValueError, "name ' x' has leading or trailing whitespace"),
+        (lambda: Categorical("c\t", ("a", "b")), ValueError, "leading or trailing whitespace"),
     ],
 )
 def test_construction_errors(make, error, match):
@@ -96,6 +102,47 @@ def test_validate_errors_name_the_value(change, error, match):
   params.update(change)
   with pytest.raises(error, match=match):
     _space().validate(params)
+
+
+def test_log_flag_is_stored_as_a_bool():
+  assert Float("x", 1.0, 2.0, log=np.bool_(True)).log is True and Int("n", 1, 8).log is False
+
+
+# (levels, value given, level it must read as, or None: refused)
+DISCRETE_CASES = [
+    ((1e9, 1e9 + 1), 1e9 + 1, 1e9 + 1),  # relative 1e-9 of the magnitude merged these two
+    ((1e9, 1e9 + 1), 1e9, 1e9),
+    ((1e9, 1e9 + 1), 1e9 + 0.5, None),  # between two levels
+    ((1e-15, 2e-15, 3e-15), 2e-15, 2e-15),  # an absolute 1e-12 merged all three
+    ((1e-15, 2e-15, 3e-15), 3e-15, 3e-15),
+    ((1e-15, 2e-15, 3e-15), 1.5e-15, None),
+    ((0.1, 0.2, 0.3), 0.1 * 3, 0.3),  # float round-off (0.30000000000000004) reads as the level
+    ((0.1, 0.2, 0.3), 0.1 + 0.2, 0.3),
+    ((0.0, 0.5, 1.0), 0.1 + 0.2 - 0.3, 0.0),  # 5.6e-17 from 0
+    ((0.0, 0.5, 1.0), 1e-6, None),
+    ((16, 32, 64), 32.0, 32),
+    ((16, 32, 64), 33, None),
+    ((1.0, 1.0 + 2**-52), 1.0 + 2**-52, 1.0 + 2**-52),  # adjacent floats stay distinct
+]
+
+
+@pytest.mark.parametrize("levels, value, level", DISCRETE_CASES)
+def test_discrete_reads_a_value_as_its_own_level_and_never_merges_levels(levels, value, level):
+  d = Discrete("d", levels)
+  if level is None:
+    with pytest.raises(ValueError, match="not one of"):
+      d.validate(value)
+    return
+  got = d.validate(value)
+  assert got == level and type(got) is type(d.values[0])
+  assert d.to_unit(value) == d.values.index(level) / (len(levels) - 1)
+
+
+def test_discrete_levels_survive_json_and_csv_text_round_trips():
+  d = Discrete("d", (1e-15, 2e-15, 3e-15, 0.1, 0.3, 1e9, 1e9 + 1))
+  for v in d.values:
+    assert d.validate(json.loads(json.dumps(v))) == v and d.validate(float(repr(v))) == v
+  assert len({d.to_unit(v) for v in d.values}) == len(d.values)
 
 
 def test_validate_missing_parameter_names_it():
