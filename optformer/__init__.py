@@ -1,10 +1,14 @@
 """optformer: learned black-box optimization in JAX.
 
 Public API (re-exports only; see each module for details).
+
+`import optformer` does not import JAX, flax or orbax: the model's modules
+are imported when a model is loaded (`Optimizer(...)`, `Surrogate(...)`),
+and `CheckpointError` (defined with the checkpoint reader) when it is first
+named (docs/cold_start.md).
 """
 
 from optformer import compilation_cache
-from optformer.checkpoint import CheckpointError
 from optformer.acquisition_search import SearchConfig
 from optformer.distribution import RiemannDistribution
 from optformer import priors
@@ -18,3 +22,12 @@ __all__ = [
     "SearchConfig", "SearchSpace", "Suggestion", "Surrogate", "Trial", "compilation_cache", "explain", "priors",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+  """`optformer.CheckpointError`, imported on first use (optformer.checkpoint imports JAX, flax and orbax)."""
+  if name == "CheckpointError":
+    from optformer.checkpoint import CheckpointError
+
+    return CheckpointError
+  raise AttributeError(f"module 'optformer' has no attribute {name!r}")

@@ -32,8 +32,7 @@ import pathlib
 import tempfile
 import warnings
 
-import jax
-from jax.experimental.compilation_cache import compilation_cache as _jax_cache
+# JAX is imported by `enable` and `disable`, not here: `import optformer` stays free of JAX (docs/cold_start.md).
 
 # Compilations that take at least this long (seconds) are written to the
 # cache. JAX's default, 1 s, kept only the propose functions of a 12-trial
@@ -78,6 +77,9 @@ def enable(path: str | os.PathLike | None = None) -> pathlib.Path | None:
     left as they were; nothing is raised).
   """
   global _enabled_dir, _disabled
+  import jax
+  from jax.experimental.compilation_cache import compilation_cache as _jax_cache
+
   if not jax.config.jax_enable_compilation_cache or (path is None and _disabled):
     return None
   current = jax.config.jax_compilation_cache_dir
@@ -120,6 +122,9 @@ def disable() -> None:
   again. Functions already compiled stay compiled in memory.
   """
   global _enabled_dir, _disabled
+  import jax
+  from jax.experimental.compilation_cache import compilation_cache as _jax_cache
+
   if jax.config.jax_compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", None)
     _jax_cache.reset_cache()

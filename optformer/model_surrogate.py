@@ -22,14 +22,25 @@ v2 marks them infeasible and fits its own y map (`optformer.ynorm`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from optformer import search_space as ss
 from optformer import tokenizer as tk
 from optformer.context import Context
 from optformer.distribution import RiemannDistribution
-from optformer.inference import Engine
-from optformer.pfn_inference import PFNEngine
+
+if TYPE_CHECKING:  # JAX-based; an engine exists only once a model is loaded (optimizer.load_engine).
+  from optformer.inference import Engine
+  from optformer.pfn_inference import PFNEngine, PFNPredictive
+
+
+def _is_v2(engine) -> bool:
+  """Whether `engine` is a model v2 engine (pfn_inference.PFNEngine), imported here: JAX is loaded with the engine."""
+  from optformer.pfn_inference import PFNEngine
+
+  return isinstance(engine, PFNEngine)
 
 ACQUISITIONS = ("ei", "pi", "ucb")
 
@@ -47,7 +58,7 @@ class ModelSurrogate:
 
   def __init__(self, engine: Engine | PFNEngine, kinds, num_values, encoding: tk.SpaceEncoding | None = None,
                algorithm: int = 0):
-    self.engine, self.v2 = engine, isinstance(engine, PFNEngine)
+    self.engine, self.v2 = engine, _is_v2(engine)
     self.kinds = np.asarray(kinds, np.int32)
     self.num_values = np.minimum(np.asarray(num_values, np.int64), 2**31 - 1).astype(np.int32)
     if not self.v2 and encoding is None:
@@ -63,7 +74,7 @@ class ModelSurrogate:
     """
     kinds = [p.kind for p in space]
     num_values = [p.num_values for p in space]
-    if isinstance(engine, PFNEngine):
+    if _is_v2(engine):
       if len(space) > engine.config.num_slot_ids:
         raise ValueError(f"The search space has {len(space)} parameters; this model supports at most "
                          f"{engine.config.num_slot_ids}.")

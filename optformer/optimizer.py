@@ -55,26 +55,28 @@ import os
 import pathlib
 import uuid
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from optformer import acquisition_search
-from optformer import checkpoint
-from optformer import compilation_cache as compilation_cache_lib
 from optformer import priors as priors_lib
 from optformer import search_space as ss
 from optformer import study_files
 from optformer import context as context_lib
 from optformer.context import Context
 from optformer.distribution import RiemannDistribution
-from optformer.inference import Engine
-from optformer.model import OptFormer
 from optformer.model_surrogate import ModelSurrogate
-from optformer.pfn import PFNSurrogate
-from optformer.pfn_inference import PFNEngine
 
-_ENGINES: dict[str, Engine] = {}
+# No JAX, flax or orbax here: `load_engine` imports them when a model is loaded (docs/cold_start.md), so
+# `import optformer` and the search-space API stay light.
+if TYPE_CHECKING:
+  from optformer.inference import Engine
+  from optformer.model import OptFormer
+  from optformer.pfn import PFNSurrogate
+  from optformer.pfn_inference import PFNEngine, PFNPredictive
+
+_ENGINES: dict[str, Engine | PFNEngine] = {}
 SearchConfig = acquisition_search.SearchConfig
 # The default acquisition search of candidates="search", for model v1 and v2 (measured with model v1:
 # docs/acquisition_search.md; not yet measured on v2 on its own).
@@ -82,13 +84,31 @@ DEFAULT_SEARCH = SearchConfig()
 PROGRESS_MIN_BATCH = 8  # ask(n) shows a progress bar from this batch size on (when stderr is a terminal).
 
 
-def load_engine(model: OptFormer | PFNSurrogate | str | pathlib.Path | None = None) -> Engine | PFNEngine:
-  """An Engine (v1) or PFNEngine (v2) for a model, a checkpoint directory, or (None) the shipped checkpoint; cached by path."""
+def load_engine(model: OptFormer | PFNSurrogate | str | os.PathLike | None = None) -> Engine | PFNEngine:
+  """An Engine (v1) or PFNEngine (v2) for a model, a checkpoint directory, or (None) the shipped checkpoint; cached by path.
+
+  Imports JAX and flax (and orbax, to read a checkpoint): the first call in a process pays for them.
+
+  Raises:
+    ValueError: model is "" (it names no checkpoint; None is the shipped one).
+    TypeError: model is neither a model, a path nor None.
+    checkpoint.CheckpointError: a missing, corrupt or mismatched checkpoint.
+  """
+  from optformer import checkpoint
+  from optformer.inference import Engine
+  from optformer.model import OptFormer
+  from optformer.pfn import PFNSurrogate
+  from optformer.pfn_inference import PFNEngine
+
   if isinstance(model, OptFormer):
     return Engine(model)
   if isinstance(model, PFNSurrogate):
     return PFNEngine(model)
-  key = str(pathlib.Path(model or checkpoint.DEFAULT_CHECKPOINT).absolute())
+  if model is not None and not isinstance(model, (str, os.PathLike)):
+    raise TypeError(f"model must be an OptFormer, a PFNSurrogate, a checkpoint directory or None, got {type(model).__name__}.")
+  if model is not None and os.fspath(model) == "":
+    raise ValueError("model='' names no checkpoint; pass None for the shipped model or a checkpoint directory.")
+  key = str(pathlib.Path(checkpoint.DEFAULT_CHECKPOINT if model is None else model).absolute())
   if key not in _ENGINES:
     loaded = checkpoint.load(key)
     _ENGINES[key] = PFNEngine(loaded) if isinstance(loaded, PFNSurrogate) else Engine(loaded)
@@ -226,13 +246,20 @@ class Optimizer:
     if not prior_beta > 0:
       raise ValueError(f"prior_beta must be > 0, got {prior_beta}.")
     self.space, self.goal = space, goal
-    self.model_path = None if isinstance(model, (OptFormer, PFNSurrogate)) else str(model or checkpoint.DEFAULT_CHECKPOINT)
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model) == "":
+      raise ValueError("model='' names no checkpoint; pass None for the shipped model or a checkpoint directory.")
     if compilation_cache is not False:
+      from optformer import compilation_cache as compilation_cache_lib
+
       compilation_cache_lib.enable(None if compilation_cache is True else compilation_cache)
     self.engine = load_engine(model)
-    self.v2 = isinstance(self.engine, PFNEngine)
+    from optformer import checkpoint  # Imported by load_engine already.
+
+    in_memory = model is not None and not isinstance(model, (str, os.PathLike))
+    self.model_path = None if in_memory else os.fspath(checkpoint.DEFAULT_CHECKPOINT if model is None else model)
     # The surrogate (model_surrogate.ModelSurrogate): raises ValueError for too many parameters or a bad prompt.
-    self.surrogate = ModelSurrogate.for_space(self.engine, space, None if self.v2 else algorithm)
+    self.surrogate = ModelSurrogate.for_space(self.engine, space, algorithm)
+    self.v2 = self.surrogate.v2
     self.tok, self.encoding, self.algorithm = (None, None, 0) if self.v2 else (
         self.engine.tok, self.surrogate.encoding, self.surrogate.algorithm)
     if self.v2 and candidates == "policy":
@@ -248,7 +275,7 @@ class Optimizer:
     self.trials: list[Trial] = []
     self._pending: dict[int, dict] = {}  # trial number -> validated params, in ask order
     self._next_number = 0
-    self._units: dict[int, np.ndarray] = {}  # trial number -> unit form of its params (see _unit)
+    self._units: dict[int, tuple[tuple, np.ndarray]] = {}  # trial number -> (_key(params), unit form); see _unit
     self._warned_truncation = not warn_truncation
     self.study_id = uuid.uuid4().hex  # Marks this study's suggestions (`Suggestion.study`); kept by save/load.
 
@@ -343,11 +370,20 @@ class Optimizer:
     return value if self.goal == "maximize" else -value
 
   def _unit(self, number: int, params) -> np.ndarray:
-    """float64 [D] unit form of a told or pending trial's params, computed once per trial number."""
-    u = self._units.get(number)
-    if u is None:
-      u = self._units[number] = self.space.to_unit(params)
-    return u
+    """float64 [D] unit form of a told or pending trial's params.
+
+    Cached per trial number together with the params it was computed from, and recomputed when they differ:
+    a suggestion edited before it is told (`tell` records the edited values under the same number) enters
+    the context with its edited values, as `trials` holds them.
+    """
+    cached, key = self._units.get(number), self._key(params)
+    if cached is None or cached[0] != key:
+      cached = self._units[number] = (key, self.space.to_unit(params))
+    return cached[1]
+
+  def _key(self, params) -> tuple:
+    """A configuration's values with their types, in parameter order (so True and 1 differ)."""
+    return tuple((type(params[p.name]), params[p.name]) for p in self.space)
 
   def _fit(self, rows: list) -> Context:
     """The Context of (unit row, y) rows: truncated past the model's context, with one warning per study."""
@@ -399,7 +435,7 @@ class Optimizer:
     """
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
       raise ValueError(f"n must be None or an int >= 1, got {n!r}.")
-    key = lambda params: tuple((type(params[p.name]), params[p.name]) for p in self.space)
+    key = self._key
     taken = {key(p) for p in [t.params for t in self.trials] + list(self._pending.values())}
     out, repeats = [], 0
     count = 1 if n is None else int(n)
@@ -488,11 +524,15 @@ class Optimizer:
   def to_json(self) -> dict:
     """The study as a JSON-serializable dict (format 1): space, options, trials, pending, random state, study id.
 
-    The model is referenced by its checkpoint path ("model": null when the
-    optimizer was built from an in-memory OptFormer; pass `model=` to load).
+    "model" references the model: "shipped:<name>" for a model shipped with
+    the package (e.g. "shipped:optformer-v2", the default; resolved against
+    `checkpoint.SHIPPED_CHECKPOINTS` when loaded, so the file survives
+    moving the checkout or the environment), the absolute checkpoint path
+    for any other directory, or null when the optimizer was built from an
+    in-memory model (pass `model=` to load).
     """
     return {
-        "format": _FORMAT, "space": self.space.to_json(), "goal": self.goal, "model": self.model_path,
+        "format": _FORMAT, "space": self.space.to_json(), "goal": self.goal, "model": _model_reference(self.model_path),
         "options": {
             "num_candidates": self.num_candidates, "temperature": self.temperature,
             "algorithm": "gp_ucb" if self.v2 else self.engine.config.algorithms[self.algorithm],
@@ -510,7 +550,7 @@ class Optimizer:
 
   @classmethod
   def from_json(cls, data: Mapping[str, Any], *, model=None) -> "Optimizer":
-    """Inverse of `to_json`. `model` overrides the stored checkpoint path.
+    """Inverse of `to_json`. `model` overrides the stored model reference.
 
     Every field is checked before use; a study without `study_id` (written
     before it existed) gets a new one.
@@ -520,11 +560,18 @@ class Optimizer:
         type or out of range (a trial outside the stored space, a trial
         number used twice, an objective beyond +-1e150); the message names
         the field, e.g. "field 'trials[3].value': ...".
-      checkpoint.CheckpointError: the referenced checkpoint is missing or corrupt.
+      checkpoint.CheckpointError: the referenced checkpoint is missing or
+        corrupt, or names a shipped model this installation does not ship.
     """
-    if not isinstance(data, Mapping) or data.get("format") != _FORMAT:
-      got = data.get("format") if isinstance(data, Mapping) else type(data).__name__
-      raise ValueError(f"Not an optformer study (format {_FORMAT} expected, got {got!r}).")
+    fmt = data.get("format") if isinstance(data, Mapping) else None
+    if type(fmt) is not int or fmt != _FORMAT:  # Not `!=` alone: True == 1 and 1.0 == 1 in Python.
+      if not isinstance(data, Mapping):
+        got = type(data).__name__
+      elif fmt is None or type(fmt) is int:
+        got = repr(fmt)
+      else:
+        got = f"{fmt!r}, a JSON {type(fmt).__name__} where an integer is expected"
+      raise ValueError(f"Not an optformer study (format {_FORMAT} expected, got {got}).")
     space_items = _field(data, "space", "list")
     try:
       space = ss.SearchSpace.from_json(space_items)
@@ -549,8 +596,12 @@ class Optimizer:
         raise ValueError(f"field 'options.search': {e}") from e
     if model is None and stored_model is None:
       raise ValueError("The study was saved from an in-memory model; pass model= to load it.")
+    if model is None:
+      model = _resolve_model_reference(stored_model)
+    from optformer import checkpoint  # For CheckpointError; JAX comes with the model anyway.
+
     try:
-      opt = cls(space, goal, model=model if model is not None else stored_model, **opts)
+      opt = cls(space, goal, model=model, **opts)
     except checkpoint.CheckpointError:
       raise
     except (TypeError, ValueError) as e:
@@ -631,6 +682,8 @@ class Optimizer:
       raise ValueError(f"{path}: not valid JSON ({e}).") from None
     except RecursionError:
       raise ValueError(f"{path}: not a study: its JSON is nested too deeply.") from None
+    from optformer import checkpoint  # For CheckpointError; JAX comes with the model anyway.
+
     try:
       return cls.from_json(data, model=model)
     except checkpoint.CheckpointError:
@@ -639,7 +692,57 @@ class Optimizer:
       raise ValueError(f"{path}: {e}") from e
 
 
-_FORMAT = 1
+_FORMAT = 1  # Study files written before "shipped:<name>" existed store a shipped model's absolute path.
+_SHIPPED = "shipped:"  # Prefix of a shipped model's reference in a study file ("shipped:optformer-v2").
+
+
+def _model_reference(model_path: str | None) -> str | None:
+  """The study file's "model" of a checkpoint path: "shipped:<name>" for a shipped model, else the absolute path."""
+  if model_path is None:
+    return None
+  from optformer import checkpoint
+
+  path = pathlib.Path(model_path).absolute()
+  shipped = checkpoint.SHIPPED_CHECKPOINTS.resolve()
+  if path.resolve().parent == shipped and path.name and (shipped / path.name).is_dir():
+    return _SHIPPED + path.name
+  return str(path)
+
+
+def _resolve_model_reference(reference: str) -> pathlib.Path:
+  """The checkpoint directory a study file's "model" names (see `Optimizer.to_json`).
+
+  "shipped:<name>" and "default" name a shipped model. A file written before "shipped:<name>" existed holds the
+  absolute path the study was saved with: when that path is gone and ended in checkpoints/<name> of a shipped
+  model (the checkout or the environment moved), the shipped model of that name is used.
+
+  Raises:
+    ValueError: an empty reference.
+    checkpoint.CheckpointError: a shipped name that this installation does not ship, or a path that does not exist.
+  """
+  from optformer import checkpoint
+
+  shipped_names = sorted(p.name for p in checkpoint.SHIPPED_CHECKPOINTS.iterdir() if (p / "config.json").is_file())
+  if reference == "":
+    raise ValueError("field 'model': an empty string names no checkpoint; expected \"shipped:<name>\", a checkpoint "
+                     "directory, or null.")
+  if reference == "default":
+    return checkpoint.DEFAULT_CHECKPOINT
+  if reference.startswith(_SHIPPED):
+    name = reference[len(_SHIPPED):]
+    if name not in shipped_names:
+      raise checkpoint.CheckpointError(
+          f"The study's model {reference!r} is not shipped with this installation (shipped: {shipped_names}); "
+          "pass model= a checkpoint directory to load the study.")
+    return checkpoint.SHIPPED_CHECKPOINTS / name
+  path = pathlib.Path(reference)
+  if path.exists():
+    return path
+  if path.is_absolute() and path.parent.name == "checkpoints" and path.name in shipped_names:
+    return checkpoint.SHIPPED_CHECKPOINTS / path.name  # The shipped model, saved under a path that has moved.
+  raise checkpoint.CheckpointError(
+      f"The study's model checkpoint {reference} does not exist; pass model= the checkpoint directory "
+      "to load the study.")
 # Stored options (`to_json()["options"]`) and their JSON kinds, all required.
 _OPTION_KINDS = {
     "num_candidates": "int", "temperature": "number", "algorithm": "str", "candidates": "str",

@@ -57,7 +57,6 @@ from optformer.context import Context
 from optformer.distribution import RiemannDistribution
 from optformer.model_surrogate import ModelSurrogate, Posterior
 from optformer.optimizer import MAX_ABS_OBJECTIVE, load_engine, with_best
-from optformer.pfn_inference import PFNEngine
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -97,7 +96,7 @@ class Surrogate:
     self.space, self.goal, self.model, self.algorithm = space, goal, model, algorithm
     # Loads the model and checks the space and the prompt now, not at the first fit.
     engine = load_engine(model)
-    self._model = ModelSurrogate.for_space(engine, space, None if isinstance(engine, PFNEngine) else algorithm)
+    self._model = ModelSurrogate.for_space(engine, space, algorithm)  # v2 has no prompt: algorithm is ignored.
     self._posterior: Posterior | None = None
 
   # -- Fit -------------------------------------------------------------------
