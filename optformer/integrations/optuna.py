@@ -29,6 +29,7 @@ the joint space, the fallback and each trial state are handled).
 from __future__ import annotations
 
 import decimal
+import inspect
 import math
 import threading
 import warnings
@@ -42,8 +43,10 @@ from optuna.search_space import intersection_search_space
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from optformer import optimizer as optimizer_lib
 from optformer import search_space as ss
-from optformer.optimizer import Optimizer
+from optformer.context import truncation_warning
+from optformer.optimizer import MAX_ABS_OBJECTIVE, Optimizer
 
 # A stepped distribution with more grid points than this is rejected (a Discrete
 # of that many levels is slow to build and to tokenize; drop the step instead).
@@ -178,6 +181,26 @@ def suggest_params(trial: optuna.trial.BaseTrial, space: ss.SearchSpace) -> dict
 _FINISHED_OR_PENDING = (
     TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING,
 )
+# Optimizer options the sampler sets itself, so a caller may not pass them, and where each comes from.
+_SET_BY_SAMPLER = {
+    "space": "the joint search space of the study's trials",
+    "goal": "the study's direction (optuna.create_study(direction=...))",
+    "seed": "OptFormerSampler(seed=...): one seed per trial, derived from it",
+    "warn_truncation": "the sampler warns once per study when the history outgrows the model's context",
+}
+# Keyword arguments of Optuna's own samplers that OptFormerSampler does not take, and what to do instead.
+_OPTUNA_ALTERNATIVES = {
+    "constraints_func": (
+        "constraints are not supported yet (Optuna 5.0 also deprecates constraints_func); return NaN or raise "
+        "in the objective for a configuration that violates them: the trial is told to the model as infeasible"
+    ),
+    "multivariate": "the model always samples the joint search space together (as multivariate=True)",
+    "group": "the joint search space is sampled together; conditional parameters go to independent_sampler",
+    "constant_liar": "RUNNING and WAITING trials are always pending: fantasized, and never proposed again",
+    "consider_prior": "pass prior= (optformer.priors beliefs) for a prior over good parameter values",
+    "prior_weight": "pass prior_beta= (the weight of prior=)",
+    "n_ei_candidates": "pass num_candidates= or search= (optformer.SearchConfig) for the acquisition search",
+}
 
 
 def _params_in(space: ss.SearchSpace, params: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -194,6 +217,40 @@ def _last_intermediate_value(trial: FrozenTrial) -> float | None:
   return trial.intermediate_values[max(trial.intermediate_values)]
 
 
+def _check_single_objective(study: Study) -> None:
+  if len(study.directions) > 1:
+    raise ValueError(
+        f"OptFormerSampler supports single-objective studies only; study {study.study_name!r} has "
+        f"{len(study.directions)} objectives ({[d.name for d in study.directions]})."
+    )
+
+
+def _optimizer_options() -> set[str]:
+  """The keyword arguments of optformer.Optimizer that a sampler may pass through."""
+  params = inspect.signature(optimizer_lib.Optimizer.__init__).parameters
+  return {name for name, p in params.items() if p.kind == p.KEYWORD_ONLY} - set(_SET_BY_SAMPLER)
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+  """TypeError naming OptFormerSampler for a keyword it does not take (an Optuna sampler's, or unknown)."""
+  allowed = _optimizer_options()
+  for name in options:
+    if name in allowed:
+      continue
+    if name in _SET_BY_SAMPLER:
+      raise TypeError(f"OptFormerSampler sets the Optimizer's {name} itself, from {_SET_BY_SAMPLER[name]}; "
+                      f"got {name}={options[name]!r}.")
+    if name in _OPTUNA_ALTERNATIVES:
+      raise TypeError(f"OptFormerSampler does not take {name}= (an Optuna sampler's option): "
+                      f"{_OPTUNA_ALTERNATIVES[name]}.")
+    own = ["seed", "model", "num_candidates", "independent_sampler", "n_startup_trials", "deterministic_objective",
+           "warn_independent_sampling"]
+    raise TypeError(
+        f"OptFormerSampler got an unexpected keyword argument {name!r}; it takes {own} and the "
+        f"optformer.Optimizer options {sorted(allowed - set(own))}."
+    )
+
+
 class OptFormerSampler(BaseSampler):
   """An Optuna sampler that asks `optformer.Optimizer` for each trial (zero-shot, no fitting).
 
@@ -201,60 +258,97 @@ class OptFormerSampler(BaseSampler):
   every COMPLETE trial so far suggested with the same distribution (Optuna's
   intersection search space, as TPESampler(multivariate=True) and GPSampler
   use), minus single-valued distributions, distributions that
-  `from_distributions` rejects, and, beyond the model's `max_params` (8 for
-  the shipped model), the parameters after the first `max_params` in name
+  `from_distributions` rejects, and, beyond the model's `max_params` (64 for
+  the shipped model v2), the parameters after the first `max_params` in name
   order (a UserWarning says so once). Every other parameter is sampled by
-  `independent_sampler`: all of the first trial's (Optuna learns the space
-  from completed trials, so nothing is joint before one completes),
-  conditional (define-by-run) parameters that not every trial has, and a
-  parameter whose distribution changed between trials (a changed range drops
-  it from the joint space; a changed kind or categorical choices is an error
-  of Optuna's own, for every sampler).
+  `independent_sampler`: all of the first `n_startup_trials` trials'
+  (at least the first trial's: Optuna learns the space from completed
+  trials, so nothing is joint before one completes), conditional
+  (define-by-run) parameters that not every trial has, and a parameter whose
+  distribution changed between trials (a changed range drops it from the
+  joint space; a changed kind or categorical choices is an error of
+  Optuna's own, for every sampler).
 
   For each trial a fresh Optimizer over the joint space is given the study's
   history, restricted to trials that have every joint parameter inside the
   joint space:
 
-  * COMPLETE: told with its value.
+  * COMPLETE: told with its value. A value beyond +-1e150
+    (`optformer.optimizer.MAX_ABS_OBJECTIVE`, which `Optimizer.tell`
+    refuses) is told as infeasible, with a UserWarning once per trial: the
+    study goes on.
   * FAIL: told as infeasible (`tell(params, None)`), so the optimizer steers
     away from it and does not propose it again.
   * PRUNED: told with its last intermediate value, a pessimistic estimate of
     its final objective when `trial.report` reports the objective at a lower
-    budget (the usual use); a pruned trial that reported nothing is told as
-    infeasible.
+    budget (the usual use); a pruned trial that reported nothing, or a value
+    beyond +-1e150, is told as infeasible.
   * RUNNING and WAITING (other than the trial being sampled; enqueued
     parameters included): registered as *pending* (`add_pending`), so they
     are fantasized in the context and not proposed again. This holds for
     `n_jobs > 1` and for several processes sharing an RDB storage.
 
+  The model's context holds `max_context` trials (256 for the shipped
+  model); a longer history is truncated for the model to the best half and
+  the most recent trials, with a UserWarning once.
+
+  The sampler pickles and deep-copies (locks are rebuilt; the model is kept
+  as given, a path or model object), so `joblib.dump(study)` and Optuna's
+  process-based workers work; the same seed gives the same suggestions in
+  another process.
+
   Args:
     seed: makes the suggestions reproducible: trial number t is sampled with
       a seed derived from (seed, t), so the same history gives the same
       suggestion whatever the order in which workers ask. None: random.
-    model: an OptFormer, a checkpoint directory, or None for the shipped one.
-    num_candidates: candidates of the Optimizer's "policy" and "random" modes (the default
-      "search" uses the acquisition search of `search=`, see optformer.Optimizer).
-    independent_sampler: the fallback for parameters outside the joint space;
-      default `optuna.samplers.RandomSampler(seed)`.
+    model: an OptFormer or PFNSurrogate, a checkpoint directory, or None for
+      the shipped model (v2).
+    num_candidates: candidates of the Optimizer's "random" mode (and prior
+      samples with `prior=`); the default "search" uses the acquisition
+      search of `search=`, see optformer.Optimizer.
+    independent_sampler: the fallback for parameters outside the joint space
+      and for the startup trials; default `optuna.samplers.RandomSampler(seed)`.
+    n_startup_trials: COMPLETE trials before the model samples (int >= 0;
+      as GPSampler's, whose default is 10). Default 1: the model samples from
+      the second trial on (0 and 1 behave alike, since the first trial has no
+      joint space).
+    deterministic_objective: the objective gives the same value for the same
+      configuration (as GPSampler's). The model infers the noise level from
+      the context and has no noise variance to fix; with True, a
+      configuration evaluated more than once (enqueued twice, say) is told to
+      the model once, with its first value, so repeats do not take context
+      rows. Either way a configuration already told or pending is not
+      proposed again while a fresh one exists.
     warn_independent_sampling: warn (UserWarning, once per parameter name) when
-      a parameter is sampled by the fallback once the study has a completed trial.
-    **optimizer_kwargs: passed to `optformer.Optimizer` (temperature,
-      algorithm, candidates).
+      a parameter is sampled by the fallback once the startup trials are done.
+    **optimizer_kwargs: passed to `optformer.Optimizer` (acquisition,
+      ucb_beta, search, prior, prior_beta, candidates, temperature,
+      algorithm, compilation_cache). Other keywords raise TypeError; those
+      of Optuna's samplers (constraints_func, multivariate, constant_liar,
+      ...) with a message saying what to use instead.
 
   Raises:
-    ValueError / TypeError: at construction, bad Optimizer options (checked
-      by building one); in a study, a multi-objective study (ValueError).
+    ValueError / TypeError: at construction, bad options (Optimizer options
+      are checked by building one); in a study, a multi-objective study
+      (ValueError, from every sampler method: before_trial,
+      infer_relative_search_space, sample_relative, sample_independent).
     optformer.CheckpointError: a missing or corrupt checkpoint.
   """
 
   def __init__(
       self, *, seed: int | None = None, model=None, num_candidates: int = 128,
-      independent_sampler: BaseSampler | None = None, warn_independent_sampling: bool = True, **optimizer_kwargs,
+      independent_sampler: BaseSampler | None = None, n_startup_trials: int = 1,
+      deterministic_objective: bool = False, warn_independent_sampling: bool = True, **optimizer_kwargs,
   ):
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
       raise ValueError(f"seed must be a non-negative int or None, got {seed!r}.")
-    if "seed" in optimizer_kwargs or "goal" in optimizer_kwargs:
-      raise TypeError("OptFormerSampler sets the Optimizer's seed and goal itself; pass `seed` to the sampler.")
+    if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, (int, np.integer)) or n_startup_trials < 0:
+      raise ValueError(f"n_startup_trials must be a non-negative int, got {n_startup_trials!r}.")
+    if not isinstance(deterministic_objective, (bool, np.bool_)):
+      raise TypeError(f"deterministic_objective must be True or False, got {deterministic_objective!r}.")
+    if independent_sampler is not None and not isinstance(independent_sampler, BaseSampler):
+      raise TypeError(f"independent_sampler must be an optuna sampler or None, got {independent_sampler!r}.")
+    _check_options(optimizer_kwargs)
     probe = Optimizer(
         ss.SearchSpace([ss.Float("x", 0.0, 1.0)]), model=model, num_candidates=num_candidates, **optimizer_kwargs
     )
@@ -262,14 +356,30 @@ class OptFormerSampler(BaseSampler):
     self._model, self._num_candidates, self._optimizer_kwargs = model, num_candidates, optimizer_kwargs
     self._seed = int(np.random.SeedSequence(seed).entropy) % 2**63 if seed is None else int(seed)
     self._independent_sampler = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
+    self._n_startup_trials = int(n_startup_trials)
+    self._deterministic = bool(deterministic_objective)
     self._warn_independent_sampling = warn_independent_sampling
     self._warned: set[str] = set()  # Keys of the warnings given.
     self._dropped: set[str] = set()  # Joint parameters left to the fallback (model too small, unsupported).
+    self._issued: dict[tuple[str, int], dict] = {}  # (study name, trial number) -> its suggestion, while running.
+    self._make_locks()
+
+  def _make_locks(self) -> None:
     self._lock = threading.Lock()
     # Threads of one process (n_jobs > 1) sample one at a time, and each sees what the others were
     # given: a RUNNING trial's parameters reach the storage only as its objective suggests them.
     self._sampling = threading.Lock()
-    self._issued: dict[tuple[str, int], dict] = {}  # (study name, trial number) -> its suggestion, while running.
+
+  def __getstate__(self) -> dict:
+    """The picklable state: no locks, and no in-flight suggestions (they belong to this process's threads)."""
+    state = dict(self.__dict__)
+    del state["_lock"], state["_sampling"]
+    state["_issued"] = {}
+    return state
+
+  def __setstate__(self, state: dict) -> None:
+    self.__dict__.update(state)
+    self._make_locks()
 
   def reseed_rng(self) -> None:
     """Reseeds the fallback sampler (Optuna calls this per thread when `n_jobs != 1`).
@@ -291,17 +401,19 @@ class OptFormerSampler(BaseSampler):
       self._warned.add(key)
     warnings.warn(message, stacklevel=3)
 
+  def _started(self, study: Study) -> bool:
+    """Whether the study has its n_startup_trials COMPLETE trials."""
+    if self._n_startup_trials == 0:
+      return True
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= self._n_startup_trials
+
   def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
     """The joint search space (sorted by name) that `sample_relative` covers; see the class docstring.
 
     Raises:
       ValueError: a multi-objective study.
     """
-    if len(study.directions) > 1:
-      raise ValueError(
-          f"OptFormerSampler supports single-objective studies only; study {study.study_name!r} has "
-          f"{len(study.directions)} objectives ({[d.name for d in study.directions]})."
-      )
+    _check_single_objective(study)
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     joint = {}
     for name, dist in sorted(intersection_search_space(completed).items()):
@@ -327,23 +439,43 @@ class OptFormerSampler(BaseSampler):
   def sample_relative(
       self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
   ) -> dict[str, Any]:
-    """One configuration of the joint space from `optformer.Optimizer.ask`, given the study's history."""
-    if not search_space:
+    """One configuration of the joint space from `optformer.Optimizer.ask`, given the study's history.
+
+    Returns {} (all parameters to `independent_sampler`) for an empty space
+    and during the `n_startup_trials`.
+
+    Raises:
+      ValueError: a multi-objective study.
+    """
+    _check_single_objective(study)
+    if not search_space or not self._started(study):
       return {}
     with self._sampling:
       out = self._sample_relative(study, trial, search_space)
       self._issued[(study.study_name, trial.number)] = out
       return out
 
+  def _told_value(self, study: Study, trial: FrozenTrial, value: float | None) -> float | None:
+    """`value` as the Optimizer is told it: None (infeasible) beyond +-MAX_ABS_OBJECTIVE, with one warning per trial."""
+    if value is None or not math.isfinite(value) or abs(value) <= MAX_ABS_OBJECTIVE:
+      return value
+    self._warn_once(
+        f"huge:{study.study_name}:{trial.number}",
+        f"Trial {trial.number}'s objective {value!r} is beyond +-{MAX_ABS_OBJECTIVE:g}, more than the model's "
+        "objective scale can hold; OptFormerSampler tells it to the model as infeasible. Rescale the objective "
+        "(e.g. take its logarithm) to have it used as a value.",
+    )
+    return None
+
   def _sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict:
     space = from_distributions(search_space)
     goal = "maximize" if study.direction == StudyDirection.MAXIMIZE else "minimize"
     opt = Optimizer(  # The sampler warns about truncation once per study itself, not once per trial.
         space, goal, model=self._model, num_candidates=self._num_candidates, seed=self.trial_seed(trial.number),
-        **{**self._optimizer_kwargs, "warn_truncation": False},
+        warn_truncation=False, **self._optimizer_kwargs,
     )
     # Fresh from the storage: RUNNING trials of other workers change between calls.
-    history, pending = [], []
+    history, pending, told = [], [], set()
     for t in study.get_trials(deepcopy=False, states=_FINISHED_OR_PENDING):
       fixed = t.system_attrs.get("fixed_params", {}) if t.state == TrialState.WAITING else {}
       params = None if t.number == trial.number else _params_in(space, {**t.params, **fixed})
@@ -354,32 +486,40 @@ class OptFormerSampler(BaseSampler):
         params = self._issued.get(key)  # Given to another thread, not yet in the storage.
       if params is None:
         continue
+      if t.state in (TrialState.RUNNING, TrialState.WAITING):
+        pending.append(params)
+        continue
+      if self._deterministic:  # A repeat of a told configuration adds nothing when the objective is deterministic.
+        seen = tuple((type(v), v) for v in params.values())
+        if seen in told:
+          continue
+        told.add(seen)
       if t.state == TrialState.COMPLETE:
-        history.append((params, t.value))
+        history.append((params, self._told_value(study, t, t.value)))
       elif t.state == TrialState.FAIL:
         history.append((params, None))
-      elif t.state == TrialState.PRUNED:
-        history.append((params, _last_intermediate_value(t)))
-      else:
-        pending.append(params)
+      else:  # PRUNED
+        history.append((params, self._told_value(study, t, _last_intermediate_value(t))))
     for params, value in history:  # All tells before any pending: tell matches pending trials by value.
       opt.tell(params, value)
     for params in pending:
       opt.add_pending(params)
-    limit = opt.engine.config.max_trials
+    limit = opt.surrogate.max_context
     if len(history) + len(pending) > limit:
-      self._warn_once(
-          "truncation", f"The study has {len(history) + len(pending)} trials; the model's context holds {limit}. "
-          f"It sees the best {limit // 2} and the most recent ones.",
-      )
+      self._warn_once("truncation", truncation_warning(len(history) + len(pending), limit))
     return dict(opt.ask())
 
   def sample_independent(
       self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
   ) -> Any:
-    """A value from `independent_sampler` for a parameter outside the joint search space."""
+    """A value from `independent_sampler` for a parameter outside the joint search space.
+
+    Raises:
+      ValueError: a multi-objective study.
+    """
+    _check_single_objective(study)
     warn = self._warn_independent_sampling and param_name not in self._dropped
-    if warn and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    if warn and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) and self._started(study):
       self._warn_once(
           f"independent:{param_name}",
           f"Parameter {param_name!r} in trial {trial.number} is outside the joint search space (conditional, "
@@ -388,6 +528,8 @@ class OptFormerSampler(BaseSampler):
     return self._independent_sampler.sample_independent(study, trial, param_name, param_distribution)
 
   def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+    """Refuses a multi-objective study (ValueError) before the trial samples anything."""
+    _check_single_objective(study)
     self._independent_sampler.before_trial(study, trial)
 
   def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
