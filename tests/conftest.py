@@ -1,10 +1,21 @@
-"""Shared fixtures: one tiny random-init model per test session (compiled once per shape)."""
+"""Shared fixtures: one tiny random-init model per family and test session (compiled once per shape).
+
+Model v2 (`optformer.pfn.PFNSurrogate`) is the default family; model v1 (`optformer.model.OptFormer`) is
+the legacy one. Public-API tests take the `model` fixture, which runs each test on both tiny models
+(`family` is "v2", then "v1") while v1 exists; tests of v1-only behaviour (the policy,
+`candidates="policy"`, `Surrogate(algorithm=...)` prompts, v1's objective imputation) take `tiny_model`.
+"""
+
+import dataclasses
 
 import pytest
 
+from optformer import pfn
 from optformer import search_space as ss
 from optformer.inference import Engine
 from optformer.model import ModelConfig, create_model
+
+FAMILIES = ("v2", "v1")  # The default family first.
 
 
 @pytest.fixture(scope="session")
@@ -14,8 +25,37 @@ def tiny_config() -> ModelConfig:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_config):
-  """A random-init OptFormer with ModelConfig.tiny() (E=32, D_max=4, Q=Y=32, max_trials=16)."""
+  """A random-init OptFormer (v1) with ModelConfig.tiny() (E=32, D_max=4, Q=Y=32, max_trials=16)."""
   return create_model(tiny_config, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_v2_model() -> pfn.PFNSurrogate:
+  """A random-init model v2 with PFNConfig.tiny() (E=32, 8 parameter slots, 32 bars on [-3, 3]) and a context of
+  16 trials (tiny v1's max_trials; buckets 8 and 16), so truncation tests stay short on both families."""
+  return pfn.create_model(dataclasses.replace(pfn.PFNConfig.tiny(), max_context=16), seed=0)
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request) -> str:
+  """The model family under test: "v2" (the default) or "v1"."""
+  return request.param
+
+
+@pytest.fixture
+def model(family, tiny_model, tiny_v2_model):
+  """The tiny model of `family`, passable as `model=` to Optimizer and Surrogate."""
+  return tiny_v2_model if family == "v2" else tiny_model
+
+
+def max_params(model) -> int:
+  """The most parameters a search space may have for a tiny model of either family."""
+  return model.config.num_slot_ids if isinstance(model, pfn.PFNSurrogate) else model.config.tokenizer.max_params
+
+
+def max_context(model) -> int:
+  """The most trials a tiny model of either family reads."""
+  return model.config.max_context if isinstance(model, pfn.PFNSurrogate) else model.config.max_trials
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +66,7 @@ def tiny_engine(tiny_model) -> Engine:
 
 @pytest.fixture(scope="session")
 def mixed_space() -> ss.SearchSpace:
-  """One parameter of every kind (4 = tiny max_params): log Float, log Int, Discrete, Categorical."""
+  """One parameter of every kind (4 = tiny v1's max_params): log Float, log Int, Discrete, Categorical."""
   return ss.SearchSpace([
       ss.Float("learning_rate", 1e-5, 1e-1, log=True),
       ss.Int("units", 2, 20, log=True),

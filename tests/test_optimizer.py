@@ -1,4 +1,5 @@
-"""The ask/tell optimizer on a tiny random-init model: types, seeding, bad input, long histories, predict."""
+"""The ask/tell optimizer on tiny random-init models of both families (v2, the default, then v1): types, seeding,
+bad input, long histories, predict, and that ask() maximizes the acquisition."""
 
 import math
 import warnings
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 import optformer
+from conftest import max_context, max_params
 from optformer.search_space import Categorical, Discrete, Float, Int, SearchSpace
 
 NUM_CANDIDATES = 16
@@ -34,10 +36,8 @@ def _check_in_space(space, config):
       assert any(type(v) is type(c) and v == c for c in p.values)
     else:
       assert any(type(v) is type(c) and v == c for c in p.choices)
-
-
-def test_ask_returns_configurations_inside_the_space(mixed_space, tiny_model):
-  opt = _opt(mixed_space, tiny_model)
+def test_ask_returns_configurations_inside_the_space(mixed_space, model):
+  opt = _opt(mixed_space, model)
   for _ in range(4):  # empty history first, then a growing one
     config = opt.ask()
     _check_in_space(mixed_space, config)
@@ -45,28 +45,28 @@ def test_ask_returns_configurations_inside_the_space(mixed_space, tiny_model):
   assert len(opt.trials) == 4
 
 
-def test_same_seed_and_history_give_the_same_suggestion(mixed_space, tiny_model):
+def test_same_seed_and_history_give_the_same_suggestion(mixed_space, model):
   rng = np.random.default_rng(0)
   history = [mixed_space.sample(rng) for _ in range(3)]
   suggestions = []
   for _ in range(2):
-    opt = _opt(mixed_space, tiny_model, seed=123)
+    opt = _opt(mixed_space, model, seed=123)
     for config in history:
       opt.tell(config, _objective(config))
     suggestions.append([opt.ask(), opt.ask()])
   assert suggestions[0] == suggestions[1]
 
 
-def test_ask_prefers_configurations_not_yet_evaluated(tiny_model, tiny_config):
+def test_ask_prefers_configurations_not_yet_evaluated(model):
   space = SearchSpace([Categorical("c", ("a", "b", "c", "d"))])
-  opt = _opt(space, tiny_model, goal="maximize")
+  opt = _opt(space, model, goal="maximize")
   for c, v in (("c", -100.0), ("a", 0.0), ("b", 1.0)):
     opt.tell({"c": c}, v)
   suggestion = opt.ask()
   assert suggestion == {"c": "d"}
   opt.remove_pending(suggestion)
   # Still true once the history outgrows the context and the (worst, oldest) "c" trial leaves it.
-  for i in range(tiny_config.max_trials):
+  for i in range(max_context(model)):
     opt.tell({"c": "ab"[i % 2]}, float(i))
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -74,6 +74,44 @@ def test_ask_prefers_configurations_not_yet_evaluated(tiny_model, tiny_config):
       suggestion = opt.ask()
       assert suggestion == {"c": "d"}
       opt.remove_pending(suggestion)
+
+
+def _acquisition_of(dist, kind):
+  """float [N]: the acquisition `ask` ranks by, recomputed from `Optimizer.predict`'s public distribution.
+
+  v2 (PFNPredictive): log EI / log PI in the model's z units plus log p(feasible) (Gardner et al. 2014), or
+  UCB of z; v1 (RiemannDistribution): EI / PI / UCB in objective units (an increasing map of v1's normalized ones).
+  """
+  if hasattr(dist, "p_feasible"):
+    log_feasible = np.log(np.maximum(dist.p_feasible, 1e-300))
+    if kind == "ucb":
+      return dist.upper_confidence_bound_z(4.0)
+    if kind == "pi":
+      return np.log(np.maximum(dist.probability_of_improvement(), 1e-300)) + log_feasible
+    return dist.log_expected_improvement_z() + log_feasible
+  if kind == "ucb":
+    return dist.upper_confidence_bound(4.0)
+  return dist.probability_of_improvement() if kind == "pi" else dist.expected_improvement()
+
+
+@pytest.mark.parametrize("kind", ["ei", "pi", "ucb"])
+def test_each_suggestion_maximizes_the_acquisition_over_a_fresh_pool(mixed_space, model, kind):
+  """ask() returns the argmax of its acquisition over a pool of 64 uniform points: its acquisition lies above the
+  90th percentile of 200 other uniform points' (a uniform pick passes with probability 0.1 per ask, so a search
+  that returns a random or the worst candidate, or ranks by a constant, fails)."""
+  opt = _opt(mixed_space, model, goal="maximize", acquisition=kind, search=optformer.SearchConfig(num_random=64))
+  rng = np.random.default_rng(5)
+  for _ in range(5):
+    c = mixed_space.sample(rng)
+    opt.tell(c, _objective(c))
+  others = [mixed_space.sample(rng) for _ in range(200)]
+  for _ in range(3):
+    s = opt.ask()
+    opt.remove_pending(s)  # Score it against the context ask saw (no fantasy of itself).
+    acq = _acquisition_of(opt.predict([dict(s)] + others), kind)
+    assert acq[0] >= np.quantile(acq[1:], 0.9), (kind, acq[0], np.quantile(acq[1:], [0.5, 0.9, 1.0]))
+    assert np.ptp(acq[1:]) > 0  # The landscape is not flat (the check above means something).
+    opt.tell(s, _objective(s))
 
 
 @pytest.mark.parametrize(
@@ -88,16 +126,16 @@ def test_ask_prefers_configurations_not_yet_evaluated(tiny_model, tiny_config):
         ({"learning_rate": 1e-3, "units": 4.5, "batch_size": 32, "optimizer": "adam"}, TypeError, "4.5"),
     ],
 )
-def test_tell_with_bad_params_raises_and_records_nothing(mixed_space, tiny_model, params, error, match):
-  opt = _opt(mixed_space, tiny_model)
+def test_tell_with_bad_params_raises_and_records_nothing(mixed_space, model, params, error, match):
+  opt = _opt(mixed_space, model)
   with pytest.raises(error, match=match):
     opt.tell(params, 1.0)
   assert opt.trials == []
 
 
 @pytest.mark.parametrize("value", ["1.0", True, [1.0]])
-def test_tell_with_a_non_numeric_objective_raises_type_error(mixed_space, tiny_model, value):
-  opt = _opt(mixed_space, tiny_model)
+def test_tell_with_a_non_numeric_objective_raises_type_error(mixed_space, model, value):
+  opt = _opt(mixed_space, model)
   with pytest.raises(TypeError, match="objective"):
     opt.tell(mixed_space.sample(np.random.default_rng(0)), value)
   assert opt.trials == []
@@ -105,8 +143,8 @@ def test_tell_with_a_non_numeric_objective_raises_type_error(mixed_space, tiny_m
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, None, np.float32("nan")])
 @pytest.mark.parametrize("goal", ["minimize", "maximize"])
-def test_non_finite_objective_is_infeasible_ignored_by_best_and_imputed(mixed_space, tiny_model, bad, goal):
-  opt = _opt(mixed_space, tiny_model, goal=goal)
+def test_non_finite_objective_is_infeasible_ignored_by_best_and_imputed(mixed_space, model, family, bad, goal):
+  opt = _opt(mixed_space, model, goal=goal)
   rng = np.random.default_rng(0)
   configs = [mixed_space.sample(rng) for _ in range(3)]
   opt.tell(configs[0], 3.0)
@@ -118,19 +156,23 @@ def test_non_finite_objective_is_infeasible_ignored_by_best_and_imputed(mixed_sp
   assert (best_config, best_value) == ((configs[2], 1.0) if goal == "minimize" else (configs[0], 3.0))
   context, _ = opt._model_context()
   assert np.isnan(context.y[1]) and np.isfinite(context.y[[0, 2]]).all()  # The context marks it infeasible ...
-  y = opt.surrogate.condition(context).y  # ... and model v1 reads the worst feasible value there.
-  assert len(y) == 3 and np.isfinite(y).all()
-  # Larger is better inside the context; the infeasible trial gets the worst feasible value.
-  assert y[1] == min(y[0], y[2])
-  assert y[0] != y[2]
+  if family == "v1":
+    y = opt.surrogate.condition(context).y  # ... and model v1 reads the worst feasible value there.
+    assert len(y) == 3 and np.isfinite(y).all()
+    # Larger is better inside the context; the infeasible trial gets the worst feasible value.
+    assert y[1] == min(y[0], y[2])
+    assert y[0] != y[2]
+  # ... model v2 reads it as infeasible; either way predictions and suggestions stay finite and valid.
+  assert np.isfinite(opt.predict(configs).mean).all()
+  _check_in_space(mixed_space, opt.ask())
 
 
-def test_best_for_minimize_and_maximize(mixed_space, tiny_model):
+def test_best_for_minimize_and_maximize(mixed_space, model):
   rng = np.random.default_rng(0)
   configs = [mixed_space.sample(rng) for _ in range(5)]
   values = [2.0, -1.0, 7.5, 0.0, -0.5]
   for goal, want in (("minimize", 1), ("maximize", 2)):
-    opt = _opt(mixed_space, tiny_model, goal=goal)
+    opt = _opt(mixed_space, model, goal=goal)
     with pytest.raises(ValueError, match="No feasible trial"):
       opt.best
     for c, v in zip(configs, values):
@@ -138,44 +180,52 @@ def test_best_for_minimize_and_maximize(mixed_space, tiny_model):
     assert opt.best == (configs[want], values[want])
 
 
-def test_only_infeasible_trials_leave_best_and_predict_undefined(mixed_space, tiny_model):
-  opt = _opt(mixed_space, tiny_model)
+def test_only_infeasible_trials_leave_best_and_predict_undefined(mixed_space, model):
+  opt = _opt(mixed_space, model)
   config = mixed_space.sample(np.random.default_rng(0))
   opt.tell(config, None)
   with pytest.raises(ValueError, match="No feasible trial"):
     opt.best
   with pytest.raises(ValueError, match="at least one feasible trial"):
     opt.predict([config])
+  _check_in_space(mixed_space, opt.ask())  # No scale yet: a fresh uniform sample.
 
 
 @pytest.mark.parametrize(
     "kw, error, match",
     [
         (dict(goal="max"), ValueError, "goal"),
-        (dict(algorithm="bogus"), ValueError, "algorithm"),
         (dict(num_candidates=0), ValueError, "num_candidates"),
         (dict(temperature=0.0), ValueError, "temperature"),
         (dict(temperature=math.nan), ValueError, "temperature"),
+        (dict(acquisition="thompson"), ValueError, "acquisition"),
+        (dict(ucb_beta=0.0), ValueError, "ucb_beta"),
     ],
 )
-def test_constructor_argument_errors(mixed_space, tiny_model, kw, error, match):
+def test_constructor_argument_errors(mixed_space, model, kw, error, match):
   with pytest.raises(error, match=match):
-    optformer.Optimizer(mixed_space, model=tiny_model, **kw)
+    optformer.Optimizer(mixed_space, model=model, **kw)
 
 
-def test_space_with_more_parameters_than_the_model_supports_raises(tiny_model, tiny_config):
-  d = tiny_config.tokenizer.max_params
+def test_an_unknown_v1_prompt_is_refused(mixed_space, tiny_model):
+  """v1 only: `algorithm` names one of model v1's behaviour-algorithm prompts."""
+  with pytest.raises(ValueError, match="algorithm"):
+    optformer.Optimizer(mixed_space, model=tiny_model, algorithm="bogus")
+
+
+def test_space_with_more_parameters_than_the_model_supports_raises(model):
+  d = max_params(model)
   space = SearchSpace([Float(f"x{i}", 0.0, 1.0) for i in range(d + 1)])
   with pytest.raises(ValueError, match=f"{d + 1} parameters"):
-    optformer.Optimizer(space, model=tiny_model)
+    optformer.Optimizer(space, model=model)
   with pytest.raises(TypeError, match="SearchSpace"):
-    optformer.Optimizer([Float("x", 0.0, 1.0)], model=tiny_model)
+    optformer.Optimizer([Float("x", 0.0, 1.0)], model=model)
 
 
-def test_history_longer_than_the_context_still_suggests_and_warns_once(mixed_space, tiny_model, tiny_config):
-  limit = tiny_config.max_trials
+def test_history_longer_than_the_context_still_suggests_and_warns_once(mixed_space, model):
+  limit = max_context(model)
   n = limit + 5
-  opt = _opt(mixed_space, tiny_model, goal="maximize")
+  opt = _opt(mixed_space, model, goal="maximize")
   rng = np.random.default_rng(0)
   configs = [mixed_space.sample(rng) for _ in range(n)]
   values = rng.permutation(n).astype(float)
@@ -200,12 +250,17 @@ def test_history_longer_than_the_context_still_suggests_and_warns_once(mixed_spa
     if len(kept) < limit:
       kept.add(i)
   np.testing.assert_array_equal(y, values[sorted(kept)])
+  # The model reads exactly those rows: the prediction is that of a study told only them.
+  short = _opt(mixed_space, model, goal="maximize")
+  for i in sorted(kept):
+    short.tell(configs[i], float(values[i]))
+  np.testing.assert_allclose(short.predict(configs[:2]).mean, opt.predict(configs[:2]).mean, rtol=1e-6)
 
 
-def test_truncation_warning_can_be_left_to_the_caller(mixed_space, tiny_model, tiny_config):
-  opt = _opt(mixed_space, tiny_model, warn_truncation=False)
+def test_truncation_warning_can_be_left_to_the_caller(mixed_space, model):
+  opt = _opt(mixed_space, model, warn_truncation=False)
   rng = np.random.default_rng(0)
-  for i in range(tiny_config.max_trials + 1):
+  for i in range(max_context(model) + 1):
     opt.tell(mixed_space.sample(rng), float(i))
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -214,8 +269,8 @@ def test_truncation_warning_can_be_left_to_the_caller(mixed_space, tiny_model, t
 
 
 @pytest.mark.parametrize("goal", ["minimize", "maximize"])
-def test_predict_returns_a_distribution_in_objective_units(mixed_space, tiny_model, goal):
-  opt = _opt(mixed_space, tiny_model, goal=goal)
+def test_predict_returns_a_distribution_in_objective_units(mixed_space, model, family, goal):
+  opt = _opt(mixed_space, model, goal=goal)
   rng = np.random.default_rng(0)
   history = [mixed_space.sample(rng) for _ in range(6)]
   for c in history:
@@ -223,33 +278,64 @@ def test_predict_returns_a_distribution_in_objective_units(mixed_space, tiny_mod
   queries = [mixed_space.sample(rng) for _ in range(5)]
   dist = opt.predict(queries)
   assert len(dist) == 5 and dist.goal == goal
-  assert np.all(np.diff(dist.edges) > 0)  # increasing in objective units, for both goals
   assert np.isfinite(dist.mean).all() and np.all(dist.std > 0)
-  assert np.all((dist.mean >= dist.edges[0]) & (dist.mean <= dist.edges[-1]))
   q = np.stack([dist.quantile(p) for p in (0.1, 0.5, 0.9)])
   assert np.all(q[0] <= q[1]) and np.all(q[1] <= q[2])
+  np.testing.assert_allclose(dist.cdf(q[1]), 0.5, atol=1e-6)
   ei = dist.expected_improvement()
   assert np.all(ei >= 0) and np.isfinite(ei).all()
   np.testing.assert_allclose(ei, dist.expected_improvement(opt.best[1]))
-  # The observed range lies strictly inside the edges (headroom on both sides).
+  pi = dist.probability_of_improvement()
+  np.testing.assert_allclose(pi, dist.cdf(opt.best[1]) if goal == "minimize" else 1.0 - dist.cdf(opt.best[1]), atol=1e-9)
   values = [t.value for t in opt.trials]
-  assert dist.edges[0] < min(values) and max(values) < dist.edges[-1]
+  # Objective units: the predictions lie near the told values (100 + 10 f, f in about [0, 20]), not in z units.
+  assert np.all(np.abs(dist.quantile(0.5) - np.median(values)) < 3 * np.ptp(values))
+  if family == "v1":
+    assert np.all(np.diff(dist.edges) > 0)  # increasing in objective units, for both goals
+    assert np.all((dist.mean >= dist.edges[0]) & (dist.mean <= dist.edges[-1]))
+    # The observed range lies strictly inside the edges (headroom on both sides).
+    assert dist.edges[0] < min(values) and max(values) < dist.edges[-1]
   with pytest.raises(ValueError, match="'optimizer'"):
     opt.predict([{**queries[0], "optimizer": "lion"}])
 
 
-def test_minimizing_f_mirrors_maximizing_minus_f(mixed_space, tiny_model):
+def test_minimizing_f_mirrors_maximizing_minus_f(mixed_space, model):
+  """The maximize path: maximizing -f predicts the mirror image of minimizing f and makes the same suggestions."""
   rng = np.random.default_rng(1)
   history = [mixed_space.sample(rng) for _ in range(5)]
   queries = [mixed_space.sample(rng) for _ in range(4)]
-  dists = {}
+  dists, asked = {}, {}
   for goal, sign in (("minimize", 1.0), ("maximize", -1.0)):
-    opt = _opt(mixed_space, tiny_model, goal=goal)
+    opt = _opt(mixed_space, model, goal=goal, seed=7, search=optformer.SearchConfig(num_random=64))
     for c in history:
       opt.tell(c, sign * _objective(c))
     dists[goal] = opt.predict(queries)
+    asked[goal] = opt.ask(2)
   lo, hi = dists["minimize"], dists["maximize"]
   np.testing.assert_allclose(lo.mean, -hi.mean, rtol=1e-6)
   np.testing.assert_allclose(lo.std, hi.std, rtol=1e-6)
   np.testing.assert_allclose(lo.expected_improvement(), hi.expected_improvement(), rtol=1e-6, atol=1e-9)
+  np.testing.assert_allclose(lo.probability_of_improvement(), hi.probability_of_improvement(), rtol=1e-6, atol=1e-9)
   np.testing.assert_allclose(lo.quantile(0.2), -hi.quantile(0.8), rtol=1e-6)
+  assert asked["minimize"] == asked["maximize"]
+
+
+@pytest.mark.parametrize("scale, shift", [(1e-3, 5.0), (250.0, -1e4)])
+def test_an_affine_change_of_the_objective_changes_nothing_but_its_units(mixed_space, model, scale, shift):
+  """Scale equivariance: y -> a y + b (a > 0) gives the same suggestions and predictions a m + b, a s."""
+  rng = np.random.default_rng(2)
+  history = [mixed_space.sample(rng) for _ in range(6)]
+  queries = [mixed_space.sample(rng) for _ in range(4)]
+  dists, asked = [], []
+  for a, b in ((1.0, 0.0), (scale, shift)):
+    opt = _opt(mixed_space, model, seed=3, search=optformer.SearchConfig(num_random=64))
+    for c in history:
+      opt.tell(c, a * _objective(c) + b)
+    dists.append(opt.predict(queries))
+    asked.append(opt.ask(2))
+  base, moved = dists
+  np.testing.assert_allclose(moved.mean, scale * base.mean + shift, rtol=1e-6, atol=1e-9 * abs(shift))
+  np.testing.assert_allclose(moved.std, scale * base.std, rtol=1e-5)
+  np.testing.assert_allclose(moved.quantile(0.3), scale * base.quantile(0.3) + shift, rtol=1e-6, atol=1e-9 * abs(shift))
+  np.testing.assert_allclose(moved.expected_improvement(), scale * base.expected_improvement(), rtol=1e-5, atol=1e-12)
+  assert asked[0] == asked[1]
