@@ -7,6 +7,7 @@
                     [--no-compilation-cache]
   optformer explain --space space.json --history trials.csv --out DIR [--goal ...] [--checkpoint DIR]
                     [--no-compilation-cache]
+  optformer --version
 
 `--no-compilation-cache` leaves JAX's persistent compilation cache off
 (`Optimizer(compilation_cache=False)`); by default compiled functions are
@@ -18,10 +19,17 @@ Files (UTF-8; a byte-order mark is allowed):
   with "type" (float, int, discrete or categorical), "name", and
   "low"/"high"/"log" (float, int; "log" is optional, default false),
   "values" (discrete: sorted numbers) or "choices" (categorical: strings,
-  numbers or booleans).
+  numbers or booleans). No parameter may be named `objective` or `status`
+  (columns of trials.csv), and no string choice may read as another
+  choice in a CSV cell ("1" beside 1, "true" beside true): such a space is
+  an error, since trials.csv could not tell them apart.
 * trials.csv: a header row naming every parameter and `objective`, then one
-  trial per row, told to the Optimizer in file order. A categorical cell is
-  the choice as written in space.json (true/false for booleans). An empty,
+  trial per row, told to the Optimizer in file order. Fields follow RFC
+  4180 (Python's csv module writes them): spaces are part of a field, and
+  a quoted field starts right after the comma. A categorical cell is the
+  choice as written in space.json (true/false for booleans), matched
+  exactly first (" a" is the choice " a"), then with the spaces around it
+  removed; numbers may have spaces around them. An empty,
   nan or inf objective is an *infeasible* trial (as `Optimizer.tell` records
   NaN); a number that overflows float64 (1e400) or lies beyond +-1e150 is
   an error. Blank lines are skipped; a row of empty fields (`,,,,`) is an
@@ -33,15 +41,18 @@ Files (UTF-8; a byte-order mark is allowed):
   configuration per row; `objective` and `status` columns are ignored, so a
   trials.csv can be passed. configs.json: a list of objects name -> value.
 
-Output (stdout, or --out PATH written atomically: a temporary file in the
-same directory, then os.replace), JSON:
+Output (stdout, or --out PATH written atomically by
+`study_files.write_atomic`: a temporary file in the same directory, then
+os.replace; a symbolic link is written through to its target, and a FIFO,
+socket or device is refused), JSON:
 * suggest: a list of K objects name -> value;
 * predict: one object per configuration, in input order: {"config", "mean",
   "std", "quantiles": {"0.1": ...}, "expected_improvement",
   "probability_of_improvement"}, in objective units; improvement is over the
   best feasible objective in trials.csv, in the goal's direction.
 
-* explain: writes into DIR (created if its parent exists) `explain.json`
+* explain: for a space of at most 16 parameters (exact Shapley values over
+  2^D coalitions), writes into DIR (created if its parent exists) `explain.json`
   (`optformer.explain.explain_study`: partial dependences with std and ICE
   curves, HyperSHAP ablation and tunability Shapley values and pairwise
   interactions, variance shares, seconds per explanation) and PNG figures
@@ -49,10 +60,15 @@ same directory, then os.replace), JSON:
   written, one per line. Pending trials enter the context as for predict;
   the explanations average over the feasible trials.
 
+`--seed` is an integer >= 0; `--quantiles` levels lie strictly between 0
+and 1 (the distribution's tails are unbounded). `--version` prints
+`optformer X.Y.Z` (the installed package's version, else the source
+tree's pyproject.toml).
+
 Exit status: 0 on success; 2 on an invalid command line, input file or
-checkpoint, with one message on stderr naming the file, line and field at
-fault (e.g. `trials.csv:4: field 'units': value 400 is outside [2, 20].`) and
-nothing written to stdout or --out.
+checkpoint, with one line on stderr naming the flag, or the file, line and
+field at fault (e.g. `trials.csv:4: field 'units': value 400 is outside [2,
+20].`) and nothing written to stdout or --out.
 """
 
 from __future__ import annotations
@@ -71,9 +87,9 @@ from optformer.study_files import InputError, load_space  # noqa: F401  (re-expo
 # -- Commands ------------------------------------------------------------------
 
 
-def _optimizer(args) -> Optimizer:
-  """An Optimizer with the space and the history of the command's files."""
-  space = study_files.load_space(args.space)
+def _optimizer(args, space=None) -> Optimizer:
+  """An Optimizer with the space (read from --space unless given) and the history of the command's files."""
+  space = study_files.load_space(args.space) if space is None else space
   trials = study_files.read_trials(args.history, space, history=True)
   try:
     opt = Optimizer(
@@ -119,7 +135,12 @@ def _predict(args) -> list[dict]:
 
 
 def _explain(args) -> None:
-  opt = _optimizer(args)
+  space = study_files.load_space(args.space)
+  if len(space) > explain.shapley.MAX_PLAYERS:  # Before the model loads and before --out is created.
+    raise InputError(args.space, None, None,
+                     f"the search space has {len(space)} parameters; optformer explain computes exact Shapley values "
+                     f"over all 2^D coalitions and supports at most {explain.shapley.MAX_PLAYERS}.")
+  opt = _optimizer(args, space)
   try:
     view = explain.study.as_study(opt)  # Too few feasible trials: an error before anything is written.
   except ValueError as e:
@@ -128,15 +149,18 @@ def _explain(args) -> None:
     import matplotlib  # noqa: F401
   except ImportError as e:
     raise InputError(args.out, None, None, "--out: the figures need matplotlib; pip install 'optformer[explain]'.") from e
+  created = not args.out.exists()
   try:
     args.out.mkdir(exist_ok=True)  # After the input files are read: a bad input leaves nothing behind.
   except OSError as e:
     raise InputError(args.out, None, None, f"--out: cannot create the directory: {e.strerror}.") from e
   try:
     out = explain.explain_study(view, args.out)
-  except ValueError as e:  # A space beyond 16 parameters.
-    raise InputError(args.history, None, None, str(e)) from e
-  study_files.write_atomic(args.out / "explain.json", json.dumps(out, indent=2, allow_nan=False) + "\n")
+    study_files.write_atomic(args.out / "explain.json", json.dumps(out, indent=2, allow_nan=False) + "\n")
+  except BaseException:
+    if created and not any(args.out.iterdir()):
+      args.out.rmdir()
+    raise
   for name in ["explain.json", *out["figures"]]:
     print(args.out / name)
 
@@ -154,21 +178,70 @@ def _positive_int(text: str) -> int:
   return n
 
 
+def _seed(text: str) -> int:
+  try:
+    n = int(text)
+  except ValueError:
+    n = -1
+  if n < 0:
+    raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+  return n
+
+
 def _quantiles(text: str) -> list[float]:
+  """Levels strictly inside (0, 1): the predictive distribution has unbounded tails (levels 0 and 1: -inf and inf)."""
   levels = []
   for part in text.split(","):
     q = study_files.parse_number(part.strip())
-    if q is None or not 0.0 <= q <= 1.0:
-      raise argparse.ArgumentTypeError(f"expected comma-separated levels in [0, 1] such as 0.1,0.5,0.9; got {part.strip()!r}")
+    if q is None or not 0.0 < q < 1.0:
+      raise argparse.ArgumentTypeError(
+          "expected comma-separated levels strictly between 0 and 1, in (0, 1), such as 0.1,0.5,0.9; "
+          f"got {part.strip()!r}")
     levels.append(q)
   return levels
 
 
+def _version() -> str:
+  """The installed package's version, else the one in the source tree's pyproject.toml, else "unknown"."""
+  import importlib.metadata
+
+  try:
+    return importlib.metadata.version("optformer")
+  except importlib.metadata.PackageNotFoundError:
+    pass
+  import tomllib
+
+  try:
+    with open(pathlib.Path(__file__).resolve().parent.parent / "pyproject.toml", "rb") as f:
+      return str(tomllib.load(f)["project"]["version"])
+  except (OSError, KeyError, tomllib.TOMLDecodeError):
+    return "unknown"
+
+
+class _PrintVersion(argparse.Action):
+  """`--version`: prints `optformer X.Y.Z` and exits 0 (the version is looked up only then)."""
+
+  def __init__(self, option_strings, dest, **kwargs):
+    super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+  def __call__(self, parser, namespace, values, option_string=None):
+    sys.stdout.write(f"{parser.prog} {_version()}\n")
+    parser.exit(0)
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse with one-line errors, as for input files: `optformer predict: error: ... (see optformer predict -h)`."""
+
+  def error(self, message):
+    self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+  parser = _Parser(
       prog="optformer", description="Zero-shot hyperparameter suggestions and predictions with a pretrained OptFormer.",
       epilog="File formats: see `python -c 'import optformer.cli; help(optformer.cli)'`.",
   )
+  parser.add_argument("--version", action=_PrintVersion, help="print the version of optformer and exit")
   commands = parser.add_subparsers(dest="command", required=True, metavar="{suggest,predict,explain}")
 
   def common(p, out_help="write the JSON here (atomically) instead of stdout"):
@@ -183,13 +256,15 @@ def _parser() -> argparse.ArgumentParser:
   p = commands.add_parser("suggest", help="print the next configurations to evaluate, as a JSON list of objects")
   common(p)
   p.add_argument("-n", type=_positive_int, default=1, metavar="K", help="number of configurations, diverse for K > 1 (default: 1)")
-  p.add_argument("--seed", type=int, default=None, help="seed: same files and seed give the same suggestions")
+  p.add_argument("--seed", type=_seed, default=None,
+                 help="seed, an integer >= 0: same files and seed give the same suggestions")
   p.set_defaults(run=_suggest)
 
   p = commands.add_parser("predict", help="print the predictive distribution of the objective at given configurations")
   common(p)
   p.add_argument("--configs", required=True, metavar="CONFIGS.csv|.json", help="configurations to predict")
-  p.add_argument("--quantiles", type=_quantiles, default=[0.1, 0.5, 0.9], metavar="Q,...", help="quantile levels (default: 0.1,0.5,0.9)")
+  p.add_argument("--quantiles", type=_quantiles, default=[0.1, 0.5, 0.9], metavar="Q,...",
+                 help="quantile levels in (0, 1) (default: 0.1,0.5,0.9)")
   p.set_defaults(run=_predict)
 
   p = commands.add_parser("explain", help="write partial dependence plots, importance values and interactions to a directory")
@@ -242,10 +317,13 @@ def main(argv: Sequence[str] | None = None) -> int:
       _explain_out_dir(args.out)
       args.run(args)
       return 0
-    if args.out is not None and not args.out.parent.is_dir():
-      raise InputError(args.out, None, None, "--out: the directory does not exist.")
-    if args.out is not None and args.out.is_dir():
-      raise InputError(args.out, None, None, "--out: is a directory; expected a file path.")
+    if args.out is not None:  # Checked before the model runs; write_atomic checks again when it writes.
+      try:
+        target, _ = study_files.replaceable_target(args.out)
+      except OSError as e:
+        raise InputError(args.out, None, None, f"--out: {e.strerror}.") from e
+      if not target.parent.is_dir():
+        raise InputError(args.out, None, None, "--out: the directory does not exist.")
     text = json.dumps(args.run(args), indent=2, allow_nan=False) + "\n"
     if args.out is not None:
       try:

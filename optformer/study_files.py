@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import io
 import json
 import math
 import os
 import pathlib
 import re
+import stat
 import tempfile
+import time
 from typing import Any
 
 from optformer import search_space as ss
 
 _KINDS = {cls.__name__.lower(): cls for cls in (ss.Float, ss.Int, ss.Discrete, ss.Categorical)}
 _STATUSES = ("completed", "infeasible", "pending")
+RESERVED_COLUMNS = ("objective", "status")  # Columns of trials.csv that are not parameters (and names none may take).
 
 
 class InputError(Exception):
@@ -125,28 +129,66 @@ def load_space(path) -> ss.SearchSpace:
       raise InputError(path, at(field) if field else line, field, f"parameter #{i} ({item['name']!r}): {message}") from e
   names = [p.name for p in params]
   for i, name in enumerate(names):
+    at_name = items[i][2].get("name", items[i][1])
     if name in names[:i]:
-      raise InputError(path, items[i][2].get("name", items[i][1]), "name", f"duplicate parameter name {name!r} (also parameter #{names.index(name)}).")
+      raise InputError(path, at_name, "name",
+                       f"duplicate parameter name {name!r} (also parameter #{names.index(name)}).")
+    if name in RESERVED_COLUMNS:
+      raise InputError(path, at_name, "name",
+                       f"parameter #{i}: the name {name!r} is taken by a column of trials.csv "
+                       f"({', '.join(RESERVED_COLUMNS)}); rename the parameter.")
+    if isinstance(params[i], ss.Categorical) and (clash := _csv_clash(params[i])):
+      raise InputError(path, items[i][2].get("choices", items[i][1]), "choices",
+                       f"parameter #{i} ({name!r}): choices {clash[0]!r} and {clash[1]!r} read the same from a CSV "
+                       "cell, so trials.csv could not tell them apart; make them distinct as text (e.g. rename the "
+                       "string choice).")
   return ss.SearchSpace(params)
 
 
 # -- CSV files -----------------------------------------------------------------
 
 
+def _spelled_as(c, t: str) -> bool:
+  """Whether the stripped CSV text t is a spelling of the non-string choice c: JSON or Python (true, True, null, 3), or
+  a number equal to it (3.0 for 3)."""
+  return t in (json.dumps(c), str(c)) or (not isinstance(c, bool) and c is not None and parse_number(t) == c)
+
+
+def _csv_clash(p: ss.Categorical) -> tuple | None:
+  """Two choices of p that a CSV cell cannot tell apart (a string choice that reads as another choice, such as "1"
+  and 1, "true" and True), or None."""
+  for s in p.choices:
+    for c in p.choices:
+      if isinstance(s, str) and not isinstance(c, str) and _spelled_as(c, s.strip()):
+        return s, c
+  return None
+
+
+def _quote_hint(text: str) -> str:
+  """A hint for a cell like ` "adam"`: RFC 4180 quotes only at the start of a field, so the quotes stay in the value."""
+  if re.match(r'\s+"', text):
+    return " (a quoted field must start right after the comma; remove the spaces before the quote)"
+  return ""
+
+
 def _cell_value(p, text: str):
-  """A CSV cell as a value of parameter p; raises ValueError/TypeError without the parameter prefix."""
+  """A CSV cell as a value of parameter p; raises ValueError/TypeError without the parameter prefix.
+
+  A categorical cell is first matched exactly against the string choices (so " a" reads as " a", not "a"), then, with
+  the spaces around it removed, against the string choices and the spellings of the others (`_spelled_as`).
+  """
   t = text.strip()
   if isinstance(p, ss.Categorical):
     for c in p.choices:
-      if isinstance(c, str) and c in (text, t):
+      if isinstance(c, str) and c == text:
         return c
-    for c in p.choices:  # Booleans and numbers by their JSON or Python spelling, or numerically.
-      if not isinstance(c, str) and (t in (json.dumps(c), str(c)) or (not isinstance(c, bool) and parse_number(t) == c)):
+    for c in p.choices:
+      if c == t if isinstance(c, str) else _spelled_as(c, t):
         return c
-    raise ValueError(f"{text!r} is not one of {list(p.choices)!r}.")
+    raise ValueError(f"{text!r} is not one of {list(p.choices)!r}{_quote_hint(text)}.")
   v = parse_number(t)
   if v is None:
-    raise ValueError(f"{text!r} is not a number.")
+    raise ValueError(f"{text!r} is not a number{_quote_hint(text)}.")
   return p.validate(int(v) if isinstance(p, (ss.Int, ss.Discrete)) and v.is_integer() else v)
 
 
@@ -161,7 +203,8 @@ def parse_number(text: str) -> float | None:
 def read_trials(path, space: ss.SearchSpace, history: bool) -> list[tuple[int, dict, Any, str]]:
   """Rows as (line, params, objective or None, status). history=False reads configurations only."""
   text = _read_text(path)
-  reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+  # RFC 4180: spaces are part of a field (a categorical " a" stays " a"); _cell_value forgives spaces around a value.
+  reader = csv.reader(io.StringIO(text, newline=""))
   rows, start = [], 1
   try:
     for cells in reader:
@@ -174,11 +217,10 @@ def read_trials(path, space: ss.SearchSpace, history: bool) -> list[tuple[int, d
     raise InputError(path, 1, None, f"empty file; expected a header row with the parameter names{' and objective' if history else ''}.")
   header_line, header = rows[0]
   header = [h.strip() for h in header]
-  extra = ("objective", "status")
   for j, name in enumerate(header):
     if name in header[:j]:
       raise InputError(path, header_line, name, "the column appears twice in the header.")
-    if name not in space.names and name not in extra:
+    if name not in space.names and name not in RESERVED_COLUMNS:
       raise InputError(path, header_line, name, f"unknown column; expected the parameters {space.names}, 'objective' and optionally 'status'.")
   for name in space.names + (["objective"] if history else []):
     if name not in header:
@@ -186,7 +228,9 @@ def read_trials(path, space: ss.SearchSpace, history: bool) -> list[tuple[int, d
   out = []
   for line, cells in rows[1:]:
     if len(cells) != len(header):
-      raise InputError(path, line, None, f"{len(cells)} fields, but the header (line {header_line}) has {len(header)}.")
+      hint = next((h for c in cells if (h := _quote_hint(c))), "")
+      raise InputError(path, line, None,
+                       f"{len(cells)} fields, but the header (line {header_line}) has {len(header)}{hint}.")
     row = dict(zip(header, cells))
     params = {}
     for p in space:
@@ -238,19 +282,92 @@ def read_configs(path, space: ss.SearchSpace) -> list[dict]:
   return configs
 
 
+_STALE_SECONDS = 60.0  # A temporary file of write_atomic this old, whose process is gone, was left by a killed write.
+
+
+_TEMP_NAME_CHARS = 100  # The file's name, cut to this, starts its temporary files' names (within 255 bytes).
+
+
+def _remove_stale_temps(directory: pathlib.Path, name: str) -> None:
+  """Removes the temporary files that killed write_atomic calls to `name` left in `directory` (see write_atomic)."""
+  pattern = re.compile(rf"\.{re.escape(name[:_TEMP_NAME_CHARS])}\.(\d+)\.[A-Za-z0-9_]+\.tmp")
+  now = time.time()
+  try:
+    entries = list(os.scandir(directory))
+  except OSError:
+    return
+  for entry in entries:
+    m = pattern.fullmatch(entry.name)
+    if not m or not entry.is_file(follow_symlinks=False):
+      continue
+    try:
+      if now - entry.stat(follow_symlinks=False).st_mtime < _STALE_SECONDS:
+        continue
+      os.kill(int(m.group(1)), 0)  # Raises ProcessLookupError if the writer is gone.
+    except ProcessLookupError:
+      pathlib.Path(entry.path).unlink(missing_ok=True)
+    except (OSError, OverflowError, ValueError):  # Alive under another user (PermissionError), or no such pid number.
+      continue
+
+
+def replaceable_target(path: str | os.PathLike) -> tuple[pathlib.Path, os.stat_result | None]:
+  """The file that write_atomic(path, ...) would replace (symbolic links followed), and its stat (None: not there yet).
+
+  Raises:
+    IsADirectoryError, OSError: as `write_atomic`, for a directory or a file that is not a regular file.
+  """
+  target = pathlib.Path(os.path.realpath(path))
+  try:
+    st = os.stat(target)
+  except FileNotFoundError:
+    st = None
+  if st is not None and stat.S_ISDIR(st.st_mode):
+    raise IsADirectoryError(errno.EISDIR, "is a directory; expected a file path", str(path))
+  if st is not None and not stat.S_ISREG(st.st_mode):
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"))
+    what = next((name for test, name in kinds if test(st.st_mode)), "a special file")
+    raise OSError(errno.EINVAL, f"is {what}, not a regular file; refusing to replace it", str(path))
+  return target, st
+
+
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-  """Writes text to path via a temporary file in the same directory and os.replace: all or nothing."""
-  path = pathlib.Path(path)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+  """Writes UTF-8 text to `path`, all or nothing: a temporary file in the same directory, fsync, then os.replace.
+
+  A symbolic link is written through: the file it points to (after every
+  link in the chain) is replaced and the link stays; a dangling link gets
+  its target created. An existing file keeps its permission bits; a new one
+  gets 0o666 less the umask.
+
+  The temporary file is `.{name}.{pid}.{random}.tmp` next to the file
+  written. Any error (KeyboardInterrupt included) removes it; a write killed
+  outright (kill -9, power loss) leaves it, and the next write_atomic to the
+  same file removes every such leftover whose process no longer runs and
+  that is over a minute old.
+
+  Raises:
+    IsADirectoryError: `path` (or the file a link points to) is a directory.
+    OSError: `path` exists but is not a regular file (a FIFO, socket or
+      device, which replacing would destroy; errno EINVAL), or the
+      directory is missing or not writable.
+  """
+  target, st = replaceable_target(path)
+  _remove_stale_temps(target.parent, target.name)
+  fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:_TEMP_NAME_CHARS]}.{os.getpid()}.",
+                             suffix=".tmp")
   try:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
       f.write(text)
       f.flush()
       os.fsync(f.fileno())
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions.
-    os.replace(tmp, path)
+    if st is not None:
+      mode = stat.S_IMODE(st.st_mode)
+    else:
+      umask = os.umask(0)
+      os.umask(umask)
+      mode = 0o666 & ~umask
+    os.chmod(tmp, mode)  # mkstemp creates 0600.
+    os.replace(tmp, target)
   except BaseException:
     pathlib.Path(tmp).unlink(missing_ok=True)
     raise
