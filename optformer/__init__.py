@@ -8,6 +8,9 @@ and `CheckpointError` (defined with the checkpoint reader) when it is first
 named (docs/cold_start.md).
 """
 
+import importlib
+import importlib.util
+
 from optformer import compilation_cache
 from optformer.acquisition_search import SearchConfig
 from optformer.distribution import RiemannDistribution
@@ -25,9 +28,16 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-  """`optformer.CheckpointError`, imported on first use (optformer.checkpoint imports JAX, flax and orbax)."""
+  """`optformer.CheckpointError` and submodules not imported above (`optformer.checkpoint`, `optformer.pfn`, ...),
+  imported on first use: the model's modules import JAX, flax and orbax."""
   if name == "CheckpointError":
     from optformer.checkpoint import CheckpointError
 
     return CheckpointError
-  raise AttributeError(f"module 'optformer' has no attribute {name!r}")
+  if name.isidentifier() and not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+    return importlib.import_module(f"{__name__}.{name}")
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(__all__))

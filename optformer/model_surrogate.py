@@ -121,7 +121,9 @@ class Posterior:
     if self.best is None:
       raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
 
-  def predict(self, units, goal: str = "maximize"):
+  def predict(self, units, goal: str = "maximize") -> PFNPredictive | RiemannDistribution:
+    """Predictive distributions at float [M, D] unit rows in objective units, in the goal's direction:
+    v2 a `pfn_inference.PFNPredictive`, v1 a RiemannDistribution. ValueError without a feasible row."""
     raise NotImplementedError
 
   def mean(self, units) -> np.ndarray:
@@ -190,7 +192,7 @@ class _PFNPosterior(Posterior):
     if self.best is not None:
       self.encoded = surrogate.engine.context(context.units, context.y, surrogate.kinds, surrogate.num_values)
 
-  def predict(self, units, goal: str = "maximize"):
+  def predict(self, units, goal: str = "maximize") -> PFNPredictive:
     self._check_scale()
     return self.encoded.score(np.asarray(units, np.float64).reshape(-1, len(self.surrogate.kinds)), goal=goal)
 

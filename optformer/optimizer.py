@@ -1,17 +1,26 @@
 """The ask/tell optimizer: zero-shot suggestions and predictions from a study's history.
 
-Suggesting: the history is encoded once (`inference.Engine.context`:
-per-layer keys and values), and the acquisition (default: expected
-improvement over the best objective seen,
-distribution.RiemannDistribution.expected_improvement) is maximized by
+Models: model v2 (the default, `checkpoint.DEFAULT_CHECKPOINT`; a PFN
+surrogate, docs/model_v2.md) and model v1 (`checkpoint.V1_CHECKPOINT`; a
+surrogate with a policy, OptFormer-style). Where they differ, the docs below
+say which is which.
+
+Suggesting: the history is encoded once (the model's context: per-layer
+keys and values; `pfn_inference.PFNEngine.context` for v2,
+`inference.Engine.context` for v1), and the acquisition is maximized by
 `optformer.acquisition_search.search` over a pool of uniform points and,
-when `search` asks for them, local moves of the best trials, policy samples
-(OptFormer, Chen et al. 2022, Sec. 5 "OptFormer (EI)") and rounds of local
-moves around the best candidates; the best candidate not already evaluated
-is returned. The default pool (1024 uniform points) is the measured best
-(docs/acquisition_search.md). With an empty history the first suggestion is
-a prior sample (with a `prior`), a policy sample (when the pool has policy
-samples) or a uniform one.
+when `search` asks for them, local moves of the best trials, (v1 only)
+policy samples (OptFormer, Chen et al. 2022, Sec. 5 "OptFormer (EI)") and
+rounds of local moves around the best candidates; the best candidate not
+already evaluated is returned. The default acquisition is expected
+improvement over the best objective seen: for v2, EI of the bar
+distribution in the model's normalized units times p(feasible | x)
+(`pfn_inference.PFNPredictive`, `model_surrogate`); for v1,
+`distribution.RiemannDistribution.expected_improvement`. The default pool
+(1024 uniform points) is the measured best (docs/acquisition_search.md,
+measured with v1). With an empty history the first suggestion is a prior
+sample (with a `prior`), a policy sample (v1, when the pool has policy
+samples) or a uniform one, with no model call.
 
 Batches and pending trials: every suggestion is *pending* until it is told;
 `add_pending` registers configurations being evaluated elsewhere. Pending
@@ -22,8 +31,9 @@ configurations: each one is chosen after conditioning on the ones before.
 
 User priors (`prior=`, piBO, Hvarfner et al. 2022): the expected improvement
 of each candidate is multiplied by pi(x) ** (prior_beta / n) (see
-`optformer.priors`), candidates are drawn from the prior as well as the
-policy, and the first suggestions of an empty study are drawn from the prior.
+`optformer.priors`), candidates are drawn from the prior as well (and from
+the policy, v1), and the first suggestions of an empty study are drawn from
+the prior.
 
 Persistence: `save`/`load` (and `to_json`/`from_json`) keep the search space,
 options, trials, pending trials and the random state, so a resumed study
@@ -40,10 +50,13 @@ History handling (documented behaviour for bad or long input):
   * Objectives beyond +-1e150 (`MAX_ABS_OBJECTIVE`) are refused with
     ValueError at `tell`, before anything is recorded: the objective's
     scale would overflow float64 and break every later call.
-  * A history longer than the model's context (`max_trials`, 64 for the
-    shipped model) is *truncated for the model only*: the context holds the
-    best half and the most recent trials, in their original order; all
-    trials stay in `trials` and count for `best`. A warning says so once.
+  * A history longer than the model's context (`surrogate.max_context`:
+    256 trials for the shipped model v2, 64 for v1) is *truncated for the
+    model only* (`optformer.context.truncate`): the context holds the best
+    half and the most recent trials, in their original order; all trials
+    stay in `trials` and count for `best`. A warning says so once.
+  * A suggestion edited before it is told is recorded, and read by the
+    model, with its edited values.
 """
 
 from __future__ import annotations
@@ -172,11 +185,15 @@ class Optimizer:
   Args:
     space: the SearchSpace to optimize over.
     goal: "minimize" or "maximize" the objective.
-    model: an OptFormer, a checkpoint directory, or None for the shipped one.
+    model: a model (v2 `pfn.PFNSurrogate` or v1 `model.OptFormer`), a
+      checkpoint directory, or None for the shipped one (model v2,
+      `checkpoint.DEFAULT_CHECKPOINT`). Loading it imports JAX, flax and
+      orbax (docs/cold_start.md).
     num_candidates: M candidates of the "policy" and "random" modes, and
       of prior samples added to any pool when a `prior` is given (> 0).
-    temperature: policy sampling temperature (> 0).
-    algorithm: behaviour-algorithm prompt, one of the model's algorithms.
+    temperature: policy sampling temperature (> 0; model v1, which has a policy).
+    algorithm: behaviour-algorithm prompt, one of the model's algorithms
+      (model v1; ignored by v2, which has no prompt).
     candidates: how the acquisition is maximized:
       "search" (the default): `optformer.acquisition_search.search` with
       the pool sizes of `search` (default 1024 uniform points; local moves
@@ -218,7 +235,11 @@ class Optimizer:
   Raises:
     ValueError: bad goal, unknown algorithm or candidate source, non-positive
       num_candidates, temperature or prior_beta, a prior that does not fit
-      the space, or a space with more parameters than the model supports.
+      the space, a space with more parameters than the model supports (64
+      for the shipped model v2, 8 for v1), model="" (None is the shipped
+      model), or candidates="policy" with a v2 model.
+    TypeError: space is not a SearchSpace, or model is neither a model, a
+      path nor None.
     checkpoint.CheckpointError: a missing, corrupt or mismatched checkpoint.
   """
 
@@ -499,15 +520,19 @@ class Optimizer:
     configs = [self.space.from_unit(u) for u in units]
     return score + self.prior_beta / max(len(self.trials), 1) * self.prior.log_density(configs)
 
-  def predict(self, configs: Sequence[Mapping[str, Any]]) -> RiemannDistribution:
+  def predict(self, configs: Sequence[Mapping[str, Any]]) -> PFNPredictive | RiemannDistribution:
     """Predictive distributions of the objective at `configs`, in objective units.
 
     Pending trials are in the context with fantasized objectives, as for `ask`.
 
     Returns:
-      RiemannDistribution over N = len(configs) rows with `goal` set, so its
-      expected_improvement() and probability_of_improvement() default to
-      the best value seen.
+      N = len(configs) predictive distributions in the goal's direction:
+      for model v2 (the default) a `pfn_inference.PFNPredictive` (mean,
+      std, quantile, cdf, pdf, log_prob, expected_improvement,
+      probability_of_improvement, upper_confidence_bound, given the trial
+      is feasible, and p_feasible); for model v1 a `RiemannDistribution`
+      (a `StudyDistribution`). Their expected_improvement() and
+      probability_of_improvement() default to the best value seen.
 
     Raises:
       ValueError: no feasible trial yet (the objective's scale is unknown),

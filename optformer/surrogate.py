@@ -18,21 +18,23 @@ where it matters to a Bayesian-optimization loop:
   X: float [n, d]                     X: a list of configurations (dicts), or an
                                       array-like [n, d] of values in the search
                                       space's parameter order (categoricals by value)
-  (any number of training points)     at most the model's context (`max_trials`, 64
-                                      for the shipped model): a longer history is
-                                      truncated to the best half and the most recent
-                                      rows, with a warning, exactly as Optimizer does
+  (any number of training points)     at most the model's context (`max_context`:
+                                      256 for the shipped model v2, 64 for v1): a
+                                      longer history is truncated to the best half
+                                      and the most recent rows, with a warning,
+                                      exactly as Optimizer does
   (no goal)                           goal: "minimize" or "maximize". The model was
                                       meta-trained on optimization trajectories and
                                       reads the history as a study seeking that goal;
                                       it also sets the direction of EI/PI/UCB in
                                       predict_distribution. Means stay in y's units.
 
-`predict_distribution(X)` returns the full predictive distribution
-(`optformer.RiemannDistribution`: mean, std, quantile, cdf, pdf, log_prob,
-expected_improvement, probability_of_improvement, upper_confidence_bound),
-whose improvement-based acquisition functions default to the best y in the
-goal's direction.
+`predict_distribution(X)` returns the full predictive distribution: for
+model v2 (the default) a `pfn_inference.PFNPredictive`, for model v1 an
+`optformer.RiemannDistribution`; both have mean, std, quantile, cdf, pdf,
+log_prob, expected_improvement, probability_of_improvement and
+upper_confidence_bound (v2 also p_feasible), and their improvement-based
+acquisition functions default to the best y in the goal's direction.
 
 It predicts through the same pieces as `optformer.Optimizer`: the context
 policy of `optformer.context` (truncation, with the warning at `fit`) and
@@ -47,7 +49,7 @@ studies with failed evaluations).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -57,6 +59,9 @@ from optformer.context import Context
 from optformer.distribution import RiemannDistribution
 from optformer.model_surrogate import ModelSurrogate, Posterior
 from optformer.optimizer import MAX_ABS_OBJECTIVE, load_engine, with_best
+
+if TYPE_CHECKING:
+  from optformer.pfn_inference import PFNPredictive
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -70,7 +75,8 @@ class Surrogate:
     space: the SearchSpace that configurations come from.
     goal: "minimize" or "maximize": the direction the user's loop optimizes y
       (see the module docstring for why the model needs it).
-    model: an OptFormer, a checkpoint directory, or None for the shipped one.
+    model: a model (v2 `pfn.PFNSurrogate` or v1 `model.OptFormer`), a checkpoint
+      directory, or None for the shipped one (model v2).
     algorithm: behaviour-algorithm prompt, one of the model's algorithms (v1; v2 has no
       prompt). Default "random": on held-out prior tasks it predicts better than "gp_ucb"
       (the Optimizer's sampling prompt) at every context size, e.g. NLL 0.89 vs 0.99 nats and
@@ -83,8 +89,8 @@ class Surrogate:
 
   Raises:
     TypeError: space is not a SearchSpace.
-    ValueError: a bad goal or algorithm, or a space with more parameters than
-      the model supports.
+    ValueError: a bad goal or algorithm, model="", or a space with more
+      parameters than the model supports (64 for the shipped model v2, 8 for v1).
     optformer.CheckpointError: a missing, corrupt or mismatched checkpoint.
   """
 
@@ -144,16 +150,18 @@ class Surrogate:
 
   # -- Predict ---------------------------------------------------------------
 
-  def predict_distribution(self, X) -> RiemannDistribution:
+  def predict_distribution(self, X) -> PFNPredictive | RiemannDistribution:
     """The predictive distribution of y at each of m configurations.
 
     Args:
       X: m configurations, in either form that `fit` accepts (m may be 0).
 
     Returns:
-      A RiemannDistribution over m rows in y's units with `goal` set; its
-      expected_improvement() and probability_of_improvement() default to the
-      best y seen (min(y) for "minimize", max(y) for "maximize").
+      m distributions in y's units with `goal` set: a
+      `pfn_inference.PFNPredictive` for model v2 (the default), a
+      RiemannDistribution for v1. Their expected_improvement() and
+      probability_of_improvement() default to the best y seen (min(y) for
+      "minimize", max(y) for "maximize").
 
     Raises:
       NotFittedError: called before `fit`.
@@ -183,7 +191,8 @@ class Surrogate:
     """Draws from each configuration's predictive distribution.
 
     Unlike GaussianProcessRegressor.sample_y the draws are independent across
-    the m configurations (the model predicts marginals, not a joint). Within a
+    the m configurations (the model predicts marginals, not a joint). Model v2:
+    the inverse CDF of its distribution at uniform draws; model v1: within a
     bin the draw is uniform, as the bar distribution's density is.
 
     Args:

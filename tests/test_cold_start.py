@@ -113,6 +113,42 @@ def test_default_dir_follows_an_absolute_xdg_cache_home(monkeypatch, tmp_path):
   assert compilation_cache.default_dir() == pathlib.Path.home() / ".cache" / "optformer" / "jax"
 
 
-def test_import_optformer_does_not_import_scipy_stats(tmp_path):
-  out = _run("import json, sys, optformer\nprint(json.dumps({'stats': 'scipy.stats' in sys.modules}))", tmp_path)
-  assert out == {"stats": False}
+_HEAVY = ("jax", "jaxlib", "flax", "orbax", "orbax.checkpoint", "scipy.stats", "torch", "optuna", "matplotlib")
+
+
+def test_import_optformer_and_the_search_space_api_import_no_jax_flax_or_orbax(tmp_path):
+  code = f"""
+import json, sys, optformer
+space = optformer.SearchSpace([optformer.Float("x", 1e-3, 1.0, log=True), optformer.Categorical("c", ("a", "b"))])
+config = space.sample(__import__("numpy").random.default_rng(0))
+assert space.validate(config) == config and space.to_unit(config).shape == (2,)
+optformer.SearchConfig(); optformer.priors.Normal(0.1, 0.2)
+print(json.dumps(sorted(m for m in {_HEAVY!r} if m in sys.modules)))
+"""
+  assert _run(code, tmp_path) == []
+
+
+def test_jax_based_names_resolve_on_first_use():
+  assert issubclass(optformer.CheckpointError, ValueError)
+  assert optformer.checkpoint.CheckpointError is optformer.CheckpointError  # Submodules import on first use.
+  assert "CheckpointError" in dir(optformer)
+  with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+    optformer.no_such_name  # noqa: B018
+
+
+@pytest.mark.slow
+def test_the_shipped_model_loads_and_suggests_in_a_fresh_process(tmp_path):
+  code = """
+import json, sys, optformer
+space = optformer.SearchSpace([optformer.Float(f"x{i}", -5.0, 5.0) for i in range(3)])
+before = "jax" in sys.modules
+opt = optformer.Optimizer(space, seed=0, compilation_cache=str(__import__("pathlib").Path.cwd() / "cache"))
+loaded = "jax" in sys.modules
+for _ in range(4):
+  p = opt.ask()
+  opt.tell(p, sum(v * v for v in p.values()))
+print(json.dumps({"before": before, "loaded": loaded, "v2": opt.v2, "context": opt.surrogate.max_context,
+                  "ok": all(-5.0 <= v <= 5.0 for v in opt.ask().values()), "model": opt.to_json()["model"]}))
+"""
+  out = _run(code, tmp_path)
+  assert out == {"before": False, "loaded": True, "v2": True, "context": 256, "ok": True, "model": "shipped:optformer-v2"}
