@@ -20,15 +20,23 @@ predicts.
 
 `load` verifies the manifest before reading anything else, so a truncated,
 altered, missing or unexpected file is reported as corruption instead of
-producing a silently wrong model, and then checks every parameter's shape
-against the config. `save` writes the manifest last, atomically, so an
-interrupted save leaves a directory that fails verification.
+producing a silently wrong model; then checks every field of the config
+(`validate_config`: types and ranges, so an edited config.json under a
+regenerated manifest is named field by field instead of failing deep in
+the model or loading wrong); then checks every parameter's shape against
+the config. Symbolic links in the directory are followed (a `params/`
+linked to shared storage is verified like a copy). `save` writes the
+manifest last, atomically, so an interrupted save leaves a directory that
+fails verification.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
+import os
 import pathlib
 import re
 
@@ -73,9 +81,24 @@ def _digest(path: pathlib.Path) -> str:
 
 
 def _covered_files(directory: pathlib.Path) -> dict[str, pathlib.Path]:
-  """{POSIX path relative to directory: path} of every file the manifest must list."""
+  """{POSIX path relative to directory: path} of every file the manifest must list.
+
+  Symbolic links are followed, to files and to directories (a `params/` linked to shared storage is checked like a
+  copy); a link back to a directory already walked (a loop) raises CheckpointError.
+  """
   skip = {_MANIFEST, *_UNCHECKED}
-  files = {p.relative_to(directory).as_posix(): p for p in directory.rglob("*") if p.is_file()}
+  files, walked = {}, set()
+  for root, dirs, names in os.walk(directory, followlinks=True):
+    real = os.path.realpath(root)
+    if real in walked:
+      rel = pathlib.Path(root).relative_to(directory).as_posix()
+      raise CheckpointError(f"Checkpoint {directory}: {rel} is a symbolic link to {real}, a directory already read "
+                            "(a loop); expected a directory written by optformer.checkpoint.save.")
+    walked.add(real)
+    for name in names:
+      p = pathlib.Path(root, name)
+      if p.is_file():
+        files[p.relative_to(directory).as_posix()] = p
   return {k: files[k] for k in sorted(files) if k not in skip}
 
 
@@ -133,12 +156,17 @@ def load(directory=None, with_metadata: bool = False):
       manifest.json is not valid JSON or not an object of
       {relative path: {"sha256": str, "bytes": int}}; a file it lists is
       missing, changed (size or sha256: corruption), or a file it does not
-      list is present; config.json is not a valid config or names an
-      unknown format; or a parameter's shape does not match the config
-      (a mismatched checkpoint).
+      list is present (symbolic links are followed; a dangling one or a
+      loop is named); config.json is not a valid config (a field of the
+      wrong type or range, named with its value: `validate_config`) or
+      names an unknown format; or a parameter's shape does not match the
+      config (a mismatched checkpoint).
   """
   directory = pathlib.Path(directory or DEFAULT_CHECKPOINT).absolute()
   for name in ("config.json", _MANIFEST, "params"):
+    if (directory / name).is_symlink() and not (directory / name).exists():
+      raise CheckpointError(f"Model checkpoint {directory}: {name!r} is a symbolic link to "
+                            f"{os.path.realpath(directory / name)}, which does not exist.")
     if not (directory / name).exists():
       raise CheckpointError(f"Model checkpoint {directory} is missing {name!r}; expected a directory written by optformer.checkpoint.save.")
   _verify(directory)
@@ -152,6 +180,7 @@ def load(directory=None, with_metadata: bool = False):
     else:
       raise ValueError(f"unknown format {fmt!r}; this version reads v1 (no format) and {FORMAT_V2!r}")
     metadata = doc.get("metadata", {})
+    validate_config(config)
   except (ValueError, KeyError, TypeError, AttributeError) as e:
     raise CheckpointError(f"{directory / 'config.json'} is not a valid model config: {e}") from e
   model = nnx.eval_shape(lambda: create(config))
@@ -235,6 +264,75 @@ def _check_manifest_format(manifest, path: pathlib.Path) -> None:
         or not _SHA256.fullmatch(entry["sha256"]) or not isinstance(entry["bytes"], int) or isinstance(entry["bytes"], bool)
         or entry["bytes"] < 0):
       raise CheckpointError(f"{path}: entry for {name!r} is {json.dumps(entry)[:80]}; expected {_ENTRY}.")
+
+
+def _count(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _finite(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _rule(check, expected: str):
+  """A field rule: value -> None if `check(value)`, else what the field must be."""
+  return lambda v: None if check(v) else expected
+
+
+def _borders_problem(v) -> str | None:
+  if not isinstance(v, tuple) or len(v) < 3:
+    return "at least 3 bar borders"
+  bad = next((i for i, b in enumerate(v) if not _finite(b)), None)
+  if bad is not None:
+    return f"finite numbers, but borders[{bad}] is {v[bad]!r}"
+  bad = next((i for i in range(len(v) - 1) if not v[i] < v[i + 1]), None)
+  if bad is not None:
+    return f"strictly increasing numbers, but borders[{bad}] = {v[bad]!r} >= borders[{bad + 1}] = {v[bad + 1]!r}"
+  return None
+
+
+_COUNT = _rule(_count, "an int >= 1")
+_UNIT = _rule(lambda v: _finite(v) and 0 <= v <= 1, "a number in [0, 1]")
+# Field name -> rule, for the fields of pfn.PFNConfig (v2), model.ModelConfig and tokenizer.TokenizerConfig (v1).
+_FIELD_RULES = {
+    "d_model": _COUNT, "num_heads": _COUNT, "num_layers": _COUNT, "mlp_ratio": _COUNT, "d_slot": _COUNT,
+    "num_fourier": _COUNT, "max_frequency": _rule(lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    "num_slot_ids": _COUNT, "max_categories": _COUNT, "max_context": _COUNT, "d_ard": _COUNT,
+    "distance_bias": _rule(lambda v: isinstance(v, bool), "true or false"), "borders": _borders_problem,
+    "decoder_layers": _COUNT, "max_trials": _COUNT, "max_params": _COUNT, "y_low": _UNIT, "y_high": _UNIT,
+    "algorithms": _rule(lambda v: isinstance(v, tuple) and v and all(isinstance(a, str) and a for a in v)
+                        and len(set(v)) == len(v), "a non-empty list of distinct names"),
+    "num_x_bins": _rule(lambda v: _count(v) and v >= 2, "an int >= 2"),
+    "num_y_bins": _rule(lambda v: _count(v) and v >= 2, "an int >= 2"),
+}
+
+
+def _shown(value) -> str:
+  """A field's value for an error message: JSON-like, long tuples (borders) cut short."""
+  if isinstance(value, tuple) and len(value) > 6:
+    return f"[{', '.join(map(repr, value[:3]))}, ..., {', '.join(map(repr, value[-2:]))}] ({len(value)} values)"
+  return repr(list(value) if isinstance(value, tuple) else value)
+
+
+def validate_config(config, prefix: str = "") -> None:
+  """Checks every field of a model config (v2 PFNConfig, or v1 ModelConfig with its TokenizerConfig) before a load.
+
+  Raises:
+    ValueError: a field of the wrong type or out of range, named with its
+      value and what it must be (e.g. "field 'num_layers' is -1; expected
+      an int >= 1"); d_model not a multiple of num_heads; y_low >= y_high.
+  """
+  for f in dataclasses.fields(config):
+    value = getattr(config, f.name)
+    if dataclasses.is_dataclass(value):
+      validate_config(value, f"{prefix}{f.name}.")
+    elif f.name in _FIELD_RULES and (expected := _FIELD_RULES[f.name](value)):
+      raise ValueError(f"field '{prefix}{f.name}' is {_shown(value)}; expected {expected}.")
+  if hasattr(config, "num_heads") and config.d_model % config.num_heads:
+    raise ValueError(f"field '{prefix}d_model' is {config.d_model}; "
+                     f"expected a multiple of num_heads={config.num_heads}.")
+  if hasattr(config, "y_low") and not config.y_low < config.y_high:
+    raise ValueError(f"field '{prefix}y_low' is {config.y_low}; expected less than y_high={config.y_high}.")
 
 
 def _check_shapes(abstract, saved_tree, directory):

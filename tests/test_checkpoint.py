@@ -4,6 +4,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import re
 import shutil
 import types
@@ -14,7 +15,7 @@ import pytest
 from flax import nnx
 
 import optformer
-from optformer import checkpoint
+from optformer import checkpoint, pfn
 from optformer.checkpoint import CheckpointError
 from optformer.model import Batch, ModelConfig
 
@@ -255,6 +256,97 @@ def test_edited_config_raises_naming_it(copy, tiny_config, value):
   meta["model"]["max_frequency"] = value
   (copy / "config.json").write_text(json.dumps(meta, indent=1))
   with pytest.raises(CheckpointError, match="corrupt: config.json has (sha256|.* bytes)"):
+    checkpoint.load(copy)
+
+
+@pytest.fixture(scope="module")
+def saved_v2(tmp_path_factory):
+  """A tiny model v2 (the default family) written by checkpoint.save (read-only)."""
+  config = pfn.PFNConfig.tiny()
+  params = nnx.to_pure_dict(nnx.state(pfn.create_model(config)))
+  return checkpoint.save(tmp_path_factory.mktemp("ckpt") / "v2", config, params)
+
+
+def _edit_config(directory, field, value):
+  """Sets a field of config.json's model (dotted for the tokenizer's) and regenerates the manifest, as an edit would."""
+  meta = json.loads((directory / "config.json").read_text())
+  section, _, key = field.rpartition(".")
+  target = meta["model"][section] if section else meta["model"]
+  target[key] = value(target[key]) if callable(value) else value
+  (directory / "config.json").write_text(json.dumps(meta))
+  _rehash(directory)
+
+
+# (family, field, new value or function of the old one, message after "field '<field>' is ")
+BAD_CONFIGS = [
+    ("v2", "borders", lambda b: b[::-1], r"\[3\.0, 2\.8125, .*\(33 values\); expected strictly increasing numbers, "
+                                          r"but borders\[0\] = 3\.0 >= borders\[1\] = 2\.8125"),
+    ("v2", "borders", lambda b: b[:5] + [math.nan] + b[6:], r".*expected finite numbers, but borders\[5\] is nan"),
+    ("v2", "borders", lambda b: b[:1] * 2 + b[1:], r".*but borders\[0\] = -3\.0 >= borders\[1\] = -3\.0"),  # a tie
+    ("v2", "borders", [0.0, 1.0], r"\[0\.0, 1\.0\]; expected at least 3 bar borders"),
+    ("v2", "num_layers", -1, r"-1; expected an int >= 1"),
+    ("v2", "d_model", "32", r"'32'; expected an int >= 1"),
+    ("v2", "d_model", 31, r"31; expected a multiple of num_heads=2"),
+    ("v2", "max_frequency", math.nan, r"nan; expected a finite number > 0"),
+    ("v2", "max_context", 0, r"0; expected an int >= 1"),
+    ("v2", "num_heads", True, r"True; expected an int >= 1"),
+    ("v2", "distance_bias", "yes", r"'yes'; expected true or false"),
+    ("v1", "num_layers", 0, r"0; expected an int >= 1"),
+    ("v1", "max_frequency", -64.0, r"-64\.0; expected a finite number > 0"),
+    ("v1", "tokenizer.num_y_bins", 1, r"1; expected an int >= 2"),
+    ("v1", "tokenizer.y_low", 0.9, r"0\.9; expected less than y_high=0\.8"),
+    ("v1", "algorithms", [], r"\[\]; expected a non-empty list of distinct names"),
+]
+
+
+@pytest.mark.parametrize("family, field, value, message", BAD_CONFIGS,
+                         ids=[f"{c[0]}-{c[1]}-{i}" for i, c in enumerate(BAD_CONFIGS)])
+def test_edited_config_under_a_regenerated_manifest_raises_naming_the_field_and_value(
+    saved, saved_v2, tmp_path, family, field, value, message):
+  copy = shutil.copytree(saved_v2 if family == "v2" else saved, tmp_path / "copy")
+  _edit_config(copy, field, value)
+  want = rf"config\.json is not a valid model config: field '{re.escape(field)}' is {message}"
+  with pytest.raises(CheckpointError, match=want):
+    checkpoint.load(copy)
+
+
+def test_shipped_configs_are_valid():
+  for path in (checkpoint.V2_CHECKPOINT, checkpoint.V1_CHECKPOINT):
+    doc = json.loads((path / "config.json").read_text())
+    config = (pfn.PFNConfig if doc.get("format") == checkpoint.FORMAT_V2 else ModelConfig).from_dict(doc["model"])
+    checkpoint.validate_config(config)
+
+
+def _link_params_elsewhere(copy, tmp_path):
+  shutil.move(copy / "params", tmp_path / "shared_params")
+  (copy / "params").symlink_to(tmp_path / "shared_params")
+
+
+def test_a_params_symlink_is_followed_and_verified(saved_v2, tmp_path):
+  """A params/ linked to shared storage loads like a copy (it was reported as every params file missing)."""
+  copy = shutil.copytree(saved_v2, tmp_path / "copy")
+  _link_params_elsewhere(copy, tmp_path)
+  want = nnx.to_pure_dict(nnx.state(checkpoint.load(saved_v2)))
+  got = nnx.to_pure_dict(nnx.state(checkpoint.load(copy)))
+  for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  path = _params_files(copy)[0]  # the files behind the link are checked too
+  data = bytearray(path.read_bytes())
+  data[len(data) // 2] ^= 0x01
+  path.write_bytes(bytes(data))
+  with pytest.raises(CheckpointError, match=f"corrupt: {_rel(copy, path)} has sha256"):
+    checkpoint.load(copy)
+
+
+def test_a_dangling_params_symlink_or_a_link_loop_is_named(saved, tmp_path):
+  copy = shutil.copytree(saved, tmp_path / "copy")
+  _link_params_elsewhere(copy, tmp_path)
+  (copy / "params" / "loop").symlink_to(copy / "params")
+  with pytest.raises(CheckpointError, match=r"params/loop is a symbolic link to .*shared_params, a directory already read"):
+    checkpoint.load(copy)
+  (copy / "params" / "loop").unlink()
+  shutil.rmtree(tmp_path / "shared_params")
+  with pytest.raises(CheckpointError, match=r"'params' is a symbolic link to .*shared_params, which does not exist"):
     checkpoint.load(copy)
 
 
