@@ -8,6 +8,7 @@ the legacy one. Public-API tests take the `model` fixture, which runs each test 
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from optformer import pfn
@@ -56,6 +57,24 @@ def max_params(model) -> int:
 def max_context(model) -> int:
   """The most trials a tiny model of either family reads."""
   return model.config.max_context if isinstance(model, pfn.PFNSurrogate) else model.config.max_trials
+
+
+def acquisition_of(dist, kind):
+  """float [N]: the acquisition `ask` ranks by, recomputed from `Optimizer.predict`'s public distribution.
+
+  v2 (PFNPredictive): log EI / log PI in the model's z units plus log p(feasible) (Gardner et al. 2014), or
+  UCB of z; v1 (RiemannDistribution): EI / PI / UCB in objective units (an increasing map of v1's normalized ones).
+  """
+  if hasattr(dist, "p_feasible"):
+    log_feasible = np.log(np.maximum(dist.p_feasible, 1e-300))
+    if kind == "ucb":
+      return dist.upper_confidence_bound_z(4.0)
+    if kind == "pi":
+      return np.log(np.maximum(dist.probability_of_improvement(), 1e-300)) + log_feasible
+    return dist.log_expected_improvement_z() + log_feasible
+  if kind == "ucb":
+    return dist.upper_confidence_bound(4.0)
+  return dist.probability_of_improvement() if kind == "pi" else dist.expected_improvement()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import optformer
-from conftest import max_context, max_params
+from conftest import acquisition_of, max_context, max_params
 from optformer.search_space import Categorical, Discrete, Float, Int, SearchSpace
 
 NUM_CANDIDATES = 16
@@ -76,24 +76,6 @@ def test_ask_prefers_configurations_not_yet_evaluated(model):
       opt.remove_pending(suggestion)
 
 
-def _acquisition_of(dist, kind):
-  """float [N]: the acquisition `ask` ranks by, recomputed from `Optimizer.predict`'s public distribution.
-
-  v2 (PFNPredictive): log EI / log PI in the model's z units plus log p(feasible) (Gardner et al. 2014), or
-  UCB of z; v1 (RiemannDistribution): EI / PI / UCB in objective units (an increasing map of v1's normalized ones).
-  """
-  if hasattr(dist, "p_feasible"):
-    log_feasible = np.log(np.maximum(dist.p_feasible, 1e-300))
-    if kind == "ucb":
-      return dist.upper_confidence_bound_z(4.0)
-    if kind == "pi":
-      return np.log(np.maximum(dist.probability_of_improvement(), 1e-300)) + log_feasible
-    return dist.log_expected_improvement_z() + log_feasible
-  if kind == "ucb":
-    return dist.upper_confidence_bound(4.0)
-  return dist.probability_of_improvement() if kind == "pi" else dist.expected_improvement()
-
-
 @pytest.mark.parametrize("kind", ["ei", "pi", "ucb"])
 def test_each_suggestion_maximizes_the_acquisition_over_a_fresh_pool(mixed_space, model, kind):
   """ask() returns the argmax of its acquisition over a pool of 64 uniform points: its acquisition lies above the
@@ -108,7 +90,7 @@ def test_each_suggestion_maximizes_the_acquisition_over_a_fresh_pool(mixed_space
   for _ in range(3):
     s = opt.ask()
     opt.remove_pending(s)  # Score it against the context ask saw (no fantasy of itself).
-    acq = _acquisition_of(opt.predict([dict(s)] + others), kind)
+    acq = acquisition_of(opt.predict([dict(s)] + others), kind)
     assert acq[0] >= np.quantile(acq[1:], 0.9), (kind, acq[0], np.quantile(acq[1:], [0.5, 0.9, 1.0]))
     assert np.ptp(acq[1:]) > 0  # The landscape is not flat (the check above means something).
     opt.tell(s, _objective(s))

@@ -1,4 +1,8 @@
-"""Batches, pending trials, duplicate tells, piBO priors and study persistence of optformer.Optimizer."""
+"""Batches, pending trials, duplicate tells, piBO priors and study persistence of optformer.Optimizer.
+
+On tiny random-init models of both families (`model`: v2, the default, then v1); the study-file parsing
+tests, which do not depend on the model, run on the tiny v2 only; two tests use the shipped model.
+"""
 
 import json
 import math
@@ -26,8 +30,8 @@ def _told(space, model, n, seed=0, **kw):
   return opt
 
 
-def test_ask_n_returns_n_distinct_pending_suggestions_inside_the_space(mixed_space, tiny_model):
-  opt = _told(mixed_space, tiny_model, 4)
+def test_ask_n_returns_n_distinct_pending_suggestions_inside_the_space(mixed_space, model):
+  opt = _told(mixed_space, model, 4)
   batch = opt.ask(5)
   assert len(batch) == 5 and all(isinstance(s, Suggestion) for s in batch)
   assert len({json.dumps(s, sort_keys=True) for s in batch}) == 5
@@ -42,10 +46,10 @@ def test_ask_n_returns_n_distinct_pending_suggestions_inside_the_space(mixed_spa
 
 
 @pytest.mark.parametrize("told", [0, 3])
-def test_asking_for_more_configurations_than_the_space_holds_warns(tiny_model, told):
+def test_asking_for_more_configurations_than_the_space_holds_warns(model, told):
   space = SearchSpace([Categorical("c", ("a", "b")), Int("k", 0, 1)])
   assert space.num_configurations == 4 and SearchSpace([Float("x", 0.0, 1.0)]).num_configurations is None
-  opt = Optimizer(space, model=tiny_model, seed=0, num_candidates=16)
+  opt = Optimizer(space, model=model, seed=0, num_candidates=16)
   configs = [{"c": c, "k": k} for c in ("a", "b") for k in (0, 1)]
   for c in configs[:told]:
     opt.tell(c, float(c["k"]))
@@ -59,17 +63,17 @@ def test_asking_for_more_configurations_than_the_space_holds_warns(tiny_model, t
 
 
 @pytest.mark.parametrize("n", [0, -1, 1.5, True, "2"])
-def test_ask_with_a_bad_batch_size_raises(mixed_space, tiny_model, n):
-  opt = Optimizer(mixed_space, model=tiny_model, seed=0)
+def test_ask_with_a_bad_batch_size_raises(mixed_space, model, n):
+  opt = Optimizer(mixed_space, model=model, seed=0)
   with pytest.raises(ValueError, match="n must be"):
     opt.ask(n)
   assert opt.pending == []
 
 
 @pytest.mark.parametrize("told", [0, 2])
-def test_pending_configurations_are_not_proposed_again_until_none_is_left(tiny_model, told):
+def test_pending_configurations_are_not_proposed_again_until_none_is_left(model, told):
   space = SearchSpace([Categorical("c", ("a", "b", "c", "d", "e"))])
-  opt = Optimizer(space, model=tiny_model, seed=0)
+  opt = Optimizer(space, model=model, seed=0)
   for c in "ab"[:told]:
     opt.tell({"c": c}, 1.0)
   batch = opt.ask(5 - told)
@@ -81,9 +85,9 @@ def test_pending_configurations_are_not_proposed_again_until_none_is_left(tiny_m
   assert repeat.number == 5 and opt.pending[-1] == repeat and len(opt.pending) == 6 - told
 
 
-def test_add_pending_from_another_worker_is_avoided_and_completed_by_tell(tiny_model):
+def test_add_pending_from_another_worker_is_avoided_and_completed_by_tell(model):
   space = SearchSpace([Categorical("c", ("a", "b", "c"))])
-  opt = Optimizer(space, model=tiny_model, seed=0)
+  opt = Optimizer(space, model=model, seed=0)
   opt.tell({"c": "a"}, 0.5)
   other = opt.add_pending({"c": "b"})
   assert opt.ask() == {"c": "c"}
@@ -92,17 +96,26 @@ def test_add_pending_from_another_worker_is_avoided_and_completed_by_tell(tiny_m
   assert opt.pending == [{"c": "c"}]
 
 
-def test_pending_trials_enter_the_context_as_fantasies(mixed_space, tiny_model):
-  opt = _told(mixed_space, tiny_model, 3)
+@pytest.mark.parametrize("goal", ["minimize", "maximize"])
+def test_pending_trials_enter_the_context_as_fantasies(mixed_space, model, goal):
+  """Kriging believer: a pending trial enters the context with the mean predicted from the told trials alone."""
+  opt = _told(mixed_space, model, 3, goal=goal)
   (x0, y0), _ = opt._model_context()
-  opt.add_pending(mixed_space.sample(np.random.default_rng(9)))
+  pending = [mixed_space.sample(np.random.default_rng(9)) for _ in range(2)]
+  predicted = opt.predict(pending).mean  # Objective units, before either is pending.
+  for p in pending:
+    opt.add_pending(p)
   (x1, y1), best = opt._model_context()
-  assert len(y1) == len(y0) + 1 and np.array_equal(x1[:3], x0) and np.array_equal(y1[:3], y0)
-  assert np.isfinite(y1[-1]) and best == y0.max()
+  assert len(y1) == len(y0) + 2 and np.array_equal(x1[:3], x0) and np.array_equal(y1[:3], y0)
+  sign = 1.0 if goal == "maximize" else -1.0  # The context is larger-is-better.
+  np.testing.assert_allclose(y1[3:], sign * predicted, rtol=1e-6)
+  assert best == y0.max()
+  # Predictions now condition on the fantasies: they differ from the told-only ones.
+  assert not np.allclose(opt.predict(pending).mean, predicted, rtol=1e-9, atol=0)
 
 
-def test_telling_a_suggestion_twice_raises_and_records_nothing(mixed_space, tiny_model):
-  opt = _told(mixed_space, tiny_model, 2)
+def test_telling_a_suggestion_twice_raises_and_records_nothing(mixed_space, model):
+  opt = _told(mixed_space, model, 2)
   s = opt.ask()
   opt.tell(s, 1.0)
   with pytest.raises(ValueError, match=f"Trial {s.number} .* already told"):
@@ -113,8 +126,8 @@ def test_telling_a_suggestion_twice_raises_and_records_nothing(mixed_space, tiny
   assert [t.number for t in opt.trials] == [0, 1, 2, 3]
 
 
-def test_remove_pending(mixed_space, tiny_model):
-  opt = Optimizer(mixed_space, model=tiny_model, seed=0)
+def test_remove_pending(mixed_space, model):
+  opt = Optimizer(mixed_space, model=model, seed=0)
   s = opt.ask()
   opt.remove_pending(s)
   assert opt.pending == []
@@ -131,8 +144,8 @@ def test_remove_pending(mixed_space, tiny_model):
         ({"learning_rate": 1e-3, "units": 4, "batch_size": 32, "optimizer": "rmsprop"}, ValueError),
     ],
 )
-def test_values_of_the_wrong_type_are_rejected_by_tell_and_add_pending(mixed_space, tiny_model, params, error):
-  opt = Optimizer(mixed_space, model=tiny_model, seed=0)
+def test_values_of_the_wrong_type_are_rejected_by_tell_and_add_pending(mixed_space, model, params, error):
+  opt = Optimizer(mixed_space, model=model, seed=0)
   with pytest.raises(error):
     opt.tell(params, 1.0)
   with pytest.raises(error):
@@ -143,14 +156,14 @@ def test_values_of_the_wrong_type_are_rejected_by_tell_and_add_pending(mixed_spa
 # -- Persistence ---------------------------------------------------------------
 
 
-def test_a_saved_and_loaded_study_makes_the_same_next_suggestions(mixed_space, tiny_model, tmp_path):
+def test_a_saved_and_loaded_study_makes_the_same_next_suggestions(mixed_space, model, tmp_path):
   prior = {"learning_rate": priors.Normal(1e-3, 0.2), "optimizer": priors.Weights({"adam": 3, "sgd": 1, 3: 1, True: 1})}
-  opt = _told(mixed_space, tiny_model, 4, seed=3, prior=prior, num_candidates=16)
+  opt = _told(mixed_space, model, 4, seed=3, prior=prior, num_candidates=16)
   opt.tell({"learning_rate": 1e-2, "units": 3, "batch_size": 16, "optimizer": True}, math.nan)
   pending = opt.ask(2)
   path = tmp_path / "study.json"
   opt.save(path)
-  resumed = Optimizer.load(path, model=tiny_model)
+  resumed = Optimizer.load(path, model=model)
   assert resumed.trials == opt.trials and resumed.pending == pending
   assert [s.number for s in resumed.pending] == [s.number for s in pending]
   assert resumed.prior.beliefs == opt.prior.beliefs and resumed.num_candidates == 16
@@ -159,24 +172,24 @@ def test_a_saved_and_loaded_study_makes_the_same_next_suggestions(mixed_space, t
   assert len(resumed.pending) == 4
 
 
-def test_save_is_atomic_and_load_rejects_bad_files(mixed_space, tiny_model, tmp_path):
-  opt = _told(mixed_space, tiny_model, 2)
+def test_save_is_atomic_and_load_rejects_bad_files(mixed_space, model, tmp_path):
+  opt = _told(mixed_space, model, 2)
   path = tmp_path / "study.json"
   opt.save(path)
   assert [p.name for p in tmp_path.iterdir()] == ["study.json"]
   (tmp_path / "bad.json").write_text("{not json")
   with pytest.raises(ValueError, match="bad.json: not valid JSON"):
-    Optimizer.load(tmp_path / "bad.json", model=tiny_model)
+    Optimizer.load(tmp_path / "bad.json", model=model)
   (tmp_path / "other.json").write_text(json.dumps({"format": 99}))
   with pytest.raises(ValueError, match="format 1 expected, got 99"):
-    Optimizer.load(tmp_path / "other.json", model=tiny_model)
+    Optimizer.load(tmp_path / "other.json", model=model)
   with pytest.raises(ValueError, match="pass model="):
     Optimizer.load(path)  # saved from an in-memory model
   data = json.loads(path.read_text())
   data["trials"][0]["params"]["units"] = 10_000
   (tmp_path / "edited.json").write_text(json.dumps(data))
   with pytest.raises(ValueError, match="10000"):
-    Optimizer.load(tmp_path / "edited.json", model=tiny_model)
+    Optimizer.load(tmp_path / "edited.json", model=model)
 
 
 def test_a_study_of_the_shipped_checkpoint_reloads_without_model_argument(tmp_path):
@@ -204,9 +217,9 @@ def test_a_study_of_the_shipped_checkpoint_reloads_without_model_argument(tmp_pa
         ({"units": "wide"}, "expected optformer.priors.Normal or Weights"),
     ],
 )
-def test_bad_priors_are_rejected(mixed_space, tiny_model, beliefs, match):
+def test_bad_priors_are_rejected(mixed_space, model, beliefs, match):
   with pytest.raises((ValueError, TypeError), match=match):
-    Optimizer(mixed_space, model=tiny_model, prior=beliefs)
+    Optimizer(mixed_space, model=model, prior=beliefs)
 
 
 @pytest.mark.parametrize("width", [0.0, -0.1, 1.5, True])
@@ -240,9 +253,9 @@ def test_prior_samples_concentrate_on_the_belief(mixed_space):
   assert np.mean([s["optimizer"] == "adam" for s in samples]) > 0.9
 
 
-def test_first_suggestions_of_an_empty_study_come_from_the_prior(tiny_model):
+def test_first_suggestions_of_an_empty_study_come_from_the_prior(model):
   space = SearchSpace([Float("x", 0.0, 1.0), Discrete("k", (1, 2, 4, 8))])
-  opt = Optimizer(space, model=tiny_model, seed=0, prior={"x": priors.Normal(0.9, 0.02)})
+  opt = Optimizer(space, model=model, seed=0, prior={"x": priors.Normal(0.9, 0.02)})
   for s in opt.ask(4):
     assert abs(s["x"] - 0.9) < 0.1
 
@@ -277,9 +290,9 @@ def test_a_misleading_prior_does_not_stop_convergence():
 
 
 @pytest.mark.parametrize("goal", ["minimize", "maximize"])
-def test_objectives_beyond_1e150_are_refused_and_later_calls_still_work(tiny_model, tmp_path, goal):
+def test_objectives_beyond_1e150_are_refused_and_later_calls_still_work(model, tmp_path, goal):
   space = SearchSpace([Float("x", 0.0, 1.0)])
-  opt = Optimizer(space, goal, model=tiny_model, seed=0, num_candidates=8)
+  opt = Optimizer(space, goal, model=model, seed=0, num_candidates=8)
   opt.tell({"x": 0.1}, 1e150)
   opt.tell({"x": 0.2}, -1e150)  # the widest span allowed
   for big in (1.7e308, -1e308, 1e151, 10**400):
@@ -290,13 +303,13 @@ def test_objectives_beyond_1e150_are_refused_and_later_calls_still_work(tiny_mod
   dist = opt.predict(batch)
   assert np.all(np.isfinite(dist.mean)) and np.all(np.isfinite(dist.std)) and np.all(dist.std > 0)
   opt.save(tmp_path / "s.json")
-  resumed = Optimizer.load(tmp_path / "s.json", model=tiny_model)
+  resumed = Optimizer.load(tmp_path / "s.json", model=model)
   assert resumed.ask() == opt.ask()
 
 
-def test_an_int_range_beyond_int32_works(tiny_model):
+def test_an_int_range_beyond_int32_works(model):
   space = SearchSpace([Int("i", 0, 2**31), Int("seed", -(2**40), 2**40)])
-  opt = Optimizer(space, model=tiny_model, seed=0, num_candidates=8)
+  opt = Optimizer(space, model=model, seed=0, num_candidates=8)
   for _ in range(3):
     s = opt.ask()
     assert space.validate(s) == s and all(type(v) is int for v in s.values())
@@ -304,9 +317,9 @@ def test_an_int_range_beyond_int32_works(tiny_model):
   assert len(opt.predict([s])) == 1
 
 
-def test_a_suggestion_of_another_study_is_refused_and_records_nothing(mixed_space, tiny_model, tmp_path):
-  a = Optimizer(mixed_space, model=tiny_model, seed=0, num_candidates=8)
-  b = Optimizer(mixed_space, model=tiny_model, seed=1, num_candidates=8)
+def test_a_suggestion_of_another_study_is_refused_and_records_nothing(mixed_space, model, tmp_path):
+  a = Optimizer(mixed_space, model=model, seed=0, num_candidates=8)
+  b = Optimizer(mixed_space, model=model, seed=1, num_candidates=8)
   sa, sb = a.ask(), b.ask()
   assert sa.number == sb.number == 0 and a.study_id != b.study_id and sa.study == a.study_id
   for call in (lambda: a.tell(sb, 1.0), lambda: a.remove_pending(sb)):
@@ -319,14 +332,14 @@ def test_a_suggestion_of_another_study_is_refused_and_records_nothing(mixed_spac
   pending = a.ask()
   assert pickle.loads(pickle.dumps(pending)).study == a.study_id
   a.save(tmp_path / "a.json")
-  resumed = Optimizer.load(tmp_path / "a.json", model=tiny_model)
+  resumed = Optimizer.load(tmp_path / "a.json", model=model)
   assert resumed.study_id == a.study_id
   resumed.tell(pending, 2.0)
   with pytest.raises(ValueError, match="another study"):
     resumed.tell(b.ask(), 3.0)
 
 
-def _saved(space, model, tmp_path):
+def _saved(space, model, tmp_path):  # Study-file parsing: the same for every model; tests pass the tiny v2.
   opt = _told(space, model, 3, num_candidates=8)
   opt.ask()
   opt.save(tmp_path / "study.json")
@@ -379,14 +392,14 @@ LOAD_ERRORS = [
 
 @pytest.mark.parametrize("edit, message", LOAD_ERRORS, ids=[m[:40] for _, m in LOAD_ERRORS])
 def test_a_malformed_study_file_raises_value_error_naming_the_file_and_the_field(
-    mixed_space, tiny_model, tmp_path, edit, message
+    mixed_space, tiny_v2_model, tmp_path, edit, message
 ):
-  data = _saved(mixed_space, tiny_model, tmp_path)
+  data = _saved(mixed_space, tiny_v2_model, tmp_path)
   edit(data)
   path = tmp_path / "edited.json"
   path.write_text(json.dumps(data))
   with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: {message}"):
-    Optimizer.load(path, model=tiny_model)
+    Optimizer.load(path, model=tiny_v2_model)
 
 
 @pytest.mark.parametrize(
@@ -398,22 +411,22 @@ def test_a_malformed_study_file_raises_value_error_naming_the_file_and_the_field
         (b"{not json", "not valid JSON"),
     ],
 )
-def test_a_binary_or_foreign_file_raises_value_error_naming_it(mixed_space, tiny_model, tmp_path, content, message):
+def test_a_binary_or_foreign_file_raises_value_error_naming_it(mixed_space, tiny_v2_model, tmp_path, content, message):
   path = tmp_path / "study.json"
   path.write_bytes(content)
   with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: .*{message}"):
-    Optimizer.load(path, model=tiny_model)
+    Optimizer.load(path, model=tiny_v2_model)
 
 
-def test_a_study_saved_before_study_ids_loads_with_a_new_one(mixed_space, tiny_model, tmp_path):
-  data = _saved(mixed_space, tiny_model, tmp_path)
+def test_a_study_saved_before_study_ids_loads_with_a_new_one(mixed_space, tiny_v2_model, tmp_path):
+  data = _saved(mixed_space, tiny_v2_model, tmp_path)
   del data["study_id"]
-  opt = Optimizer.from_json(data, model=tiny_model)
+  opt = Optimizer.from_json(data, model=tiny_v2_model)
   assert len(opt.study_id) == 32 and len(opt.trials) == 3 and len(opt.pending) == 1
 
 
-def test_a_batch_shows_progress_when_asked_and_stays_quiet_otherwise(mixed_space, tiny_model, capsys):
-  opt = _told(mixed_space, tiny_model, 1)
+def test_a_batch_shows_progress_when_asked_and_stays_quiet_otherwise(mixed_space, model, capsys):
+  opt = _told(mixed_space, model, 1)
   assert len(opt.ask(2, progress=True)) == 2
   assert "ask:" in (err := capsys.readouterr().err) and "/2 " in err
   assert len(opt.ask(2, progress=False)) == 2 and len(opt.ask(8)) == 8  # None: only on a terminal (not here).
