@@ -414,22 +414,26 @@ def test_bad_quantiles_exit_2_with_one_line_naming_the_level_and_the_range(tmp_p
   assert err.rstrip().endswith(f"got {bad!r} (see optformer predict -h)"), err
 
 
+def _version_line(capsys) -> str:
+  """What `optformer --version` prints (it exits 0)."""
+  with pytest.raises(SystemExit) as e:
+    cli.main(["--version"])
+  assert e.value.code == 0
+  return capsys.readouterr().out
+
+
 def test_version_prints_the_package_version(capsys, monkeypatch):
   import importlib.metadata
   import tomllib
 
-  with pytest.raises(SystemExit) as e:
-    cli.main(["--version"])
-  assert e.value.code == 0 and capsys.readouterr().out == f"optformer {importlib.metadata.version('optformer')}\n"
+  assert _version_line(capsys) == f"optformer {importlib.metadata.version('optformer')}\n"
 
   def not_installed(name):
     raise importlib.metadata.PackageNotFoundError(name)
 
   monkeypatch.setattr(importlib.metadata, "version", not_installed)  # a source tree that is not installed
-  pyproject = pathlib.Path(cli.__file__).resolve().parent.parent / "pyproject.toml"
-  with pytest.raises(SystemExit) as e:
-    cli.main(["--version"])
-  assert e.value.code == 0 and capsys.readouterr().out == f"optformer {tomllib.loads(pyproject.read_text())['project']['version']}\n"
+  pyproject = tomllib.loads((pathlib.Path(cli.__file__).resolve().parent.parent / "pyproject.toml").read_text())
+  assert _version_line(capsys) == f"optformer {pyproject['project']['version']}\n"
 
 
 def test_console_script(tmp_path, ckpt):
