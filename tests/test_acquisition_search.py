@@ -1,4 +1,4 @@
-"""The acquisition search of ask(): valid candidates, local refinement, freshness, off-grid values."""
+"""The acquisition search of ask(): valid candidates, the argmax of fresh candidates, local refinement, off-grid values."""
 
 import numpy as np
 import pytest
@@ -62,6 +62,32 @@ def test_search_refines_toward_the_acquisition_maximum_and_skips_taken_points(sp
   assert space.validate(space.from_unit(best))
 
 
+@pytest.mark.parametrize("config", [SearchConfig(num_random=64, num_local=0, rounds=0),
+                                    SearchConfig(num_random=32, num_local=32, rounds=3, refine_top=4, refine_moves=16)])
+def test_search_returns_the_best_fresh_candidate_of_everything_it_scored(space, config):
+  """The winner is the argmax of the acquisition over every fresh row scored (pool, extra rows and refinement
+  moves), not any other candidate; rows that are not fresh never win, however good."""
+  calls = []
+  value = lambda u: -np.sum((u[:, :4] - 0.3) ** 2, axis=1) + 0.1 * (u[:, 4] == 1)
+
+  def acq(units):
+    calls.append((units.copy(), value(units)))
+    return calls[-1][1]
+
+  taken = lambda u: value(u) > -0.2  # The acquisition's best region is told already.
+  rng = np.random.default_rng(4)
+  extra = uniform_points(space, rng, 8)
+  best, score, n = search(space, rng, acq, config, uniform_points(space, rng, 3), lambda u: ~taken(u), extra)
+  units = np.concatenate([u for u, _ in calls])
+  scores = np.concatenate([s for _, s in calls])
+  assert n == len(units) == config.num_random + config.num_local + 8 + config.rounds * config.refine_moves
+  fresh = ~taken(units)
+  assert (~fresh).any() and scores[~fresh].max() > scores[fresh].max()  # The taken rows would win otherwise.
+  i = int(np.argmax(np.where(fresh, scores, -np.inf)))
+  np.testing.assert_array_equal(best, units[i])
+  assert score == scores[i]
+
+
 @pytest.mark.parametrize("bad", [dict(num_random=-1), dict(rounds=1.5), dict(num_random=0, num_local=0, num_policy=0),
                                  dict(refine_top=True)])
 def test_search_config_refuses_bad_sizes(bad):
@@ -83,10 +109,11 @@ def test_policy_samples_decode_inside_their_bins(tiny_config, mixed_space):
   np.testing.assert_array_equal(units[:, 1:], centres[:, 1:])  # Levels and categories are exact.
 
 
-def test_integers_with_more_levels_than_bins_reach_off_grid_values(tiny_model):
-  """Int(0, 10**6) with 32 value bins: suggestions are not confined to 32 bin centres."""
+def test_integers_with_more_levels_than_bins_reach_off_grid_values(model):
+  """Int(0, 10**6), where v1 has 32 value bins: suggestions are not confined to 32 bin centres (v2 has no x bins;
+  num_policy is v1's and ignored by v2)."""
   space = ss.SearchSpace([ss.Int("n", 0, 10**6), ss.Float("x", 0.0, 1.0)])
-  opt = Optimizer(space, "minimize", model=tiny_model, seed=0, search=SearchConfig(num_random=32, num_local=16,
+  opt = Optimizer(space, "minimize", model=model, seed=0, search=SearchConfig(num_random=32, num_local=16,
                                                                                      refine_moves=16, num_policy=8))
   values = []
   for _ in range(10):
