@@ -107,7 +107,6 @@ def load_engine(model: OptFormer | PFNSurrogate | str | os.PathLike | None = Non
     TypeError: model is neither a model, a path nor None.
     checkpoint.CheckpointError: a missing, corrupt or mismatched checkpoint.
   """
-  from optformer import checkpoint
   from optformer.inference import Engine
   from optformer.model import OptFormer
   from optformer.pfn import PFNSurrogate
@@ -117,6 +116,8 @@ def load_engine(model: OptFormer | PFNSurrogate | str | os.PathLike | None = Non
     return Engine(model)
   if isinstance(model, PFNSurrogate):
     return PFNEngine(model)
+  from optformer import checkpoint  # orbax: only to read a checkpoint.
+
   if model is not None and not isinstance(model, (str, os.PathLike)):
     raise TypeError(f"model must be an OptFormer, a PFNSurrogate, a checkpoint directory or None, got {type(model).__name__}.")
   if model is not None and os.fspath(model) == "":
@@ -274,10 +275,11 @@ class Optimizer:
 
       compilation_cache_lib.enable(None if compilation_cache is True else compilation_cache)
     self.engine = load_engine(model)
-    from optformer import checkpoint  # Imported by load_engine already.
+    self.model_path = None  # An in-memory model.
+    if model is None or isinstance(model, (str, os.PathLike)):
+      from optformer import checkpoint  # Imported by load_engine already.
 
-    in_memory = model is not None and not isinstance(model, (str, os.PathLike))
-    self.model_path = None if in_memory else os.fspath(checkpoint.DEFAULT_CHECKPOINT if model is None else model)
+      self.model_path = os.fspath(checkpoint.DEFAULT_CHECKPOINT if model is None else model)
     # The surrogate (model_surrogate.ModelSurrogate): raises ValueError for too many parameters or a bad prompt.
     self.surrogate = ModelSurrogate.for_space(self.engine, space, algorithm)
     self.v2 = self.surrogate.v2
