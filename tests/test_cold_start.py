@@ -152,3 +152,44 @@ print(json.dumps({"before": before, "loaded": loaded, "v2": opt.v2, "context": o
 """
   out = _run(code, tmp_path)
   assert out == {"before": False, "loaded": True, "v2": True, "context": 256, "ok": True, "model": "shipped:optformer-v2"}
+
+
+@pytest.fixture(scope="module")
+def tiny_v2_dir(tmp_path_factory):
+  """A tiny random-init model v2 saved as a checkpoint (8 parameter slots: the cold-start study's 8 Floats)."""
+  from flax import nnx
+
+  from optformer import checkpoint, pfn
+
+  model = pfn.create_model(pfn.PFNConfig.tiny(), seed=0)
+  return checkpoint.save(tmp_path_factory.mktemp("tiny_v2"), model.config, nnx.to_pure_dict(nnx.state(model)))
+
+
+@pytest.mark.slow
+def test_latency_cold_start_times_each_step_in_fresh_processes(tiny_v2_dir):
+  from optformer.eval import latency
+
+  res = latency.cold_start(str(tiny_v2_dir), repeats=1, with_gp=True)
+  steps = {"import_s", "optimizer_s", "first_ask_s", "rounds_s", "spawn_to_first_suggestion_s"}
+  rows = [*res["optformer"].values(), *res["gpsampler"].values()]
+  assert set(res["optformer"]) == {"cold_cache", "empty", "history_10"} and set(res["gpsampler"]) == {"empty", "history_10"}
+  for r in rows:
+    assert set(r) == steps and all(v >= 0 for v in r.values()), r
+    # The spawn-to-suggestion clock includes the interpreter's start, the import and building the optimizer.
+    assert r["spawn_to_first_suggestion_s"] >= r["import_s"] + r["optimizer_s"] - 0.01, r
+    assert r["rounds_s"] >= r["first_ask_s"]
+  assert res["optformer"]["empty"]["rounds_s"] > 0 and res["gpsampler"]["history_10"]["first_ask_s"] > 0
+  table = latency.cold_start_markdown({"cold_start": res})
+  assert table.count("| optformer |") == 3 and table.count("| GPSampler |") == 2
+
+
+@pytest.mark.slow
+def test_latency_predict_times_optimizer_predict_and_the_gp_posterior(tiny_v2_dir):
+  from optformer.eval import latency
+
+  res = latency.predict_5000(str(tiny_v2_dir), history=8, num_points=64, repeats=1)
+  assert res["history"] == 8 and res["num_points"] == 64
+  assert res["optformer"]["first_s"] > 0 and res["optformer"]["median_s"] > 0
+  g = res["gpsampler"]
+  assert g["fit_s"] > 0 and g["posterior_s"] > 0 and g["total_s"] == pytest.approx(g["fit_s"] + g["posterior_s"], abs=2e-4)
+  assert "GPSampler's GP" in latency.cold_start_markdown({"predict_5000": res})
