@@ -88,7 +88,7 @@ class Surrogate:
     n_features_in_: int, the number of parameters d.
 
   Raises:
-    TypeError: space is not a SearchSpace.
+    TypeError: space is not a SearchSpace, or model is neither a model, a path nor None.
     ValueError: a bad goal or algorithm, model="", or a space with more
       parameters than the model supports (64 for the shipped model v2, 8 for v1).
     optformer.CheckpointError: a missing, corrupt or mismatched checkpoint.

@@ -2,7 +2,6 @@
 stores. A tiny random-init model v2 (PFNConfig.tiny()) stands in for the shipped one, except where a test is about
 the shipped checkpoint itself."""
 
-import dataclasses
 import json
 import pathlib
 import warnings
@@ -10,16 +9,18 @@ import warnings
 import numpy as np
 import pytest
 
-from optformer import checkpoint, pfn
+from optformer import checkpoint
 from optformer.context import Context
 from optformer.optimizer import Optimizer, Suggestion
 from optformer.search_space import Categorical, Float, Int, SearchSpace
+from optformer.surrogate import Surrogate
 
 
 @pytest.fixture(scope="module")
-def tiny_v2():
-  """A random-init model v2 with max_context=16 (buckets 8, 16), so truncation is cheap to reach."""
-  return pfn.create_model(dataclasses.replace(pfn.PFNConfig.tiny(), max_context=16), seed=0)
+def tiny_v2(tiny_v2_model):
+  """conftest's random-init model v2: PFNConfig.tiny() with max_context=16 (buckets 8, 16), so truncation is cheap."""
+  assert tiny_v2_model.config.max_context == 16
+  return tiny_v2_model
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +97,10 @@ def test_a_study_file_whose_format_is_not_the_integer_1_is_refused(space, tiny_v
 def test_an_empty_model_string_is_refused(space, tiny_v2):
   with pytest.raises(ValueError, match="model='' names no checkpoint"):
     Optimizer(space, model="")
+  with pytest.raises(ValueError, match="model='' names no checkpoint"):
+    Surrogate(space, model="")
+  with pytest.raises(TypeError, match="model must be an OptFormer, a PFNSurrogate, a checkpoint directory or None, got int"):
+    Optimizer(space, model=3)
   data = _told(space, tiny_v2, 1).to_json()
   data["model"] = ""
   with pytest.raises(ValueError, match="field 'model': an empty string"):
