@@ -23,10 +23,13 @@ where it matters to a Bayesian-optimization loop:
                                       longer history is truncated to the best half
                                       and the most recent rows, with a warning,
                                       exactly as Optimizer does
-  (no goal)                           goal: "minimize" or "maximize". The model was
-                                      meta-trained on optimization trajectories and
-                                      reads the history as a study seeking that goal;
-                                      it also sets the direction of EI/PI/UCB in
+  (no goal)                           goal: "minimize" or "maximize". Model v2 (the
+                                      default) reads y in the goal's direction (larger
+                                      is better), where it fits its y map
+                                      (`optformer.ynorm`); model v1 was meta-trained on
+                                      optimization trajectories and reads the history
+                                      as a study seeking that goal. The goal also sets
+                                      the direction of EI/PI/UCB in
                                       predict_distribution. Means stay in y's units.
 
 `predict_distribution(X)` returns the full predictive distribution: for

@@ -200,3 +200,22 @@ def test_pending_trials_are_fantasized_with_the_predicted_mean(space, tiny_v2):
   np.testing.assert_allclose(_context(opt).y, _context(twin).y, rtol=1e-6)
   np.testing.assert_allclose(opt.predict(_QUERIES).mean, twin.predict(_QUERIES).mean, rtol=1e-5)
   assert second != first
+
+
+@pytest.mark.slow
+def test_the_shipped_model_truncates_past_256_trials_and_still_suggests(space):
+  opt = Optimizer(space, seed=0)
+  rng = np.random.default_rng(2)
+  for _ in range(260):
+    p = space.sample(rng)
+    opt.tell(p, _objective(p))
+  with pytest.warns(UserWarning, match="260 trials; the model's context holds 256"):
+    suggestion = opt.ask()
+  assert space.validate(suggestion) == dict(suggestion)
+  ctx = _context(opt)  # 260 told + 1 pending, kept: the best 128, then the most recent.
+  assert len(ctx.y) == 256
+  internal = -np.array([t.value for t in opt.trials])
+  assert np.sort(ctx.y[~np.isnan(ctx.y)])[-128:].min() >= np.sort(internal)[-128]
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # The warning is given once per study.
+    assert np.isfinite(opt.predict(_QUERIES).mean).all()
