@@ -11,6 +11,10 @@ tail's mass lies within its bar's width: s = w / (sqrt(2) erfinv(1/2)).
 The density is positive everywhere, so no value has zero likelihood and
 expected improvement can exceed the top border.
 
+Expectations of any f(clip(Z, lo, hi)) (moments in user units, EI of an
+inverse-transformed value) are per-bar vectors shared by all rows
+(`BarDistribution.expectations`), so N rows cost one [N, Y] @ [Y] product.
+
 Closed forms (Y' ~ the distribution, c = best, maximizing):
   inner bar:  E[max(Y' - c, 0)] over [a, b] = ((b - c)^2 - (max(c, a) - c)^2) / (2 w)  for c < b;
   right tail: E[max(e + X - c, 0)], X ~ HN(s): for c <= e, (e - c) + s sqrt(2/pi);
@@ -27,8 +31,10 @@ import numpy as np
 from scipy.special import erfinv, ndtr, ndtri
 
 HALF_MASS = math.sqrt(2.0) * float(erfinv(0.5))  # P(HN(s) < w) = 1/2 <=> s = w / HALF_MASS.
-TAIL_QUADRATURE = 4096  # Quantile midpoints of a half-normal tail for its clipped second moment.
+TAIL_QUADRATURE = 4096  # Midpoints in a half-normal tail's probability for its expectations (`expectations`).
+BAR_QUADRATURE = 16  # Gauss-Legendre nodes per piece of an inner bar (exact for polynomials of degree <= 31).
 SQRT_2_PI = math.sqrt(2.0 / math.pi)
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(BAR_QUADRATURE)  # Nodes and weights on [-1, 1].
 
 
 def borders_from_samples(z, num_bins: int) -> np.ndarray:
@@ -205,22 +211,61 @@ class BarDistribution:
     return out
 
   def clipped_moments(self, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) float [N] of clip(Z, lo, hi), lo < hi.
+    """(mean, std) float [N] of clip(Z, lo, hi), lo < hi finite (`expectations` of z - lo and (z - lo)^2)."""
+    m1 = self.probs @ self.expectations(lambda z: z - lo, lo, hi)
+    m2 = self.probs @ self.expectations(lambda z: (z - lo) ** 2, lo, hi)
+    return lo + m1, np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
 
-    Exact for the uniform bars and for the mean; the half-normal tails' second moments by
-    TAIL_QUADRATURE quantile midpoints (one vector for all rows, so the cost is O(N Y)).
+  def expectations(self, f, lo: float, hi: float, knot: float | None = None) -> np.ndarray:
+    """float [Y]: E[f(clip(Z, lo, hi))] under each bar's own normalized density, lo < hi finite.
+
+    Every row shares the bars, so an expectation of N rows is then one product, `probs @ expectations(...)`:
+    O(N Y) after O(Y) evaluations of f, instead of quantile passes over all rows.
+
+    Args:
+      f: vectorized float64 [...] -> float64 [...], finite and smooth on [lo, hi] except at `knot`
+        (e.g. the kink of an improvement max(g(z) - c, 0) at g(z) = c).
+      lo, hi: the censoring interval: the mass of each bar below lo counts as f(lo), above hi as f(hi).
+      knot: None, or a z where f may kink; the integration pieces split there.
+
+    Inner bars (uniform density): BAR_QUADRATURE-point Gauss-Legendre on each piece of the bar inside
+    [lo, hi], exact for polynomials of degree < 2 BAR_QUADRATURE. Half-normal tails: TAIL_QUADRATURE
+    midpoints of the tail's probability on each piece (z = edge -+ s ndtri(S / 2) at survival level S).
     """
     e, w = self.borders, self.widths
+    lo, hi = float(lo), float(hi)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+      raise ValueError(f"expectations needs finite lo < hi, got lo={lo}, hi={hi}.")
     a, b = e[:-1], e[1:]
-    l, h, d = np.clip(lo, a, b), np.clip(hi, a, b), hi - lo
-    shifted = self._bar_improvement(float(lo), float(hi))  # E[clip(Z) - lo] per bar (exact, tails too).
-    second = (((h - lo) ** 3 - (l - lo) ** 3) / 3.0 + d * d * (b - h)) / w  # E[(clip(Z) - lo)^2], uniform bars.
-    x = ndtri(0.5 + (np.arange(TAIL_QUADRATURE) + 0.5) / (2 * TAIL_QUADRATURE))  # HN(1) quantile midpoints.
+    p, q = np.clip(lo, a, b), np.clip(hi, a, b)  # [Y]: each bar's piece inside [lo, hi].
+    k = q if knot is None else np.clip(float(knot), p, q)
+    out = ((p - a) * f(np.float64(lo)) + (b - q) * f(np.float64(hi))) / w  # Censored mass at the ends.
+    for u, v in ((p, k), (k, q)):
+      z = 0.5 * (u + v)[:, None] + 0.5 * (v - u)[:, None] * _GL_X[None, :]  # [Y, BAR_QUADRATURE]
+      out = out + 0.5 * (v - u) * (f(np.clip(z, lo, hi)) @ _GL_W) / w  # Empty pieces lie outside: f stays finite.
     sl, sr = self.tail_scales
-    second[-1] = np.mean((np.clip(e[-2] + sr * x, lo, hi) - lo) ** 2)
-    second[0] = np.mean((np.clip(e[1] - sl * x, lo, hi) - lo) ** 2)
-    m1, m2 = self.probs @ shifted, self.probs @ second
-    return lo + m1, np.sqrt(np.maximum(m2 - m1 * m1, 0.0))
+    out[0] = _tail_expectation(f, e[1], -1.0, sl, lo, hi, knot)
+    out[-1] = _tail_expectation(f, e[-2], 1.0, sr, lo, hi, knot)
+    return out
+
+
+def _tail_expectation(f, edge: float, side: float, s: float, lo: float, hi: float, knot) -> float:
+  """E[f(clip(Z, lo, hi))] for Z = edge + side X, X ~ HN(s) (side -1: the left tail, +1: the right one)."""
+  surv = lambda z: 2.0 * float(ndtr(-max(side * (z - edge), 0.0) / s))  # P(side (Z - edge) > side (z - edge)).
+  p_lo = 1.0 - surv(lo) if side > 0 else surv(lo)  # P(Z < lo).
+  p_hi = surv(hi) if side > 0 else 1.0 - surv(hi)  # P(Z > hi).
+  out = p_lo * float(f(np.float64(lo))) + p_hi * float(f(np.float64(hi)))
+  zl, zh = (max(lo, edge), hi) if side > 0 else (lo, min(hi, edge))
+  if zl >= zh:  # No part of the tail inside [lo, hi].
+    return out
+  cuts = [zl, zh] if knot is None or not zl < knot < zh else [zl, float(knot), zh]
+  mid = (np.arange(TAIL_QUADRATURE) + 0.5) / TAIL_QUADRATURE
+  for u, v in zip(cuts[:-1], cuts[1:]):
+    s_u, s_v = surv(u), surv(v)  # Survival levels of the piece's ends.
+    levels = min(s_u, s_v) + abs(s_u - s_v) * mid
+    z = edge - side * s * ndtri(levels / 2.0)  # side (z - edge) = -s ndtri(S / 2) >= 0.
+    out += abs(s_u - s_v) * float(np.mean(f(z)))
+  return out
 
 
 def _log_half_normal(d, s):

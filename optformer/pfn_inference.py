@@ -3,7 +3,10 @@
 `PFNEngine.predict` takes a study's context (unit-form configurations and
 objectives, "larger is better", NaN for infeasible trials) and queries, and
 returns a `PFNPredictive`: per query the bar distribution in z units
-(optformer.bar), the fitted y map (optformer.ynorm) and p(feasible).
+(optformer.bar), the fitted y map (optformer.ynorm) and p(feasible). In user
+units it is one distribution, the model's z censored to a support bounded
+by the context (`support_z`), whose moments, EI, quantiles and CDF are all
+computed from it (see `PFNPredictive`).
 
 Shapes are fixed so a growing study does not recompile on every call: the
 context is padded to the next bucket (8, 16, 32, ... up to the model's
@@ -27,24 +30,63 @@ from optformer.pfn import PFNSurrogate, SurrogateBatch
 from optformer.ynorm import YTransform
 
 QUERY_CHUNK = 256
-QUADRATURE_POINTS = 512  # Quantile midpoints for moments in user units under a power transform.
 # The outer bars reach z of about -6500 and +430 (context scales; from one- and two-point training
 # contexts) and keep mass no model drives to zero: 4e-4 at z ~ 240 adds 0.09 to the EI in z units,
-# more than a whole promising region's (docs/model_v2.md, "Capped acquisition"). So the acquisitions
-# (EI, UCB) read Z clipped to [-Z_LIMIT, Z_LIMIT], and so do moments in user units under a power
-# transform (whose inverse turns a little mass at z ~ -6500 into values like 1e168). Densities, the
-# CDF and quantiles stay the model's own.
-Z_LIMIT = 10.0
+# more than a whole promising region's (docs/model_v2.md, "Capped acquisition"); and the power
+# transform's inverse turns a little mass at z ~ -6500, or even at z = -10, into values like 1e168.
+# So every prediction reads the model's Z censored to a support bounded in both units (`support_z`).
+Z_LIMIT = 10.0  # Half-width of the support in z units (context scales).
+SUPPORT_RANGES = 4.0  # ... and beyond the context's range by at most this many ranges in user units.
+
+
+def support_z(transform: YTransform) -> tuple[float, float]:
+  """(lo, hi) in z units: the support of the predictive distribution given the context `transform` was fitted on.
+
+  With r = high - low the context's feasible range (its scale when r = 0: a tie or a single trial),
+  lo = max(T(low - SUPPORT_RANGES r), min(-Z_LIMIT, T(low) - 1)) and
+  hi = min(T(high + SUPPORT_RANGES r), max(Z_LIMIT, T(high) + 1)), T the y map:
+  at most Z_LIMIT context scales from the center (the acquisitions' cap), widened to one z unit past the
+  context's own extremes (so every observed value and an improvement on the best stay possible), and in
+  user units never further than SUPPORT_RANGES ranges outside the context's range (the power transform's
+  inverse at z = +-Z_LIMIT can lie far beyond). Without a known range (no feasible trial): +-Z_LIMIT.
+  lo < T(low) <= T(high) < hi.
+  """
+  low, high = transform.low, transform.high
+  if not (math.isfinite(low) and math.isfinite(high)):
+    return -Z_LIMIT, Z_LIMIT
+  r = high - low if high > low else transform.scale
+  with np.errstate(over="ignore", invalid="ignore"):
+    z_low, z_high, z_far_low, z_far_high = transform.apply(
+        np.array([low, high, low - SUPPORT_RANGES * r, high + SUPPORT_RANGES * r]))
+  lo = max(z_far_low, min(-Z_LIMIT, z_low - 1.0))
+  hi = min(z_far_high, max(Z_LIMIT, z_high + 1.0))
+  return float(lo), float(hi)
 
 
 class PFNPredictive:
   """N predictive distributions of the objective in user units, in the goal's direction.
 
+  The distribution: Y = sign T^-1(clip(Z, lo, hi)), with Z the model's bar distribution in z units
+  (optformer.bar), T the context's y map (optformer.ynorm), [lo, hi] = `support_z(transform)` and sign
+  -1 when minimizing. Censoring, not truncation: the model's mass beyond the support sits at its ends,
+  so quantiles inside the support are the model's own, and the support's ends are bounded by the
+  context (no reachable input gives a mean further than SUPPORT_RANGES ranges outside the context's
+  range). Everything in user units reads this one distribution: `mean`, `std`, `quantile`, `cdf`,
+  `expected_improvement`, `probability_of_improvement`, `upper_confidence_bound` (and so the kriging
+  believer's fantasies and `Surrogate.sample_y`); so do the ranking scores in z units
+  (`log_expected_improvement_z`, `upper_confidence_bound_z`), which are the same censored Z before T^-1.
+  Only `log_prob`/`pdf` give the model's own density: it equals the censored distribution's inside
+  the support (which has atoms at its ends), and it is what NLL evaluation scores
+  (eval/surrogate_eval.py).
+
+  Moments and EI are per-bar expectations of T^-1 computed once per distribution (every row shares
+  the bars; `BarDistribution.expectations`), then one [N, Y] @ [Y] product: O(N Y).
+
   Args:
     probs: float [N, Y] bar probabilities given feasible (rows renormalized).
     p_feasible: float [N] in [0, 1].
     borders: float [Y + 1] bar borders in z units.
-    transform: the context's YTransform (user units, larger is better -> z).
+    transform: the context's YTransform (user units, larger is better -> z), with its range.
     goal: "maximize" or "minimize" (the user's objective is -internal when minimizing).
 
   All methods describe the objective given the trial is feasible;
@@ -57,6 +99,7 @@ class PFNPredictive:
     self.z = bar.BarDistribution(probs, borders)
     self.p_feasible = np.asarray(p_feasible, np.float64)
     self.transform, self.goal = transform, goal
+    self.support = support_z(transform)  # (lo, hi) in z units.
     self._sign = 1.0 if goal == "maximize" else -1.0
     self.best: float | None = None  # Default of `best` below (the study's best value, set by Optimizer.predict).
 
@@ -73,86 +116,111 @@ class PFNPredictive:
   def _internal(self, y):
     return self._sign * np.asarray(y, np.float64)
 
+  @functools.cached_property
+  def _support_internal(self) -> tuple[float, float]:
+    """The support's ends in internal units (larger is better): exactly the values `quantile` gives there."""
+    lo, hi = self.transform.invert(np.array(self.support))
+    return float(lo), float(hi)
+
+  def _censored_cdf(self, x, strict: bool = False) -> np.ndarray:
+    """float [N]: P(X <= x) (P(X < x) when strict), X = T^-1(clip(Z)) in internal units, x scalar or float [N]."""
+    lo, hi = self._support_internal
+    x = np.broadcast_to(np.asarray(x, np.float64), (len(self),))
+    with np.errstate(over="ignore", invalid="ignore"):
+      z = self.transform.apply(np.clip(x, lo, hi))
+    inner = self.z.cdf(np.clip(z, *self.support))
+    below, above = (x <= lo, x > hi) if strict else (x < lo, x >= hi)
+    return np.where(below, 0.0, np.where(above, 1.0, inner))
+
   def cdf(self, y) -> np.ndarray:
-    """float [N]: P(Y <= y)."""
-    c = self.z.cdf(self.transform.apply(self._internal(y)))
-    return c if self._sign > 0 else 1.0 - c
+    """float [N] in [0, 1]: P(Y <= y) for y scalar or float [N] in user units (1 at and past the upper end of
+    the support, 0 below the lower one)."""
+    x = self._internal(y)
+    return self._censored_cdf(x) if self._sign > 0 else 1.0 - self._censored_cdf(x, strict=True)
 
   def log_prob(self, y) -> np.ndarray:
-    """float [N]: log density at y in user units (finite everywhere): log p_z(z(y)) + log dz/dy."""
+    """float [N]: log density at y in user units (finite everywhere): log p_z(z(y)) + log dz/dy, the model's
+    own density (uncensored; see the class docstring)."""
     u = self._internal(y)
     return self.z.log_prob(self.transform.apply(u)) + self.transform.log_derivative(u)
 
   def pdf(self, y) -> np.ndarray:
+    """float [N] > 0: exp(log_prob(y))."""
     return np.exp(self.log_prob(y))
 
   def quantile(self, q) -> np.ndarray:
-    """float [N]: the q-quantile, q in (0, 1)."""
+    """float [N]: the q-quantile in user units, q in (0, 1) scalar or float [N] (the model's quantile, clipped
+    to the support).
+
+    Raises:
+      ValueError: q outside (0, 1).
+    """
     q = np.asarray(q, np.float64)
-    z = self.z.quantile(q if self._sign > 0 else 1.0 - q)
+    z = np.clip(self.z.quantile(q if self._sign > 0 else 1.0 - q), *self.support)
     return self._sign * self.transform.invert(z)
 
-  @functools.cached_property
-  def _samples(self) -> np.ndarray:
-    """float [N, K] internal-unit values at K quantile midpoints (the quadrature of moments), computed once.
-
-    Their z is clipped to +-Z_LIMIT before the inverse transform (see there); densities,
-    the CDF and quantiles stay exact.
-    """
-    return self.transform.invert(self._z_samples)
+  # -- Moments in user units --------------------------------------------------
 
   @functools.cached_property
-  def _z_samples(self) -> np.ndarray:
-    """float [N, K]: z at K quantile midpoints, clipped to +-Z_LIMIT."""
-    k = QUADRATURE_POINTS
-    levels = (np.arange(k) + 0.5) / k
-    return np.stack([np.clip(self.z.quantile(q), -Z_LIMIT, Z_LIMIT) for q in levels], axis=1)
+  def _unit(self) -> float:
+    """c > 0: the largest |u| on the support (u = (y - loc) / scale); moments are taken of u / c, in [-1, 1]."""
+    return float(np.max(np.abs(self.transform.invert_standardized(np.array(self.support)))))
 
-  @property
-  def _affine(self) -> tuple[float, float] | None:
-    t = self.transform
-    return None if t.power else (t.scale * t.scale2, t.loc + t.loc2 * t.scale)
+  def _expect(self, f, knot=None) -> np.ndarray:
+    """float [N]: E[f(clip(Z))] of each row."""
+    return self.z.probs @ self.z.expectations(f, *self.support, knot=knot)
+
+  @functools.cached_property
+  def _moments(self) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) float [N] in internal units (larger is better)."""
+    t, c = self.transform, self._unit
+    m1 = self._expect(lambda z: t.invert_standardized(z) / c)
+    m2 = self._expect(lambda z: (t.invert_standardized(z) / c) ** 2)
+    return t.loc + t.scale * (c * m1), t.scale * (c * np.sqrt(np.maximum(m2 - m1 * m1, 0.0)))
 
   @property
   def mean(self) -> np.ndarray:
-    """float [N] in user units (exact for an affine map; under the power transform, quantile quadrature
-    with z clipped to +-Z_LIMIT)."""
-    aff = self._affine
-    m = aff[0] * self.z.mean + aff[1] if aff else self._samples.mean(1)
-    return self._sign * m
+    """float [N] in user units: E[Y] (per-bar Gauss-Legendre of T^-1, see `BarDistribution.expectations`)."""
+    return self._sign * self._moments[0]
 
   @property
   def std(self) -> np.ndarray:
-    """float [N] >= 0 in user units."""
-    aff = self._affine
-    return aff[0] * self.z.std if aff else self._samples.std(1)
+    """float [N] > 0 in user units: sqrt(Var[Y])."""
+    return self._moments[1]
 
   def expected_improvement(self, best=None) -> np.ndarray:
-    """float [N] >= 0: E[improvement over best] in user units, in the goal's direction (Jones et al. 1998),
-    with z capped at Z_LIMIT (improvements beyond count as reaching it; exact for an affine map,
-    quantile quadrature under the power transform)."""
-    c = self._best(best)
-    aff = self._affine
-    if aff:
-      return aff[0] * self.z.expected_improvement((c - aff[1]) / aff[0], cap=Z_LIMIT)
-    return np.maximum(self._samples - c, 0.0).mean(1)
-
-  def log_expected_improvement_z(self, best=None) -> np.ndarray:
-    """float [N]: log EI in the model's z units with z capped at Z_LIMIT (exact; the acquisition `ask` ranks by)."""
-    return self.z.log_expected_improvement(float(self.transform.apply(self._best(best))), cap=Z_LIMIT)
-
-  def upper_confidence_bound_z(self, beta: float = 4.0) -> np.ndarray:
-    """float [N]: mean + sqrt(beta) std of z clipped to +-Z_LIMIT (Srinivas et al. 2010)."""
-    mean, std = self.z.clipped_moments(-Z_LIMIT, Z_LIMIT)
-    return mean + math.sqrt(beta) * std
+    """float [N] >= 0 in user units: E[max(Y - best, 0)] when maximizing, E[max(best - Y, 0)] when minimizing
+    (Jones et al. 1998), best a float in user units (default: the study's best)."""
+    c, t = self._best(best), self.transform
+    with np.errstate(over="ignore", invalid="ignore"):
+      knot = float(t.apply(c))
+    cu = (c - t.loc) / t.scale / self._unit  # The best in units of u / c.
+    f = lambda z: np.maximum(t.invert_standardized(z) / self._unit - cu, 0.0)
+    return t.scale * (self._unit * self._expect(f, knot if math.isfinite(knot) else None))
 
   def probability_of_improvement(self, best=None) -> np.ndarray:
-    """float [N] in [0, 1]: P(Y better than best)."""
-    return self.z.probability_of_improvement(float(self.transform.apply(self._best(best))))
+    """float [N] in [0, 1]: P(Y better than best), best in user units (default: the study's best)."""
+    return 1.0 - self._censored_cdf(self._best(best))
 
   def upper_confidence_bound(self, beta: float = 4.0) -> np.ndarray:
-    """float [N]: mean +/- sqrt(beta) std, optimistic in the goal's direction (Srinivas et al. 2010)."""
+    """float [N] in user units: mean +/- sqrt(beta) std, optimistic in the goal's direction (Srinivas et al. 2010)."""
     return self.mean + self._sign * math.sqrt(beta) * self.std
+
+  # -- Ranking scores in z units (what `ask` maximizes) ----------------------
+
+  def log_expected_improvement_z(self, best=None) -> np.ndarray:
+    """float [N]: log E[max(clip(Z) - z(best), 0)] in the model's z units (closed form; floored at log(1e-300))."""
+    lo, hi = self.support
+    with np.errstate(over="ignore", invalid="ignore"):
+      c = float(self.transform.apply(self._best(best)))
+    # clip(Z) - c = (clip(Z) - max(c, lo)) + max(lo - c, 0); the first part is min(Z, hi)'s improvement on max(c, lo).
+    ei = self.z.expected_improvement(min(max(c, lo), hi), cap=hi) + max(lo - c, 0.0)
+    return np.log(np.maximum(ei, 1e-300))
+
+  def upper_confidence_bound_z(self, beta: float = 4.0) -> np.ndarray:
+    """float [N]: mean + sqrt(beta) std of clip(Z) in z units (Srinivas et al. 2010)."""
+    mean, std = self.z.clipped_moments(*self.support)
+    return mean + math.sqrt(beta) * std
 
   def __repr__(self) -> str:
     return f"PFNPredictive(n={len(self)}, bars={self.z.probs.shape[1]}, goal={self.goal!r})"

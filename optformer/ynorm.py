@@ -22,9 +22,25 @@ and densities pick up the Jacobian: log p_y(y) = log p_z(z(y)) + log z'(y).
 
 Equivariance: every step after the first standardization sees the same
 numbers for y and a y + b (a > 0), so z is invariant and predictions in user
-units are equivariant. With fewer than two distinct values there is no scale
-in the data: z = y - y_1 (one user unit per z unit), which is equivariant
-under shifts b but not under scaling; with no feasible value z = y.
+units are equivariant. The first standardization keeps its squares in range
+(the plain std is taken in units of the half-range), so objectives of 1e-170
+or 1e300 get the same z as objectives of 1.
+
+Without spread there is no scale in the data, and the scale is a choice:
+  * one trial: z = y - y_1, one user unit per z unit, as in training (the
+    prior's units; the model's input is z = 0 whatever the scale);
+  * two or more trials, all equal (a tie): scale = TIE_RELATIVE_SCALE |y|
+    (one user unit when y = 0; floored at the smallest normal float). A tie
+    is the limit of contexts whose spread shrinks to zero, and their
+    predictive spread shrinks with it (as a Gaussian process's fitted
+    amplitude does on constant data); the floor keeps the distribution
+    proper and resolvable in float64, and is relative, so ties at 1e-6, 1
+    and 1e6 are predicted alike (equivariant under scaling, not under
+    shifts). Training contexts do not tie (the prior's observation noise
+    is continuous), so this choice does not reach training.
+  * no feasible value: z = y.
+`low` and `high` record the feasible context's range (the predictive's
+support is bounded from it, `pfn_inference.support_z`).
 """
 
 from __future__ import annotations
@@ -35,6 +51,7 @@ import math
 import numpy as np
 
 LAMBDA_RANGE = (0.0, 2.0)  # Search interval of the fitted lambda: both sides stay unbounded, so the map inverts everywhere.
+TIE_RELATIVE_SCALE = math.sqrt(np.finfo(np.float64).eps)  # Scale of a tied context per unit of |y| (1.5e-8; see above).
 
 
 def yeo_johnson(u, lam: float) -> np.ndarray:
@@ -85,6 +102,8 @@ class YTransform:
   power: bool = False
   loc2: float = 0.0
   scale2: float = 1.0  # > 0.
+  low: float = -math.inf  # Smallest feasible context value (user units, larger is better); -inf: unknown.
+  high: float = math.inf  # Largest; inf: unknown.
 
   @classmethod
   def fit(cls, y, min_power_points: int = 4, power: bool = True) -> "YTransform":
@@ -107,9 +126,12 @@ class YTransform:
 
   def invert(self, z) -> np.ndarray:
     """y of z (the inverse of `apply`)."""
+    return self.invert_standardized(z) * self.scale + self.loc
+
+  def invert_standardized(self, z) -> np.ndarray:
+    """u = (y - loc) / scale of z: `invert` before its last affine step (values of order 1 near the context)."""
     v = np.asarray(z, np.float64) * self.scale2 + self.loc2
-    u = yeo_johnson_inverse(v, self.lam) if self.power else v
-    return u * self.scale + self.loc
+    return yeo_johnson_inverse(v, self.lam) if self.power else v
 
   def log_derivative(self, y) -> np.ndarray:
     """log dz/dy at y: add it to log p_z(z(y)) to get the log density in user units."""
@@ -127,6 +149,10 @@ def fit_batch(y_BxN, mask_BxN, min_power_points: int = 4, power: bool = True) ->
   Args:
     y_BxN: float [B, N] finite objectives (entries outside the mask are ignored).
     mask_BxN: bool [B, N], the context's feasible trials of each row.
+
+  Returns:
+    loc, scale, lam, power, loc2, scale2 (see `YTransform`; scale of a tied row as in the module
+    docstring), and low, high: each row's feasible range (-inf, inf without a feasible value).
   """
   y = np.asarray(y_BxN, np.float64)
   m = np.asarray(mask_BxN, bool)
@@ -141,7 +167,8 @@ def fit_batch(y_BxN, mask_BxN, min_power_points: int = 4, power: bool = True) ->
     median = np.where(n > 0, np.nanmedian(np.where(n[:, None] > 0, masked, 0.0), axis=1), 0.0)
     q25, q75 = np.nanpercentile(np.where(n[:, None] > 0, masked, 0.0), [25, 75], axis=1)
     mean_ = np.where(m, y, 0.0).sum(1) / n1
-    std_ = np.sqrt(np.where(m, (y - mean_[:, None]) ** 2, 0.0).sum(1) / n1)
+    half = np.where(spread, 0.5 * hi - 0.5 * lo, 1.0)  # The plain std's unit: no underflow or overflow of its squares.
+    std_ = half * np.sqrt(np.where(m, ((y - mean_[:, None]) / half[:, None]) ** 2, 0.0).sum(1) / n1)
     iqr = (q75 - q25) / 1.349  # The std of a normal distribution from its interquartile range.
     robust = np.isfinite(iqr) & (iqr > 0)
     mean, std = np.where(robust, median, mean_), np.where(robust, iqr, std_)
@@ -149,7 +176,9 @@ def fit_batch(y_BxN, mask_BxN, min_power_points: int = 4, power: bool = True) ->
     mean = np.where(overflow, 0.5 * lo + 0.5 * hi, mean)
     std = np.where(overflow, 0.5 * hi - 0.5 * lo, std)
   loc = np.where(spread, mean, np.where(n > 0, lo, 0.0))
-  scale = np.where(spread, std, 1.0)
+  tie = (n >= 2) & ~spread & (lo != 0)
+  tie_scale = np.maximum(TIE_RELATIVE_SCALE * np.abs(np.where(tie, lo, 1.0)), np.finfo(np.float64).tiny)
+  scale = np.where(spread, std, np.where(tie, tie_scale, 1.0))
   u = np.where(m, (y - loc[:, None]) / scale[:, None], 0.0)
   distinct = np.array([len(np.unique(u[i, m[i]])) for i in range(len(u))]) if len(u) else np.zeros(0, int)
   use = spread & (distinct >= min_power_points) & power
@@ -160,7 +189,8 @@ def fit_batch(y_BxN, mask_BxN, min_power_points: int = 4, power: bool = True) ->
   scale2 = np.sqrt(np.where(m, (v - loc2[:, None]) ** 2, 0.0).sum(1) / n_use)
   use &= scale2 > 0
   return dict(loc=loc, scale=scale, lam=np.where(use, lam, 1.0), power=use,
-              loc2=np.where(use, loc2, 0.0), scale2=np.where(use, scale2, 1.0))
+              loc2=np.where(use, loc2, 0.0), scale2=np.where(use, scale2, 1.0),
+              low=np.where(n > 0, lo, -np.inf), high=np.where(n > 0, hi, np.inf))
 
 
 def apply_batch(fields: dict, y_BxN) -> np.ndarray:

@@ -72,6 +72,28 @@ def test_clipped_moments_match_monte_carlo(dist_and_samples, lo, hi):
   assert std[0] == pytest.approx(c.std(), rel=0.01, abs=1e-6)
 
 
+@pytest.mark.parametrize("lo, hi", [(-10.0, 10.0), (-1.5, 0.7), (0.2, 3.0), (-3.0, -1.2), (-0.6, -0.4)])
+def test_expectations_of_censored_z_match_monte_carlo(dist_and_samples, lo, hi):
+  d, s = dist_and_samples
+  c = np.clip(s, lo, hi)
+  funcs = [(lambda z: z, None), (lambda z: z**2, None), (lambda z: np.exp(2.0 * z), None),
+           (lambda z: np.maximum(np.expm1(z) - 0.3, 0.0), np.log1p(0.3))]  # A kink at the knot.
+  for f, knot in funcs:
+    want, se = f(c).mean(), f(c).std() / np.sqrt(len(c))
+    got = (d.probs @ d.expectations(f, lo, hi, knot))[0]
+    assert got == pytest.approx(want, abs=5 * se + 1e-9), (lo, hi, knot)
+
+
+def test_expectations_are_exact_for_polynomials_on_the_uniform_bars():
+  d = BarDistribution(np.ones((1, 5)) / 5, BORDERS)
+  ex = d.expectations(lambda z: z**3, -1.7, 0.8, knot=0.3)
+  # E[clip(Z)^3] on bar [0, 0.5] (inside, split at the knot) and on bar [0.5, 1] (censored at 0.8): closed forms.
+  assert ex[2] == pytest.approx(0.5**3 / 4, rel=1e-12)
+  assert ex[3] == pytest.approx(((0.8**4 - 0.5**4) / 4 + 0.2 * 0.8**3) / 0.5, rel=1e-12)
+  with pytest.raises(ValueError, match="lo < hi"):
+    d.expectations(lambda z: z, 1.0, 1.0)
+
+
 def test_a_little_mass_in_a_far_outer_bar_does_not_rank_a_bad_point_first():
   borders = np.array([-6500.0, -3.0, -1.0, 0.0, 1.0, 3.0, 430.0])
   bad = np.array([1e-3, 0.6, 0.3, 0.0989, 1e-4, 1e-3])  # Surely below the best (1.0), 0.1 % beyond z = 3.

@@ -40,11 +40,31 @@ def test_z_is_invariant_under_positive_affine_maps(n):
       np.testing.assert_allclose(YTransform.fit(y + b).apply(q + b), t.apply(q), atol=1e-6)
 
 
-def test_ties_and_single_values_use_unit_scale_around_the_value():
-  for y in ([4.2], [1004.2], [3.0, 3.0, 3.0]):
+def test_a_single_value_uses_unit_scale_around_the_value():
+  for y in ([4.2], [1004.2], [0.0, 0.0]):  # One trial as in training; a tie at 0 has no magnitude either.
     t = YTransform.fit(y)
     assert t.apply([y[0]])[0] == pytest.approx(0.0)
     assert t.apply([y[0] + 1.0])[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("value", [1.0, -3.0, 1e6, 1e-6, 1e-300, 1e300])
+def test_a_tie_gets_a_scale_relative_to_its_magnitude(value):
+  t = YTransform.fit([value] * 5)
+  assert t.apply([value])[0] == 0.0
+  assert t.scale == pytest.approx(max(ynorm.TIE_RELATIVE_SCALE * abs(value), np.finfo(float).tiny), rel=1e-12)
+  assert t.invert([1.0])[0] > value and np.isfinite(t.invert([10.0])[0])
+  assert (t.low, t.high) == (value, value)
+
+
+@pytest.mark.parametrize("power", [False, True])
+def test_tiny_and_huge_objectives_get_the_z_of_objectives_of_one(power):
+  y = np.array([2.0] * 8 + [0.5, 1.2, 3.1, 4.0])  # The IQR is 0: the plain std, whose squares of 1e-170 underflow.
+  z = YTransform.fit(y, power=power).apply(y)
+  for a in (1e-170, 1e-300, 1e150):
+    t = YTransform.fit(a * y, power=power)
+    assert t.scale > 0
+    np.testing.assert_allclose(t.apply(a * y), z, atol=1e-7)
+    np.testing.assert_allclose(t.invert(z) / a, y, rtol=1e-7)  # lambda is searched to ~1e-8.
 
 
 def test_map_is_increasing_and_inverts_with_a_consistent_jacobian():
