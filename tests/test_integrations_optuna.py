@@ -110,7 +110,7 @@ NUM_CANDIDATES = 8
 
 @pytest.fixture
 def recorded(monkeypatch):
-  """The Optimizers the sampler builds (one per relative sample, after the probe), each with `asked`: its suggestions."""
+  """The Optimizers the sampler builds (the probe, then one per relative sample), each with `asked`: its suggestions."""
   made = []
 
   class Recording(optformer.Optimizer):
@@ -506,3 +506,32 @@ def test_the_sampler_runs_a_model_v1_with_its_options(tiny_model, recorded):
   assert _relative_samples(recorded) == [t.params for t in study.trials[1:]]
   with pytest.raises(ValueError, match="algorithm must be one of"):
     _sampler(tiny_model, algorithm="nope")
+
+
+# -- eval/optuna_compare ----------------------------------------------------------------
+
+
+def test_optuna_compare_runs_each_sampler_in_an_optuna_study_and_tabulates_the_best(tiny_v2_model):
+  from optformer.eval import optuna_compare
+
+  class Quadratic:  # The Task protocol of eval.sklearn_tasks, without a model fit.
+    name, goal = "quadratic", "minimize"
+    space = optformer.SearchSpace([Float("x", -1.0, 1.0), Int("n", 0, 4)])
+
+    def __call__(self, params):
+      return params["x"] ** 2 + params["n"]
+
+  samplers = optuna_compare.make_samplers(tiny_v2_model, num_candidates=NUM_CANDIDATES)
+  assert list(samplers) == ["OptFormerSampler", "TPESampler(multivariate)"]
+  results = {name: [optuna_compare.run_study(Quadratic(), make(seed), 3) for seed in (0, 1)]
+             for name, make in samplers.items()}
+  for seeds in results.values():
+    for rows in seeds:
+      assert [r["value"] for r in rows] == [Quadratic()(r["params"]) for r in rows]
+      assert all(0 <= r["sampler_seconds"] <= r["total_seconds"] for r in rows)
+  summary = optuna_compare.summarize(results, "minimize", (1, 3))
+  best = min(r["value"] for r in results["OptFormerSampler"][0])
+  assert summary["OptFormerSampler"]["best_at"][3][0] == pytest.approx(
+      (best + min(r["value"] for r in results["OptFormerSampler"][1])) / 2)
+  table = optuna_compare.format_table(summary, (1, 3)).splitlines()
+  assert table[0].startswith("| sampler | best @ 1 | best @ 3 |") and len(table) == 4

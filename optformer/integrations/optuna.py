@@ -181,13 +181,14 @@ def suggest_params(trial: optuna.trial.BaseTrial, space: ss.SearchSpace) -> dict
 _FINISHED_OR_PENDING = (
     TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING,
 )
-# Optimizer options the sampler sets itself, so a caller may not pass them, and where each comes from.
+# Optimizer options the sampler sets itself (besides the space and the per-trial seed), and where each comes from.
 _SET_BY_SAMPLER = {
-    "space": "the joint search space of the study's trials",
     "goal": "the study's direction (optuna.create_study(direction=...))",
-    "seed": "OptFormerSampler(seed=...): one seed per trial, derived from it",
     "warn_truncation": "the sampler warns once per study when the history outgrows the model's context",
 }
+# The sampler's own keyword arguments.
+_OWN_OPTIONS = ("seed", "model", "num_candidates", "independent_sampler", "n_startup_trials",
+                "deterministic_objective", "warn_independent_sampling")
 # Keyword arguments of Optuna's own samplers that OptFormerSampler does not take, and what to do instead.
 _OPTUNA_ALTERNATIVES = {
     "constraints_func": (
@@ -228,7 +229,7 @@ def _check_single_objective(study: Study) -> None:
 def _optimizer_options() -> set[str]:
   """The keyword arguments of optformer.Optimizer that a sampler may pass through."""
   params = inspect.signature(optimizer_lib.Optimizer.__init__).parameters
-  return {name for name, p in params.items() if p.kind == p.KEYWORD_ONLY} - set(_SET_BY_SAMPLER)
+  return {name for name, p in params.items() if p.kind == p.KEYWORD_ONLY} - set(_SET_BY_SAMPLER) - set(_OWN_OPTIONS)
 
 
 def _check_options(options: Mapping[str, Any]) -> None:
@@ -243,11 +244,9 @@ def _check_options(options: Mapping[str, Any]) -> None:
     if name in _OPTUNA_ALTERNATIVES:
       raise TypeError(f"OptFormerSampler does not take {name}= (an Optuna sampler's option): "
                       f"{_OPTUNA_ALTERNATIVES[name]}.")
-    own = ["seed", "model", "num_candidates", "independent_sampler", "n_startup_trials", "deterministic_objective",
-           "warn_independent_sampling"]
     raise TypeError(
-        f"OptFormerSampler got an unexpected keyword argument {name!r}; it takes {own} and the "
-        f"optformer.Optimizer options {sorted(allowed - set(own))}."
+        f"OptFormerSampler got an unexpected keyword argument {name!r}; it takes {list(_OWN_OPTIONS)} and the "
+        f"optformer.Optimizer options {sorted(allowed)}."
     )
 
 
@@ -342,7 +341,8 @@ class OptFormerSampler(BaseSampler):
   ):
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
       raise ValueError(f"seed must be a non-negative int or None, got {seed!r}.")
-    if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, (int, np.integer)) or n_startup_trials < 0:
+    is_int = isinstance(n_startup_trials, (int, np.integer)) and not isinstance(n_startup_trials, bool)
+    if not is_int or n_startup_trials < 0:
       raise ValueError(f"n_startup_trials must be a non-negative int, got {n_startup_trials!r}.")
     if not isinstance(deterministic_objective, (bool, np.bool_)):
       raise TypeError(f"deterministic_objective must be True or False, got {deterministic_objective!r}.")
