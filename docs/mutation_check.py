@@ -11,6 +11,7 @@ subpackages into its optformer/ and each run prints `optformer.__file__` and che
   .venv/bin/python docs/mutation_check.py            # every mutation (docs/mutations.md lists them)
   .venv/bin/python docs/mutation_check.py argmax     # those whose name contains "argmax"
   .venv/bin/python docs/mutation_check.py --baseline # also run the unmutated copy (must pass)
+  .venv/bin/python docs/mutation_check.py p-feasible -k avoids  # only tests matching pytest's -k expression
 
 Prints one line per mutation, "killed" (a test failed; pytest stops at the first failure) or "survived",
 and exits 1 if any survived.
@@ -102,7 +103,7 @@ def apply(copy: pathlib.Path, m: Mutation) -> None:
   path.write_text(text.replace(m.old, m.new))
 
 
-def run_tests(copy: pathlib.Path, tests, log: pathlib.Path) -> tuple[bool, str]:
+def run_tests(copy: pathlib.Path, tests, log: pathlib.Path, select: str | None = None) -> tuple[bool, str]:
   """(passed, optformer.__file__ as imported) of `pytest -x tests` in the copy."""
   env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
   probe = subprocess.run([sys.executable, "-c", "import optformer, optformer.eval; print(optformer.__file__); "
@@ -111,7 +112,8 @@ def run_tests(copy: pathlib.Path, tests, log: pathlib.Path) -> tuple[bool, str]:
   if probe.returncode or not all(pathlib.Path(w).resolve().is_relative_to(copy.resolve()) for w in where):
     raise SystemExit(f"the copy is not the package imported: {probe.stdout} {probe.stderr}")
   with open(log, "w") as out:
-    rc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests], cwd=copy,
+    rc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+                        + (["-k", select] if select else []), cwd=copy,
                         env=env, stdout=out, stderr=subprocess.STDOUT).returncode
   return rc == 0, where[0]
 
@@ -121,6 +123,7 @@ def main(argv=None) -> int:
   parser.add_argument("names", nargs="*", help="run only mutations whose name contains one of these")
   parser.add_argument("--baseline", action="store_true", help="first run the unmutated copy (must pass)")
   parser.add_argument("--logs", default=None, help="keep the pytest logs in this directory")
+  parser.add_argument("-k", dest="select", default=None, help="run only the tests matching this pytest -k expression")
   args = parser.parse_args(argv)
   chosen = [m for m in MUTATIONS if not args.names or any(n in m.name for n in args.names)]
   logs = pathlib.Path(args.logs or tempfile.mkdtemp(prefix="mutation-logs-"))
@@ -129,7 +132,7 @@ def main(argv=None) -> int:
   with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
     if args.baseline:
       copy = copy_checkout(pathlib.Path(tmp) / "baseline")
-      ok, where = run_tests(copy, TESTS, logs / "baseline.log")
+      ok, where = run_tests(copy, TESTS, logs / "baseline.log", args.select)
       print(f"baseline: {'passed' if ok else 'FAILED'} ({where}; log {logs / 'baseline.log'})", flush=True)
       if not ok:
         return 2
@@ -139,7 +142,7 @@ def main(argv=None) -> int:
       base.mkdir()
       copy = copy_checkout(base)
       apply(copy, m)
-      ok, where = run_tests(copy, m.tests, logs / f"{m.name}.log")
+      ok, where = run_tests(copy, m.tests, logs / f"{m.name}.log", args.select)
       failed = [line for line in (logs / f"{m.name}.log").read_text().splitlines() if line.startswith("FAILED")]
       print(f"{m.name}: {'SURVIVED' if ok else 'killed'} in {time.time() - t:.0f} s ({m.what}; imported {where})"
             + (f"\n  by {failed[0][7:]}" if failed else ""), flush=True)

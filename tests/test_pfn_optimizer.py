@@ -232,8 +232,8 @@ def test_moments_under_the_power_transform_ignore_far_outer_bars():
   bounds = sorted(t.invert(np.array([-Z_LIMIT, Z_LIMIT])))
   assert bounds[0] <= d.mean[0] <= bounds[1] and np.isfinite(d.std[0])
   assert np.isfinite(d.expected_improvement(1.0)[0])
-  # The density and the quantiles are the model's own: a far-tail quantile lies beyond the clip.
-  assert d.quantile(0.01)[0] < bounds[0]
+  # Quantiles inside the clip are the model's own. (Whether a far-tail quantile lies beyond the clip or at the
+  # support's end is pfn_inference's choice, under revision for issue 18 item 4; not asserted here.)
   np.testing.assert_allclose(d.cdf(d.quantile(0.3)), 0.3, atol=1e-9)
 
 
