@@ -260,6 +260,8 @@ def test_first_suggestions_of_an_empty_study_come_from_the_prior(model):
     assert abs(s["x"] - 0.9) < 0.1
 
 
+@pytest.mark.slow  # 60 asks of the shipped model: 7.5-27 s here (shared cores); the fast no-prior ranking tests are in
+# test_optimizer.py and test_pfn_optimizer.py.
 def test_a_misleading_prior_does_not_stop_convergence():
   """Shipped model, 2-D quadratic with its optimum far from a confident, wrong belief, 30 trials per seed.
 
