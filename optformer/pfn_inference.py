@@ -48,16 +48,18 @@ def support_z(transform: YTransform) -> tuple[float, float]:
   at most Z_LIMIT context scales from the center (the acquisitions' cap), widened to one z unit past the
   context's own extremes (so every observed value and an improvement on the best stay possible), and in
   user units never further than SUPPORT_RANGES ranges outside the context's range (the power transform's
-  inverse at z = +-Z_LIMIT can lie far beyond). Without a known range (no feasible trial): +-Z_LIMIT.
+  inverse at z = +-Z_LIMIT can lie far beyond) nor outside float64's. Without a known range (no feasible
+  trial): +-Z_LIMIT.
   lo < T(low) <= T(high) < hi.
   """
   low, high = transform.low, transform.high
   if not (math.isfinite(low) and math.isfinite(high)):
     return -Z_LIMIT, Z_LIMIT
-  r = high - low if high > low else transform.scale
+  big = np.finfo(np.float64).max
   with np.errstate(over="ignore", invalid="ignore"):
-    z_low, z_high, z_far_low, z_far_high = transform.apply(
-        np.array([low, high, low - SUPPORT_RANGES * r, high + SUPPORT_RANGES * r]))
+    r = high - low if high > low else transform.scale
+    far = np.clip([low - SUPPORT_RANGES * r, high + SUPPORT_RANGES * r], -big, big)  # Also within float64's range.
+    z_low, z_high, z_far_low, z_far_high = transform.apply(np.array([low, high, *far]))
   lo = max(z_far_low, min(-Z_LIMIT, z_low - 1.0))
   hi = min(z_far_high, max(Z_LIMIT, z_high + 1.0))
   return float(lo), float(hi)

@@ -161,14 +161,11 @@ def fit_batch(y_BxN, mask_BxN, min_power_points: int = 4, power: bool = True) ->
   lo = np.where(m, y, big).min(1, initial=big)
   hi = np.where(m, y, -big).max(1, initial=-big)
   spread = (n > 0) & (hi > lo)
-  n1 = np.maximum(n, 1)
   with np.errstate(all="ignore"):
     masked = np.where(m, y, np.nan)
     median = np.where(n > 0, np.nanmedian(np.where(n[:, None] > 0, masked, 0.0), axis=1), 0.0)
     q25, q75 = np.nanpercentile(np.where(n[:, None] > 0, masked, 0.0), [25, 75], axis=1)
-    mean_ = np.where(m, y, 0.0).sum(1) / n1
-    half = np.where(spread, 0.5 * hi - 0.5 * lo, 1.0)  # The plain std's unit: no underflow or overflow of its squares.
-    std_ = half * np.sqrt(np.where(m, ((y - mean_[:, None]) / half[:, None]) ** 2, 0.0).sum(1) / n1)
+    mean_, std_, _ = _mean_std(y, m)
     iqr = (q75 - q25) / 1.349  # The std of a normal distribution from its interquartile range.
     robust = np.isfinite(iqr) & (iqr > 0)
     mean, std = np.where(robust, median, mean_), np.where(robust, iqr, std_)
@@ -184,10 +181,8 @@ def fit_batch(y_BxN, mask_BxN, min_power_points: int = 4, power: bool = True) ->
   use = spread & (distinct >= min_power_points) & power
   lam = np.where(use, np.clip(_normmax(u, m & use[:, None]), *LAMBDA_RANGE), 1.0)
   v = _yj_rows(u, lam)
-  n_use = np.maximum(n, 1)
-  loc2 = np.where(m, v, 0.0).sum(1) / n_use
-  scale2 = np.sqrt(np.where(m, (v - loc2[:, None]) ** 2, 0.0).sum(1) / n_use)
-  use &= scale2 > 0
+  loc2, scale2, _ = _mean_std(v, m)
+  use &= (scale2 > 0) & np.isfinite(scale2)
   return dict(loc=loc, scale=scale, lam=np.where(use, lam, 1.0), power=use,
               loc2=np.where(use, loc2, 0.0), scale2=np.where(use, scale2, 1.0),
               low=np.where(n > 0, lo, -np.inf), high=np.where(n > 0, hi, np.inf))
@@ -222,6 +217,23 @@ def _yj_rows(u_BxN, lam_B) -> np.ndarray:
   return np.where(u >= 0, pos, neg)
 
 
+def _mean_std(v_BxN, mask_BxN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(mean, std, log std) float [B] of each row's masked values, taken in units of the row's largest |v|, so
+  the squares of 1e-170 do not underflow nor those of 1e200 overflow (std 0 gives log std -inf; a row with an
+  infinite value gives mean and std NaN, log std inf). Rows without a masked value give 0, 0, -inf."""
+  m = np.asarray(mask_BxN, bool)
+  n = np.maximum(m.sum(1), 1)
+  with np.errstate(all="ignore"):
+    c = np.max(np.where(m, np.abs(v_BxN), 0.0), axis=1, initial=0.0)
+    c = np.where(c > 0, c, 1.0)
+    w = np.where(m, v_BxN / c[:, None], 0.0)
+    mean = w.sum(1) / n
+    var = np.where(m, (w - mean[:, None]) ** 2, 0.0).sum(1) / n
+    finite = np.isfinite(c)
+    log_std = np.where(finite, np.log(c) + 0.5 * np.log(var), np.inf)
+    return np.where(finite, c * mean, np.nan), np.where(finite, c * np.sqrt(var), np.nan), log_std
+
+
 def _normmax(u_BxN, mask_BxN, iterations: int = 40) -> np.ndarray:
   """float [B]: the Yeo-Johnson lambda in LAMBDA_RANGE maximizing the normal log-likelihood of each row.
 
@@ -234,11 +246,9 @@ def _normmax(u_BxN, mask_BxN, iterations: int = 40) -> np.ndarray:
   n = np.maximum(m.sum(1), 1)
   jac = np.where(m, np.sign(u_BxN) * np.log1p(np.abs(u_BxN)), 0.0).sum(1)
 
-  def llf(lam):
-    v = _yj_rows(u_BxN, lam)
-    mu = np.where(m, v, 0.0).sum(1) / n
-    var = np.where(m, (v - mu[:, None]) ** 2, 0.0).sum(1) / n
-    return -0.5 * n * np.log(np.maximum(var, 1e-300)) + (lam - 1.0) * jac
+  def llf(lam):  # -n/2 log var as -n log std, overflow-free (`_mean_std`); a variance of 0 counts as 1e-300.
+    log_std = _mean_std(_yj_rows(u_BxN, lam), m)[2]
+    return -n * np.maximum(log_std, 0.5 * math.log(1e-300)) + (lam - 1.0) * jac
 
   g = (math.sqrt(5.0) - 1.0) / 2.0
   a = np.full(len(n), LAMBDA_RANGE[0])

@@ -104,6 +104,15 @@ def test_overflowing_span_gives_a_finite_map():
   assert np.all(np.isfinite(z)) and z[0] > z[2] > z[1]
 
 
+def test_outliers_of_1e150_keep_a_finite_second_standardization():
+  y = np.array([1e150, -1e150, 3.0, 4.0, 5.0, 6.0])  # Squares of the standardized outliers overflowed: z was all 0.
+  t = YTransform.fit(y)
+  z = t.apply(y)
+  assert np.isfinite(t.scale2) and np.all(np.isfinite(z))
+  assert z[0] > 1.0 > np.max(np.abs(z[2:])) and z[1] < -1.0  # The middle four fall within float64's resolution.
+  np.testing.assert_allclose(t.invert(z[:2]), y[:2], rtol=1e-6)
+
+
 def test_batch_fit_equals_row_fits_on_the_masked_context():
   rng = np.random.default_rng(4)
   y = rng.normal(size=(5, 20)) * rng.uniform(0.1, 10, size=(5, 1))
