@@ -42,6 +42,9 @@ def _is_v2(engine) -> bool:
 
   return isinstance(engine, PFNEngine)
 
+# Model v1's behaviour prompts (model.ModelConfig.algorithms); a model v2 reads none, so it accepts these names
+# (a study file stores one) and refuses any other.
+V1_PROMPTS = ("random", "sobol", "gp_ucb")
 ACQUISITIONS = ("ei", "pi", "ucb")
 
 
@@ -70,7 +73,8 @@ class ModelSurrogate:
     """The surrogate of `space`; `algorithm` names a v1 prompt (None: its last, "gp_ucb" for the shipped model).
 
     Raises:
-      ValueError: more parameters than the model supports, or an unknown algorithm.
+      ValueError: more parameters than the model supports, a categorical with more choices than the model's
+        categories (v2: `max_categories`, 64 for the shipped model), or an unknown algorithm.
     """
     kinds = [p.kind for p in space]
     num_values = [p.num_values for p in space]
@@ -78,6 +82,14 @@ class ModelSurrogate:
       if len(space) > engine.config.num_slot_ids:
         raise ValueError(f"The search space has {len(space)} parameters; this model supports at most "
                          f"{engine.config.num_slot_ids}.")
+      if algorithm is not None and algorithm not in V1_PROMPTS:
+        raise ValueError(f"algorithm must be one of {list(V1_PROMPTS)} (model v1's behaviour prompts; this model "
+                         f"reads no prompt), got {algorithm!r}.")
+      limit = engine.config.max_categories  # Larger category indices would share the model's last embedding.
+      for p in space:
+        if p.kind == ss.KIND_CATEGORICAL and p.num_values > limit:
+          raise ValueError(f"Parameter {p.name!r} has {p.num_values} choices; this model supports at most {limit} "
+                           "per categorical parameter.")
       return cls(engine, kinds, num_values)
     algorithms = engine.config.algorithms
     algorithm = algorithms[-1] if algorithm is None else algorithm

@@ -195,13 +195,22 @@ def test_an_unknown_v1_prompt_is_refused(mixed_space, tiny_model):
     optformer.Optimizer(mixed_space, model=tiny_model, algorithm="bogus")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: with model v2 (no prompts) Optimizer and Surrogate accept any algorithm, "
-                   "e.g. 'bogus', silently, though their docstrings say an unknown algorithm raises ValueError")
 def test_an_unknown_algorithm_is_refused_on_the_default_model_too(mixed_space, tiny_v2_model):
-  with pytest.raises(ValueError, match="algorithm"):
+  with pytest.raises(ValueError, match="algorithm.*'bogus'"):
     optformer.Optimizer(mixed_space, model=tiny_v2_model, algorithm="bogus")
-  with pytest.raises(ValueError, match="algorithm"):
+  with pytest.raises(ValueError, match="algorithm.*'bogus'"):
     optformer.Surrogate(mixed_space, model=tiny_v2_model, algorithm="bogus")
+  optformer.Optimizer(mixed_space, model=tiny_v2_model, algorithm="random")  # v1's names: a study file stores one.
+
+
+def test_a_categorical_with_more_choices_than_the_model_reads_is_refused(tiny_v2_model):
+  limit = tiny_v2_model.config.max_categories  # Index `limit` and above would share the last category embedding.
+  fits = SearchSpace([Categorical("c", [f"c{i}" for i in range(limit)])])
+  optformer.Optimizer(fits, model=tiny_v2_model)
+  space = SearchSpace([Float("x", 0.0, 1.0), Categorical("c", [f"c{i}" for i in range(limit + 1)])])
+  for build in (optformer.Optimizer, optformer.Surrogate):
+    with pytest.raises(ValueError, match=f"'c' has {limit + 1} choices.*at most {limit}"):
+      build(space, model=tiny_v2_model)
 
 
 def test_space_with_more_parameters_than_the_model_supports_raises(model):
