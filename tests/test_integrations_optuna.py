@@ -50,6 +50,10 @@ DISCRETE_CASES = [
     (Discrete("p", (0.0, 0.25, 1.0)), CategoricalDistribution((0.0, 0.25, 1.0)), Categorical("p", (0.0, 0.25, 1.0))),
     (Discrete("p", (0.5, 1.0, 1.5)), FloatDistribution(0.5, 1.5, step=0.5), Discrete("p", (0.5, 1.0, 1.5))),
     (Discrete("p", (1e-3, 2e-3, 3e-3)), FloatDistribution(1e-3, 3e-3, step=1e-3), Discrete("p", (1e-3, 2e-3, 3e-3))),
+    # Uneven at a tiny scale: an absolute tolerance had called it the grid 1e-15, 2e-15, 3e-15.
+    (Discrete("p", (1e-15, 2.5e-15, 3e-15)), CategoricalDistribution((1e-15, 2.5e-15, 3e-15)),
+     Categorical("p", (1e-15, 2.5e-15, 3e-15))),
+    (Discrete("p", (1e-15, 2e-15, 3e-15)), FloatDistribution(1e-15, 3e-15, step=1e-15), Discrete("p", (1e-15, 2e-15, 3e-15))),
 ]
 
 

@@ -126,7 +126,9 @@ def _stepped_distribution(values: tuple) -> BaseDistribution | None:
   step = float(f"{(hi - lo) / (n - 1):.12g}")  # Rounded so that decimal steps (0.1) stay exact.
   dist = FloatDistribution(lo, hi, step=step)
   grid = _float_grid("", dist.low, dist.high, dist.step) if n <= MAX_GRID_LEVELS else ()
-  same = len(grid) == n and all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(grid, values))
+  # Each grid point must read as its own level: within 1e-9 of the smallest gap, Discrete's own rule for a value.
+  tol = 1e-9 * min(b - a for a, b in zip(values, values[1:]))
+  same = len(grid) == n and all(abs(a - b) <= tol for a, b in zip(grid, values))
   return dist if same else None
 
 
