@@ -80,7 +80,6 @@ import sys
 from typing import Sequence
 
 from optformer import explain, study_files
-from optformer.checkpoint import CheckpointError
 from optformer.optimizer import Optimizer
 from optformer.study_files import InputError, load_space  # noqa: F401  (re-exported for callers of the CLI module)
 
@@ -89,6 +88,8 @@ from optformer.study_files import InputError, load_space  # noqa: F401  (re-expo
 
 def _optimizer(args, space=None) -> Optimizer:
   """An Optimizer with the space (read from --space unless given) and the history of the command's files."""
+  from optformer.checkpoint import CheckpointError  # Imports JAX: only commands that load a model pay for it.
+
   space = study_files.load_space(args.space) if space is None else space
   trials = study_files.read_trials(args.history, space, history=True)
   try:

@@ -123,6 +123,13 @@ space = optformer.SearchSpace([optformer.Float("x", 1e-3, 1.0, log=True), optfor
 config = space.sample(__import__("numpy").random.default_rng(0))
 assert space.validate(config) == config and space.to_unit(config).shape == (2,)
 optformer.SearchConfig(); optformer.priors.Normal(0.1, 0.2)
+import contextlib, io, optformer.cli
+with contextlib.redirect_stdout(io.StringIO()) as out:  # `optformer --version` loads no model either.
+  try:
+    optformer.cli.main(["--version"])
+  except SystemExit as e:
+    assert e.code in (0, None), e.code
+assert out.getvalue().startswith("optformer "), out.getvalue()
 print(json.dumps(sorted(m for m in {_HEAVY!r} if m in sys.modules)))
 """
   assert _run(code, tmp_path) == []
