@@ -4,9 +4,10 @@
   python examples/cold_start.py --cache-dir DIR     # the compilation cache in DIR (empty DIR: cold cache)
   python examples/cold_start.py --no-cache          # compilation_cache=False: compile everything
 
-Runs one study with the shipped checkpoint on an 8-parameter Float search
-space (the shipped model's maximum) and a shifted sphere objective: 12 ask /
-tell rounds, which touch the history buckets 8 and 16 (`inference.py`).
+Runs one study with the shipped default checkpoint (model v2) on an
+8-parameter Float search space (v2 takes up to 64; v1 took 8) and a shifted
+sphere objective: 12 ask / tell rounds, which touch the context buckets 8 and
+16 (`inference.history_buckets`, up to the model's 256 trials).
 Prints one JSON object, in seconds of wall time:
   import       `import optformer`;
   optimizer    `Optimizer(...)`: checkpoint load and engine build;
