@@ -72,7 +72,7 @@ def test_mean_and_std_are_the_moments_of_the_quantile_function(context, goal):
   d = synthetic(context, goal)
   lo, hi = user_bounds(CONTEXTS[context])
   for row in range(len(d)):
-    draws, w = quantile_draws(d, row, 40_000)
+    draws, w = quantile_draws(d, row, 20_000)
     assert np.all(np.isfinite(draws))
     mean, std = moments(draws, w)
     assert d.mean[row] == pytest.approx(mean, abs=1e-4 * std)
@@ -87,7 +87,7 @@ def test_expected_improvement_is_the_mean_improvement_of_the_quantile_function(c
   sign = 1.0 if goal == "maximize" else -1.0
   y = CONTEXTS[context] * sign
   for row in range(len(d)):
-    draws, w = quantile_draws(d, row, 40_000)
+    draws, w = quantile_draws(d, row, 20_000)
     for best in (y.min(), np.median(y), y.max(), y.max() + 50.0 * np.ptp(y), y.min() - 50.0 * np.ptp(y)):
       want = w @ np.maximum(sign * (draws - best), 0.0)
       got = d.expected_improvement(best)[row]
@@ -122,7 +122,7 @@ def test_ranking_scores_in_z_units_read_the_same_distribution(goal):
   t, sign = d.transform, (1.0 if goal == "maximize" else -1.0)
   best = float(np.quantile(CONTEXTS["power"], 0.9)) * sign
   for row in range(len(d)):
-    draws, w = quantile_draws(d, row, 40_000)
+    draws, w = quantile_draws(d, row, 20_000)
     z = t.apply(sign * draws)  # The user-unit draws in z units.
     assert np.all(np.isfinite(z))
     ei = w @ np.maximum(z - t.apply(sign * best), 0.0)
