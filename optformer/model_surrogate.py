@@ -85,12 +85,13 @@ class ModelSurrogate:
       if algorithm is not None and algorithm not in V1_PROMPTS:
         raise ValueError(f"algorithm must be one of {list(V1_PROMPTS)} (model v1's behaviour prompts; this model "
                          f"reads no prompt), got {algorithm!r}.")
-      limit = engine.config.max_categories  # Larger category indices would share the model's last embedding.
+      surrogate = cls(engine, kinds, num_values)
+      limit = surrogate.max_categories  # Larger category indices would share the model's last embedding.
       for p in space:
         if p.kind == ss.KIND_CATEGORICAL and p.num_values > limit:
           raise ValueError(f"Parameter {p.name!r} has {p.num_values} choices; this model supports at most {limit} "
                            "per categorical parameter.")
-      return cls(engine, kinds, num_values)
+      return surrogate
     algorithms = engine.config.algorithms
     algorithm = algorithms[-1] if algorithm is None else algorithm
     if algorithm not in algorithms:
@@ -101,6 +102,11 @@ class ModelSurrogate:
   def max_params(self) -> int:
     """The most parameters a search space may have for this model."""
     return self.engine.config.num_slot_ids if self.v2 else self.engine.tok.max_params
+
+  @property
+  def max_categories(self) -> int:
+    """The most choices a categorical parameter may have for this model."""
+    return self.engine.config.max_categories if self.v2 else self.engine.tok.num_x_bins
 
   @property
   def max_context(self) -> int:

@@ -539,3 +539,14 @@ def test_optuna_compare_runs_each_sampler_in_an_optuna_study_and_tabulates_the_b
       (best + min(r["value"] for r in results["OptFormerSampler"][1])) / 2)
   table = optuna_compare.format_table(summary, (1, 3)).splitlines()
   assert table[0].startswith("| sampler | best @ 1 | best @ 3 |") and len(table) == 4
+
+
+def test_a_categorical_with_more_choices_than_the_model_reads_goes_to_the_fallback(tiny_v2_model):
+  limit = tiny_v2_model.config.max_categories
+  sampler = oi.OptFormerSampler(seed=0, model=tiny_v2_model, warn_independent_sampling=False)
+  study = optuna.create_study(sampler=sampler)
+  study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0) + len(t.suggest_categorical("c", [str(i) for i in
+                 range(limit + 1)])), n_trials=4)
+  assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+  joint = sampler.infer_relative_search_space(study, study.trials[-1])
+  assert set(joint) == {"x"}  # The model's part; "c" is the fallback's.

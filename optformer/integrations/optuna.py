@@ -259,7 +259,8 @@ class OptFormerSampler(BaseSampler):
   every COMPLETE trial so far suggested with the same distribution (Optuna's
   intersection search space, as TPESampler(multivariate=True) and GPSampler
   use), minus single-valued distributions, distributions that
-  `from_distributions` rejects, and, beyond the model's `max_params` (64 for
+  `from_distributions` rejects, categoricals with more choices than the model
+  reads (`max_categories`, 64 for the shipped model v2), and, beyond the model's `max_params` (64 for
   the shipped model v2), the parameters after the first `max_params` in name
   order (a UserWarning says so once). Every other parameter is sampled by
   `independent_sampler`: all of the first `n_startup_trials` trials'
@@ -354,7 +355,7 @@ class OptFormerSampler(BaseSampler):
     probe = Optimizer(
         ss.SearchSpace([ss.Float("x", 0.0, 1.0)]), model=model, num_candidates=num_candidates, **optimizer_kwargs
     )
-    self._max_params = probe.surrogate.max_params
+    self._max_params, self._max_categories = probe.surrogate.max_params, probe.surrogate.max_categories
     self._model, self._num_candidates, self._optimizer_kwargs = model, num_candidates, optimizer_kwargs
     self._seed = int(np.random.SeedSequence(seed).entropy) % 2**63 if seed is None else int(seed)
     self._independent_sampler = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
@@ -422,7 +423,10 @@ class OptFormerSampler(BaseSampler):
       if dist.single():
         continue
       try:
-        _distribution_to_parameter(name, dist)
+        param = _distribution_to_parameter(name, dist)
+        if param.kind == ss.KIND_CATEGORICAL and param.num_values > self._max_categories:
+          raise ValueError(f"Parameter {name!r} has {param.num_values} choices; the model takes at most "
+                           f"{self._max_categories} per categorical parameter.")
       except ValueError as e:
         self._dropped.add(name)
         self._warn_once(f"unsupported:{name}", f"{e} It is sampled by {type(self._independent_sampler).__name__}.")
