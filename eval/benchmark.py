@@ -149,7 +149,7 @@ def run_one(task, optimizer: str, seed: int, trials: int, model=None) -> dict:
 
   start = time.perf_counter()
   with warnings.catch_warnings():
-    # Past the model's context (64 trials for the shipped model) the Optimizer keeps the best half
+    # Past the model's context (256 trials for the default model v2, 64 for v1) the Optimizer keeps the best half
     # and the most recent trials and warns once per study; the report states it once.
     warnings.filterwarnings("ignore", message="The study has .* trials; the model's context holds")
     records = runner.run_study(opt, evaluate, trials)
