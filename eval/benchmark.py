@@ -34,7 +34,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import hashlib
 import json
+import os
 import math
 import pathlib
 import shlex
@@ -82,6 +84,21 @@ PRESETS: dict[str, dict[str, SuitePlan]] = {
 
 def study_path(out: pathlib.Path, suite: str, task: str, optimizer: str, seed: int) -> pathlib.Path:
   return out / suite / task / optimizer / f"seed_{seed}.json"
+
+
+def model_id(model) -> str | None:
+  """The identity of the model a study ran with, stored in its record as "model": for a checkpoint directory
+  "sha256:" + the first 16 hex digits of the sha256 of its manifest.json (which lists the sha256 of every file
+  of the model, so equal ids mean equal models wherever the directory lies), "in-memory:" + the class name for a
+  model object, None for an optimizer without a model (`optimizers.checkpoint_of`)."""
+  if model is None:
+    return None
+  if not isinstance(model, (str, os.PathLike)):
+    return f"in-memory:{type(model).__name__}"
+  try:
+    return "sha256:" + hashlib.sha256((pathlib.Path(model) / "manifest.json").read_bytes()).hexdigest()[:16]
+  except OSError as e:
+    raise ValueError(f"Cannot identify the model {model}: {e}") from e
 
 
 def _write_json(path: pathlib.Path, obj) -> None:
@@ -138,6 +155,7 @@ def run_one(task, optimizer: str, seed: int, trials: int, model=None) -> dict:
   """
   objective = task.with_noise_seed(seed)
   opt = opt_lib.make(optimizer, task.space, task.goal, seed, model=model)
+  used = model_id(opt_lib.checkpoint_of(optimizer, model))
   noiseless, eval_seconds = [], []
 
   def evaluate(params):
@@ -154,7 +172,7 @@ def run_one(task, optimizer: str, seed: int, trials: int, model=None) -> dict:
     warnings.filterwarnings("ignore", message="The study has .* trials; the model's context holds")
     records = runner.run_study(opt, evaluate, trials)
   return {
-      "task": task.name, "problem": task.problem, "goal": task.goal, "optimizer": optimizer, "seed": seed,
+      "task": task.name, "problem": task.problem, "goal": task.goal, "optimizer": optimizer, "model": used, "seed": seed,
       "trials": trials, "values": [r.value for r in records], "noiseless": noiseless,
       "params": [dict(r.params) for r in records],
       "seconds_per_suggestion": [r.seconds_per_suggestion for r in records],
@@ -195,7 +213,8 @@ def run(out: pathlib.Path, plans: dict[str, SuitePlan], optimizers, model=None, 
      categorical spaces), "seconds": wall time}.
 
   Raises:
-    ValueError: unknown suite or optimizer name, or bad task arguments.
+    ValueError: unknown suite or optimizer name, bad task arguments, or a cached study in `out` run with another
+      model than this run's (`model_id`; nothing is overwritten).
   """
   optimizers = opt_lib.parse_names(optimizers)
   for suite in plans:
@@ -209,10 +228,12 @@ def run(out: pathlib.Path, plans: dict[str, SuitePlan], optimizers, model=None, 
                  if not opt_lib.supports(n, t.space)]
   todo = plan_studies(plans, optimizers, task_lists)
   done = {"run": 0, "cached": 0, "unsupported": unsupported}
+  models = {name: model_id(opt_lib.checkpoint_of(name, model)) for name in optimizers}
   for i, (suite, task, name, seed, trials) in enumerate(todo):
     path = study_path(out, suite, task.name, name, seed)
     cached = load_study(path)
     if cached is not None and len(cached.get("values", ())) >= trials:
+      _check_cached_model(path, cached, name, models[name])
       done["cached"] += 1
       continue
     if dry_run:
@@ -233,6 +254,18 @@ def run(out: pathlib.Path, plans: dict[str, SuitePlan], optimizers, model=None, 
   log(f"{done['run']} studies {'to run' if dry_run else 'run'}, {done['cached']} cached, "
       f"{len(unsupported)} (task, optimizer) pairs unsupported, {done['seconds']:.0f} s")
   return done
+
+
+def _check_cached_model(path: pathlib.Path, cached: dict, name: str, wanted: str | None) -> None:
+  """Raises ValueError when a cached study ran with another model than this run would use (the cache is keyed
+  by suite, task, optimizer and seed, so it would otherwise be reported as this model's). Records written
+  before "model" was stored count as the default model's."""
+  have = cached["model"] if "model" in cached else model_id(opt_lib.checkpoint_of(name))
+  if have != wanted:
+    raise ValueError(
+        f"{path} holds a study of {name!r} run with the model {have}, but this run's model is {wanted}: "
+        "write this run to another --out folder (or remove that folder's studies of this optimizer)."
+    )
 
 
 def make_plans(preset: str, suite_names=None, seeds=None, trials=None, max_tasks=None) -> dict[str, SuitePlan]:

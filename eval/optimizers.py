@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import pathlib
 from typing import Any, Callable, Mapping
 
@@ -199,8 +200,8 @@ def factories(model=None) -> dict[str, Factory]:
   """
   import optuna
 
-  def optformer_entry(v1: bool = False, **kwargs) -> Factory:
-    chosen = V1_CHECKPOINT if v1 and model is None else model
+  def optformer_entry(name: str, **kwargs) -> Factory:
+    chosen = checkpoint_of(name, model)
     return lambda space, goal, seed: optformer.Optimizer(space, goal, model=chosen, seed=seed, **kwargs)
 
   def optuna_entry(make_sampler: Callable[[int], Any]) -> Factory:
@@ -212,17 +213,35 @@ def factories(model=None) -> dict[str, Factory]:
     return OptunaOptimizer(space, goal, optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False))
 
   return {
-      "optformer": optformer_entry(),
-      "optformer-v1": optformer_entry(v1=True),
-      "optformer-policy-ei": optformer_entry(v1=True, candidates="policy"),
-      "optformer-policy": optformer_entry(v1=True, candidates="policy", num_candidates=1),
-      "optformer-random": optformer_entry(candidates="random"),
+      "optformer": optformer_entry("optformer"),
+      "optformer-v1": optformer_entry("optformer-v1"),
+      "optformer-policy-ei": optformer_entry("optformer-policy-ei", candidates="policy"),
+      "optformer-policy": optformer_entry("optformer-policy", candidates="policy", num_candidates=1),
+      "optformer-random": optformer_entry("optformer-random", candidates="random"),
       "random": lambda space, goal, seed: RandomSearch(space, seed=seed),
       "sobol": lambda space, goal, seed: SobolSearch(space, seed=seed),
       "tpe": optuna_entry(lambda seed: optuna.samplers.TPESampler(multivariate=True, seed=seed)),
       "gp": optuna_entry(lambda seed: optuna.samplers.GPSampler(seed=seed)),
       "cmaes": cmaes,
   }
+
+
+V1_ENTRIES = ("optformer-v1", "optformer-policy-ei", "optformer-policy")  # Entries on model v1 unless `model` is given.
+
+
+def checkpoint_of(name: str, model=None):
+  """The model an entry loads: a checkpoint directory (pathlib.Path), the in-memory `model` itself, or None for
+  an optimizer that uses no model (the baselines). `name` as in `make`.
+
+  Raises:
+    ValueError: unknown name.
+  """
+  base, _ = split_variant(name)
+  if base not in OURS:
+    return None
+  if model is None:
+    return V1_CHECKPOINT if base in V1_ENTRIES else optformer.checkpoint.DEFAULT_CHECKPOINT
+  return pathlib.Path(model) if isinstance(model, (str, os.PathLike)) else model
 
 
 def make(name: str, space: optformer.SearchSpace, goal: str, seed: int, model=None):

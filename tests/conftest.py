@@ -7,6 +7,7 @@ the legacy one. Public-API tests take the `model` fixture, which runs each test 
 """
 
 import dataclasses
+import pathlib
 
 import numpy as np
 import pytest
@@ -35,6 +36,17 @@ def tiny_v2_model() -> pfn.PFNSurrogate:
   """A random-init model v2 with PFNConfig.tiny() (E=32, 8 parameter slots, 32 bars on [-3, 3]) and a context of
   16 trials (tiny v1's max_trials; buckets 8 and 16), so truncation tests stay short on both families."""
   return pfn.create_model(dataclasses.replace(pfn.PFNConfig.tiny(), max_context=16), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_v2_dir(tmp_path_factory, tiny_v2_model) -> pathlib.Path:
+  """`tiny_v2_model` saved as a checkpoint directory (what `model=DIR`, the CLI and the benchmarks load)."""
+  from flax import nnx
+
+  from optformer import checkpoint
+
+  state = nnx.to_pure_dict(nnx.state(tiny_v2_model))
+  return checkpoint.save(tmp_path_factory.mktemp("tiny_v2"), tiny_v2_model.config, state)
 
 
 @pytest.fixture(params=FAMILIES)
