@@ -10,6 +10,7 @@ final training loss and seconds per step.
 
 from __future__ import annotations
 
+import argparse
 import json
 import pathlib
 import sys
@@ -37,10 +38,11 @@ def table(runs, at_step: int | None = None) -> str:
   rows = [r for r in (row(run, at_step) for run in runs) if r]
   if not rows:
     return "No finished runs.\n"
-  sizes = sorted(rows[0]["gaps"], key=int)
+  # Gaps by context size ("gap_20"); the trainer also logs them by relevant parameters ("gap_5_dims_1-2"), left out.
+  sizes = sorted((k for k in rows[0]["gaps"] if k.isdigit()), key=int)
   head = "| run | optimizer | lr | width x layers | slot | bins | steps | " + " | ".join(f"gap@{n}" for n in sizes) + " | mean gap | s/step |"
   lines = [head, "|" + "---|" * (head.count("|") - 1)]
-  for r in sorted(rows, key=lambda r: sum(r["gaps"].values())):
+  for r in sorted(rows, key=lambda r: sum(r["gaps"].get(n, float("nan")) for n in sizes)):  # Best mean gap first.
     g = [r["gaps"].get(n, float("nan")) for n in sizes]
     lines.append(f"| {r['run']} | {r['optimizer']} | {r['lr']:g} | {r['width']} x {r['layers']} | {r['slot']} | {r['bins']} | "
                  f"{r['steps']} | " + " | ".join(f"{v:+.3f}" for v in g) + f" | {sum(g) / len(g):+.3f} | {r['s_per_step']:.2f} |")
@@ -48,11 +50,14 @@ def table(runs, at_step: int | None = None) -> str:
 
 
 def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
-  at = int(argv[argv.index("--at-step") + 1]) if "--at-step" in argv else None
-  args = [a for i, a in enumerate(argv) if a != "--at-step" and (i == 0 or argv[i - 1] != "--at-step")]
-  root = pathlib.Path(args[0] if args else "runs/ablate")
-  print(table(sorted(p for p in root.iterdir() if p.is_dir()), at))
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("root", nargs="?", type=pathlib.Path, default=pathlib.Path("runs/ablate"),
+                 help="folder of run directories (default: runs/ablate)")
+  p.add_argument("--at-step", type=int, default=None, help="the evaluation at this step (default: each run's last)")
+  args = p.parse_args(argv)
+  if not args.root.is_dir():
+    p.error(f"{args.root} is not a folder of run directories")
+  print(table(sorted(d for d in args.root.iterdir() if d.is_dir()), args.at_step))
   return 0
 
 
