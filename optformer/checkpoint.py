@@ -40,15 +40,18 @@ import os
 import pathlib
 import re
 
-import jax
-import numpy as np
-import orbax.checkpoint as ocp
-from flax import nnx
+from typing import TYPE_CHECKING
 
-from optformer import model as model_v1
-from optformer import pfn
-from optformer.model import ModelConfig, OptFormer
+import numpy as np
+
+from optformer.pfn_config import PFNConfig
 from optformer.study_files import write_atomic
+
+# No JAX, flax or orbax at import: `read_config` (manifest and config checks) runs without them, so an Optimizer
+# validates its checkpoint before, and without, loading the model (docs/cold_start.md). `save`, `load` and a v1
+# config (optformer.model) import them.
+if TYPE_CHECKING:
+  from optformer.model import ModelConfig
 
 
 def _shipped_root() -> pathlib.Path:
@@ -115,7 +118,7 @@ def _write_manifest(directory: pathlib.Path) -> None:
 FORMAT_V2 = "pfn-v2"
 
 
-def save(directory, config: ModelConfig | pfn.PFNConfig, params: dict, metadata: dict | None = None) -> pathlib.Path:
+def save(directory, config: ModelConfig | PFNConfig, params: dict, metadata: dict | None = None) -> pathlib.Path:
   """Writes a model directory (overwriting `params/`), returns its path.
 
   The old manifest.json is removed first and the new one is written last
@@ -129,6 +132,9 @@ def save(directory, config: ModelConfig | pfn.PFNConfig, params: dict, metadata:
     params: the pure parameter dict (nnx.to_pure_dict of the model's state).
     metadata: extra JSON-able facts stored in config.json under "metadata".
   """
+  import jax
+  import orbax.checkpoint as ocp
+
   directory = pathlib.Path(directory).absolute()
   directory.mkdir(parents=True, exist_ok=True)
   (directory / _MANIFEST).unlink(missing_ok=True)
@@ -139,11 +145,53 @@ def save(directory, config: ModelConfig | pfn.PFNConfig, params: dict, metadata:
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(directory / "params", params, force=True)
   doc = {"model": config.to_dict(), "metadata": metadata or {}}
-  if isinstance(config, pfn.PFNConfig):
+  if isinstance(config, PFNConfig):
     doc = {"format": FORMAT_V2, **doc}
   write_atomic(directory / "config.json", json.dumps(doc, indent=1))
   _write_manifest(directory)
   return directory
+
+
+def read_config(directory=None, with_metadata: bool = False):
+  """The checked config of a model directory (default: the shipped checkpoint), without loading the model.
+
+  Runs every check of `load` that needs no parameters: the directory and
+  its top-level files exist, every file matches manifest.json (sha256 and
+  size: `_verify`), and config.json is a valid config (`validate_config`).
+  Imports no JAX, flax or orbax for a model v2 directory; a v1 directory's
+  config (optformer.model.ModelConfig) imports them.
+
+  Returns:
+    A `pfn_config.PFNConfig` (model v2) or `model.ModelConfig` (v1); with
+    with_metadata, (config, config.json's "metadata" dict).
+
+  Raises:
+    CheckpointError: as `load`, except the parameters' shapes (checked by `load`).
+  """
+  directory = pathlib.Path(directory or DEFAULT_CHECKPOINT).absolute()
+  for name in ("config.json", _MANIFEST, "params"):
+    if (directory / name).is_symlink() and not (directory / name).exists():
+      raise CheckpointError(f"Model checkpoint {directory}: {name!r} is a symbolic link to "
+                            f"{os.path.realpath(directory / name)}, which does not exist.")
+    if not (directory / name).exists():
+      raise CheckpointError(f"Model checkpoint {directory} is missing {name!r}; expected a directory written by optformer.checkpoint.save.")
+  _verify(directory)
+  try:
+    doc = json.loads((directory / "config.json").read_text())
+    fmt = doc.get("format")
+    if fmt == FORMAT_V2:
+      config = PFNConfig.from_dict(doc["model"])
+    elif fmt is None:
+      from optformer.model import ModelConfig
+
+      config = ModelConfig.from_dict(doc["model"])
+    else:
+      raise ValueError(f"unknown format {fmt!r}; this version reads v1 (no format) and {FORMAT_V2!r}")
+    metadata = doc.get("metadata", {})
+    validate_config(config)
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise CheckpointError(f"{directory / 'config.json'} is not a valid model config: {e}") from e
+  return (config, metadata) if with_metadata else config
 
 
 def load(directory=None, with_metadata: bool = False):
@@ -159,30 +207,20 @@ def load(directory=None, with_metadata: bool = False):
       list is present (symbolic links are followed; a dangling one or a
       loop is named); config.json is not a valid config (a field of the
       wrong type or range, named with its value: `validate_config`) or
-      names an unknown format; or a parameter's shape does not match the
-      config (a mismatched checkpoint).
+      names an unknown format (these first, by `read_config`); or a
+      parameter's shape does not match the config (a mismatched
+      checkpoint), or orbax cannot read the parameters.
   """
+  import jax
+  import orbax.checkpoint as ocp
+  from flax import nnx
+
+  from optformer import model as model_v1
+  from optformer import pfn
+
   directory = pathlib.Path(directory or DEFAULT_CHECKPOINT).absolute()
-  for name in ("config.json", _MANIFEST, "params"):
-    if (directory / name).is_symlink() and not (directory / name).exists():
-      raise CheckpointError(f"Model checkpoint {directory}: {name!r} is a symbolic link to "
-                            f"{os.path.realpath(directory / name)}, which does not exist.")
-    if not (directory / name).exists():
-      raise CheckpointError(f"Model checkpoint {directory} is missing {name!r}; expected a directory written by optformer.checkpoint.save.")
-  _verify(directory)
-  try:
-    doc = json.loads((directory / "config.json").read_text())
-    fmt = doc.get("format")
-    if fmt == FORMAT_V2:
-      config, create = pfn.PFNConfig.from_dict(doc["model"]), pfn.create_model
-    elif fmt is None:
-      config, create = ModelConfig.from_dict(doc["model"]), model_v1.create_model
-    else:
-      raise ValueError(f"unknown format {fmt!r}; this version reads v1 (no format) and {FORMAT_V2!r}")
-    metadata = doc.get("metadata", {})
-    validate_config(config)
-  except (ValueError, KeyError, TypeError, AttributeError) as e:
-    raise CheckpointError(f"{directory / 'config.json'} is not a valid model config: {e}") from e
+  config, metadata = read_config(directory, with_metadata=True)
+  create = pfn.create_model if isinstance(config, PFNConfig) else model_v1.create_model
   model = nnx.eval_shape(lambda: create(config))
   state = nnx.state(model)
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), nnx.to_pure_dict(state))
@@ -207,6 +245,8 @@ def load_pfn(directory, with_metadata: bool = False):
   Raises:
     CheckpointError: as `load`, or the directory holds a v1 model.
   """
+  from optformer import pfn
+
   out = load(directory, with_metadata=True)
   if not isinstance(out[0], pfn.PFNSurrogate):
     raise CheckpointError(f"Checkpoint {directory} holds a v1 model (optformer-gp-v1 format); expected model v2 ({FORMAT_V2!r}).")
@@ -336,6 +376,8 @@ def validate_config(config, prefix: str = "") -> None:
 
 
 def _check_shapes(abstract, saved_tree, directory):
+  import jax
+
   want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(abstract)}
   have = {}
   for k, v in jax.tree_util.tree_leaves_with_path(saved_tree):

@@ -88,7 +88,7 @@ from optformer.study_files import InputError, load_space  # noqa: F401  (re-expo
 
 def _optimizer(args, space=None) -> Optimizer:
   """An Optimizer with the space (read from --space unless given) and the history of the command's files."""
-  from optformer.checkpoint import CheckpointError  # Imports JAX: only commands that load a model pay for it.
+  from optformer.checkpoint import CheckpointError  # No JAX: the checkpoint's checks read files only.
 
   space = study_files.load_space(args.space) if space is None else space
   trials = study_files.read_trials(args.history, space, history=True)
@@ -311,6 +311,8 @@ def _explain_out_dir(out: pathlib.Path | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit status (0 success, 2 invalid input). See the module docstring."""
+  from optformer.checkpoint import CheckpointError  # No JAX (checkpoint.read_config).
+
   args = _parser().parse_args(argv)
   _drop_closed_event_loop_noise()  # Before the checkpoint is read: the tracebacks may start at once.
   try:
@@ -334,7 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
       sys.stdout.write(text)
       sys.stdout.flush()
-  except InputError as e:
+  except (InputError, CheckpointError) as e:
+    if isinstance(e, CheckpointError):  # A model v2's parameters are read on first use, after _optimizer's checks.
+      e = InputError(getattr(args, "checkpoint", None) or "checkpoint", None, None, str(e))
     print(f"optformer {args.command}: error: {e}", file=sys.stderr)
     return 2
   return 0

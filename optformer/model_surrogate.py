@@ -22,7 +22,7 @@ v2 marks them infeasible and fits its own y map (`optformer.ynorm`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from optformer import search_space as ss
 from optformer import tokenizer as tk
 from optformer.context import Context
 from optformer.distribution import RiemannDistribution
+from optformer.pfn_config import PFNConfig
 
 if TYPE_CHECKING:  # JAX-based; an engine exists only once a model is loaded (optimizer.load_engine).
   from optformer.inference import Engine
@@ -48,25 +49,62 @@ V1_PROMPTS = ("random", "sobol", "gp_ucb")
 ACQUISITIONS = ("ei", "pi", "ucb")
 
 
+def _check_v2_space(config: PFNConfig, space: ss.SearchSpace, algorithm: str | None) -> None:
+  """ValueError unless a model v2 of `config` takes `space` (parameters, categories) and `algorithm` (a v1 prompt name)."""
+  if len(space) > config.num_slot_ids:
+    raise ValueError(f"The search space has {len(space)} parameters; this model supports at most "
+                     f"{config.num_slot_ids}.")
+  if algorithm is not None and algorithm not in V1_PROMPTS:
+    raise ValueError(f"algorithm must be one of {list(V1_PROMPTS)} (model v1's behaviour prompts; this model "
+                     f"reads no prompt), got {algorithm!r}.")
+  limit = config.max_categories  # Larger category indices would share the model's last embedding.
+  for p in space:
+    if p.kind == ss.KIND_CATEGORICAL and p.num_values > limit:
+      raise ValueError(f"Parameter {p.name!r} has {p.num_values} choices; this model supports at most {limit} "
+                       "per categorical parameter.")
+
+
 class ModelSurrogate:
   """A model on one search space's parameter kinds.
 
   Args:
-    engine: an `inference.Engine` (v1) or `pfn_inference.PFNEngine` (v2).
+    engine: an `inference.Engine` (v1) or `pfn_inference.PFNEngine` (v2);
+      None for a model v2 loaded on first use (`deferred`).
     kinds: int [D] search_space.KIND_* per parameter.
     num_values: int [D] levels / categories per parameter (0 for floats).
     encoding: the v1 SpaceEncoding (tokenizer.encode_space); ignored by v2.
     algorithm: the v1 behaviour-algorithm prompt id; ignored by v2.
+    load: with engine=None, the zero-argument function that returns the
+      v2 engine (`engine` calls it once, on first use).
+    config: with engine=None, the model v2's `pfn_config.PFNConfig` (the
+      limits `max_params`, `max_categories`, `max_context` come from it).
   """
 
-  def __init__(self, engine: Engine | PFNEngine, kinds, num_values, encoding: tk.SpaceEncoding | None = None,
-               algorithm: int = 0):
-    self.engine, self.v2 = engine, _is_v2(engine)
+  def __init__(self, engine: Engine | PFNEngine | None, kinds, num_values, encoding: tk.SpaceEncoding | None = None,
+               algorithm: int = 0, *, load: Callable[[], PFNEngine] | None = None, config: PFNConfig | None = None):
+    if engine is None and (load is None or not isinstance(config, PFNConfig)):
+      raise ValueError("A ModelSurrogate without an engine needs load= (returning a model v2 engine) and config= "
+                       "(its PFNConfig).")
+    self._engine, self._load = engine, load
+    self.v2 = engine is None or _is_v2(engine)
+    self.config = engine.config if engine is not None else config  # PFNConfig (v2) or ModelConfig (v1).
     self.kinds = np.asarray(kinds, np.int32)
     self.num_values = np.minimum(np.asarray(num_values, np.int64), 2**31 - 1).astype(np.int32)
     if not self.v2 and encoding is None:
       raise ValueError("A model v1 surrogate needs the search space's encoding (tokenizer.encode_space).")
     self.encoding, self.algorithm = encoding, int(algorithm)
+
+  @property
+  def engine(self) -> Engine | PFNEngine:
+    """The model's engine; a deferred surrogate builds it here on first use (`load()`: imports JAX, reads the model)."""
+    if self._engine is None:
+      self._engine = self._load()
+    return self._engine
+
+  @property
+  def loaded(self) -> bool:
+    """Whether the engine exists (always for an engine given at construction; a deferred one after first use)."""
+    return self._engine is not None
 
   @classmethod
   def for_space(cls, engine: Engine | PFNEngine, space: ss.SearchSpace, algorithm: str | None = None) -> "ModelSurrogate":
@@ -79,39 +117,42 @@ class ModelSurrogate:
     kinds = [p.kind for p in space]
     num_values = [p.num_values for p in space]
     if _is_v2(engine):
-      if len(space) > engine.config.num_slot_ids:
-        raise ValueError(f"The search space has {len(space)} parameters; this model supports at most "
-                         f"{engine.config.num_slot_ids}.")
-      if algorithm is not None and algorithm not in V1_PROMPTS:
-        raise ValueError(f"algorithm must be one of {list(V1_PROMPTS)} (model v1's behaviour prompts; this model "
-                         f"reads no prompt), got {algorithm!r}.")
-      surrogate = cls(engine, kinds, num_values)
-      limit = surrogate.max_categories  # Larger category indices would share the model's last embedding.
-      for p in space:
-        if p.kind == ss.KIND_CATEGORICAL and p.num_values > limit:
-          raise ValueError(f"Parameter {p.name!r} has {p.num_values} choices; this model supports at most {limit} "
-                           "per categorical parameter.")
-      return surrogate
+      _check_v2_space(engine.config, space, algorithm)
+      return cls(engine, kinds, num_values)
     algorithms = engine.config.algorithms
     algorithm = algorithms[-1] if algorithm is None else algorithm
     if algorithm not in algorithms:
       raise ValueError(f"algorithm must be one of {list(algorithms)}, got {algorithm!r}.")
     return cls(engine, kinds, num_values, tk.encode_space(space, engine.tok), algorithms.index(algorithm))
 
+  @classmethod
+  def deferred(cls, load: Callable[[], PFNEngine], config: PFNConfig, space: ss.SearchSpace,
+               algorithm: str | None = None) -> "ModelSurrogate":
+    """The surrogate of `space` for a model v2 known by its config; `load()` builds its engine on first use.
+
+    Checks `space` and `algorithm` as `for_space` does, from the config alone (no JAX), so a space the model
+    cannot take fails here; the model is loaded by the first `condition` with a feasible row (or `engine`).
+
+    Raises:
+      ValueError: as `for_space` for a v2 model.
+    """
+    _check_v2_space(config, space, algorithm)
+    return cls(None, [p.kind for p in space], [p.num_values for p in space], load=load, config=config)
+
   @property
   def max_params(self) -> int:
     """The most parameters a search space may have for this model."""
-    return self.engine.config.num_slot_ids if self.v2 else self.engine.tok.max_params
+    return self.config.num_slot_ids if self.v2 else self.engine.tok.max_params
 
   @property
   def max_categories(self) -> int:
     """The most choices a categorical parameter may have for this model."""
-    return self.engine.config.max_categories if self.v2 else self.engine.tok.num_x_bins
+    return self.config.max_categories if self.v2 else self.engine.tok.num_x_bins
 
   @property
   def max_context(self) -> int:
     """The most context rows the model reads."""
-    return self.engine.config.max_context if self.v2 else self.engine.config.max_trials
+    return self.config.max_context if self.v2 else self.config.max_trials
 
   def _tokens(self, units) -> np.ndarray:
     units = np.asarray(units, np.float64).reshape(-1, len(self.kinds))

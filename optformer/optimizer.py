@@ -62,6 +62,7 @@ History handling (documented behaviour for bad or long input):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -80,6 +81,7 @@ from optformer import context as context_lib
 from optformer.context import Context
 from optformer.distribution import RiemannDistribution
 from optformer.model_surrogate import ModelSurrogate
+from optformer.pfn_config import PFNConfig
 
 # No JAX, flax or orbax here: `load_engine` imports them when a model is loaded (docs/cold_start.md), so
 # `import optformer` and the search-space API stay light.
@@ -95,6 +97,40 @@ SearchConfig = acquisition_search.SearchConfig
 # docs/acquisition_search.md; not yet measured on v2 on its own).
 DEFAULT_SEARCH = SearchConfig()
 PROGRESS_MIN_BATCH = 8  # ask(n) shows a progress bar from this batch size on (when stderr is a terminal).
+
+
+_CONFIGS: dict[str, Any] = {}  # Absolute checkpoint path -> its checked config (`read_config`).
+
+
+def read_config(path: str | os.PathLike):
+  """The checked config of a checkpoint directory (`checkpoint.read_config`: manifest and config, no JAX); cached by
+  path, like `load_engine`'s engines.
+
+  Raises:
+    checkpoint.CheckpointError: a missing or corrupt checkpoint, or an invalid config.
+  """
+  from optformer import checkpoint
+
+  key = str(pathlib.Path(path).absolute())
+  if key in _ENGINES:
+    return _ENGINES[key].config
+  if key not in _CONFIGS:
+    _CONFIGS[key] = checkpoint.read_config(key)
+  return _CONFIGS[key]
+
+
+def _enable_cache(setting: bool | str | os.PathLike) -> None:
+  """Applies Optimizer's compilation_cache argument (`compilation_cache.enable`; imports JAX) before a model is built."""
+  if setting is not False:
+    from optformer import compilation_cache as compilation_cache_lib
+
+    compilation_cache_lib.enable(None if setting is True else setting)
+
+
+def _load_checkpoint(path: str, cache: bool | str | os.PathLike) -> Engine | PFNEngine:
+  """The engine of a checkpoint directory, with the compilation cache set as Optimizer's compilation_cache says."""
+  _enable_cache(cache)
+  return load_engine(path)
 
 
 def load_engine(model: OptFormer | PFNSurrogate | str | os.PathLike | None = None) -> Engine | PFNEngine:
@@ -188,8 +224,12 @@ class Optimizer:
     goal: "minimize" or "maximize" the objective.
     model: a model (v2 `pfn.PFNSurrogate` or v1 `model.OptFormer`), a
       checkpoint directory, or None for the shipped one (model v2,
-      `checkpoint.DEFAULT_CHECKPOINT`). Loading it imports JAX, flax and
-      orbax (docs/cold_start.md).
+      `checkpoint.DEFAULT_CHECKPOINT`). A model v2 checkpoint is checked
+      here (manifest checksums and config: `checkpoint.read_config`, no
+      JAX) and loaded by the first call that needs the model (`ask` or
+      `predict` with a feasible trial told, or `engine`), which imports
+      JAX, flax and orbax; a v1 checkpoint or an in-memory model is loaded
+      here (docs/cold_start.md).
     num_candidates: M candidates of the "policy" and "random" modes, and
       of prior samples added to any pool when a `prior` is given (> 0).
     temperature: policy sampling temperature (> 0; model v1, which has a policy).
@@ -231,7 +271,8 @@ class Optimizer:
       cache unless the caller turned it on). True does nothing after
       `optformer.compilation_cache.disable()`, the process-wide off switch.
       An unwritable directory warns once and the optimizer runs without
-      the cache.
+      the cache. Applied when the model is loaded (for a v2 checkpoint,
+      on first use).
 
   Raises:
     ValueError: bad goal, unknown algorithm or candidate source, non-positive
@@ -241,7 +282,9 @@ class Optimizer:
       model), or candidates="policy" with a v2 model.
     TypeError: space is not a SearchSpace, or model is neither a model, a
       path nor None.
-    checkpoint.CheckpointError: a missing, corrupt or mismatched checkpoint.
+    checkpoint.CheckpointError: a missing or corrupt checkpoint or an
+      invalid config (a v2 checkpoint's parameters, read on first use,
+      raise it there if orbax cannot read them).
   """
 
   def __init__(
@@ -270,18 +313,21 @@ class Optimizer:
     self.space, self.goal = space, goal
     if isinstance(model, (str, os.PathLike)) and os.fspath(model) == "":
       raise ValueError("model='' names no checkpoint; pass None for the shipped model or a checkpoint directory.")
-    if compilation_cache is not False:
-      from optformer import compilation_cache as compilation_cache_lib
-
-      compilation_cache_lib.enable(None if compilation_cache is True else compilation_cache)
-    self.engine = load_engine(model)
     self.model_path = None  # An in-memory model.
     if model is None or isinstance(model, (str, os.PathLike)):
-      from optformer import checkpoint  # Imported by load_engine already.
+      from optformer import checkpoint  # No JAX: reading and checking the config does not load the model.
 
       self.model_path = os.fspath(checkpoint.DEFAULT_CHECKPOINT if model is None else model)
-    # The surrogate (model_surrogate.ModelSurrogate): raises ValueError for too many parameters or a bad prompt.
-    self.surrogate = ModelSurrogate.for_space(self.engine, space, algorithm)
+    config = None if self.model_path is None else read_config(self.model_path)  # CheckpointError: missing, corrupt.
+    if isinstance(config, PFNConfig):
+      # Model v2 from a checkpoint: the space and algorithm are checked against its config now; the model is loaded
+      # (JAX, flax, orbax, its parameters) by the first call that needs it (docs/cold_start.md).
+      self.surrogate = ModelSurrogate.deferred(
+          functools.partial(_load_checkpoint, self.model_path, compilation_cache), config, space, algorithm)
+    else:  # An in-memory model or a v1 checkpoint: loaded now.
+      _enable_cache(compilation_cache)
+      # The surrogate (model_surrogate.ModelSurrogate): raises ValueError for too many parameters or a bad prompt.
+      self.surrogate = ModelSurrogate.for_space(load_engine(model), space, algorithm)
     self.v2 = self.surrogate.v2
     self.tok, self.encoding, self.algorithm = (None, None, 0) if self.v2 else (
         self.engine.tok, self.surrogate.encoding, self.surrogate.algorithm)
@@ -301,6 +347,12 @@ class Optimizer:
     self._units: dict[int, tuple[tuple, np.ndarray]] = {}  # trial number -> (_key(params), unit form); see _unit
     self._warned_truncation = not warn_truncation
     self.study_id = uuid.uuid4().hex  # Marks this study's suggestions (`Suggestion.study`); kept by save/load.
+
+  @property
+  def engine(self) -> Engine | PFNEngine:
+    """The model's engine (`load_engine`); a checkpoint's model v2 is loaded on first use, here or by a call that
+    needs the model (ask or predict with a feasible trial, add_pending after one)."""
+    return self.surrogate.engine
 
   # -- History ---------------------------------------------------------------
 

@@ -32,7 +32,6 @@ Head: logits over Y bars of a full-support bar distribution in z units
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import NamedTuple
 
@@ -41,49 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from optformer.pfn_config import PFNConfig  # Defined without JAX (checkpoint.read_config reads it); re-exported.
+
 NEG_INF = -1e9
 KIND_CATEGORICAL = 3  # = search_space.KIND_CATEGORICAL = data_gen.prior.KIND_CATEGORICAL.
-
-
-@dataclasses.dataclass(frozen=True)
-class PFNConfig:
-  """Architecture of model v2; saved next to every checkpoint (with the bar borders)."""
-
-  d_model: int = 128  # E: width of the backbone (ablation: docs/model_v2.md).
-  num_heads: int = 4  # H: attention heads.
-  num_layers: int = 4  # Transformer blocks.
-  mlp_ratio: int = 4  # MLP hidden width = mlp_ratio * E.
-  d_slot: int = 64  # G: hidden width of the per-slot encoder (summed over slots).
-  num_fourier: int = 16  # Frequencies of the value features.
-  max_frequency: float = 64.0  # Highest of them, in half-periods per unit interval.
-  num_slot_ids: int = 64  # Most parameters a search space may have.
-  max_categories: int = 64  # Most choices of a categorical parameter.
-  borders: tuple = ()  # Y + 1 bar borders in z units (set from prior samples, see training.pfn_data).
-  max_context: int = 256  # Longest context the inference buckets allow.
-  distance_bias: bool = True  # Attention bias from per-slot distances weighted by the context's variograms.
-  d_ard: int = 64  # Hidden width of the MLP from a slot's variogram to its per-layer, per-head weights.
-
-  @classmethod
-  def tiny(cls, borders=None) -> "PFNConfig":
-    b = tuple(np.linspace(-3, 3, 33).tolist()) if borders is None else tuple(borders)
-    return cls(d_model=32, num_heads=2, num_layers=2, mlp_ratio=2, d_slot=32, num_fourier=4, num_slot_ids=8,
-               max_categories=8, borders=b, max_context=64)
-
-  @property
-  def num_bins(self) -> int:
-    return len(self.borders) - 1
-
-  def to_dict(self) -> dict:
-    d = dataclasses.asdict(self)
-    d["borders"] = list(self.borders)
-    return d
-
-  @classmethod
-  def from_dict(cls, d: dict) -> "PFNConfig":
-    d = dict(d)
-    d["borders"] = tuple(float(v) for v in d.get("borders", ()))
-    d.setdefault("distance_bias", False)  # Checkpoints from before the distance bias have none.
-    return cls(**d)
 
 
 class SurrogateBatch(NamedTuple):

@@ -143,22 +143,89 @@ def test_jax_based_names_resolve_on_first_use():
     optformer.no_such_name  # noqa: B018
 
 
+def test_optimizer_checks_the_shipped_model_without_jax_and_its_empty_study_suggests_without_it(tmp_path):
+  code = f"""
+import json, sys, optformer
+space = optformer.SearchSpace([optformer.Float(f"x{{i}}", -5.0, 5.0) for i in range(3)])
+opt = optformer.Optimizer(space, seed=0)
+first, second = opt.ask(), opt.ask()  # Uniform samples: no model, also with a pending trial.
+errors = []
+try:
+  opt.predict([first])  # No feasible trial: refused before any model is needed.
+except ValueError as e:
+  errors.append(str(e))
+s = opt.surrogate
+limits = [s.max_params, s.max_categories, s.max_context]
+import optformer.integrations.optuna as oo
+sampler = oo.OptFormerSampler()  # Builds a probe Optimizer for the same limits.
+print(json.dumps({{"heavy": sorted(m for m in {_HEAVY!r} if m in sys.modules and m != "optuna"), "limits": limits,
+                  "distinct": first != second, "errors": errors, "loaded": s.loaded,
+                  "sampler": [sampler._max_params, sampler._max_categories]}}))
+"""
+  out = _run(code, tmp_path)
+  assert out["heavy"] == [] and out["loaded"] is False, out
+  assert out["limits"] == [64, 64, 256] and out["sampler"] == [64, 64] and out["distinct"]
+  assert len(out["errors"]) == 1 and "feasible trial" in out["errors"][0]
+
+
+def test_construction_errors_come_from_the_config_without_jax(tmp_path):
+  """Too many parameters, a categorical beyond max_categories, a bad algorithm or candidates="policy" (v2), and a
+  corrupt checkpoint fail at Optimizer(...) with the model's limits read from config.json alone."""
+  code = f"""
+import json, shutil, sys, optformer
+from optformer import checkpoint
+F, C = optformer.Float, optformer.Categorical
+cases = {{
+    "params": lambda: optformer.Optimizer(optformer.SearchSpace([F(f"x{{i}}", 0.0, 1.0) for i in range(65)])),
+    "categories": lambda: optformer.Optimizer(optformer.SearchSpace([C("c", tuple(range(65)))])),
+    "algorithm": lambda: optformer.Optimizer(optformer.SearchSpace([F("x", 0.0, 1.0)]), algorithm="tpe"),
+    "policy": lambda: optformer.Optimizer(optformer.SearchSpace([F("x", 0.0, 1.0)]), candidates="policy"),
+}}
+bad = __import__("pathlib").Path(shutil.copytree(checkpoint.DEFAULT_CHECKPOINT, "bad"))
+(bad / "params" / "_METADATA").write_bytes(b"{{}}")
+cases["corrupt"] = lambda: optformer.Optimizer(optformer.SearchSpace([F("x", 0.0, 1.0)]), model=bad)
+out = {{}}
+for name, build in cases.items():
+  try:
+    build()
+    out[name] = None
+  except ValueError as e:  # CheckpointError is a ValueError.
+    out[name] = [type(e).__name__, str(e)]
+print(json.dumps({{"errors": out, "heavy": sorted(m for m in {_HEAVY!r} if m in sys.modules)}}))
+"""
+  out = _run(code, tmp_path)
+  errors = out["errors"]
+  assert out["heavy"] == [], out
+  assert errors["params"][0] == "ValueError" and "65 parameters" in errors["params"][1] and "at most 64" in errors["params"][1]
+  assert "'c' has 65 choices" in errors["categories"][1] and "at most 64" in errors["categories"][1]
+  assert "'tpe'" in errors["algorithm"][1]
+  assert "candidates='policy'" in errors["policy"][1]
+  assert errors["corrupt"][0] == "CheckpointError" and "params/_METADATA has 2 bytes" in errors["corrupt"][1], errors
+
+
 @pytest.mark.slow
-def test_the_shipped_model_loads_and_suggests_in_a_fresh_process(tmp_path):
+def test_the_shipped_model_loads_on_first_use_and_suggests_in_a_fresh_process(tmp_path):
   code = """
 import json, sys, optformer
 space = optformer.SearchSpace([optformer.Float(f"x{i}", -5.0, 5.0) for i in range(3)])
 before = "jax" in sys.modules
 opt = optformer.Optimizer(space, seed=0, compilation_cache=str(__import__("pathlib").Path.cwd() / "cache"))
-loaded = "jax" in sys.modules
-for _ in range(4):
-  p = opt.ask()
+built = "jax" in sys.modules
+p = opt.ask()
+first = "jax" in sys.modules
+opt.tell(p, sum(v * v for v in p.values()))
+p = opt.ask()  # A feasible trial: the model is loaded and scores the candidates.
+loaded = "jax" in sys.modules and opt.surrogate.loaded
+for _ in range(3):
   opt.tell(p, sum(v * v for v in p.values()))
-print(json.dumps({"before": before, "loaded": loaded, "v2": opt.v2, "context": opt.surrogate.max_context,
-                  "ok": all(-5.0 <= v <= 5.0 for v in opt.ask().values()), "model": opt.to_json()["model"]}))
+  p = opt.ask()
+print(json.dumps({"before": before, "built": built, "first": first, "loaded": loaded, "v2": opt.v2,
+                  "context": opt.surrogate.max_context, "ok": all(-5.0 <= v <= 5.0 for v in opt.ask().values()),
+                  "model": opt.to_json()["model"], "cached": any(__import__("pathlib").Path("cache").rglob("*-cache"))}))
 """
   out = _run(code, tmp_path)
-  assert out == {"before": False, "loaded": True, "v2": True, "context": 256, "ok": True, "model": "shipped:optformer-v2"}
+  assert out == {"before": False, "built": False, "first": False, "loaded": True, "v2": True, "context": 256,
+                 "ok": True, "model": "shipped:optformer-v2", "cached": True}
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +267,21 @@ def test_latency_predict_times_optimizer_predict_and_the_gp_posterior(tiny_v2_di
   g = res["gpsampler"]
   assert g["fit_s"] > 0 and g["posterior_s"] > 0 and g["total_s"] == pytest.approx(g["fit_s"] + g["posterior_s"], abs=2e-4)
   assert "GPSampler's GP" in latency.cold_start_markdown({"predict_5000": res})
+
+
+def test_parameters_orbax_cannot_read_raise_checkpoint_error_on_first_use(tiny_v2_dir, tmp_path):
+  """A params file cut short under a manifest regenerated to match it passes construction's checks (manifest and
+  config); reading the parameters, on the first call that needs the model, raises CheckpointError."""
+  import shutil
+
+  from optformer import checkpoint
+
+  bad = pathlib.Path(shutil.copytree(tiny_v2_dir, tmp_path / "bad"))
+  data = max((p for p in (bad / "params").rglob("*") if p.is_file() and "/d/" in p.as_posix()), key=lambda p: p.stat().st_size)
+  data.write_bytes(data.read_bytes()[:100])
+  checkpoint._write_manifest(bad)
+  opt = optformer.Optimizer(SearchSpace([Float("x", 0.0, 1.0)]), model=bad, seed=0, compilation_cache=False)
+  opt.tell(opt.ask(), 0.5)  # The first suggestion needs no model.
+  assert not opt.surrogate.loaded
+  with pytest.raises(checkpoint.CheckpointError, match="Cannot read parameters"):
+    opt.ask()
