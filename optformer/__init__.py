@@ -3,9 +3,10 @@
 Public API (re-exports only; see each module for details).
 
 `import optformer` does not import JAX, flax or orbax: the model's modules
-are imported when a model is loaded (`Optimizer(...)`, `Surrogate(...)`),
-and `CheckpointError` (defined with the checkpoint reader) when it is first
-named (docs/cold_start.md).
+are imported when a model is loaded (`Surrogate(...)`; `Optimizer(...)`
+with a model v2 checkpoint, the default, at its first call that needs the
+model), and `CheckpointError` (defined with the checkpoint reader) when it
+is first named (docs/cold_start.md).
 """
 
 import importlib

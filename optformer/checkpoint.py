@@ -28,6 +28,11 @@ the config. Symbolic links in the directory are followed (a `params/`
 linked to shared storage is verified like a copy). `save` writes the
 manifest last, atomically, so an interrupted save leaves a directory that
 fails verification.
+
+`read_config` runs the manifest and config checks alone, without JAX,
+flax or orbax (for a model v2 directory): `Optimizer` checks its
+checkpoint with it when built and loads the model on first use
+(docs/cold_start.md).
 """
 
 from __future__ import annotations
