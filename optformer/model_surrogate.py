@@ -50,7 +50,7 @@ ACQUISITIONS = ("ei", "pi", "ucb")
 
 
 def _check_v2_space(config: PFNConfig, space: ss.SearchSpace, algorithm: str | None) -> None:
-  """ValueError unless a model v2 of `config` takes `space` (parameters, categories) and `algorithm` (a v1 prompt name)."""
+  """ValueError unless a model v2 of `config` takes `space` (parameters, categories) and `algorithm` (a v1 prompt)."""
   if len(space) > config.num_slot_ids:
     raise ValueError(f"The search space has {len(space)} parameters; this model supports at most "
                      f"{config.num_slot_ids}.")

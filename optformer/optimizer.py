@@ -120,7 +120,7 @@ def read_config(path: str | os.PathLike):
 
 
 def _enable_cache(setting: bool | str | os.PathLike) -> None:
-  """Applies Optimizer's compilation_cache argument (`compilation_cache.enable`; imports JAX) before a model is built."""
+  """Applies Optimizer's compilation_cache argument (`compilation_cache.enable`; imports JAX) before a model loads."""
   if setting is not False:
     from optformer import compilation_cache as compilation_cache_lib
 

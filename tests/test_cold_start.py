@@ -196,7 +196,8 @@ print(json.dumps({{"errors": out, "heavy": sorted(m for m in {_HEAVY!r} if m in 
   out = _run(code, tmp_path)
   errors = out["errors"]
   assert out["heavy"] == [], out
-  assert errors["params"][0] == "ValueError" and "65 parameters" in errors["params"][1] and "at most 64" in errors["params"][1]
+  assert errors["params"][0] == "ValueError"
+  assert "65 parameters" in errors["params"][1] and "at most 64" in errors["params"][1]
   assert "'c' has 65 choices" in errors["categories"][1] and "at most 64" in errors["categories"][1]
   assert "'tpe'" in errors["algorithm"][1]
   assert "candidates='policy'" in errors["policy"][1]
@@ -221,7 +222,8 @@ for _ in range(3):
   p = opt.ask()
 print(json.dumps({"before": before, "built": built, "first": first, "loaded": loaded, "v2": opt.v2,
                   "context": opt.surrogate.max_context, "ok": all(-5.0 <= v <= 5.0 for v in opt.ask().values()),
-                  "model": opt.to_json()["model"], "cached": any(__import__("pathlib").Path("cache").rglob("*-cache"))}))
+                  "model": opt.to_json()["model"],
+                  "cached": any(__import__("pathlib").Path("cache").rglob("*-cache"))}))
 """
   out = _run(code, tmp_path)
   assert out == {"before": False, "built": False, "first": False, "loaded": True, "v2": True, "context": 256,
@@ -277,7 +279,8 @@ def test_parameters_orbax_cannot_read_raise_checkpoint_error_on_first_use(tiny_v
   from optformer import checkpoint
 
   bad = pathlib.Path(shutil.copytree(tiny_v2_dir, tmp_path / "bad"))
-  data = max((p for p in (bad / "params").rglob("*") if p.is_file() and "/d/" in p.as_posix()), key=lambda p: p.stat().st_size)
+  data = max((p for p in (bad / "params").rglob("*") if p.is_file() and "/d/" in p.as_posix()),
+             key=lambda p: p.stat().st_size)
   data.write_bytes(data.read_bytes()[:100])
   checkpoint._write_manifest(bad)
   opt = optformer.Optimizer(SearchSpace([Float("x", 0.0, 1.0)]), model=bad, seed=0, compilation_cache=False)
