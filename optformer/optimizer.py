@@ -350,8 +350,8 @@ class Optimizer:
 
   @property
   def engine(self) -> Engine | PFNEngine:
-    """The model's engine (`load_engine`); a checkpoint's model v2 is loaded on first use, here or by a call that
-    needs the model (ask or predict with a feasible trial, add_pending after one)."""
+    """The model's engine (`load_engine`). A checkpoint's model v2 is loaded on first use: here, or by the first
+    `ask` or `predict` after a feasible trial is told (pending trials then get fantasized objectives)."""
     return self.surrogate.engine
 
   # -- History ---------------------------------------------------------------
