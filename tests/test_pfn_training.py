@@ -194,6 +194,12 @@ def test_cli_noise_prior_overrides_a_new_run_and_a_warm_start(cfg, tmp_path):
   assert warm.data.examples.prior.noise_log_std == cfg.data.examples.prior.noise_log_std
   plain = pfn_cli.build_config(pfn_cli.parser().parse_args(["--workdir", str(tmp_path / "c"), "--init-from", str(out)]))
   assert plain == cfg
+  longer = pfn_cli.build_config(pfn_cli.parser().parse_args(
+      ["--workdir", str(tmp_path / "e"), "--init-from", str(out), "--seq-lens", "16,40"]))  # Was silently ignored.
+  assert longer.data.seq_lens == (16, 40) and longer.data.seq_len_probs == (0.5, 0.5) and longer.model == cfg.model
+  with pytest.raises(SystemExit, match="--seq-lens: expected comma-separated integers >= 2"):
+    pfn_cli.build_config(pfn_cli.parser().parse_args(["--workdir", str(tmp_path / "f"), "--init-from", str(out),
+                                                      "--seq-lens", "16,x"]))
   with pytest.raises(SystemExit, match="--noise-log-std must be >= 0, got -1.0"):
     pfn_cli.build_config(pfn_cli.parser().parse_args(["--workdir", str(tmp_path / "d"), "--init-from", str(out),
                                                       "--noise-log-std", "-1"]))

@@ -31,6 +31,19 @@ def _with_noise_prior(data, args):
   return dataclasses.replace(data, examples=dataclasses.replace(data.examples, prior=prior))
 
 
+def _with_seq_lens(data, args):
+  """`data` with the points per example of --seq-lens (equally likely) where given."""
+  if not args.seq_lens:
+    return data
+  try:
+    lens = tuple(int(v) for v in args.seq_lens.split(","))
+  except ValueError:
+    lens = ()
+  if not lens or min(lens) < 2:
+    raise SystemExit(f"--seq-lens: expected comma-separated integers >= 2 (points per example), got {args.seq_lens!r}.")
+  return dataclasses.replace(data, seq_lens=lens, seq_len_probs=tuple([1.0 / len(lens)] * len(lens)))
+
+
 def build_config(args):
   from optformer.training.pfn_data import prior_borders
   from optformer.training.pfn_train import PFNTrainConfig
@@ -42,7 +55,7 @@ def build_config(args):
     meta = json.loads((pathlib.Path(args.init_from) / "config.json").read_text())
     if "train" in meta.get("metadata", {}):  # The model's own run config (its borders), with prior overrides.
       cfg = PFNTrainConfig.from_dict(meta["metadata"]["train"])
-      return dataclasses.replace(cfg, data=_with_noise_prior(cfg.data, args))
+      return dataclasses.replace(cfg, data=_with_seq_lens(_with_noise_prior(cfg.data, args), args))
   if args.preset == "tiny":
     cfg = PFNTrainConfig.tiny()
   else:
@@ -62,9 +75,7 @@ def build_config(args):
   data = cfg.data
   if args.batch_size:
     data = dataclasses.replace(data, batch_size=args.batch_size)
-  if args.seq_lens:
-    lens = tuple(int(v) for v in args.seq_lens.split(","))
-    data = dataclasses.replace(data, seq_lens=lens, seq_len_probs=tuple([1.0 / len(lens)] * len(lens)))
+  data = _with_seq_lens(data, args)
   if args.dims_curriculum:
     try:
       stages = tuple(tuple(int(v) for v in stage.split(":")) for stage in args.dims_curriculum.split(","))
@@ -96,7 +107,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--layers", type=int, default=0)
   p.add_argument("--d-slot", type=int, default=0, help="hidden width of the per-slot encoder")
   p.add_argument("--bins", type=int, default=1000, help="bars of the predictive distribution")
-  p.add_argument("--seq-lens", default="", help="comma-separated points per example, e.g. 64,128")
+  p.add_argument("--seq-lens", default="", help="comma-separated points per example, equally likely, e.g. 64,128 "
+                 "(also for a warm start: --init-from keeps the model's config and borders)")
   p.add_argument("--eval-every", type=int, default=0)
   p.add_argument("--soft-targets", type=float, default=0.0, help="weight in [0, 1] of the exact GP posterior's bar "
                  "masses in the query loss (training/pfn_data.py, 'Soft targets'); 0: the drawn value's bar only")
