@@ -10,6 +10,7 @@
 #   make train-v2 train model v2 on prior examples generated on the fly in runs/v2e (resumable; on a new
 #                 machine it resumes from snapshots/v2), exporting to runs/v2e/export every 1000 steps
 #   make snapshot-v2  copy the v2 run's latest full state to snapshots/v2 (commit it to resume elsewhere)
+#   make train-v3 / snapshot-v3   the same for model v3's run (runs/v3: a warm start from v2 on contexts up to 256)
 #   make wheel-test   build the wheel, install it in a fresh venv outside the checkout, run it
 #
 # Knobs: PYTHON (interpreter that creates the venv), DEMO_ARGS, CORPUS_DIR, CORPUS_ARGS,
@@ -36,7 +37,13 @@ EXPORT_V2 ?= $(WORKDIR_V2)/export
 # An exported model directory to warm-start a new run from (default: none, a fresh model).
 V2_INIT ?=
 
-.PHONY: test test-slow wheel-test demo bench corpus train train-v2 snapshot-v2 clean-venv
+# Model v3's run (long contexts): a warm start from the shipped v2 on examples of 64, 128 and 256 points, so
+# contexts up to the model's 256 trials are trained on; resumable like v2's, from snapshots/v3 on a new machine.
+WORKDIR_V3 ?= runs/v3
+SNAPSHOT_V3 ?= snapshots/v3
+TRAIN_V3_ARGS ?= --seq-lens 64,128,256 --export-every 1000 --no-progress
+
+.PHONY: test test-slow wheel-test demo bench corpus train train-v2 snapshot-v2 train-v3 snapshot-v3 clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -90,6 +97,16 @@ snapshot-v2:
 	  rm -rf $(SNAPSHOT_V2) && mkdir -p $(SNAPSHOT_V2)/checkpoints && \
 	  cp $(WORKDIR_V2)/config.json $(WORKDIR_V2)/metrics.jsonl $(SNAPSHOT_V2)/ && \
 	  cp -r $(WORKDIR_V2)/checkpoints/$$latest $(SNAPSHOT_V2)/checkpoints/ && echo "snapshot of step $$latest in $(SNAPSHOT_V2)"
+
+train-v3: $(VENV)/.installed-train
+	@if [ ! -f $(WORKDIR_V3)/config.json ] && [ -f $(SNAPSHOT_V3)/config.json ]; then \
+	  echo "resuming from the snapshot $(SNAPSHOT_V3)"; mkdir -p $(WORKDIR_V3) && cp -r $(SNAPSHOT_V3)/. $(WORKDIR_V3)/; fi
+	$(BIN)/python -m optformer.training.pfn_cli --workdir $(WORKDIR_V3) \
+	  $(if $(wildcard $(WORKDIR_V3)/config.json),,--init-from $(CHECKPOINT_V2)) \
+	  --export $(WORKDIR_V3)/export $(TRAIN_V3_ARGS)
+
+snapshot-v3:
+	$(MAKE) snapshot-v2 WORKDIR_V2=$(WORKDIR_V3) SNAPSHOT_V2=$(SNAPSHOT_V3)
 
 clean-venv:
 	rm -rf $(VENV)
