@@ -15,6 +15,9 @@ where it matters to a Bayesian-optimization loop:
                                       across X; these are not correlated across X)
   kernel, alpha, optimizer, ...       none: the "kernel" is what the model learned
                                       from its prior (a GP prior for the shipped one)
+  get_params / set_params, clone      the same, over space, goal, model, algorithm
+                                      (GridSearchCV, cross_val_score, Pipeline work)
+  score(X, y, sample_weight) -> R^2   the same, of the predicted mean
   X: float [n, d]                     X: a list of configurations (dicts), or an
                                       array-like [n, d] of values in the search
                                       space's parameter order (categoricals by value)
@@ -67,6 +70,9 @@ if TYPE_CHECKING:
   from optformer.pfn_inference import PFNPredictive
 
 
+_PARAMS = ("space", "goal", "model", "algorithm")  # Surrogate's constructor arguments (get_params, set_params).
+
+
 class NotFittedError(ValueError, AttributeError):
   """`predict` before `fit`. Same bases as sklearn.exceptions.NotFittedError, so `except ValueError` catches both."""
 
@@ -107,6 +113,63 @@ class Surrogate:
     engine = load_engine(model)
     self._model = ModelSurrogate.for_space(engine, space, algorithm)  # v2 has no prompt: algorithm is ignored.
     self._posterior: Posterior | None = None
+
+  # -- scikit-learn's estimator API --------------------------------------------
+
+  def get_params(self, deep: bool = True) -> dict[str, Any]:
+    """The constructor's arguments {space, goal, model, algorithm}, as scikit-learn estimators give them, so
+    `sklearn.base.clone`, `GridSearchCV` and `cross_val_score` work. `deep` is accepted and has no effect
+    (no argument is itself an estimator)."""
+    return {name: getattr(self, name) for name in _PARAMS}
+
+  def set_params(self, **params) -> "Surrogate":
+    """Changes constructor arguments (scikit-learn's estimator API) and returns self, unfitted: the new
+    arguments are checked, and the model loaded, as by the constructor.
+
+    Raises:
+      ValueError: an unknown argument name; otherwise as the constructor. Nothing changes then.
+    """
+    unknown = sorted(set(params) - set(_PARAMS))
+    if unknown:
+      raise ValueError(f"Invalid parameter(s) {unknown} for Surrogate; the parameters are {list(_PARAMS)}.")
+    fresh = type(self)(**{**self.get_params(), **params})
+    self.__dict__.clear()
+    self.__dict__.update(fresh.__dict__)
+    return self
+
+  def __sklearn_tags__(self):
+    """scikit-learn's estimator tags (read only by scikit-learn, so it is imported here): a regressor that
+    validates its own input, rows of numbers and strings (categoricals by value) or dicts."""
+    from sklearn.utils import InputTags, RegressorTags, Tags, TargetTags
+
+    return Tags(estimator_type="regressor", target_tags=TargetTags(required=True), regressor_tags=RegressorTags(),
+                input_tags=InputTags(categorical=True, string=True, dict=True), no_validation=True)
+
+  def score(self, X, y, sample_weight=None) -> float:
+    """R^2 of the predicted mean against y (scikit-learn's `RegressorMixin.score`): 1 - sum w (y - mean)^2 /
+    sum w (y - average y)^2; for constant y, 1.0 when every prediction is exact, else 0.0 (as
+    `sklearn.metrics.r2_score`).
+
+    Args:
+      X: m configurations, in either form that `fit` accepts; y: float [m] finite objectives;
+      sample_weight: float [m] >= 0 or None (all 1).
+
+    Raises:
+      NotFittedError: before `fit`. ValueError / TypeError: as `predict` and `fit` for X and y, or
+        sample_weight of another length.
+    """
+    y_m = _objectives(y)
+    mean = self.predict(X)
+    if len(mean) != len(y_m):
+      raise ValueError(f"X has {len(mean)} rows but y has {len(y_m)} values; they must match.")
+    w = np.ones_like(y_m) if sample_weight is None else np.asarray(sample_weight, np.float64).reshape(-1)
+    if w.shape != y_m.shape:
+      raise ValueError(f"sample_weight has {w.size} values; expected {len(y_m)}, one per row.")
+    residual = float(np.sum(w * (y_m - mean) ** 2))
+    total = float(np.sum(w * (y_m - np.average(y_m, weights=w)) ** 2))
+    if total == 0.0:
+      return 1.0 if residual == 0.0 else 0.0
+    return 1.0 - residual / total
 
   # -- Fit -------------------------------------------------------------------
 

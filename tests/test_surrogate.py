@@ -274,3 +274,57 @@ def test_a_data_frame_must_have_the_space_columns_in_order(mixed_space, model, d
   swapped = mixed_space.names[1::-1] + mixed_space.names[2:]
   with pytest.raises(ValueError, match=r"X has columns \['units', 'learning_rate'.*in that order"):
     s.predict(_Frame(swapped, rows[:, [1, 0, 2, 3]]))
+
+
+# -- scikit-learn's estimator API -----------------------------------------------------------------------------
+
+
+def test_clone_and_set_params_follow_scikit_learns_estimator_api(mixed_space, model, data):
+  from sklearn.base import clone
+
+  X, y, _ = data
+  s = _fit(mixed_space, model, X, y, goal="maximize")
+  c = clone(s)  # get_params(deep=False), a deep copy of each, then the constructor; checks each is kept as given.
+  assert s.get_params() == {"space": mixed_space, "goal": "maximize", "model": model, "algorithm": "random"}
+  assert c is not s and {k: v for k, v in c.get_params().items() if k != "model"} == {
+      "space": mixed_space, "goal": "maximize", "algorithm": "random"}
+  assert type(c.get_params()["model"]) is type(model)  # An in-memory model is copied; a checkpoint path would not be.
+  with pytest.raises(NotFittedError):
+    c.predict(X)
+  assert s.set_params(goal="minimize") is s and s.goal == "minimize" and s.get_params()["goal"] == "minimize"
+  with pytest.raises(NotFittedError):  # The fit belonged to the old arguments.
+    s.predict(X)
+  s.fit(X, y)
+  for bad, match in (({"goal": "up"}, "goal"), ({"kernel": "rbf"}, r"Invalid parameter\(s\) \['kernel'\]")):
+    with pytest.raises(ValueError, match=match):
+      s.set_params(**bad)
+    assert s.goal == "minimize" and s.predict(X).shape == (len(X),)  # Nothing changed.
+
+
+def test_score_is_r2_of_the_predicted_mean(mixed_space, model, data):
+  from sklearn.metrics import r2_score
+
+  X, y, Q = data
+  s = _fit(mixed_space, model, X, y)
+  yq = np.array([100.0 + 10.0 * _objective(c) for c in Q])
+  w = np.arange(1.0, len(Q) + 1)
+  assert s.score(Q, yq) == pytest.approx(r2_score(yq, s.predict(Q)), abs=1e-12)
+  assert s.score(Q, yq, sample_weight=w) == pytest.approx(r2_score(yq, s.predict(Q), sample_weight=w), abs=1e-12)
+  assert s.score(Q, np.full(len(Q), 3.0)) == 0.0  # Constant y, inexact predictions (r2_score's convention).
+  with pytest.raises(ValueError, match="sample_weight has 2 values"):
+    s.score(Q, yq, sample_weight=[1.0, 2.0])
+  with pytest.raises(ValueError, match="must match"):
+    s.score(Q, yq[:-1])
+
+
+def test_cross_val_score_and_grid_search_run_on_it(mixed_space, tiny_v2_model):
+  from sklearn.model_selection import GridSearchCV, cross_val_score
+
+  rng = np.random.default_rng(1)
+  X = _rows(mixed_space, [mixed_space.sample(rng) for _ in range(12)])
+  y = np.array([_objective(dict(zip(mixed_space.names, row))) for row in X])
+  s = optformer.Surrogate(mixed_space, model=tiny_v2_model)
+  scores = cross_val_score(s, X, y, cv=3)
+  assert scores.shape == (3,) and np.all(np.isfinite(scores))
+  search = GridSearchCV(s, {"goal": ["minimize", "maximize"]}, cv=3).fit(X, y)
+  assert search.best_params_["goal"] in ("minimize", "maximize") and search.best_estimator_.X_train_
