@@ -86,8 +86,8 @@ train: $(VENV)/.installed-train
 train-v2: $(VENV)/.installed-train
 	@if [ ! -f $(WORKDIR_V2)/config.json ] && [ -f $(SNAPSHOT_V2)/config.json ]; then \
 	  echo "resuming from the snapshot $(SNAPSHOT_V2)"; mkdir -p $(WORKDIR_V2) && cp -r $(SNAPSHOT_V2)/. $(WORKDIR_V2)/; fi
-	$(BIN)/python -m optformer.training.pfn_cli --workdir $(WORKDIR_V2) \
-	  $(if $(V2_INIT),$(if $(wildcard $(WORKDIR_V2)/config.json),,--init-from $(V2_INIT))) \
+	@init=""; [ -f $(WORKDIR_V2)/config.json ] || [ -z "$(V2_INIT)" ] || init="--init-from $(V2_INIT)"; \
+	  set -x; $(BIN)/python -m optformer.training.pfn_cli --workdir $(WORKDIR_V2) $$init \
 	  --export $(EXPORT_V2) $(TRAIN_V2_ARGS)
 
 # Copies the v2 run's config, metrics and latest checkpoint to $(SNAPSHOT_V2) (about 11 MB).
@@ -101,8 +101,8 @@ snapshot-v2:
 train-v3: $(VENV)/.installed-train
 	@if [ ! -f $(WORKDIR_V3)/config.json ] && [ -f $(SNAPSHOT_V3)/config.json ]; then \
 	  echo "resuming from the snapshot $(SNAPSHOT_V3)"; mkdir -p $(WORKDIR_V3) && cp -r $(SNAPSHOT_V3)/. $(WORKDIR_V3)/; fi
-	$(BIN)/python -m optformer.training.pfn_cli --workdir $(WORKDIR_V3) \
-	  $(if $(wildcard $(WORKDIR_V3)/config.json),,--init-from $(CHECKPOINT_V2)) \
+	@init=""; [ -f $(WORKDIR_V3)/config.json ] || init="--init-from $(CHECKPOINT_V2)"; \
+	  set -x; $(BIN)/python -m optformer.training.pfn_cli --workdir $(WORKDIR_V3) $$init \
 	  --export $(WORKDIR_V3)/export $(TRAIN_V3_ARGS)
 
 snapshot-v3:

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -203,3 +204,17 @@ def test_cli_noise_prior_overrides_a_new_run_and_a_warm_start(cfg, tmp_path):
   with pytest.raises(SystemExit, match="--noise-log-std must be >= 0, got -1.0"):
     pfn_cli.build_config(pfn_cli.parser().parse_args(["--workdir", str(tmp_path / "d"), "--init-from", str(out),
                                                       "--noise-log-std", "-1"]))
+
+
+def test_cli_refuses_flags_that_would_change_a_run_it_resumes(cfg, tmp_path):
+  from optformer.training import pfn_cli
+
+  (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+  resume = lambda *flags: pfn_cli.build_config(pfn_cli.parser().parse_args(["--workdir", str(tmp_path), *flags]))
+  assert resume() == cfg and resume("--export-every", "5", "--no-progress") == cfg
+  lens = ",".join(str(n) for n in cfg.data.seq_lens)
+  assert resume("--seq-lens", lens, "--steps", str(cfg.num_steps)) == cfg  # The run's own values: a resume.
+  for flags, named in ((("--learning-rate", "0.5"), "--learning-rate 0.5"), (("--seq-lens", "99"), "--seq-lens (99,)"),
+                       (("--init-from", str(tmp_path)), "--init-from")):
+    with pytest.raises(SystemExit, match=f"not applied on a resume: {re.escape(named)}"):  # Was ignored (exit 0).
+      resume(*flags)

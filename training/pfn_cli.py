@@ -44,13 +44,40 @@ def _with_seq_lens(data, args):
   return dataclasses.replace(data, seq_lens=lens, seq_len_probs=tuple([1.0 / len(lens)] * len(lens)))
 
 
+def _changed_on_resume(cfg, args) -> list[str]:
+  """The flags given that differ from the saved run config `cfg` ("--flag VALUE (the run has X)")."""
+  d, prior = cfg.data, cfg.data.examples.prior
+  given = {  # flag: (value given or None when not given, the run's value)
+      "--steps": (args.steps or None, cfg.num_steps), "--optimizer": (args.optimizer, cfg.optimizer),
+      "--learning-rate": (args.learning_rate or None, cfg.peak_learning_rate),
+      "--warmup": (args.warmup or None, cfg.warmup_steps), "--batch-size": (args.batch_size or None, d.batch_size),
+      "--d-model": (args.d_model or None, cfg.model.d_model), "--layers": (args.layers or None, cfg.model.num_layers),
+      "--d-slot": (args.d_slot or None, cfg.model.d_slot),
+      "--seq-lens": (_with_seq_lens(d, args).seq_lens if args.seq_lens else None, d.seq_lens),
+      "--eval-every": (args.eval_every or None, cfg.eval_every),
+      "--soft-targets": (args.soft_targets or None, d.soft_target_weight),
+      "--noise-log-mean": (args.noise_log_mean, prior.noise_log_mean),
+      "--noise-log-std": (args.noise_log_std, prior.noise_log_std),
+  }
+  changed = [f"{flag} {v} (the run has {have})" for flag, (v, have) in given.items() if v is not None and v != have]
+  if args.init_from:
+    changed.append(f"--init-from {args.init_from} (the run has its own parameters)")
+  return changed
+
+
 def build_config(args):
   from optformer.training.pfn_data import prior_borders
   from optformer.training.pfn_train import PFNTrainConfig
 
   cfg_path = args.workdir / "config.json"
-  if cfg_path.exists():  # Resume: the saved config is the run's config.
-    return PFNTrainConfig.from_dict(json.loads(cfg_path.read_text()))
+  if cfg_path.exists():  # Resume: the saved config is the run's config; a flag that would change it is refused.
+    cfg = PFNTrainConfig.from_dict(json.loads(cfg_path.read_text()))
+    changed = _changed_on_resume(cfg, args)
+    if changed:
+      raise SystemExit(f"{args.workdir} holds a run whose config.json is the run's config; these flags would "
+                       f"change it and are not applied on a resume: {', '.join(changed)}. Drop them to resume, "
+                       "or start a new run in another --workdir (--init-from an export to warm-start it).")
+    return cfg
   if args.init_from:
     meta = json.loads((pathlib.Path(args.init_from) / "config.json").read_text())
     if "train" in meta.get("metadata", {}):  # The model's own run config (its borders), with prior overrides.
