@@ -218,3 +218,11 @@ def test_cli_refuses_flags_that_would_change_a_run_it_resumes(cfg, tmp_path):
                        (("--init-from", str(tmp_path)), "--init-from")):
     with pytest.raises(SystemExit, match=f"not applied on a resume: {re.escape(named)}"):  # Was ignored (exit 0).
       resume(*flags)
+
+
+def test_evaluations_run_every_eval_every_steps_whatever_the_log_interval(cfg, tmp_path):
+  run = dataclasses.replace(cfg, num_steps=7, log_every=5, eval_every=3, checkpoint_every=100)
+  seen = []
+  rows = PFNTrainer(run, tmp_path / "a").run(progress=False, evaluator=lambda g, p: seen.append(1) or {"gap_5": 0.1})
+  assert [r["step"] for r in rows] == [3, 5, 6, 7]  # Steps 3 and 6 had been skipped (not multiples of 5).
+  assert [r["step"] for r in rows if "gap_5" in r] == [3, 6, 7] and len(seen) == 3

@@ -211,7 +211,8 @@ class PFNTrainer:
   def run(self, num_steps: int | None = None, progress: bool = True, evaluator=None) -> list[dict]:
     """Trains until step `num_steps` (default cfg.num_steps); returns logged metrics.
 
-    evaluator: callable(graphdef, params) -> dict of held-out metrics, run every eval_every steps.
+    evaluator: callable(graphdef, params) -> dict of held-out metrics, run every eval_every steps (and at the
+      end), whatever log_every is: its metrics join that step's log row.
     """
     from tqdm import tqdm
 
@@ -230,13 +231,14 @@ class PFNTrainer:
       self.step += 1
       acc.append(metrics)
       bar_.update(1)
-      if self.step % cfg.log_every == 0 or self.step == target:
+      evaluate = evaluator is not None and (self.step % cfg.eval_every == 0 or self.step == target)
+      if self.step % cfg.log_every == 0 or self.step == target or evaluate:  # An evaluation is a log row too.
         row = {k: float(np.mean([float(m[k]) for m in acc])) for k in acc[0]}
         if not all(math.isfinite(v) for v in row.values()):
           raise FloatingPointError(f"Non-finite metrics at step {self.step}: {row}")
         dt = time.time() - t_last
         row.update(step=self.step, trials_per_s=trials / dt, seconds_per_step=dt / len(acc))
-        if evaluator is not None and (self.step % cfg.eval_every == 0 or self.step == target):
+        if evaluate:
           row.update(evaluator(self.graphdef, self.current_params()))
         with log_path.open("a") as f:
           f.write(json.dumps(row) + "\n")
