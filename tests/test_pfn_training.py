@@ -226,3 +226,24 @@ def test_evaluations_run_every_eval_every_steps_whatever_the_log_interval(cfg, t
   rows = PFNTrainer(run, tmp_path / "a").run(progress=False, evaluator=lambda g, p: seen.append(1) or {"gap_5": 0.1})
   assert [r["step"] for r in rows] == [3, 5, 6, 7]  # Steps 3 and 6 had been skipped (not multiples of 5).
   assert [r["step"] for r in rows if "gap_5" in r] == [3, 6, 7] and len(seen) == 3
+
+
+@pytest.mark.slow
+def test_cli_says_whether_it_starts_or_resumes_and_warns_of_a_warmup_past_the_run(tmp_path, capsys, monkeypatch):
+  from optformer.training import pfn_cli
+
+  args = ["--workdir", str(tmp_path / "w"), "--preset", "tiny", "--warmup", "5", "--eval-every", "100", "--no-progress"]
+  assert pfn_cli.main([*args, "--until", "2"]) == 0
+  out = capsys.readouterr()
+  assert out.out.startswith(f"new run in {tmp_path / 'w'}, from scratch, until step 2")
+  assert "warmup (5 steps) does not end before this run stops at step 2" in out.err
+  assert pfn_cli.main([*args, "--until", "3"]) == 0  # The same command resumes, and says so (it printed nothing).
+  out = capsys.readouterr()
+  assert out.out.startswith(f"resuming {tmp_path / 'w'} at step 2 (data position 2), until step 3") and not out.err
+
+  def interrupted(self, *a, **k):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(PFNTrainer, "run", interrupted)  # Ctrl-C while training: one line, exit 130.
+  assert pfn_cli.main([*args, "--until", "9"]) == 130
+  assert "interrupted at step 3; the latest checkpoint is step 3" in capsys.readouterr().err

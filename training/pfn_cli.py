@@ -123,7 +123,9 @@ def build_config(args):
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--workdir", type=pathlib.Path, required=True)
-  p.add_argument("--preset", choices=("default", "tiny"), default="default")
+  p.add_argument("--preset", choices=("default", "tiny"), default="default",
+                 help="model and data sizes: default (the shipped v2's) or tiny (PFNTrainConfig.tiny(): 32 bars, "
+                 "whatever --bins says, and evaluation at contexts 2 and 5; for tests and smoke runs)")
   p.add_argument("--steps", type=int, default=0, help="total steps (schedule length)")
   p.add_argument("--until", type=int, default=0, help="stop at this step (resume later); default: --steps")
   p.add_argument("--optimizer", choices=("adamw", "schedule_free_adamw", "muon"), default=None)
@@ -165,22 +167,38 @@ def main(argv=None) -> int:
   except WorkdirError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  resuming = (args.workdir / "config.json").exists()
   cfg = build_config(args)
   trainer = PFNTrainer(cfg, args.workdir, init_from=args.init_from)
+  until = args.until or cfg.num_steps
+  if not args.export_only:
+    if resuming:
+      print(f"resuming {args.workdir} at step {trainer.step} (data position {trainer.position}), until step {until}")
+    else:
+      start = f"from {args.init_from} at its step {trainer.step}" if args.init_from else "from scratch"
+      print(f"new run in {args.workdir}, {start}, until step {until} of a {cfg.num_steps}-step schedule")
+    if not resuming and not args.init_from and cfg.warmup_steps >= until:
+      print(f"warning: the learning-rate warmup ({cfg.warmup_steps} steps) does not end before this run stops at "
+            f"step {until}; set --warmup lower", file=sys.stderr)
   if not args.export_only:
     def evaluator(graphdef, params):
       return gp_gap(graphdef, params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids,
                     contexts=cfg.eval_contexts, num_batches=cfg.eval_batches, by_dims=True)
 
-    until = args.until or cfg.num_steps
     rows = []
-    while trainer.step < until:
-      stop = min(until, trainer.step + args.export_every) if (args.export and args.export_every) else until
-      rows = trainer.run(stop, progress=not args.no_progress, evaluator=evaluator) or rows
-      if args.export and trainer.step < until:
-        from optformer.training.pfn_export import export
+    try:
+      while trainer.step < until:
+        stop = min(until, trainer.step + args.export_every) if (args.export and args.export_every) else until
+        rows = trainer.run(stop, progress=not args.no_progress, evaluator=evaluator) or rows
+        if args.export and trainer.step < until:
+          from optformer.training.pfn_export import export
 
-        export(trainer, args.export)
+          export(trainer, args.export)
+    except KeyboardInterrupt:  # One line instead of a traceback; the last checkpoint is intact.
+      last = trainer.manager.latest_step()
+      print(f"interrupted at step {trainer.step}; the latest checkpoint is step {last}: re-run the same command "
+            "to resume from it", file=sys.stderr)
+      return 130
     if rows:
       print(json.dumps(rows[-1]))
   if args.export:
