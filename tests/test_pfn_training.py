@@ -214,8 +214,9 @@ def test_cli_refuses_flags_that_would_change_a_run_it_resumes(cfg, tmp_path):
   assert resume() == cfg and resume("--export-every", "5", "--no-progress") == cfg
   lens = ",".join(str(n) for n in cfg.data.seq_lens)
   assert resume("--seq-lens", lens, "--steps", str(cfg.num_steps)) == cfg  # The run's own values: a resume.
+  assert resume("--seed", str(cfg.seed)) == cfg
   for flags, named in ((("--learning-rate", "0.5"), "--learning-rate 0.5"), (("--seq-lens", "99"), "--seq-lens (99,)"),
-                       (("--init-from", str(tmp_path)), "--init-from")):
+                       (("--init-from", str(tmp_path)), "--init-from"), (("--seed", "7"), "--seed 7")):
     with pytest.raises(SystemExit, match=f"not applied on a resume: {re.escape(named)}"):  # Was ignored (exit 0).
       resume(*flags)
 
@@ -247,3 +248,18 @@ def test_cli_says_whether_it_starts_or_resumes_and_warns_of_a_warmup_past_the_ru
   monkeypatch.setattr(PFNTrainer, "run", interrupted)  # Ctrl-C while training: one line, exit 130.
   assert pfn_cli.main([*args, "--until", "9"]) == 130
   assert "interrupted at step 3; the latest checkpoint is step 3" in capsys.readouterr().err
+
+
+def test_the_seed_sets_the_models_initialization_and_the_datas(cfg, tmp_path):
+  from optformer.training import pfn_cli
+  from optformer.training.pfn_train import init_state
+
+  other = dataclasses.replace(cfg, seed=1)
+  a, b = jax_leaves(init_state(cfg)[1]), jax_leaves(init_state(other)[1])
+  assert any(not np.array_equal(u, v) for u, v in zip(a, b))
+  assert all(np.array_equal(u, v) for u, v in zip(b, jax_leaves(init_state(cfg, seed=1)[1])))
+  (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+  with pytest.raises(SystemExit, match="--seed must be an integer >= 0, got -2"):
+    pfn_cli._with_seed(cfg, pfn_cli.parser().parse_args(["--workdir", str(tmp_path), "--seed", "-2"]))
+  seeded = pfn_cli._with_seed(cfg, pfn_cli.parser().parse_args(["--workdir", str(tmp_path), "--seed", "3"]))
+  assert (seeded.seed, seeded.data.seed) == (3, 3) and PFNTrainConfig.from_dict(seeded.to_dict()) == seeded

@@ -44,6 +44,15 @@ def _with_seq_lens(data, args):
   return dataclasses.replace(data, seq_lens=lens, seq_len_probs=tuple([1.0 / len(lens)] * len(lens)))
 
 
+def _with_seed(cfg, args):
+  """`cfg` with the model's and the data's seed set to --seed where given."""
+  if args.seed is None:
+    return cfg
+  if args.seed < 0:
+    raise SystemExit(f"--seed must be an integer >= 0, got {args.seed}.")
+  return dataclasses.replace(cfg, seed=args.seed, data=dataclasses.replace(cfg.data, seed=args.seed))
+
+
 def _changed_on_resume(cfg, args) -> list[str]:
   """The flags given that differ from the saved run config `cfg` ("--flag VALUE (the run has X)")."""
   d, prior = cfg.data, cfg.data.examples.prior
@@ -58,6 +67,7 @@ def _changed_on_resume(cfg, args) -> list[str]:
       "--soft-targets": (args.soft_targets or None, d.soft_target_weight),
       "--noise-log-mean": (args.noise_log_mean, prior.noise_log_mean),
       "--noise-log-std": (args.noise_log_std, prior.noise_log_std),
+      "--seed": (args.seed, (cfg.seed, d.seed) if cfg.seed != d.seed else cfg.seed),
   }
   changed = [f"{flag} {v} (the run has {have})" for flag, (v, have) in given.items() if v is not None and v != have]
   if args.init_from:
@@ -82,7 +92,7 @@ def build_config(args):
     meta = json.loads((pathlib.Path(args.init_from) / "config.json").read_text())
     if "train" in meta.get("metadata", {}):  # The model's own run config (its borders), with prior overrides.
       cfg = PFNTrainConfig.from_dict(meta["metadata"]["train"])
-      return dataclasses.replace(cfg, data=_with_seq_lens(_with_noise_prior(cfg.data, args), args))
+      return _with_seed(dataclasses.replace(cfg, data=_with_seq_lens(_with_noise_prior(cfg.data, args), args)), args)
   if args.preset == "tiny":
     cfg = PFNTrainConfig.tiny()
   else:
@@ -117,7 +127,7 @@ def build_config(args):
     repl["eval_every"] = args.eval_every
   borders = prior_borders(data, args.bins if args.preset != "tiny" else 32, num_batches=8 if args.preset == "tiny" else 48)
   model = dataclasses.replace(model, borders=tuple(float(b) for b in borders))
-  return dataclasses.replace(cfg, model=model, data=data, **repl)
+  return _with_seed(dataclasses.replace(cfg, model=model, data=data, **repl), args)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -139,6 +149,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--seq-lens", default="", help="comma-separated points per example, equally likely, e.g. 64,128 "
                  "(also for a warm start: --init-from keeps the model's config and borders)")
   p.add_argument("--eval-every", type=int, default=0)
+  p.add_argument("--seed", type=int, default=None, help="seed of the model's initialization and of the prior's "
+                 "examples (default 0), so an ablation can be repeated over seeds")
   p.add_argument("--soft-targets", type=float, default=0.0, help="weight in [0, 1] of the exact GP posterior's bar "
                  "masses in the query loss (training/pfn_data.py, 'Soft targets'); 0: the drawn value's bar only")
   p.add_argument("--dims-curriculum", default="", help="training batches before UNTIL draw tasks of at most MAX_DIMS "

@@ -55,6 +55,7 @@ class PFNTrainConfig:
   eval_contexts: tuple = (5, 10, 20, 40)  # Context sizes of the held-out evaluation.
   checkpoint_every: int = 250  # Steps between checkpoints.
   keep_checkpoints: int = 2  # Checkpoints kept on disk.
+  seed: int = 0  # The model's initialization (the data's seed is data.seed); runs of older configs have 0.
 
   @classmethod
   def tiny(cls, borders=None) -> "PFNTrainConfig":
@@ -152,9 +153,9 @@ def make_train_step(graphdef, tx, mesh, soft_weight: float = 0.0) -> Callable:
   return jit_step(train_step, mesh)
 
 
-def init_state(cfg: PFNTrainConfig, seed: int = 0):
-  """(graphdef, params pure dict, optimizer, opt_state) of a fresh model."""
-  return fresh_state(create_model(cfg.model, seed), make_optimizer(cfg))
+def init_state(cfg: PFNTrainConfig, seed: int | None = None):
+  """(graphdef, params pure dict, optimizer, opt_state) of a fresh model, initialized with `seed` (default cfg.seed)."""
+  return fresh_state(create_model(cfg.model, cfg.seed if seed is None else seed), make_optimizer(cfg))
 
 
 class PFNTrainer:
