@@ -57,11 +57,16 @@ def _check_v2_space(config: PFNConfig, space: ss.SearchSpace, algorithm: str | N
   if algorithm is not None and algorithm not in V1_PROMPTS:
     raise ValueError(f"algorithm must be one of {list(V1_PROMPTS)} (model v1's behaviour prompts; this model "
                      f"reads no prompt), got {algorithm!r}.")
-  limit = config.max_categories  # Larger category indices would share the model's last embedding.
   for p in space:
-    if p.kind == ss.KIND_CATEGORICAL and p.num_values > limit:
-      raise ValueError(f"Parameter {p.name!r} has {p.num_values} choices; this model supports at most {limit} "
-                       "per categorical parameter.")
+    check_categories(p, config.max_categories)
+
+
+def check_categories(p: ss.Parameter, limit: int) -> None:
+  """ValueError when `p` is a categorical with more than `limit` choices (a model's `max_categories`): larger
+  category indices would share the model's last category embedding."""
+  if p.kind == ss.KIND_CATEGORICAL and p.num_values > limit:
+    raise ValueError(f"Parameter {p.name!r} has {p.num_values} choices; this model supports at most {limit} "
+                     "per categorical parameter.")
 
 
 class ModelSurrogate:

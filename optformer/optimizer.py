@@ -133,6 +133,12 @@ def _load_checkpoint(path: str, cache: bool | str | os.PathLike) -> Engine | PFN
   return load_engine(path)
 
 
+def _check_not_empty(model) -> None:
+  """ValueError for model="" (a path that names no checkpoint; None is the shipped model)."""
+  if isinstance(model, (str, os.PathLike)) and os.fspath(model) == "":
+    raise ValueError("model='' names no checkpoint; pass None for the shipped model or a checkpoint directory.")
+
+
 def load_engine(model: OptFormer | PFNSurrogate | str | os.PathLike | None = None) -> Engine | PFNEngine:
   """An Engine (v1) or PFNEngine (v2) for a model, a checkpoint directory, or (None) the shipped checkpoint; cached by path.
 
@@ -152,12 +158,11 @@ def load_engine(model: OptFormer | PFNSurrogate | str | os.PathLike | None = Non
     return Engine(model)
   if isinstance(model, PFNSurrogate):
     return PFNEngine(model)
-  from optformer import checkpoint  # orbax: only to read a checkpoint.
+  from optformer import checkpoint
 
   if model is not None and not isinstance(model, (str, os.PathLike)):
     raise TypeError(f"model must be an OptFormer, a PFNSurrogate, a checkpoint directory or None, got {type(model).__name__}.")
-  if model is not None and os.fspath(model) == "":
-    raise ValueError("model='' names no checkpoint; pass None for the shipped model or a checkpoint directory.")
+  _check_not_empty(model)
   key = str(pathlib.Path(checkpoint.DEFAULT_CHECKPOINT if model is None else model).absolute())
   if key not in _ENGINES:
     loaded = checkpoint.load(key)
@@ -234,7 +239,8 @@ class Optimizer:
       of prior samples added to any pool when a `prior` is given (> 0).
     temperature: policy sampling temperature (> 0; model v1, which has a policy).
     algorithm: behaviour-algorithm prompt, one of the model's algorithms
-      (model v1; ignored by v2, which has no prompt).
+      (model v1; v2 reads no prompt, accepts v1's names, e.g. from a study
+      file, and refuses any other).
     candidates: how the acquisition is maximized:
       "search" (the default): `optformer.acquisition_search.search` with
       the pool sizes of `search` (default 1024 uniform points; local moves
@@ -311,8 +317,7 @@ class Optimizer:
     if not prior_beta > 0:
       raise ValueError(f"prior_beta must be > 0, got {prior_beta}.")
     self.space, self.goal = space, goal
-    if isinstance(model, (str, os.PathLike)) and os.fspath(model) == "":
-      raise ValueError("model='' names no checkpoint; pass None for the shipped model or a checkpoint directory.")
+    _check_not_empty(model)
     self.model_path = None  # An in-memory model.
     if model is None or isinstance(model, (str, os.PathLike)):
       from optformer import checkpoint  # No JAX: reading and checking the config does not load the model.
@@ -677,7 +682,7 @@ class Optimizer:
       raise ValueError("The study was saved from an in-memory model; pass model= to load it.")
     if model is None:
       model = _resolve_model_reference(stored_model)
-    from optformer import checkpoint  # For CheckpointError; JAX comes with the model anyway.
+    from optformer import checkpoint  # For CheckpointError (no JAX).
 
     try:
       opt = cls(space, goal, model=model, **opts)
@@ -761,7 +766,7 @@ class Optimizer:
       raise ValueError(f"{path}: not valid JSON ({e}).") from None
     except RecursionError:
       raise ValueError(f"{path}: not a study: its JSON is nested too deeply.") from None
-    from optformer import checkpoint  # For CheckpointError; JAX comes with the model anyway.
+    from optformer import checkpoint  # For CheckpointError (no JAX).
 
     try:
       return cls.from_json(data, model=model)

@@ -111,7 +111,7 @@ class Surrogate:
     self.space, self.goal, self.model, self.algorithm = space, goal, model, algorithm
     # Loads the model and checks the space and the prompt now, not at the first fit.
     engine = load_engine(model)
-    self._model = ModelSurrogate.for_space(engine, space, algorithm)  # v2 has no prompt: algorithm is ignored.
+    self._model = ModelSurrogate.for_space(engine, space, algorithm)  # v2 takes only v1's prompt names.
     self._posterior: Posterior | None = None
 
   # -- scikit-learn's estimator API --------------------------------------------

@@ -46,6 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optformer import optimizer as optimizer_lib
 from optformer import search_space as ss
 from optformer.context import truncation_warning
+from optformer.model_surrogate import check_categories
 from optformer.optimizer import MAX_ABS_OBJECTIVE, Optimizer
 
 # A stepped distribution with more grid points than this is rejected (a Discrete
@@ -423,10 +424,7 @@ class OptFormerSampler(BaseSampler):
       if dist.single():
         continue
       try:
-        param = _distribution_to_parameter(name, dist)
-        if param.kind == ss.KIND_CATEGORICAL and param.num_values > self._max_categories:
-          raise ValueError(f"Parameter {name!r} has {param.num_values} choices; the model takes at most "
-                           f"{self._max_categories} per categorical parameter.")
+        check_categories(_distribution_to_parameter(name, dist), self._max_categories)
       except ValueError as e:
         self._dropped.add(name)
         self._warn_once(f"unsupported:{name}", f"{e} It is sampled by {type(self._independent_sampler).__name__}.")
