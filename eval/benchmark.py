@@ -229,11 +229,13 @@ def run(out: pathlib.Path, plans: dict[str, SuitePlan], optimizers, model=None, 
   todo = plan_studies(plans, optimizers, task_lists)
   done = {"run": 0, "cached": 0, "unsupported": unsupported}
   models = {name: model_id(opt_lib.checkpoint_of(name, model)) for name in optimizers}
+  # What a record written before "model" was stored ran with: the default model of its entry.
+  defaults = {name: model_id(opt_lib.checkpoint_of(name)) for name in optimizers}
   for i, (suite, task, name, seed, trials) in enumerate(todo):
     path = study_path(out, suite, task.name, name, seed)
     cached = load_study(path)
     if cached is not None and len(cached.get("values", ())) >= trials:
-      _check_cached_model(path, cached, name, models[name])
+      _check_cached_model(path, cached.get("model", defaults[name]), name, models[name])
       done["cached"] += 1
       continue
     if dry_run:
@@ -256,11 +258,10 @@ def run(out: pathlib.Path, plans: dict[str, SuitePlan], optimizers, model=None, 
   return done
 
 
-def _check_cached_model(path: pathlib.Path, cached: dict, name: str, wanted: str | None) -> None:
+def _check_cached_model(path: pathlib.Path, have: str | None, name: str, wanted: str | None) -> None:
   """Raises ValueError when a cached study ran with another model than this run would use (the cache is keyed
-  by suite, task, optimizer and seed, so it would otherwise be reported as this model's). Records written
-  before "model" was stored count as the default model's."""
-  have = cached["model"] if "model" in cached else model_id(opt_lib.checkpoint_of(name))
+  by suite, task, optimizer and seed, so it would otherwise be reported as this model's). `have`: the record's
+  "model" (`model_id`; the entry's default model for records written before it was stored)."""
   if have != wanted:
     raise ValueError(
         f"{path} holds a study of {name!r} run with the model {have}, but this run's model is {wanted}: "
