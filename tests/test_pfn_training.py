@@ -263,3 +263,10 @@ def test_the_seed_sets_the_models_initialization_and_the_datas(cfg, tmp_path):
     pfn_cli._with_seed(cfg, pfn_cli.parser().parse_args(["--workdir", str(tmp_path), "--seed", "-2"]))
   seeded = pfn_cli._with_seed(cfg, pfn_cli.parser().parse_args(["--workdir", str(tmp_path), "--seed", "3"]))
   assert (seeded.seed, seeded.data.seed) == (3, 3) and PFNTrainConfig.from_dict(seeded.to_dict()) == seeded
+
+
+def test_a_run_from_before_the_seed_knob_resumes():
+  """Configs saved before PFNTrainConfig.seed existed have no "seed": seed 0 writes none, so they stay equal."""
+  cfg = PFNTrainConfig.tiny()
+  assert "seed" not in cfg.to_dict() and PFNTrainConfig.from_dict(cfg.to_dict()) == cfg
+  assert PFNTrainConfig.from_dict(dataclasses.replace(cfg, seed=2).to_dict()).seed == 2

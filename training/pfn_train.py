@@ -66,6 +66,8 @@ class PFNTrainConfig:
     d = dataclasses.asdict(self)
     d["model"], d["data"] = self.model.to_dict(), self.data.to_json()
     d["eval_contexts"] = list(self.eval_contexts)
+    if not d["seed"]:
+      del d["seed"]  # Configs of runs from before the seed knob existed stay equal.
     return d
 
   @classmethod
