@@ -13,6 +13,21 @@ after the log transform when `log=True`. Int and Discrete values are ordered
 *levels*: level i of n sits at unit value i / (n - 1) for Discrete, and at
 the scaled integer for Int. For Categorical the unit value is the category's
 index k (0 <= k < K) as a float; categories carry no order.
+
+Conditional parameters (`conditions.py`): every kind takes
+`condition=Condition(parent, values)` (or a range on an ordered parent, or
+the pair `(parent, values)`), e.g.
+
+    SearchSpace([
+        Categorical("kernel", ["linear", "rbf", "poly"]),
+        Float("gamma", 1e-4, 1.0, log=True, condition=("kernel", ["rbf", "poly"])),
+        Int("degree", 2, 5, condition=("kernel", ["poly"])),
+    ])
+
+A configuration holds exactly its *active* parameters. In unit form every
+parameter keeps its slot and an inactive one holds `INACTIVE_UNIT` (0.5);
+which slots are active follows from the row itself (its parents' values),
+so `unit_active_mask(u)` gives the mask the surrogate reads beside it.
 """
 
 from __future__ import annotations
@@ -24,6 +39,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from optformer import conditions as cond
+from optformer.conditions import Condition
+
 # Kind codes, shared with the tokenizer and the prior (data_gen). 0 = unused.
 KIND_UNUSED = 0
 KIND_FLOAT = 1
@@ -31,7 +49,12 @@ KIND_ORDINAL = 2  # Int and Discrete: ordered, finitely many levels.
 KIND_CATEGORICAL = 3
 
 MAX_EXACT_INT = 2**53  # Int bounds: every integer up to this magnitude is a float64.
+INACTIVE_UNIT = 0.5  # The unit value held by an inactive parameter's slot (the model reads the active mask).
 LEVEL_TOLERANCE = 1e-9  # Discrete: how far from a level a value may be, as a fraction of the gap to the next level.
+
+
+def _set_condition(p) -> None:
+  object.__setattr__(p, "condition", Condition.parse(p.condition, p.name))
 
 
 def _clip(v, lo: float, hi: float) -> float:
@@ -79,11 +102,13 @@ class Float:
   low: float
   high: float
   log: bool = False
+  condition: Condition | None = None
 
   kind = KIND_FLOAT
 
   def __post_init__(self):
     _check_name(self.name)
+    _set_condition(self)
     object.__setattr__(self, "log", _check_log(self.name, self.log))
     low = _check_finite_number(self.name, "low", self.low)
     high = _check_finite_number(self.name, "high", self.high)
@@ -129,6 +154,12 @@ class Float:
     """float64 [N]: the unit value of the value each u decodes to (vectorized to_unit(from_unit(u)))."""
     return np.clip(np.asarray(u, np.float64), 0.0, 1.0)
 
+  def values_from_units(self, u) -> np.ndarray:
+    """float64 [N]: the value each unit value decodes to (vectorized from_unit, up to round-off)."""
+    lo, hi = self._warp(self.low), self._warp(self.high)
+    w = lo + np.clip(np.asarray(u, np.float64), 0.0, 1.0) * (hi - lo)
+    return np.clip(np.exp(w) if self.log else w, self.low, self.high)
+
 
 @dataclasses.dataclass(frozen=True)
 class Int:
@@ -147,11 +178,13 @@ class Int:
   low: int
   high: int
   log: bool = False
+  condition: Condition | None = None
 
   kind = KIND_ORDINAL
 
   def __post_init__(self):
     _check_name(self.name)
+    _set_condition(self)
     object.__setattr__(self, "log", _check_log(self.name, self.log))
     for what, v in (("low", self.low), ("high", self.high)):
       if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -204,6 +237,12 @@ class Int:
     v = np.clip(np.round(np.exp(w) if self.log else w), self.low, self.high)
     return np.clip((self._warp(v) - lo) / (hi - lo), 0.0, 1.0)
 
+  def values_from_units(self, u) -> np.ndarray:
+    """float64 [N]: the integer each unit value decodes to (vectorized from_unit)."""
+    lo, hi = self._warp(float(self.low)), self._warp(float(self.high))
+    w = lo + np.clip(np.asarray(u, np.float64), 0.0, 1.0) * (hi - lo)
+    return np.clip(np.round(np.exp(w) if self.log else w), self.low, self.high)
+
   def level_units(self) -> np.ndarray:
     """float64 [num_values]: the unit value of every integer, in order."""
     return np.array([self.to_unit(v) for v in range(self.low, self.high + 1)])
@@ -229,11 +268,13 @@ class Discrete:
 
   name: str
   values: tuple
+  condition: Condition | None = None
 
   kind = KIND_ORDINAL
 
   def __post_init__(self):
     _check_name(self.name)
+    _set_condition(self)
     values = tuple(_check_finite_number(self.name, "each value", v) for v in self.values)
     if len(values) < 2:
       raise ValueError(f"Parameter {self.name!r}: needs at least 2 values, got {list(self.values)!r}.")
@@ -279,6 +320,11 @@ class Discrete:
   def level_units(self) -> np.ndarray:
     return np.arange(len(self.values)) / (len(self.values) - 1)
 
+  def values_from_units(self, u) -> np.ndarray:
+    """float64 [N]: the level each unit value decodes to (vectorized from_unit)."""
+    n = len(self.values) - 1
+    return np.asarray(self._floats)[np.round(np.clip(np.asarray(u, np.float64), 0.0, 1.0) * n).astype(int)]
+
 
 @dataclasses.dataclass(frozen=True)
 class Categorical:
@@ -299,11 +345,13 @@ class Categorical:
 
   name: str
   choices: tuple
+  condition: Condition | None = None
 
   kind = KIND_CATEGORICAL
 
   def __post_init__(self):
     _check_name(self.name)
+    _set_condition(self)
     if isinstance(self.choices, (str, bytes, set, frozenset, Mapping)):
       raise TypeError(
           f"Parameter {self.name!r}: choices must be a list or tuple, got {type(self.choices).__name__} "
@@ -352,18 +400,30 @@ class Categorical:
     """float64 [N]: the category index each u decodes to, clipped to [0, K - 1]."""
     return np.clip(np.round(np.asarray(u, np.float64)), 0, len(self.choices) - 1)
 
+  def values_from_units(self, u) -> np.ndarray:
+    """float64 [N]: the category index each unit value decodes to (as snap_units)."""
+    return self.snap_units(u)
+
 
 Parameter = Float | Int | Discrete | Categorical
 
 
 class SearchSpace:
-  """An ordered list of uniquely named parameters.
+  """An ordered list of uniquely named parameters, some of them conditional.
 
   Args:
-    parameters: Float, Int, Discrete or Categorical instances.
+    parameters: Float, Int, Discrete or Categorical instances; a parameter
+      with a `condition` is active only when its parent is active and the
+      condition holds (`conditions.Condition`). Parents may come before or
+      after their children.
+
+  Condition values are stored canonically (the parent's own values, in its
+  order), so `space[name].condition` may differ from the one given.
 
   Raises:
-    ValueError: if empty or two parameters share a name.
+    ValueError: if empty, two parameters share a name, or a condition is
+      invalid (unknown parent, a cycle, a value the parent does not take, a
+      condition that never holds; see `conditions.bind`).
     TypeError: if an element is not a parameter.
   """
 
@@ -378,8 +438,11 @@ class SearchSpace:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
       raise ValueError(f"Duplicate parameter names in search space: {dupes}.")
-    self.parameters = parameters
-    self._by_name = {p.name: p for p in parameters}
+    self.parameters = cond.bind(parameters)
+    self._by_name = {p.name: p for p in self.parameters}
+    self._index = {p.name: j for j, p in enumerate(self.parameters)}
+    self._parents = cond.parent_indices(self.parameters)
+    self._order = cond.topological_order(self.parameters)
 
   def __len__(self) -> int:
     return len(self.parameters)
@@ -401,73 +464,176 @@ class SearchSpace:
     return [p.name for p in self.parameters]
 
   @property
-  def num_configurations(self) -> int | None:
-    """How many distinct configurations the space holds: the product of the levels and choices; None with a Float."""
-    if any(isinstance(p, Float) for p in self.parameters):
-      return None
-    return math.prod(p.num_values for p in self.parameters)
+  def is_conditional(self) -> bool:
+    """True if some parameter has a condition."""
+    return bool((self._parents >= 0).any())
 
-  def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Checks a configuration and returns it with canonical value types.
+  def topological_order(self) -> list[int]:
+    """Indices into `parameters`, every parent before its children (otherwise in space order)."""
+    return list(self._order)
+
+  def parent_indices(self) -> np.ndarray:
+    """int32 [D]: each parameter's parent index, -1 for a root (always active)."""
+    return self._parents.copy()
+
+  def condition_arrays(self, num_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """(parent int32 [D], allowed bool [D, num_tokens]) for a decoder: see `conditions.condition_arrays`."""
+    return cond.condition_arrays(self.parameters, num_tokens)
+
+  @property
+  def num_configurations(self) -> int | None:
+    """How many distinct configurations the space holds (inactive parameters absent); None with a Float.
+
+    Without conditions, the product of the levels and choices; with them,
+    each parent's values count with the configurations of the children they
+    activate (`conditions.num_configurations`).
+    """
+    return cond.num_configurations(self.parameters)
+
+  def is_active(self, name: str, params: Mapping[str, Any]) -> bool:
+    """Whether parameter `name` is active in `params` (only its ancestors' values are read).
 
     Raises:
-      TypeError: `params` is not a mapping, or a value has the wrong type.
-      ValueError: a parameter is missing, unknown, or out of its range.
+      KeyError: `name` is not a parameter.
+      ValueError: an active ancestor is missing from `params` or has an invalid value.
     """
+    p = self._by_name[name]
+    if p.condition is None:
+      return True
+    c = p.condition
+    if not self.is_active(c.parent, params):
+      return False
+    parent = self._by_name[c.parent]
+    if c.parent not in params:
+      raise ValueError(f"Parameter {name!r} depends on {c.parent!r}, which is active but missing from {dict(params)!r}.")
+    return bool(cond.holds(c, parent, [cond._code(parent, parent.validate(params[c.parent]))])[0])
+
+  def _check(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
+    """(validated active values in space order, bool [D] active); errors as `validate`."""
     if not isinstance(params, Mapping):
       raise TypeError(f"A configuration must be a dict of name -> value, got {params!r}.")
     unknown = sorted(set(params) - set(self._by_name))
     if unknown:
       raise ValueError(f"Unknown parameter(s) {unknown}; the search space has {self.names}.")
+    active = np.ones(len(self), bool)
+    if self.is_conditional:
+      missing, values = [], {}
+      for j in self._order:
+        p, k = self.parameters[j], self._parents[j]
+        if k >= 0:
+          parent = self.parameters[k]
+          active[j] = active[k] and parent.name in values and bool(
+              cond.holds(p.condition, parent, [cond._code(parent, values[parent.name])])[0])
+        if active[j] and p.name in params:
+          values[p.name] = p.validate(params[p.name])
+        elif active[j]:
+          missing.append(p.name)
+        elif p.name in params:
+          why = (f"its parent {p.condition.parent!r} is inactive" if not active[k] else
+                 f"{p.condition.parent}={values[p.condition.parent]!r} does not satisfy {p.condition.describe()}")
+          raise ValueError(f"Parameter {p.name!r} is inactive ({why}); leave it out of the configuration.")
+      if missing:
+        raise ValueError(f"Missing active parameter(s) {sorted(missing, key=self._index.get)} in configuration "
+                         f"{dict(params)!r}.")
+      return {p.name: values[p.name] for p in self.parameters if p.name in values}, active
     missing = [n for n in self.names if n not in params]
     if missing:
       raise ValueError(f"Missing parameter(s) {missing} in configuration {dict(params)!r}.")
-    return {p.name: p.validate(params[p.name]) for p in self.parameters}
+    return {p.name: p.validate(params[p.name]) for p in self.parameters}, active
+
+  def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Checks a configuration and returns its active parameters, in space order, with canonical value types.
+
+    A configuration holds exactly its active parameters: inactive ones
+    (their condition fails, or their parent is inactive) are left out.
+
+    Raises:
+      TypeError: `params` is not a mapping, or a value has the wrong type.
+      ValueError: a parameter is unknown, out of its range, active but
+        missing, or inactive but given (the message names it and why).
+    """
+    return self._check(params)[0]
+
+  def active(self, params: Mapping[str, Any]) -> np.ndarray:
+    """bool [D]: which parameters are active in a configuration; errors as `validate`."""
+    return self._check(params)[1]
+
+  def active_mask(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """bool [N, D]: `active` of each of N configurations (N may be 0); errors as `validate`."""
+    return np.array([self.active(c) for c in configs], bool).reshape(len(configs), len(self))
+
+  def unit_active_mask(self, u_NxD) -> np.ndarray:
+    """bool [N, D] (or [D] for one row): which parameters are active in unit rows.
+
+    Read from the rows' parent values (decoded as `from_unit` does), so it
+    equals `active_mask` of the decoded configurations; all True without
+    conditions. The slots of inactive parameters are not read.
+    """
+    u = np.asarray(u_NxD, np.float64)
+    if u.shape[-1:] != (len(self),) or u.ndim not in (1, 2):
+      raise ValueError(f"Expected unit rows of shape (N, {len(self)}), got {u.shape}.")
+    if not self.is_conditional:
+      return np.ones(u.shape, bool)
+    return cond.unit_active_mask(self.parameters, self._parents, self._order, u.reshape(-1, len(self))).reshape(u.shape)
 
   def to_unit(self, params: Mapping[str, Any]) -> np.ndarray:
-    """float64 [D]: unit values of a configuration (category index for categorical)."""
-    params = self.validate(params)
-    return np.array([p.to_unit(params[p.name]) for p in self.parameters], dtype=np.float64)
+    """float64 [D]: unit values of a configuration (category index for categorical; INACTIVE_UNIT where inactive)."""
+    params, _ = self._check(params)
+    return np.array([p.to_unit(params[p.name]) if p.name in params else INACTIVE_UNIT for p in self.parameters],
+                    dtype=np.float64)
 
   def to_units(self, configs: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """float64 [N, D]: `to_unit` of each of N configurations (N may be 0); ValueError/TypeError as `validate`."""
+    """float64 [N, D]: `to_unit` of each of N configurations (N may be 0); ValueError/TypeError as `validate`.
+
+    `active_mask(configs)` (or `unit_active_mask` of the result) is the
+    companion bool [N, D] mask.
+    """
     return np.array([self.to_unit(c) for c in configs], np.float64).reshape(len(configs), len(self))
 
   def from_unit(self, u) -> dict[str, Any]:
-    """Inverse of `to_unit` for a float [D] vector."""
+    """Inverse of `to_unit` for a float [D] vector: the active parameters' values (inactive slots are not read)."""
     u = np.asarray(u, dtype=np.float64)
     if u.shape != (len(self),):
       raise ValueError(f"Expected unit values of shape ({len(self)},), got {u.shape}.")
-    return {p.name: p.from_unit(x) for p, x in zip(self.parameters, u)}
+    active = self.unit_active_mask(u)
+    return {p.name: p.from_unit(x) for p, x, a in zip(self.parameters, u, active) if a}
 
   def snap(self, u_NxD) -> np.ndarray:
     """float64 [N, D]: each row moved to the unit values of the configuration it decodes to.
 
     Vectorized `to_unit(from_unit(row))` for every row: integers and
     discrete values round to a level, categories to an index, floats clip
-    to [0, 1].
+    to [0, 1], inactive slots become INACTIVE_UNIT.
     """
     u = np.asarray(u_NxD, np.float64).reshape(-1, len(self))
-    return np.stack([p.snap_units(u[:, j]) for j, p in enumerate(self.parameters)], axis=1)
+    out = np.stack([p.snap_units(u[:, j]) for j, p in enumerate(self.parameters)], axis=1)
+    if self.is_conditional:
+      out[~self.unit_active_mask(out)] = INACTIVE_UNIT
+    return out
 
   def sample(self, rng: np.random.Generator) -> dict[str, Any]:
-    """A configuration drawn uniformly (in unit space; uniform over categories)."""
+    """A configuration drawn uniformly (in unit space; uniform over categories); only its active parameters."""
     u = [rng.integers(p.num_values) if p.kind == KIND_CATEGORICAL else rng.random() for p in self.parameters]
     return self.from_unit(np.array(u, dtype=np.float64))
 
   def to_json(self) -> list[dict]:
+    """One dict per parameter: its "type", fields, and "condition" (`Condition.to_json`) when it has one."""
     out = []
     for p in self.parameters:
-      d = {"type": type(p).__name__.lower(), **dataclasses.asdict(p)}
-      for k in ("values", "choices"):
-        if k in d:
-          d[k] = list(d[k])
+      d = {"type": type(p).__name__.lower()}
+      for f in dataclasses.fields(p):
+        v = getattr(p, f.name)
+        if f.name == "condition":
+          if v is not None:
+            d["condition"] = v.to_json()
+        else:
+          d[f.name] = list(v) if f.name in ("values", "choices") else v
       out.append(d)
     return out
 
   @classmethod
   def from_json(cls, items: Sequence[Mapping[str, Any]]) -> "SearchSpace":
-    """Inverse of `to_json`. Raises ValueError on an unknown parameter type."""
+    """Inverse of `to_json` (JSON without conditions loads as before). Raises ValueError on an unknown type."""
     kinds = {"float": Float, "int": Int, "discrete": Discrete, "categorical": Categorical}
     params = []
     for i, item in enumerate(items):
