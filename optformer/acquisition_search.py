@@ -15,6 +15,11 @@ candidate. Every candidate is snapped to the configuration it decodes to
 (`SearchSpace.snap`), so floats take any value in their range and integers
 reach every level, whatever the model's bins.
 
+Conditional spaces: every candidate is a valid configuration; the slots of
+its inactive parameters hold `search_space.INACTIVE_UNIT`, and
+`space.unit_active_mask(rows)` (bool [M, D]) is the active mask a
+surrogate reads beside the rows, e.g. inside the `acquisition` callable.
+
 Pool sizes are `SearchConfig`. Its defaults were chosen by measurement on
 the prior, BBOB and HPO suites (docs/acquisition_search.md): with today's
 model v1, 1024 uniform points and nothing else had the lowest regret on all
@@ -82,7 +87,12 @@ class SearchConfig:
 
 
 def uniform_points(space: ss.SearchSpace, rng: np.random.Generator, num: int) -> np.ndarray:
-  """float64 [num, D] uniform configurations in unit form (category indices uniform over categories)."""
+  """float64 [num, D] uniform configurations in unit form (category indices uniform over categories).
+
+  In a conditional space every parent is drawn uniformly and the slots of
+  the parameters it leaves inactive hold `ss.INACTIVE_UNIT`; their active
+  mask is `space.unit_active_mask(rows)`.
+  """
   nv = np.array([p.num_values for p in space])
   cat = np.array([p.kind == ss.KIND_CATEGORICAL for p in space])
   u = rng.random((num, len(space)))
@@ -97,7 +107,11 @@ def local_moves(space: ss.SearchSpace, rng: np.random.Generator, starts_KxD, num
   with probability max(1/D, 0.5) by N(0, s^2) in unit space (s drawn from
   LOCAL_SCALES per move, clipped to [0, 1]), each categorical parameter
   flips to a random category with probability 1/D, and at least one
-  parameter moves. Rows are snapped to valid values. K = 0 gives none.
+  parameter that is active in the start moves. Rows are snapped to valid
+  values. In a conditional space, a parameter that a move activates (its
+  parent changed) is drawn uniformly, as are its own newly active children,
+  and the ones it deactivates hold `ss.INACTIVE_UNIT`; the active mask of
+  the rows is `space.unit_active_mask(rows)`. K = 0 gives none.
   """
   starts = np.asarray(starts_KxD, np.float64).reshape(-1, len(space))
   d = len(space)
@@ -108,10 +122,24 @@ def local_moves(space: ss.SearchSpace, rng: np.random.Generator, starts_KxD, num
   start = starts[rng.integers(len(starts), size=num)]
   scale = np.asarray(LOCAL_SCALES)[rng.integers(len(LOCAL_SCALES), size=(num, 1))]
   move = rng.random((num, d)) < np.where(cat, 1.0 / d, max(1.0 / d, 0.5))
-  move[np.arange(num), rng.integers(d, size=num)] = True
+  if space.is_conditional:  # The forced move: one parameter active in the start.
+    was_active = space.unit_active_mask(start)
+    move[np.arange(num), np.argmax(np.where(was_active, rng.random((num, d)), -1.0), axis=1)] = True
+  else:
+    move[np.arange(num), rng.integers(d, size=num)] = True
   out = np.where(move & ~cat, np.clip(start + scale * rng.normal(size=start.shape), 0.0, 1.0), start)
   out = np.where(move & cat, np.floor(rng.random((num, d)) * nv), out)
-  return space.snap(out)
+  out = space.snap(out)
+  if space.is_conditional:  # Draw the newly active parameters, one tree level per pass.
+    drawn = np.zeros_like(was_active)
+    for _ in range(d):
+      new = space.unit_active_mask(out) & ~was_active & ~drawn
+      if not new.any():
+        break
+      out[new] = np.where(cat, np.floor(rng.random((num, d)) * nv), rng.random((num, d)))[new]
+      drawn |= new
+      out = space.snap(out)
+  return out
 
 
 def search(

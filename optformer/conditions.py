@@ -122,6 +122,10 @@ class Condition:
         f"Parameter {child!r}: condition must be a Condition, a (parent, values) pair or a dict, got {obj!r}."
     )
 
+  def __repr__(self) -> str:
+    given = [f"{k}={getattr(self, k)!r}" for k in ("values", "greater_than", "less_than") if getattr(self, k) is not None]
+    return f"Condition({self.parent!r}, {', '.join(given)})"
+
   def describe(self) -> str:
     """Readable form, e.g. "kernel in ['rbf', 'poly']" or "n_layers > 2"."""
     if self.values is not None:

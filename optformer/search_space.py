@@ -53,6 +53,12 @@ INACTIVE_UNIT = 0.5  # The unit value held by an inactive parameter's slot (the 
 LEVEL_TOLERANCE = 1e-9  # Discrete: how far from a level a value may be, as a fraction of the gap to the next level.
 
 
+def _repr(p) -> str:
+  """The dataclass repr, without `condition` when there is none."""
+  fields = [f for f in dataclasses.fields(p) if f.name != "condition" or p.condition is not None]
+  return f"{type(p).__name__}({', '.join(f'{f.name}={getattr(p, f.name)!r}' for f in fields)})"
+
+
 def _set_condition(p) -> None:
   object.__setattr__(p, "condition", Condition.parse(p.condition, p.name))
 
@@ -104,6 +110,7 @@ class Float:
   log: bool = False
   condition: Condition | None = None
 
+  __repr__ = _repr
   kind = KIND_FLOAT
 
   def __post_init__(self):
@@ -180,6 +187,7 @@ class Int:
   log: bool = False
   condition: Condition | None = None
 
+  __repr__ = _repr
   kind = KIND_ORDINAL
 
   def __post_init__(self):
@@ -270,6 +278,7 @@ class Discrete:
   values: tuple
   condition: Condition | None = None
 
+  __repr__ = _repr
   kind = KIND_ORDINAL
 
   def __post_init__(self):
@@ -347,6 +356,7 @@ class Categorical:
   choices: tuple
   condition: Condition | None = None
 
+  __repr__ = _repr
   kind = KIND_CATEGORICAL
 
   def __post_init__(self):
