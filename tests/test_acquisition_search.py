@@ -122,3 +122,79 @@ def test_integers_with_more_levels_than_bins_reach_off_grid_values(model):
     opt.tell(s, abs(s["n"] - 123_457) / 1e6 + s["x"])
   grid = {space["n"].from_unit(c) for c in tk.bin_centers(32)}
   assert sum(v not in grid for v in values) >= 8
+
+
+def _model_choice_space():
+  """A 14-parameter model-choice space: svm / rf / mlp subtrees, kernel-dependent svm parameters, mlp widths per layer."""
+  c = ss.Condition
+  return ss.SearchSpace([
+      ss.Categorical("model", ["svm", "rf", "mlp"]),
+      ss.Categorical("kernel", ["linear", "rbf", "poly"], condition=("model", ["svm"])),
+      ss.Float("C", 1e-3, 1e3, log=True, condition=("model", ["svm"])),
+      ss.Float("gamma", 1e-4, 1.0, log=True, condition=("kernel", ["rbf", "poly"])),
+      ss.Int("degree", 2, 5, condition=("kernel", ["poly"])),
+      ss.Int("n_trees", 10, 500, log=True, condition=("model", ["rf"])),
+      ss.Int("max_depth", 2, 32, condition=("model", ["rf"])),
+      ss.Float("max_features", 0.1, 1.0, condition=("model", ["rf"])),
+      ss.Int("n_layers", 1, 3, condition=("model", ["mlp"])),
+      ss.Int("width_1", 8, 512, log=True, condition=("model", ["mlp"])),
+      ss.Int("width_2", 8, 512, log=True, condition=c("n_layers", greater_than=1)),
+      ss.Int("width_3", 8, 512, log=True, condition=c("n_layers", greater_than=2)),
+      ss.Float("lr", 1e-5, 1e-1, log=True, condition=("model", ["mlp"])),
+      ss.Discrete("batch", (32, 64, 128), condition=("model", ["mlp"])),
+  ])
+
+
+def _assert_valid_rows(space, rows):
+  active = space.unit_active_mask(rows)
+  assert np.all(rows[~active] == ss.INACTIVE_UNIT)
+  configs = [space.from_unit(r) for r in rows]
+  for r, cfg in zip(rows, configs):
+    assert space.validate(cfg) == cfg
+    np.testing.assert_allclose(space.to_unit(cfg), r, atol=1e-12)
+  np.testing.assert_array_equal(space.active_mask(configs), active)
+  return configs, active
+
+
+def test_pools_of_a_conditional_space_are_valid_configurations_and_reach_every_branch():
+  space = _model_choice_space()
+  rng = np.random.default_rng(5)
+  points = uniform_points(space, rng, 600)
+  configs, active = _assert_valid_rows(space, points)
+  assert {c["model"] for c in configs} == {"svm", "rf", "mlp"} and active.any(axis=0).all()
+  assert {c["n_layers"] for c in configs if "n_layers" in c} == {1, 2, 3}
+  moves = local_moves(space, rng, points[:4], 600)
+  _assert_valid_rows(space, moves)
+
+
+def test_a_move_that_switches_the_model_draws_the_subtree_it_activates():
+  space = _model_choice_space()
+  rng = np.random.default_rng(6)
+  start = space.to_unit({"model": "rf", "n_trees": 100, "max_depth": 8, "max_features": 0.5})[None]
+  moves = local_moves(space, rng, start, 3000)
+  configs, active = _assert_valid_rows(space, moves)
+  mlp = [c for c in configs if c["model"] == "mlp"]
+  assert len(mlp) > 20  # The model flips with probability 1/D (or as the forced move).
+  assert {c["n_layers"] for c in mlp} == {1, 2, 3}  # Children and grandchildren drawn, not left at 0.5.
+  assert len({c["lr"] for c in mlp}) == len(mlp) and len({c["width_1"] for c in mlp}) > 10
+  same = [c for c in configs if c["model"] == "rf"]
+  assert all(set(c) == {"model", "n_trees", "max_depth", "max_features"} for c in same)
+  assert np.mean([c != space.from_unit(start[0]) for c in configs]) > 0.9  # The forced move hits an active parameter.
+
+
+def test_search_over_a_conditional_space_returns_a_valid_winner():
+  space = _model_choice_space()
+  seen = []
+
+  def acq(units):
+    seen.append(units)
+    active = space.unit_active_mask(units)
+    return np.where(active[:, 3], -np.abs(units[:, 3] - 0.25), -1.0)  # Wants gamma active near unit 0.25.
+
+  rng = np.random.default_rng(7)
+  best, score, n = search(space, rng, acq, SearchConfig(num_random=256, num_local=64, rounds=2, refine_moves=64),
+                          uniform_points(space, rng, 3), lambda u: np.ones(len(u), bool))
+  for rows in seen:
+    _assert_valid_rows(space, rows)
+  cfg = space.from_unit(best)
+  assert cfg["model"] == "svm" and cfg["kernel"] in ("rbf", "poly") and score > -0.05
