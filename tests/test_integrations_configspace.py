@@ -7,7 +7,7 @@ CS = pytest.importorskip("ConfigSpace")
 
 import optformer
 from optformer.integrations import configspace as ci
-from optformer.search_space import Categorical, Discrete, Float, Int, SearchSpace
+from optformer.search_space import Categorical, Condition, Discrete, Float, Int, SearchSpace
 
 # (ConfigSpace hyperparameter, optformer parameter): ConfigSpace -> optformer -> ConfigSpace is exact.
 EXACT_CASES = [
@@ -129,10 +129,20 @@ def _cs(*items):
   return cs
 
 
-def _conditional():
-  model = CS.CategoricalHyperparameter("model", ["svm", "tree"])
-  c = CS.UniformFloatHyperparameter("svm_c", 1e-3, 1e3, log=True)
-  return _cs(model, c, CS.EqualsCondition(c, model, "svm"))
+def _two_parents():
+  a, b = CS.CategoricalHyperparameter("a", ["x", "y"]), CS.CategoricalHyperparameter("b", ["x", "y"])
+  c = CS.UniformFloatHyperparameter("c", 0.0, 1.0)
+  return _cs(a, b, c, CS.AndConjunction(CS.EqualsCondition(c, a, "x"), CS.EqualsCondition(c, b, "y")))
+
+
+def _not_equals_on_float():
+  x, c = CS.UniformFloatHyperparameter("x", 0.0, 1.0), CS.UniformFloatHyperparameter("c", 0.0, 1.0)
+  return _cs(x, c, CS.NotEqualsCondition(c, x, 0.5))
+
+
+def _never_on_constant():
+  k, c = CS.Constant("k", "a"), CS.UniformFloatHyperparameter("c", 0.0, 1.0)
+  return _cs(k, c, CS.NotEqualsCondition(c, k, "a"))
 
 
 def _forbidden():
@@ -150,7 +160,9 @@ def _quantized():
 @pytest.mark.parametrize(
     "make, error, match",
     [
-        (_conditional, ValueError, r"1 condition\(s\).*svm_c.*no conditional parameters"),
+        (_two_parents, ValueError, r"Condition .* of 'c' depends on several parents \['a', 'b'\]; .* one parent"),
+        (_not_equals_on_float, ValueError, r"of 'c' \(NotEqualsCondition on UniformFloatHyperparameter 'x'\) is not supported"),
+        (_never_on_constant, ValueError, r"of 'c' never holds \(its parent 'k' is the constant 'a'\)"),
         (_forbidden, ValueError, r"1 forbidden clause\(s\).*penalty.*cannot exclude"),
         (lambda: _cs(CS.NormalFloatHyperparameter("x", mu=0.5, sigma=0.1, lower=0.0, upper=1.0)), ValueError,
          r"'x' is a NormalFloatHyperparameter \(a non-uniform prior\).*remove_hyperparameter_priors"),
@@ -199,3 +211,90 @@ def test_to_configuration_rejects_bad_params(params, match):
 def test_to_configspace_rejects_a_non_space():
   with pytest.raises(TypeError, match="SearchSpace"):
     ci.to_configspace([Float("x", 0.0, 1.0)])
+
+
+# -- Conditions ----------------------------------------------------------------------------------
+
+_K = CS.CategoricalHyperparameter("k", ["linear", "rbf", "poly"])
+_N = CS.UniformIntegerHyperparameter("n", 1, 4)
+_X = CS.UniformFloatHyperparameter("x", 0.0, 1.0)
+_O = CS.OrdinalHyperparameter("o", [16, 32, 64])
+_C = CS.UniformFloatHyperparameter("c", 1e-3, 1.0, log=True)
+
+# (parent, ConfigSpace condition of child c, optformer Condition): ConfigSpace -> optformer -> ConfigSpace is exact.
+EXACT_CONDITIONS = [
+    (_K, CS.EqualsCondition(_C, _K, "rbf"), Condition("k", ["rbf"])),
+    (_K, CS.InCondition(_C, _K, ["rbf", "poly"]), Condition("k", ["rbf", "poly"])),
+    (_N, CS.EqualsCondition(_C, _N, 3), Condition("n", [3])),
+    (_N, CS.InCondition(_C, _N, [1, 4]), Condition("n", [1, 4])),
+    (_N, CS.GreaterThanCondition(_C, _N, 2), Condition("n", greater_than=2)),
+    (_N, CS.LessThanCondition(_C, _N, 3), Condition("n", less_than=3)),
+    (_X, CS.GreaterThanCondition(_C, _X, 0.25), Condition("x", greater_than=0.25)),
+    (_X, CS.AndConjunction(CS.GreaterThanCondition(_C, _X, 0.25), CS.LessThanCondition(_C, _X, 0.75)),
+     Condition("x", greater_than=0.25, less_than=0.75)),
+    (_O, CS.EqualsCondition(_C, _O, 32), Condition("o", [32])),
+    (_O, CS.InCondition(_C, _O, [16, 64]), Condition("o", [16, 64])),
+]
+
+# (parent, ConfigSpace condition, optformer Condition, what comes back): equivalent but written differently.
+EQUIVALENT_CONDITIONS = [
+    (_K, CS.NotEqualsCondition(_C, _K, "linear"), Condition("k", ["rbf", "poly"]), CS.InCondition(_C, _K, ["rbf", "poly"])),
+    (_K, CS.InCondition(_C, _K, ["poly", "rbf"]), Condition("k", ["rbf", "poly"]), CS.InCondition(_C, _K, ["rbf", "poly"])),
+    (_K, CS.OrConjunction(CS.EqualsCondition(_C, _K, "poly"), CS.EqualsCondition(_C, _K, "linear")),
+     Condition("k", ["linear", "poly"]), CS.InCondition(_C, _K, ["linear", "poly"])),
+    (_K, CS.AndConjunction(CS.InCondition(_C, _K, ["rbf", "poly"]), CS.NotEqualsCondition(_C, _K, "poly")),
+     Condition("k", ["rbf"]), CS.EqualsCondition(_C, _K, "rbf")),
+    (_O, CS.GreaterThanCondition(_C, _O, 16), Condition("o", [32, 64]), CS.InCondition(_C, _O, [32, 64])),
+    (_N, CS.NotEqualsCondition(_C, _N, 2), Condition("n", [1, 3, 4]), CS.InCondition(_C, _N, [1, 3, 4])),
+]
+
+
+@pytest.mark.parametrize("parent, condition, want", EXACT_CONDITIONS)
+def test_conditions_round_trip_exactly(parent, condition, want):
+  cs = _cs(parent, _C, condition)
+  space = ci.from_configspace(cs)
+  assert space["c"].condition == want
+  back = ci.to_configspace(space)
+  assert back == cs and back.conditions == [condition]
+  assert ci.from_configspace(back) == space
+
+
+@pytest.mark.parametrize("parent, condition, want, back", EQUIVALENT_CONDITIONS)
+def test_other_single_parent_conditions_become_the_equivalent_values(parent, condition, want, back):
+  cs = _cs(parent, _C, condition)
+  assert ci.from_configspace(cs)["c"].condition == want
+  assert ci.to_configspace(ci.from_configspace(cs)).conditions == [back]
+  for config in cs.sample_configuration(30):  # Activity agrees with ConfigSpace's.
+    assert ("c" in config) == ci.from_configspace(cs).is_active("c", ci.from_configuration(config))
+
+
+def test_a_condition_that_holds_on_a_constant_parent_makes_a_root():
+  k, c = CS.Constant("k", "a"), CS.UniformFloatHyperparameter("c", 0.0, 1.0)
+  space = ci.from_configspace(_cs(k, c, CS.EqualsCondition(c, k, "a")))
+  assert space.parameters == (Float("c", 0.0, 1.0),)
+
+
+def _svm_cs():
+  kernel = CS.CategoricalHyperparameter("kernel", ["linear", "rbf", "poly"])
+  gamma = CS.UniformFloatHyperparameter("gamma", 1e-4, 1.0, log=True)
+  degree = CS.UniformIntegerHyperparameter("degree", 2, 5)
+  coef0 = CS.UniformFloatHyperparameter("coef0", 0.0, 1.0)
+  c = CS.UniformFloatHyperparameter("C", 1e-3, 1e3, log=True)
+  return _cs(kernel, gamma, degree, coef0, c, CS.InCondition(gamma, kernel, ["rbf", "poly"]),
+             CS.EqualsCondition(degree, kernel, "poly"), CS.GreaterThanCondition(coef0, degree, 2))
+
+
+def test_conditional_configurations_pass_both_ways():
+  cs = _svm_cs()
+  space = ci.from_configspace(cs)
+  for config in cs.sample_configuration(50):  # ConfigSpace's samples are valid optformer configurations ...
+    params = ci.from_configuration(config)
+    assert space.validate(params) == params
+  rng = np.random.default_rng(0)
+  for _ in range(50):  # ... and optformer's are valid Configurations.
+    params = space.sample(rng)
+    config = ci.to_configuration(cs, params)
+    config.check_valid_configuration()
+    assert set(config) == set(params)
+  with pytest.raises(ValueError, match=r"Missing parameter\(s\) \['degree', 'gamma'\]"):
+    ci.to_configuration(cs, {"kernel": "poly", "C": 1.0})

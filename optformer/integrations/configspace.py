@@ -124,7 +124,7 @@ def _to_parameter(name: str, hp: CS.hyperparameters.Hyperparameter, condition=No
 
 
 def _literals(c) -> tuple:
-  return tuple(c.get_descendant_literal_conditions()) if isinstance(c, CS.conditions.Conjunction) else (c,)
+  return tuple(c.dlcs) if isinstance(c, CS.conditions.Conjunction) else (c,)
 
 
 def _parent_values(hp) -> list | None:
