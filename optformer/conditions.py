@@ -303,11 +303,10 @@ def num_configurations(parameters: Sequence) -> int | None:
 
 def _segments(p, conditions: Sequence[Condition]) -> list[tuple[float, int]]:
   """(code, count) pairs partitioning p's values into runs on which every condition is constant."""
-  levels = _levels(p)
   if _is_categorical(p):
     return [(float(k), 1) for k in range(p.num_values)]
-  if levels is not None:
-    return [(float(v), 1) for v in levels]
+  if hasattr(p, "values"):  # Discrete.
+    return [(float(v), 1) for v in p.values]
   cuts = {p.low, p.high + 1}
   for c in conditions:
     for v in c.values or ():

@@ -528,12 +528,16 @@ class SearchSpace:
     active = np.ones(len(self), bool)
     if self.is_conditional:
       missing, values = [], {}
+      unknown = np.zeros(len(self), bool)  # Below a missing active parent: reported as that parent's absence.
       for j in self._order:
         p, k = self.parameters[j], self._parents[j]
         if k >= 0:
           parent = self.parameters[k]
-          active[j] = active[k] and parent.name in values and bool(
+          unknown[j] = unknown[k] or (active[k] and parent.name not in values)
+          active[j] = not unknown[j] and active[k] and bool(
               cond.holds(p.condition, parent, [cond._code(parent, values[parent.name])])[0])
+        if unknown[j]:
+          continue
         if active[j] and p.name in params:
           values[p.name] = p.validate(params[p.name])
         elif active[j]:
@@ -576,8 +580,9 @@ class SearchSpace:
     """bool [N, D] (or [D] for one row): which parameters are active in unit rows.
 
     Read from the rows' parent values (decoded as `from_unit` does), so it
-    equals `active_mask` of the decoded configurations; all True without
-    conditions. The slots of inactive parameters are not read.
+    equals `active_mask` of the decoded configurations (up to float
+    round-off of a log-scale Float parent sitting exactly on a range
+    bound); all True without conditions. Inactive slots are not read.
     """
     u = np.asarray(u_NxD, np.float64)
     if u.shape[-1:] != (len(self),) or u.ndim not in (1, 2):

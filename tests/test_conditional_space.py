@@ -258,3 +258,14 @@ def test_condition_arrays_agree_with_activity_of_each_parent_token():
   np.testing.assert_array_equal(allowed[5], space["w"].values_from_units(centres) < 20)
   with pytest.raises(ValueError, match="'k' has 3 categories, more than num_tokens=2"):
     space.condition_arrays(2)
+
+
+def test_a_missing_parent_is_reported_not_its_children():
+  with pytest.raises(ValueError, match=r"Missing active parameter\(s\) \['degree'\] in"):
+    _svm().validate({"kernel": "poly", "C": 1.0, "gamma": 0.1, "coef0": 0.5})
+
+
+def test_num_configurations_of_a_wide_int_parent_is_fast():
+  space = SearchSpace([Int("n", 1, 10**6), Categorical("c", ["a", "b"], condition=("n", [7, 9])),
+                       Int("m", 1, 3, condition=Condition("n", less_than=100))])
+  assert space.num_configurations == (10**6 - 99) + 97 * 3 + 2 * 2 * 3
