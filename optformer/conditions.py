@@ -17,8 +17,8 @@ form a forest: every parent exists, no parameter is its own ancestor, and a
 parent may come before or after its children in the space (ConfigSpace
 orders hyperparameters by name); `topological_order` lists parents first.
 
-This module holds the tree logic on the parameters of `search_space`
-(which imports it); it reads a parameter only through its `name`,
+This module holds the tree logic on the parameters of `parameters.py`
+(which imports it for `Condition`); it reads a parameter only through its `name`,
 `condition`, `validate`, `num_values` and, for unit rows, its
 `values_from_units` (the value codes below).
 
@@ -78,7 +78,8 @@ class Condition:
     object.__setattr__(self, "greater_than", g)
     object.__setattr__(self, "less_than", l)
     if self.values is not None:
-      if isinstance(self.values, (str, bytes, Mapping)) or not isinstance(self.values, (list, tuple, range, set, frozenset)):
+      listed = isinstance(self.values, (list, tuple, range, set, frozenset))
+      if not listed or isinstance(self.values, (str, bytes, Mapping)):
         raise TypeError(
             f"Condition on {self.parent!r}: values must be a list of the parent's values, got {self.values!r} "
             f"(write [{self.values!r}] for one value)."

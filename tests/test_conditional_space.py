@@ -55,7 +55,8 @@ def _mlp():
          "'x'.*no value of 'n' satisfies it"),
         (lambda: SearchSpace([Float("f", 0, 1), Float("x", 0, 1, condition=Condition("f", less_than=0))]), ValueError,
          "'x'.*no value of 'f' satisfies it"),
-        (lambda: SearchSpace([Int("n", 0, 10**9), Int("m", 0, 3, condition=Condition("n", greater_than=5.2, less_than=5.9))]), ValueError,
+        (lambda: SearchSpace([Int("n", 0, 10**9), Int("m", 0, 3, condition=Condition("n", greater_than=5.2,
+                                                                                       less_than=5.9))]), ValueError,
          "'m'.*no value of 'n' satisfies"),  # No integer strictly between 5.2 and 5.9.
         (lambda: Condition("k", []), ValueError, "empty"),
         (lambda: Condition("k", "rbf"), TypeError, r"values must be a list.*\['rbf'\]"),
@@ -216,9 +217,11 @@ def _brute_force_count(space):
 
 
 COUNT_SPACES = [
-    [Categorical("k", ["a", "b", "c"]), Int("d", 2, 5, condition=("k", ["a"])), Discrete("e", (1, 2), condition=("k", ["a", "b"]))],
+    [Categorical("k", ["a", "b", "c"]), Int("d", 2, 5, condition=("k", ["a"])),
+     Discrete("e", (1, 2), condition=("k", ["a", "b"]))],
     [Int("n", 1, 4), Int("w2", 1, 3, condition=Condition("n", greater_than=1)),
-     Int("w3", 1, 3, condition=Condition("n", greater_than=2)), Categorical("c", ["x", "y"], condition=Condition("w3", less_than=2))],
+     Int("w3", 1, 3, condition=Condition("n", greater_than=2)),
+     Categorical("c", ["x", "y"], condition=Condition("w3", less_than=2))],
     [Int("n", -3, 6), Categorical("c", ["x", "y"], condition=Condition("n", greater_than=-1.5, less_than=4.5)),
      Discrete("d", (0.5, 1.5), condition=("n", [-3, 6]))],
 ]

@@ -161,7 +161,8 @@ def _quantized():
     "make, error, match",
     [
         (_two_parents, ValueError, r"Condition .* of 'c' depends on several parents \['a', 'b'\]; .* one parent"),
-        (_not_equals_on_float, ValueError, r"of 'c' \(NotEqualsCondition on UniformFloatHyperparameter 'x'\) is not supported"),
+        (_not_equals_on_float, ValueError,
+         r"of 'c' \(NotEqualsCondition on UniformFloatHyperparameter 'x'\) is not supported"),
         (_never_on_constant, ValueError, r"of 'c' never holds \(its parent 'k' is the constant 'a'\)"),
         (_forbidden, ValueError, r"1 forbidden clause\(s\).*penalty.*cannot exclude"),
         (lambda: _cs(CS.NormalFloatHyperparameter("x", mu=0.5, sigma=0.1, lower=0.0, upper=1.0)), ValueError,

@@ -17,12 +17,16 @@ Conditions (one condition object per child in ConfigSpace; its literals must all
 name one parent, since an optformer parameter has one parent):
 
 | ConfigSpace                                       | optformer                           |
-| ------------------------------------------------- | ----------------------------------- |
-| EqualsCondition(child, parent, v)                 | Condition(parent, [v])              |
-| InCondition(child, parent, [v, ...])              | Condition(parent, [v, ...])         |
-| GreaterThan/LessThanCondition on a Float/Int parent, or their AndConjunction | Condition(parent, greater_than=g, less_than=l) |
-| any other condition or conjunction (NotEquals, OrConjunction, conditions on an Ordinal parent) on a parent with finitely many values | Condition(parent, [the values that satisfy it]) |
-| a condition on a constant parent                  | none if it holds (the child is a root); an error if it never does |
+| ------------------------------------------------- | ------------------------------------------ |
+| EqualsCondition(child, parent, v)                 | Condition(parent, [v])                     |
+| InCondition(child, parent, [v, ...])              | Condition(parent, [v, ...])                |
+| GreaterThan/LessThanCondition (or their And-      | Condition(parent, greater_than=g,          |
+| Conjunction) on a Float or Integer parent         |           less_than=l)                     |
+| any other single-parent condition or conjunction  | Condition(parent, [the values that         |
+| (NotEquals, OrConjunction, any condition on an    |           satisfy it])                     |
+| Ordinal) on a parent with finitely many values    |                                            |
+| a condition on a constant parent                  | none if it holds (the child is a root); an |
+|                                                   | error if it never does                     |
 
 `to_configspace` writes Equals (one value), In (several, in the parent's
 order), GreaterThan/LessThan (and their AndConjunction) on Float and Int
