@@ -171,7 +171,7 @@ def test_a_move_that_switches_the_model_draws_the_subtree_it_activates():
   space = _model_choice_space()
   rng = np.random.default_rng(6)
   start = space.to_unit({"model": "rf", "n_trees": 100, "max_depth": 8, "max_features": 0.5})[None]
-  moves = local_moves(space, rng, start, 3000)
+  moves = local_moves(space, rng, start, 1000)
   configs, active = _assert_valid_rows(space, moves)
   mlp = [c for c in configs if c["model"] == "mlp"]
   assert len(mlp) > 20  # The model flips with probability 1/D (or as the forced move).
