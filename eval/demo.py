@@ -51,7 +51,7 @@ def make_factories(task, checkpoint=None) -> dict[str, Factory]:
   """Optimizers to compare, by name. Loads the model now.
 
   Args:
-    checkpoint: an OptFormer, a model directory, or None for the shipped one.
+    checkpoint: a PFNSurrogate, a model directory, or None for the shipped one.
 
   Raises:
     optformer.CheckpointError: the model cannot be loaded.

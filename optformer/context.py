@@ -9,8 +9,8 @@ sampler, `eval.surrogate_eval` through `ModelSurrogate`):
     last) and then the most recent rows, in their original order
     (`truncate`); the caller warns once;
   * how infeasible rows and the objective's scale enter the model is the
-    model's business (`optformer.model_surrogate`): model v1 imputes the
-    worst feasible objective, model v2 has an "infeasible" input.
+    model's business (`optformer.model`): the model has an "infeasible"
+    input and fits its own y map.
 """
 
 from __future__ import annotations

@@ -1,26 +1,20 @@
 """The ask/tell optimizer: zero-shot suggestions and predictions from a study's history.
 
-Models: model v2 (the default, `checkpoint.DEFAULT_CHECKPOINT`; a PFN
-surrogate, docs/model_v2.md) and model v1 (`checkpoint.V1_CHECKPOINT`; a
-surrogate with a policy, OptFormer-style). Where they differ, the docs below
-say which is which.
+Model: the shipped PFN (`checkpoint.DEFAULT_CHECKPOINT`, docs/model_v2.md)
+or any checkpoint or in-memory `pfn.PFNSurrogate`.
 
-Suggesting: the history is encoded once (the model's context: per-layer
-keys and values; `pfn_inference.PFNEngine.context` for v2,
-`inference.Engine.context` for v1), and the acquisition is maximized by
+Suggesting: the history is encoded once (the model's context;
+`pfn_inference.PFNEngine.context`), and the acquisition is maximized by
 `optformer.acquisition_search.search` over a pool of uniform points and,
-when `search` asks for them, local moves of the best trials, (v1 only)
-policy samples (OptFormer, Chen et al. 2022, Sec. 5 "OptFormer (EI)") and
-rounds of local moves around the best candidates; the best candidate not
-already evaluated is returned. The default acquisition is expected
-improvement over the best objective seen: for v2, EI of the bar
-distribution in the model's normalized units times p(feasible | x)
-(`pfn_inference.PFNPredictive`, `model_surrogate`); for v1,
-`distribution.RiemannDistribution.expected_improvement`. The default pool
-(1024 uniform points) is the measured best (docs/acquisition_search.md,
-measured with v1). With an empty history the first suggestion is a prior
-sample (with a `prior`), a policy sample (v1, when the pool has policy
-samples) or a uniform one, with no model call.
+when `search` asks for them, local moves of the best trials, policy samples
+(a model with a policy: OptFormer, Chen et al. 2022, Sec. 5 "OptFormer
+(EI)") and rounds of local moves around the best candidates; the best
+candidate not already evaluated is returned. The default acquisition is
+expected improvement over the best objective seen, in the model's
+normalized units, times p(feasible | x) (`pfn_inference.PFNPredictive`).
+The default pool (1024 uniform points) is the measured best
+(docs/acquisition_search.md). With an empty history the first suggestion is
+a prior sample (with a `prior`) or a uniform one, with no model call.
 
 Batches and pending trials: every suggestion is *pending* until it is told;
 `add_pending` registers configurations being evaluated elsewhere. Pending
@@ -31,8 +25,7 @@ configurations: each one is chosen after conditioning on the ones before.
 
 User priors (`prior=`, piBO, Hvarfner et al. 2022): the expected improvement
 of each candidate is multiplied by pi(x) ** (prior_beta / n) (see
-`optformer.priors`), candidates are drawn from the prior as well (and from
-the policy, v1), and the first suggestions of an empty study are drawn from
+`optformer.priors`), candidates are drawn from the prior as well, and the first suggestions of an empty study are drawn from
 the prior.
 
 Persistence: `save`/`load` (and `to_json`/`from_json`) keep the search space,
@@ -51,7 +44,7 @@ History handling (documented behaviour for bad or long input):
     ValueError at `tell`, before anything is recorded: the objective's
     scale would overflow float64 and break every later call.
   * A history longer than the model's context (`surrogate.max_context`:
-    256 trials for the shipped model v2, 64 for v1) is *truncated for the
+    256 trials for the shipped model) is *truncated for the
     model only* (`optformer.context.truncate`): the context holds the best
     half and the most recent trials, in their original order; all trials
     stay in `trials` and count for `best`. A warning says so once.
@@ -79,22 +72,17 @@ from optformer import search_space as ss
 from optformer import study_files
 from optformer import context as context_lib
 from optformer.context import Context
-from optformer.distribution import RiemannDistribution
 from optformer.model_surrogate import ModelSurrogate
-from optformer.pfn_config import PFNConfig
 
 # No JAX, flax or orbax here: `load_engine` imports them when a model is loaded (docs/cold_start.md), so
 # `import optformer` and the search-space API stay light.
 if TYPE_CHECKING:
-  from optformer.inference import Engine
-  from optformer.model import OptFormer
   from optformer.pfn import PFNSurrogate
   from optformer.pfn_inference import PFNEngine, PFNPredictive
 
-_ENGINES: dict[str, Engine | PFNEngine] = {}
+_ENGINES: dict[str, PFNEngine] = {}
 SearchConfig = acquisition_search.SearchConfig
-# The default acquisition search of candidates="search", for model v1 and v2 (measured with model v1:
-# docs/acquisition_search.md; not yet measured on v2 on its own).
+# The default acquisition search of candidates="search" (docs/acquisition_search.md).
 DEFAULT_SEARCH = SearchConfig()
 PROGRESS_MIN_BATCH = 8  # ask(n) shows a progress bar from this batch size on (when stderr is a terminal).
 
@@ -127,7 +115,7 @@ def _enable_cache(setting: bool | str | os.PathLike) -> None:
     compilation_cache_lib.enable(None if setting is True else setting)
 
 
-def _load_checkpoint(path: str, cache: bool | str | os.PathLike) -> Engine | PFNEngine:
+def _load_checkpoint(path: str, cache: bool | str | os.PathLike) -> PFNEngine:
   """The engine of a checkpoint directory, with the compilation cache set as Optimizer's compilation_cache says."""
   _enable_cache(cache)
   return load_engine(path)
@@ -139,34 +127,29 @@ def _check_not_empty(model) -> None:
     raise ValueError("model='' names no checkpoint; pass None for the shipped model or a checkpoint directory.")
 
 
-def load_engine(model: OptFormer | PFNSurrogate | str | os.PathLike | None = None) -> Engine | PFNEngine:
-  """An Engine (v1) or PFNEngine (v2) for a model, a checkpoint directory, or (None) the shipped checkpoint; cached by path.
+def load_engine(model: PFNSurrogate | str | os.PathLike | None = None) -> PFNEngine:
+  """The PFNEngine of a model, a checkpoint directory, or (None) the shipped checkpoint; cached by path.
 
   Imports JAX and flax (and orbax, to read a checkpoint): the first call in a process pays for them.
 
   Raises:
     ValueError: model is "" (it names no checkpoint; None is the shipped one).
     TypeError: model is neither a model, a path nor None.
-    checkpoint.CheckpointError: a missing, corrupt or mismatched checkpoint.
+    checkpoint.CheckpointError: a missing, corrupt, mismatched or retired (model v1) checkpoint.
   """
-  from optformer.inference import Engine
-  from optformer.model import OptFormer
   from optformer.pfn import PFNSurrogate
   from optformer.pfn_inference import PFNEngine
 
-  if isinstance(model, OptFormer):
-    return Engine(model)
   if isinstance(model, PFNSurrogate):
     return PFNEngine(model)
   from optformer import checkpoint
 
   if model is not None and not isinstance(model, (str, os.PathLike)):
-    raise TypeError(f"model must be an OptFormer, a PFNSurrogate, a checkpoint directory or None, got {type(model).__name__}.")
+    raise TypeError(f"model must be a PFNSurrogate, a checkpoint directory or None, got {type(model).__name__}.")
   _check_not_empty(model)
   key = str(pathlib.Path(checkpoint.DEFAULT_CHECKPOINT if model is None else model).absolute())
   if key not in _ENGINES:
-    loaded = checkpoint.load(key)
-    _ENGINES[key] = PFNEngine(loaded) if isinstance(loaded, PFNSurrogate) else Engine(loaded)
+    _ENGINES[key] = PFNEngine(checkpoint.load(key))
   return _ENGINES[key]
 
 
@@ -227,35 +210,33 @@ class Optimizer:
   Args:
     space: the SearchSpace to optimize over.
     goal: "minimize" or "maximize" the objective.
-    model: a model (v2 `pfn.PFNSurrogate` or v1 `model.OptFormer`), a
-      checkpoint directory, or None for the shipped one (model v2,
-      `checkpoint.DEFAULT_CHECKPOINT`). A model v2 checkpoint is checked
-      here (manifest checksums and config: `checkpoint.read_config`, no
-      JAX) and loaded by the first call that needs the model (`ask` or
-      `predict` with a feasible trial told, or `engine`), which imports
-      JAX, flax and orbax; a v1 checkpoint or an in-memory model is loaded
-      here (docs/cold_start.md).
+    model: a model (`pfn.PFNSurrogate`), a checkpoint directory, or None
+      for the shipped one (`checkpoint.DEFAULT_CHECKPOINT`). A checkpoint
+      is checked here (manifest checksums and config:
+      `checkpoint.read_config`, no JAX) and loaded by the first call that
+      needs the model (`ask` or `predict` with a feasible trial told, or
+      `engine`), which imports JAX, flax and orbax; an in-memory model is
+      wrapped here (docs/cold_start.md).
     num_candidates: M candidates of the "policy" and "random" modes, and
       of prior samples added to any pool when a `prior` is given (> 0).
-    temperature: policy sampling temperature (> 0; model v1, which has a policy).
-    algorithm: behaviour-algorithm prompt, one of the model's algorithms
-      (model v1; v2 reads no prompt, accepts v1's names, e.g. from a study
-      file, and refuses any other).
+    temperature: policy sampling temperature (> 0; read only by a model
+      with a policy).
     candidates: how the acquisition is maximized:
       "search" (the default): `optformer.acquisition_search.search` with
       the pool sizes of `search` (default 1024 uniform points; local moves
-      of the best trials, (model v1) policy samples and refinement rounds
-      on request); floats take any value in their range;
-      "policy" (model v1 only): M policy samples (OptFormer, Chen et al.
-      2022, "OptFormer (EI)"); with num_candidates=1 the policy sample alone;
+      of the best trials, policy samples and refinement rounds on request);
+      floats take any value in their range;
+      "policy" (a model with a policy only): M policy samples (OptFormer,
+      Chen et al. 2022, "OptFormer (EI)"); with num_candidates=1 the policy
+      sample alone;
       "random": M uniform points (the surrogate alone, as in PFNs4BO's
       random-candidate ablation).
     search: pool sizes of "search" (`SearchConfig`); None for DEFAULT_SEARCH.
     acquisition: what ranks the candidates: "ei" (expected improvement,
       Jones et al. 1998; the default), "pi" (probability of improvement,
       Kushner 1964) or "ucb" (mean + sqrt(ucb_beta) std, Srinivas et al.
-      2010). With a v2 model, EI and PI are in the model's normalized units
-      and are multiplied by p(feasible | x) (Gardner et al., ICML 2014).
+      2010). EI and PI are in the model's normalized units and are
+      multiplied by p(feasible | x) (Gardner et al., ICML 2014).
     ucb_beta: beta of "ucb" (> 0).
     prior: parameter name -> `optformer.priors.Normal` or `Weights`, a belief
       about where good values lie (piBO); None for no prior.
@@ -277,25 +258,26 @@ class Optimizer:
       cache unless the caller turned it on). True does nothing after
       `optformer.compilation_cache.disable()`, the process-wide off switch.
       An unwritable directory warns once and the optimizer runs without
-      the cache. Applied when the model is loaded (for a v2 checkpoint,
-      on first use).
+      the cache. Applied when the model is loaded (for a checkpoint, on
+      first use).
 
   Raises:
-    ValueError: bad goal, unknown algorithm or candidate source, non-positive
-      num_candidates, temperature or prior_beta, a prior that does not fit
-      the space, a space with more parameters than the model supports (64
-      for the shipped model v2, 8 for v1), model="" (None is the shipped
-      model), or candidates="policy" with a v2 model.
+    ValueError: bad goal or candidate source, non-positive num_candidates,
+      temperature or prior_beta, a prior that does not fit the space, a
+      space with more parameters than the model supports (64 for the
+      shipped model), model="" (None is the shipped model), or
+      candidates="policy" (or a `search` with policy samples) with a model
+      that has no policy.
     TypeError: space is not a SearchSpace, or model is neither a model, a
       path nor None.
     checkpoint.CheckpointError: a missing or corrupt checkpoint or an
-      invalid config (a v2 checkpoint's parameters, read on first use,
-      raise it there if orbax cannot read them).
+      invalid config, or a retired model v1 checkpoint (the parameters,
+      read on first use, raise it there if orbax cannot read them).
   """
 
   def __init__(
       self, space: ss.SearchSpace, goal: str = "minimize", *, model=None, num_candidates: int = 128,
-      temperature: float = 1.0, algorithm: str = "gp_ucb", candidates: str = "search",
+      temperature: float = 1.0, candidates: str = "search",
       search: SearchConfig | None = None, acquisition: str = "ei", ucb_beta: float = 4.0,
       prior: Mapping[str, priors_lib.Belief] | None = None, prior_beta: float = 1.0, seed: int | None = None,
       warn_truncation: bool = True, compilation_cache: bool | str | os.PathLike = True,
@@ -323,24 +305,22 @@ class Optimizer:
       from optformer import checkpoint  # No JAX: reading and checking the config does not load the model.
 
       self.model_path = os.fspath(checkpoint.DEFAULT_CHECKPOINT if model is None else model)
-    config = None if self.model_path is None else read_config(self.model_path)  # CheckpointError: missing, corrupt.
-    if isinstance(config, PFNConfig):
-      # Model v2 from a checkpoint: the space and algorithm are checked against its config now; the model is loaded
-      # (JAX, flax, orbax, its parameters) by the first call that needs it (docs/cold_start.md).
+    if self.model_path is not None:
+      # A checkpoint: the space is checked against its config now (CheckpointError: missing, corrupt, retired); the
+      # model is loaded (JAX, flax, orbax, its parameters) by the first call that needs it (docs/cold_start.md).
       self.surrogate = ModelSurrogate.deferred(
-          functools.partial(_load_checkpoint, self.model_path, compilation_cache), config, space, algorithm)
-    else:  # An in-memory model or a v1 checkpoint: loaded now.
+          functools.partial(_load_checkpoint, self.model_path, compilation_cache), read_config(self.model_path), space)
+    else:  # An in-memory model.
       _enable_cache(compilation_cache)
-      # The surrogate (model_surrogate.ModelSurrogate): raises ValueError for too many parameters or a bad prompt.
-      self.surrogate = ModelSurrogate.for_space(load_engine(model), space, algorithm)
-    self.v2 = self.surrogate.v2
-    self.tok, self.encoding, self.algorithm = (None, None, 0) if self.v2 else (
-        self.engine.tok, self.surrogate.encoding, self.surrogate.algorithm)
-    if self.v2 and candidates == "policy":
-      raise ValueError("candidates='policy' needs a model v1 checkpoint (v2 has no policy); use 'search' or 'random'.")
+      self.surrogate = ModelSurrogate.for_space(load_engine(model), space)
+    if candidates == "policy":
+      raise ValueError("candidates='policy' needs a model with a policy; this model has none. Use 'search' or 'random'.")
     if search is not None and not isinstance(search, SearchConfig):
       raise TypeError(f"search must be an optformer.SearchConfig or None, got {type(search).__name__}.")
     self.search = search or DEFAULT_SEARCH
+    if self.search.num_policy:
+      raise ValueError(f"search.num_policy={self.search.num_policy} asks for policy samples; this model has no policy. "
+                       "Set num_policy=0.")
     self.num_candidates, self.temperature, self.candidates = num_candidates, temperature, candidates
     self.acquisition, self.ucb_beta = acquisition, float(ucb_beta)
     self.prior = priors_lib.Prior(space, prior) if prior else None
@@ -354,8 +334,8 @@ class Optimizer:
     self.study_id = uuid.uuid4().hex  # Marks this study's suggestions (`Suggestion.study`); kept by save/load.
 
   @property
-  def engine(self) -> Engine | PFNEngine:
-    """The model's engine (`load_engine`). A checkpoint's model v2 is loaded on first use: here, or by the first
+  def engine(self) -> PFNEngine:
+    """The model's engine (`load_engine`). A checkpoint's model is loaded on first use: here, or by the first
     `ask` or `predict` after a feasible trial is told (pending trials then get fantasized objectives)."""
     return self.surrogate.engine
 
@@ -540,21 +520,19 @@ class Optimizer:
   def _ask_one(self) -> Suggestion:
     context, best = self._model_context()
     taken = [self._unit(t.number, t.params) for t in self.trials] + [self._unit(*p) for p in self._pending.items()]
-    # A candidate the model cannot tell apart from a told or pending trial (v1: same value tokens) is not fresh.
+    # A candidate equal to a told or pending trial is not fresh.
     seen = set(self.surrogate.fresh_keys(taken)) if taken else set()
     is_fresh = lambda units: np.array([k not in seen for k in self.surrogate.fresh_keys(units)], bool)
     config = self._search_config()
     prior_samples = lambda: np.array([self.space.to_unit(c) for c in self.prior.sample(self._rng, self.num_candidates)])
-    if best is None:  # No scale yet: the first fresh prior, policy or uniform sample (no model call for these two).
+    if best is None:  # No scale yet: the first fresh prior or uniform sample (no model call).
       if self.prior is not None:
         first = prior_samples()
-      elif config.num_policy and not self.v2:
-        first = self.surrogate.condition(context).propose(self._rng, config.num_policy, self.temperature)
       else:
         first = acquisition_search.uniform_points(self.space, self._rng, max(self.num_candidates, 64))
       return self.add_pending(self.space.from_unit(first[int(np.argmax(is_fresh(first)))]))
     posterior = self.surrogate.condition(context)
-    extra = [posterior.propose(self._rng, config.num_policy, self.temperature)] if config.num_policy and not self.v2 else []
+    extra = []
     if self.prior is not None:
       extra.append(prior_samples())
     acquisition = lambda units: self._with_prior(units, posterior.acquisition(units, best, self.acquisition, self.ucb_beta))
@@ -579,19 +557,18 @@ class Optimizer:
     configs = [self.space.from_unit(u) for u in units]
     return score + self.prior_beta / max(len(self.trials), 1) * self.prior.log_density(configs)
 
-  def predict(self, configs: Sequence[Mapping[str, Any]]) -> PFNPredictive | RiemannDistribution:
+  def predict(self, configs: Sequence[Mapping[str, Any]]) -> PFNPredictive:
     """Predictive distributions of the objective at `configs`, in objective units.
 
     Pending trials are in the context with fantasized objectives, as for `ask`.
 
     Returns:
-      N = len(configs) predictive distributions in the goal's direction:
-      for model v2 (the default) a `pfn_inference.PFNPredictive` (mean,
-      std, quantile, cdf, pdf, log_prob, expected_improvement,
-      probability_of_improvement, upper_confidence_bound, given the trial
-      is feasible, and p_feasible); for model v1 a `RiemannDistribution`
-      (a `StudyDistribution`). Their expected_improvement() and
-      probability_of_improvement() default to the best value seen.
+      A `pfn_inference.PFNPredictive` of N = len(configs) distributions in
+      objective units, in the goal's direction (mean, std, quantile, cdf,
+      pdf, log_prob, expected_improvement, probability_of_improvement,
+      upper_confidence_bound, given the trial is feasible, and p_feasible);
+      its expected_improvement() and probability_of_improvement() default
+      to the best value seen.
 
     Raises:
       ValueError: no feasible trial yet (the objective's scale is unknown),
@@ -601,7 +578,7 @@ class Optimizer:
     if best is None:
       raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
     units = self.space.to_units(configs)
-    return with_best(self.surrogate.condition(context).predict(units, self.goal), self.goal, self.best[1])
+    return with_best(self.surrogate.condition(context).predict(units, self.goal), self.best[1])
 
   # -- Persistence -----------------------------------------------------------
 
@@ -619,7 +596,6 @@ class Optimizer:
         "format": _FORMAT, "space": self.space.to_json(), "goal": self.goal, "model": _model_reference(self.model_path),
         "options": {
             "num_candidates": self.num_candidates, "temperature": self.temperature,
-            "algorithm": "gp_ucb" if self.v2 else self.engine.config.algorithms[self.algorithm],
             "candidates": self.candidates,
             "prior": self.prior.to_json() if self.prior else None, "prior_beta": self.prior_beta,
             "acquisition": self.acquisition, "ucb_beta": self.ucb_beta, "search": self.search.to_json(),
@@ -669,7 +645,10 @@ class Optimizer:
     opts = {k: _field(options, k, kind, "options.") for k, kind in _OPTION_KINDS.items()}
     for k, (kind, default) in _OPTIONAL_OPTION_KINDS.items():  # Absent from study files of earlier versions.
       opts[k] = _field(options, k, kind, "options.") if k in options else default
-    unknown = sorted(set(options) - set(_OPTION_KINDS) - set(_OPTIONAL_OPTION_KINDS))
+    for k, kind in _RETIRED_OPTION_KINDS.items():
+      if k in options:
+        _field(options, k, kind, "options.")
+    unknown = sorted(set(options) - set(_OPTION_KINDS) - set(_OPTIONAL_OPTION_KINDS) - set(_RETIRED_OPTION_KINDS))
     if unknown:
       raise ValueError(f"field 'options': unknown option(s) {unknown}; expected {sorted(_OPTION_KINDS) + sorted(_OPTIONAL_OPTION_KINDS)}.")
     prior = opts.pop("prior")
@@ -682,6 +661,9 @@ class Optimizer:
       raise ValueError("The study was saved from an in-memory model; pass model= to load it.")
     if model is None:
       model = _resolve_model_reference(stored_model)
+      if model == RETIRED:
+        model = None
+        opts = _retire_options(opts)
     from optformer import checkpoint  # For CheckpointError (no JAX).
 
     try:
@@ -793,10 +775,28 @@ def _model_reference(model_path: str | None) -> str | None:
   return str(path)
 
 
-def _resolve_model_reference(reference: str) -> pathlib.Path:
+RETIRED = "retired"  # `_resolve_model_reference` of a study made with the retired model v1.
+
+
+def _retire_options(opts: dict) -> dict:
+  """A model v1 study's options on the default model, with one warning: policy candidates become the search."""
+  from optformer import checkpoint
+
+  warnings.warn(f"The study was made with model v1 ({checkpoint.RETIRED_NAME}), which was retired; it continues on "
+                f"the default model ({checkpoint.DEFAULT_CHECKPOINT.name}).", UserWarning, stacklevel=4)
+  opts = dict(opts)
+  if opts["candidates"] == "policy":
+    opts["candidates"] = "search"
+  if opts["search"] is not None and opts["search"].num_policy:
+    opts["search"] = dataclasses.replace(opts["search"], num_policy=0)
+  return opts
+
+
+def _resolve_model_reference(reference: str) -> pathlib.Path | str:
   """The checkpoint directory a study file's "model" names (see `Optimizer.to_json`).
 
-  "shipped:<name>" and "default" name a shipped model. A file written before "shipped:<name>" existed holds the
+  "shipped:<name>" and "default" name a shipped model; the retired model v1 ("shipped:optformer-gp-v1", or its
+  old path, now gone) gives RETIRED. A file written before "shipped:<name>" existed holds the
   absolute path the study was saved with: when that path is gone and ended in checkpoints/<name> of a shipped
   model (the checkout or the environment moved), the shipped model of that name is used.
 
@@ -812,6 +812,9 @@ def _resolve_model_reference(reference: str) -> pathlib.Path:
                      "directory, or null.")
   if reference == "default":
     return checkpoint.DEFAULT_CHECKPOINT
+  if reference == _SHIPPED + checkpoint.RETIRED_NAME or (
+      pathlib.Path(reference).name == checkpoint.RETIRED_NAME and not pathlib.Path(reference).exists()):
+    return RETIRED
   if reference.startswith(_SHIPPED):
     name = reference[len(_SHIPPED):]
     if name not in shipped_names:
@@ -829,11 +832,13 @@ def _resolve_model_reference(reference: str) -> pathlib.Path:
       "to load the study.")
 # Stored options (`to_json()["options"]`) and their JSON kinds, all required.
 _OPTION_KINDS = {
-    "num_candidates": "int", "temperature": "number", "algorithm": "str", "candidates": "str",
+    "num_candidates": "int", "temperature": "number", "candidates": "str",
     "prior": "object|null", "prior_beta": "number",
 }
 # Options added later, with the default a study file without them gets: name -> (JSON kind, default).
 _OPTIONAL_OPTION_KINDS = {"acquisition": ("str", "ei"), "ucb_beta": ("number", 4.0), "search": ("object|null", None)}
+# Options of the retired model v1, read and dropped: name -> JSON kind.
+_RETIRED_OPTION_KINDS = {"algorithm": "str"}
 _JSON_KINDS = {
     "int": (int,), "number": (int, float), "str": (str,), "bool": (bool,), "list": (list, tuple),
     "object": (Mapping,), "null": (type(None),),
@@ -854,24 +859,7 @@ def _field(obj: Mapping[str, Any], key: str, kinds: str, where: str = "") -> Any
   raise ValueError(f"field {where + key!r}: expected {want}, got {type(value).__name__} {value!r:.80}.")
 
 
-class StudyDistribution(RiemannDistribution):
-  """A RiemannDistribution whose improvement defaults to the study's best value."""
-
-  def __init__(self, probs, edges, goal: str, best: float):
-    super().__init__(probs, edges, goal)
-    self.best = best
-
-  def expected_improvement(self, best: float | None = None) -> np.ndarray:
-    return super().expected_improvement(self.best if best is None else best)
-
-  def probability_of_improvement(self, best: float | None = None) -> np.ndarray:
-    return super().probability_of_improvement(self.best if best is None else best)
-
-
-def with_best(dist, goal: str, best: float):
-  """`dist` with its improvement defaulting to `best` (objective units): a v1 RiemannDistribution becomes a
-  StudyDistribution; a v2 PFNPredictive carries `best` itself."""
-  if isinstance(dist, RiemannDistribution):
-    return StudyDistribution(dist.probs, dist.edges, goal, best=best)
+def with_best(dist: PFNPredictive, best: float) -> PFNPredictive:
+  """`dist` with its improvement defaulting to `best` (objective units)."""
   dist.best = best
   return dist

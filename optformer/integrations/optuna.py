@@ -261,8 +261,8 @@ class OptFormerSampler(BaseSampler):
   intersection search space, as TPESampler(multivariate=True) and GPSampler
   use), minus single-valued distributions, distributions that
   `from_distributions` rejects, categoricals with more choices than the model
-  reads (`max_categories`, 64 for the shipped model v2), and, beyond the model's `max_params` (64 for
-  the shipped model v2), the parameters after the first `max_params` in name
+  reads (`max_categories`, 64 for the shipped model), and, beyond the model's `max_params` (64 for
+  the shipped model), the parameters after the first `max_params` in name
   order (a UserWarning says so once). Every other parameter is sampled by
   `independent_sampler`: all of the first `n_startup_trials` trials'
   (at least the first trial's: Optuna learns the space from completed
@@ -304,8 +304,8 @@ class OptFormerSampler(BaseSampler):
     seed: makes the suggestions reproducible: trial number t is sampled with
       a seed derived from (seed, t), so the same history gives the same
       suggestion whatever the order in which workers ask. None: random.
-    model: an OptFormer or PFNSurrogate, a checkpoint directory, or None for
-      the shipped model (v2).
+    model: a PFNSurrogate, a checkpoint directory, or None for
+      the shipped model.
     num_candidates: candidates of the Optimizer's "random" mode (and prior
       samples with `prior=`); the default "search" uses the acquisition
       search of `search=`, see optformer.Optimizer.
@@ -326,7 +326,7 @@ class OptFormerSampler(BaseSampler):
       a parameter is sampled by the fallback once the startup trials are done.
     **optimizer_kwargs: passed to `optformer.Optimizer` (acquisition,
       ucb_beta, search, prior, prior_beta, candidates, temperature,
-      algorithm, compilation_cache). Other keywords raise TypeError; those
+      compilation_cache). Other keywords raise TypeError; those
       of Optuna's samplers (constraints_func, multivariate, constant_liar,
       ...) with a message saying what to use instead.
 
