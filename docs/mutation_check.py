@@ -62,19 +62,19 @@ MUTATIONS = [
         "the acquisition score is 0 when there is no prior (the default path)",
     ),
     Mutation(
-        "v2-ei-without-p-feasible", "optformer/model_surrogate.py",
+        "v2-ei-without-p-feasible", "optformer/model/posterior.py",
         "    return pred.log_expected_improvement_z(best) + log_feasible\n",
         "    return pred.log_expected_improvement_z(best)\n",
         "p(feasible) dropped from v2's EI",
     ),
     Mutation(
         "fantasy-zero", "optformer/optimizer.py",
-        "    means = self.surrogate.condition(base).mean(pend)\n",
+        "    means = self.backend.condition(base).mean(pend)\n",
         "    means = np.zeros(len(pend))\n",
         "pending-trial fantasies are 0 instead of the predicted mean (kriging believer)",
     ),
     Mutation(
-        "v2-ei-inverted", "optformer/model_surrogate.py",
+        "v2-ei-inverted", "optformer/model/posterior.py",
         "    return pred.log_expected_improvement_z(best) + log_feasible\n",
         "    return -(pred.log_expected_improvement_z(best) + log_feasible)\n",
         "v2's EI ranking inverted",

@@ -7,7 +7,7 @@ trials as queries, and predict each query's noisy objective y with three
 methods:
 
   * "model": the model's predictive distribution (`pfn_inference.PFNPredictive`,
-    in objective units) through `optformer.model_surrogate.ModelSurrogate`, the
+    in objective units) through `optformer.model.Backend`, the
     path `optformer.Optimizer.predict` and `optformer.Surrogate` take;
   * "exact_gp": the GP with the task's TRUE hyperparameters on the true latent
     inputs, N(mean, var + noise variance) (data_gen/gp.py; Bayes-optimal for
@@ -86,8 +86,7 @@ from optformer.data_gen import gp
 from optformer.data_gen.behaviour import ALGORITHMS, generate
 from optformer.data_gen.prior import KIND_CATEGORICAL, PriorConfig, sample_tasks
 from optformer.context import Context
-from optformer.model_surrogate import ModelSurrogate
-from optformer.optimizer import load_engine
+from optformer.model import Backend
 
 METHODS = ("model", "exact_gp", "ml2_gp")
 COVERAGE_LEVELS = tuple(np.round(np.arange(1, 10) / 10, 1).tolist())  # 0.1, ..., 0.9.
@@ -232,8 +231,8 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
   started = time.perf_counter()
   if unknown := set(methods) - set(METHODS):
     raise ValueError(f"Unknown methods {sorted(unknown)}; expected a subset of {METHODS}.")
-  engine = load_engine(checkpoint)
-  max_trials = engine.config.max_context
+  model = Backend.for_kinds(checkpoint, [], [])  # Loads the model once; each task's kinds are bound below.
+  max_trials = model.capabilities.max_context
   if num_tasks < 1 or num_queries < 1 or not all(1 <= n <= max_trials for n in context_sizes):
     raise ValueError(f"Need num_tasks, num_queries >= 1 and context sizes in [1, {max_trials}]; got "
                      f"{num_tasks}, {num_queries}, {list(context_sizes)}.")
@@ -255,7 +254,8 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
       inside = np.ones(len(y_q), bool)
       context = Context(data["x"][i][ctx].astype(np.float64), y[ctx])
       if "model" in methods:
-        pred = ModelSurrogate(engine, kinds, nv).condition(context).predict(data["x"][i][qry])
+        backend = Backend(model.config, kinds, nv, engine=model.engine)
+        pred = backend.condition(context).predict(data["x"][i][qry])
         nll = -(np.log(np.maximum(pred.p_feasible, 1e-300)) + pred.log_prob(y_q))
         levels = (np.arange(CRPS_QUANTILES) + 0.5) / CRPS_QUANTILES
         samples = np.stack([pred.quantile(q) for q in levels], axis=1)  # [Q, K] quantile midpoints.

@@ -1,7 +1,7 @@
 """The context: which of a study's trials the model sees, in what form.
 
 One policy for every caller (`Optimizer`, `Surrogate`, the CLI, the Optuna
-sampler, `eval.surrogate_eval` through `ModelSurrogate`):
+sampler, `eval.surrogate_eval`, all through `optformer.model.Backend`):
 
   * a trial is a row (unit-form configuration float [D], objective in the
     model's direction: larger is better, NaN for an infeasible trial);

@@ -43,7 +43,7 @@ History handling (documented behaviour for bad or long input):
   * Objectives beyond +-1e150 (`MAX_ABS_OBJECTIVE`) are refused with
     ValueError at `tell`, before anything is recorded: the objective's
     scale would overflow float64 and break every later call.
-  * A history longer than the model's context (`surrogate.max_context`:
+  * A history longer than the model's context (`backend.capabilities.max_context`:
     256 trials for the shipped model) is *truncated for the
     model only* (`optformer.context.truncate`): the context holds the best
     half and the most recent trials, in their original order; all trials
@@ -55,7 +55,6 @@ History handling (documented behaviour for bad or long input):
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -72,85 +71,17 @@ from optformer import search_space as ss
 from optformer import study_files
 from optformer import context as context_lib
 from optformer.context import Context
-from optformer.model_surrogate import ModelSurrogate
+from optformer.model import Backend
 
-# No JAX, flax or orbax here: `load_engine` imports them when a model is loaded (docs/cold_start.md), so
+# No JAX, flax or orbax here: the Backend imports them when the model is loaded (docs/cold_start.md), so
 # `import optformer` and the search-space API stay light.
 if TYPE_CHECKING:
-  from optformer.pfn import PFNSurrogate
   from optformer.pfn_inference import PFNEngine, PFNPredictive
 
-_ENGINES: dict[str, PFNEngine] = {}
 SearchConfig = acquisition_search.SearchConfig
 # The default acquisition search of candidates="search" (docs/acquisition_search.md).
 DEFAULT_SEARCH = SearchConfig()
 PROGRESS_MIN_BATCH = 8  # ask(n) shows a progress bar from this batch size on (when stderr is a terminal).
-
-
-_CONFIGS: dict[str, Any] = {}  # Absolute checkpoint path -> its checked config (`read_config`).
-
-
-def read_config(path: str | os.PathLike):
-  """The checked config of a checkpoint directory (`checkpoint.read_config`: manifest and config, no JAX); cached by
-  path, like `load_engine`'s engines.
-
-  Raises:
-    checkpoint.CheckpointError: a missing or corrupt checkpoint, or an invalid config.
-  """
-  from optformer import checkpoint
-
-  key = str(pathlib.Path(path).absolute())
-  if key in _ENGINES:
-    return _ENGINES[key].config
-  if key not in _CONFIGS:
-    _CONFIGS[key] = checkpoint.read_config(key)
-  return _CONFIGS[key]
-
-
-def _enable_cache(setting: bool | str | os.PathLike) -> None:
-  """Applies Optimizer's compilation_cache argument (`compilation_cache.enable`; imports JAX) before a model loads."""
-  if setting is not False:
-    from optformer import compilation_cache as compilation_cache_lib
-
-    compilation_cache_lib.enable(None if setting is True else setting)
-
-
-def _load_checkpoint(path: str, cache: bool | str | os.PathLike) -> PFNEngine:
-  """The engine of a checkpoint directory, with the compilation cache set as Optimizer's compilation_cache says."""
-  _enable_cache(cache)
-  return load_engine(path)
-
-
-def _check_not_empty(model) -> None:
-  """ValueError for model="" (a path that names no checkpoint; None is the shipped model)."""
-  if isinstance(model, (str, os.PathLike)) and os.fspath(model) == "":
-    raise ValueError("model='' names no checkpoint; pass None for the shipped model or a checkpoint directory.")
-
-
-def load_engine(model: PFNSurrogate | str | os.PathLike | None = None) -> PFNEngine:
-  """The PFNEngine of a model, a checkpoint directory, or (None) the shipped checkpoint; cached by path.
-
-  Imports JAX and flax (and orbax, to read a checkpoint): the first call in a process pays for them.
-
-  Raises:
-    ValueError: model is "" (it names no checkpoint; None is the shipped one).
-    TypeError: model is neither a model, a path nor None.
-    checkpoint.CheckpointError: a missing, corrupt, mismatched or retired (model v1) checkpoint.
-  """
-  from optformer.pfn import PFNSurrogate
-  from optformer.pfn_inference import PFNEngine
-
-  if isinstance(model, PFNSurrogate):
-    return PFNEngine(model)
-  from optformer import checkpoint
-
-  if model is not None and not isinstance(model, (str, os.PathLike)):
-    raise TypeError(f"model must be a PFNSurrogate, a checkpoint directory or None, got {type(model).__name__}.")
-  _check_not_empty(model)
-  key = str(pathlib.Path(checkpoint.DEFAULT_CHECKPOINT if model is None else model).absolute())
-  if key not in _ENGINES:
-    _ENGINES[key] = PFNEngine(checkpoint.load(key))
-  return _ENGINES[key]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,26 +230,17 @@ class Optimizer:
     if not prior_beta > 0:
       raise ValueError(f"prior_beta must be > 0, got {prior_beta}.")
     self.space, self.goal = space, goal
-    _check_not_empty(model)
-    self.model_path = None  # An in-memory model.
-    if model is None or isinstance(model, (str, os.PathLike)):
-      from optformer import checkpoint  # No JAX: reading and checking the config does not load the model.
-
-      self.model_path = os.fspath(checkpoint.DEFAULT_CHECKPOINT if model is None else model)
-    if self.model_path is not None:
-      # A checkpoint: the space is checked against its config now (CheckpointError: missing, corrupt, retired); the
-      # model is loaded (JAX, flax, orbax, its parameters) by the first call that needs it (docs/cold_start.md).
-      self.surrogate = ModelSurrogate.deferred(
-          functools.partial(_load_checkpoint, self.model_path, compilation_cache), read_config(self.model_path), space)
-    else:  # An in-memory model.
-      _enable_cache(compilation_cache)
-      self.surrogate = ModelSurrogate.for_space(load_engine(model), space)
-    if candidates == "policy":
+    # The model boundary (optformer.model): a checkpoint's config is checked now (CheckpointError: missing,
+    # corrupt, retired), its network loaded by the first call that needs it (docs/cold_start.md).
+    self.backend = Backend.for_space(model, space, compilation_cache=compilation_cache)
+    self.model_path = self.backend.path  # None for an in-memory model.
+    has_policy = self.backend.capabilities.policy
+    if candidates == "policy" and not has_policy:
       raise ValueError("candidates='policy' needs a model with a policy; this model has none. Use 'search' or 'random'.")
     if search is not None and not isinstance(search, SearchConfig):
       raise TypeError(f"search must be an optformer.SearchConfig or None, got {type(search).__name__}.")
     self.search = search or DEFAULT_SEARCH
-    if self.search.num_policy:
+    if self.search.num_policy and not has_policy:
       raise ValueError(f"search.num_policy={self.search.num_policy} asks for policy samples; this model has no policy. "
                        "Set num_policy=0.")
     self.num_candidates, self.temperature, self.candidates = num_candidates, temperature, candidates
@@ -335,9 +257,9 @@ class Optimizer:
 
   @property
   def engine(self) -> PFNEngine:
-    """The model's engine (`load_engine`). A checkpoint's model is loaded on first use: here, or by the first
+    """The model's jitted engine (`optformer.model.Backend.engine`). A checkpoint's model is loaded on first use: here, or by the first
     `ask` or `predict` after a feasible trial is told (pending trials then get fantasized objectives)."""
-    return self.surrogate.engine
+    return self.backend.engine
 
   # -- History ---------------------------------------------------------------
 
@@ -447,7 +369,7 @@ class Optimizer:
 
   def _fit(self, rows: list) -> Context:
     """The Context of (unit row, y) rows: truncated past the model's context, with one warning per study."""
-    limit = self.surrogate.max_context
+    limit = self.backend.capabilities.max_context
     if len(rows) > limit and not self._warned_truncation:
       warnings.warn(context_lib.truncation_warning(len(rows), limit), stacklevel=5)
       self._warned_truncation = True
@@ -466,9 +388,9 @@ class Optimizer:
     if not self._pending or told.best is None:
       return self._fit(rows), told.best
     pend = [self._unit(*p) for p in self._pending.items()]
-    limit = self.surrogate.max_context
+    limit = self.backend.capabilities.max_context
     base = Context.from_rows(rows, len(self.space), max(limit - len(pend), 1))
-    means = self.surrogate.condition(base).mean(pend)
+    means = self.backend.condition(base).mean(pend)
     return self._fit(rows + list(zip(pend, means))), told.best
 
   # -- Suggest and predict ---------------------------------------------------
@@ -521,18 +443,20 @@ class Optimizer:
     context, best = self._model_context()
     taken = [self._unit(t.number, t.params) for t in self.trials] + [self._unit(*p) for p in self._pending.items()]
     # A candidate equal to a told or pending trial is not fresh.
-    seen = set(self.surrogate.fresh_keys(taken)) if taken else set()
-    is_fresh = lambda units: np.array([k not in seen for k in self.surrogate.fresh_keys(units)], bool)
+    seen = set(self.backend.fresh_keys(taken)) if taken else set()
+    is_fresh = lambda units: np.array([k not in seen for k in self.backend.fresh_keys(units)], bool)
     config = self._search_config()
     prior_samples = lambda: np.array([self.space.to_unit(c) for c in self.prior.sample(self._rng, self.num_candidates)])
-    if best is None:  # No scale yet: the first fresh prior or uniform sample (no model call).
+    if best is None:  # No scale yet: the first fresh prior, policy or uniform sample (no model call for these two).
       if self.prior is not None:
         first = prior_samples()
+      elif config.num_policy:
+        first = self.backend.condition(context).sample_policy(self._rng, config.num_policy, self.temperature)
       else:
         first = acquisition_search.uniform_points(self.space, self._rng, max(self.num_candidates, 64))
       return self.add_pending(self.space.from_unit(first[int(np.argmax(is_fresh(first)))]))
-    posterior = self.surrogate.condition(context)
-    extra = []
+    posterior = self.backend.condition(context)
+    extra = [posterior.sample_policy(self._rng, config.num_policy, self.temperature)] if config.num_policy else []
     if self.prior is not None:
       extra.append(prior_samples())
     acquisition = lambda units: self._with_prior(units, posterior.acquisition(units, best, self.acquisition, self.ucb_beta))
@@ -578,7 +502,7 @@ class Optimizer:
     if best is None:
       raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
     units = self.space.to_units(configs)
-    return with_best(self.surrogate.condition(context).predict(units, self.goal), self.best[1])
+    return with_best(self.backend.condition(context).predict(units, goal=self.goal), self.best[1])
 
   # -- Persistence -----------------------------------------------------------
 

@@ -40,7 +40,7 @@ best y in the goal's direction.
 
 It predicts through the same pieces as `optformer.Optimizer`: the context
 policy of `optformer.context` (truncation, with the warning at `fit`) and
-the model of `optformer.model_surrogate` (normalization of the objective's
+the model boundary `optformer.model` (normalization of the objective's
 scale, predictions in y's units), so a Surrogate fitted on a study's trials
 predicts what the Optimizer predicts. One difference: `fit` rejects
 non-finite y with ValueError, as scikit-learn regressors do, where
@@ -58,8 +58,8 @@ import numpy as np
 from optformer import context as context_lib
 from optformer import search_space as ss
 from optformer.context import Context
-from optformer.model_surrogate import ModelSurrogate, Posterior
-from optformer.optimizer import MAX_ABS_OBJECTIVE, load_engine, with_best
+from optformer.model import Backend, Posterior
+from optformer.optimizer import MAX_ABS_OBJECTIVE, with_best
 
 if TYPE_CHECKING:
   from optformer.pfn_inference import PFNPredictive
@@ -101,7 +101,8 @@ class Surrogate:
       raise ValueError(f"goal must be 'minimize' or 'maximize', got {goal!r}.")
     self.space, self.goal, self.model = space, goal, model
     # Loads the model and checks the space now, not at the first fit.
-    self._model = ModelSurrogate.for_space(load_engine(model), space)
+    self._model = Backend.for_space(model, space)
+    self._model.engine  # Loaded now, not at the first fit.
     self._posterior: Posterior | None = None
 
   # -- scikit-learn's estimator API --------------------------------------------
@@ -189,7 +190,7 @@ class Surrogate:
       raise ValueError("fit needs at least one trial, got X and y of length 0.")
     internal = y_n if self.goal == "maximize" else -y_n  # The model reads larger-is-better objectives.
     rows = [(self.space.to_unit(c), float(v)) for c, v in zip(configs, internal)]
-    limit = self._model.max_context
+    limit = self._model.capabilities.max_context
     if len(rows) > limit:
       warnings.warn(context_lib.truncation_warning(len(rows), limit), stacklevel=2)
     self._posterior = self._model.condition(Context.from_rows(rows, len(self.space), limit))
@@ -202,7 +203,7 @@ class Surrogate:
     """The predictive distribution at validated configurations, with the improvement defaults of the fit's best y."""
     units = self.space.to_units(configs)
     best = float(self.y_train_.max() if self.goal == "maximize" else self.y_train_.min())
-    return with_best(self._posterior.predict(units, self.goal), best)
+    return with_best(self._posterior.predict(units, goal=self.goal), best)
 
   # -- Predict ---------------------------------------------------------------
 

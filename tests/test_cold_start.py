@@ -154,8 +154,8 @@ try:
   opt.predict([first])  # No feasible trial: refused before any model is needed.
 except ValueError as e:
   errors.append(str(e))
-s = opt.surrogate
-limits = [s.max_params, s.max_categories, s.max_context]
+s = opt.backend
+limits = [s.capabilities.max_params, s.capabilities.max_categories, s.capabilities.max_context]
 import optformer.integrations.optuna as oo
 sampler = oo.OptFormerSampler()  # Builds a probe Optimizer for the same limits.
 print(json.dumps({{"heavy": sorted(m for m in {_HEAVY!r} if m in sys.modules and m != "optuna"), "limits": limits,
@@ -221,12 +221,12 @@ p = opt.ask()
 first = "jax" in sys.modules
 opt.tell(p, sum(v * v for v in p.values()))
 p = opt.ask()  # A feasible trial: the model is loaded and scores the candidates.
-loaded = "jax" in sys.modules and opt.surrogate.loaded
+loaded = "jax" in sys.modules and opt.backend.loaded
 for _ in range(3):
   opt.tell(p, sum(v * v for v in p.values()))
   p = opt.ask()
 print(json.dumps({"before": before, "built": built, "first": first, "loaded": loaded,
-                  "context": opt.surrogate.max_context, "ok": all(-5.0 <= v <= 5.0 for v in opt.ask().values()),
+                  "context": opt.backend.capabilities.max_context, "ok": all(-5.0 <= v <= 5.0 for v in opt.ask().values()),
                   "model": opt.to_json()["model"],
                   "cached": any(__import__("pathlib").Path("cache").rglob("*-cache"))}))
 """
@@ -290,6 +290,6 @@ def test_parameters_orbax_cannot_read_raise_checkpoint_error_on_first_use(tiny_v
   checkpoint._write_manifest(bad)
   opt = optformer.Optimizer(SearchSpace([Float("x", 0.0, 1.0)]), model=bad, seed=0, compilation_cache=False)
   opt.tell(opt.ask(), 0.5)  # The first suggestion needs no model.
-  assert not opt.surrogate.loaded
+  assert not opt.backend.loaded
   with pytest.raises(checkpoint.CheckpointError, match="Cannot read parameters"):
     opt.ask()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from optformer import Categorical, Discrete, Float, Int, Optimizer, SearchSpace, Suggestion, priors
-from optformer.optimizer import load_engine
+from optformer.model import load_engine
 
 
 def _objective(config):

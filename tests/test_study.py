@@ -189,7 +189,7 @@ def _pure(model):
 
 def test_past_the_context_limit_the_model_sees_the_best_half_and_the_most_recent(space, tiny_v2):
   opt = _told(space, tiny_v2, 21)
-  assert opt.surrogate.max_context == 16
+  assert opt.backend.capabilities.max_context == 16
   with pytest.warns(UserWarning, match="21 trials; the model's context holds 16"):
     ctx = _context(opt)
   values = np.array([t.value for t in opt.trials])
@@ -208,7 +208,7 @@ def test_past_the_context_limit_the_model_sees_the_best_half_and_the_most_recent
 
 
 def test_the_shipped_v2_context_holds_256_trials(space):
-  assert Optimizer(space, compilation_cache=False).surrogate.max_context == 256
+  assert Optimizer(space, compilation_cache=False).backend.capabilities.max_context == 256
 
 
 def test_maximize_is_minimize_of_the_negated_objective(space, tiny_v2):

@@ -46,7 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 from optformer import optimizer as optimizer_lib
 from optformer import search_space as ss
 from optformer.context import truncation_warning
-from optformer.model_surrogate import check_categories
+from optformer.model import check_categories
 from optformer.optimizer import MAX_ABS_OBJECTIVE, Optimizer
 
 # A stepped distribution with more grid points than this is rejected (a Discrete
@@ -356,7 +356,8 @@ class OptFormerSampler(BaseSampler):
     probe = Optimizer(
         ss.SearchSpace([ss.Float("x", 0.0, 1.0)]), model=model, num_candidates=num_candidates, **optimizer_kwargs
     )
-    self._max_params, self._max_categories = probe.surrogate.max_params, probe.surrogate.max_categories
+    caps = probe.backend.capabilities
+    self._max_params, self._max_categories = caps.max_params, caps.max_categories
     self._model, self._num_candidates, self._optimizer_kwargs = model, num_candidates, optimizer_kwargs
     self._seed = int(np.random.SeedSequence(seed).entropy) % 2**63 if seed is None else int(seed)
     self._independent_sampler = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
@@ -508,7 +509,7 @@ class OptFormerSampler(BaseSampler):
       opt.tell(params, value)
     for params in pending:
       opt.add_pending(params)
-    limit = opt.surrogate.max_context
+    limit = opt.backend.capabilities.max_context
     if len(history) + len(pending) > limit:
       self._warn_once("truncation", truncation_warning(len(history) + len(pending), limit))
     return dict(opt.ask())
