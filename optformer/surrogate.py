@@ -59,7 +59,8 @@ from optformer import context as context_lib
 from optformer import search_space as ss
 from optformer.context import Context
 from optformer.model import Backend, Posterior
-from optformer.optimizer import MAX_ABS_OBJECTIVE, with_best
+from optformer.designer import with_best
+from optformer.study import MAX_ABS_OBJECTIVE
 
 if TYPE_CHECKING:
   from optformer.pfn_inference import PFNPredictive

@@ -355,8 +355,8 @@ def test_a_suggestion_not_yet_in_the_storage_is_pending_for_the_next_thread(tiny
   a = sampler.sample_relative(study, frozen[first.number], dists)
   b = sampler.sample_relative(study, frozen[second.number], dists)
   # Each Optimizer's pending trials: those it was told of, then its own suggestion.
-  assert [dict(p) for p in recorded[-2]._pending.values()] == [a]
-  assert [dict(p) for p in recorded[-1]._pending.values()] == [a, b] and a != b
+  assert [dict(p) for p in recorded[-2].pending] == [a]
+  assert [dict(p) for p in recorded[-1].pending] == [a, b] and a != b
   first.suggest_int("n", 0, 9), first.suggest_float("x", -1.0, 1.0)
   study.tell(first, 0.1)
   sampler.sample_relative(study, frozen[second.number], dists)  # Thread 1's trial is finished: forgotten.
