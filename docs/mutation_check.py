@@ -56,28 +56,28 @@ MUTATIONS = [
         "the acquisition search returns a random fresh candidate instead of the argmax",
     ),
     Mutation(
-        "no-prior-score-zero", "optformer/optimizer.py",
+        "no-prior-score-zero", "optformer/designer.py",
         "    if self.prior is None:\n      return score\n",
         "    if self.prior is None:\n      return np.zeros_like(score)\n",
         "the acquisition score is 0 when there is no prior (the default path)",
     ),
     Mutation(
-        "v2-ei-without-p-feasible", "optformer/model_surrogate.py",
+        "ei-without-p-feasible", "optformer/model/posterior.py",
         "    return pred.log_expected_improvement_z(best) + log_feasible\n",
         "    return pred.log_expected_improvement_z(best)\n",
-        "p(feasible) dropped from v2's EI",
+        "p(feasible) dropped from EI",
     ),
     Mutation(
-        "fantasy-zero", "optformer/optimizer.py",
-        "    means = self.surrogate.condition(base).mean(pend)\n",
+        "fantasy-zero", "optformer/designer.py",
+        "    means = self.backend.condition(base).mean(pend)\n",
         "    means = np.zeros(len(pend))\n",
         "pending-trial fantasies are 0 instead of the predicted mean (kriging believer)",
     ),
     Mutation(
-        "v2-ei-inverted", "optformer/model_surrogate.py",
+        "ei-inverted", "optformer/model/posterior.py",
         "    return pred.log_expected_improvement_z(best) + log_feasible\n",
         "    return -(pred.log_expected_improvement_z(best) + log_feasible)\n",
-        "v2's EI ranking inverted",
+        "the EI ranking inverted",
     ),
 ]
 

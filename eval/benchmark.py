@@ -167,7 +167,7 @@ def run_one(task, optimizer: str, seed: int, trials: int, model=None) -> dict:
 
   start = time.perf_counter()
   with warnings.catch_warnings():
-    # Past the model's context (256 trials for the default model v2, 64 for v1) the Optimizer keeps the best half
+    # Past the model's context (256 trials for the default model) the Optimizer keeps the best half
     # and the most recent trials and warns once per study; the report states it once.
     warnings.filterwarnings("ignore", message="The study has .* trials; the model's context holds")
     records = runner.run_study(opt, evaluate, trials)
@@ -203,7 +203,7 @@ def run(out: pathlib.Path, plans: dict[str, SuitePlan], optimizers, model=None, 
     out: cache folder.
     plans: suite name -> SuitePlan.
     optimizers: names from eval.optimizers.OPTIMIZERS.
-    model: OptFormer / checkpoint directory / None (shipped) for the optformer entries.
+    model: PFNSurrogate / checkpoint directory / None (shipped) for the optformer entries.
     dry_run: only count what would run.
     log: called with one line per study run and a summary.
 

@@ -51,7 +51,7 @@ def make_factories(task, checkpoint=None) -> dict[str, Factory]:
   """Optimizers to compare, by name. Loads the model now.
 
   Args:
-    checkpoint: an OptFormer, a model directory, or None for the shipped one.
+    checkpoint: a PFNSurrogate, a model directory, or None for the shipped one.
 
   Raises:
     optformer.CheckpointError: the model cannot be loaded.
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     print(f"error: the model cannot optimize task {task.name!r}: {e}", file=sys.stderr)
     return 2
 
-  context = factories["optformer"](0).surrogate.max_context
+  context = factories["optformer"](0).backend.capabilities.max_context
   if args.trials > context:
     print(f"note: the model's context holds {context} trials; past that it sees the best {context // 2} "
           "and the most recent trials of the study.", file=sys.stderr)

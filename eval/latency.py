@@ -9,7 +9,7 @@ loading the model on the very first call), then asked `repeats` more times;
 the median of those is reported. Between calls the pending suggestion is
 withdrawn (`remove_pending`), so every timed call sees the same n trials.
 Ratios are to random search and to TPE at the same n, in the same run.
-The shipped model's context holds 256 trials (model v2, `surrogate.max_context`):
+The shipped model's context holds 256 trials (`surrogate.max_context`):
 past that it sees the best half and the most recent trials (optformer.context).
 
 Cold start (`cold_start`): each step in a fresh interpreter (subprocess), for
@@ -77,7 +77,7 @@ def measure(model=None, sizes=SIZES, repeats: int = 5, optimizers=opt_lib.OPTIMI
   """ask() latency per optimizer and history size.
 
   Args:
-    model: OptFormer / checkpoint directory / None (shipped) for the optformer entries.
+    model: PFNSurrogate / checkpoint directory / None (shipped) for the optformer entries.
     sizes: history sizes n (>= 1).
     repeats: timed calls after the first one (>= 1).
     optimizers: names from eval.optimizers.OPTIMIZERS.

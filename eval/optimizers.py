@@ -6,13 +6,9 @@ through the same loop:
 
 | name               | what                                                                 |
 | ------------------ | -------------------------------------------------------------------- |
-| "optformer"        | optformer.Optimizer (the default, model v2): EI maximized by the     |
+| "optformer"        | optformer.Optimizer (the default model): EI maximized by the         |
 |                    | acquisition search (optformer.acquisition_search, default SearchConfig) |
-| "optformer-v1"     | the same on checkpoints/optformer-gp-v1 (model v1)                   |
-| "optformer-policy-ei" | model v1, candidates="policy": EI over 128 policy samples         |
-|                    | (OptFormer's "EI over policy samples")                               |
-| "optformer-policy" | model v1, candidates="policy", num_candidates=1: the policy sample alone |
-| "optformer-random" | model v2, candidates="random": EI over 128 uniform points           |
+| "optformer-random" | candidates="random": EI over 128 uniform points                      |
 | "random"           | uniform random search (eval/random_search.py)                        |
 | "sobol"            | scrambled Sobol' sequence (scipy.stats.qmc), mapped by the space      |
 | "tpe"              | Optuna TPESampler(multivariate=True)                                 |
@@ -40,9 +36,8 @@ from optformer.eval.random_search import RandomSearch
 # see split_variant.
 Factory = Callable[[optformer.SearchSpace, str, int], Any]  # (space, goal, seed) -> ask/tell object.
 
-OPTIMIZERS = ("optformer", "optformer-v1", "optformer-policy-ei", "optformer-policy", "optformer-random", "random", "sobol", "tpe", "gp", "cmaes")
-OURS = ("optformer", "optformer-v1", "optformer-policy-ei", "optformer-policy", "optformer-random")  # Variants of the learned optimizer.
-V1_CHECKPOINT = optformer.checkpoint.V1_CHECKPOINT
+OPTIMIZERS = ("optformer", "optformer-random", "random", "sobol", "tpe", "gp", "cmaes")
+OURS = ("optformer", "optformer-random")  # Variants of the learned optimizer.
 
 
 class SobolSearch:
@@ -194,9 +189,8 @@ def factories(model=None) -> dict[str, Factory]:
   """name -> factory(space, goal, seed) for every registered optimizer, in OPTIMIZERS order.
 
   Args:
-    model: for the optformer entries: an OptFormer, a PFNSurrogate, a checkpoint
-      directory, or None for the shipped checkpoints (model v2; model v1 for
-      "optformer-v1" and the policy entries), loaded on first use, then cached.
+    model: for the optformer entries: a PFNSurrogate, a checkpoint directory,
+      or None for the shipped checkpoint, loaded on first use, then cached.
   """
   import optuna
 
@@ -214,9 +208,6 @@ def factories(model=None) -> dict[str, Factory]:
 
   return {
       "optformer": optformer_entry("optformer"),
-      "optformer-v1": optformer_entry("optformer-v1"),
-      "optformer-policy-ei": optformer_entry("optformer-policy-ei", candidates="policy"),
-      "optformer-policy": optformer_entry("optformer-policy", candidates="policy", num_candidates=1),
       "optformer-random": optformer_entry("optformer-random", candidates="random"),
       "random": lambda space, goal, seed: RandomSearch(space, seed=seed),
       "sobol": lambda space, goal, seed: SobolSearch(space, seed=seed),
@@ -224,9 +215,6 @@ def factories(model=None) -> dict[str, Factory]:
       "gp": optuna_entry(lambda seed: optuna.samplers.GPSampler(seed=seed)),
       "cmaes": cmaes,
   }
-
-
-V1_ENTRIES = ("optformer-v1", "optformer-policy-ei", "optformer-policy")  # Entries on model v1 unless `model` is given.
 
 
 def checkpoint_of(name: str, model=None):
@@ -240,7 +228,7 @@ def checkpoint_of(name: str, model=None):
   if base not in OURS:
     return None
   if model is None:
-    return V1_CHECKPOINT if base in V1_ENTRIES else optformer.checkpoint.DEFAULT_CHECKPOINT
+    return optformer.checkpoint.DEFAULT_CHECKPOINT
   return pathlib.Path(model) if isinstance(model, (str, os.PathLike)) else model
 
 
@@ -252,7 +240,7 @@ def make(name: str, space: optformer.SearchSpace, goal: str, seed: int, model=No
     space: the search space.
     goal: "minimize" or "maximize".
     seed: int seed of the optimizer's randomness.
-    model: the OptFormer for the optformer entries (see `factories`).
+    model: the model of the optformer entries (see `factories`).
 
   Raises:
     ValueError: unknown name, a bad goal, or a space the optimizer does not

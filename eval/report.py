@@ -318,7 +318,7 @@ def build(out: pathlib.Path, at=REPORT_AT, reference: str = "optformer", figures
         "Normalized regret r_t = (best_t - y*) / (y_rand - y*) in the minimize sense, clipped at 0 "
         "(eval/regret.py); mean ± standard error over (task, seed) studies. 1 = one random trial on average. "
         "tpe and gp start with the same 10 random trials under a seed (Optuna's start-up), so their early "
-        "regret is equal. The default model's context holds 256 trials (model v1's 64); past that it sees the "
+        "regret is equal. The default model's context holds 256 trials; past that it sees the "
         "best half and the most recent trials. s/suggestion: median seconds per ask() over all trials, on a shared machine."]
   result = {"suites": {}}
   for suite in [s for s in ("prior", "bbob", "hpo") if s in data] + sorted(set(data) - {"prior", "bbob", "hpo"}):

@@ -6,11 +6,9 @@ take a random-search trajectory, use its first n trials as the context
 trials as queries, and predict each query's noisy objective y with three
 methods:
 
-  * "model": the model's predictive distribution through
-    `optformer.model_surrogate.ModelSurrogate`, the path `optformer.Optimizer.predict`
-    and `optformer.Surrogate` take (v1: the Riemann (bar) distribution, its
-    bin edges mapped back to objective units through the context's
-    YNormalizer);
+  * "model": the model's predictive distribution (`pfn_inference.PFNPredictive`,
+    in objective units) through `optformer.model.Backend`, the
+    path `optformer.Optimizer.predict` and `optformer.Surrogate` take;
   * "exact_gp": the GP with the task's TRUE hyperparameters on the true latent
     inputs, N(mean, var + noise variance) (data_gen/gp.py; Bayes-optimal for
     this prior up to the random-feature approximation of f; Rasmussen &
@@ -27,15 +25,13 @@ methods:
 Metrics, each per query in objective units (all tasks' queries pooled) unless
 said otherwise:
 
-  * NLL (nats): -log p(y). For the bar distribution, p is the bin's density
-    p_b / w_b (w_b the bin width in objective units). A query outside the
-    model's support (the context normalized to [0.2, 0.8] leaves [0, 1] as
-    the support) is scored at the nearest edge bin, which understates the
-    model's NLL; `fraction_outside_model_support` says how often.
+  * NLL (nats): -log p(y). The model's is -log p(feasible) - log p(y | feasible),
+    its density in objective units (`PFNPredictive.log_prob`, full support, so
+    `fraction_outside_model_support` is 0).
   * CRPS (objective units): integral of (F(z) - 1[z >= y])^2 dz. Gaussian:
     sigma * (w (2 Phi(w) - 1) + 2 phi(w) - 1 / sqrt(pi)), w = (y - mu) / sigma
-    (Gneiting & Raftery 2007, JASA, eq. 21). Bar distribution: exact, since
-    F is piecewise linear (`riemann_crps`); no clipping needed.
+    (Gneiting & Raftery 2007, JASA, eq. 21). The model's: E|X - y| - E|X - X'| / 2
+    (eq. 20) over `CRPS_QUANTILES` of its quantiles at midpoints (`quantile_crps`).
   * Calibration: the central interval of level a covers y iff the PIT value
     F(y) lies in [(1 - a) / 2, (1 + a) / 2]. Empirical coverage at
     a = 0.1, ..., 0.9 (`COVERAGE_LEVELS`) is the calibration-plot data;
@@ -90,11 +86,7 @@ from optformer.data_gen import gp
 from optformer.data_gen.behaviour import ALGORITHMS, generate
 from optformer.data_gen.prior import KIND_CATEGORICAL, PriorConfig, sample_tasks
 from optformer.context import Context
-from optformer.distribution import RiemannDistribution
-from optformer.model_surrogate import ModelSurrogate
-from optformer.optimizer import load_engine
-from optformer.pfn_inference import PFNEngine
-from optformer.training.data import prior_encoding
+from optformer.model import Backend
 
 METHODS = ("model", "exact_gp", "ml2_gp")
 COVERAGE_LEVELS = tuple(np.round(np.arange(1, 10) / 10, 1).tolist())  # 0.1, ..., 0.9.
@@ -115,37 +107,16 @@ def gaussian_crps(mean, std, y) -> np.ndarray:
   return std * (w * (2.0 * scipy.stats.norm.cdf(w) - 1.0) + 2.0 * scipy.stats.norm.pdf(w) - 1.0 / np.sqrt(np.pi))
 
 
-def riemann_nll(dist: RiemannDistribution, y) -> np.ndarray:
-  """float [N]: -log density of a bar distribution at y (scalar or float [N]), in nats per edge unit.
-
-  The density in bin b is p_b / w_b. A y outside the edges is scored at the
-  nearest edge bin (the density there is 0), so the NLL is finite but
-  understated for such y; count them separately.
-  """
-  lo, hi = dist.edges[0], dist.edges[-1]
-  inset = 1e-9 * (hi - lo)
-  return -dist.log_prob(np.clip(np.asarray(y, np.float64), lo + inset, hi - inset))
+CRPS_QUANTILES = 256  # Quantile midpoints per query of the model's CRPS.
 
 
-def riemann_crps(dist: RiemannDistribution, y) -> np.ndarray:
-  """float [N] >= 0: exact CRPS of a bar distribution at y (scalar or float [N]), in edge units.
-
-  CRPS = int_{z < y} F(z)^2 dz + int_{z > y} (1 - F(z))^2 dz. Within a bin F
-  is linear, and the integral of a squared linear function over [u, v] is
-  (v - u) (F_u^2 + F_u F_v + F_v^2) / 3; each bin is split at y. Outside the
-  edges F is 0 or 1, which adds the distance from y to the support.
-  """
-  y = np.broadcast_to(np.asarray(y, np.float64), (len(dist),))
-  a, b = dist.edges[:-1], dist.edges[1:]  # [Y]
-  cdf = np.concatenate([np.zeros((len(dist), 1)), np.cumsum(dist.probs, axis=1)], axis=1)  # [N, Y + 1]
-  fa, fb = cdf[:, :-1], cdf[:, 1:]  # [N, Y]
-  m = np.clip(y[:, None], a, b)  # Split point of each bin, [N, Y].
-  fm = fa + (fb - fa) * (m - a) / (b - a)
-  left = (m - a) * (fa**2 + fa * fm + fm**2) / 3.0
-  gm, gb = 1.0 - fm, 1.0 - fb
-  right = (b - m) * (gm**2 + gm * gb + gb**2) / 3.0
-  outside = np.maximum(dist.edges[0] - y, 0.0) + np.maximum(y - dist.edges[-1], 0.0)
-  return np.sum(left + right, axis=1) + outside
+def quantile_crps(samples_QxK, y) -> np.ndarray:
+  """float [Q] >= 0: CRPS of each row's equally weighted samples float [Q, K] at y (float [Q]):
+  E|X - y| - E|X - X'| / 2 (Gneiting & Raftery 2007, eq. 20), E|X - X'| exact for the sorted sample."""
+  samples = np.sort(np.asarray(samples_QxK, np.float64), axis=1)
+  k = samples.shape[1]
+  spread = 2.0 / k**2 * samples @ (2.0 * np.arange(1, k + 1) - k - 1)
+  return np.abs(samples - np.asarray(y, np.float64)[:, None]).mean(1) - 0.5 * spread
 
 
 def central_coverage(pit, levels=COVERAGE_LEVELS) -> np.ndarray:
@@ -238,19 +209,17 @@ def _summary(rows: list[dict]) -> dict:
 
 
 def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50), num_queries: int = 20,
-             seed: int = 0, gp_restarts: int = 2, methods=METHODS, prompt: str = "random") -> dict:
+             seed: int = 0, gp_restarts: int = 2, methods=METHODS) -> dict:
   """Surrogate metrics of `methods` per context size on `num_tasks` held-out prior tasks.
 
   Args:
-    checkpoint: an OptFormer, a model directory, or None for the shipped one.
+    checkpoint: a PFNSurrogate, a model directory, or None for the shipped one.
     num_tasks: validation-split prior tasks (>= 1), tasks 0..num_tasks-1 under `seed`.
     context_sizes: history lengths n (each 1 <= n <= the model's max_trials).
     num_queries: queries per task and context size, trials n..n+num_queries-1.
     seed: global seed of the task split (data_gen.prior.task_seeds).
     gp_restarts: extra random starts of the ML-II GP's optimizer.
     methods: a subset of METHODS.
-    prompt: the behaviour-algorithm prompt of a v1 model (ignored by v2, which has none); the
-      contexts are random-search trajectories, so "random" matches them.
 
   Returns:
     The dict described in the module docstring.
@@ -262,16 +231,12 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
   started = time.perf_counter()
   if unknown := set(methods) - set(METHODS):
     raise ValueError(f"Unknown methods {sorted(unknown)}; expected a subset of {METHODS}.")
-  if prompt not in ALGORITHMS:
-    raise ValueError(f"Unknown prompt {prompt!r}; expected one of {ALGORITHMS}.")
-  engine = load_engine(checkpoint)
-  v2 = isinstance(engine, PFNEngine)
-  tok = None if v2 else engine.tok
-  max_trials = engine.config.max_context if v2 else engine.config.max_trials
+  model = Backend.for_kinds(checkpoint, [], [])  # Loads the model once; each task's kinds are bound below.
+  max_trials = model.capabilities.max_context
   if num_tasks < 1 or num_queries < 1 or not all(1 <= n <= max_trials for n in context_sizes):
     raise ValueError(f"Need num_tasks, num_queries >= 1 and context sizes in [1, {max_trials}]; got "
                      f"{num_tasks}, {num_queries}, {list(context_sizes)}.")
-  prior = PriorConfig(max_dims=8 if v2 else tok.max_params)
+  prior = PriorConfig(max_dims=8)
   num_trials = max(context_sizes) + num_queries
   mix = [1.0 if a == "random" else 0.0 for a in ALGORITHMS]
   data = generate(prior, num_tasks, num_trials, mix, seed, split="validation")
@@ -288,22 +253,14 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
       y_q, f_q = y[qry], data["f"][i][qry].astype(np.float64)
       inside = np.ones(len(y_q), bool)
       context = Context(data["x"][i][ctx].astype(np.float64), y[ctx])
-      if "model" in methods and v2:
-        pred = ModelSurrogate(engine, kinds, nv).condition(context).predict(data["x"][i][qry])
+      if "model" in methods:
+        backend = Backend(model.config, kinds, nv, engine=model.engine)
+        pred = backend.condition(context).predict(data["x"][i][qry])
         nll = -(np.log(np.maximum(pred.p_feasible, 1e-300)) + pred.log_prob(y_q))
-        samples = np.sort(pred._samples, axis=1)  # [Q, K] quantile midpoints.
-        k = samples.shape[1]
-        spread = 2.0 / k**2 * samples @ (2.0 * np.arange(1, k + 1) - k - 1)  # E|X - X'| of the sample.
-        crps = np.abs(samples - y_q[:, None]).mean(1) - 0.5 * spread  # Gneiting & Raftery 2007, eq. 20.
+        levels = (np.arange(CRPS_QUANTILES) + 0.5) / CRPS_QUANTILES
+        samples = np.stack([pred.quantile(q) for q in levels], axis=1)  # [Q, K] quantile midpoints.
         outside.append(np.zeros(len(y_q), bool))  # Full support: every query is inside.
-        rows["model"].append(_scores(pred.cdf(y_q), nll, crps, pred.mean, f_q, inside))
-      elif "model" in methods:
-        surrogate = ModelSurrogate(engine, kinds, nv, prior_encoding(kinds, nv, tok.num_x_bins), ALGORITHMS.index(prompt))
-        dist = surrogate.condition(context).predict(data["x"][i][qry])  # Objective units, as Optimizer.predict.
-        inside = (y_q >= dist.edges[0]) & (y_q <= dist.edges[-1])
-        outside.append(~inside)
-        rows["model"].append(_scores(dist.cdf(y_q), riemann_nll(dist, y_q), riemann_crps(dist, y_q), dist.mean, f_q,
-                                     inside))
+        rows["model"].append(_scores(pred.cdf(y_q), nll, quantile_crps(samples, y_q), pred.mean, f_q, inside))
       if "exact_gp" in methods:
         task = jax.tree.map(lambda a: a[i], tasks)
         z = data["z"][i]
@@ -331,7 +288,7 @@ def evaluate(checkpoint=None, num_tasks: int = 64, context_sizes=(5, 10, 20, 50)
       "checkpoint": "shipped" if checkpoint is None else str(checkpoint) if isinstance(checkpoint, (str, pathlib.Path))
       else type(checkpoint).__name__, "num_tasks": num_tasks,
       "num_queries": num_queries, "seed": seed, "gp_restarts": gp_restarts, "context_sizes": list(context_sizes),
-      "coverage_levels": list(COVERAGE_LEVELS), "methods": list(methods), "prompt": None if v2 else prompt,
+      "coverage_levels": list(COVERAGE_LEVELS), "methods": list(methods),
       "seconds": time.perf_counter() - started, "by_context_size": results,
   }
 
@@ -395,10 +352,9 @@ def main(argv=None) -> int:
   p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/surrogate.json"))
   p.add_argument("--figure", type=pathlib.Path, default=None, help="calibration plot (PNG) path")
   p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="methods to score (default all)")
-  p.add_argument("--prompt", default="random", choices=ALGORITHMS, help="behaviour-algorithm prompt of a v1 model (default random)")
   args = p.parse_args(argv)
   res = evaluate(args.checkpoint, args.tasks, tuple(args.contexts), args.queries, gp_restarts=args.gp_restarts,
-                 methods=tuple(args.methods), prompt=args.prompt)
+                 methods=tuple(args.methods))
   args.out.parent.mkdir(parents=True, exist_ok=True)
   args.out.write_text(json.dumps(res, indent=1))
   if args.figure is not None:

@@ -4,8 +4,7 @@ Public API (re-exports only; see each module for details).
 
 `import optformer` does not import JAX, flax or orbax: the model's modules
 are imported when a model is loaded (`Surrogate(...)`; `Optimizer(...)`
-with a model v2 checkpoint, the default, at its first call that needs the
-model), and `CheckpointError` (defined with the checkpoint reader) when it
+with a checkpoint, the default, at its first call that needs the model), and `CheckpointError` (defined with the checkpoint reader) when it
 is first named (docs/cold_start.md).
 """
 
@@ -14,7 +13,6 @@ import importlib.util
 
 from optformer import compilation_cache
 from optformer.acquisition_search import SearchConfig
-from optformer.distribution import RiemannDistribution
 from optformer import priors
 from optformer.optimizer import Optimizer, Suggestion, Trial
 from optformer.search_space import Categorical, Discrete, Float, Int, SearchSpace
@@ -22,7 +20,7 @@ from optformer.surrogate import Surrogate
 from optformer import explain  # After Optimizer and Surrogate, which it reads; imports neither matplotlib nor optuna.
 
 __all__ = [
-    "Categorical", "CheckpointError", "Discrete", "Float", "Int", "Optimizer", "RiemannDistribution",
+    "Categorical", "CheckpointError", "Discrete", "Float", "Int", "Optimizer",
     "SearchConfig", "SearchSpace", "Suggestion", "Surrogate", "Trial", "compilation_cache", "explain", "priors",
 ]
 __version__ = "0.1.0"

@@ -1,10 +1,12 @@
 """Saving and loading a trained model: config, orbax parameters, checksums.
 
 A model directory holds:
-  config.json     {"format": ..., "model": config, "metadata": {...}}: the
-                  config the model reloads from alone; "format" is
-                  "pfn-v2" for model v2 (optformer.pfn.PFNConfig) and absent
-                  for v1 (optformer.model.ModelConfig),
+  config.json     {"format": "pfn-v2", "model": config, "metadata": {...}}:
+                  the config (optformer.pfn_config.PFNConfig) the model
+                  reloads from alone. A config.json without "format" is the
+                  retired model v1's (optformer-gp-v1): `read_config` and
+                  `load` refuse it with a CheckpointError that names the
+                  model replacing it,
   params/         the parameters, written by orbax's StandardCheckpointer,
   manifest.json   sha256 and size of every other file in the directory,
   card.md         (optional) the model card.
@@ -30,7 +32,7 @@ manifest last, atomically, so an interrupted save leaves a directory that
 fails verification.
 
 `read_config` runs the manifest and config checks alone, without JAX,
-flax or orbax (for a model v2 directory): `Optimizer` checks its
+flax or orbax: `Optimizer` checks its
 checkpoint with it when built and loads the model on first use
 (docs/cold_start.md).
 """
@@ -45,18 +47,13 @@ import os
 import pathlib
 import re
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from optformer.pfn_config import PFNConfig
 from optformer.study_files import write_atomic
 
 # No JAX, flax or orbax at import: `read_config` (manifest and config checks) runs without them, so an Optimizer
-# validates its checkpoint before, and without, loading the model (docs/cold_start.md). `save`, `load` and a v1
-# config (optformer.model) import them.
-if TYPE_CHECKING:
-  from optformer.model import ModelConfig
+# validates its checkpoint before, and without, loading the model (docs/cold_start.md). `save` and `load` import them.
 
 
 def _shipped_root() -> pathlib.Path:
@@ -67,9 +64,9 @@ def _shipped_root() -> pathlib.Path:
 
 
 SHIPPED_CHECKPOINTS = _shipped_root()  # Holds one directory per shipped model.
-V2_CHECKPOINT = SHIPPED_CHECKPOINTS / "optformer-v2"  # Model v2: the PFN surrogate (docs/model_v2.md).
-V1_CHECKPOINT = SHIPPED_CHECKPOINTS / "optformer-gp-v1"  # Model v1: surrogate and policy (prompts, policy candidates).
+V2_CHECKPOINT = SHIPPED_CHECKPOINTS / "optformer-v2"  # The PFN (docs/model_v2.md).
 DEFAULT_CHECKPOINT = V2_CHECKPOINT  # The model of Optimizer, Surrogate and the CLI when none is named.
+RETIRED_NAME = "optformer-gp-v1"  # The retired model v1's shipped name (study files may still reference it).
 _MANIFEST = "manifest.json"
 _UNCHECKED = ("card.md",)  # Top-level files the manifest never lists (documentation only).
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -123,7 +120,7 @@ def _write_manifest(directory: pathlib.Path) -> None:
 FORMAT_V2 = "pfn-v2"
 
 
-def save(directory, config: ModelConfig | PFNConfig, params: dict, metadata: dict | None = None) -> pathlib.Path:
+def save(directory, config: PFNConfig, params: dict, metadata: dict | None = None) -> pathlib.Path:
   """Writes a model directory (overwriting `params/`), returns its path.
 
   The old manifest.json is removed first and the new one is written last
@@ -133,13 +130,15 @@ def save(directory, config: ModelConfig | PFNConfig, params: dict, metadata: dic
 
   Args:
     directory: the model directory; created if missing.
-    config: the model's config (v1 ModelConfig or v2 PFNConfig), stored in config.json under "model".
+    config: the model's PFNConfig, stored in config.json under "model".
     params: the pure parameter dict (nnx.to_pure_dict of the model's state).
     metadata: extra JSON-able facts stored in config.json under "metadata".
   """
   import jax
   import orbax.checkpoint as ocp
 
+  if not isinstance(config, PFNConfig):
+    raise TypeError(f"config must be a PFNConfig, got {type(config).__name__}.")
   directory = pathlib.Path(directory).absolute()
   directory.mkdir(parents=True, exist_ok=True)
   (directory / _MANIFEST).unlink(missing_ok=True)
@@ -149,9 +148,7 @@ def save(directory, config: ModelConfig | PFNConfig, params: dict, metadata: dic
   params = jax.tree.map(np.asarray, params)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(directory / "params", params, force=True)
-  doc = {"model": config.to_dict(), "metadata": metadata or {}}
-  if isinstance(config, PFNConfig):
-    doc = {"format": FORMAT_V2, **doc}
+  doc = {"format": FORMAT_V2, "model": config.to_dict(), "metadata": metadata or {}}
   write_atomic(directory / "config.json", json.dumps(doc, indent=1))
   _write_manifest(directory)
   return directory
@@ -163,17 +160,20 @@ def read_config(directory=None, with_metadata: bool = False):
   Runs every check of `load` that needs no parameters: the directory and
   its top-level files exist, every file matches manifest.json (sha256 and
   size: `_verify`), and config.json is a valid config (`validate_config`).
-  Imports no JAX, flax or orbax for a model v2 directory; a v1 directory's
-  config (optformer.model.ModelConfig) imports them.
+  Imports no JAX, flax or orbax.
 
   Returns:
-    A `pfn_config.PFNConfig` (model v2) or `model.ModelConfig` (v1); with
-    with_metadata, (config, config.json's "metadata" dict).
+    A `pfn_config.PFNConfig`; with with_metadata, (config, config.json's
+    "metadata" dict).
 
   Raises:
-    CheckpointError: as `load`, except the parameters' shapes (checked by `load`).
+    CheckpointError: as `load`, except the parameters' shapes (checked by
+      `load`); a model v1 directory (config.json without "format") raises
+      it saying the family was retired and which model replaces it.
   """
   directory = pathlib.Path(directory or DEFAULT_CHECKPOINT).absolute()
+  if _is_retired(directory):  # Before the manifest: a model v1 directory is named as such, complete or not.
+    raise _retired(directory)
   for name in ("config.json", _MANIFEST, "params"):
     if (directory / name).is_symlink() and not (directory / name).exists():
       raise CheckpointError(f"Model checkpoint {directory}: {name!r} is a symbolic link to "
@@ -184,23 +184,37 @@ def read_config(directory=None, with_metadata: bool = False):
   try:
     doc = json.loads((directory / "config.json").read_text())
     fmt = doc.get("format")
-    if fmt == FORMAT_V2:
-      config = PFNConfig.from_dict(doc["model"])
-    elif fmt is None:
-      from optformer.model import ModelConfig
-
-      config = ModelConfig.from_dict(doc["model"])
-    else:
-      raise ValueError(f"unknown format {fmt!r}; this version reads v1 (no format) and {FORMAT_V2!r}")
+    if fmt != FORMAT_V2:
+      raise ValueError(f"unknown format {fmt!r}; this version reads {FORMAT_V2!r}")
+    config = PFNConfig.from_dict(doc["model"])
     metadata = doc.get("metadata", {})
     validate_config(config)
+  except CheckpointError:
+    raise
   except (ValueError, KeyError, TypeError, AttributeError) as e:
     raise CheckpointError(f"{directory / 'config.json'} is not a valid model config: {e}") from e
   return (config, metadata) if with_metadata else config
 
 
+def _is_retired(directory: pathlib.Path) -> bool:
+  """Whether `directory` holds a model v1 config.json: a JSON object with "model" and no "format"."""
+  try:
+    doc = json.loads((directory / "config.json").read_text())
+  except (OSError, ValueError):
+    return False
+  return isinstance(doc, dict) and "model" in doc and "format" not in doc
+
+
+def _retired(directory: pathlib.Path) -> CheckpointError:
+  """The error for a model v1 checkpoint: the family was retired, and the model that replaces it."""
+  return CheckpointError(
+      f"Checkpoint {directory} holds a model v1 ({RETIRED_NAME} format: config.json has no \"format\"). "
+      f"That model family was retired; the default model {DEFAULT_CHECKPOINT.name} (checkpoints/"
+      f"{DEFAULT_CHECKPOINT.name}, model=None) replaces it: pass model=None or a {FORMAT_V2!r} checkpoint directory.")
+
+
 def load(directory=None, with_metadata: bool = False):
-  """Loads a model directory (default: the shipped checkpoint): an OptFormer (v1) or a PFNSurrogate (v2).
+  """Loads a model directory (default: the shipped checkpoint): a `pfn.PFNSurrogate`.
 
   with_metadata: also return config.json's "metadata" dict, as (model, metadata).
 
@@ -220,13 +234,11 @@ def load(directory=None, with_metadata: bool = False):
   import orbax.checkpoint as ocp
   from flax import nnx
 
-  from optformer import model as model_v1
   from optformer import pfn
 
   directory = pathlib.Path(directory or DEFAULT_CHECKPOINT).absolute()
   config, metadata = read_config(directory, with_metadata=True)
-  create = pfn.create_model if isinstance(config, PFNConfig) else model_v1.create_model
-  model = nnx.eval_shape(lambda: create(config))
+  model = nnx.eval_shape(lambda: pfn.create_model(config))
   state = nnx.state(model)
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), nnx.to_pure_dict(state))
   try:
@@ -244,18 +256,7 @@ def load(directory=None, with_metadata: bool = False):
   return (model, metadata) if with_metadata else model
 
 
-def load_pfn(directory, with_metadata: bool = False):
-  """Loads a model v2 directory (see `load`).
-
-  Raises:
-    CheckpointError: as `load`, or the directory holds a v1 model.
-  """
-  from optformer import pfn
-
-  out = load(directory, with_metadata=True)
-  if not isinstance(out[0], pfn.PFNSurrogate):
-    raise CheckpointError(f"Checkpoint {directory} holds a v1 model (optformer-gp-v1 format); expected model v2 ({FORMAT_V2!r}).")
-  return out if with_metadata else out[0]
+load_pfn = load  # The name training/ uses (one model family: `load`).
 
 
 def _verify(directory) -> None:
@@ -337,18 +338,12 @@ def _borders_problem(v) -> str | None:
 
 
 _COUNT = _rule(_count, "an int >= 1")
-_UNIT = _rule(lambda v: _finite(v) and 0 <= v <= 1, "a number in [0, 1]")
-# Field name -> rule, for the fields of pfn.PFNConfig (v2), model.ModelConfig and tokenizer.TokenizerConfig (v1).
+# Field name -> rule, for the fields of pfn_config.PFNConfig.
 _FIELD_RULES = {
     "d_model": _COUNT, "num_heads": _COUNT, "num_layers": _COUNT, "mlp_ratio": _COUNT, "d_slot": _COUNT,
     "num_fourier": _COUNT, "max_frequency": _rule(lambda v: _finite(v) and v > 0, "a finite number > 0"),
     "num_slot_ids": _COUNT, "max_categories": _COUNT, "max_context": _COUNT, "d_ard": _COUNT,
     "distance_bias": _rule(lambda v: isinstance(v, bool), "true or false"), "borders": _borders_problem,
-    "decoder_layers": _COUNT, "max_trials": _COUNT, "max_params": _COUNT, "y_low": _UNIT, "y_high": _UNIT,
-    "algorithms": _rule(lambda v: isinstance(v, tuple) and v and all(isinstance(a, str) and a for a in v)
-                        and len(set(v)) == len(v), "a non-empty list of distinct names"),
-    "num_x_bins": _rule(lambda v: _count(v) and v >= 2, "an int >= 2"),
-    "num_y_bins": _rule(lambda v: _count(v) and v >= 2, "an int >= 2"),
 }
 
 
@@ -360,12 +355,12 @@ def _shown(value) -> str:
 
 
 def validate_config(config, prefix: str = "") -> None:
-  """Checks every field of a model config (v2 PFNConfig, or v1 ModelConfig with its TokenizerConfig) before a load.
+  """Checks every field of a model config (PFNConfig) before a load.
 
   Raises:
     ValueError: a field of the wrong type or out of range, named with its
       value and what it must be (e.g. "field 'num_layers' is -1; expected
-      an int >= 1"); d_model not a multiple of num_heads; y_low >= y_high.
+      an int >= 1"); d_model not a multiple of num_heads.
   """
   for f in dataclasses.fields(config):
     value = getattr(config, f.name)
@@ -376,8 +371,6 @@ def validate_config(config, prefix: str = "") -> None:
   if hasattr(config, "num_heads") and config.d_model % config.num_heads:
     raise ValueError(f"field '{prefix}d_model' is {config.d_model}; "
                      f"expected a multiple of num_heads={config.num_heads}.")
-  if hasattr(config, "y_low") and not config.y_low < config.y_high:
-    raise ValueError(f"field '{prefix}y_low' is {config.y_low}; expected less than y_high={config.y_high}.")
 
 
 def _check_shapes(abstract, saved_tree, directory):

@@ -337,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       sys.stdout.write(text)
       sys.stdout.flush()
   except (InputError, CheckpointError) as e:
-    if isinstance(e, CheckpointError):  # A model v2's parameters are read on first use, after _optimizer's checks.
+    if isinstance(e, CheckpointError):  # The model's parameters are read on first use, after _optimizer's checks.
       e = InputError(getattr(args, "checkpoint", None) or "checkpoint", None, None, str(e))
     print(f"optformer {args.command}: error: {e}", file=sys.stderr)
     return 2

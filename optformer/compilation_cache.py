@@ -1,8 +1,7 @@
 """JAX's persistent compilation cache, so a new process does not recompile the model.
 
-The model's jitted functions (`pfn_inference.py` for model v2, the default;
-`inference.py` for v1) compile once per history bucket (8, 16, 32, 64, 128,
-256 trials for the shipped model v2; 8 to 64 for v1) and query shape: a
+The model's jitted functions (`pfn_inference.py`) compile once per context
+bucket (8, 16, 32, 64, 128, 256 trials for the shipped model) and query shape: a
 second or more each on a CPU, so a fresh process spends most of its first
 suggestions compiling. JAX can write the compiled executables to a
 directory and load them in later processes instead of compiling again;
@@ -16,7 +15,7 @@ base directory specification), else `~/.cache/optformer/jax`. That is the
 only environment variable read here, and only when the default directory
 is asked for. JAX keys each entry by the computation, the jax/jaxlib
 version and the device, so a stale entry is never used, only left behind;
-deleting the directory is safe at any time. The shipped model v2's entries
+deleting the directory is safe at any time. The shipped model's entries
 take about 0.2 MB per history bucket (context encoding ~100-120 KB, scoring
 ~70 KB; 12 trials: 4 files, 368 KB).
 

@@ -1,7 +1,7 @@
 """The context: which of a study's trials the model sees, in what form.
 
 One policy for every caller (`Optimizer`, `Surrogate`, the CLI, the Optuna
-sampler, `eval.surrogate_eval` through `ModelSurrogate`):
+sampler, `eval.surrogate_eval`, all through `optformer.model.Backend`):
 
   * a trial is a row (unit-form configuration float [D], objective in the
     model's direction: larger is better, NaN for an infeasible trial);
@@ -9,8 +9,8 @@ sampler, `eval.surrogate_eval` through `ModelSurrogate`):
     last) and then the most recent rows, in their original order
     (`truncate`); the caller warns once;
   * how infeasible rows and the objective's scale enter the model is the
-    model's business (`optformer.model_surrogate`): model v1 imputes the
-    worst feasible objective, model v2 has an "infeasible" input.
+    model's business (`optformer.model`): the model has an "infeasible"
+    input and fits its own y map.
 """
 
 from __future__ import annotations

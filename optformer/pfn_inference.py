@@ -1,4 +1,4 @@
-"""Model v2 at inference: fixed-shape jitted calls, and predictions in the user's units.
+"""The model at inference: fixed-shape jitted calls, and predictions in the user's units.
 
 `PFNEngine.predict` takes a study's context (unit-form configurations and
 objectives, "larger is better", NaN for infeasible trials) and queries, and
@@ -25,9 +25,46 @@ import numpy as np
 from flax import nnx
 
 from optformer import bar
-from optformer.inference import StaticGraph, bucket, history_buckets
 from optformer.pfn import PFNSurrogate, SurrogateBatch
 from optformer.ynorm import YTransform
+
+class StaticGraph:
+  """A model's nnx graphdef as a static jit argument whose hash is computed once.
+
+  jax hashes static arguments on every call; a graphdef's hash walks the whole module tree (milliseconds for
+  the shipped model, several times per ask). Equal graphdefs compare equal, so engines of one architecture
+  share compilations.
+  """
+
+  def __init__(self, graphdef):
+    self.graphdef, self._hash = graphdef, hash(graphdef)
+
+  def __hash__(self) -> int:
+    return self._hash
+
+  def __eq__(self, other) -> bool:
+    return isinstance(other, StaticGraph) and (other.graphdef is self.graphdef or other.graphdef == self.graphdef)
+
+  def merge(self, params):
+    return nnx.merge(self.graphdef, params)
+
+
+def history_buckets(max_context: int) -> tuple[int, ...]:
+  """Padded context lengths: powers of two from 8, then max_context."""
+  out, b = [], 8
+  while b < max_context:
+    out.append(b)
+    b *= 2
+  return tuple(out) + (max_context,)
+
+
+def bucket(n: int, buckets) -> int:
+  """The smallest bucket >= n; ValueError past the largest."""
+  for b in buckets:
+    if n <= b:
+      return b
+  raise ValueError(f"A context of {n} trials exceeds the largest bucket {buckets[-1]}.")
+
 
 QUERY_CHUNK = 256  # Queries per scoring call. 5,000 queries, context 256, 2 CPU cores: 256, 512 and 1024 all take
 # 0.36-0.40 s for Optimizer.predict (forward pass 0.26 s at 256); smaller chunks pad less for small query sets.
@@ -230,7 +267,7 @@ class PFNPredictive:
 
 
 class PFNEngine:
-  """A model v2's jitted context encoding and query scoring at fixed shapes."""
+  """The model's jitted context encoding and query scoring at fixed shapes."""
 
   def __init__(self, model: PFNSurrogate):
     self.config = model.config

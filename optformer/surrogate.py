@@ -15,36 +15,32 @@ where it matters to a Bayesian-optimization loop:
                                       across X; these are not correlated across X)
   kernel, alpha, optimizer, ...       none: the "kernel" is what the model learned
                                       from its prior (a GP prior for the shipped one)
-  get_params / set_params, clone      the same, over space, goal, model, algorithm
+  get_params / set_params, clone      the same, over space, goal, model
                                       (GridSearchCV, cross_val_score, Pipeline work)
   score(X, y, sample_weight) -> R^2   the same, of the predicted mean
   X: float [n, d]                     X: a list of configurations (dicts), or an
                                       array-like [n, d] of values in the search
                                       space's parameter order (categoricals by value)
   (any number of training points)     at most the model's context (`max_context`:
-                                      256 for the shipped model v2, 64 for v1): a
+                                      256 for the shipped model): a
                                       longer history is truncated to the best half
                                       and the most recent rows, with a warning,
                                       exactly as Optimizer does
-  (no goal)                           goal: "minimize" or "maximize". Model v2 (the
-                                      default) reads y in the goal's direction (larger
-                                      is better), where it fits its y map
-                                      (`optformer.ynorm`); model v1 was meta-trained on
-                                      optimization trajectories and reads the history
-                                      as a study seeking that goal. The goal also sets
-                                      the direction of EI/PI/UCB in
-                                      predict_distribution. Means stay in y's units.
+  (no goal)                           goal: "minimize" or "maximize". The model reads
+                                      y in the goal's direction (larger is better),
+                                      where it fits its y map (`optformer.ynorm`).
+                                      The goal also sets the direction of EI/PI/UCB
+                                      in predict_distribution. Means stay in y's units.
 
-`predict_distribution(X)` returns the full predictive distribution: for
-model v2 (the default) a `pfn_inference.PFNPredictive`, for model v1 an
-`optformer.RiemannDistribution`; both have mean, std, quantile, cdf, pdf,
-log_prob, expected_improvement, probability_of_improvement and
-upper_confidence_bound (v2 also p_feasible), and their improvement-based
-acquisition functions default to the best y in the goal's direction.
+`predict_distribution(X)` returns the full predictive distribution, a
+`pfn_inference.PFNPredictive` (mean, std, quantile, cdf, pdf, log_prob,
+expected_improvement, probability_of_improvement, upper_confidence_bound,
+p_feasible); its improvement-based acquisition functions default to the
+best y in the goal's direction.
 
 It predicts through the same pieces as `optformer.Optimizer`: the context
 policy of `optformer.context` (truncation, with the warning at `fit`) and
-the model of `optformer.model_surrogate` (normalization of the objective's
+the model boundary `optformer.model` (normalization of the objective's
 scale, predictions in y's units), so a Surrogate fitted on a study's trials
 predicts what the Optimizer predicts. One difference: `fit` rejects
 non-finite y with ValueError, as scikit-learn regressors do, where
@@ -62,15 +58,15 @@ import numpy as np
 from optformer import context as context_lib
 from optformer import search_space as ss
 from optformer.context import Context
-from optformer.distribution import RiemannDistribution
-from optformer.model_surrogate import ModelSurrogate, Posterior
-from optformer.optimizer import MAX_ABS_OBJECTIVE, load_engine, with_best
+from optformer.model import Backend, Posterior
+from optformer.designer import with_best
+from optformer.study import MAX_ABS_OBJECTIVE
 
 if TYPE_CHECKING:
   from optformer.pfn_inference import PFNPredictive
 
 
-_PARAMS = ("space", "goal", "model", "algorithm")  # Surrogate's constructor arguments (get_params, set_params).
+_PARAMS = ("space", "goal", "model")  # Surrogate's constructor arguments (get_params, set_params).
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -84,12 +80,8 @@ class Surrogate:
     space: the SearchSpace that configurations come from.
     goal: "minimize" or "maximize": the direction the user's loop optimizes y
       (see the module docstring for why the model needs it).
-    model: a model (v2 `pfn.PFNSurrogate` or v1 `model.OptFormer`), a checkpoint
-      directory, or None for the shipped one (model v2).
-    algorithm: behaviour-algorithm prompt, one of the model's algorithms (v1; v2 has no
-      prompt). Default "random": on held-out prior tasks it predicts better than "gp_ucb"
-      (the Optimizer's sampling prompt) at every context size, e.g. NLL 0.89 vs 0.99 nats and
-      CRPS 0.50 vs 0.55 at 20 trials (docs/surrogate_prompt.md).
+    model: a model (`pfn.PFNSurrogate`), a checkpoint directory, or None for the
+      shipped one.
 
   Attributes after `fit`:
     X_train_: list of the n validated configurations (dicts), in fit order.
@@ -98,26 +90,26 @@ class Surrogate:
 
   Raises:
     TypeError: space is not a SearchSpace, or model is neither a model, a path nor None.
-    ValueError: a bad goal or algorithm, model="", or a space with more
-      parameters than the model supports (64 for the shipped model v2, 8 for v1).
-    optformer.CheckpointError: a missing, corrupt or mismatched checkpoint.
+    ValueError: a bad goal, model="", or a space with more parameters than
+      the model supports (64 for the shipped model).
+    optformer.CheckpointError: a missing, corrupt, mismatched or retired (model v1) checkpoint.
   """
 
-  def __init__(self, space: ss.SearchSpace, *, goal: str = "minimize", model=None, algorithm: str = "random"):
+  def __init__(self, space: ss.SearchSpace, *, goal: str = "minimize", model=None):
     if not isinstance(space, ss.SearchSpace):
       raise TypeError(f"space must be an optformer.SearchSpace, got {type(space).__name__}.")
     if goal not in ("minimize", "maximize"):
       raise ValueError(f"goal must be 'minimize' or 'maximize', got {goal!r}.")
-    self.space, self.goal, self.model, self.algorithm = space, goal, model, algorithm
-    # Loads the model and checks the space and the prompt now, not at the first fit.
-    engine = load_engine(model)
-    self._model = ModelSurrogate.for_space(engine, space, algorithm)  # v2 takes only v1's prompt names.
+    self.space, self.goal, self.model = space, goal, model
+    # Loads the model and checks the space now, not at the first fit.
+    self._model = Backend.for_space(model, space)
+    self._model.engine  # Loaded now, not at the first fit.
     self._posterior: Posterior | None = None
 
   # -- scikit-learn's estimator API --------------------------------------------
 
   def get_params(self, deep: bool = True) -> dict[str, Any]:
-    """The constructor's arguments {space, goal, model, algorithm}, as scikit-learn estimators give them, so
+    """The constructor's arguments {space, goal, model}, as scikit-learn estimators give them, so
     `sklearn.base.clone`, `GridSearchCV` and `cross_val_score` work. `deep` is accepted and has no effect
     (no argument is itself an estimator)."""
     return {name: getattr(self, name) for name in _PARAMS}
@@ -199,7 +191,7 @@ class Surrogate:
       raise ValueError("fit needs at least one trial, got X and y of length 0.")
     internal = y_n if self.goal == "maximize" else -y_n  # The model reads larger-is-better objectives.
     rows = [(self.space.to_unit(c), float(v)) for c, v in zip(configs, internal)]
-    limit = self._model.max_context
+    limit = self._model.capabilities.max_context
     if len(rows) > limit:
       warnings.warn(context_lib.truncation_warning(len(rows), limit), stacklevel=2)
     self._posterior = self._model.condition(Context.from_rows(rows, len(self.space), limit))
@@ -212,20 +204,19 @@ class Surrogate:
     """The predictive distribution at validated configurations, with the improvement defaults of the fit's best y."""
     units = self.space.to_units(configs)
     best = float(self.y_train_.max() if self.goal == "maximize" else self.y_train_.min())
-    return with_best(self._posterior.predict(units, self.goal), self.goal, best)
+    return with_best(self._posterior.predict(units, goal=self.goal), best)
 
   # -- Predict ---------------------------------------------------------------
 
-  def predict_distribution(self, X) -> PFNPredictive | RiemannDistribution:
+  def predict_distribution(self, X) -> PFNPredictive:
     """The predictive distribution of y at each of m configurations.
 
     Args:
       X: m configurations, in either form that `fit` accepts (m may be 0).
 
     Returns:
-      m distributions in y's units with `goal` set: a
-      `pfn_inference.PFNPredictive` for model v2 (the default), a
-      RiemannDistribution for v1. Their expected_improvement() and
+      m distributions in y's units with `goal` set, a
+      `pfn_inference.PFNPredictive`. Its expected_improvement() and
       probability_of_improvement() default to the best y seen (min(y) for
       "minimize", max(y) for "maximize").
 
@@ -257,9 +248,8 @@ class Surrogate:
     """Draws from each configuration's predictive distribution.
 
     Unlike GaussianProcessRegressor.sample_y the draws are independent across
-    the m configurations (the model predicts marginals, not a joint). Model v2:
-    the inverse CDF of its distribution at uniform draws; model v1: within a
-    bin the draw is uniform, as the bar distribution's density is.
+    the m configurations (the model predicts marginals, not a joint): the
+    inverse CDF of each distribution at uniform draws.
 
     Args:
       X: m configurations, in either form that `fit` accepts.
@@ -277,17 +267,7 @@ class Surrogate:
     dist = self.predict_distribution(X)
     rng = np.random.default_rng(random_state)
     u_MxS = rng.random((len(dist), int(n_samples)))
-    if not isinstance(dist, RiemannDistribution):  # Model v2: inverse CDF of the full-support distribution.
-      return np.stack([dist.quantile(np.clip(u_MxS[:, j], 1e-12, 1 - 1e-12)) for j in range(u_MxS.shape[1])], axis=1)
-    cum_MxY = np.cumsum(dist.probs, axis=1)
-    out = np.empty_like(u_MxS)
-    last = dist.probs.shape[1] - 1
-    for i in range(len(dist)):  # Inverse cdf: the bin, then the position inside it.
-      b = np.minimum(np.searchsorted(cum_MxY[i], u_MxS[i], side="right"), last)
-      before = np.where(b > 0, cum_MxY[i, b - 1], 0.0)
-      frac = np.clip((u_MxS[i] - before) / np.maximum(dist.probs[i, b], 1e-300), 0.0, 1.0)
-      out[i] = dist.edges[b] + frac * dist.widths[b]
-    return out
+    return np.stack([dist.quantile(np.clip(u_MxS[:, j], 1e-12, 1 - 1e-12)) for j in range(u_MxS.shape[1])], axis=1)
 
   # -- Input -----------------------------------------------------------------
 

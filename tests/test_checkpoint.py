@@ -17,19 +17,22 @@ from flax import nnx
 import optformer
 from optformer import checkpoint, pfn
 from optformer.checkpoint import CheckpointError
-from optformer.model import Batch, ModelConfig
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _forward(graphdef, params, batch):
-  return nnx.merge(graphdef, params)(batch)
+from optformer.pfn_inference import PFNEngine
 
 
 @pytest.fixture(scope="module")
-def saved(tiny_model, tiny_config, tmp_path_factory):
+def tiny_config(tiny_v2_model):
+  return tiny_v2_model.config
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_v2_model, tiny_config, tmp_path_factory):
   """A model directory written by checkpoint.save (read-only: tests copy it before breaking it)."""
-  params = nnx.to_pure_dict(nnx.state(tiny_model))
+  params = nnx.to_pure_dict(nnx.state(tiny_v2_model))
   return checkpoint.save(tmp_path_factory.mktemp("ckpt") / "model", tiny_config, params, metadata={"note": "test"})
+
+
+saved_v2 = saved  # The one model family.
 
 
 @pytest.fixture
@@ -38,32 +41,28 @@ def copy(saved, tmp_path):
   return shutil.copytree(saved, tmp_path / "copy")
 
 
-def _batch(config, seed=0):
-  tok = config.tokenizer
+def _predict(model, seed=0):
+  """float [M, Y] bar probabilities and [M] p(feasible) of random queries given a random context of 6 trials."""
   rng = np.random.default_rng(seed)
-  b, t, d, q = 2, 5, tok.max_params, tok.num_x_bins
-  return Batch(
-      x=rng.integers(0, q, size=(b, t, d)).astype(np.int32), y=rng.integers(0, tok.num_y_bins, size=(b, t)).astype(np.int32),
-      trial_mask=np.ones((b, t), bool), kinds=np.tile(np.array([1, 2, 3, 1], np.int32), (b, 1)),
-      num_values=np.tile(np.array([0, 5, 3, 0], np.int32), (b, 1)), valid=np.ones((b, d, q), bool),
-      algorithm=np.array([0, 1], np.int32),
-  )
+  kinds, num_values = np.array([1, 2, 3, 1]), np.array([0, 5, 3, 0])
+  x, q = rng.random((6, 4)), rng.random((5, 4))
+  pred = PFNEngine(model).predict(x, rng.normal(size=6), kinds, num_values, q)
+  return pred.z.probs, pred.p_feasible
 
 
-def test_save_load_round_trip_gives_identical_outputs(saved, tiny_model, tiny_config):
+def test_save_load_round_trip_gives_identical_outputs(saved, tiny_v2_model, tiny_config):
   loaded = checkpoint.load(saved)
   assert loaded.config == tiny_config
-  want, got = nnx.to_pure_dict(nnx.state(tiny_model)), nnx.to_pure_dict(nnx.state(loaded))
+  want, got = nnx.to_pure_dict(nnx.state(tiny_v2_model)), nnx.to_pure_dict(nnx.state(loaded))
   assert jax.tree.structure(want) == jax.tree.structure(got)
   for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
     assert a.dtype == b.dtype
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  batch = _batch(tiny_config)
-  for a, b in zip(_forward(*nnx.split(tiny_model), batch), _forward(*nnx.split(loaded), batch)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  for a, b in zip(_predict(tiny_v2_model), _predict(loaded)):
+    np.testing.assert_array_equal(a, b)
   meta = json.loads((saved / "config.json").read_text())
   assert meta["metadata"] == {"note": "test"}
-  assert ModelConfig.from_dict(meta["model"]) == tiny_config
+  assert pfn.PFNConfig.from_dict(meta["model"]) == tiny_config
 
 
 def test_missing_directory_raises(tmp_path):
@@ -124,7 +123,7 @@ def test_truncated_params_file_raises_corrupt(copy):
     checkpoint.load(copy)
 
 
-@pytest.mark.parametrize("field, value", [("d_model", 64), ("num_layers", 3), ("tokenizer.num_x_bins", 40)])
+@pytest.mark.parametrize("field, value", [("d_model", 64), ("num_layers", 3), ("d_slot", 40)])
 def test_config_that_does_not_match_the_params_raises(copy, field, value):
   meta = json.loads((copy / "config.json").read_text())
   section, _, key = field.rpartition(".")
@@ -259,16 +258,8 @@ def test_edited_config_raises_naming_it(copy, tiny_config, value):
     checkpoint.load(copy)
 
 
-@pytest.fixture(scope="module")
-def saved_v2(tmp_path_factory):
-  """A tiny model v2 (the default family) written by checkpoint.save (read-only)."""
-  config = pfn.PFNConfig.tiny()
-  params = nnx.to_pure_dict(nnx.state(pfn.create_model(config)))
-  return checkpoint.save(tmp_path_factory.mktemp("ckpt") / "v2", config, params)
-
-
 def _edit_config(directory, field, value):
-  """Sets a field of config.json's model (dotted for the tokenizer's) and regenerates the manifest, as an edit would."""
+  """Sets a field of config.json's model and regenerates the manifest, as an edit would."""
   meta = json.loads((directory / "config.json").read_text())
   section, _, key = field.rpartition(".")
   target = meta["model"][section] if section else meta["model"]
@@ -291,19 +282,15 @@ BAD_CONFIGS = [
     ("v2", "max_context", 0, r"0; expected an int >= 1"),
     ("v2", "num_heads", True, r"True; expected an int >= 1"),
     ("v2", "distance_bias", "yes", r"'yes'; expected true or false"),
-    ("v1", "num_layers", 0, r"0; expected an int >= 1"),
-    ("v1", "max_frequency", -64.0, r"-64\.0; expected a finite number > 0"),
-    ("v1", "tokenizer.num_y_bins", 1, r"1; expected an int >= 2"),
-    ("v1", "tokenizer.y_low", 0.9, r"0\.9; expected less than y_high=0\.8"),
-    ("v1", "algorithms", [], r"\[\]; expected a non-empty list of distinct names"),
+    ("v2", "max_frequency", -64.0, r"-64\.0; expected a finite number > 0"),
 ]
 
 
 @pytest.mark.parametrize("family, field, value, message", BAD_CONFIGS,
                          ids=[f"{c[0]}-{c[1]}-{i}" for i, c in enumerate(BAD_CONFIGS)])
 def test_edited_config_under_a_regenerated_manifest_raises_naming_the_field_and_value(
-    saved, saved_v2, tmp_path, family, field, value, message):
-  copy = shutil.copytree(saved_v2 if family == "v2" else saved, tmp_path / "copy")
+    saved, tmp_path, family, field, value, message):
+  copy = shutil.copytree(saved, tmp_path / "copy")
   _edit_config(copy, field, value)
   want = rf"config\.json is not a valid model config: field '{re.escape(field)}' is {message}"
   with pytest.raises(CheckpointError, match=want):
@@ -311,10 +298,34 @@ def test_edited_config_under_a_regenerated_manifest_raises_naming_the_field_and_
 
 
 def test_shipped_configs_are_valid():
-  for path in (checkpoint.V2_CHECKPOINT, checkpoint.V1_CHECKPOINT):
-    doc = json.loads((path / "config.json").read_text())
-    config = (pfn.PFNConfig if doc.get("format") == checkpoint.FORMAT_V2 else ModelConfig).from_dict(doc["model"])
-    checkpoint.validate_config(config)
+  doc = json.loads((checkpoint.DEFAULT_CHECKPOINT / "config.json").read_text())
+  assert doc["format"] == checkpoint.FORMAT_V2
+  checkpoint.validate_config(pfn.PFNConfig.from_dict(doc["model"]))
+  assert not (checkpoint.SHIPPED_CHECKPOINTS / checkpoint.RETIRED_NAME).exists()
+
+
+# The retired model v1's config.json (optformer-gp-v1, abridged): a "model" with a tokenizer and prompts, no "format".
+V1_CONFIG = {"model": {"d_model": 128, "num_heads": 4, "num_layers": 4, "max_trials": 64, "algorithms": ["random",
+             "sobol", "gp_ucb"], "tokenizer": {"max_params": 8, "num_x_bins": 1000, "num_y_bins": 1000}},
+             "metadata": {"step": 20000}}
+
+
+@pytest.mark.parametrize("complete", [False, True])
+def test_a_model_v1_checkpoint_is_refused_naming_the_model_that_replaces_it(saved, tmp_path, complete):
+  """A v1 directory (config.json without "format"), alone or with params and a matching manifest, is named as such."""
+  v1 = shutil.copytree(saved, tmp_path / "v1") if complete else tmp_path / "v1"
+  v1.mkdir(exist_ok=True)
+  (v1 / "config.json").write_text(json.dumps(V1_CONFIG))
+  if complete:
+    _rehash(v1)
+  for call in (checkpoint.read_config, checkpoint.load):
+    with pytest.raises(CheckpointError, match=r"model v1 .*retired.*optformer-v2") as e:
+      call(v1)
+    assert str(v1) in str(e.value) and "checkpoints/optformer-v2" in str(e.value)
+  for build in (lambda: optformer.Optimizer(optformer.SearchSpace([optformer.Float("x", 0, 1)]), model=v1),
+                lambda: optformer.Surrogate(optformer.SearchSpace([optformer.Float("x", 0, 1)]), model=v1)):
+    with pytest.raises(CheckpointError, match="retired"):
+      build()
 
 
 def _link_params_elsewhere(copy, tmp_path):
@@ -356,13 +367,13 @@ def test_old_format_manifest_raises_asking_to_resave(copy):
     checkpoint.load(copy)
 
 
-def test_interrupted_save_never_leaves_a_loadable_directory(copy, tiny_model, tiny_config, monkeypatch):
+def test_interrupted_save_never_leaves_a_loadable_directory(copy, tiny_v2_model, tiny_config, monkeypatch):
   def interrupted(*args):
     raise KeyboardInterrupt
   edited = dataclasses.replace(tiny_config, max_frequency=tiny_config.max_frequency + 1)  # same shapes, other predictions.
   with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
     m.setattr(checkpoint, "hashlib", types.SimpleNamespace(sha256=interrupted))  # dies checksumming, after params and config.
-    checkpoint.save(copy, edited, nnx.to_pure_dict(nnx.state(tiny_model)))
+    checkpoint.save(copy, edited, nnx.to_pure_dict(nnx.state(tiny_v2_model)))
   with pytest.raises(CheckpointError, match="missing 'manifest.json'"):
     checkpoint.load(copy)
 

@@ -23,9 +23,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Two ask/tell rounds with the tiny model: compiles the history encoding and scoring (history bucket 8).
 _STUDY = """
 import json, sys, jax, optformer
-from optformer.model import ModelConfig, create_model
+from optformer.pfn import PFNConfig, create_model
 space = optformer.SearchSpace([optformer.Float("x", 0.0, 1.0), optformer.Int("n", 1, 9)])
-opt = optformer.Optimizer(space, model=create_model(ModelConfig.tiny(), seed=0), seed=0, num_candidates=8,
+opt = optformer.Optimizer(space, model=create_model(PFNConfig.tiny(), seed=0), seed=0, num_candidates=8,
                           compilation_cache=CACHE)
 for _ in range(2):
   p = opt.ask()
@@ -89,19 +89,19 @@ def test_default_keeps_a_directory_the_caller_gave_jax(tmp_path):
   assert not (tmp_path / "xdg").exists()
 
 
-def test_unwritable_cache_directory_warns_once_and_still_suggests(tmp_path, tiny_model):
+def test_unwritable_cache_directory_warns_once_and_still_suggests(tmp_path, tiny_v2_model):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory")
   space = SearchSpace([Float("x", 0.0, 1.0)])
   with pytest.warns(RuntimeWarning, match="cannot use .* as the JAX compilation cache"):
-    opt = optformer.Optimizer(space, model=tiny_model, seed=0, num_candidates=8, compilation_cache=blocker / "jax")
+    opt = optformer.Optimizer(space, model=tiny_v2_model, seed=0, num_candidates=8, compilation_cache=blocker / "jax")
   params = opt.ask()
   assert 0.0 <= params["x"] <= 1.0
   opt.tell(params, params["x"])
   assert 0.0 <= opt.ask()["x"] <= 1.0
   with warnings.catch_warnings():
     warnings.simplefilter("error")  # Once per directory: a second optimizer is silent.
-    optformer.Optimizer(space, model=tiny_model, seed=0, num_candidates=8, compilation_cache=blocker / "jax")
+    optformer.Optimizer(space, model=tiny_v2_model, seed=0, num_candidates=8, compilation_cache=blocker / "jax")
 
 
 def test_default_dir_follows_an_absolute_xdg_cache_home(monkeypatch, tmp_path):
@@ -154,8 +154,8 @@ try:
   opt.predict([first])  # No feasible trial: refused before any model is needed.
 except ValueError as e:
   errors.append(str(e))
-s = opt.surrogate
-limits = [s.max_params, s.max_categories, s.max_context]
+s = opt.backend
+limits = [s.capabilities.max_params, s.capabilities.max_categories, s.capabilities.max_context]
 import optformer.integrations.optuna as oo
 sampler = oo.OptFormerSampler()  # Builds a probe Optimizer for the same limits.
 print(json.dumps({{"heavy": sorted(m for m in {_HEAVY!r} if m in sys.modules and m != "optuna"), "limits": limits,
@@ -169,8 +169,9 @@ print(json.dumps({{"heavy": sorted(m for m in {_HEAVY!r} if m in sys.modules and
 
 
 def test_construction_errors_come_from_the_config_without_jax(tmp_path):
-  """Too many parameters, a categorical beyond max_categories, a bad algorithm or candidates="policy" (v2), and a
-  corrupt checkpoint fail at Optimizer(...) with the model's limits read from config.json alone."""
+  """Too many parameters, a categorical beyond max_categories, candidates="policy" (the shipped model has no
+  policy), a corrupt and a retired (model v1) checkpoint fail at Optimizer(...) with the model's limits read from
+  config.json alone."""
   code = f"""
 import json, shutil, sys, optformer
 from optformer import checkpoint
@@ -178,12 +179,15 @@ F, C = optformer.Float, optformer.Categorical
 cases = {{
     "params": lambda: optformer.Optimizer(optformer.SearchSpace([F(f"x{{i}}", 0.0, 1.0) for i in range(65)])),
     "categories": lambda: optformer.Optimizer(optformer.SearchSpace([C("c", tuple(range(65)))])),
-    "algorithm": lambda: optformer.Optimizer(optformer.SearchSpace([F("x", 0.0, 1.0)]), algorithm="tpe"),
     "policy": lambda: optformer.Optimizer(optformer.SearchSpace([F("x", 0.0, 1.0)]), candidates="policy"),
 }}
 bad = __import__("pathlib").Path(shutil.copytree(checkpoint.DEFAULT_CHECKPOINT, "bad"))
 (bad / "params" / "_METADATA").write_bytes(b"{{}}")
 cases["corrupt"] = lambda: optformer.Optimizer(optformer.SearchSpace([F("x", 0.0, 1.0)]), model=bad)
+v1 = __import__("pathlib").Path("v1")
+v1.mkdir()
+(v1 / "config.json").write_text(json.dumps({{"model": {{"max_trials": 64, "algorithms": ["random"]}}}}))
+cases["retired"] = lambda: optformer.Optimizer(optformer.SearchSpace([F("x", 0.0, 1.0)]), model=v1)
 out = {{}}
 for name, build in cases.items():
   try:
@@ -199,9 +203,10 @@ print(json.dumps({{"errors": out, "heavy": sorted(m for m in {_HEAVY!r} if m in 
   assert errors["params"][0] == "ValueError"
   assert "65 parameters" in errors["params"][1] and "at most 64" in errors["params"][1]
   assert "'c' has 65 choices" in errors["categories"][1] and "at most 64" in errors["categories"][1]
-  assert "'tpe'" in errors["algorithm"][1]
   assert "candidates='policy'" in errors["policy"][1]
   assert errors["corrupt"][0] == "CheckpointError" and "params/_METADATA has 2 bytes" in errors["corrupt"][1], errors
+  assert errors["retired"][0] == "CheckpointError" and "retired" in errors["retired"][1], errors
+  assert "optformer-v2" in errors["retired"][1], errors
 
 
 @pytest.mark.slow
@@ -216,17 +221,17 @@ p = opt.ask()
 first = "jax" in sys.modules
 opt.tell(p, sum(v * v for v in p.values()))
 p = opt.ask()  # A feasible trial: the model is loaded and scores the candidates.
-loaded = "jax" in sys.modules and opt.surrogate.loaded
+loaded = "jax" in sys.modules and opt.backend.loaded
 for _ in range(3):
   opt.tell(p, sum(v * v for v in p.values()))
   p = opt.ask()
-print(json.dumps({"before": before, "built": built, "first": first, "loaded": loaded, "v2": opt.v2,
-                  "context": opt.surrogate.max_context, "ok": all(-5.0 <= v <= 5.0 for v in opt.ask().values()),
+print(json.dumps({"before": before, "built": built, "first": first, "loaded": loaded,
+                  "context": opt.backend.capabilities.max_context, "ok": all(-5.0 <= v <= 5.0 for v in opt.ask().values()),
                   "model": opt.to_json()["model"],
                   "cached": any(__import__("pathlib").Path("cache").rglob("*-cache"))}))
 """
   out = _run(code, tmp_path)
-  assert out == {"before": False, "built": False, "first": False, "loaded": True, "v2": True, "context": 256,
+  assert out == {"before": False, "built": False, "first": False, "loaded": True, "context": 256,
                  "ok": True, "model": "shipped:optformer-v2", "cached": True}
 
 
@@ -285,6 +290,6 @@ def test_parameters_orbax_cannot_read_raise_checkpoint_error_on_first_use(tiny_v
   checkpoint._write_manifest(bad)
   opt = optformer.Optimizer(SearchSpace([Float("x", 0.0, 1.0)]), model=bad, seed=0, compilation_cache=False)
   opt.tell(opt.ask(), 0.5)  # The first suggestion needs no model.
-  assert not opt.surrogate.loaded
+  assert not opt.backend.loaded
   with pytest.raises(checkpoint.CheckpointError, match="Cannot read parameters"):
     opt.ask()

@@ -15,7 +15,7 @@ def _run(name, space, goal, seed, trials, objective, model):
   return runner.run_study(opt, objective, trials)
 
 
-def test_every_registered_optimizer_runs_the_same_loop_inside_the_space(mixed_space, tiny_model):
+def test_every_registered_optimizer_runs_the_same_loop_inside_the_space(mixed_space, tiny_v2_model):
   rng = np.random.default_rng(0)
   target = mixed_space.sample(rng)
 
@@ -24,11 +24,11 @@ def test_every_registered_optimizer_runs_the_same_loop_inside_the_space(mixed_sp
     return float(np.sum((u[:3] - v[:3]) ** 2) + (u[3] != v[3]))
 
   numeric = optformer.SearchSpace([optformer.Float("x", -2.0, 3.0), optformer.Int("n", 1, 64, log=True)])
-  assert set(optimizers.OPTIMIZERS) == set(optimizers.factories(tiny_model))
+  assert set(optimizers.OPTIMIZERS) == set(optimizers.factories(tiny_v2_model))
   for name in optimizers.OPTIMIZERS:
     space = mixed_space if optimizers.supports(name, mixed_space) else numeric
     f = objective if space is mixed_space else (lambda p: (p["x"] - 1.0) ** 2 + math.log(p["n"]))
-    runs = [_run(name, space, "minimize", 7, 6, f, tiny_model) for _ in range(2)]
+    runs = [_run(name, space, "minimize", 7, 6, f, tiny_v2_model) for _ in range(2)]
     for r in runs[0]:
       assert space.validate(r.params) == r.params, name  # Every suggestion lies in the space.
       assert math.isfinite(r.value) and r.seconds_per_suggestion >= 0
@@ -101,7 +101,7 @@ def test_wins_ties_losses_rule():
   assert report.wins_ties_losses([0.0] * 5, [0.0] * 5) == "tie"
 
 
-def test_cache_resumes_without_recomputing_and_report_builds_tables(tmp_path, monkeypatch, tiny_model):
+def test_cache_resumes_without_recomputing_and_report_builds_tables(tmp_path, monkeypatch, tiny_v2_model):
   plans = {"bbob": benchmark.SuitePlan(trials=6, seeds=2, tasks={"functions": (1, 3), "dimensions": (2,)},
                                        reference_samples=32)}
   names = ["optformer", "random", "sobol", "cmaes"]
@@ -109,13 +109,13 @@ def test_cache_resumes_without_recomputing_and_report_builds_tables(tmp_path, mo
   real = benchmark.run_one
   monkeypatch.setattr(benchmark, "run_one", lambda *a, **k: calls.append(a[:3]) or real(*a, **k))
   quiet = lambda line: None
-  done = benchmark.run(tmp_path, plans, names, model=tiny_model, log=quiet)
+  done = benchmark.run(tmp_path, plans, names, model=tiny_v2_model, log=quiet)
   assert done["run"] == len(calls) == 2 * 2 * 4 and done["cached"] == 0
-  again = benchmark.run(tmp_path, plans, names, model=tiny_model, log=quiet)
+  again = benchmark.run(tmp_path, plans, names, model=tiny_v2_model, log=quiet)
   assert again["run"] == 0 and again["cached"] == 16 and len(calls) == 16  # Nothing recomputed.
   # A study lost when the run was killed is the only one recomputed.
   benchmark.study_path(tmp_path, "bbob", "f03_d2_i1", "sobol", 1).unlink()
-  assert benchmark.run(tmp_path, plans, names, model=tiny_model, log=quiet)["run"] == 1
+  assert benchmark.run(tmp_path, plans, names, model=tiny_v2_model, log=quiet)["run"] == 1
   assert calls[-1][1:] == ("sobol", 1)
   rec = json.loads(benchmark.study_path(tmp_path, "bbob", "f01_d2_i1", "random", 0).read_text())
   assert len(rec["values"]) == len(rec["seconds_per_suggestion"]) == 6 and rec["noiseless"] == rec["values"]
@@ -140,13 +140,13 @@ def test_cache_resumes_without_recomputing_and_report_builds_tables(tmp_path, mo
     report.build(tmp_path / "missing")
 
 
-def test_optformer_variants_take_search_sizes_and_options(mixed_space, tiny_model):
+def test_optformer_variants_take_search_sizes_and_options(mixed_space, tiny_v2_model):
   opt = optimizers.make("optformer:num_random=16,num_policy=0,rounds=1,acquisition=pi", mixed_space, "minimize", 3,
-                        model=tiny_model)
+                        model=tiny_v2_model)
   assert (opt.search.num_random, opt.search.num_policy, opt.search.rounds) == (16, 0, 1)
-  assert opt.search.num_local == optformer.Optimizer(mixed_space, model=tiny_model).search.num_local  # The rest: defaults.
+  assert opt.search.num_local == optformer.Optimizer(mixed_space, model=tiny_v2_model).search.num_local  # The rest: defaults.
   assert opt.acquisition == "pi" and opt.candidates == "search"
-  r = _run("optformer:num_random=8,rounds=0", mixed_space, "minimize", 0, 4, lambda p: float(p["units"]), tiny_model)
+  r = _run("optformer:num_random=8,rounds=0", mixed_space, "minimize", 0, 4, lambda p: float(p["units"]), tiny_v2_model)
   assert len(r) == 4 and all(mixed_space.validate(x.params) == x.params for x in r)
   assert optimizers.parse_names(["optformer-random:num_candidates=8"]) == ["optformer-random:num_candidates=8"]
   for bad, match in (("tpe:num_random=3", "only the optformer"), ("optformer:width=3", "KEY=VALUE"),
@@ -154,7 +154,7 @@ def test_optformer_variants_take_search_sizes_and_options(mixed_space, tiny_mode
     with pytest.raises(ValueError, match=match):
       optimizers.parse_names([bad])
   with pytest.raises(ValueError, match="num_random"):
-    optimizers.make("optformer:num_random=-1", mixed_space, "minimize", 0, model=tiny_model)
+    optimizers.make("optformer:num_random=-1", mixed_space, "minimize", 0, model=tiny_v2_model)
 
 
 def test_a_cached_study_of_another_model_is_refused_not_reported_as_this_one(tmp_path, tiny_v2_dir):

@@ -12,7 +12,6 @@ import optformer
 from optformer.eval import demo, runner
 from optformer.eval.random_search import RandomSearch
 from optformer.eval.sklearn_tasks import DEMO_TASK, TASKS, get_task
-from optformer.model import ModelConfig, create_model
 
 
 @pytest.fixture(scope="module")
@@ -21,17 +20,8 @@ def task():
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-  """A random tiny model with 8 parameter slots (the demo task has 8 parameters)."""
-  config = ModelConfig.tiny()
-  config = dataclasses.replace(config, tokenizer=dataclasses.replace(config.tokenizer, max_params=8))
-  model = create_model(config)
-  return optformer.checkpoint.save(tmp_path_factory.mktemp("tiny"), config, nnx.to_pure_dict(nnx.state(model)))
-
-
-@pytest.fixture(scope="module")
 def tiny_v2_checkpoint(tmp_path_factory):
-  """A random tiny model v2 (the default model's format)."""
+  """A random tiny model (8 parameter slots: the demo task has 8 parameters)."""
   from optformer.pfn import PFNConfig, create_model as create_pfn
 
   model = create_pfn(PFNConfig.tiny(), seed=0)
@@ -79,10 +69,9 @@ def test_runner_records_and_best_so_far():
   np.testing.assert_allclose(se, [1.0, 0.0])
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
-def test_demo_end_to_end_with_tiny_model(tiny_checkpoint, tiny_v2_checkpoint, version, tmp_path, capsys):
+def test_demo_end_to_end_with_tiny_model(tiny_v2_checkpoint, tmp_path, capsys):
   out = tmp_path / "demo"
-  model = tiny_checkpoint if version == "v1" else tiny_v2_checkpoint
+  model = tiny_v2_checkpoint
   rc = demo.main(["--trials", "4", "--seeds", "2", "--checkpoint", str(model), "--out", str(out), "--no-progress"])
   assert rc == 0
   printed = capsys.readouterr().out

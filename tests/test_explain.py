@@ -262,21 +262,6 @@ def test_optuna_study_gives_the_same_explanation_as_the_optimizer(additive_study
 # -- Bad input ---------------------------------------------------------------
 
 
-def test_explanations_read_a_v1_model_under_the_random_search_prompt(additive_study):
-  _, X = additive_study
-  y = [additive(c) for c in X]
-  v1 = optformer.checkpoint.V1_CHECKPOINT
-  opt = optformer.Optimizer(ADDITIVE_SPACE, "minimize", model=v1)  # Samples under the gp_ucb prompt.
-  for c, v in zip(X, y):
-    opt.tell(c, v)
-  sur = optformer.Surrogate(ADDITIVE_SPACE, goal="minimize", model=v1).fit(X, y)
-  assert sur.algorithm == "random"
-  got = explain.partial_dependence(opt, "a", grid=5).mean
-  np.testing.assert_allclose(got, explain.partial_dependence(sur, "a", grid=5).mean)
-  ucb = optformer.Surrogate(ADDITIVE_SPACE, goal="minimize", model=v1, algorithm="gp_ucb").fit(X, y)
-  assert not np.allclose(got, explain.partial_dependence(ucb, "a", grid=5).mean)
-
-
 @pytest.mark.parametrize("call, message", [
     (lambda s: explain.partial_dependence(s, "nope"), r"Unknown parameter 'nope'; expected one of .*'a'"),
     (lambda s: explain.partial_dependence(s, ("a", "a")), r"same parameter twice \('a', 'a'\)"),

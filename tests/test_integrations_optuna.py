@@ -105,8 +105,7 @@ def test_suggest_params_suggests_every_parameter_of_a_space(mixed_space):
 
 
 # -- OptFormerSampler ------------------------------------------------------------------
-# On the default model family (a tiny random-init model v2: 8 parameter slots, context 64); v1 only where a
-# test is about v1. tests/test_optuna_sampler_suite.py runs Optuna's own sampler tests and the shipped model.
+# On a tiny random-init model (8 parameter slots). tests/test_optuna_sampler_suite.py runs Optuna's own sampler tests and the shipped model.
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 NUM_CANDIDATES = 8
@@ -356,8 +355,8 @@ def test_a_suggestion_not_yet_in_the_storage_is_pending_for_the_next_thread(tiny
   a = sampler.sample_relative(study, frozen[first.number], dists)
   b = sampler.sample_relative(study, frozen[second.number], dists)
   # Each Optimizer's pending trials: those it was told of, then its own suggestion.
-  assert [dict(p) for p in recorded[-2]._pending.values()] == [a]
-  assert [dict(p) for p in recorded[-1]._pending.values()] == [a, b] and a != b
+  assert [dict(p) for p in recorded[-2].pending] == [a]
+  assert [dict(p) for p in recorded[-1].pending] == [a, b] and a != b
   first.suggest_int("n", 0, 9), first.suggest_float("x", -1.0, 1.0)
   study.tell(first, 0.1)
   sampler.sample_relative(study, frozen[second.number], dists)  # Thread 1's trial is finished: forgotten.
@@ -470,7 +469,7 @@ def test_optimizer_options_pass_through_and_bad_ones_fail_at_construction(tiny_v
   study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=2)
   opt = recorded[-1]
   assert (opt.acquisition, opt.ucb_beta, opt.candidates, opt.num_candidates) == ("ucb", 2.0, "random", NUM_CANDIDATES)
-  with pytest.raises(ValueError, match="candidates='policy' needs a model v1"):
+  with pytest.raises(ValueError, match="candidates='policy' needs a model with a policy"):
     _sampler(tiny_v2_model, candidates="policy")
   with pytest.raises(ValueError, match="num_candidates must be >= 1, got 0"):
     _sampler(tiny_v2_model, num_candidates=0)
@@ -496,20 +495,6 @@ def test_a_pickled_or_copied_sampler_holds_no_lock_and_continues_the_study_alike
     s.optimize(objective, n_trials=2)
   # The same seed, trial numbers and history: the same suggestions in every copy.
   assert [[t.params for t in s.trials[3:]] for s in copies] == [[t.params for t in study.trials[3:]]] * 3
-
-
-# -- Model v1 ---------------------------------------------------------------------------
-
-
-def test_the_sampler_runs_a_model_v1_with_its_options(tiny_model, recorded):
-  study = optuna.create_study(sampler=_sampler(tiny_model, temperature=0.5, candidates="policy"))
-  study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0) + t.suggest_int("n", 0, 9), n_trials=3)
-  _check_inside(study)
-  opt = recorded[-1]
-  assert (opt.temperature, opt.candidates, opt.v2) == (0.5, "policy", False)
-  assert _relative_samples(recorded) == [t.params for t in study.trials[1:]]
-  with pytest.raises(ValueError, match="algorithm must be one of"):
-    _sampler(tiny_model, algorithm="nope")
 
 
 # -- eval/optuna_compare ----------------------------------------------------------------

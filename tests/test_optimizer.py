@@ -1,4 +1,4 @@
-"""The ask/tell optimizer on tiny random-init models of both families (v2, the default, then v1): types, seeding,
+"""The ask/tell optimizer on a tiny random-init model: types, seeding,
 bad input, long histories, predict, and that ask() maximizes the acquisition."""
 
 import math
@@ -125,7 +125,7 @@ def test_tell_with_a_non_numeric_objective_raises_type_error(mixed_space, model,
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, None, np.float32("nan")])
 @pytest.mark.parametrize("goal", ["minimize", "maximize"])
-def test_non_finite_objective_is_infeasible_ignored_by_best_and_imputed(mixed_space, model, family, bad, goal):
+def test_non_finite_objective_is_infeasible_ignored_by_best_and_marked(mixed_space, model, bad, goal):
   opt = _opt(mixed_space, model, goal=goal)
   rng = np.random.default_rng(0)
   configs = [mixed_space.sample(rng) for _ in range(3)]
@@ -138,13 +138,7 @@ def test_non_finite_objective_is_infeasible_ignored_by_best_and_imputed(mixed_sp
   assert (best_config, best_value) == ((configs[2], 1.0) if goal == "minimize" else (configs[0], 3.0))
   context, _ = opt._model_context()
   assert np.isnan(context.y[1]) and np.isfinite(context.y[[0, 2]]).all()  # The context marks it infeasible ...
-  if family == "v1":
-    y = opt.surrogate.condition(context).y  # ... and model v1 reads the worst feasible value there.
-    assert len(y) == 3 and np.isfinite(y).all()
-    # Larger is better inside the context; the infeasible trial gets the worst feasible value.
-    assert y[1] == min(y[0], y[2])
-    assert y[0] != y[2]
-  # ... model v2 reads it as infeasible; either way predictions and suggestions stay finite and valid.
+  # ... the model reads it as infeasible; predictions and suggestions stay finite and valid.
   assert np.isfinite(opt.predict(configs).mean).all()
   _check_in_space(mixed_space, opt.ask())
 
@@ -182,6 +176,9 @@ def test_only_infeasible_trials_leave_best_and_predict_undefined(mixed_space, mo
         (dict(temperature=math.nan), ValueError, "temperature"),
         (dict(acquisition="thompson"), ValueError, "acquisition"),
         (dict(ucb_beta=0.0), ValueError, "ucb_beta"),
+        # The tiny model has no policy (the `policy` capability): both ways of asking for policy samples say so.
+        (dict(candidates="policy"), ValueError, "candidates='policy' needs a model with a policy"),
+        (dict(search=optformer.SearchConfig(num_policy=4)), ValueError, "num_policy=4 asks for policy samples"),
     ],
 )
 def test_constructor_argument_errors(mixed_space, model, kw, error, match):
@@ -189,18 +186,13 @@ def test_constructor_argument_errors(mixed_space, model, kw, error, match):
     optformer.Optimizer(mixed_space, model=model, **kw)
 
 
-def test_an_unknown_v1_prompt_is_refused(mixed_space, tiny_model):
-  """v1: `algorithm` names one of model v1's behaviour-algorithm prompts."""
-  with pytest.raises(ValueError, match="algorithm"):
-    optformer.Optimizer(mixed_space, model=tiny_model, algorithm="bogus")
-
-
-def test_an_unknown_algorithm_is_refused_on_the_default_model_too(mixed_space, tiny_v2_model):
-  with pytest.raises(ValueError, match="algorithm.*'bogus'"):
-    optformer.Optimizer(mixed_space, model=tiny_v2_model, algorithm="bogus")
-  with pytest.raises(ValueError, match="algorithm.*'bogus'"):
-    optformer.Surrogate(mixed_space, model=tiny_v2_model, algorithm="bogus")
-  optformer.Optimizer(mixed_space, model=tiny_v2_model, algorithm="random")  # v1's names: a study file stores one.
+def test_the_retired_prompt_argument_is_gone(mixed_space, model):
+  """Model v1's behaviour-algorithm prompt (`algorithm=`) left with it; study files that store one still load
+  (tests/test_study.py)."""
+  with pytest.raises(TypeError, match="algorithm"):
+    optformer.Optimizer(mixed_space, model=model, algorithm="random")
+  with pytest.raises(TypeError, match="algorithm"):
+    optformer.Surrogate(mixed_space, model=model, algorithm="random")
 
 
 def test_a_categorical_with_more_choices_than_the_model_reads_is_refused(tiny_v2_model):
@@ -269,7 +261,7 @@ def test_truncation_warning_can_be_left_to_the_caller(mixed_space, model):
 
 
 @pytest.mark.parametrize("goal", ["minimize", "maximize"])
-def test_predict_returns_a_distribution_in_objective_units(mixed_space, model, family, goal):
+def test_predict_returns_a_distribution_in_objective_units(mixed_space, model, goal):
   opt = _opt(mixed_space, model, goal=goal)
   rng = np.random.default_rng(0)
   history = [mixed_space.sample(rng) for _ in range(6)]
@@ -290,11 +282,7 @@ def test_predict_returns_a_distribution_in_objective_units(mixed_space, model, f
   values = [t.value for t in opt.trials]
   # Objective units: the predictions lie near the told values (100 + 10 f, f in about [0, 20]), not in z units.
   assert np.all(np.abs(dist.quantile(0.5) - np.median(values)) < 3 * np.ptp(values))
-  if family == "v1":
-    assert np.all(np.diff(dist.edges) > 0)  # increasing in objective units, for both goals
-    assert np.all((dist.mean >= dist.edges[0]) & (dist.mean <= dist.edges[-1]))
-    # The observed range lies strictly inside the edges (headroom on both sides).
-    assert dist.edges[0] < min(values) and max(values) < dist.edges[-1]
+  assert isinstance(dist, optformer.pfn_inference.PFNPredictive) and np.all((dist.p_feasible >= 0) & (dist.p_feasible <= 1))
   with pytest.raises(ValueError, match="'optimizer'"):
     opt.predict([{**queries[0], "optimizer": "lion"}])
 

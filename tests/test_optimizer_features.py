@@ -1,7 +1,6 @@
 """Batches, pending trials, duplicate tells, piBO priors and study persistence of optformer.Optimizer.
 
-On tiny random-init models of both families (`model`: v2, the default, then v1); the study-file parsing
-tests, which do not depend on the model, run on the tiny v2 only; two tests use the shipped model.
+On a tiny random-init model (`model`); two tests use the shipped model.
 """
 
 import json
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 from optformer import Categorical, Discrete, Float, Int, Optimizer, SearchSpace, Suggestion, priors
-from optformer.optimizer import load_engine
+from optformer.model import load_engine
 
 
 def _objective(config):

@@ -16,7 +16,7 @@ import pytest
 from optformer import checkpoint
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHIPPED = ("optformer-gp-v1", "optformer-v2")
+SHIPPED = ("optformer-v2",)
 IGNORED = (".git", ".venv", "build", "runs", "results", "corpus", "*.egg-info", "__pycache__", ".pytest_cache")
 
 
@@ -72,5 +72,5 @@ def test_entry_points_name_installed_modules(wheel):
 
 def test_the_default_checkpoint_is_found_in_the_checkout():
   assert checkpoint.DEFAULT_CHECKPOINT == checkpoint.V2_CHECKPOINT == ROOT / "checkpoints" / "optformer-v2"
-  assert checkpoint.V1_CHECKPOINT == ROOT / "checkpoints" / "optformer-gp-v1"
-  assert (checkpoint.DEFAULT_CHECKPOINT / "config.json").is_file() and (checkpoint.V1_CHECKPOINT / "config.json").is_file()
+  assert (checkpoint.DEFAULT_CHECKPOINT / "config.json").is_file()
+  assert sorted(p.name for p in (ROOT / "checkpoints").iterdir() if p.is_dir()) == list(SHIPPED)  # v1 was retired.

@@ -1,6 +1,5 @@
-"""The study's bookkeeping on the default model family (v2): what the model's context holds and what a study file
-stores. A tiny random-init model v2 (PFNConfig.tiny()) stands in for the shipped one, except where a test is about
-the shipped checkpoint itself."""
+"""The study's bookkeeping: what the model's context holds and what a study file stores. A tiny random-init model
+(PFNConfig.tiny()) stands in for the shipped one, except where a test is about the shipped checkpoint itself."""
 
 import json
 import pathlib
@@ -99,7 +98,7 @@ def test_an_empty_model_string_is_refused(space, tiny_v2):
     Optimizer(space, model="")
   with pytest.raises(ValueError, match="model='' names no checkpoint"):
     Surrogate(space, model="")
-  with pytest.raises(TypeError, match="model must be an OptFormer, a PFNSurrogate, a checkpoint directory or None, got int"):
+  with pytest.raises(TypeError, match="model must be a PFNSurrogate, a checkpoint directory or None, got int"):
     Optimizer(space, model=3)
   data = _told(space, tiny_v2, 1).to_json()
   data["model"] = ""
@@ -121,6 +120,42 @@ def test_the_shipped_model_is_stored_by_name_and_found_after_the_checkout_moves(
   assert pathlib.Path(again.model_path) == checkpoint.DEFAULT_CHECKPOINT and again.trials == opt.trials
   data["model"] = "default"
   assert pathlib.Path(Optimizer.from_json(data).model_path) == checkpoint.DEFAULT_CHECKPOINT
+
+
+# A study file written with the retired model v1 (format 1, as Optimizer.save wrote it then): its prompt, policy
+# candidates and policy pool sizes, and three trials.
+V1_STUDY = """{"format": 1, "space": [{"type": "float", "name": "x", "low": -2.0, "high": 2.0, "log": false},
+ {"type": "int", "name": "n", "low": 1, "high": 9, "log": false}, {"type": "categorical", "name": "c", "choices": ["a", "b"]}],
+ "goal": "minimize", "model": "MODEL",
+ "options": {"num_candidates": 32, "temperature": 0.7, "algorithm": "gp_ucb", "candidates": "policy", "prior": null,
+  "prior_beta": 1.0, "acquisition": "ei", "ucb_beta": 4.0, "search": {"num_random": 64, "num_local": 0,
+  "num_top_trials": 5, "rounds": 0, "refine_top": 8, "refine_moves": 64, "num_policy": 128}},
+ "trials": [{"number": 0, "params": {"x": 0.5, "n": 3, "c": "a"}, "value": 1.25},
+  {"number": 1, "params": {"x": -1.0, "n": 7, "c": "b"}, "value": null},
+  {"number": 2, "params": {"x": 1.5, "n": 1, "c": "a"}, "value": 0.75}],
+ "pending": [], "next_number": 3, "rng": RNG, "warned_truncation": false, "study_id": "0123abcd"}"""
+
+
+@pytest.mark.parametrize("reference", ["shipped:optformer-gp-v1", "/old/checkout/checkpoints/optformer-gp-v1"])
+def test_a_study_made_with_model_v1_loads_and_continues_on_the_default_model(space, tmp_path, reference):
+  rng = json.dumps(np.random.default_rng(5).bit_generator.state)
+  path = tmp_path / "v1_study.json"
+  path.write_text(V1_STUDY.replace("MODEL", reference).replace("RNG", rng))
+  with pytest.warns(UserWarning, match=r"model v1 \(optformer-gp-v1\), which was retired.*optformer-v2") as caught:
+    opt = Optimizer.load(path)
+  assert len([w for w in caught if "retired" in str(w.message)]) == 1
+  assert pathlib.Path(opt.model_path) == checkpoint.DEFAULT_CHECKPOINT
+  assert [t.number for t in opt.trials] == [0, 1, 2] and opt.trials[1].infeasible and opt.best[1] == 0.75
+  # Its options carry over, except the policy's, which the default model does not have.
+  assert (opt.num_candidates, opt.temperature, opt.candidates) == (32, 0.7, "search")
+  assert (opt.search.num_random, opt.search.num_policy) == (64, 0)
+  suggestion = opt.ask()
+  assert suggestion.number == 3 and space.validate(suggestion) == dict(suggestion)
+  saved = opt.to_json()
+  assert saved["model"] == "shipped:" + checkpoint.DEFAULT_CHECKPOINT.name and "algorithm" not in saved["options"]
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # Saved again, it is a study of the default model: no warning.
+    Optimizer.from_json(saved)
 
 
 def test_a_missing_model_directory_or_unknown_shipped_name_is_a_checkpoint_error(space, tiny_v2, tmp_path):
@@ -154,7 +189,7 @@ def _pure(model):
 
 def test_past_the_context_limit_the_model_sees_the_best_half_and_the_most_recent(space, tiny_v2):
   opt = _told(space, tiny_v2, 21)
-  assert opt.surrogate.max_context == 16
+  assert opt.backend.capabilities.max_context == 16
   with pytest.warns(UserWarning, match="21 trials; the model's context holds 16"):
     ctx = _context(opt)
   values = np.array([t.value for t in opt.trials])
@@ -173,7 +208,7 @@ def test_past_the_context_limit_the_model_sees_the_best_half_and_the_most_recent
 
 
 def test_the_shipped_v2_context_holds_256_trials(space):
-  assert Optimizer(space, compilation_cache=False).surrogate.max_context == 256
+  assert Optimizer(space, compilation_cache=False).backend.capabilities.max_context == 256
 
 
 def test_maximize_is_minimize_of_the_negated_objective(space, tiny_v2):

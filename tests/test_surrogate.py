@@ -1,5 +1,4 @@
-"""Surrogate, the scikit-learn-style regressor, on tiny random-init models of both families (v2, the default, then
-v1): shapes, units, input forms, errors. Tests of v1's prompts (`algorithm=`) use the v1 model alone."""
+"""Surrogate, the scikit-learn-style regressor, on a tiny random-init model: shapes, units, input forms, errors."""
 
 import math
 import warnings
@@ -65,19 +64,13 @@ def test_dict_rows_and_array_inputs_agree(mixed_space, model, data):
   np.testing.assert_array_equal(a, b)
 
 
-def test_predictions_are_in_objective_units(mixed_space, model, family, data):
+def test_predictions_are_in_objective_units(mixed_space, model, data):
   X, y, Q = data
   base_mean, base_std = _fit(mixed_space, model, X, y).predict(Q, return_std=True)
   for shift, scale in ((-1000.0, 1.0), (0.0, 0.001), (37.0, 250.0)):
     mean, std = _fit(mixed_space, model, X, shift + scale * y).predict(Q, return_std=True)
     np.testing.assert_allclose(mean, shift + scale * base_mean, rtol=1e-6, atol=1e-9 * abs(shift))
     np.testing.assert_allclose(std, scale * base_std, rtol=1e-6)
-  if family == "v2":
-    return  # v2's bars are in z units (no edges in objective units); the rest is v1's binning.
-  # The prediction lies within the bins, which cover the observed range with headroom.
-  dist = _fit(mixed_space, model, X, y).predict_distribution(Q)
-  assert dist.edges[0] < y.min() and y.max() < dist.edges[-1]
-  assert np.all((base_mean > dist.edges[0]) & (base_mean < dist.edges[-1]))
 
 
 def test_minimizing_y_mirrors_maximizing_minus_y(mixed_space, model, data):
@@ -89,26 +82,25 @@ def test_minimizing_y_mirrors_maximizing_minus_y(mixed_space, model, data):
   np.testing.assert_allclose(lo.expected_improvement(), hi.expected_improvement(), rtol=1e-6, atol=1e-9)
 
 
-def test_same_code_path_as_the_optimizer_under_v1s_surrogate_prompt(mixed_space, tiny_model, data):
-  """v1 only: the Surrogate reads the history under the "random" prompt; the v2 case is in test_pfn_optimizer."""
+def test_same_code_path_as_the_optimizer(mixed_space, model, data):
+  """A Surrogate fitted on a study's trials predicts exactly what the study's Optimizer predicts."""
   X, y, Q = data
-  opt = optformer.Optimizer(mixed_space, "maximize", model=tiny_model, algorithm="random")  # Surrogate's prompt.
+  opt = optformer.Optimizer(mixed_space, "maximize", model=model)
   for c, v in zip(X, y):
     opt.tell(c, v)
   want = opt.predict(Q)
-  got = _fit(mixed_space, tiny_model, X, y, goal="maximize").predict_distribution(Q)
-  np.testing.assert_array_equal(got.probs, want.probs)
-  np.testing.assert_array_equal(got.edges, want.edges)
-  assert not np.array_equal(optformer.Optimizer(mixed_space, "maximize", model=tiny_model).algorithm, opt.algorithm)
+  got = _fit(mixed_space, model, X, y, goal="maximize").predict_distribution(Q)
+  np.testing.assert_array_equal(got.z.probs, want.z.probs)
+  np.testing.assert_array_equal(got.p_feasible, want.p_feasible)
+  np.testing.assert_array_equal(got.mean, want.mean)
 
 
-def test_distribution_methods_agree_with_mean_and_std(mixed_space, model, family, data):
+def test_distribution_methods_agree_with_mean_and_std(mixed_space, model, data):
   X, y, Q = data
   s = _fit(mixed_space, model, X, y)
   dist = s.predict_distribution(Q)
   mean, std = s.predict(Q, return_std=True)
-  want = optformer.RiemannDistribution if family == "v1" else optformer.pfn_inference.PFNPredictive
-  assert isinstance(dist, want) and len(dist) == 5 and dist.goal == "minimize"
+  assert isinstance(dist, optformer.pfn_inference.PFNPredictive) and len(dist) == 5 and dist.goal == "minimize"
   np.testing.assert_allclose(dist.mean, mean)
   np.testing.assert_allclose(dist.std, std)
   q = np.stack([dist.quantile(p) for p in (0.05, 0.5, 0.95)])
@@ -131,14 +123,12 @@ def test_a_query_prediction_does_not_depend_on_the_other_queries(mixed_space, mo
   np.testing.assert_allclose(s.predict(Q[:1] + Q[1:3])[0], s.predict(Q[:1] + Q[3:])[0], rtol=1e-6)
 
 
-def test_sample_y_draws_from_the_bars(mixed_space, model, family, data):
+def test_sample_y_draws_from_the_bars(mixed_space, model, data):
   X, y, Q = data
   s = _fit(mixed_space, model, X, y)
   dist = s.predict_distribution(Q[:2])
   draws = s.sample_y(Q[:2], n_samples=5000, random_state=0)
   assert draws.shape == (2, 5000) and draws.dtype == np.float64
-  if family == "v1":
-    assert np.all((draws >= dist.edges[0]) & (draws <= dist.edges[-1]))
   np.testing.assert_array_equal(draws, s.sample_y(Q[:2], n_samples=5000, random_state=0))
   np.testing.assert_allclose(draws.mean(axis=1), dist.mean, atol=4 * dist.std.max() / np.sqrt(5000))
   np.testing.assert_allclose(draws.std(axis=1), dist.std, rtol=0.05)
@@ -243,12 +233,9 @@ def test_y_as_a_column_vector_is_accepted(mixed_space, model, data):
   np.testing.assert_array_equal(_fit(mixed_space, model, X, y[:, None]).predict(Q), _fit(mixed_space, model, X, y).predict(Q))
 
 
-def test_constructor_errors(mixed_space, model, family):
+def test_constructor_errors(mixed_space, model):
   with pytest.raises(ValueError, match="goal"):
     optformer.Surrogate(mixed_space, model=model, goal="max")
-  if family == "v1":  # A v1 prompt; v2 has none.
-    with pytest.raises(ValueError, match="algorithm"):
-      optformer.Surrogate(mixed_space, model=model, algorithm="bogus")
   d = max_params(model)
   with pytest.raises(ValueError, match=f"{d + 1} parameters"):
     optformer.Surrogate(SearchSpace([Float(f"x{i}", 0.0, 1.0) for i in range(d + 1)]), model=model)
@@ -285,9 +272,9 @@ def test_clone_and_set_params_follow_scikit_learns_estimator_api(mixed_space, mo
   X, y, _ = data
   s = _fit(mixed_space, model, X, y, goal="maximize")
   c = clone(s)  # get_params(deep=False), a deep copy of each, then the constructor; checks each is kept as given.
-  assert s.get_params() == {"space": mixed_space, "goal": "maximize", "model": model, "algorithm": "random"}
+  assert s.get_params() == {"space": mixed_space, "goal": "maximize", "model": model}
   assert c is not s and {k: v for k, v in c.get_params().items() if k != "model"} == {
-      "space": mixed_space, "goal": "maximize", "algorithm": "random"}
+      "space": mixed_space, "goal": "maximize"}
   assert type(c.get_params()["model"]) is type(model)  # An in-memory model is copied; a checkpoint path would not be.
   with pytest.raises(NotFittedError):
     c.predict(X)

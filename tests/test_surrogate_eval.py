@@ -11,8 +11,7 @@ from flax import nnx
 from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT
 from optformer.eval import surrogate_eval as se
 from optformer import checkpoint
-from optformer.distribution import RiemannDistribution
-from optformer.model import create_model
+from optformer.pfn import PFNConfig, create_model
 
 
 def _mc_crps(samples_NxS, y_N):
@@ -20,15 +19,6 @@ def _mc_crps(samples_NxS, y_N):
   rng = np.random.default_rng(1)
   other = rng.permuted(samples_NxS, axis=1)
   return np.mean(np.abs(samples_NxS - y_N[:, None]), 1) - 0.5 * np.mean(np.abs(samples_NxS - other), 1)
-
-
-def _bar_samples(dist, num, rng):
-  """float [N, num] draws from each row of a RiemannDistribution (bin by probs, uniform within)."""
-  out = np.empty((len(dist), num))
-  for i, p in enumerate(dist.probs):
-    b = rng.choice(len(p), size=num, p=p)
-    out[i] = dist.edges[b] + rng.random(num) * dist.widths[b]
-  return out
 
 
 def test_gaussian_crps_matches_monte_carlo():
@@ -40,29 +30,16 @@ def test_gaussian_crps_matches_monte_carlo():
   np.testing.assert_allclose(se.gaussian_crps(0.0, 2.0, 0.0), 2.0 * (math.sqrt(2) - 1) / math.sqrt(math.pi))
 
 
-def test_riemann_crps_matches_monte_carlo_inside_and_outside_the_support():
+def test_quantile_crps_matches_monte_carlo_and_the_gaussian():
+  """The model's CRPS from K quantile midpoints: the exact CRPS of that sample, near the Gaussian's for fine K."""
   rng = np.random.default_rng(0)
-  edges = np.cumsum(np.concatenate([[-1.0], rng.uniform(0.05, 0.5, size=12)]))  # Uneven bins.
-  probs = rng.dirichlet(np.ones(12) * 0.7, size=4)
-  dist = RiemannDistribution(probs, edges)
-  y = np.array([edges[0] - 0.7, edges[3] + 0.01, edges[7], edges[-1] + 1.3])  # Below, inside, edge, above.
-  samples = _bar_samples(dist, 200_000, rng)
-  np.testing.assert_allclose(se.riemann_crps(dist, y), _mc_crps(samples, y), rtol=0.02)
+  samples, y = rng.standard_normal((3, 400)) * [[1.0], [0.5], [2.0]], np.array([0.3, -1.0, 4.0])
+  np.testing.assert_allclose(se.quantile_crps(samples, y), _mc_crps(np.repeat(samples, 50, 1), y), rtol=0.02)
+  import scipy.stats
 
-
-def test_riemann_crps_of_a_fine_bar_approaches_the_gaussian():
-  edges = np.linspace(-8.0, 8.0, 4001)
-  cdf = 0.5 * (1 + np.vectorize(math.erf)(edges / math.sqrt(2)))
-  dist = RiemannDistribution(np.diff(cdf)[None].repeat(3, 0), edges)
-  y = np.array([-1.0, 0.2, 2.5])
-  np.testing.assert_allclose(se.riemann_crps(dist, y), se.gaussian_crps(0.0, 1.0, y), rtol=1e-3)
-
-
-def test_riemann_nll_known_case():
-  dist = RiemannDistribution([[0.25, 0.75], [0.25, 0.75]], [0.0, 1.0, 3.0])
-  np.testing.assert_allclose(se.riemann_nll(dist, [2.0, 0.5]), [-math.log(0.75 / 2), -math.log(0.25)])
-  # Outside the support: scored at the nearest edge bin.
-  np.testing.assert_allclose(se.riemann_nll(dist, [-5.0, 9.0]), [-math.log(0.25), -math.log(0.375)])
+  k = 2000
+  mids = scipy.stats.norm.ppf((np.arange(k) + 0.5) / k)[None].repeat(3, 0)
+  np.testing.assert_allclose(se.quantile_crps(mids, y), se.gaussian_crps(0.0, 1.0, y), rtol=2e-3)
 
 
 def test_gaussian_nll_known_case():
@@ -100,8 +77,8 @@ def test_gp_inputs_drop_unused_slots_and_one_hot_categoricals():
 
 
 @pytest.fixture(scope="module")
-def tiny_result(tiny_model):
-  return se.evaluate(tiny_model, num_tasks=3, context_sizes=(3, 8), num_queries=5, gp_restarts=0)
+def tiny_result(tiny_v2_model):
+  return se.evaluate(tiny_v2_model, num_tasks=3, context_sizes=(3, 8), num_queries=5, gp_restarts=0)
 
 
 def test_evaluate_end_to_end_structure(tiny_result):
@@ -122,10 +99,10 @@ def test_evaluate_end_to_end_structure(tiny_result):
   json.dumps(res)  # JSON-able.
 
 
-def test_evaluate_scores_each_method_on_its_own_predictions(tiny_model, tiny_result):
+def test_evaluate_scores_each_method_on_its_own_predictions(tiny_v2_model, tiny_result):
   # Each method's row depends on that method alone: run alone, it is the same; another model changes only the model's.
-  alone = se.evaluate(tiny_model, num_tasks=3, context_sizes=(3, 8), num_queries=5, gp_restarts=0, methods=("exact_gp",))
-  other = se.evaluate(create_model(tiny_model.config, seed=1), num_tasks=3, context_sizes=(3, 8), num_queries=5,
+  alone = se.evaluate(tiny_v2_model, num_tasks=3, context_sizes=(3, 8), num_queries=5, gp_restarts=0, methods=("exact_gp",))
+  other = se.evaluate(create_model(tiny_v2_model.config, seed=1), num_tasks=3, context_sizes=(3, 8), num_queries=5,
                       gp_restarts=0, methods=("model", "exact_gp"))
   own = lambda r: {k: v for k, v in r.items() if k != "nll_inside_support"}  # "inside" is the model's support
   for n, row in tiny_result["by_context_size"].items():
@@ -134,24 +111,24 @@ def test_evaluate_scores_each_method_on_its_own_predictions(tiny_model, tiny_res
     assert other["by_context_size"][n]["model"]["nll"] != row["model"]["nll"]
 
 
-def test_the_exact_gp_is_calibrated_and_ranks_the_noiseless_objective(tiny_model):
+def test_the_exact_gp_is_calibrated_and_ranks_the_noiseless_objective(tiny_v2_model):
   """The GP with the prior's own hyperparameters is the Bayes predictor of the prior's noisy y: its central
   intervals cover what they claim and its mean ranks the noiseless f (a wrong target, std or PIT would not)."""
-  res = se.evaluate(tiny_model, num_tasks=12, context_sizes=(8,), num_queries=20, gp_restarts=0, methods=("exact_gp",))
+  res = se.evaluate(tiny_v2_model, num_tasks=12, context_sizes=(8,), num_queries=20, gp_restarts=0, methods=("exact_gp",))
   r = res["by_context_size"]["8"]["exact_gp"]
   assert r["calibration_error"] < 0.08, r["coverage"]
   assert r["spearman_tasks"] == 12 and r["spearman"] > 0.3
 
 
-def test_evaluate_rejects_bad_arguments(tiny_model):
+def test_evaluate_rejects_bad_arguments(tiny_v2_model):
   with pytest.raises(ValueError, match="context sizes"):
-    se.evaluate(tiny_model, num_tasks=1, context_sizes=(1000,))
+    se.evaluate(tiny_v2_model, num_tasks=1, context_sizes=(1000,))
   with pytest.raises(ValueError, match="Unknown methods"):
-    se.evaluate(tiny_model, num_tasks=1, methods=("model", "oracle"))
+    se.evaluate(tiny_v2_model, num_tasks=1, methods=("model", "oracle"))
 
 
-def test_cli_writes_json_and_figure(tmp_path, tiny_config):
-  cfg = dataclasses.replace(tiny_config, max_trials=16)
+def test_cli_writes_json_and_figure(tmp_path):
+  cfg = dataclasses.replace(PFNConfig.tiny(), max_context=16)
   model_dir = checkpoint.save(tmp_path / "m", cfg, nnx.to_pure_dict(nnx.state(create_model(cfg))))
   out, fig = tmp_path / "s.json", tmp_path / "s.png"
   argv = ["--checkpoint", str(model_dir), "--tasks", "2", "--contexts", "4", "--queries", "3", "--gp-restarts", "0",

@@ -22,7 +22,7 @@ from optformer import search_space as ss
 from optformer.optimizer import Optimizer
 from optformer.surrogate import Surrogate
 
-CHUNK = 1024  # Queries per model call (a multiple of the engines' query padding, 64 for v1 and 256 for v2).
+CHUNK = 1024  # Queries per model call (a multiple of the engine's query padding, 256).
 MIN_TRIALS = 2  # Explanations need at least this many feasible trials.
 
 
@@ -89,20 +89,12 @@ def _view(space, goal: str, configs, values, predict) -> StudyView:
 def _from_optimizer(opt: Optimizer) -> StudyView:
   feasible = [t for t in opt.trials if not t.infeasible]
   configs, values = [t.params for t in feasible], [t.value for t in feasible]
-  predict = opt.predict
-  if not opt.v2 and opt.model_path is not None and opt.engine.config.algorithms[opt.algorithm] != "random":
-    # A v1 model predicts held-out trials best under the random-search prompt (docs/surrogate_prompt.md),
-    # whatever prompt the study's ask() samples with; explanations read the model under that prompt.
-    if feasible:
-      predict = Surrogate(opt.space, goal=opt.goal, model=opt.model_path, algorithm="random").fit(
-          configs, values).predict_distribution
-  return _view(opt.space, opt.goal, configs, values, predict)
+  return _view(opt.space, opt.goal, configs, values, opt.predict)
 
 
 def _from_surrogate(sur: Surrogate) -> StudyView:
   if getattr(sur, "_posterior", None) is None:
     raise ValueError("The Surrogate is not fitted; call fit(X, y) before explaining it.")
-  # The user's Surrogate, under the prompt it was built with.
   return _view(sur.space, sur.goal, sur.X_train_, sur.y_train_, sur.predict_distribution)
 
 
@@ -126,7 +118,7 @@ def _from_optuna(study) -> StudyView:
     raise ValueError("The study's completed trials share no parameter with more than one value; nothing to explain.")
   space = optuna_lib.from_distributions(dists)
   goal = "maximize" if study.direction == StudyDirection.MAXIMIZE else "minimize"
-  opt = Optimizer(space, goal, algorithm="random", warn_truncation=False)
+  opt = Optimizer(space, goal, warn_truncation=False)
   for t in completed:
     params = optuna_lib._params_in(space, t.params)
     if params is not None:

@@ -1,34 +1,12 @@
-"""Optuna integration: search-space conversion and an Optuna sampler.
+"""Optuna integration: an Optuna sampler backed by `optformer.Optimizer`, and search-space conversion.
 
-Search spaces (`to_distributions` / `from_distributions`), one parameter at a
-time:
-
-| optformer                     | Optuna                                        |
-| ----------------------------- | --------------------------------------------- |
-| Float(low, high, log)         | FloatDistribution(low, high, log)             |
-| Int(low, high, log)           | IntDistribution(low, high, log)  (step 1)     |
-| Discrete, evenly spaced ints  | IntDistribution(low, high, step)              |
-| Discrete, evenly spaced floats| FloatDistribution(low, high, step)            |
-| Discrete, other levels        | CategoricalDistribution(levels) (order lost)  |
-| Categorical(choices)          | CategoricalDistribution(choices)              |
-
-Going back, IntDistribution with step 1 becomes Int; IntDistribution with
-step > 1 and FloatDistribution with a step become Discrete over their exact
-grid (at most `MAX_GRID_LEVELS` levels, else ValueError). So Optuna ->
-optformer -> Optuna is exact; optformer -> Optuna -> optformer is exact
-except that a Discrete of consecutive ints comes back as the equivalent Int,
-and a Discrete with uneven levels comes back as an (unordered) Categorical,
-because Optuna has no ordered distribution over arbitrary numbers.
-
-`suggest_params(trial, space)` suggests a whole optformer SearchSpace on an
-Optuna trial (so any Optuna sampler can tune it), and `OptFormerSampler` is
-an Optuna sampler backed by `optformer.Optimizer` (see its docstring for how
-the joint space, the fallback and each trial state are handled).
+`to_distributions` / `from_distributions` / `suggest_params` (optformer/integrations/optuna_space.py, re-exported
+here) convert search spaces; `OptFormerSampler` is an Optuna sampler backed by `optformer.Optimizer` (see its
+docstring for how the joint space, the fallback and each trial state are handled).
 """
 
 from __future__ import annotations
 
-import decimal
 import inspect
 import math
 import threading
@@ -37,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.search_space import intersection_search_space
 from optuna.study import Study, StudyDirection
@@ -46,137 +24,12 @@ from optuna.trial import FrozenTrial, TrialState
 from optformer import optimizer as optimizer_lib
 from optformer import search_space as ss
 from optformer.context import truncation_warning
-from optformer.model_surrogate import check_categories
+from optformer.model import check_categories
 from optformer.optimizer import MAX_ABS_OBJECTIVE, Optimizer
 
-# A stepped distribution with more grid points than this is rejected (a Discrete
-# of that many levels is slow to build and to tokenize; drop the step instead).
-MAX_GRID_LEVELS = 10_000
-
-
-# -- Search spaces ---------------------------------------------------------------
-
-
-def _float_grid(name: str, low: float, high: float, step: float) -> tuple[float, ...]:
-  """The levels low, low + step, ..., high, computed in decimal so 0.1 steps stay 0.1, 0.2, ..."""
-  lo, st = decimal.Decimal(str(low)), decimal.Decimal(str(step))
-  n = int((decimal.Decimal(str(high)) - lo) / st) + 1
-  if n > MAX_GRID_LEVELS:
-    raise ValueError(
-        f"Parameter {name!r}: FloatDistribution(low={low}, high={high}, step={step}) has {n} grid points; "
-        f"at most {MAX_GRID_LEVELS} are supported. Use step=None for a continuous parameter."
-    )
-  return tuple(float(lo + i * st) for i in range(n))
-
-
-def _distribution_to_parameter(name: str, dist: BaseDistribution) -> ss.Parameter:
-  if not isinstance(dist, BaseDistribution):
-    raise TypeError(f"Parameter {name!r}: expected an optuna distribution, got {dist!r}.")
-  if dist.single():
-    raise ValueError(
-        f"Parameter {name!r}: {dist!r} holds a single value; a search-space parameter needs at least 2."
-    )
-  if isinstance(dist, FloatDistribution):
-    if dist.step is None:
-      return ss.Float(name, dist.low, dist.high, log=dist.log)
-    return ss.Discrete(name, _float_grid(name, dist.low, dist.high, dist.step))
-  if isinstance(dist, IntDistribution):
-    if dist.step == 1:
-      return ss.Int(name, dist.low, dist.high, log=dist.log)
-    n = (dist.high - dist.low) // dist.step + 1
-    if n > MAX_GRID_LEVELS:
-      raise ValueError(
-          f"Parameter {name!r}: {dist!r} has {n} grid points; at most {MAX_GRID_LEVELS} are supported."
-      )
-    return ss.Discrete(name, tuple(range(dist.low, dist.high + 1, dist.step)))
-  if isinstance(dist, CategoricalDistribution):
-    return ss.Categorical(name, dist.choices)
-  raise ValueError(
-      f"Parameter {name!r}: unsupported distribution {dist!r}; expected FloatDistribution, "
-      "IntDistribution or CategoricalDistribution."
-  )
-
-
-def from_distributions(dists: Mapping[str, BaseDistribution]) -> ss.SearchSpace:
-  """The optformer SearchSpace of Optuna distributions, in the mapping's order.
-
-  Args:
-    dists: parameter name -> FloatDistribution, IntDistribution or
-      CategoricalDistribution (what `optuna.Trial.suggest_*` records).
-
-  Returns:
-    A SearchSpace (see the module docstring for the mapping).
-
-  Raises:
-    ValueError: an empty mapping; a distribution with a single value (low ==
-      high, one choice); a stepped distribution with more than
-      MAX_GRID_LEVELS grid points; an unknown distribution class.
-    TypeError: a value that is not an optuna distribution.
-  """
-  if not dists:
-    raise ValueError("Cannot build a search space from an empty mapping of distributions.")
-  return ss.SearchSpace([_distribution_to_parameter(name, d) for name, d in dists.items()])
-
-
-def _stepped_distribution(values: tuple) -> BaseDistribution | None:
-  """A stepped Int/FloatDistribution whose grid is exactly `values` (sorted), or None if uneven."""
-  lo, hi, n = values[0], values[-1], len(values)
-  if all(isinstance(v, int) for v in values):
-    step = values[1] - lo
-    return IntDistribution(lo, hi, step=step) if values == tuple(range(lo, hi + 1, step)) else None
-  step = float(f"{(hi - lo) / (n - 1):.12g}")  # Rounded so that decimal steps (0.1) stay exact.
-  dist = FloatDistribution(lo, hi, step=step)
-  grid = _float_grid("", dist.low, dist.high, dist.step) if n <= MAX_GRID_LEVELS else ()
-  # Each grid point must read as its own level: within 1e-9 of the smallest gap, Discrete's own rule for a value.
-  tol = 1e-9 * min(b - a for a, b in zip(values, values[1:]))
-  same = len(grid) == n and all(abs(a - b) <= tol for a, b in zip(grid, values))
-  return dist if same else None
-
-
-def _parameter_to_distribution(p: ss.Parameter) -> BaseDistribution:
-  if isinstance(p, ss.Float):
-    return FloatDistribution(p.low, p.high, log=p.log)
-  if isinstance(p, ss.Int):
-    return IntDistribution(p.low, p.high, log=p.log)
-  if isinstance(p, ss.Discrete):
-    return _stepped_distribution(p.values) or CategoricalDistribution(p.values)
-  return CategoricalDistribution(p.choices)
-
-
-def to_distributions(space: ss.SearchSpace) -> dict[str, BaseDistribution]:
-  """Optuna distributions of an optformer SearchSpace: name -> distribution, in the space's order.
-
-  Discrete levels that are evenly spaced become a stepped Int/FloatDistribution
-  (ordered); other Discrete levels become a CategoricalDistribution of the
-  numbers, so Optuna's samplers treat them as unordered (see module docstring).
-
-  Raises:
-    TypeError: `space` is not an optformer.SearchSpace.
-  """
-  if not isinstance(space, ss.SearchSpace):
-    raise TypeError(f"space must be an optformer.SearchSpace, got {type(space).__name__}.")
-  return {p.name: _parameter_to_distribution(p) for p in space}
-
-
-def suggest_params(trial: optuna.trial.BaseTrial, space: ss.SearchSpace) -> dict[str, Any]:
-  """Suggests every parameter of `space` on an Optuna trial (define-by-run) and returns the configuration.
-
-  Each parameter is suggested with its `to_distributions` distribution
-  (`suggest_float`, `suggest_int` or `suggest_categorical`), so any Optuna
-  sampler can tune an optformer SearchSpace; the result validates in `space`.
-
-  Raises:
-    TypeError: `space` is not an optformer.SearchSpace.
-  """
-  out = {}
-  for name, dist in to_distributions(space).items():
-    if isinstance(dist, FloatDistribution):
-      out[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
-    elif isinstance(dist, IntDistribution):
-      out[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
-    else:
-      out[name] = trial.suggest_categorical(name, dist.choices)
-  return space.validate(out)
+from optformer.integrations.optuna_space import (  # Re-exported: the search-space half of the integration.
+    MAX_GRID_LEVELS, _distribution_to_parameter, from_distributions, suggest_params, to_distributions,
+)
 
 
 # -- Sampler ---------------------------------------------------------------------
@@ -261,8 +114,8 @@ class OptFormerSampler(BaseSampler):
   intersection search space, as TPESampler(multivariate=True) and GPSampler
   use), minus single-valued distributions, distributions that
   `from_distributions` rejects, categoricals with more choices than the model
-  reads (`max_categories`, 64 for the shipped model v2), and, beyond the model's `max_params` (64 for
-  the shipped model v2), the parameters after the first `max_params` in name
+  reads (`max_categories`, 64 for the shipped model), and, beyond the model's `max_params` (64 for
+  the shipped model), the parameters after the first `max_params` in name
   order (a UserWarning says so once). Every other parameter is sampled by
   `independent_sampler`: all of the first `n_startup_trials` trials'
   (at least the first trial's: Optuna learns the space from completed
@@ -304,8 +157,8 @@ class OptFormerSampler(BaseSampler):
     seed: makes the suggestions reproducible: trial number t is sampled with
       a seed derived from (seed, t), so the same history gives the same
       suggestion whatever the order in which workers ask. None: random.
-    model: an OptFormer or PFNSurrogate, a checkpoint directory, or None for
-      the shipped model (v2).
+    model: a PFNSurrogate, a checkpoint directory, or None for
+      the shipped model.
     num_candidates: candidates of the Optimizer's "random" mode (and prior
       samples with `prior=`); the default "search" uses the acquisition
       search of `search=`, see optformer.Optimizer.
@@ -326,7 +179,7 @@ class OptFormerSampler(BaseSampler):
       a parameter is sampled by the fallback once the startup trials are done.
     **optimizer_kwargs: passed to `optformer.Optimizer` (acquisition,
       ucb_beta, search, prior, prior_beta, candidates, temperature,
-      algorithm, compilation_cache). Other keywords raise TypeError; those
+      compilation_cache). Other keywords raise TypeError; those
       of Optuna's samplers (constraints_func, multivariate, constant_liar,
       ...) with a message saying what to use instead.
 
@@ -356,7 +209,8 @@ class OptFormerSampler(BaseSampler):
     probe = Optimizer(
         ss.SearchSpace([ss.Float("x", 0.0, 1.0)]), model=model, num_candidates=num_candidates, **optimizer_kwargs
     )
-    self._max_params, self._max_categories = probe.surrogate.max_params, probe.surrogate.max_categories
+    caps = probe.backend.capabilities
+    self._max_params, self._max_categories = caps.max_params, caps.max_categories
     self._model, self._num_candidates, self._optimizer_kwargs = model, num_candidates, optimizer_kwargs
     self._seed = int(np.random.SeedSequence(seed).entropy) % 2**63 if seed is None else int(seed)
     self._independent_sampler = independent_sampler or optuna.samplers.RandomSampler(seed=seed)
@@ -508,7 +362,7 @@ class OptFormerSampler(BaseSampler):
       opt.tell(params, value)
     for params in pending:
       opt.add_pending(params)
-    limit = opt.surrogate.max_context
+    limit = opt.backend.capabilities.max_context
     if len(history) + len(pending) > limit:
       self._warn_once("truncation", truncation_warning(len(history) + len(pending), limit))
     return dict(opt.ask())

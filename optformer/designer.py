@@ -1,0 +1,158 @@
+"""The designer: a study's context -> the model's posterior -> the acquisition search -> the next configuration.
+
+`Designer` is the suggesting half of `optformer.Optimizer` (the trial store is optformer/study.py). It reads a
+`Study`, builds the context the model conditions on, and asks the model only through the boundary
+(`optformer.model.Backend` / `Posterior`):
+
+  * context: the told trials (NaN for infeasible), then the pending ones with the posterior mean given the told
+    ones as a fantasized objective (the kriging believer, Ginsbourger et al. 2010); past the model's
+    `max_context`, the best half and the most recent rows (`context.truncate`), with one warning per study;
+  * candidates: `acquisition_search.search` over the pool of `search` (uniform points, local moves, prior samples
+    and, when the backend has the `policy` capability, policy samples), or the "policy" / "random" pools;
+  * score: the posterior's acquisition (EI, PI or UCB) plus (prior_beta / n) log pi(x) with a piBO prior.
+
+With no feasible trial yet (no objective scale) the first suggestion is a prior, policy or uniform sample.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+
+from optformer import acquisition_search
+from optformer import context as context_lib
+from optformer import priors as priors_lib
+from optformer.context import Context
+from optformer.model import ACQUISITIONS, Backend
+from optformer.study import Study
+
+if TYPE_CHECKING:
+  from optformer.pfn_inference import PFNPredictive
+
+SearchConfig = acquisition_search.SearchConfig
+DEFAULT_SEARCH = SearchConfig()  # The default pool of candidates="search" (docs/acquisition_search.md).
+CANDIDATES = ("policy", "random", "search")
+
+
+class Designer:
+  """Suggestions and predictions for a Study on a Backend (arguments as `optformer.Optimizer`'s).
+
+  Raises:
+    ValueError: an unknown candidate source or acquisition, non-positive num_candidates, temperature, ucb_beta
+      or prior_beta, a prior that does not fit the space, or policy samples (candidates="policy" or
+      search.num_policy > 0) from a backend without the `policy` capability.
+    TypeError: search is not a SearchConfig.
+  """
+
+  def __init__(self, backend: Backend, space, *, num_candidates: int = 128, temperature: float = 1.0,
+               candidates: str = "search", search: SearchConfig | None = None, acquisition: str = "ei",
+               ucb_beta: float = 4.0, prior: Mapping[str, priors_lib.Belief] | None = None, prior_beta: float = 1.0,
+               warn_truncation: bool = True):
+    if num_candidates < 1:
+      raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
+    if candidates not in CANDIDATES:
+      raise ValueError(f"candidates must be 'policy', 'random' or 'search', got {candidates!r}.")
+    if acquisition not in ACQUISITIONS:
+      raise ValueError(f"acquisition must be 'ei', 'pi' or 'ucb', got {acquisition!r}.")
+    for name, value in (("ucb_beta", ucb_beta), ("temperature", temperature), ("prior_beta", prior_beta)):
+      if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}.")
+    if search is not None and not isinstance(search, SearchConfig):
+      raise TypeError(f"search must be an optformer.SearchConfig or None, got {type(search).__name__}.")
+    self.backend, self.space = backend, space
+    self.search = search or DEFAULT_SEARCH
+    has_policy = backend.capabilities.policy
+    if candidates == "policy" and not has_policy:
+      raise ValueError("candidates='policy' needs a model with a policy; this model has none. Use 'search' or 'random'.")
+    if self.search.num_policy and not has_policy:
+      raise ValueError(f"search.num_policy={self.search.num_policy} asks for policy samples; this model has no policy. "
+                       "Set num_policy=0.")
+    self.num_candidates, self.temperature, self.candidates = num_candidates, temperature, candidates
+    self.acquisition, self.ucb_beta = acquisition, float(ucb_beta)
+    self.prior = priors_lib.Prior(space, prior) if prior else None
+    self.prior_beta = float(prior_beta)
+    self.warned_truncation = not warn_truncation
+
+  # -- Context ---------------------------------------------------------------
+
+  def _fit(self, rows: list) -> Context:
+    """The Context of (unit row, y) rows: truncated past the model's context, with one warning per study."""
+    limit = self.backend.capabilities.max_context
+    if len(rows) > limit and not self.warned_truncation:
+      warnings.warn(context_lib.truncation_warning(len(rows), limit), stacklevel=5)
+      self.warned_truncation = True
+    return Context.from_rows(rows, len(self.space), limit)
+
+  def context(self, study: Study) -> tuple[Context, float | None]:
+    """(the Context the model conditions on, the best told objective in the model's direction or None)."""
+    rows = study.told_rows()
+    told = Context.from_rows(rows, len(self.space))
+    if not study.pending or told.best is None:
+      return self._fit(rows), told.best
+    pend = study.pending_units()
+    limit = self.backend.capabilities.max_context
+    base = Context.from_rows(rows, len(self.space), max(limit - len(pend), 1))
+    means = self.backend.condition(base).mean(pend)
+    return self._fit(rows + list(zip(pend, means))), told.best
+
+  # -- Suggest and predict ---------------------------------------------------
+
+  def suggest(self, study: Study, rng: np.random.Generator) -> np.ndarray:
+    """float64 [D]: the unit form of the next configuration for `study` (the best fresh candidate)."""
+    context, best = self.context(study)
+    taken = [u for u, _ in study.told_rows()] + study.pending_units()
+    seen = set(self.backend.fresh_keys(taken)) if taken else set()
+    is_fresh = lambda units: np.array([k not in seen for k in self.backend.fresh_keys(units)], bool)
+    config = self.search_config()
+    prior_samples = lambda: np.array([self.space.to_unit(c) for c in self.prior.sample(rng, self.num_candidates)])
+    if best is None:  # No scale yet: the first fresh prior, policy or uniform sample (no model call for these two).
+      if self.prior is not None:
+        first = prior_samples()
+      elif config.num_policy:
+        first = self.backend.condition(context).sample_policy(rng, config.num_policy, self.temperature)
+      else:
+        first = acquisition_search.uniform_points(self.space, rng, max(self.num_candidates, 64))
+      return first[int(np.argmax(is_fresh(first)))]
+    posterior = self.backend.condition(context)
+    extra = [posterior.sample_policy(rng, config.num_policy, self.temperature)] if config.num_policy else []
+    if self.prior is not None:
+      extra.append(prior_samples())
+    n = len(study.trials)
+    acquisition = lambda units: self._with_prior(units, posterior.acquisition(units, best, self.acquisition,
+                                                                              self.ucb_beta), n)
+    feasible = [t for t in study.trials if not t.infeasible]
+    top = [study.unit(t.number, t.params) for t in sorted(feasible, key=lambda t: -study.internal(t.value))]
+    unit, _, _ = acquisition_search.search(
+        self.space, rng, acquisition, config, top, is_fresh, np.concatenate(extra) if extra else None)
+    return unit
+
+  def search_config(self) -> SearchConfig:
+    """The acquisition search of the `candidates` mode: "search" (the pool of `search`), "policy" or "random"."""
+    if self.candidates == "policy":
+      return SearchConfig(num_random=0, num_local=0, rounds=0, num_policy=self.num_candidates)
+    if self.candidates == "random":
+      return SearchConfig(num_random=self.num_candidates, num_local=0, rounds=0)
+    return self.search
+
+  def _with_prior(self, units, score, num_trials: int) -> np.ndarray:
+    """score + (prior_beta / n) log pi(x) (piBO, Hvarfner et al. 2022); score itself without a prior."""
+    if self.prior is None:
+      return score
+    configs = [self.space.from_unit(u) for u in units]
+    return score + self.prior_beta / max(num_trials, 1) * self.prior.log_density(configs)
+
+  def predict(self, study: Study, units) -> PFNPredictive:
+    """The predictive distribution at float [M, D] unit rows in objective units, in the study's goal direction,
+    its improvement defaulting to the study's best value. ValueError: no feasible trial yet."""
+    context, best = self.context(study)
+    if best is None:
+      raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
+    return with_best(self.backend.condition(context).predict(units, goal=study.goal), study.best[1])
+
+
+def with_best(dist: PFNPredictive, best: float) -> PFNPredictive:
+  """`dist` with its expected_improvement() and probability_of_improvement() defaulting to `best` (objective units)."""
+  dist.best = best
+  return dist
