@@ -145,6 +145,8 @@ def train(argv, prog: str = "optformer-train train") -> int:
     cfg = with_fields(cfg, args.assignments)
   except ValueError as e:
     p.error(str(e))
+  if clash := pfn_cli._changed_on_resume(cfg, args):  # --set changed a field that a flag also gives.
+    p.error(f"--set and the flags disagree: {', '.join(clash)}")
   if cfg_path.exists():
     changed = differences(json.loads(cfg_path.read_text()), json.loads(json.dumps(cfg.to_dict())))
     if changed:
@@ -159,6 +161,9 @@ def train(argv, prog: str = "optformer-train train") -> int:
       print(f"{prog}: error: {e}", file=sys.stderr)
       return 2
     print(f"new run in {args.workdir} from {args.config or 'the flags'}, its config in {cfg_path}")
+    if cfg.warmup_steps >= (args.until or cfg.num_steps):
+      print(f"warning: the learning-rate warmup ({cfg.warmup_steps} steps) does not end before this run stops at "
+            f"step {args.until or cfg.num_steps}; set --warmup lower", file=sys.stderr)
   # pfn_cli resumes the workdir from its config.json; the flags given are already in it.
   return pfn_cli.main(_without(argv, ("--config", "--set")))
 
