@@ -105,6 +105,28 @@ def test_a_config_file_that_disagrees_with_the_workdirs_run_is_refused_with_the_
   assert (tmp_path / "w" / "config.json").read_text() == json.dumps(cfg.to_dict())  # The record is untouched.
 
 
+def test_a_set_prior_field_draws_the_bar_borders_from_the_changed_prior(tmp_path, monkeypatch):
+  from optformer.training import pfn_data
+
+  drawn = []  # (noise_log_mean, bars) of each draw; a stand-in for the prior's quantiles, which take a minute here.
+
+  def prior_borders(data, num_bins, num_batches=64):
+    drawn.append((data.examples.prior.noise_log_mean, num_bins))
+    return np.linspace(-3.0, 3.0, num_bins + 1) * (1.0 + abs(data.examples.prior.noise_log_mean))
+
+  monkeypatch.setattr(pfn_data, "prior_borders", prior_borders)
+  p = run_config.parser()
+  resolve = lambda *flags: run_config.resolve(p, p.parse_args(list(flags)), list(flags))
+  base = ["--workdir", str(tmp_path / "w"), "--preset", "tiny"]
+  plain = resolve(*base, "--set", "eval_contexts=[3]")  # Not a prior field: the preset's borders.
+  assert plain.eval_contexts == (3,) and drawn == [(-4.63, 32)] and not (tmp_path / "w").exists()
+  narrow = resolve(*base, "--set", "data.examples.prior.noise_log_mean=1.0")
+  assert narrow.data.examples.prior.noise_log_mean == 1.0 and drawn[1:] == [(-4.63, 32), (1.0, 32)]
+  assert narrow.model.borders == tuple(np.linspace(-6.0, 6.0, 33).tolist())  # Drawn from the changed prior.
+  kept = resolve(*base, "--set", "data.examples.prior.noise_log_mean=1.0", "--set", f"model.borders={list(BORDERS)}")
+  assert kept.model.borders == BORDERS and len(drawn) == 4
+
+
 def test_argv_loses_only_the_named_flags():
   argv = ["--workdir", "w", "--config", "c.json", "--set", "a=1", "--set=b=2", "--steps", "3"]
   assert run_config._without(argv, ("--config", "--set")) == ["--workdir", "w", "--steps", "3"]

@@ -11,7 +11,9 @@ differing fields named. `--set` also works without --config, over the
 config the flags give (a preset with its prior-drawn bar borders).
 
 The bar borders are the file's (`model.borders`); a file without them
-(an empty list) gets borders drawn from its prior with --bins bars.
+(an empty list) gets borders drawn from its prior with --bins bars, and a
+--set of a prior field (data.examples.*) draws them again from the changed
+prior unless it sets model.borders too.
 """
 
 from __future__ import annotations
@@ -110,8 +112,8 @@ def _short(value) -> str:
   return text if len(text) <= 60 else text[:60] + "..."
 
 
-def train(argv, prog: str = "optformer-train train") -> int:
-  """`optformer-train train`: pfn_cli's flags (their meaning unchanged), plus --config FILE and --set FIELD=VALUE."""
+def parser(prog: str = "optformer-train train") -> argparse.ArgumentParser:
+  """`train`'s flags: pfn_cli's, --config and --set."""
   from optformer.training import pfn_cli
 
   p = pfn_cli.parser()
@@ -121,32 +123,19 @@ def train(argv, prog: str = "optformer-train train") -> int:
   p.add_argument("--set", dest="assignments", type=parse_assignment, action="append", default=[], metavar="FIELD=VALUE",
                  help="set any config field by its dotted name, e.g. --set data.examples.prior.max_dims=4 "
                  "(VALUE is JSON); repeatable")
+  return p
+
+
+def train(argv, prog: str = "optformer-train train") -> int:
+  """`optformer-train train`: pfn_cli's flags (their meaning unchanged), plus --config FILE and --set FIELD=VALUE."""
+  from optformer.training import pfn_cli
+
+  p = parser(prog)
   args = p.parse_args(argv)
   if args.config is None and not args.assignments:
     return pfn_cli.main(argv)  # The flags alone: pfn_cli's run, resume and refusal of changed flags.
-  if args.init_from:
-    p.error("--init-from takes the model's config from the export: it does not combine with --config or --set yet")
+  cfg = resolve(p, args, argv)
   cfg_path = args.workdir / "config.json"
-  try:
-    if args.config is not None:
-      if _given(argv, "--preset") or _given(argv, "--bins") or args.dims_curriculum:
-        p.error("--config gives the model, the bars and the data: drop --preset, --bins and --dims-curriculum "
-                "(or set their fields with --set, e.g. --set data.dims_curriculum=[[1000,4]])")
-      cfg = apply_flags(load(args.config), args)
-      if not cfg.model.borders:
-        from optformer.training.pfn_data import prior_borders
-
-        borders = prior_borders(cfg.data, args.bins, num_batches=48)
-        cfg = with_fields(cfg, [("model.borders", [float(b) for b in borders])])
-    else:
-      if cfg_path.exists():
-        p.error(f"--set on {args.workdir}, which holds a run: its config.json is the run's config")
-      cfg = pfn_cli.build_config(args)
-    cfg = with_fields(cfg, args.assignments)
-  except ValueError as e:
-    p.error(str(e))
-  if clash := pfn_cli._changed_on_resume(cfg, args):  # --set changed a field that a flag also gives.
-    p.error(f"--set and the flags disagree: {', '.join(clash)}")
   if cfg_path.exists():
     changed = differences(json.loads(cfg_path.read_text()), json.loads(json.dumps(cfg.to_dict())))
     if changed:
@@ -166,6 +155,44 @@ def train(argv, prog: str = "optformer-train train") -> int:
             f"step {args.until or cfg.num_steps}; set --warmup lower", file=sys.stderr)
   # pfn_cli resumes the workdir from its config.json; the flags given are already in it.
   return pfn_cli.main(_without(argv, ("--config", "--set")))
+
+
+def resolve(p: argparse.ArgumentParser, args, argv):
+  """The run config of `train --config FILE` / `--set ...`: the file's (or the flags'), then the flags, then --set.
+
+  Bar borders: the file's; drawn from its prior with --bins bars when it has none. A --set of a prior field
+  (data.examples.*) draws them again from the changed prior, with as many bars, unless it sets model.borders.
+  Errors are usage errors (p.error: a message and exit status 2).
+  """
+  from optformer.training import pfn_cli
+  from optformer.training.pfn_data import prior_borders
+
+  tiny = _given(argv, "--preset") and args.preset == "tiny"
+  draw = lambda cfg, bins: with_fields(cfg, [("model.borders", [float(b) for b in prior_borders(
+      cfg.data, bins, num_batches=8 if tiny else 48)])])
+  if args.init_from:
+    p.error("--init-from takes the model's config from the export: it does not combine with --config or --set yet")
+  try:
+    if args.config is not None:
+      if _given(argv, "--preset") or _given(argv, "--bins") or args.dims_curriculum:
+        p.error("--config gives the model, the bars and the data: drop --preset, --bins and --dims-curriculum "
+                "(or set their fields with --set, e.g. --set data.dims_curriculum=[[1000,4]])")
+      cfg = apply_flags(load(args.config), args)
+      if not cfg.model.borders:
+        cfg = draw(cfg, args.bins)
+    else:
+      if (args.workdir / "config.json").exists():
+        p.error(f"--set on {args.workdir}, which holds a run: its config.json is the run's config")
+      cfg = pfn_cli.build_config(args)
+    fields = [field for field, _ in args.assignments]
+    cfg = with_fields(cfg, args.assignments)
+    if any(f.startswith("data.examples.") for f in fields) and "model.borders" not in fields:
+      cfg = draw(cfg, cfg.model.num_bins)
+  except ValueError as e:
+    p.error(str(e))
+  if clash := pfn_cli._changed_on_resume(cfg, args):  # --set changed a field that a flag also gives.
+    p.error(f"--set and the flags disagree: {', '.join(clash)}")
+  return cfg
 
 
 def _given(argv, flag: str) -> bool:
