@@ -5,24 +5,29 @@
 #   make test-slow    run only the tests marked slow (CI runs both)
 #   make demo     OptFormer vs random search on a real HPO task -> results/demo/
 #   make bench    reduced benchmarks (prior, BBOB, HPO suites; every optimizer), ask() latency, surrogate quality, report -> results/bench/
-#   make corpus   generate the synthetic training corpus -> corpus/
-#   make train    train on corpus/ in runs/gp-v1 (resumable), export checkpoints/optformer-gp-v1
-#   make train-v2 train model v2 on prior examples generated on the fly in runs/v2e (resumable; on a new
-#                 machine it resumes from snapshots/v2), exporting to runs/v2e/export every 1000 steps
+#   make corpus   generate the stored trajectory corpus (TFDS) -> corpus/
+#   make train    train the default model in $(WORKDIR) (resumable) on prior examples generated on the fly,
+#                 export it to $(CHECKPOINT); TRAIN_ARGS='--preset tiny --steps 50' for a smoke run
+#   make train-v2 the default model's long run in runs/v2e (resumable; on a new machine it resumes from
+#                 snapshots/v2), exporting to runs/v2e/export every 1000 steps
 #   make snapshot-v2  copy the v2 run's latest full state to snapshots/v2 (commit it to resume elsewhere)
 #   make train-v3 / snapshot-v3   the same for model v3's run (runs/v3: a warm start from v2 on contexts up to 256)
 #   make wheel-test   build the wheel, install it in a fresh venv outside the checkout, run it
 #
+# Training is one entry point, `optformer-train SUBCOMMAND` (= python -m optformer.training): train, export,
+# eval, throughput, probe, ablation-table, gp-reference; `optformer-train SUBCOMMAND --help` for its flags.
+#
 # Knobs: PYTHON (interpreter that creates the venv), DEMO_ARGS, CORPUS_DIR, CORPUS_ARGS,
-# WORKDIR, CHECKPOINT, TRAIN_ARGS (e.g. make train TRAIN_ARGS='--until 2000').
+# WORKDIR, CHECKPOINT, TRAIN_ARGS (e.g. make train TRAIN_ARGS='--until 2000' or '--config run.json').
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORPUS_DIR ?= corpus
-WORKDIR ?= runs/gp-v1
-CHECKPOINT ?= checkpoints/optformer-gp-v1
-# The corpus lands in $(CORPUS_DIR)/optformer_corpus/<config name>/<version>; training needs exactly one there.
+WORKDIR ?= runs/train
+CHECKPOINT ?= $(WORKDIR)/export
+TRAIN_ARGS ?=
+# The corpus lands in $(CORPUS_DIR)/optformer_corpus/<config name>/<version>.
 CORPUS_ARGS ?= --num-train 24000 --num-valid 512 --trials 64 --max-dims 8 --seed 0 --mix 0.6,0.2,0.2 --cpus 1
 
 WORKDIR_V2 ?= runs/v2e
@@ -81,13 +86,13 @@ corpus: $(VENV)/.installed-data
 	$(BIN)/python -m optformer.data_gen.cli --out $(CORPUS_DIR) $(CORPUS_ARGS)
 
 train: $(VENV)/.installed-train
-	$(BIN)/python -m optformer.training.cli --corpus $(CORPUS_DIR) --workdir $(WORKDIR) --export $(CHECKPOINT) $(TRAIN_ARGS)
+	$(BIN)/python -m optformer.training train --workdir $(WORKDIR) --export $(CHECKPOINT) $(TRAIN_ARGS)
 
 train-v2: $(VENV)/.installed-train
 	@if [ ! -f $(WORKDIR_V2)/config.json ] && [ -f $(SNAPSHOT_V2)/config.json ]; then \
 	  echo "resuming from the snapshot $(SNAPSHOT_V2)"; mkdir -p $(WORKDIR_V2) && cp -r $(SNAPSHOT_V2)/. $(WORKDIR_V2)/; fi
 	@init=""; [ -f $(WORKDIR_V2)/config.json ] || [ -z "$(V2_INIT)" ] || init="--init-from $(V2_INIT)"; \
-	  set -x; $(BIN)/python -m optformer.training.pfn_cli --workdir $(WORKDIR_V2) $$init \
+	  set -x; $(BIN)/python -m optformer.training train --workdir $(WORKDIR_V2) $$init \
 	  --export $(EXPORT_V2) $(TRAIN_V2_ARGS)
 
 # Copies the v2 run's config, metrics and latest checkpoint to $(SNAPSHOT_V2) (about 11 MB).
@@ -102,7 +107,7 @@ train-v3: $(VENV)/.installed-train
 	@if [ ! -f $(WORKDIR_V3)/config.json ] && [ -f $(SNAPSHOT_V3)/config.json ]; then \
 	  echo "resuming from the snapshot $(SNAPSHOT_V3)"; mkdir -p $(WORKDIR_V3) && cp -r $(SNAPSHOT_V3)/. $(WORKDIR_V3)/; fi
 	@init=""; [ -f $(WORKDIR_V3)/config.json ] || init="--init-from $(CHECKPOINT_V2)"; \
-	  set -x; $(BIN)/python -m optformer.training.pfn_cli --workdir $(WORKDIR_V3) $$init \
+	  set -x; $(BIN)/python -m optformer.training train --workdir $(WORKDIR_V3) $$init \
 	  --export $(WORKDIR_V3)/export $(TRAIN_V3_ARGS)
 
 snapshot-v3:

@@ -11,7 +11,7 @@ Public API (re-exports):
 
 from optformer.data_gen.behaviour import ALGORITHMS, BehaviourConfig, GenerationStats, generate, generate_from_seeds
 from optformer.data_gen.gp import posterior
-from optformer.data_gen.prior import (KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, KIND_UNUSED, PriorConfig, TaskBatch,
+from optformer.data_gen.prior import (KIND_CATEGORICAL, KIND_FLOAT, KIND_ORDINAL, KIND_UNUSED, PriorConfig, TaskBatch,
                             canonicalize, evaluate, latent, sample_tasks, task_seeds)
 from optformer.data_gen.task import SyntheticTask
 

@@ -31,7 +31,7 @@ from scipy.stats import qmc
 
 from optformer.data_gen import gp
 from optformer.data_gen import prior as prior_lib
-from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, PriorConfig, TaskBatch
+from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_ORDINAL, PriorConfig, TaskBatch
 
 ALGORITHMS = ("random", "sobol", "gp_ucb")
 
@@ -127,7 +127,7 @@ def _perturb(u_4xCxD, n_CxD, x_best_D, task: TaskBatch, cfg: BehaviourConfig):
   x_int = jnp.clip(jnp.round(x_best_D * denom) + step, 0.0, denom) / denom
   x_cat = prior_lib.quantize(u_4xCxD[3], task.kinds, task.num_values)
   new = jnp.where(task.kinds == KIND_FLOAT, x_float,
-                  jnp.where(task.kinds == KIND_INT, x_int,
+                  jnp.where(task.kinds == KIND_ORDINAL, x_int,
                             jnp.where(task.kinds == KIND_CATEGORICAL, x_cat, 0.0)))
   return jnp.where(change, new, x_best_D[None, :])
 

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optformer.data_gen import prior as prior_lib
-from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, PriorConfig
+from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_ORDINAL, PriorConfig
 
 STREAM_EXAMPLE = 7  # Sub-stream of a task key for the example's draws (prior.STREAM_* use 0..3).
 SPLIT_IDS = {"train": 0, "validation": 1}  # Packed into the example key (see example_words).
@@ -124,7 +124,7 @@ def _snap(x_NxD, kinds_D, num_values_D):
   n = num_values_D.astype(jnp.float32)
   denom = jnp.maximum(n - 1, 1)
   ordinal = jnp.clip(jnp.round(x_NxD * denom), 0, denom) / denom
-  return jnp.where(kinds_D == KIND_FLOAT, jnp.clip(x_NxD, 0.0, 1.0), jnp.where(kinds_D == KIND_INT, ordinal, x_NxD))
+  return jnp.where(kinds_D == KIND_FLOAT, jnp.clip(x_NxD, 0.0, 1.0), jnp.where(kinds_D == KIND_ORDINAL, ordinal, x_NxD))
 
 
 def _example_one(words_2, cfg: ExampleConfig, n: int):

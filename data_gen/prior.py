@@ -60,11 +60,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Parameter kind codes; equal to optformer.search_space.KIND_*.
-KIND_UNUSED = 0
-KIND_FLOAT = 1
-KIND_INT = 2  # Ordered, finitely many levels.
-KIND_CATEGORICAL = 3
+# Parameter kind codes, one set for the prior and users' search spaces (KIND_ORDINAL: ints and discrete values,
+# ordered, finitely many levels).
+from optformer.search_space import KIND_CATEGORICAL, KIND_FLOAT, KIND_ORDINAL, KIND_UNUSED
+
 
 # Task seed layout: seed * 2**32 + split offset + index (see `task_seeds`).
 SPLIT_OFFSETS = {"train": 0, "validation": 2**31}
@@ -207,7 +206,7 @@ def _sample_one(key, cfg: PriorConfig) -> TaskBatch:
   else:
     n_int = _uniform_int(u[3], 2, cfg.max_int_levels + 1)
   n_cat = _uniform_int(u[4], 2, k + 1)
-  num_values = jnp.where(kinds == KIND_INT, n_int, jnp.where(kinds == KIND_CATEGORICAL, n_cat, 0))
+  num_values = jnp.where(kinds == KIND_ORDINAL, n_int, jnp.where(kinds == KIND_CATEGORICAL, n_cat, 0))
   kernel = kernel_from_draws(cfg, kinds, u[1], u[0, 1], u[5], u[6:], n, k_g)
   # RFF block: d columns g ~ N(0, I), 3 columns whose squares sum to chi^2_3, 1 column w.
   g = jax.random.normal(k_rff, (m, d + 4))
@@ -243,7 +242,7 @@ def kernel_from_draws(cfg: PriorConfig, kinds_D, u_relevant_D, u_forced, u_warp_
   conc = jnp.array([cfg.lengthscale_concentration] * d + [cfg.outputscale_concentration])
   rate = jnp.array([cfg.lengthscale_rate] * d + [cfg.outputscale_rate])
   gam = jax.random.gamma(key_gamma, conc) / rate
-  warped = (u_warp_D < cfg.p_warp) & ((kinds_D == KIND_FLOAT) | (kinds_D == KIND_INT))
+  warped = (u_warp_D < cfg.p_warp) & ((kinds_D == KIND_FLOAT) | (kinds_D == KIND_ORDINAL))
   a_b = jnp.exp(cfg.warp_log_std * normal_3xD[:2])
   return TaskBatch(
       num_dims=jnp.sum(used).astype(jnp.int32),
@@ -289,7 +288,7 @@ def quantize(u_NxD, kinds_D, num_values_D):
   level = jnp.minimum(jnp.floor(u_NxD * n), n - 1).astype(jnp.float32)
   ordinal = level / jnp.maximum(n - 1, 1).astype(jnp.float32)
   return jnp.where(kinds_D == KIND_FLOAT, u_NxD,
-                   jnp.where(kinds_D == KIND_INT, ordinal,
+                   jnp.where(kinds_D == KIND_ORDINAL, ordinal,
                              jnp.where(kinds_D == KIND_CATEGORICAL, level, 0.0))).astype(jnp.float32)
 
 
@@ -309,7 +308,7 @@ def latent_one(task: TaskBatch, x_NxD):
   ordered = jnp.where((task.warp_a == 1.0) & (task.warp_b == 1.0), jnp.minimum(x, 1.0), warped)
   idx = jnp.clip(jnp.round(x).astype(jnp.int32), 0, task.category_latent.shape[-1] - 1)  # [N, D]
   cat = jnp.take_along_axis(task.category_latent[None], idx[..., None], axis=-1)[..., 0]
-  is_ordered = (task.kinds == KIND_FLOAT) | (task.kinds == KIND_INT)
+  is_ordered = (task.kinds == KIND_FLOAT) | (task.kinds == KIND_ORDINAL)
   return jnp.where(is_ordered, ordered, jnp.where(task.kinds == KIND_CATEGORICAL, cat, 0.0))
 
 
@@ -359,5 +358,5 @@ def canonicalize(x_BxTxD, kinds_BxD, num_values_BxD) -> np.ndarray:
   ordinal = np.clip(np.round(x * denom), 0, denom).astype(np.float32) / denom
   cat = np.clip(np.round(x), 0, np.maximum(n - 1, 0)).astype(np.float32)
   out = np.where(k == KIND_FLOAT, np.clip(x, 0.0, 1.0),
-                 np.where(k == KIND_INT, ordinal, np.where(k == KIND_CATEGORICAL, cat, 0.0)))
+                 np.where(k == KIND_ORDINAL, ordinal, np.where(k == KIND_CATEGORICAL, cat, 0.0)))
   return out.astype(np.float32)

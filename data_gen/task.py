@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optformer.data_gen import prior as prior_lib
-from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, PriorConfig, TaskBatch
+from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_ORDINAL, PriorConfig, TaskBatch
 
 
 class SyntheticTask:
@@ -94,7 +94,7 @@ class SyntheticTask:
     for i, (kind, n) in enumerate(zip(self.kinds[:self.num_dims], self.num_values[:self.num_dims])):
       if kind == KIND_FLOAT:
         params.append(Float(f"x{i}", 0.0, 1.0))
-      elif kind == KIND_INT:
+      elif kind == KIND_ORDINAL:
         params.append(Int(f"x{i}", 0, int(n) - 1))
       else:
         params.append(Categorical(f"x{i}", [f"c{k}" for k in range(int(n))]))
@@ -175,7 +175,7 @@ def _optimize(task: TaskBatch, key, num_random, num_rounds, num_starts, num_neig
     x_int = jnp.clip(jnp.round(base * denom) + step, 0.0, denom) / denom
     x_cat = prior_lib.quantize(jax.random.uniform(ks[3], shape), task.kinds, task.num_values)
     new = jnp.where(task.kinds == KIND_FLOAT, x_float,
-                    jnp.where(task.kinds == KIND_INT, x_int,
+                    jnp.where(task.kinds == KIND_ORDINAL, x_int,
                               jnp.where(task.kinds == KIND_CATEGORICAL, x_cat, 0.0)))
     cand = jnp.where(change, new, base).reshape(-1, d)
     f_c = prior_lib.evaluate_one(task, cand).reshape(num_starts, num_neighbours)

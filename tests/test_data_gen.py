@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from optformer.data_gen import behaviour, gp, prior
-from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, KIND_UNUSED, PriorConfig
+from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_ORDINAL, KIND_UNUSED, PriorConfig
 from optformer.data_gen.task import SyntheticTask
 
 PRIOR = PriorConfig.tiny()
@@ -64,7 +64,7 @@ def test_every_configuration_is_valid_for_its_kind(mixed):
   assert set(np.unique(mixed["kinds"])) <= {0, 1, 2, 3}
   fl = kinds == KIND_FLOAT
   assert np.all((x[fl] >= 0) & (x[fl] <= 1))
-  ints = kinds == KIND_INT
+  ints = kinds == KIND_ORDINAL
   assert np.all((n[ints] >= 2) & (n[ints] <= PRIOR.max_int_levels))
   levels = np.round(x[ints] * (n[ints] - 1))
   np.testing.assert_array_equal(x[ints], levels.astype(np.float32) / (n[ints] - 1).astype(np.float32))
@@ -186,7 +186,7 @@ def test_gp_ucb_beats_random_search():
 def test_synthetic_task_space_round_trip_and_optimum():
   search_space = pytest.importorskip("optformer.search_space")
   assert (search_space.KIND_FLOAT, search_space.KIND_ORDINAL, search_space.KIND_CATEGORICAL) == (
-      KIND_FLOAT, KIND_INT, KIND_CATEGORICAL)
+      KIND_FLOAT, KIND_ORDINAL, KIND_CATEGORICAL)
   rng = np.random.default_rng(1)
   for seed in range(20):
     task = SyntheticTask.sample(PRIOR, seed)

@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 
 from optformer.data_gen import examples as examples_lib
-from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT, KIND_UNUSED, PriorConfig
+from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_ORDINAL, KIND_UNUSED, PriorConfig
 from optformer.training import gp_reference
 
 
@@ -96,7 +96,7 @@ def test_marginal_comes_close_to_the_oracle_and_beats_a_blind_predictor(tiny_exa
 
 def test_sample_kernels_keeps_the_search_space_and_draws_the_hyperprior():
   cfg = PriorConfig.v2()
-  kinds = jnp.array([KIND_FLOAT, KIND_INT, KIND_CATEGORICAL] + [KIND_UNUSED] * 13, jnp.int32)
+  kinds = jnp.array([KIND_FLOAT, KIND_ORDINAL, KIND_CATEGORICAL] + [KIND_UNUSED] * 13, jnp.int32)
   levels = jnp.array([0, 50, 4] + [0] * 13, jnp.int32)
   ks = gp_reference.sample_kernels(jax.random.key(0), cfg, kinds, levels, 4000)
   inv = np.asarray(ks.inv_lengthscale)

@@ -138,7 +138,7 @@ def test_gp_gap_by_relevant_parameters_partitions_the_examples(cfg, tmp_path):
 
 
 def test_an_unwritable_checkpoint_directory_raises_at_once(cfg, tmp_path):
-  from optformer.training.train import WorkdirError
+  from optformer.training.workdir import WorkdirError
 
   (tmp_path / "w").mkdir()
   (tmp_path / "w" / "checkpoints").write_text("a file in the way")

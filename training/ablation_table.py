@@ -1,8 +1,8 @@
 """Markdown table of model v2 recipe ablations: one row per run directory.
 
-  python -m optformer.training.ablation_table runs/ablate [--at-step N]
+  optformer-train ablation-table runs/ablate [--at-step N]
 
-Each run is a `training.pfn_cli` workdir; the row shows its recipe (from
+Each run is a workdir of `optformer-train train`; the row shows its recipe (from
 config.json), its last held-out evaluation (training/pfn_eval.py: NLL gap to
 the exact GP in nats per query at each context size, lower is better), its
 final training loss and seconds per step.

@@ -1,97 +1,102 @@
-"""Command line: train (resumably) on a corpus, and export the shipped model.
+"""`optformer-train` (also `python -m optformer.training`): everything training does, one subcommand each.
 
-  python -m optformer.training.cli --corpus corpus --workdir runs/gp-v1 [--steps N]
-  python -m optformer.training.cli --workdir runs/gp-v1 --export checkpoints/optformer-gp-v1 --export-only
+  optformer-train train --workdir runs/v2 [--preset tiny] [--steps N] [--until N] [--export DIR] ...
+  optformer-train train --workdir runs/b --config runs/a/config.json [--seed 1]   # a run described by a file
+  optformer-train export --workdir runs/v2 --out checkpoints/my-model
+  optformer-train eval --checkpoint checkpoints/my-model [--contexts 5 10 20 40] [--batches 8]
+  optformer-train throughput [--config snapshots/v2/config.json] [--steps 20]
+  optformer-train probe --max-dims 4 --steps 800
+  optformer-train ablation-table runs/ablate [--at-step N]
+  optformer-train gp-reference --checkpoint checkpoints/optformer-v2 --batches 4
 
-Re-running the same command resumes from the latest checkpoint in --workdir
-with the same data position.
-
-Exit status: 0 on success; 1 with one line on stderr when --workdir or its
-checkpoints cannot be written (checked before training starts and before
-each checkpoint).
+`optformer-train SUBCOMMAND --help` lists a subcommand's flags. Re-running
+the same `train` command resumes its workdir at the step and data position
+of its latest checkpoint. Exit status: 0 on success, 2 on an unknown
+subcommand, a bad flag or a workdir that cannot be used (one line on stderr),
+130 when training is interrupted (Ctrl-C; the latest checkpoint is kept).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import os
+import contextlib
+import importlib
 import pathlib
-import shlex
 import sys
-import threading
 
-from optformer.training.train import TrainConfig, Trainer, WorkdirError
+PROG = "optformer-train"
+
+# name: (the module of optformer.training that does it, one line of help)
+COMMANDS = {
+    "train": ("pfn_cli", "train the default model (resumable) on prior examples generated on the fly"),
+    "export": ("pfn_cli", "write a run's latest checkpoint as a model directory with its model card"),
+    "eval": ("pfn_eval", "held-out NLL gap of an exported model to the exact GP, by context and relevant parameters"),
+    "throughput": ("pfn_throughput", "seconds per train step and the step's share of the machine's matmul rate"),
+    "probe": ("pfn_probe", "a short fresh run on a restricted prior: does the model read x?"),
+    "ablation-table": ("ablation_table", "markdown table of the runs in a folder of workdirs"),
+    "gp-reference": ("gp_reference", "the gap of two affine-equivariant reference predictors to the exact GP"),
+}
 
 
-def build_config(args) -> TrainConfig:
-  cfg = TrainConfig.tiny() if args.preset == "tiny" else TrainConfig()
-  if args.steps:
-    cfg = dataclasses.replace(cfg, num_steps=args.steps)
-  if args.learning_rate:
-    cfg = dataclasses.replace(cfg, peak_learning_rate=args.learning_rate)
-  if args.batch_size:
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=args.batch_size))
-  return cfg
+def parser() -> argparse.ArgumentParser:
+  """The top-level parser: the subcommand's name only (its flags are parsed by its own parser)."""
+  p = argparse.ArgumentParser(
+      prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog="subcommands:\n" + "\n".join(f"  {name:15} {help_}" for name, (_, help_) in COMMANDS.items()))
+  p.add_argument("command", choices=list(COMMANDS), metavar="SUBCOMMAND", help="one of: " + ", ".join(COMMANDS))
+  return p
+
+
+@contextlib.contextmanager
+def _prog(name: str):
+  """Subcommand parsers name themselves "optformer-train NAME" in usage and errors.
+
+  argparse takes a parser's default name from sys.argv[0]; the modules build
+  their own parsers, so the entry point (which owns sys.argv) sets it while one runs.
+  """
+  saved = sys.argv[0] if sys.argv else ""
+  if sys.argv:
+    sys.argv[0] = name
+  else:
+    sys.argv.append(name)
+  try:
+    yield
+  finally:
+    sys.argv[0] = saved
 
 
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--corpus", type=pathlib.Path, help="corpus directory written by data_gen.cli")
-  p.add_argument("--workdir", type=pathlib.Path, required=True)
-  p.add_argument("--preset", choices=("default", "tiny"), default="default")
-  p.add_argument("--steps", type=int, default=0, help="total steps (schedule length); default from the preset")
-  p.add_argument("--until", type=int, default=0, help="stop at this step (resume later); default: --steps")
-  p.add_argument("--batch-size", type=int, default=0)
-  p.add_argument("--learning-rate", type=float, default=0.0, help="peak learning rate; default from the preset")
-  p.add_argument("--export", type=pathlib.Path, help="write the latest checkpoint as a model directory")
-  p.add_argument("--export-only", action="store_true")
-  p.add_argument("--note", default="", help="text appended to the model card's Limits section")
-  p.add_argument("--no-progress", action="store_true")
+  """Runs `optformer-train SUBCOMMAND [FLAGS]` (argv without the program name; default sys.argv[1:])."""
+  argv = sys.argv[1:] if argv is None else list(argv)
+  command = parser().parse_args(argv[:1]).command  # --help, no subcommand or an unknown one: usage, exit 0 / 2.
+  rest = argv[1:]
+  prog = f"{PROG} {command}"
+  with _prog(prog):
+    if command == "train":
+      from optformer.training.run_config import train
+
+      return train(rest, prog)
+    if command == "export":
+      return export(rest, prog)
+    module = importlib.import_module(f"optformer.training.{COMMANDS[command][0]}")
+    return module.main(rest)
+
+
+def export(argv, prog: str = f"{PROG} export") -> int:
+  """`optformer-train export --workdir W --out DIR`: the run's latest checkpoint as a model directory."""
+  p = argparse.ArgumentParser(prog=prog, description=COMMANDS["export"][1])
+  p.add_argument("--workdir", type=pathlib.Path, required=True, help="the training run's directory")
+  p.add_argument("--out", type=pathlib.Path, required=True,
+                 help="model directory to write (loads with optformer.Optimizer(model=DIR))")
   args = p.parse_args(argv)
+  checkpoints = args.workdir / "checkpoints"
+  if not (args.workdir / "config.json").is_file():
+    p.error(f"{args.workdir} holds no training run (no config.json)")
+  if not (checkpoints.is_dir() and any(d.name.isdigit() for d in checkpoints.iterdir())):
+    p.error(f"{args.workdir} has no checkpoint yet (train first)")
+  from optformer.training import pfn_cli
 
-  corpus_info = {}
-  if args.corpus:
-    from optformer.data_gen.corpus import load_corpus_config, resolve_corpus_dir
-
-    corpus_info = {"path": resolve_corpus_dir(str(args.corpus)), "config": load_corpus_config(str(args.corpus)).to_json()}
-  if not args.export_only:
-    if not args.corpus:
-      p.error("--corpus is required for training")
-    from optformer.data_gen.corpus import load_corpus
-
-    try:
-      trainer = Trainer(build_config(args), args.workdir, load_corpus(args.corpus, "train"), load_corpus(args.corpus, "validation"))
-      rows = trainer.run(args.until or None, progress=not args.no_progress)
-    except WorkdirError as e:
-      print(f"optformer.training.cli: error: {e}", file=sys.stderr, flush=True)
-      _exit_if_orbax_hangs()
-      return 1
-    if rows:
-      print(json.dumps(rows[-1]))
-  if args.export:
-    from optformer.training.export import export
-
-    command = f"python -m optformer.training.cli --corpus {shlex.quote(str(args.corpus or 'corpus'))} --workdir {shlex.quote(str(args.workdir))} --export {shlex.quote(str(args.export))}"
-    out = export(args.workdir, args.export, corpus_info=corpus_info, command=command, note=args.note)
-    print(f"exported {out}")
-  return 0
-
-
-def _exit_if_orbax_hangs() -> None:
-  """Ends the process now (status 1) if a failed orbax save left a non-daemon thread waiting forever.
-
-  Orbax's save threads wait for a completion signal that a failed commit
-  never sends, so the interpreter would wait at exit forever. Trainer
-  checks the directories before each save, so this is the rare case of a
-  write that fails midway (a full disk).
-  """
-  main = threading.main_thread()
-  if any(t.is_alive() and not t.daemon and t is not main and t is not threading.current_thread() for t in threading.enumerate()):
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(1)
+  return pfn_cli.main(["--workdir", str(args.workdir), "--export", str(args.out), "--export-only"])
 
 
 if __name__ == "__main__":

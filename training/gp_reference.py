@@ -176,7 +176,7 @@ def reference_nll(prior: PriorConfig, examples, task, n: int, num_kernels: int, 
 
 
 def main(argv=None) -> int:
-  """`python -m optformer.training.gp_reference`: the gap of both references and a checkpoint to the exact GP."""
+  """`optformer-train gp-reference`: the gap of both references and a checkpoint to the exact GP."""
   import argparse
   import json
   import pathlib

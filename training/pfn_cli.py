@@ -172,7 +172,7 @@ def main(argv=None) -> int:
   from optformer.training.pfn_eval import gp_gap
   from optformer.training.pfn_train import PFNTrainer
 
-  from optformer.training.train import WorkdirError, check_writable
+  from optformer.training.workdir import WorkdirError, check_writable
 
   try:
     check_writable(args.workdir)

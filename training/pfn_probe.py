@@ -6,8 +6,8 @@ by the task's number of relevant parameters) and the correlation of the predicte
 with the true z of the queries at context 30 (near 0: the model predicts the context's
 y distribution and ignores x). Findings: docs/model_v2.md, "The model barely reads x".
 
-  python -m optformer.training.pfn_probe --max-dims 4 --steps 800 --d-slot 128      # GP prior, 1-4 floats
-  python -m optformer.training.pfn_probe --full-prior --max-dims 16 --steps 800     # the v2 prior
+  optformer-train probe --max-dims 4 --steps 800 --d-slot 128      # GP prior, 1-4 floats
+  optformer-train probe --full-prior --max-dims 16 --steps 800     # the v2 prior
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Training throughput of model v2, and the step's share of this machine's float32 matmul rate.
 
-  python -m optformer.training.pfn_throughput [--config snapshots/v2/config.json] [--steps 20] [--out FILE]
+  optformer-train throughput [--config snapshots/v2/config.json] [--steps 20] [--out FILE]
 
 Builds the run's train step (a fresh model of the config's shapes, batches from its data
 pipeline), reads the step's floating-point operations from XLA's cost analysis of the compiled

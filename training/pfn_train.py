@@ -31,9 +31,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from optformer.pfn import PFNConfig, PFNSurrogate, SurrogateBatch, create_model
 from optformer.training.pfn_data import GPTargets, PFNDataConfig, dataset
-from optformer.training.train import (
-    drop_metrics_after, fresh_state, jit_step, make_mesh, open_workdir, optimizer_step, restore_latest, save_checkpoint,
-)
+from optformer.training.step import fresh_state, jit_step, make_mesh, optimizer_step
+from optformer.training.workdir import drop_metrics_after, open_workdir, restore_latest, save_checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
