@@ -51,7 +51,7 @@ class SearchConfig:
     rounds: refinement rounds after the first pool.
     refine_top: best fresh candidates each round's moves start from.
     refine_moves: local moves per round.
-    num_policy: policy samples in the pool (model v1 only: its policy head; ignored by v2).
+    num_policy: policy samples in the pool (a model with a policy head: `Capabilities.policy`).
   """
 
   # The defaults are the measured best of the ablation (docs/acquisition_search.md): 1024 uniform points, no

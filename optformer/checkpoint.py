@@ -15,7 +15,7 @@ manifest.json is a JSON object {path: {"sha256": hex str, "bytes": int}}
 whose paths are relative to the model directory in POSIX form
 ("config.json", "params/_METADATA", ...). It lists every file of the
 directory except itself and the top-level card.md: the card is
-documentation written after `save` (training/export.py) and changes no
+documentation written after `save` (training/pfn_export.py) and changes no
 prediction, so it may be edited freely. Any other file, config.json
 included, is covered, because any of them can change what the model
 predicts.

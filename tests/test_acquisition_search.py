@@ -5,7 +5,6 @@ import pytest
 
 from optformer import Optimizer, SearchConfig
 from optformer import search_space as ss
-from optformer import tokenizer as tk
 from optformer.acquisition_search import local_moves, search, uniform_points
 
 
@@ -95,33 +94,6 @@ def test_search_config_refuses_bad_sizes(bad):
     SearchConfig(**bad)
   with pytest.raises(ValueError, match="Unknown SearchConfig"):
     SearchConfig.from_json({"num_random": 3, "width": 2})
-
-
-def test_policy_samples_decode_inside_their_bins(tiny_config, mixed_space):
-  tok = tiny_config.tokenizer
-  enc = tk.encode_space(mixed_space, tok)
-  rng = np.random.default_rng(3)
-  tokens = tk.encode_units(uniform_points(mixed_space, rng, 200), enc, tok.num_x_bins)
-  units = tk.decode_units(tokens, enc, tok.num_x_bins, rng)
-  np.testing.assert_array_equal(tk.encode_units(units, enc, tok.num_x_bins), tokens)  # Same tokens ...
-  centres = tk.decode_units(tokens, enc, tok.num_x_bins)
-  assert np.mean(units[:, 0] != centres[:, 0]) > 0.99  # ... but floats are not bin centres.
-  np.testing.assert_array_equal(units[:, 1:], centres[:, 1:])  # Levels and categories are exact.
-
-
-def test_integers_with_more_levels_than_bins_reach_off_grid_values(model):
-  """Int(0, 10**6), where v1 has 32 value bins: suggestions are not confined to 32 bin centres (v2 has no x bins;
-  num_policy is v1's and ignored by v2)."""
-  space = ss.SearchSpace([ss.Int("n", 0, 10**6), ss.Float("x", 0.0, 1.0)])
-  opt = Optimizer(space, "minimize", model=model, seed=0, search=SearchConfig(num_random=32, num_local=16,
-                                                                                     refine_moves=16, num_policy=8))
-  values = []
-  for _ in range(10):
-    s = opt.ask()
-    values.append(s["n"])
-    opt.tell(s, abs(s["n"] - 123_457) / 1e6 + s["x"])
-  grid = {space["n"].from_unit(c) for c in tk.bin_centers(32)}
-  assert sum(v not in grid for v in values) >= 8
 
 
 def _model_choice_space():

@@ -108,8 +108,6 @@ def test_export_loads_as_v2_and_warm_starts_a_new_workdir(cfg, tmp_path):
   assert warm.step == 10 and warm.position == 10
   for u, v in zip(jax_leaves(warm.params), jax_leaves(tr.current_params())):
     np.testing.assert_array_equal(u, v)
-  with pytest.raises(checkpoint.CheckpointError, match="v1"):
-    checkpoint.load_pfn(checkpoint.V1_CHECKPOINT)
 
 
 def test_gp_gap_reports_the_exact_gp_as_a_lower_bound_for_an_untrained_model(cfg, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_INT
+from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_ORDINAL
 from optformer.eval import surrogate_eval as se
 from optformer import checkpoint
 from optformer.pfn import PFNConfig, create_model
@@ -71,7 +71,7 @@ def test_spearman_of_identical_and_reversed_rankings():
 
 def test_gp_inputs_drop_unused_slots_and_one_hot_categoricals():
   x = np.array([[0.25, 2.0, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0]])
-  kinds = np.array([KIND_FLOAT, KIND_CATEGORICAL, KIND_INT, 0])
+  kinds = np.array([KIND_FLOAT, KIND_CATEGORICAL, KIND_ORDINAL, 0])
   out = se.gp_inputs(x, kinds, np.array([0, 3, 5, 0]))
   np.testing.assert_array_equal(out, [[0.25, 0, 0, 1, 0.5], [1.0, 1, 0, 0, 0.0]])
 
