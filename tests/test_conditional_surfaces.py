@@ -134,3 +134,56 @@ def test_cli_suggest_and_predict_on_a_conditional_space(tmp_path, capsys, tiny_v
   (d / "trials.csv").write_text("kernel,C,gamma,degree,objective\nlinear,0.1,0.5,,1.0\n")
   assert cli.main(["suggest", *common]) == 2
   assert "field 'gamma'" in capsys.readouterr().err
+
+
+# -- Explanations --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def svm_opt(tiny_v2_model):
+  opt = optformer.Optimizer(svm_space(), model=tiny_v2_model, seed=0)
+  for c in CONFIGS:
+    opt.tell(c, objective(c))
+  return opt
+
+
+def test_complete_drops_switched_off_parameters_and_centres_switched_on_ones():
+  space = svm_space()
+  done = explain.study.complete(space, {"kernel": "linear", "C": 1.0, "gamma": 0.1, "degree": 3})
+  assert done == {"kernel": "linear", "C": 1.0}
+  done = explain.study.complete(space, {"kernel": "poly", "C": 1.0})
+  assert done == {"kernel": "poly", "C": 1.0, "gamma": space["gamma"].from_unit(0.5), "degree": 4}
+  assert space.validate(done) == done
+
+
+def test_pdp_of_a_child_averages_where_it_is_active(svm_opt):
+  pd = explain.partial_dependence(svm_opt, "gamma", grid=5)
+  active = np.array([c["kernel"] != "linear" for c in CONFIGS])
+  assert np.isnan(pd.ice[~active]).all() and not np.isnan(pd.ice[active]).any()
+  np.testing.assert_allclose(pd.mean, pd.ice[active].mean(axis=0))
+  direct = svm_opt.predict([{**c, "gamma": g} for c in np.array(CONFIGS)[active] for g in [0.0001]]).mean
+  np.testing.assert_allclose(pd.ice[active][:, 0], direct, rtol=1e-6)  # Each ICE point is the model's prediction.
+  assert json.dumps(pd.to_json(), allow_nan=False)  # NaN written as null.
+
+
+def test_pdp_of_a_pair_is_nan_where_the_child_is_switched_off(svm_opt):
+  pd = explain.partial_dependence(svm_opt, ("kernel", "degree"), grid=(3, 4))
+  kernels = list(pd.grid[0])
+  assert np.isnan(pd.mean[kernels.index("linear")]).all() and np.isnan(pd.mean[kernels.index("rbf")]).all()
+  assert not np.isnan(pd.mean[kernels.index("poly")]).any()
+
+
+def test_importance_games_and_variance_on_a_conditional_space(svm_opt):
+  for game in ("ablation", "tunability"):
+    imp = explain.importance(svm_opt, game, num_samples=4)
+    assert set(imp.values) == set(svm_opt.space.names)
+    assert np.all(np.isfinite(list(imp.values.values())))
+    # Efficiency: the Shapley values sum to v(all) - v(none).
+    assert sum(imp.values.values()) == pytest.approx(imp.coalition_values[-1] - imp.coalition_values[0], abs=1e-9)
+  ref = {"kernel": "linear", "C": 1.0}
+  imp = explain.importance(svm_opt, "ablation", reference=ref)
+  assert imp.target["kernel"] == "rbf"  # The incumbent: CONFIGS[1].
+  assert imp.values["degree"] == 0  # Inactive on both sides (linear, rbf): it never changes a coalition.
+  assert imp.values["gamma"] != 0
+  var = explain.variance_importance(svm_opt, grid=4)
+  assert all(0.0 <= v <= 1.0 for v in var.values.values())
