@@ -13,7 +13,7 @@ from optformer.study_files import InputError, load_space, read_configs, read_tri
 from test_conditional_optimizer import objective, svm_space
 
 CONFIGS = [
-    {"kernel": "linear", "C": 0.1}, {"kernel": "rbf", "C": 10.0, "gamma": 0.01},
+    {"kernel": "linear", "C": 0.1}, {"kernel": "rbf", "C": 10.0, "gamma": 0.05},
     {"kernel": "poly", "C": 1.0, "gamma": 0.1, "degree": 3}, {"kernel": "rbf", "C": 100.0, "gamma": 0.5},
     {"kernel": "linear", "C": 3.0}, {"kernel": "poly", "C": 0.01, "gamma": 0.001, "degree": 5},
 ]
@@ -57,7 +57,7 @@ def test_surrogate_array_rows_name_the_cell_at_fault(tiny_v2_model, row, match):
 
 TRIALS = """kernel,C,gamma,degree,objective
 linear,0.1,,,1.5
-rbf,10,0.01,,0.5
+rbf,10,0.05,,0.5
 poly,1,0.1,3,2.0
 rbf,100,0.5,,
 linear,3,,,0.9
@@ -184,6 +184,18 @@ def test_importance_games_and_variance_on_a_conditional_space(svm_opt):
   imp = explain.importance(svm_opt, "ablation", reference=ref)
   assert imp.target["kernel"] == "rbf"  # The incumbent: CONFIGS[1].
   assert imp.values["degree"] == 0  # Inactive on both sides (linear, rbf): it never changes a coalition.
-  assert imp.values["gamma"] != 0
+  # gamma is switched on only with kernel (the reference is linear): without kernel it changes no coalition.
+  v, bit = imp.coalition_values, {n: 1 << i for i, n in enumerate(svm_opt.space.names)}
+  for mask in range(len(v)):
+    if not mask & bit["kernel"]:
+      assert v[mask | bit["gamma"]] == v[mask]
+  assert any(v[m | bit["gamma"]] != v[m] for m in range(len(v)) if m & bit["kernel"])  # 0.01 -> 0.05 with it.
   var = explain.variance_importance(svm_opt, grid=4)
   assert all(0.0 <= v <= 1.0 for v in var.values.values())
+
+
+def test_explain_study_writes_json_without_nan(svm_opt):
+  out = explain.explain_study(svm_opt)
+  text = json.dumps(out, allow_nan=False)  # What `optformer explain` writes.
+  assert set(out["partial_dependence"]) == set(svm_opt.space.names)
+  assert "null" in text  # The PDP of gamma and degree over the linear configurations.

@@ -99,3 +99,11 @@ def test_parameters_no_value_explains_are_left_out():
   space = oc.conditional_space(trials, oc.union_distributions(trials))
   assert space.names == ["k", "x"]  # y: held once with k="a", and missing once with k="a"; x is a Float.
 
+
+
+def test_suggest_params_suggests_only_the_active_branch():
+  study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+  study.optimize(lambda t: len(oi.suggest_params(t, TRUE_SPACE)), n_trials=12)
+  for t in study.trials:
+    assert TRUE_SPACE.validate(t.params) == t.params
+  assert {t.params["classifier"] for t in study.trials} == {"svc", "rf"}

@@ -23,13 +23,12 @@ al., ICML 2014), computed from partial dependences over the observed
 configurations instead of a random forest's exact marginals.
 
 Conditional search spaces: a coalition's configuration takes each parameter
-from its side (l* or l^k inside S, l^0 outside); where that side lacks it
-(inactive there) from the other side; then it is completed
-(`study.complete`: parameters switched off are dropped, ones switched on
-that neither side holds take the centre of their range). A parameter whose
-parent is outside S so changes nothing unless the parent's move switches
-it on. Variance shares average over the configurations where the parameter
-is active (`pdp`'s rule).
+from its side (l* or l^k inside S, l^0 outside) and is then completed
+(`study.complete`): parameters switched off are dropped, and one switched
+on that its side lacks (inactive there) takes the centre of its range. So a
+child whose parent stays at a value that switches it off changes nothing
+in that coalition. Variance shares average over the configurations where
+the parameter is active (`pdp`'s rule).
 """
 
 from __future__ import annotations
@@ -89,13 +88,13 @@ class Importance:
 
 
 def _mix(space, mask: int, inside: Mapping[str, Any], outside: Mapping[str, Any]) -> dict[str, Any]:
-  """The configuration with the parameters of `mask` from `inside` and the rest from `outside` (a parameter its
-  side lacks from the other side), completed in a conditional space (module docstring)."""
+  """The configuration with the parameters of `mask` from `inside` and the rest from `outside`, completed in a
+  conditional space (module docstring)."""
   out = {}
   for i, n in enumerate(space.names):
-    first, second = (inside, outside) if (mask >> i) & 1 else (outside, inside)
-    if n in first or n in second:
-      out[n] = first[n] if n in first else second[n]
+    side = inside if (mask >> i) & 1 else outside
+    if n in side:
+      out[n] = side[n]
   return study_lib.complete(space, out)
 
 
