@@ -33,13 +33,13 @@ def objective(trial):
 
 @pytest.fixture
 def asked(monkeypatch):
-  """The relative samples: (trial's Optimizer space, suggestion) per ask."""
+  """The relative samples: (trial's Optimizer space, suggestion, the Optimizer) per ask."""
   out = []
 
   class Recording(optformer.Optimizer):
     def ask(self, n=None):
       s = super().ask(n)
-      out.append((self.space, dict(s)))
+      out.append((self.space, dict(s), self))
       return s
 
   monkeypatch.setattr(oi, "Optimizer", Recording)
@@ -62,12 +62,12 @@ def test_a_conditional_objective_runs_with_no_fallback_after_the_startup_trials(
   # The fallback samples only the startup trials and parameters that no completed trial held yet.
   for number, name in calls:
     assert number < 2 or not any(name in t.params for t in study.trials[:number]), (number, name)
-  assert {c for _, s in asked for c in [s["classifier"]]} == {"svc", "rf"}
-  space, _ = asked[-1]
+  assert {s["classifier"] for _, s, _ in asked} == {"svc", "rf"}
+  space, _, _ = asked[-1]
   assert sorted(space, key=lambda p: p.name) == sorted(TRUE_SPACE, key=lambda p: p.name)  # The objective's tree.
   sampled = [t.number for t in study.trials if t.number >= 2]
   assert len(asked) == len(sampled)
-  assert [s for _, s in asked] == [study.trials[n].params for n in sampled]  # The model chose every value.
+  assert [s for _, s, _ in asked] == [study.trials[n].params for n in sampled]  # The model chose every value.
 
 
 def _trial(params, value=1.0):
@@ -107,3 +107,43 @@ def test_suggest_params_suggests_only_the_active_branch():
   for t in study.trials:
     assert TRUE_SPACE.validate(t.params) == t.params
   assert {t.params["classifier"] for t in study.trials} == {"svc", "rf"}
+
+
+def _study_of(trials):
+  study = optuna.create_study()
+  study.add_trials(trials)
+  return study
+
+
+def test_the_history_skips_trials_whose_parameters_the_conditions_do_not_produce(tiny_v2_model, asked):
+  dists = {"classifier": CategoricalDistribution(["svc", "rf"]), "svc_c": FloatDistribution(1e-3, 1e3, log=True),
+           "rf_depth": IntDistribution(1, 16)}
+  make = lambda params, state=TrialState.COMPLETE, value=1.0: create_trial(
+      params=params, distributions={n: dists[n] for n in params}, state=state,
+      value=value if state == TrialState.COMPLETE else None)
+  study = _study_of([
+      make({"classifier": "svc", "svc_c": 1.0}), make({"classifier": "rf", "rf_depth": 3}, value=0.5),
+      make({"classifier": "svc", "svc_c": 10.0}, value=2.0),
+      make({"classifier": "svc"}, state=TrialState.FAIL),  # Failed before suggesting svc_c: not a configuration.
+      make({"classifier": "rf", "rf_depth": 9}, state=TrialState.FAIL),  # A configuration: told as infeasible.
+  ])
+  sampler = oi.OptFormerSampler(seed=0, model=tiny_v2_model, num_candidates=16)
+  study.sampler = sampler
+  study.optimize(objective, n_trials=1)
+  space, suggestion, opt = asked[-1]
+  assert space["svc_c"].condition == Condition("classifier", ["svc"])
+  assert [(t.params, t.infeasible) for t in opt.trials] == [
+      ({"classifier": "svc", "svc_c": 1.0}, False), ({"classifier": "rf", "rf_depth": 3}, False),
+      ({"classifier": "svc", "svc_c": 10.0}, False), ({"classifier": "rf", "rf_depth": 9}, True)]
+  assert TRUE_SPACE.validate(suggestion) == suggestion
+
+
+def test_explanations_of_a_conditional_optuna_study_read_the_same_space():
+  trials = [create_trial(params=p, distributions={n: {"classifier": CategoricalDistribution(["svc", "rf"]),
+                                                       "svc_c": FloatDistribution(1e-3, 1e3, log=True),
+                                                       "rf_depth": IntDistribution(1, 16)}[n] for n in p}, value=v)
+            for p, v in [({"classifier": "svc", "svc_c": 1.0}, 1.0), ({"classifier": "rf", "rf_depth": 4}, 0.5),
+                         ({"classifier": "rf", "rf_depth": 12}, 0.7)]]
+  view = optformer.explain.study.as_study(_study_of(trials))
+  assert sorted(view.space, key=lambda p: p.name) == sorted(TRUE_SPACE, key=lambda p: p.name)
+  assert view.configs == [t.params for t in trials]
