@@ -22,7 +22,11 @@ Files (UTF-8; a byte-order mark is allowed):
   numbers or booleans). No parameter may be named `objective` or `status`
   (columns of trials.csv), and no string choice may read as another
   choice in a CSV cell ("1" beside 1, "true" beside true): such a space is
-  an error, since trials.csv could not tell them apart.
+  an error, since trials.csv could not tell them apart. A conditional
+  parameter has a "condition" (`Condition.to_json`): {"parent": "kernel",
+  "values": ["rbf", "poly"]}, or {"parent": "n_layers", "greater_than": 1}
+  (and/or "less_than") on an ordered parent; an unknown parent, a cycle or
+  a value the parent does not take is an error naming the parameter.
 * trials.csv: a header row naming every parameter and `objective`, then one
   trial per row, told to the Optimizer in file order. Fields follow RFC
   4180 (Python's csv module writes them): spaces are part of a field, and
@@ -33,19 +37,23 @@ Files (UTF-8; a byte-order mark is allowed):
   nan or inf objective is an *infeasible* trial (as `Optimizer.tell` records
   NaN); a number that overflows float64 (1e400) or lies beyond +-1e150 is
   an error. Blank lines are skipped; a row of empty fields (`,,,,`) is an
-  error. An optional `status` column holds `completed` (or empty),
+  error. In a conditional space the cell of an inactive parameter is
+  empty, and an active parameter's cell must not be (an error names the
+  parameter either way). An optional `status` column holds `completed` (or empty),
   `infeasible` (objective empty) or `pending` (objective empty): a
   configuration under evaluation elsewhere, which is not suggested again
   and enters the context with a fantasized objective (`Optimizer.add_pending`).
 * configs.csv (predict): a header row naming every parameter, one
   configuration per row; `objective` and `status` columns are ignored, so a
-  trials.csv can be passed. configs.json: a list of objects name -> value.
+  trials.csv can be passed. configs.json: a list of objects name -> value
+  (inactive parameters left out).
 
 Output (stdout, or --out PATH written atomically by
 `study_files.write_atomic`: a temporary file in the same directory, then
 os.replace; a symbolic link is written through to its target, and a FIFO,
 socket or device is refused), JSON:
-* suggest: a list of K objects name -> value;
+* suggest: a list of K objects name -> value (only the active parameters
+  of a conditional space);
 * predict: one object per configuration, in input order: {"config", "mean",
   "std", "quantiles": {"0.1": ...}, "expected_improvement",
   "probability_of_improvement"}, in objective units; improvement is over the

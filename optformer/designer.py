@@ -12,6 +12,10 @@
   * score: the posterior's acquisition (EI, PI or UCB) plus (prior_beta / n) log pi(x) with a piBO prior.
 
 With no feasible trial yet (no objective scale) the first suggestion is a prior, policy or uniform sample.
+
+Conditional spaces: every unit row the model reads (context, pending fantasies, candidates, predict queries) goes
+with its active mask, `space.unit_active_mask(rows)` (`active`), so the model reads a switched-off parameter as
+inactive, not as the INACTIVE_UNIT value its slot holds; candidates are valid rows (`acquisition_search`).
 """
 
 from __future__ import annotations
@@ -94,8 +98,19 @@ class Designer:
     pend = study.pending_units()
     limit = self.backend.capabilities.max_context
     base = Context.from_rows(rows, len(self.space), max(limit - len(pend), 1))
-    means = self.backend.condition(base).mean(pend)
+    means = self.condition(base).mean(pend, self.active(pend))
     return self._fit(rows + list(zip(pend, means))), told.best
+
+  def active(self, units) -> np.ndarray | None:
+    """bool [M, D]: the active mask of unit rows float [M, D] (`SearchSpace.unit_active_mask`); None (all
+    active) for a space without conditions."""
+    if not self.space.is_conditional:
+      return None
+    return self.space.unit_active_mask(np.asarray(units, np.float64).reshape(-1, len(self.space)))
+
+  def condition(self, context: Context):
+    """The backend's Posterior on `context`, with the context's active mask."""
+    return self.backend.condition(context, self.active(context.units))
 
   # -- Suggest and predict ---------------------------------------------------
 
@@ -111,17 +126,17 @@ class Designer:
       if self.prior is not None:
         first = prior_samples()
       elif config.num_policy:
-        first = self.backend.condition(context).sample_policy(rng, config.num_policy, self.temperature)
+        first = self.condition(context).sample_policy(rng, config.num_policy, self.temperature)
       else:
         first = acquisition_search.uniform_points(self.space, rng, max(self.num_candidates, 64))
       return first[int(np.argmax(is_fresh(first)))]
-    posterior = self.backend.condition(context)
+    posterior = self.condition(context)
     extra = [posterior.sample_policy(rng, config.num_policy, self.temperature)] if config.num_policy else []
     if self.prior is not None:
       extra.append(prior_samples())
     n = len(study.trials)
-    acquisition = lambda units: self._with_prior(units, posterior.acquisition(units, best, self.acquisition,
-                                                                              self.ucb_beta), n)
+    acquisition = lambda units: self._with_prior(units, posterior.acquisition(
+        units, best, self.acquisition, self.ucb_beta, active=self.active(units)), n)
     feasible = [t for t in study.trials if not t.infeasible]
     top = [study.unit(t.number, t.params) for t in sorted(feasible, key=lambda t: -study.internal(t.value))]
     unit, _, _ = acquisition_search.search(
@@ -149,7 +164,7 @@ class Designer:
     context, best = self.context(study)
     if best is None:
       raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
-    return with_best(self.backend.condition(context).predict(units, goal=study.goal), study.best[1])
+    return with_best(self.condition(context).predict(units, self.active(units), goal=study.goal), study.best[1])
 
 
 def with_best(dist: PFNPredictive, best: float) -> PFNPredictive:

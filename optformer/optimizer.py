@@ -28,6 +28,11 @@ of each candidate is multiplied by pi(x) ** (prior_beta / n) (see
 `optformer.priors`), candidates are drawn from the prior as well, and the first suggestions of an empty study are drawn from
 the prior.
 
+Conditional search spaces (`Condition`): a configuration holds exactly its
+active parameters (suggestions, `tell`, `add_pending`, `predict` and `best`
+alike), and the model reads each row's active mask beside it
+(`Designer.active`), so an inactive parameter is not read as a value.
+
 Persistence: `save`/`load` (and `to_json`/`from_json`, optformer/study_json.py)
 keep the search space, options, trials, pending trials and the random state,
 so a resumed study makes the same next suggestion as an uninterrupted one.

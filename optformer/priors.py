@@ -17,6 +17,13 @@ Densities are defined in the parameter's *unit space* (`to_unit`: linear in
 [low, high], logarithmic for log-scale parameters; uniform over levels and
 categories), so a `Normal` on a log-scale learning rate is a log-normal
 belief in the learning rate.
+
+Conditional spaces: a belief on a conditional parameter counts only where
+the parameter is active. `log_density` sums over each configuration's active
+parameters (an inactive one contributes 0, the uniform's log density
+relative to itself), and `sample` draws every parameter (its belief or
+uniform) and keeps the active ones, so a belief on a parent also moves how
+often its children are active.
 """
 
 from __future__ import annotations
@@ -137,18 +144,24 @@ class Prior:
     out = np.zeros(len(configs))
     for name, belief in self.beliefs.items():
       p = self.space[name]
+      has = np.array([name in c for c in configs], bool)  # False where the parameter is inactive.
+      held = [c[name] for c in configs if name in c]
       if isinstance(belief, Normal):
-        u = np.array([p.to_unit(c[name]) for c in configs])
-        dens = self._unit_normal(p, belief).pdf(u)
+        dens = self._unit_normal(p, belief).pdf(np.array([p.to_unit(v) for v in held]))
       else:
         values = list(p.choices if isinstance(p, ss.Categorical) else p.values)
         probs = self._probs(p, belief) * len(values)
-        dens = np.array([probs[values.index(p.validate(c[name]))] for c in configs])
-      out += np.log((1 - FLOOR) * dens + FLOOR)
+        dens = np.array([probs[values.index(p.validate(v))] for v in held])
+      out[has] += np.log((1 - FLOOR) * dens + FLOOR)
     return out
 
   def sample(self, rng: np.random.Generator, num: int) -> list[dict[str, Any]]:
-    """`num` configurations drawn from the beliefs (uniform for parameters without one; without the floor)."""
+    """`num` configurations drawn from the beliefs (uniform for parameters without one; without the floor).
+
+    In a conditional space each configuration holds only its active parameters (module docstring).
+    """
+    if self.space.is_conditional:
+      return self._sample_tree(rng, num)
     configs = [self.space.sample(rng) for _ in range(num)]
     for name, belief in self.beliefs.items():
       p = self.space[name]
@@ -160,6 +173,26 @@ class Prior:
         vals = [values[i] for i in rng.choice(len(values), size=num, p=self._probs(p, belief))]
       for c, v in zip(configs, vals):
         c[name] = v
+    return configs
+
+  def _sample_tree(self, rng: np.random.Generator, num: int) -> list[dict[str, Any]]:
+    """`sample` in a conditional space: every slot drawn in unit form, then decoded (inactive ones dropped)."""
+    u = np.array([[rng.integers(p.num_values) if p.kind == ss.KIND_CATEGORICAL else rng.random() for p in self.space]
+                  for _ in range(num)], np.float64).reshape(num, len(self.space))
+    drawn = {}
+    for name, belief in self.beliefs.items():
+      p, j = self.space[name], self.space.names.index(name)
+      if isinstance(belief, Normal):
+        drawn[name] = [p.from_unit(float(x)) for x in self._unit_normal(p, belief).rvs(size=num, random_state=rng)]
+      else:
+        values = list(p.choices if isinstance(p, ss.Categorical) else p.values)
+        drawn[name] = [values[i] for i in rng.choice(len(values), size=num, p=self._probs(p, belief))]
+      u[:, j] = [p.to_unit(v) for v in drawn[name]]
+    configs = [self.space.from_unit(row) for row in u]
+    for name, vals in drawn.items():  # The drawn values themselves, not their unit round trip.
+      for c, v in zip(configs, vals):
+        if name in c:
+          c[name] = v
     return configs
 
   def to_json(self) -> dict:

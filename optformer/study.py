@@ -174,8 +174,9 @@ class Study:
     return cached[1]
 
   def key(self, params) -> tuple:
-    """A configuration's values with their types, in parameter order (so True and 1 differ)."""
-    return tuple((type(params[p.name]), params[p.name]) for p in self.space)
+    """A configuration's values with their types, in parameter order (so True and 1 differ); None for a
+    parameter the configuration leaves out (inactive in a conditional space)."""
+    return tuple((type(params[p.name]), params[p.name]) if p.name in params else None for p in self.space)
 
   def told_rows(self) -> list[tuple[np.ndarray, float]]:
     """(unit row, y) of every told trial in tell order, y larger-is-better, NaN when infeasible."""

@@ -142,7 +142,36 @@ def load_space(path) -> ss.SearchSpace:
                        f"parameter #{i} ({name!r}): choices {clash[0]!r} and {clash[1]!r} read the same from a CSV "
                        "cell, so trials.csv could not tell them apart; make them distinct as text (e.g. rename the "
                        "string choice).")
-  return ss.SearchSpace(params)
+  try:
+    return ss.SearchSpace(params)  # The condition tree: parents, cycles, values.
+  except (TypeError, ValueError) as e:
+    name = _named_parameter(str(e), names)
+    i = names.index(name) if name is not None else None
+    line = items[i][2].get("condition", items[i][1]) if i is not None else 1
+    raise InputError(path, line, "condition" if i is not None else None,
+                     (f"parameter #{i} ({name!r}): " if i is not None else "") +
+                     str(e).removeprefix(f"Parameter {name!r}: ")) from e
+
+
+def _named_parameter(message: str, names) -> str | None:
+  """The parameter an error message of the search space names first ("Parameter 'x' ..." or a list ['x', ...])."""
+  m = re.search(r"Parameter\(?s?\)? '([^']+)'|parameter\(s\) \['([^']+)'", message)
+  name = m and (m.group(1) or m.group(2))
+  return name if name in names else None
+
+
+def check_tree(path, line: int, space: ss.SearchSpace, params: dict, where: str = "",
+               blank: str = "leave it out") -> dict:
+  """`space.validate(params)` for a conditional space's active parameters; InputError naming the parameter
+  at fault (an inactive one given, an active one missing) otherwise. `blank` says how to leave one out."""
+  if not space.is_conditional:
+    return params
+  try:
+    return space.validate(params)
+  except (TypeError, ValueError) as e:
+    message = str(e).replace("leave it out of the configuration", blank)
+    name = _named_parameter(message, space.names)
+    raise InputError(path, line, name, where + message) from e
 
 
 # -- CSV files -----------------------------------------------------------------
@@ -234,10 +263,13 @@ def read_trials(path, space: ss.SearchSpace, history: bool) -> list[tuple[int, d
     row = dict(zip(header, cells))
     params = {}
     for p in space:
+      if space.is_conditional and not row[p.name].strip():  # An inactive parameter's cell is empty.
+        continue
       try:
         params[p.name] = _cell_value(p, row[p.name])
       except (TypeError, ValueError) as e:
         raise InputError(path, line, p.name, str(e).removeprefix(f"Parameter {p.name!r}: ")) from e
+    params = check_tree(path, line, space, params, blank="leave its cell empty")
     if not history:
       out.append((line, params, None, "completed"))
       continue
@@ -273,12 +305,14 @@ def read_configs(path, space: ss.SearchSpace) -> list[dict]:
     params = {}
     for p in space:
       if p.name not in item:
+        if space.is_conditional:  # Inactive, or missing: check_tree tells.
+          continue
         raise InputError(path, line, p.name, f"configuration #{i} is missing this parameter.")
       try:
         params[p.name] = p.validate(item[p.name])
       except (TypeError, ValueError) as e:
         raise InputError(path, keys[p.name], p.name, f"configuration #{i}: " + str(e).removeprefix(f"Parameter {p.name!r}: ")) from e
-    configs.append(params)
+    configs.append(check_tree(path, line, space, params, f"configuration #{i}: "))
   return configs
 
 

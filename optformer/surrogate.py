@@ -32,6 +32,14 @@ where it matters to a Bayesian-optimization loop:
                                       The goal also sets the direction of EI/PI/UCB
                                       in predict_distribution. Means stay in y's units.
 
+Conditional search spaces (parameters with a `Condition`): a dict row
+holds exactly its active parameters; an array row has every column, with
+NaN (or None) in the cells of its inactive parameters (a pandas DataFrame's
+missing values read the same way). A value in an inactive cell, or NaN in
+an active one, raises ValueError naming the row and the parameter. The
+model reads each row's active mask (`SearchSpace.unit_active_mask`), at fit
+and at predict.
+
 `predict_distribution(X)` returns the full predictive distribution, a
 `pfn_inference.PFNPredictive` (mean, std, quantile, cdf, pdf, log_prob,
 expected_improvement, probability_of_improvement, upper_confidence_bound,
@@ -171,7 +179,8 @@ class Surrogate:
     Args:
       X: n configurations: a list of dicts name -> value, or an array-like
         [n, d] of values in `space.names` order (an object array or a list of
-        rows to mix numbers and strings).
+        rows to mix numbers and strings). In a conditional space a dict
+        leaves its inactive parameters out and a row holds NaN or None there.
       y: float [n] (or [n, 1]) objectives, finite, in any units.
 
     Raises:
@@ -194,7 +203,8 @@ class Surrogate:
     limit = self._model.capabilities.max_context
     if len(rows) > limit:
       warnings.warn(context_lib.truncation_warning(len(rows), limit), stacklevel=2)
-    self._posterior = self._model.condition(Context.from_rows(rows, len(self.space), limit))
+    context = Context.from_rows(rows, len(self.space), limit)
+    self._posterior = self._model.condition(context, self._active(context.units))
     self.X_train_ = configs
     self.y_train_ = y_n
     self.n_features_in_ = len(self.space)
@@ -204,7 +214,11 @@ class Surrogate:
     """The predictive distribution at validated configurations, with the improvement defaults of the fit's best y."""
     units = self.space.to_units(configs)
     best = float(self.y_train_.max() if self.goal == "maximize" else self.y_train_.min())
-    return with_best(self._posterior.predict(units, goal=self.goal), best)
+    return with_best(self._posterior.predict(units, self._active(units), goal=self.goal), best)
+
+  def _active(self, units) -> np.ndarray | None:
+    """bool [n, D] active mask of unit rows in a conditional space; None (all active) otherwise."""
+    return self.space.unit_active_mask(units) if self.space.is_conditional else None
 
   # -- Predict ---------------------------------------------------------------
 
@@ -306,11 +320,20 @@ class Surrogate:
               f"{self.space.names} (in that order)."
           )
         row = dict(zip(self.space.names, row))
+        if self.space.is_conditional:  # NaN or None marks an inactive parameter's cell.
+          row = {n: v for n, v in row.items() if not _is_blank(v)}
       try:
         out.append(self.space.validate(row))
       except (TypeError, ValueError) as e:
-        raise type(e)(f"{what}[{i}]: {e}") from e
+        hint = (" (an array row holds NaN or None for each inactive parameter)"
+                if self.space.is_conditional and not is_dict[i] else "")
+        raise type(e)(f"{what}[{i}]: {e}{hint}") from e
     return out
+
+
+def _is_blank(v) -> bool:
+  """Whether an array cell marks an inactive parameter: None or a float NaN."""
+  return v is None or (isinstance(v, (float, np.floating)) and v != v)
 
 
 def _objectives(y) -> np.ndarray:

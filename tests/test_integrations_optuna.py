@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 import optformer
 from optformer import context as context_lib
 from optformer.integrations import optuna as oi
-from optformer.search_space import Categorical, Discrete, Float, Int
+from optformer.search_space import Categorical, Condition, Discrete, Float, Int
 
 # (optuna distribution, optformer parameter): optuna -> optformer -> optuna is exact for all of these.
 EXACT_CASES = [
@@ -371,7 +371,7 @@ def test_enqueued_trials_are_evaluated_as_given_and_told(tiny_v2_model, recorded
   assert recorded[-1].trials[0].params == {"x": 0.25, "n": 7}
 
 
-def test_conditional_parameters_go_to_the_fallback(tiny_v2_model, recorded):
+def test_conditional_parameters_join_the_joint_space_with_their_conditions(tiny_v2_model, recorded):
   def objective(trial):
     model = trial.suggest_categorical("model", ["svm", "tree"])
     if model == "svm":
@@ -383,7 +383,10 @@ def test_conditional_parameters_go_to_the_fallback(tiny_v2_model, recorded):
   study.enqueue_trial({"model": "tree"})
   study.optimize(objective, n_trials=6)
   _check_inside(study)
-  assert recorded[-1].space.names == ["model"]
+  space = recorded[-1].space  # optformer/integrations/optuna_conditions.py reads the branches off the trials.
+  assert space.names == ["model", "svm_c", "tree_depth"]
+  assert space["svm_c"].condition == Condition("model", ["svm"])
+  assert space["tree_depth"].condition == Condition("model", ["tree"])
 
 
 def test_a_parameter_whose_range_changes_leaves_the_joint_space(tiny_v2_model, recorded):

@@ -21,6 +21,14 @@ predicted objective explained by each parameter's main effect (and,
 optionally, each pair's second-order effect), as fANOVA does (Hutter et
 al., ICML 2014), computed from partial dependences over the observed
 configurations instead of a random forest's exact marginals.
+
+Conditional search spaces: a coalition's configuration takes each parameter
+from its side (l* or l^k inside S, l^0 outside) and is then completed
+(`study.complete`): parameters switched off are dropped, and one switched
+on that its side lacks (inactive there) takes the centre of its range. So a
+child whose parent stays at a value that switches it off changes nothing
+in that coalition. Variance shares average over the configurations where
+the parameter is active (`pdp`'s rule).
 """
 
 from __future__ import annotations
@@ -79,9 +87,15 @@ class Importance:
     }
 
 
-def _mix(names, mask: int, inside: Mapping[str, Any], outside: Mapping[str, Any]) -> dict[str, Any]:
-  """The configuration with the parameters of `mask` from `inside` and the rest from `outside`."""
-  return {n: (inside if (mask >> i) & 1 else outside)[n] for i, n in enumerate(names)}
+def _mix(space, mask: int, inside: Mapping[str, Any], outside: Mapping[str, Any]) -> dict[str, Any]:
+  """The configuration with the parameters of `mask` from `inside` and the rest from `outside`, completed in a
+  conditional space (module docstring)."""
+  out = {}
+  for i, n in enumerate(space.names):
+    side = inside if (mask >> i) & 1 else outside
+    if n in side:
+      out[n] = side[n]
+  return study_lib.complete(space, out)
 
 
 def importance(study, game: str = "ablation", *, reference: Mapping[str, Any] | None = None,
@@ -130,14 +144,14 @@ def importance(study, game: str = "ablation", *, reference: Mapping[str, Any] | 
   masks = range(2**d)
   if game == "ablation":
     target = view.incumbent
-    configs = [_mix(names, s, target, ref) for s in masks]  # [2^D]
+    configs = [_mix(view.space, s, target, ref) for s in masks]  # [2^D]
     mean_C, _ = view.predict(configs)
     v_C = view.sign * (mean_C - mean_C[0])
   else:
     target = None
     rng = np.random.default_rng(seed)
     candidates = [ref] + list(view.configs) + [view.space.sample(rng) for _ in range(int(num_samples))]  # [K]
-    configs = [_mix(names, s, c, ref) for s in masks for c in candidates]  # [2^D * K]
+    configs = [_mix(view.space, s, c, ref) for s in masks for c in candidates]  # [2^D * K]
     mean, _ = view.predict(configs)
     gain_CxK = view.sign * (mean.reshape(2**d, len(candidates)) - mean[0])
     v_C = gain_CxK.max(axis=1)
@@ -147,6 +161,14 @@ def importance(study, game: str = "ablation", *, reference: Mapping[str, Any] | 
       interactions={(names[i], names[j]): float(inter_DxD[i, j]) for i, j in itertools.combinations(range(d), 2)},
       goal=view.goal, reference=ref, target=target, coalition_values=v_C,
   )
+
+
+def _share(effect, ice) -> float:
+  """Var(effect) / Var(ice) over their non-NaN entries (NaN: a parameter inactive there); 0.0 without spread."""
+  effect, ice = effect[~np.isnan(effect)], ice[~np.isnan(ice)]
+  if effect.size < 2 or ice.size < 2 or not ice.var() > 0:
+    return 0.0
+  return float(effect.var() / ice.var())
 
 
 def variance_importance(study, *, grid: int = 10, pairs: bool = False) -> Importance:
@@ -185,7 +207,7 @@ def variance_importance(study, *, grid: int = 10, pairs: bool = False) -> Import
   view = study_lib.as_study(study)
   names = view.space.names
   mains = {n: pdp_lib.partial_dependence(view, n, grid=grid) for n in names}
-  share = lambda effect, ice: float(effect.var() / ice.var()) if ice.var() > 0 else 0.0
+  share = lambda effect, ice: _share(effect, ice)
   values = {n: share(r.mean, r.ice) for n, r in mains.items()}
   interactions = {}
   if pairs:

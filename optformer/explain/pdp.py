@@ -11,6 +11,14 @@ Eq. 2):
   ICE_i(l_S)     = m(l_S, l_C^(i))
 
 All n * |grid| predictions are scored in a few fixed-shape calls of the model.
+
+Conditional search spaces: l_S is set in each observed configuration and the
+result completed (`study.complete`: parameters switched off are dropped,
+ones switched on take the centre of their range). ICE_i(l_S) is NaN where a
+parameter of S is inactive in that configuration (its value means nothing
+there), and c_S and sigma_S average over the configurations where it is
+active (NaN where it is active in none): for a child parameter, the partial
+dependence among the configurations whose parents switch it on.
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ class PartialDependence:
     mean: float64 [G] or [G0, G1]: c_S, the partial dependence, in objective units.
     std: float64 [G] or [G0, G1]: sqrt((1/n) sum_i Var[y(l_S, l_C^(i))]), in objective units.
     ice: float64 [n, G] or [n, G0, G1]: the ICE curves, one per observed configuration.
+    (In a conditional space NaN marks a parameter of `params` that is inactive
+    there, and mean and std average the rest: see the module docstring.)
     goal: the study's "minimize" or "maximize".
   """
 
@@ -54,11 +64,12 @@ class PartialDependence:
   goal: str
 
   def to_json(self) -> dict:
-    """A JSON-able dict of the numbers (grids as lists, categories as written in the space)."""
+    """A JSON-able dict of the numbers (grids as lists, categories as written in the space; NaN as null)."""
     grids = self.grid if len(self.params) == 2 else (self.grid,)
+    numbers = lambda a: np.where(np.isnan(a), None, a).tolist()
     return {
         "params": list(self.params), "goal": self.goal, "grid": [g.tolist() for g in grids],
-        "mean": self.mean.tolist(), "std": self.std.tolist(), "ice": self.ice.tolist(),
+        "mean": numbers(self.mean), "std": numbers(self.std), "ice": numbers(self.ice),
     }
 
 
@@ -173,11 +184,23 @@ def partial_dependence(study, param_or_pair, grid=None) -> PartialDependence:
   grids = _grids(view, names, grid)
   params = [view.space[n] for n in names]
   points = [dict(zip(names, (_cast(p, v) for p, v in zip(params, combo)))) for combo in itertools.product(*grids)]
-  configs = [{**c, **pt} for c in view.configs for pt in points]  # [n * G] row-major: configuration, then grid point
+  # [n * G] row-major: configuration, then grid point; completed in a conditional space (module docstring).
+  configs = [study_lib.complete(view.space, {**c, **pt}) for c in view.configs for pt in points]
   mean, var = view.predict(configs)
   shape = (len(view.configs),) + tuple(len(g) for g in grids)
+  held = np.array([all(n in c for n in names) for c in configs], bool)  # False: a parameter of S inactive.
+  mean, var = np.where(held, mean, np.nan), np.where(held, var, np.nan)
   ice = mean.reshape(shape)
   return PartialDependence(
-      params=names, grid=grids[0] if len(names) == 1 else tuple(grids), mean=ice.mean(axis=0),
-      std=np.sqrt(var.reshape(shape).mean(axis=0)), ice=ice, goal=view.goal,
+      params=names, grid=grids[0] if len(names) == 1 else tuple(grids), mean=_nanmean(ice),
+      std=np.sqrt(_nanmean(var.reshape(shape))), ice=ice, goal=view.goal,
   )
+
+
+def _nanmean(x_NxG) -> np.ndarray:
+  """The mean over axis 0 of the non-NaN entries; NaN where there are none."""
+  if not np.isnan(x_NxG).any():
+    return x_NxG.mean(axis=0)
+  count = np.sum(~np.isnan(x_NxG), axis=0)
+  total = np.nansum(x_NxG, axis=0)
+  return np.where(count > 0, total / np.maximum(count, 1), np.nan)

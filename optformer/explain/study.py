@@ -1,13 +1,23 @@
 """What every explanation reads: a study's space, goal, observed trials and a batched predictive mean and variance.
 
 `as_study(obj)` accepts an `optformer.Optimizer`, a fitted `optformer.Surrogate`
-or an `optuna.Study` (its COMPLETE trials over Optuna's intersection search
-space, converted with `optformer.integrations.optuna`), and returns a
-`StudyView`. `StudyView.predict` scores any number of configurations in
+or an `optuna.Study` (its COMPLETE trials over the union of their parameters,
+converted with `optformer.integrations.optuna`), and returns a
+`StudyView`; an Optuna study's define-by-run branches become a conditional
+space, as `OptFormerSampler` models them
+(optformer/integrations/optuna_conditions.py). `StudyView.predict` scores any number of configurations in
 fixed chunks of `CHUNK` queries (the last chunk padded by repeating a
 configuration), so one explanation compiles the model once per history
 bucket and not once per query count, and it scores each distinct
 configuration once.
+
+Conditional search spaces: an explanation builds configurations by setting
+some parameters of another configuration; `complete` turns the result into a
+valid configuration by one rule, the same for every explanation: a
+parameter that the new values switch off is dropped, and one that they
+switch on, which the configuration lacks, takes the value at the centre of
+its unit range (`from_unit(INACTIVE_UNIT)`: the geometric middle of a log
+range, the middle level or category).
 """
 
 from __future__ import annotations
@@ -57,7 +67,7 @@ class StudyView:
 
   def predict(self, configs: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """(mean float64 [m], variance float64 [m]) at m configurations, in chunks of CHUNK distinct ones."""
-    key = lambda c: tuple((type(c[n]).__name__, c[n]) for n in self.space.names)
+    key = lambda c: tuple((type(c[n]).__name__, c[n]) if n in c else None for n in self.space.names)
     index: dict[tuple, int] = {}
     unique: list[Mapping[str, Any]] = []
     where_M = np.empty(len(configs), np.int64)
@@ -74,6 +84,22 @@ class StudyView:
       mean, var = self.score(chunk + [chunk[-1]] * (CHUNK - m))  # One compiled query shape.
       mean_U[s:s + m], var_U[s:s + m] = mean[:m], var[:m]
     return mean_U[where_M], var_U[where_M]
+
+
+def complete(space: ss.SearchSpace, params: Mapping[str, Any]) -> dict[str, Any]:
+  """The valid configuration of `params` in a conditional space (module docstring): its active parameters, in
+  space order, the ones it lacks at the centre of their unit range. `params` itself without conditions.
+
+  Values are not validated here (the caller built them from valid ones).
+  """
+  if not space.is_conditional:
+    return dict(params)
+  out = {}
+  for j in space.topological_order():  # Parents first, so each activity reads decided ancestors.
+    p = space.parameters[j]
+    if space.is_active(p.name, out):
+      out[p.name] = params[p.name] if p.name in params else p.from_unit(ss.INACTIVE_UNIT)
+  return {n: out[n] for n in space.names if n in out}
 
 
 def _view(space, goal: str, configs, values, predict) -> StudyView:
@@ -99,11 +125,11 @@ def _from_surrogate(sur: Surrogate) -> StudyView:
 
 
 def _from_optuna(study) -> StudyView:
-  from optuna.search_space import intersection_search_space
   from optuna.study import StudyDirection
   from optuna.trial import TrialState
 
   from optformer.integrations import optuna as optuna_lib
+  from optformer.integrations import optuna_conditions
 
   if len(study.directions) > 1:
     raise ValueError(f"Explanations need a single-objective study; study {study.study_name!r} has "
@@ -113,10 +139,10 @@ def _from_optuna(study) -> StudyView:
   if len(completed) < MIN_TRIALS:
     raise ValueError(f"The study has {len(completed)} completed trial(s) with a finite value; explanations need "
                      f"at least {MIN_TRIALS}.")
-  dists = {n: d for n, d in sorted(intersection_search_space(completed).items()) if not d.single()}
-  if not dists:
+  dists = {n: d for n, d in optuna_conditions.union_distributions(completed).items() if not d.single()}
+  space = optuna_conditions.conditional_space(completed, dists) if dists else None  # As the sampler models it.
+  if space is None:
     raise ValueError("The study's completed trials share no parameter with more than one value; nothing to explain.")
-  space = optuna_lib.from_distributions(dists)
   goal = "maximize" if study.direction == StudyDirection.MAXIMIZE else "minimize"
   opt = Optimizer(space, goal, warn_truncation=False)
   for t in completed:

@@ -17,7 +17,6 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
-from optuna.search_space import intersection_search_space
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -27,6 +26,7 @@ from optformer.context import truncation_warning
 from optformer.model import check_categories
 from optformer.optimizer import MAX_ABS_OBJECTIVE, Optimizer
 
+from optformer.integrations.optuna_conditions import conditional_space, params_in, union_distributions
 from optformer.integrations.optuna_space import (  # Re-exported: the search-space half of the integration.
     MAX_GRID_LEVELS, _distribution_to_parameter, from_distributions, suggest_params, to_distributions,
 )
@@ -52,7 +52,7 @@ _OPTUNA_ALTERNATIVES = {
         "in the objective for a configuration that violates them: the trial is told to the model as infeasible"
     ),
     "multivariate": "the model always samples the joint search space together (as multivariate=True)",
-    "group": "the joint search space is sampled together; conditional parameters go to independent_sampler",
+    "group": "the joint search space, conditional parameters included, is sampled together",
     "constant_liar": "RUNNING and WAITING trials are always pending: fantasized, and never proposed again",
     "consider_prior": "pass prior= (optformer.priors beliefs) for a prior over good parameter values",
     "prior_weight": "pass prior_beta= (the weight of prior=)",
@@ -60,12 +60,7 @@ _OPTUNA_ALTERNATIVES = {
 }
 
 
-def _params_in(space: ss.SearchSpace, params: Mapping[str, Any]) -> dict[str, Any] | None:
-  """`params` restricted to `space` and validated, or None if one is missing or outside it."""
-  try:
-    return space.validate({name: params[name] for name in space.names})
-  except (KeyError, TypeError, ValueError):
-    return None
+_params_in = params_in  # `params` restricted to a (conditional) space and validated, or None.
 
 
 def _last_intermediate_value(trial: FrozenTrial) -> float | None:
@@ -110,24 +105,32 @@ class OptFormerSampler(BaseSampler):
   """An Optuna sampler that asks `optformer.Optimizer` for each trial (zero-shot, no fitting).
 
   Relative sampling covers the *joint search space*: the parameters that
-  every COMPLETE trial so far suggested with the same distribution (Optuna's
-  intersection search space, as TPESampler(multivariate=True) and GPSampler
-  use), minus single-valued distributions, distributions that
+  some COMPLETE trial so far suggested, always with the same distribution
+  (the union, not Optuna's intersection), as a conditional search space:
+  a parameter that only some trials hold (define-by-run branches) is
+  conditional on the Categorical, Int or Discrete parameter whose values
+  decide when it is held, read off the trials
+  (optformer/integrations/optuna_conditions.py), so each trial's active
+  parameters are the ones it holds and a sample holds the parameters of the
+  branch it picks. Left out: single-valued distributions, distributions that
   `from_distributions` rejects, categoricals with more choices than the model
-  reads (`max_categories`, 64 for the shipped model), and, beyond the model's `max_params` (64 for
+  reads (`max_categories`, 64 for the shipped model), parameters held by
+  only some trials with no parameter deciding when (and the children of a
+  parameter left out), and, beyond the model's `max_params` (64 for
   the shipped model), the parameters after the first `max_params` in name
   order (a UserWarning says so once). Every other parameter is sampled by
   `independent_sampler`: all of the first `n_startup_trials` trials'
   (at least the first trial's: Optuna learns the space from completed
-  trials, so nothing is joint before one completes), conditional
-  (define-by-run) parameters that not every trial has, and a parameter whose
+  trials, so nothing is joint before one completes), a parameter that no
+  COMPLETE trial holds yet (a branch not taken so far; no warning), the
+  parameters left out above, and a parameter whose
   distribution changed between trials (a changed range drops it from the
   joint space; a changed kind or categorical choices is an error of
   Optuna's own, for every sampler).
 
   For each trial a fresh Optimizer over the joint space is given the study's
-  history, restricted to trials that have every joint parameter inside the
-  joint space:
+  history, restricted to trials whose joint parameters form a configuration
+  of the joint space (the active ones inside it, no inactive one held):
 
   * COMPLETE: told with its value. A value beyond +-1e150
     (`optformer.optimizer.MAX_ABS_OBJECTIVE`, which `Optimizer.tell`
@@ -274,7 +277,7 @@ class OptFormerSampler(BaseSampler):
     _check_single_objective(study)
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     joint = {}
-    for name, dist in sorted(intersection_search_space(completed).items()):
+    for name, dist in union_distributions(completed).items():
       if dist.single():
         continue
       try:
@@ -292,7 +295,8 @@ class OptFormerSampler(BaseSampler):
           f"Parameters {rest} are sampled by {type(self._independent_sampler).__name__}.",
       )
       joint = {name: joint[name] for name in list(joint)[: self._max_params]}
-    return joint
+    space = conditional_space(completed, joint) if joint else None  # Unexplained parameters and orphans: left out.
+    return {name: joint[name] for name in space.names} if space is not None else {}
 
   def sample_relative(
       self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -326,7 +330,9 @@ class OptFormerSampler(BaseSampler):
     return None
 
   def _sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict:
-    space = from_distributions(search_space)
+    space = conditional_space(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), search_space)
+    if space is None:
+      return {}
     goal = "maximize" if study.direction == StudyDirection.MAXIMIZE else "minimize"
     opt = Optimizer(  # The sampler warns about truncation once per study itself, not once per trial.
         space, goal, model=self._model, num_candidates=self._num_candidates, seed=self.trial_seed(trial.number),
@@ -348,7 +354,7 @@ class OptFormerSampler(BaseSampler):
         pending.append(params)
         continue
       if self._deterministic:  # A repeat of a told configuration adds nothing when the objective is deterministic.
-        seen = tuple((type(v), v) for v in params.values())
+        seen = tuple((n, type(v), v) for n, v in params.items())
         if seen in told:
           continue
         told.add(seen)
@@ -377,7 +383,9 @@ class OptFormerSampler(BaseSampler):
     """
     _check_single_objective(study)
     warn = self._warn_independent_sampling and param_name not in self._dropped
-    if warn and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) and self._started(study):
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if warn else []
+    held = any(param_name in t.params for t in completed)  # A parameter no trial holds yet: nothing to model.
+    if warn and held and self._started(study):
       self._warn_once(
           f"independent:{param_name}",
           f"Parameter {param_name!r} in trial {trial.number} is outside the joint search space (conditional, "

@@ -147,16 +147,24 @@ def suggest_params(trial: optuna.trial.BaseTrial, space: ss.SearchSpace) -> dict
   Each parameter is suggested with its `to_distributions` distribution
   (`suggest_float`, `suggest_int` or `suggest_categorical`), so any Optuna
   sampler can tune an optformer SearchSpace; the result validates in `space`.
+  In a conditional space parents are suggested first and a parameter only
+  when it is active (define-by-run branches), so the trial holds exactly
+  its active parameters.
 
   Raises:
     TypeError: `space` is not an optformer.SearchSpace.
   """
+  dists = to_distributions(space)
   out = {}
-  for name, dist in to_distributions(space).items():
+  for j in space.topological_order():
+    name = space.parameters[j].name
+    dist = dists[name]
+    if not space.is_active(name, out):
+      continue
     if isinstance(dist, FloatDistribution):
       out[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
     elif isinstance(dist, IntDistribution):
       out[name] = trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
     else:
       out[name] = trial.suggest_categorical(name, dist.choices)
-  return space.validate(out)
+  return space.validate(out)  # In the space's order.

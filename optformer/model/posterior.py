@@ -2,14 +2,17 @@
 
   * `predict(units, active=None, goal)`: the predictive distribution in the user's objective units
     (`pfn_inference.PFNPredictive`: mean, std, quantiles, cdf, EI, PI, UCB, and p_feasible);
-  * `acquisition(units, best, kind)`: what the acquisition search ranks (log EI or log PI in the model's z
+  * `acquisition(units, best, kind, active=None)`: what the acquisition search ranks (log EI or log PI in the model's z
     units plus log p(feasible | x), Gardner et al. 2014; or UCB in z units);
-  * `mean(units)`: the predicted mean in the model's direction (the kriging believer's fantasies);
+  * `mean(units, active=None)`: the predicted mean in the model's direction (the kriging believer's fantasies);
   * `sample_policy(rng, n)`: configurations proposed by the model's policy, for a backend with the `policy`
     capability; NotImplementedError otherwise.
 
 Units: `units` are float [M, D] unit-form configurations (`SearchSpace.to_units`; a category's index as a
 float); the context's objectives are "larger is better" (the caller negates a minimized objective).
+Conditional spaces: `active` (bool [M, D], `SearchSpace.unit_active_mask(units)`) marks the parameters a
+condition switches off, for the context (`Backend.condition(context, active)`) as for the queries; None reads
+every slot as active, which is right only without conditions.
 """
 
 from __future__ import annotations
@@ -65,19 +68,20 @@ class Posterior:
     d = len(self.backend.kinds)
     return self._encode().score(np.asarray(units, np.float64).reshape(-1, d), active, goal=goal)
 
-  def mean(self, units) -> np.ndarray:
-    """float [M]: the predicted mean in the context's units (larger is better)."""
-    return self.predict(units).mean
+  def mean(self, units, active=None) -> np.ndarray:
+    """float [M]: the predicted mean in the context's units (larger is better); `active` as for `predict`."""
+    return self.predict(units, active).mean
 
-  def acquisition(self, units, best: float, kind: str = "ei", ucb_beta: float = 4.0) -> np.ndarray:
-    """float [M]: the score the acquisition search maximizes at each unit row; `best` in the context's units.
+  def acquisition(self, units, best: float, kind: str = "ei", ucb_beta: float = 4.0, active=None) -> np.ndarray:
+    """float [M]: the score the acquisition search maximizes at each unit row; `best` in the context's units;
+    `active` as for `predict`.
 
     "ei": log E[max(Z - z(best), 0)] + log p(feasible) (constrained EI, Gardner et al., ICML 2014);
     "pi": log P(Y > best) + log p(feasible); "ucb": mean + sqrt(ucb_beta) std of the model's z.
     """
     if kind not in ACQUISITIONS:
       raise ValueError(f"kind must be one of {list(ACQUISITIONS)}, got {kind!r}.")
-    pred = self.predict(units)
+    pred = self.predict(units, active)
     if kind == "ucb":
       return pred.upper_confidence_bound_z(ucb_beta)
     log_feasible = np.log(np.maximum(pred.p_feasible, 1e-300))
