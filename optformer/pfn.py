@@ -73,11 +73,14 @@ def token_mask(kinds_BxD, num_values_BxD, num_tokens: int):
 
 def value_tokens(x, kinds, num_values, num_tokens: int):
   """int32 tokens (x's shape [..., D]) of unit-form values: the bin floor(u V) of a float or an ordinal of more
-  than V levels (clipped to V - 1), the level index of an ordinal of L <= V levels, the category index."""
+  than V levels (clipped to V - 1), the level index of an ordinal of L <= V levels, the category index (values
+  off the grid snap to the nearest valid level or category: the prior's perturbed points hold categories like 1.07)."""
   n = num_values.astype(jnp.float32)
-  level = jnp.round(x * jnp.maximum(n - 1.0, 1.0))
+  top = jnp.maximum(n - 1.0, 0.0)
+  level = jnp.clip(jnp.round(x * jnp.maximum(n - 1.0, 1.0)), 0, top)
   bins = jnp.clip(jnp.floor(x * num_tokens), 0, num_tokens - 1)
-  tok = jnp.where(kinds == KIND_CATEGORICAL, jnp.round(x), jnp.where((kinds == KIND_ORDINAL) & (n <= num_tokens), level, bins))
+  category = jnp.clip(jnp.round(x), 0, top)
+  tok = jnp.where(kinds == KIND_CATEGORICAL, category, jnp.where((kinds == KIND_ORDINAL) & (n <= num_tokens), level, bins))
   return tok.astype(jnp.int32)
 
 

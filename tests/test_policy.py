@@ -144,7 +144,8 @@ def test_decode_space_rejects_what_the_policy_cannot_decode():
 def test_tokens_and_values_round_trip():
   """(kind, levels, unit value, token): bins for floats and > V levels, levels, categories."""
   cases = [(FLOAT, 0, 0.0, 0), (FLOAT, 0, 0.999, V - 1), (FLOAT, 0, 1.0, V - 1), (FLOAT, 0, 0.3, 2),
-           (ORD, 5, 0.75, 3), (ORD, 2, 1.0, 1), (ORD, 100, 50 / 99, 4), (CAT, 3, 2.0, 2)]
+           (ORD, 5, 0.75, 3), (ORD, 2, 1.0, 1), (ORD, 100, 50 / 99, 4), (CAT, 3, 2.0, 2),
+           (CAT, 3, 1.07, 1), (CAT, 3, -0.7, 0), (CAT, 3, 2.6, 2)]  # The prior's perturbed points hold such categories.
   kinds, nv, x, tok = map(np.asarray, zip(*cases))
   got = np.asarray(pfn.value_tokens(jnp.asarray(x, jnp.float32), kinds, nv, V))
   np.testing.assert_array_equal(got, tok)
@@ -152,6 +153,7 @@ def test_tokens_and_values_round_trip():
   np.testing.assert_array_equal(np.asarray(pfn.value_tokens(jnp.asarray(back), kinds, nv, V)), tok)
   ordinal = kinds == ORD
   np.testing.assert_allclose(back[ordinal & (nv <= V)], x[ordinal & (nv <= V)])
+  np.testing.assert_array_equal(back[kinds == CAT], tok[kinds == CAT])
 
 
 def test_the_shipped_v2_checkpoint_without_a_head_loads_unchanged():
@@ -231,6 +233,10 @@ def test_a_few_steps_on_a_batch_lower_the_policy_loss(policy_batch):
   step = pfn_train.make_train_step(graphdef, tx, make_mesh(None), 0.0, 1.0)
   batch, targets, *_ = policy_batch
   assert (~targets.rows.decoded & targets.rows.active).sum() >= 10
+  tokens = pfn.value_tokens(targets.rows.x, batch.kinds[:, None], batch.num_values[:, None], V)
+  valid = np.take_along_axis(np.asarray(pfn.token_mask(batch.kinds, batch.num_values, V))[:, None],
+                             np.asarray(tokens)[..., None], -1)[..., 0]
+  assert valid[targets.rows.active].all()  # Every target token is one the slot may take.
   losses = []
   for _ in range(8):
     params, opt_state, m = step(params, opt_state, batch, targets)
