@@ -278,3 +278,34 @@ def test_both_value_inputs_train_a_step(value_input):
   params, opt_state, m = step(params, opt_state, batch, targets)
   assert np.isfinite(float(m["loss"])) and float(m["policy_loss"]) > 0
   assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(params)))
+
+
+@pytest.mark.slow
+def test_policy_eval_scores_policy_and_uniform_samples_on_held_out_functions(model):
+  from optformer.training import pfn_data, policy_eval
+
+  cfg = dataclasses.replace(pfn_data.PFNDataConfig.tiny(), batch_size=2)
+  out = policy_eval.evaluate_policy(model, cfg, num_functions=3, trials=5, samples=16)
+  per = out["per_function"]
+  assert all(len(v) == 3 and np.isfinite(v).all() for v in per.values())
+  assert np.all(per["uniform_best_z"] >= 0) and np.all(per["policy_best_z"] >= per["policy_z"])
+  assert np.all((per["policy_p_improve"] >= 0) & (per["policy_p_improve"] <= 1))
+  assert out["policy_z"][0] == pytest.approx(per["policy_z"].mean()) and out["policy_z"][1] > 0
+
+
+@pytest.mark.slow
+def test_cli_trains_evaluates_and_exports_a_policy_head(tmp_path):
+  from optformer import checkpoint
+  from optformer.training import pfn_cli
+
+  argv = ["--workdir", str(tmp_path / "run"), "--preset", "tiny", "--policy-tokens", str(V), "--policy-rows", "2",
+          "--steps", "4", "--eval-every", "2", "--warmup", "1", "--export", str(tmp_path / "export"), "--no-progress"]
+  assert pfn_cli.main(argv) == 0
+  rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  evals = [r for r in rows if "nll_policy" in r]
+  assert [r["step"] for r in evals] == [2, 4] and all(np.isfinite(r["nll_policy"]) for r in evals)
+  assert all(r["loss"] == pytest.approx(r["bar_loss"] + r["policy_loss"], rel=1e-5) for r in rows)
+  model = checkpoint.load_pfn(tmp_path / "export")
+  assert model.config.policy_tokens == V and "numeric tokens" in (tmp_path / "export" / "card.md").read_text()
+  with pytest.raises(SystemExit, match="--policy-rows"):
+    pfn_cli.main(argv[:2] + ["--policy-rows", "3"])  # A resume refuses a flag that would change the run.

@@ -222,7 +222,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
   args = parser().parse_args(argv)
 
-  from optformer.training.pfn_eval import gp_gap
+  from optformer.training.pfn_eval import gp_gap, policy_nll
   from optformer.training.pfn_train import PFNTrainer
 
   from optformer.training.train import WorkdirError, check_writable
@@ -247,8 +247,11 @@ def main(argv=None) -> int:
             f"step {until}; set --warmup lower", file=sys.stderr)
   if not args.export_only:
     def evaluator(graphdef, params):
-      return gp_gap(graphdef, params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids,
-                    contexts=cfg.eval_contexts, num_batches=cfg.eval_batches, by_dims=True)
+      out = gp_gap(graphdef, params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids,
+                   contexts=cfg.eval_contexts, num_batches=cfg.eval_batches, by_dims=True)
+      if cfg.data.policy_rows:
+        out.update(policy_nll(graphdef, params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids, cfg.eval_batches))
+      return out
 
     rows = []
     try:

@@ -106,6 +106,30 @@ def gp_gap(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids: int, con
   return out
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _policy_metrics(graphdef, params, batch, rows):
+  from optformer.training.pfn_train import policy_loss
+
+  model = nnx.merge(graphdef, params)
+  _, logits = model.with_policy(batch, rows)
+  return policy_loss(logits, rows, batch.kinds, batch.num_values)
+
+
+def policy_nll(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids: int, num_batches: int = 4,
+               seed_offset: int = 0) -> dict:
+  """{"nll_policy", "policy_accuracy"}: the policy's held-out cross-entropy (nats per token) and top-1 accuracy
+  on the behaviour target's undecoded tokens (training/pfn_data.py, "Policy rows"), on `num_batches` validation
+  batches of the run's own prior (cfg.policy_rows rows per example, 8 if it has none). The mean over batches."""
+  data = cfg if cfg.policy_rows else dataclasses.replace(cfg, policy_rows=8)
+  nll, acc = [], []
+  for i in range(num_batches):
+    batch, targets, *_ = make_batch(data, np.asarray(borders), num_slot_ids, seed_offset + i, "validation")
+    m = _policy_metrics(graphdef, params, batch, targets.rows)
+    nll.append(float(m[0]))
+    acc.append(float(m[1]))
+  return {"nll_policy": float(np.mean(nll)), "policy_accuracy": float(np.mean(acc))}
+
+
 def gap_table_by_dims(out: dict, contexts) -> str:
   """Markdown table of a `gp_gap(..., by_dims=True)` result: the gap per context, overall and by DIM_GROUPS."""
   groups = [f"{lo}-{hi}" for lo, hi in DIM_GROUPS if any(f"gap_{n}_dims_{lo}-{hi}" in out for n in contexts)]
@@ -138,6 +162,9 @@ def main(argv=None) -> int:
                args.batches, by_dims=True)
   print(f"{args.checkpoint} (step {meta.get('step')}): NLL gap to the exact GP, nats per query")
   print(gap_table_by_dims(out, args.contexts))
+  if model.config.policy_tokens:
+    out.update(policy_nll(graphdef, params, cfg, model.config.borders, model.config.num_slot_ids, args.batches))
+    print(f"policy: held-out cross-entropy {out['nll_policy']:.4f} nats per token, accuracy {out['policy_accuracy']:.4f}")
   if args.out:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "step": meta.get("step"), **out}, indent=1))
