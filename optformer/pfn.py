@@ -7,7 +7,9 @@ E model width, H heads, K head width, G slot hidden width, Y bars.
 One position per trial (PFNs, Müller et al., ICLR 2022): its embedding is
   * the x part: sum over the trial's active parameter slots d of
     gelu(A v_d + c_d), projected to E. v_d are Fourier features of the unit
-    value (float/int) or a learned embedding of the category, or a learned
+    value (float/int; or, `PFNConfig.value_input="tokens"`, a learned
+    embedding of its bin among V = policy_tokens, the numeric-token
+    ablation) or a learned embedding of the category, or a learned
     "inactive" vector (conditional parameter switched off); c_d embeds the
     slot's identity (a slot id, random in training), kind and number of
     levels. No weight depends on the number of slots, so a model serves up

@@ -16,7 +16,8 @@ Decoding: one `lax.fori_loop` step per slot in a decode order that puts
 parents before their children; each step scores the n partly decoded rows
 against the encoded context (`PFNSurrogate.policy_logits`), samples the
 slot's token at a temperature, and marks the slot's disallowed children
-decoded-inactive. One compilation per (model, D, n, context bucket).
+decoded-inactive. One compilation per (model, D, n, context length): pad
+the context to a bucket (as pfn_inference does for queries) to keep it so.
 Training (training/pfn_train.py) teaches the same rows in any order.
 """
 

@@ -25,19 +25,24 @@ def model():
   return pfn.create_model(dataclasses.replace(pfn.PFNConfig.tiny(), policy_tokens=V), seed=0)
 
 
-def encoded(model, kinds, num_values, num_context=10, seed=0):
-  """The encoded context (B = 1) of `num_context` random valid trials of a space without conditions."""
+def context_batch(kinds, num_values, num_context=10, seed=0) -> pfn.SurrogateBatch:
+  """One study (B = 1) of `num_context` random valid trials of a space without conditions (numpy)."""
   rng = np.random.default_rng(seed)
   kinds, nv = np.asarray(kinds, np.int32), np.asarray(num_values, np.int32)
   d = len(kinds)
   u = rng.uniform(size=(num_context, d))
   x = np.where(kinds == CAT, np.floor(u * np.maximum(nv, 1)), np.where(kinds == ORD, np.round(u * (nv - 1)) / np.maximum(nv - 1, 1), u))
   x = np.where(kinds > 0, x, 0.0)
-  ctx = pfn.SurrogateBatch(
+  ones = np.ones((1, num_context), bool)
+  return pfn.SurrogateBatch(
       x=x[None].astype(np.float32), active=np.broadcast_to(kinds > 0, (1, num_context, d)), kinds=kinds[None],
-      num_values=nv[None], slot_ids=np.arange(d, dtype=np.int32)[None], z=rng.normal(size=(1, num_context)).astype(np.float32),
-      feasible=np.ones((1, num_context), bool), context=np.ones((1, num_context), bool), valid=np.ones((1, num_context), bool))
-  return model.encode_context(jax.tree.map(jnp.asarray, ctx))
+      num_values=nv[None], slot_ids=np.arange(d, dtype=np.int32)[None],
+      z=rng.normal(size=(1, num_context)).astype(np.float32), feasible=ones, context=ones, valid=ones)
+
+
+def encoded(model, kinds, num_values, num_context=10, seed=0):
+  """The encoded `context_batch`."""
+  return model.encode_context(jax.tree.map(jnp.asarray, context_batch(kinds, num_values, num_context, seed)))
 
 
 # Slots: float, 5 levels, 100 levels (> V), a 3-way categorical parent, a float child active under category 0,
@@ -108,6 +113,20 @@ def test_float_bins_share_the_mass_of_their_slot(model):
   units = np.array([[(b + 0.5) / V, k] for b in range(V) for k in range(3)], np.float32)
   p = np.exp(np.asarray(policy.log_prob(model, enc, space, units, np.ones_like(units, bool)), np.float64))
   assert abs(p.sum() - 1.0) < 1e-4
+
+
+def test_the_policy_ignores_context_order_and_padding(model):
+  units, active = small_configurations()
+  enc = encoded(model, [CAT, ORD, ORD], [3, 2, 3])
+  ctx = context_batch([CAT, ORD, ORD], [3, 2, 3])
+  perm = np.random.default_rng(1).permutation(10)
+  pad = lambda a, fill: np.concatenate([a[:, perm], np.full((1, 6) + a.shape[2:], fill, a.dtype)], 1)
+  ctx = ctx._replace(x=pad(ctx.x, 0.5), active=pad(ctx.active, True), z=pad(ctx.z, 3.0),
+                     feasible=pad(ctx.feasible, True), context=pad(ctx.context, True), valid=pad(ctx.valid, False))
+  shuffled = model.encode_context(jax.tree.map(jnp.asarray, ctx))
+  space = small_space()
+  np.testing.assert_allclose(np.asarray(policy.log_prob(model, shuffled, space, units, active)),
+                             np.asarray(policy.log_prob(model, enc, space, units, active)), atol=2e-5)
 
 
 def test_sample_frequencies_match_the_teacher_forced_probabilities(model):
