@@ -154,12 +154,24 @@ def main(argv=None) -> int:
   p.add_argument("--contexts", type=int, nargs="+", default=[5, 10, 20, 40])
   p.add_argument("--batches", type=int, default=8, help="validation batches of the run's batch size per context")
   p.add_argument("--out", type=pathlib.Path, help="also write the numbers here as JSON")
+  p.add_argument("--against", type=pathlib.Path, help="another model directory: also print the paired difference "
+                 "of the two models' query NLL on the same examples (this one minus that one, +- standard error)")
   args = p.parse_args(argv)
   model, meta = checkpoint.load_pfn(args.checkpoint, with_metadata=True)
   cfg = PFNDataConfig.from_json(meta["train"]["data"])
   graphdef, params = nnx.split(model)
   out = gp_gap(graphdef, params, cfg, model.config.borders, model.config.num_slot_ids, tuple(args.contexts),
                args.batches, by_dims=True)
+  if args.against:
+    other = checkpoint.load_pfn(args.against)
+    print(f"{args.checkpoint} minus {args.against}: query NLL on the same examples, nats per query")
+    for n in args.contexts:
+      mine, *_ = per_example_nll(graphdef, params, cfg, model.config.borders, model.config.num_slot_ids, n, args.batches)
+      theirs, *_ = per_example_nll(*nnx.split(other), cfg, other.config.borders, other.config.num_slot_ids, n,
+                                   args.batches)
+      diff = mine - theirs
+      out[f"diff_{n}"], out[f"diff_se_{n}"] = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+      print(f"  context {n}: {diff.mean():+.4f} +- {out[f'diff_se_{n}']:.4f} ({len(diff)} examples)")
   print(f"{args.checkpoint} (step {meta.get('step')}): NLL gap to the exact GP, nats per query")
   print(gap_table_by_dims(out, args.contexts))
   if model.config.policy_tokens:
