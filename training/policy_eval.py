@@ -11,7 +11,12 @@ same context:
   * ei_pick: the configuration of highest expected improvement among the
     uniform ones under the exact GP posterior with the task's TRUE
     hyperparameters (the behaviour policy the head was trained to clone,
-    restricted to these candidates).
+    restricted to these candidates);
+  * policy_model_ei / uniform_model_ei: the pick of highest expected
+    improvement under the model's own surrogate (bar distribution, z units,
+    improvements capped at the best z + MODEL_EI_CAP) among the policy's
+    samples / the uniform ones: OptFormer (EI)'s suggestion, and the
+    surrogate's with random candidates.
 
 Scores are the noiseless objective f (maximized). Per function, `z` divides
 the difference to the uniform mean by the uniform std (so functions of
@@ -31,10 +36,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from optformer import bar
 from optformer import policy
 from optformer.data_gen import prior as prior_lib
 from optformer.pfn import SurrogateBatch
 from optformer.training.pfn_data import PFNDataConfig, expected_improvement, gp_posterior_batch, make_batch
+
+
+MODEL_EI_CAP = 4.0  # z units above the context's best z beyond which improvement stops counting (bar.py).
 
 
 def scorable(cfg: PFNDataConfig) -> PFNDataConfig:
@@ -47,6 +56,22 @@ def _encode(graphdef, params, ctx):
   return nnx.merge(graphdef, params).encode_context(ctx)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _score(graphdef, params, enc, queries):
+  return nnx.merge(graphdef, params).score_queries(enc, queries)
+
+
+def model_ei(graphdef, params, enc, units_NxD, ctx: SurrogateBatch, borders) -> np.ndarray:
+  """float64 [N]: the surrogate's expected improvement (z units, capped) of N configurations over the context."""
+  n = units_NxD.shape[0]
+  q = SurrogateBatch(x=units_NxD[None], active=jnp.broadcast_to(ctx.kinds[:, None] > 0, (1, n) + ctx.kinds.shape[1:]),
+                     kinds=ctx.kinds, num_values=ctx.num_values, slot_ids=ctx.slot_ids, z=jnp.zeros((1, n)),
+                     feasible=jnp.ones((1, n), bool), context=jnp.zeros((1, n), bool), valid=jnp.ones((1, n), bool))
+  probs = jax.nn.softmax(np.asarray(_score(graphdef, params, enc, q), np.float64)[0], -1)[:, :-1]
+  best = float(np.asarray(ctx.z).max())
+  return bar.BarDistribution(np.asarray(probs), borders).expected_improvement(best, cap=best + MODEL_EI_CAP)
+
+
 def _one_task(task, b: int):
   return jax.tree.map(lambda a: a[b:b + 1], task)
 
@@ -56,8 +81,8 @@ def evaluate_policy(model, cfg: PFNDataConfig, num_functions: int = 64, trials: 
   """Per-function scores (float64 [F] each, F = num_functions rounded up to whole batches) and their means.
 
   Returns {"per_function": {name: array}, name: (mean, standard error), ...} for names policy_f, uniform_f,
-  ei_pick_f, context_best_f, policy_z, ei_pick_z, policy_best_z, uniform_best_z, policy_p_improve,
-  uniform_p_improve.
+  ei_pick_f, context_best_f, policy_z, ei_pick_z, policy_model_ei_z, uniform_model_ei_z, policy_best_z,
+  uniform_best_z, policy_p_improve, uniform_p_improve.
 
   Raises:
     ValueError: the model has no policy head, or trials < 1.
@@ -69,7 +94,8 @@ def evaluate_policy(model, cfg: PFNDataConfig, num_functions: int = 64, trials: 
   c = model.config
   key = jax.random.key(seed)
   rows = {k: [] for k in ("policy_f", "uniform_f", "ei_pick_f", "context_best_f", "policy_z", "ei_pick_z",
-                          "policy_best_z", "uniform_best_z", "policy_p_improve", "uniform_p_improve")}
+                          "policy_model_ei_z", "uniform_model_ei_z", "policy_best_z", "uniform_best_z",
+                          "policy_p_improve", "uniform_p_improve")}
   index = 0
   while len(rows["policy_f"]) < num_functions:
     batch, _, ex, task, _ = make_batch(data, np.asarray(c.borders), c.num_slot_ids, 10_000 + index, "validation",
@@ -96,10 +122,13 @@ def evaluate_policy(model, cfg: PFNDataConfig, num_functions: int = 64, trials: 
       mean, var = gp_posterior_batch(tb, lat.astype(np.float32), y, mask)
       ei = expected_improvement(mean[0, trials:], var[0, trials:], ex.y[b, :trials].max())
       f_ei = f_uni[np.argmax(ei)]
+      f_pol_mei = f_pol[np.argmax(model_ei(graphdef, params, enc, units, ctx, c.borders))]
+      f_uni_mei = f_uni[np.argmax(model_ei(graphdef, params, enc, uni, ctx, c.borders))]
       best = float(ex.f[b, :trials].max())
       m, s = f_uni.mean(), max(f_uni.std(), 1e-12)
       for k, v in (("policy_f", f_pol.mean()), ("uniform_f", m), ("ei_pick_f", f_ei), ("context_best_f", best),
                    ("policy_z", (f_pol.mean() - m) / s), ("ei_pick_z", (f_ei - m) / s),
+                   ("policy_model_ei_z", (f_pol_mei - m) / s), ("uniform_model_ei_z", (f_uni_mei - m) / s),
                    ("policy_best_z", (f_pol.max() - m) / s), ("uniform_best_z", (f_uni.max() - m) / s),
                    ("policy_p_improve", np.mean(f_pol > best)), ("uniform_p_improve", np.mean(f_uni > best))):
         rows[k].append(float(v))
