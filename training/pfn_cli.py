@@ -206,8 +206,9 @@ def parser() -> argparse.ArgumentParser:
                  help="how float/int values enter the model: Fourier features (default) or V-bin tokens (ablation)")
   p.add_argument("--policy-rows", type=int, default=0, help="policy rows per example (training/pfn_data.py, "
                  "'Policy rows'); 0: no policy loss")
-  p.add_argument("--policy-target", choices=("ei", "best"), default=None,
-                 help="the behaviour policy the head clones: exact-GP expected improvement (default) or best f")
+  p.add_argument("--policy-target", choices=("ei_search", "ei", "best"), default=None,
+                 help="the behaviour policy the head clones: the exact-GP EI's argmax over uniform and local "
+                 "candidates (ei_search, default), over the example's queries (ei), or the best query (best)")
   p.add_argument("--policy-weight", type=float, default=0.0, help="weight of the policy loss (default 1)")
   p.add_argument("--policy-lr-multiplier", type=float, default=0.0,
                  help="the policy head's learning rate / the rest's (adamw, muon; default 1)")

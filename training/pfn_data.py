@@ -50,6 +50,7 @@ import jax
 import numpy as np
 
 from optformer.data_gen import gp
+from optformer.data_gen.prior import latent as prior_latent
 from optformer.data_gen.examples import ExampleConfig, Examples, example_words, sample_examples
 from optformer import bar
 from optformer import ynorm
@@ -78,7 +79,9 @@ class PFNDataConfig:
   # bar); 0 keeps batches as (SurrogateBatch, bars int32 [B, N]), above 0 they carry `GPTargets`.
   soft_target_weight: float = 0.0
   policy_rows: int = 0  # R: policy rows per example (0: no policy targets; "Policy rows" above).
-  policy_target: str = "ei"  # The behaviour policy: "ei" (exact-GP expected improvement) or "best" (noiseless f).
+  # The behaviour policy: "ei_search" (the exact-GP EI's argmax over SEARCH_CANDIDATES uniform and local
+  # candidates), "ei" (its argmax over the example's feasible queries) or "best" (the best noiseless query).
+  policy_target: str = "ei_search"
   policy_min_queries: int = 8  # Feasible queries an example needs to teach the policy.
 
   @classmethod
@@ -104,8 +107,8 @@ class PFNDataConfig:
 
   def __post_init__(self):
     until = [stage[0] for stage in self.dims_curriculum]
-    if self.policy_rows < 0 or self.policy_target not in ("ei", "best") or self.policy_min_queries < 1:
-      raise ValueError(f"policy_rows must be >= 0, policy_target 'ei' or 'best' and policy_min_queries >= 1, got "
+    if self.policy_rows < 0 or self.policy_target not in ("ei_search", "ei", "best") or self.policy_min_queries < 1:
+      raise ValueError(f"policy_rows must be >= 0, policy_target 'ei_search', 'ei' or 'best' and policy_min_queries >= 1, got "
                        f"{self.policy_rows}, {self.policy_target!r}, {self.policy_min_queries}.")
     if not 0.0 <= self.soft_target_weight <= 1.0:
       raise ValueError(f"soft_target_weight must lie in [0, 1], got {self.soft_target_weight}.")
@@ -232,23 +235,75 @@ def expected_improvement(mean, var, best):
   return s * (u * scipy.stats.norm.cdf(u) + scipy.stats.norm.pdf(u))
 
 
-def policy_rows(rng: np.random.Generator, cfg: PFNDataConfig, ex: Examples, context_BxN, posterior) -> PolicyRows:
-  """`PolicyRows` [B, R, D] of examples: the behaviour target (x, active: the whole configuration) and each
-  row's random decoded subset; an example without `policy_min_queries` feasible queries is all decoded."""
-  b, n, d = ex.x.shape
+SEARCH_CANDIDATES = 512  # Candidates of the "ei_search" behaviour policy per example: half uniform, half local.
+SEARCH_STDS = (0.01, 0.03, 0.1, 0.3)  # Unit-space perturbation scales of its local candidates.
+
+
+@jax.jit
+def _posterior_at(task, latent_BxNxD, y_BxN, mask_BxN, latent_BxQxD):
+  return jax.vmap(gp.posterior)(task, latent_BxNxD, y_BxN, mask_BxN, latent_BxQxD)
+
+
+def search_candidates(rng: np.random.Generator, ex: Examples, known_BxN, num: int = SEARCH_CANDIDATES):
+  """(x float32 [B, C, D], active bool [B, C, D]): valid configurations, half uniform, half perturbations of
+  the 3 best known trials (scales SEARCH_STDS; a categorical kept, or redrawn with probability 0.2); children
+  inactive where their parent (`conditional_parents`) is not category 0, as in data_gen/examples.py."""
+  b, _, d = ex.x.shape
+  kinds, n = ex.kinds[:, None, :], np.maximum(ex.num_values[:, None, :], 1)
+
+  def snap(u, integer_levels):  # u in [0, 1] (or a category index) -> valid unit-form values.
+    levels = np.maximum(n - 1, 1)
+    ordinal = np.clip(np.round(u * levels), 0, levels) / levels
+    cat = np.clip(np.floor(u * n) if not integer_levels else np.round(u), 0, n - 1)
+    return np.where(kinds == 1, np.clip(u, 0, 1), np.where(kinds == 2, ordinal, np.where(kinds == 3, cat, 0.0)))
+
+  uniform = snap(rng.uniform(size=(b, num, d)), False)
+  y = np.where(known_BxN, np.nan_to_num(ex.y), -np.inf)
+  top = np.argsort(-y, 1)[:, :3]  # [B, 3]
+  start = ex.x[np.arange(b)[:, None], top[np.arange(b)[:, None], rng.integers(0, 3, (b, num))]]  # [B, C, D]
+  std = np.asarray(SEARCH_STDS)[rng.integers(0, len(SEARCH_STDS), (b, num, 1))]
+  moved = np.where(kinds == 3, np.round(start), start + std * rng.normal(size=(b, num, d)))
+  moved = np.where((kinds == 3) & (rng.uniform(size=(b, num, d)) < 0.2), uniform, snap(moved, True))
+  local = (np.arange(num) >= num // 2)[None, :, None] & known_BxN.any(1)[:, None, None]
+  x = np.where(local, moved, uniform)
+  parent = conditional_parents(ex)
+  off = (parent >= 0)[:, None, :] & (np.take_along_axis(x, np.maximum(parent, 0)[:, None, :], 2) != 0)
+  active = (ex.kinds > 0)[:, None, :] & ~off
+  return np.where(active, x, 0.0).astype(np.float32), active
+
+
+def behaviour_target(rng: np.random.Generator, cfg: PFNDataConfig, ex: Examples, task, context_BxN, posterior):
+  """(x float32 [B, D], active bool [B, D], usable bool [B]): each example's behaviour pick ("Policy rows")."""
+  b = len(ex.x)
+  known = np.asarray(context_BxN) & ex.feasible
+  best_y = np.where(known, np.nan_to_num(ex.y), -np.inf).max(1)
+  if cfg.policy_target == "ei_search":
+    x_c, act_c = search_candidates(rng, ex, known)
+    latent = np.where(act_c, np.asarray(prior_latent(task, x_c)), 0.5).astype(np.float32)
+    mean, var = map(np.asarray, _posterior_at(task, ex.latent, np.nan_to_num(ex.y), known, latent))
+    score = expected_improvement(mean, var, np.where(known.any(1), best_y, 0.0)[:, None])
+    score = np.where(np.isfinite(score), score, -np.inf)
+    usable = known.any(1) & np.isfinite(score).any(1)
+    pick = np.argmax(score, 1)
+    return x_c[np.arange(b), pick], act_c[np.arange(b), pick], usable
   cand = ~np.asarray(context_BxN) & ex.feasible
   if cfg.policy_target == "best":
     score = ex.f.astype(np.float64)
   else:
     mean, var = posterior
-    known = np.asarray(context_BxN) & ex.feasible
-    y = np.where(known, np.nan_to_num(ex.y), -np.inf).max(1)
-    best = np.where(known.any(1), y, np.where(cand, mean, -np.inf).max(1))[:, None]
+    best = np.where(known.any(1), best_y, np.where(cand, mean, -np.inf).max(1))[:, None]
     score = expected_improvement(mean, var, best)
   score = np.where(cand & np.isfinite(score), score, -np.inf)  # A failed factorization (NaN) teaches nothing.
   usable = (cand.sum(1) >= cfg.policy_min_queries) & np.isfinite(score).any(1)
   pick = np.argmax(score, 1)
-  x, active = ex.x[np.arange(b), pick], ex.active[np.arange(b), pick]  # [B, D]
+  return ex.x[np.arange(b), pick], ex.active[np.arange(b), pick], usable
+
+
+def policy_rows(rng: np.random.Generator, cfg: PFNDataConfig, ex: Examples, target) -> PolicyRows:
+  """`PolicyRows` [B, R, D] of examples: the behaviour target (x, active: the whole configuration, from
+  `behaviour_target`) and each row's random decoded subset; an unusable example is all decoded."""
+  x, active, usable = target
+  b, _, d = ex.x.shape
   r = cfg.policy_rows
   decoded = rng.uniform(size=(b, r, d)) < rng.uniform(size=(b, r, 1))
   parent = conditional_parents(ex)
@@ -288,12 +343,13 @@ def make_batch(cfg: PFNDataConfig, borders, num_slot_ids: int, index: int, split
   ex, task = sample_examples(examples, words, n)
   batch, targets, z, fields = to_batch(ex, n_ctx[rows], ids[rows], borders, cfg.min_power_points)
   posterior = None
-  if cfg.soft_target_weight > 0 or (cfg.policy_rows > 0 and cfg.policy_target == "ei"):
+  if cfg.soft_target_weight > 0 or (cfg.policy_rows > 0 and cfg.policy_target == "ei"):  # "ei_search": its own.
     posterior = gp_posterior_batch(task, ex.latent, np.nan_to_num(ex.y), batch.context & ex.feasible)
   if cfg.soft_target_weight > 0:
     targets = gp_targets(ex, task, batch.context, fields, targets, borders, posterior)
   if cfg.policy_rows > 0:
-    targets = WithPolicy(targets, policy_rows(rng, cfg, ex, batch.context, posterior))
+    target = behaviour_target(rng, cfg, ex, task, batch.context, posterior)
+    targets = WithPolicy(targets, policy_rows(rng, cfg, ex, target))
   return batch, targets, ex, task, z
 
 

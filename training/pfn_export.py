@@ -50,6 +50,10 @@ def export(trainer, out_dir, note: str = "") -> pathlib.Path:
   return out
 
 
+POLICY_TARGETS = {"ei_search": "exact-GP expected-improvement search", "ei": "exact-GP expected-improvement",
+                  "best": "best-value"}
+
+
 def card(cfg, facts: dict, note: str = "") -> str:
   """The model card (markdown) of an exported v2 model."""
   m, d = cfg.model, cfg.data
@@ -62,7 +66,7 @@ def card(cfg, facts: dict, note: str = "") -> str:
   if m.policy_tokens:
     policy_line = (f"Also a policy: it decodes the next configuration parameter by parameter over {m.policy_tokens}\n"
                    f"numeric tokens (optformer/policy.py), trained to clone the "
-                   f"{'exact-GP expected-improvement' if d.policy_target == 'ei' else 'best-value'} pick of the prior\n"
+                   f"{POLICY_TARGETS[d.policy_target]} pick of the prior\n"
                    f"(policy loss weight {cfg.policy_weight}, {d.policy_rows} policy rows per example).")
   else:
     policy_line = "It has no policy head; suggestions come from an acquisition search over candidates."
