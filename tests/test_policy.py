@@ -213,34 +213,40 @@ def test_policy_rows_do_not_change_the_surrogates_predictions(model, policy_batc
   assert np.all((np.asarray(pol) > -1e8) == np.broadcast_to(valid, pol.shape))
 
 
-@pytest.mark.parametrize("target", ["ei", pytest.param("best", marks=pytest.mark.slow)])
-def test_policy_targets_are_feasible_queries_of_the_behaviour_policy(policy_batch, target):
+@pytest.mark.parametrize("target", ["ei_search", pytest.param("ei", marks=pytest.mark.slow),
+                                    pytest.param("best", marks=pytest.mark.slow)])
+def test_policy_targets_are_the_behaviour_policys_picks(policy_batch, target):
+  from optformer.data_gen import prior as prior_lib
   from optformer.training import pfn_data
 
   batch, targets, ex, task = policy_batch
-  known = np.asarray(batch.context) & ex.feasible
-  if target == "best":
-    cfg = dataclasses.replace(tiny_policy_train_config().data, policy_target="best")
+  if target != "ei_search":
+    cfg = dataclasses.replace(tiny_policy_train_config().data, policy_target=target)
     batch, targets, ex, task, _ = pfn_data.make_batch(cfg, np.linspace(-3, 3, 9), 8, 5)
   rows = targets.rows
   assert not rows.decoded.all()
+  known = np.asarray(batch.context) & ex.feasible
   queries = ~np.asarray(batch.context) & ex.feasible
-  if target == "ei":
-    known = np.asarray(batch.context) & ex.feasible
-    mean, var = pfn_data.gp_posterior_batch(task, ex.latent, np.nan_to_num(ex.y), known)
-    best = np.where(known, np.nan_to_num(ex.y), -np.inf).max(1, keepdims=True)
-    score = pfn_data.expected_improvement(mean, var, best)
-  else:
-    score = ex.f
+  best = np.where(known, np.nan_to_num(ex.y), -np.inf).max(1, keepdims=True)
+  target_x, target_active = rows.x[:, 0], rows.active[:, 0]
+  lat = np.concatenate([ex.latent, np.where(target_active, np.asarray(prior_lib.latent(task, target_x[:, None]))[:, 0],
+                                            0.5)[:, None]], 1)
+  y = np.concatenate([np.nan_to_num(ex.y), np.zeros((len(ex.y), 1), np.float32)], 1)
+  mean, var = pfn_data.gp_posterior_batch(task, lat, y, np.concatenate([known, np.zeros((len(y), 1), bool)], 1))
+  ei = pfn_data.expected_improvement(mean, var, best)  # [B, N + 1]: the example's points, then the target.
   parent = pfn_data.conditional_parents(ex)
   for i in np.nonzero(~rows.decoded.all((1, 2)))[0]:
-    hit = np.nonzero(np.all(ex.x[i] == rows.x[i, 0], 1) & np.all(ex.active[i] == rows.active[i, 0], 1) & queries[i])[0]
-    assert hit.size, "the target is one of the example's feasible queries"
-    if known[i].any() or target == "best":
-      assert score[i, hit].max() == score[i][queries[i]].max()
+    assert np.all(rows.x[i] == target_x[i]) and np.all(rows.active[i] == target_active[i])  # One target per example.
+    if target == "ei_search":  # A valid configuration of higher EI than any of the example's queries but a few.
+      assert np.mean(ei[i, -1] >= ei[i, :-1][queries[i]]) >= 0.9
+    else:  # One of the example's feasible queries, of the best EI (or f) among them.
+      hit = np.nonzero(np.all(ex.x[i] == target_x[i], 1) & np.all(ex.active[i] == target_active[i], 1) & queries[i])[0]
+      score = ei[i, :-1] if target == "ei" else ex.f[i]
+      assert hit.size and score[hit].max() == pytest.approx(score[queries[i]].max(), rel=1e-6)
     assert rows.decoded[i][:, ex.kinds[i] == 0].all()  # An unused slot counts as decoded.
-    for c in np.nonzero(parent[i] >= 0)[0]:  # A child is decoded only with its parent.
+    for c in np.nonzero(parent[i] >= 0)[0]:  # A child is decoded only with its parent, active iff category 0.
       assert np.all(rows.decoded[i, :, parent[i, c]] | ~rows.decoded[i, :, c])
+      assert target_active[i, c] == (target_x[i, parent[i, c]] == 0)
 
 
 def test_a_few_steps_on_a_batch_lower_the_policy_loss(policy_batch):
