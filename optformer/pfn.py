@@ -7,7 +7,9 @@ E model width, H heads, K head width, G slot hidden width, Y bars.
 One position per trial (PFNs, Müller et al., ICLR 2022): its embedding is
   * the x part: sum over the trial's active parameter slots d of
     gelu(A v_d + c_d), projected to E. v_d are Fourier features of the unit
-    value (float/int) or a learned embedding of the category, or a learned
+    value (float/int; or, `PFNConfig.value_input="tokens"`, a learned
+    embedding of its bin among V = policy_tokens, the numeric-token
+    ablation) or a learned embedding of the category, or a learned
     "inactive" vector (conditional parameter switched off); c_d embeds the
     slot's identity (a slot id, random in training), kind and number of
     levels. No weight depends on the number of slots, so a model serves up
@@ -28,6 +30,13 @@ kernel with automatic relevance determination does, for any number of
 parameters and in any order.
 Head: logits over Y bars of a full-support bar distribution in z units
 (optformer.bar) plus one "infeasible" class, so p(feasible | x) = 1 - p_Y.
+Policy head (`PFNConfig.policy_tokens` = V > 0; decoding in optformer.policy):
+a policy row is a query whose x part holds the slots decoded so far (their
+value, or inactive) and a learned "undecoded" vector for the rest, and whose
+y part is a learned "policy" vector; its final state h gives the next-token
+logits of every slot d at once, MLP(h + proj(slot embedding of d)) over V
+tokens, tokens a slot cannot take (`token_mask`) at NEG_INF. An undecoded
+slot adds nothing to the distance bias.
 """
 
 from __future__ import annotations
@@ -43,7 +52,38 @@ from flax import nnx
 from optformer.pfn_config import PFNConfig  # Defined without JAX (checkpoint.read_config reads it); re-exported.
 
 NEG_INF = -1e9
+KIND_ORDINAL = 2  # = search_space.KIND_ORDINAL = data_gen.prior.KIND_INT.
 KIND_CATEGORICAL = 3  # = search_space.KIND_CATEGORICAL = data_gen.prior.KIND_CATEGORICAL.
+
+
+class PolicyRows(NamedTuple):
+  """Partly decoded configurations, R per study, whose next tokens the policy head predicts."""
+
+  x: jax.Array  # float32 [B, R, D] unit-form values of the decoded slots (ignored elsewhere).
+  active: jax.Array  # bool [B, R, D] decoded and active (decoded & ~active: decoded as inactive).
+  decoded: jax.Array  # bool [B, R, D] the slot's value (or inactivity) is known.
+
+
+def token_mask(kinds_BxD, num_values_BxD, num_tokens: int):
+  """bool [B, D, V]: the tokens slot d may take (optformer.policy): all V for a float or an ordinal of more
+  than V levels, the first L for L <= V levels, the first K of K categories; none for unused slots."""
+  v = jnp.arange(num_tokens)
+  n = num_values_BxD[..., None]
+  limited = (kinds_BxD[..., None] == KIND_CATEGORICAL) | ((kinds_BxD[..., None] == KIND_ORDINAL) & (n <= num_tokens))
+  return (kinds_BxD[..., None] > 0) & jnp.where(limited, v < n, True)
+
+
+def value_tokens(x, kinds, num_values, num_tokens: int):
+  """int32 tokens (x's shape [..., D]) of unit-form values: the bin floor(u V) of a float or an ordinal of more
+  than V levels (clipped to V - 1), the level index of an ordinal of L <= V levels, the category index (values
+  off the grid snap to the nearest valid level or category: the prior's perturbed points hold categories like 1.07)."""
+  n = num_values.astype(jnp.float32)
+  top = jnp.maximum(n - 1.0, 0.0)
+  level = jnp.clip(jnp.round(x * jnp.maximum(n - 1.0, 1.0)), 0, top)
+  bins = jnp.clip(jnp.floor(x * num_tokens), 0, num_tokens - 1)
+  category = jnp.clip(jnp.round(x), 0, top)
+  tok = jnp.where(kinds == KIND_CATEGORICAL, category, jnp.where((kinds == KIND_ORDINAL) & (n <= num_tokens), level, bins))
+  return tok.astype(jnp.int32)
 
 
 class SurrogateBatch(NamedTuple):
@@ -153,7 +193,10 @@ class PFNSurrogate(nnx.Module):
     self.config = c = config
     e, g = c.d_model, c.d_slot
     n_four = 2 * c.num_fourier + 1
-    self.value_proj = nnx.Linear(n_four, g, rngs=rngs)
+    if c.value_input == "tokens":  # The numeric-token ablation: a float/int value is its bin's embedding.
+      self.value_token_emb = nnx.Embed(c.policy_tokens, g, rngs=rngs)
+    else:
+      self.value_proj = nnx.Linear(n_four, g, rngs=rngs)
     self.category_emb = nnx.Embed(c.max_categories, g, rngs=rngs)
     self.inactive = nnx.Param(jax.random.normal(rngs.params(), (g,)) * 0.5)
     self.slot_emb = nnx.Embed(c.num_slot_ids, g, rngs=rngs)
@@ -171,15 +214,29 @@ class PFNSurrogate(nnx.Module):
       self.ard_in = nnx.Linear(2 * len(VARIOGRAM_SCALES) + 5, c.d_ard, rngs=rngs)
       self.ard_out = nnx.Linear(c.d_ard, c.num_layers * c.num_heads, rngs=rngs,
                                 kernel_init=nnx.initializers.zeros, bias_init=nnx.initializers.zeros)
+    if c.policy_tokens > 0:
+      self.undecoded = nnx.Param(jax.random.normal(rngs.params(), (g,)) * 0.5)
+      self.y_policy = nnx.Param(jax.random.normal(rngs.params(), (e,)) * 0.5)
+      self.policy_slot = nnx.Linear(g, e, rngs=rngs)
+      self.policy_hidden = nnx.Linear(e, e, rngs=rngs)
+      self.policy_out = nnx.Linear(e, c.policy_tokens, rngs=rngs)
 
   # -- Embedding -------------------------------------------------------------
 
-  def embed_x(self, x_BxNxD, active_BxNxD, kinds_BxD, num_values_BxD, slot_ids_BxD):
-    """[B, N, E]: the x part of each trial's embedding."""
-    c = self.config
+  def slot_embedding(self, kinds_BxD, num_values_BxD, slot_ids_BxD):
+    """[B, D, G]: each slot's identity, kind and number of levels."""
     lv = jnp.log1p(num_values_BxD.astype(jnp.float32))[..., None] / math.log1p(1000.0)
-    slot_BxDxG = self.slot_emb(slot_ids_BxD) + self.kind_emb(kinds_BxD) + self.levels_proj(lv)
-    numeric = self.value_proj(fourier_features(jnp.clip(x_BxNxD, 0.0, 1.0), c.num_fourier, c.max_frequency))
+    return self.slot_emb(slot_ids_BxD) + self.kind_emb(kinds_BxD) + self.levels_proj(lv)
+
+  def embed_x(self, x_BxNxD, active_BxNxD, kinds_BxD, num_values_BxD, slot_ids_BxD, decoded_BxNxD=None):
+    """[B, N, E]: the x part of each trial's embedding (policy rows: `decoded`, the slots known so far)."""
+    c = self.config
+    slot_BxDxG = self.slot_embedding(kinds_BxD, num_values_BxD, slot_ids_BxD)
+    if c.value_input == "tokens":
+      bins = jnp.clip(jnp.floor(x_BxNxD * c.policy_tokens), 0, c.policy_tokens - 1).astype(jnp.int32)
+      numeric = jax.nn.one_hot(bins, c.policy_tokens, dtype=jnp.float32) @ self.value_token_emb.embedding[...]
+    else:
+      numeric = self.value_proj(fourier_features(jnp.clip(x_BxNxD, 0.0, 1.0), c.num_fourier, c.max_frequency))
     cat_idx = jnp.clip(jnp.round(x_BxNxD).astype(jnp.int32), 0, c.max_categories - 1)
     is_cat = (kinds_BxD == KIND_CATEGORICAL)[:, None, :, None]
     # One-hot matmul, not a gather: the gather's gradient is a scatter, very slow on CPU.
@@ -187,6 +244,8 @@ class PFNSurrogate(nnx.Module):
     v = jnp.where(is_cat, categorical, numeric)  # [B, N, D, G]
     used = (kinds_BxD > 0)[:, None, :, None]
     v = jnp.where(active_BxNxD[..., None], v, self.inactive[...])
+    if decoded_BxNxD is not None:
+      v = jnp.where(decoded_BxNxD[..., None], v, self.undecoded[...])
     h = jax.nn.gelu(v + slot_BxDxG[:, None]) * used
     return self.slot_out(jnp.sum(h, axis=2))  # [B, N, E]
 
@@ -216,9 +275,14 @@ class PFNSurrogate(nnx.Module):
     b, d = batch.kinds.shape
     return lam.reshape(b, d, c.num_layers, c.num_heads).transpose(2, 0, 3, 1)
 
-  def _biases(self, lam_LxBxHxD, xq, aq, xc, ac, kinds, with_global_query: bool):
-    """Per-layer logit biases [L, B, H, S, 1 + C] (0 for the global token; a zero row first for it as a query)."""
+  def _biases(self, lam_LxBxHxD, xq, aq, xc, ac, kinds, with_global_query: bool, known_q=None):
+    """Per-layer logit biases [L, B, H, S, 1 + C] (0 for the global token; a zero row first for it as a query).
+
+    known_q: bool [B, S, D], the query slots that count (policy rows: the decoded ones); default all.
+    """
     delta = pair_distance(xq, aq, xc, ac, kinds)  # [B, S, C, D]
+    if known_q is not None:
+      delta = delta * known_q[:, :, None, :]
     bias = -jnp.einsum("bscd,lbhd->lbhsc", delta, lam_LxBxHxD)
     pad = [(0, 0)] * 3 + [(1 if with_global_query else 0, 0), (1, 0)]
     return jnp.pad(bias, pad)
@@ -245,6 +309,22 @@ class PFNSurrogate(nnx.Module):
       h = blk(h, h, key_mask, bias)
     return self.head(self.ln_f(h[:, 1:]))
 
+  def with_policy(self, batch: SurrogateBatch, rows: PolicyRows):
+    """(bar logits float [B, N, Y + 1] as `__call__`, policy logits float [B, R, D, V] of R policy rows).
+
+    The rows are queries of the batch's context (one pass; they change nothing else).
+    """
+    h, key_mask, lam, biases = self._inputs(batch)
+    n1 = h.shape[1]
+    h = jnp.concatenate([h, self._embed_policy(rows, batch.kinds, batch.num_values, batch.slot_ids)], 1)
+    if self.config.distance_bias:
+      rb = self._biases(lam, rows.x, rows.active, batch.x, batch.active, batch.kinds, False, rows.decoded)
+      biases = jnp.concatenate([biases, rb], axis=3)  # [L, B, H, 1 + N + R, 1 + N]
+    for blk, bias in zip(self.blocks, biases):
+      h = blk(h, h[:, :n1], key_mask, bias)
+    h = self.ln_f(h)
+    return self.head(h[:, 1:n1]), self._policy_head(h[:, n1:], batch.kinds, batch.num_values, batch.slot_ids)
+
   def encode_context(self, ctx: SurrogateBatch) -> "EncodedContext":
     """The context's per-layer inputs and what queries need beside them (inference cache).
 
@@ -267,6 +347,36 @@ class PFNSurrogate(nnx.Module):
     for l, (blk, bias) in enumerate(zip(self.blocks, biases)):
       h = blk(h, enc.states[l], enc.key_mask, bias)
     return self.head(self.ln_f(h))
+
+  def policy_logits(self, enc: "EncodedContext", rows: PolicyRows, kinds_BxD, num_values_BxD, slot_ids_BxD):
+    """float [B, R, D, V] next-token logits of every slot of R policy rows against an encoded context;
+    tokens a slot cannot take (`token_mask`) are NEG_INF.
+
+    Raises:
+      ValueError: the model has no policy head (policy_tokens = 0).
+    """
+    h = self._embed_policy(rows, kinds_BxD, num_values_BxD, slot_ids_BxD)
+    biases = [None] * len(self.blocks)
+    if self.config.distance_bias:
+      biases = self._biases(enc.relevance, rows.x, rows.active, enc.x, enc.active, kinds_BxD, False, rows.decoded)
+    for l, (blk, bias) in enumerate(zip(self.blocks, biases)):
+      h = blk(h, enc.states[l], enc.key_mask, bias)
+    return self._policy_head(self.ln_f(h), kinds_BxD, num_values_BxD, slot_ids_BxD)
+
+  def _embed_policy(self, rows: PolicyRows, kinds_BxD, num_values_BxD, slot_ids_BxD):
+    """[B, R, E]: policy rows' embeddings (decoded slots, the undecoded vector elsewhere; the policy y part)."""
+    if self.config.policy_tokens <= 0:
+      raise ValueError("This model has no policy head (PFNConfig.policy_tokens = 0).")
+    hx = self.embed_x(rows.x, rows.active & rows.decoded, kinds_BxD, num_values_BxD, slot_ids_BxD, rows.decoded)
+    return hx + self.y_policy[...]
+
+  def _policy_head(self, h_BxRxE, kinds_BxD, num_values_BxD, slot_ids_BxD):
+    """float [B, R, D, V] masked next-token logits from the rows' final (normalized) states."""
+    slot_BxDxE = self.policy_slot(self.slot_embedding(kinds_BxD, num_values_BxD, slot_ids_BxD))
+    hid = jax.nn.gelu(self.policy_hidden(h_BxRxE[:, :, None, :] + slot_BxDxE[:, None]))  # [B, R, D, E]
+    logits = self.policy_out(hid)
+    mask = token_mask(kinds_BxD, num_values_BxD, self.config.policy_tokens)[:, None]  # [B, 1, D, V]
+    return jnp.where(mask, logits, NEG_INF)
 
 
 class EncodedContext(NamedTuple):

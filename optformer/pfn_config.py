@@ -30,6 +30,20 @@ class PFNConfig:
   max_context: int = 256  # Longest context the inference buckets allow.
   distance_bias: bool = True  # Attention bias from per-slot distances weighted by the context's variograms.
   d_ard: int = 64  # Hidden width of the MLP from a slot's variogram to its per-layer, per-head weights.
+  # V: tokens of the policy head (optformer/policy.py: value bins, levels or categories per parameter);
+  # 0: a surrogate only, no policy head (checkpoints from before the head).
+  policy_tokens: int = 0
+  # How a float/int unit value enters the slot encoder: "fourier" (continuous features) or "tokens"
+  # (quantized to V = policy_tokens bins and embedded; the numeric-token ablation).
+  value_input: str = "fourier"
+
+  def __post_init__(self):
+    if self.policy_tokens < 0:
+      raise ValueError(f"policy_tokens must be >= 0, got {self.policy_tokens}.")
+    if self.value_input not in ("fourier", "tokens"):
+      raise ValueError(f"value_input must be 'fourier' or 'tokens', got {self.value_input!r}.")
+    if self.value_input == "tokens" and self.policy_tokens < 2:
+      raise ValueError(f"value_input='tokens' needs policy_tokens >= 2 bins, got {self.policy_tokens}.")
 
   @classmethod
   def tiny(cls, borders=None) -> "PFNConfig":
@@ -41,9 +55,16 @@ class PFNConfig:
   def num_bins(self) -> int:
     return len(self.borders) - 1
 
+  @property
+  def has_policy(self) -> bool:
+    return self.policy_tokens > 0
+
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
     d["borders"] = list(self.borders)
+    for key, default in (("policy_tokens", 0), ("value_input", "fourier")):
+      if d[key] == default:
+        del d[key]  # Configs of models from before these knobs stay equal.
     return d
 
   @classmethod
@@ -51,4 +72,6 @@ class PFNConfig:
     d = dict(d)
     d["borders"] = tuple(float(v) for v in d.get("borders", ()))
     d.setdefault("distance_bias", False)  # Checkpoints from before the distance bias have none.
+    d.setdefault("policy_tokens", 0)  # Checkpoints from before the policy head have none.
+    d.setdefault("value_input", "fourier")
     return cls(**d)

@@ -53,6 +53,39 @@ def _with_seed(cfg, args):
   return dataclasses.replace(cfg, seed=args.seed, data=dataclasses.replace(cfg.data, seed=args.seed))
 
 
+def _with_policy(cfg, args):
+  """`cfg` with the policy head and its training (--policy-tokens, --policy-rows, ...) where given."""
+  if args.policy_tokens < 0 or args.policy_rows < 0 or args.policy_weight < 0 or args.policy_lr_multiplier < 0:
+    raise SystemExit("--policy-tokens, --policy-rows, --policy-weight and --policy-lr-multiplier must be >= 0.")
+  model, data, repl = cfg.model, cfg.data, {}
+  if args.policy_tokens:
+    model = dataclasses.replace(model, policy_tokens=args.policy_tokens)
+  if args.value_input:
+    model = dataclasses.replace(model, value_input=args.value_input)
+  if args.policy_rows:
+    data = dataclasses.replace(data, policy_rows=args.policy_rows)
+  if args.policy_target:
+    data = dataclasses.replace(data, policy_target=args.policy_target)
+  if args.policy_weight:
+    repl["policy_weight"] = args.policy_weight
+  if args.policy_lr_multiplier:
+    repl["policy_learning_rate_multiplier"] = args.policy_lr_multiplier
+  try:
+    return dataclasses.replace(cfg, model=model, data=data, **repl)
+  except ValueError as e:
+    raise SystemExit(f"error: {e}") from None
+
+
+def _with_optimization(cfg, args):
+  """`cfg` with --steps, --learning-rate, --optimizer, --warmup, --eval-every where given (a warm start)."""
+  repl = {}
+  for name, field in (("steps", "num_steps"), ("learning_rate", "peak_learning_rate"), ("optimizer", "optimizer"),
+                      ("warmup", "warmup_steps"), ("eval_every", "eval_every")):
+    if getattr(args, name):
+      repl[field] = getattr(args, name)
+  return dataclasses.replace(cfg, **repl)
+
+
 def _changed_on_resume(cfg, args) -> list[str]:
   """The flags given that differ from the saved run config `cfg` ("--flag VALUE (the run has X)")."""
   d, prior = cfg.data, cfg.data.examples.prior
@@ -68,6 +101,12 @@ def _changed_on_resume(cfg, args) -> list[str]:
       "--noise-log-mean": (args.noise_log_mean, prior.noise_log_mean),
       "--noise-log-std": (args.noise_log_std, prior.noise_log_std),
       "--seed": (args.seed, (cfg.seed, d.seed) if cfg.seed != d.seed else cfg.seed),
+      "--policy-tokens": (args.policy_tokens or None, cfg.model.policy_tokens),
+      "--value-input": (args.value_input, cfg.model.value_input),
+      "--policy-rows": (args.policy_rows or None, d.policy_rows),
+      "--policy-target": (args.policy_target, d.policy_target),
+      "--policy-weight": (args.policy_weight or None, cfg.policy_weight),
+      "--policy-lr-multiplier": (args.policy_lr_multiplier or None, cfg.policy_learning_rate_multiplier),
   }
   changed = [f"{flag} {v} (the run has {have})" for flag, (v, have) in given.items() if v is not None and v != have]
   if args.init_from:
@@ -92,7 +131,10 @@ def build_config(args):
     meta = json.loads((pathlib.Path(args.init_from) / "config.json").read_text())
     if "train" in meta.get("metadata", {}):  # The model's own run config (its borders), with prior overrides.
       cfg = PFNTrainConfig.from_dict(meta["metadata"]["train"])
-      return _with_seed(dataclasses.replace(cfg, data=_with_seq_lens(_with_noise_prior(cfg.data, args), args)), args)
+      cfg = dataclasses.replace(cfg, data=_with_seq_lens(_with_noise_prior(cfg.data, args), args))
+      if args.policy_tokens or args.policy_rows:  # A new head: its training may set the optimization too.
+        cfg = _with_optimization(cfg, args)
+      return _with_policy(_with_seed(cfg, args), args)
   if args.preset == "tiny":
     cfg = PFNTrainConfig.tiny()
   else:
@@ -127,7 +169,7 @@ def build_config(args):
     repl["eval_every"] = args.eval_every
   borders = prior_borders(data, args.bins if args.preset != "tiny" else 32, num_batches=8 if args.preset == "tiny" else 48)
   model = dataclasses.replace(model, borders=tuple(float(b) for b in borders))
-  return _with_seed(dataclasses.replace(cfg, model=model, data=data, **repl), args)
+  return _with_policy(_with_seed(dataclasses.replace(cfg, model=model, data=data, **repl), args), args)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -158,6 +200,18 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--noise-log-mean", type=float, default=None,
                  help="prior: mean of the log noise variance (default the prior's, -4.63); a new run or --init-from")
   p.add_argument("--noise-log-std", type=float, default=None, help="prior: std of the log noise variance (default 0.5)")
+  p.add_argument("--policy-tokens", type=int, default=0, help="V: tokens of the policy head (optformer/policy.py); "
+                 "0: none. With --init-from a model without a head, the head starts fresh")
+  p.add_argument("--value-input", choices=("fourier", "tokens"), default=None,
+                 help="how float/int values enter the model: Fourier features (default) or V-bin tokens (ablation)")
+  p.add_argument("--policy-rows", type=int, default=0, help="policy rows per example (training/pfn_data.py, "
+                 "'Policy rows'); 0: no policy loss")
+  p.add_argument("--policy-target", choices=("ei_search", "ei", "best"), default=None,
+                 help="the behaviour policy the head clones: the exact-GP EI's argmax over uniform and local "
+                 "candidates (ei_search, default), over the example's queries (ei), or the best query (best)")
+  p.add_argument("--policy-weight", type=float, default=0.0, help="weight of the policy loss (default 1)")
+  p.add_argument("--policy-lr-multiplier", type=float, default=0.0,
+                 help="the policy head's learning rate / the rest's (adamw, muon; default 1)")
   p.add_argument("--init-from", type=pathlib.Path, help="exported model directory to warm-start a new workdir")
   p.add_argument("--export", type=pathlib.Path, help="write the latest checkpoint as a model directory")
   p.add_argument("--export-only", action="store_true")
@@ -169,7 +223,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
   args = parser().parse_args(argv)
 
-  from optformer.training.pfn_eval import gp_gap
+  from optformer.training.pfn_eval import gp_gap, policy_nll
   from optformer.training.pfn_train import PFNTrainer
 
   from optformer.training.workdir import WorkdirError, check_writable
@@ -194,8 +248,11 @@ def main(argv=None) -> int:
             f"step {until}; set --warmup lower", file=sys.stderr)
   if not args.export_only:
     def evaluator(graphdef, params):
-      return gp_gap(graphdef, params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids,
-                    contexts=cfg.eval_contexts, num_batches=cfg.eval_batches, by_dims=True)
+      out = gp_gap(graphdef, params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids,
+                   contexts=cfg.eval_contexts, num_batches=cfg.eval_batches, by_dims=True)
+      if cfg.data.policy_rows:
+        out.update(policy_nll(graphdef, params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids, cfg.eval_batches))
+      return out
 
     rows = []
     try:

@@ -24,6 +24,21 @@ the drawn value (Rao-Blackwellization of the PFN loss: the expected loss, and
 so its minimizer, the posterior predictive, are unchanged up to the
 random-feature approximation of f), and `GPTargets` carries what the loss
 needs to compute it.
+
+Policy rows (`policy_rows` R > 0; the policy head of optformer/pfn.py): each
+example also teaches the policy which configuration to try next. Its target
+is a strong behaviour policy's pick that the generator can afford: the query
+point of highest expected improvement (Jones et al. 1998; the objective is
+maximized, data_gen/prior.py, and ynorm's y -> z is increasing) under the
+exact GP posterior with the task's true hyperparameters given the feasible
+context, among the example's feasible queries (or, `policy_target="best"`,
+the one of best noiseless value); examples with fewer than
+`policy_min_queries` feasible queries teach nothing. Any-order behaviour
+cloning: each of the R rows shows a random subset of the target's slots as
+decoded (each slot with probability r ~ U(0, 1); a child only with its
+parent, and a child its decoded parent switches off always, as the decoder
+does), and the loss is the cross-entropy of the target's tokens on the
+undecoded active slots (training/pfn_train.py).
 """
 
 from __future__ import annotations
@@ -35,10 +50,11 @@ import jax
 import numpy as np
 
 from optformer.data_gen import gp
+from optformer.data_gen.prior import latent as prior_latent
 from optformer.data_gen.examples import ExampleConfig, Examples, example_words, sample_examples
 from optformer import bar
 from optformer import ynorm
-from optformer.pfn import SurrogateBatch
+from optformer.pfn import PolicyRows, SurrogateBatch
 
 SPLIT_IDS = {"train": 0, "validation": 1}
 F32_MAX = float(np.finfo(np.float32).max)  # Bar borders beyond float32 (the power transform's far tails) clip here.
@@ -62,6 +78,11 @@ class PFNDataConfig:
   # Weight of the exact-GP posterior's bar masses in a feasible query's loss (the rest on the drawn value's
   # bar); 0 keeps batches as (SurrogateBatch, bars int32 [B, N]), above 0 they carry `GPTargets`.
   soft_target_weight: float = 0.0
+  policy_rows: int = 0  # R: policy rows per example (0: no policy targets; "Policy rows" above).
+  # The behaviour policy: "ei_search" (the exact-GP EI's argmax over SEARCH_CANDIDATES uniform and local
+  # candidates), "ei" (its argmax over the example's feasible queries) or "best" (the best noiseless query).
+  policy_target: str = "ei_search"
+  policy_min_queries: int = 8  # Feasible queries an example needs to teach the policy.
 
   @classmethod
   def tiny(cls) -> "PFNDataConfig":
@@ -70,9 +91,11 @@ class PFNDataConfig:
   def to_json(self) -> dict:
     d = dataclasses.asdict(self)
     d["examples"] = self.examples.to_json()
-    for key in ("dims_curriculum", "soft_target_weight"):
+    for key in ("dims_curriculum", "soft_target_weight", "policy_rows"):
       if not d[key]:
         del d[key]  # Configs of runs from before these knobs existed stay equal.
+    if not self.policy_rows:
+      del d["policy_target"], d["policy_min_queries"]
     return d
 
   @classmethod
@@ -84,6 +107,9 @@ class PFNDataConfig:
 
   def __post_init__(self):
     until = [stage[0] for stage in self.dims_curriculum]
+    if self.policy_rows < 0 or self.policy_target not in ("ei_search", "ei", "best") or self.policy_min_queries < 1:
+      raise ValueError(f"policy_rows must be >= 0, policy_target 'ei_search', 'ei' or 'best' and policy_min_queries >= 1, got "
+                       f"{self.policy_rows}, {self.policy_target!r}, {self.policy_min_queries}.")
     if not 0.0 <= self.soft_target_weight <= 1.0:
       raise ValueError(f"soft_target_weight must lie in [0, 1], got {self.soft_target_weight}.")
     if any(len(stage) != 2 or stage[1] < 1 for stage in self.dims_curriculum) or until != sorted(until):
@@ -158,11 +184,14 @@ def gp_posterior_batch(task, latent_BxNxD, y_BxN, mask_BxN):
   return mean, var
 
 
-def gp_targets(ex: Examples, task, context_BxN, fields: dict, bars_BxN, borders) -> GPTargets:
-  """`GPTargets` of examples: the exact GP posterior (true hyperparameters) given the context's feasible points."""
+def gp_targets(ex: Examples, task, context_BxN, fields: dict, bars_BxN, borders, posterior=None) -> GPTargets:
+  """`GPTargets` of examples: the exact GP posterior (true hyperparameters) given the context's feasible points.
+
+  posterior: its (mean, var) float32 [B, N] when already computed (`gp_posterior_batch`).
+  """
   mask = np.asarray(context_BxN) & ex.feasible
   y = np.nan_to_num(ex.y)
-  mean, var = gp_posterior_batch(task, ex.latent, y, mask)
+  mean, var = gp_posterior_batch(task, ex.latent, y, mask) if posterior is None else posterior
   std = np.sqrt(var.astype(np.float64) + np.asarray(task.noise_variance, np.float64)[:, None])
   # Where the factorization failed even so, the target falls back to (nearly) the drawn value's bar.
   failed = ~(np.isfinite(mean).all(-1) & np.isfinite(std).all(-1))[:, None]
@@ -174,11 +203,124 @@ def gp_targets(ex: Examples, task, context_BxN, fields: dict, bars_BxN, borders)
                    std=np.maximum(std, 1e-12).astype(np.float32), borders_y=borders_y)
 
 
+class WithPolicy(NamedTuple):
+  """A batch's targets when it teaches the policy too (cfg.policy_rows > 0)."""
+
+  targets: object  # The bars int32 [B, N] or `GPTargets`.
+  rows: PolicyRows  # [B, R, D]: the behaviour target and each row's decoded slots.
+
+
+def conditional_parents(ex: Examples) -> np.ndarray:
+  """int32 [B, D]: each slot's parent slot, -1 for a root, inferred from the points (data_gen/examples.py: a
+  child is active exactly where its categorical parent is category 0; a child never inactive reads as a root)."""
+  b, _, d = ex.x.shape
+  parent = np.full((b, d), -1, np.int32)
+  used = ex.kinds > 0
+  child_BxD = used & ~ex.active.all(1)
+  for i in np.nonzero(child_BxD.any(1))[0]:
+    c = int(np.argmax(child_BxD[i]))
+    fits = [p for p in np.nonzero((ex.kinds[i] == 3) & ~child_BxD[i])[0]
+            if np.array_equal(ex.x[i, :, p] == 0, ex.active[i, :, c])]
+    if fits:
+      parent[i, child_BxD[i]] = fits[0]
+  return parent
+
+
+def expected_improvement(mean, var, best):
+  """float64 EI of maximizing f ~ N(mean, var) over `best` (Jones et al. 1998): s (u Phi(u) + phi(u))."""
+  import scipy.stats
+
+  s = np.sqrt(np.maximum(np.asarray(var, np.float64), 1e-12))
+  u = (np.asarray(mean, np.float64) - best) / s
+  return s * (u * scipy.stats.norm.cdf(u) + scipy.stats.norm.pdf(u))
+
+
+SEARCH_CANDIDATES = 512  # Candidates of the "ei_search" behaviour policy per example: half uniform, half local.
+SEARCH_STDS = (0.01, 0.03, 0.1, 0.3)  # Unit-space perturbation scales of its local candidates.
+
+
+@jax.jit
+def _posterior_at(task, latent_BxNxD, y_BxN, mask_BxN, latent_BxQxD):
+  return jax.vmap(gp.posterior)(task, latent_BxNxD, y_BxN, mask_BxN, latent_BxQxD)
+
+
+def search_candidates(rng: np.random.Generator, ex: Examples, known_BxN, num: int = SEARCH_CANDIDATES):
+  """(x float32 [B, C, D], active bool [B, C, D]): valid configurations, half uniform, half perturbations of
+  the 3 best known trials (scales SEARCH_STDS; a categorical kept, or redrawn with probability 0.2); children
+  inactive where their parent (`conditional_parents`) is not category 0, as in data_gen/examples.py."""
+  b, _, d = ex.x.shape
+  kinds, n = ex.kinds[:, None, :], np.maximum(ex.num_values[:, None, :], 1)
+
+  def snap(u, integer_levels):  # u in [0, 1] (or a category index) -> valid unit-form values.
+    levels = np.maximum(n - 1, 1)
+    ordinal = np.clip(np.round(u * levels), 0, levels) / levels
+    cat = np.clip(np.floor(u * n) if not integer_levels else np.round(u), 0, n - 1)
+    return np.where(kinds == 1, np.clip(u, 0, 1), np.where(kinds == 2, ordinal, np.where(kinds == 3, cat, 0.0)))
+
+  uniform = snap(rng.uniform(size=(b, num, d)), False)
+  y = np.where(known_BxN, np.nan_to_num(ex.y), -np.inf)
+  top = np.argsort(-y, 1)[:, :3]  # [B, 3]
+  start = ex.x[np.arange(b)[:, None], top[np.arange(b)[:, None], rng.integers(0, 3, (b, num))]]  # [B, C, D]
+  std = np.asarray(SEARCH_STDS)[rng.integers(0, len(SEARCH_STDS), (b, num, 1))]
+  moved = np.where(kinds == 3, np.round(start), start + std * rng.normal(size=(b, num, d)))
+  moved = np.where((kinds == 3) & (rng.uniform(size=(b, num, d)) < 0.2), uniform, snap(moved, True))
+  local = (np.arange(num) >= num // 2)[None, :, None] & known_BxN.any(1)[:, None, None]
+  x = np.where(local, moved, uniform)
+  parent = conditional_parents(ex)
+  off = (parent >= 0)[:, None, :] & (np.take_along_axis(x, np.maximum(parent, 0)[:, None, :], 2) != 0)
+  active = (ex.kinds > 0)[:, None, :] & ~off
+  return np.where(active, x, 0.0).astype(np.float32), active
+
+
+def behaviour_target(rng: np.random.Generator, cfg: PFNDataConfig, ex: Examples, task, context_BxN, posterior):
+  """(x float32 [B, D], active bool [B, D], usable bool [B]): each example's behaviour pick ("Policy rows")."""
+  b = len(ex.x)
+  known = np.asarray(context_BxN) & ex.feasible
+  best_y = np.where(known, np.nan_to_num(ex.y), -np.inf).max(1)
+  if cfg.policy_target == "ei_search":
+    x_c, act_c = search_candidates(rng, ex, known)
+    latent = np.where(act_c, np.asarray(prior_latent(task, x_c)), 0.5).astype(np.float32)
+    mean, var = map(np.asarray, _posterior_at(task, ex.latent, np.nan_to_num(ex.y), known, latent))
+    score = expected_improvement(mean, var, np.where(known.any(1), best_y, 0.0)[:, None])
+    score = np.where(np.isfinite(score), score, -np.inf)
+    usable = known.any(1) & np.isfinite(score).any(1)
+    pick = np.argmax(score, 1)
+    return x_c[np.arange(b), pick], act_c[np.arange(b), pick], usable
+  cand = ~np.asarray(context_BxN) & ex.feasible
+  if cfg.policy_target == "best":
+    score = ex.f.astype(np.float64)
+  else:
+    mean, var = posterior
+    best = np.where(known.any(1), best_y, np.where(cand, mean, -np.inf).max(1))[:, None]
+    score = expected_improvement(mean, var, best)
+  score = np.where(cand & np.isfinite(score), score, -np.inf)  # A failed factorization (NaN) teaches nothing.
+  usable = (cand.sum(1) >= cfg.policy_min_queries) & np.isfinite(score).any(1)
+  pick = np.argmax(score, 1)
+  return ex.x[np.arange(b), pick], ex.active[np.arange(b), pick], usable
+
+
+def policy_rows(rng: np.random.Generator, cfg: PFNDataConfig, ex: Examples, target) -> PolicyRows:
+  """`PolicyRows` [B, R, D] of examples: the behaviour target (x, active: the whole configuration, from
+  `behaviour_target`) and each row's random decoded subset; an unusable example is all decoded."""
+  x, active, usable = target
+  b, _, d = ex.x.shape
+  r = cfg.policy_rows
+  decoded = rng.uniform(size=(b, r, d)) < rng.uniform(size=(b, r, 1))
+  parent = conditional_parents(ex)
+  has = parent >= 0
+  pdec = np.take_along_axis(decoded, np.maximum(parent, 0)[:, None, :], 2)
+  decoded = np.where(has[:, None], pdec & (decoded | ~active[:, None]), decoded)
+  decoded |= (ex.kinds == 0)[:, None, :] | ~usable[:, None, None]
+  rep = lambda a: np.broadcast_to(a[:, None], (b, r, d))
+  return PolicyRows(x=rep(x).astype(np.float32), active=rep(active), decoded=decoded)
+
+
 def make_batch(cfg: PFNDataConfig, borders, num_slot_ids: int, index: int, split: str = "train",
                shard: int = 0, num_shards: int = 1, seq_len: int | None = None, n_context=None):
   """Batch `index` of `split` (this shard's rows): (SurrogateBatch, targets, Examples, task, z).
 
-  targets: the bars int32 [B, N], or `GPTargets` when cfg.soft_target_weight > 0.
+  targets: the bars int32 [B, N], or `GPTargets` when cfg.soft_target_weight > 0; with cfg.policy_rows > 0,
+  `WithPolicy(that, PolicyRows)`.
 
   `seq_len` / `n_context` (int or int [B]) override the random draws (evaluation).
 
@@ -200,8 +342,14 @@ def make_batch(cfg: PFNDataConfig, borders, num_slot_ids: int, index: int, split
   words = example_words(cfg.seed, split, index * b_all + np.arange(b_all)[rows])
   ex, task = sample_examples(examples, words, n)
   batch, targets, z, fields = to_batch(ex, n_ctx[rows], ids[rows], borders, cfg.min_power_points)
+  posterior = None
+  if cfg.soft_target_weight > 0 or (cfg.policy_rows > 0 and cfg.policy_target == "ei"):  # "ei_search": its own.
+    posterior = gp_posterior_batch(task, ex.latent, np.nan_to_num(ex.y), batch.context & ex.feasible)
   if cfg.soft_target_weight > 0:
-    targets = gp_targets(ex, task, batch.context, fields, targets, borders)
+    targets = gp_targets(ex, task, batch.context, fields, targets, borders, posterior)
+  if cfg.policy_rows > 0:
+    target = behaviour_target(rng, cfg, ex, task, batch.context, posterior)
+    targets = WithPolicy(targets, policy_rows(rng, cfg, ex, target))
   return batch, targets, ex, task, z
 
 

@@ -106,6 +106,30 @@ def gp_gap(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids: int, con
   return out
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _policy_metrics(graphdef, params, batch, rows):
+  from optformer.training.pfn_train import policy_loss
+
+  model = nnx.merge(graphdef, params)
+  _, logits = model.with_policy(batch, rows)
+  return policy_loss(logits, rows, batch.kinds, batch.num_values)
+
+
+def policy_nll(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids: int, num_batches: int = 4,
+               seed_offset: int = 0) -> dict:
+  """{"nll_policy", "policy_accuracy"}: the policy's held-out cross-entropy (nats per token) and top-1 accuracy
+  on the behaviour target's undecoded tokens (training/pfn_data.py, "Policy rows"), on `num_batches` validation
+  batches of the run's own prior (cfg.policy_rows rows per example, 8 if it has none). The mean over batches."""
+  data = cfg if cfg.policy_rows else dataclasses.replace(cfg, policy_rows=8)
+  nll, acc = [], []
+  for i in range(num_batches):
+    batch, targets, *_ = make_batch(data, np.asarray(borders), num_slot_ids, seed_offset + i, "validation")
+    m = _policy_metrics(graphdef, params, batch, targets.rows)
+    nll.append(float(m[0]))
+    acc.append(float(m[1]))
+  return {"nll_policy": float(np.mean(nll)), "policy_accuracy": float(np.mean(acc))}
+
+
 def gap_table_by_dims(out: dict, contexts) -> str:
   """Markdown table of a `gp_gap(..., by_dims=True)` result: the gap per context, overall and by DIM_GROUPS."""
   groups = [f"{lo}-{hi}" for lo, hi in DIM_GROUPS if any(f"gap_{n}_dims_{lo}-{hi}" in out for n in contexts)]
@@ -130,14 +154,29 @@ def main(argv=None) -> int:
   p.add_argument("--contexts", type=int, nargs="+", default=[5, 10, 20, 40])
   p.add_argument("--batches", type=int, default=8, help="validation batches of the run's batch size per context")
   p.add_argument("--out", type=pathlib.Path, help="also write the numbers here as JSON")
+  p.add_argument("--against", type=pathlib.Path, help="another model directory: also print the paired difference "
+                 "of the two models' query NLL on the same examples (this one minus that one, +- standard error)")
   args = p.parse_args(argv)
   model, meta = checkpoint.load_pfn(args.checkpoint, with_metadata=True)
   cfg = PFNDataConfig.from_json(meta["train"]["data"])
   graphdef, params = nnx.split(model)
   out = gp_gap(graphdef, params, cfg, model.config.borders, model.config.num_slot_ids, tuple(args.contexts),
                args.batches, by_dims=True)
+  if args.against:
+    other = checkpoint.load_pfn(args.against)
+    print(f"{args.checkpoint} minus {args.against}: query NLL on the same examples, nats per query")
+    for n in args.contexts:
+      mine, *_ = per_example_nll(graphdef, params, cfg, model.config.borders, model.config.num_slot_ids, n, args.batches)
+      theirs, *_ = per_example_nll(*nnx.split(other), cfg, other.config.borders, other.config.num_slot_ids, n,
+                                   args.batches)
+      diff = mine - theirs
+      out[f"diff_{n}"], out[f"diff_se_{n}"] = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+      print(f"  context {n}: {diff.mean():+.4f} +- {out[f'diff_se_{n}']:.4f} ({len(diff)} examples)")
   print(f"{args.checkpoint} (step {meta.get('step')}): NLL gap to the exact GP, nats per query")
   print(gap_table_by_dims(out, args.contexts))
+  if model.config.policy_tokens:
+    out.update(policy_nll(graphdef, params, cfg, model.config.borders, model.config.num_slot_ids, args.batches))
+    print(f"policy: held-out cross-entropy {out['nll_policy']:.4f} nats per token, accuracy {out['policy_accuracy']:.4f}")
   if args.out:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "step": meta.get("step"), **out}, indent=1))

@@ -50,6 +50,10 @@ def export(trainer, out_dir, note: str = "") -> pathlib.Path:
   return out
 
 
+POLICY_TARGETS = {"ei_search": "exact-GP expected-improvement search", "ei": "exact-GP expected-improvement",
+                  "best": "best-value"}
+
+
 def card(cfg, facts: dict, note: str = "") -> str:
   """The model card (markdown) of an exported v2 model."""
   m, d = cfg.model, cfg.data
@@ -59,12 +63,19 @@ def card(cfg, facts: dict, note: str = "") -> str:
   by_dims = ""
   if any("_dims_" in k for k in held):
     by_dims = "\nBy the task's number of relevant parameters:\n\n" + pfn_eval.gap_table_by_dims(held, sizes) + "\n"
+  if m.policy_tokens:
+    policy_line = (f"Also a policy: it decodes the next configuration parameter by parameter over {m.policy_tokens}\n"
+                   f"numeric tokens (optformer/policy.py), trained to clone the "
+                   f"{POLICY_TARGETS[d.policy_target]} pick of the prior\n"
+                   f"(policy loss weight {cfg.policy_weight}, {d.policy_rows} policy rows per example).")
+  else:
+    policy_line = "It has no policy head; suggestions come from an acquisition search over candidates."
   return f"""# optformer model v2 (order-free in-context surrogate)
 
 Format `pfn-v2` (optformer/pfn.py). A surrogate only: p(y | x, context) as a
 full-support bar distribution over {m.num_bins} bars in normalized units
-(optformer/ynorm.py, optformer/bar.py) plus p(infeasible | x). It has no
-policy head; suggestions come from an acquisition search over candidates.
+(optformer/ynorm.py, optformer/bar.py) plus p(infeasible | x).
+{policy_line}
 
 ## Architecture
 - width {m.d_model}, {m.num_layers} layers, {m.num_heads} heads, slot encoder width {m.d_slot},

@@ -1,7 +1,7 @@
 """Meta-training of model v2 (optformer.pfn) on prior examples generated on the fly.
 
 One pure jitted `train_step(params, opt_state, batch, targets)`, data
-parallel over a 1-D "data" mesh as in training/train.py; the loop around it
+parallel over a 1-D "data" mesh as in training/step.py; the loop around it
 adds the side effects: orbax checkpoints of params, optimizer state, step
 and the grain iterator's state (the data position), held-out evaluation
 against the exact GP (training/pfn_eval.py), a JSONL metrics log (rows after
@@ -10,7 +10,12 @@ progress bar. A non-finite loss raises.
 
 Warm start: a new workdir can start from an exported model directory
 (`init_from`): its parameters, step and data position; the optimizer state
-starts fresh.
+starts fresh. A model without a policy head warm-starts a run with one (the
+head starts fresh).
+
+Policy (`data.policy_rows` > 0 and a model with `policy_tokens` > 0): the
+loss is the bar loss plus `policy_weight` times the policy's any-order
+behaviour-cloning cross-entropy (training/pfn_data.py, "Policy rows").
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from optformer.pfn import PFNConfig, PFNSurrogate, SurrogateBatch, create_model
-from optformer.training.pfn_data import GPTargets, PFNDataConfig, dataset
+from optformer.pfn import PFNConfig, PFNSurrogate, PolicyRows, SurrogateBatch, create_model, value_tokens
+from optformer.training.pfn_data import GPTargets, PFNDataConfig, WithPolicy, dataset
 from optformer.training.step import fresh_state, jit_step, make_mesh, optimizer_step
 from optformer.training.workdir import drop_metrics_after, open_workdir, restore_latest, save_checkpoint
 
@@ -55,6 +60,8 @@ class PFNTrainConfig:
   checkpoint_every: int = 250  # Steps between checkpoints.
   keep_checkpoints: int = 2  # Checkpoints kept on disk.
   seed: int = 0  # The model's initialization (the data's seed is data.seed); runs of older configs have 0.
+  policy_weight: float = 1.0  # Weight of the policy loss (used when data.policy_rows > 0).
+  policy_learning_rate_multiplier: float = 1.0  # The policy head's rate / the rest's (adamw, muon).
 
   @classmethod
   def tiny(cls, borders=None) -> "PFNTrainConfig":
@@ -67,7 +74,18 @@ class PFNTrainConfig:
     d["eval_contexts"] = list(self.eval_contexts)
     if not d["seed"]:
       del d["seed"]  # Configs of runs from before the seed knob existed stay equal.
+    if not self.data.policy_rows:
+      del d["policy_weight"], d["policy_learning_rate_multiplier"]
     return d
+
+  def __post_init__(self):
+    if self.data.policy_rows and not self.model.policy_tokens:
+      raise ValueError(f"data.policy_rows={self.data.policy_rows} needs a model with a policy head (policy_tokens > 0).")
+    if self.policy_learning_rate_multiplier != 1.0 and self.optimizer == "schedule_free_adamw":
+      raise ValueError("policy_learning_rate_multiplier needs optimizer 'adamw' or 'muon', not schedule_free_adamw.")
+    if not (self.policy_weight >= 0 and self.policy_learning_rate_multiplier > 0):
+      raise ValueError(f"policy_weight must be >= 0 and policy_learning_rate_multiplier > 0, got "
+                       f"{self.policy_weight}, {self.policy_learning_rate_multiplier}.")
 
   @classmethod
   def from_dict(cls, d: dict) -> "PFNTrainConfig":
@@ -86,20 +104,31 @@ def make_optimizer(cfg: PFNTrainConfig) -> optax.GradientTransformation:
   Raises:
     ValueError: an unknown optimizer name.
   """
-  lr = cfg.peak_learning_rate
-  schedule = optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=lr, warmup_steps=cfg.warmup_steps,
-      decay_steps=max(cfg.num_steps, cfg.warmup_steps + 1), end_value=lr * cfg.final_learning_rate_fraction,
-  )
-  if cfg.optimizer == "adamw":
-    tx = optax.adamw(schedule, weight_decay=cfg.weight_decay)
-  elif cfg.optimizer == "schedule_free_adamw":
-    tx = optax.contrib.schedule_free_adamw(lr, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay)
-  elif cfg.optimizer == "muon":
-    tx = optax.contrib.muon(schedule, weight_decay=cfg.weight_decay, adam_weight_decay=cfg.weight_decay)
-  else:
+  if cfg.optimizer not in ("adamw", "schedule_free_adamw", "muon"):
     raise ValueError(f"optimizer must be 'adamw', 'schedule_free_adamw' or 'muon', got {cfg.optimizer!r}.")
+
+  def rule(lr):
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=lr, warmup_steps=cfg.warmup_steps,
+        decay_steps=max(cfg.num_steps, cfg.warmup_steps + 1), end_value=lr * cfg.final_learning_rate_fraction,
+    )
+    if cfg.optimizer == "adamw":
+      return optax.adamw(schedule, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "schedule_free_adamw":
+      return optax.contrib.schedule_free_adamw(lr, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay)
+    return optax.contrib.muon(schedule, weight_decay=cfg.weight_decay, adam_weight_decay=cfg.weight_decay)
+
+  lr = cfg.peak_learning_rate
+  if cfg.policy_learning_rate_multiplier == 1.0:
+    tx = rule(lr)
+  else:  # The policy head's own rate (a new head on a warm-started backbone learns faster).
+    labels = lambda params: {k: jax.tree.map(lambda _: "policy" if k in POLICY_PARAMS else "rest", v)
+                             for k, v in params.items()}
+    tx = optax.multi_transform({"rest": rule(lr), "policy": rule(lr * cfg.policy_learning_rate_multiplier)}, labels)
   return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
+
+
+POLICY_PARAMS = ("undecoded", "y_policy", "policy_slot", "policy_hidden", "policy_out")  # pfn.PFNSurrogate's head.
 
 
 def eval_params(cfg: PFNTrainConfig, params, opt_state):
@@ -121,17 +150,35 @@ def soft_bar_targets(gp: GPTargets):
   return jnp.diff(cdf, axis=-1)
 
 
-def loss_fn(model: PFNSurrogate, batch: SurrogateBatch, targets, soft_weight: float = 0.0):
-  """Mean cross-entropy (nats) over query positions of the bar + infeasible classes (Müller et al. 2022, Eq. 2).
+def policy_loss(logits_BxRxDxV, rows: PolicyRows, kinds_BxD, num_values_BxD):
+  """(mean cross-entropy float [] in nats per token, accuracy float []) of the target's tokens on the rows'
+  undecoded active slots (any-order behaviour cloning; training/pfn_data.py, "Policy rows")."""
+  tokens = value_tokens(rows.x, kinds_BxD[:, None], num_values_BxD[:, None], logits_BxRxDxV.shape[-1])
+  w = (~rows.decoded & rows.active & (kinds_BxD > 0)[:, None]).astype(jnp.float32)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits_BxRxDxV.astype(jnp.float32), tokens)
+  hit = (jnp.argmax(logits_BxRxDxV, -1) == tokens).astype(jnp.float32)
+  count = jnp.maximum(w.sum(), 1.0)
+  return jnp.sum(ce * w) / count, jnp.sum(hit * w) / count
+
+
+def loss_fn(model: PFNSurrogate, batch: SurrogateBatch, targets, soft_weight: float = 0.0,
+            policy_weight: float = 1.0):
+  """Mean cross-entropy (nats) over query positions of the bar + infeasible classes (Müller et al. 2022, Eq. 2),
+  plus policy_weight times `policy_loss` when the targets carry policy rows.
 
   targets: bars int32 [B, N], or `GPTargets`: then a feasible query's loss is (1 - soft_weight) times the
   cross-entropy of its drawn bar plus soft_weight times that of the exact GP posterior's bar masses
-  (`soft_bar_targets`; training/pfn_data.py, "Soft targets").
+  (`soft_bar_targets`; training/pfn_data.py, "Soft targets"); or `WithPolicy(either, PolicyRows)`.
 
-  Returns (loss float [], metrics dict): loss; `infeasible_nll`, the part
-  of the loss from the feasible-vs-infeasible decision, is not separated.
+  Returns (loss float [], metrics dict): loss, bar_loss (and policy_loss, policy_accuracy with policy rows);
+  `infeasible_nll`, the part of the loss from the feasible-vs-infeasible decision, is not separated.
   """
-  logits = model(batch)
+  rows = None
+  if isinstance(targets, WithPolicy):
+    targets, rows = targets
+    logits, policy_logits = model.with_policy(batch, rows)
+  else:
+    logits = model(batch)
   bars = targets.bars if isinstance(targets, GPTargets) else targets
   ce_BxN = optax.softmax_cross_entropy_with_integer_labels(logits, bars)
   if isinstance(targets, GPTargets) and soft_weight > 0:
@@ -141,14 +188,18 @@ def loss_fn(model: PFNSurrogate, batch: SurrogateBatch, targets, soft_weight: fl
     ce_BxN = jnp.where(bars < y, (1.0 - soft_weight) * ce_BxN + soft_weight * soft_BxN, ce_BxN)
   w = (batch.valid & ~batch.context).astype(jnp.float32)
   loss = jnp.sum(ce_BxN * w) / jnp.maximum(w.sum(), 1.0)
-  return loss, {"loss": loss}
+  if rows is None:
+    return loss, {"loss": loss, "bar_loss": loss}
+  pl, acc = policy_loss(policy_logits, rows, batch.kinds, batch.num_values)
+  total = loss + policy_weight * pl
+  return total, {"loss": total, "bar_loss": loss, "policy_loss": pl, "policy_accuracy": acc}
 
 
-def make_train_step(graphdef, tx, mesh, soft_weight: float = 0.0) -> Callable:
+def make_train_step(graphdef, tx, mesh, soft_weight: float = 0.0, policy_weight: float = 1.0) -> Callable:
   """Jitted train_step(params, opt_state, batch, targets) -> (params, opt_state, metrics); state donated."""
 
   def train_step(params, opt_state, batch, targets):
-    objective = lambda p: loss_fn(nnx.merge(graphdef, p), batch, targets, soft_weight)
+    objective = lambda p: loss_fn(nnx.merge(graphdef, p), batch, targets, soft_weight, policy_weight)
     return optimizer_step(objective, tx, params, opt_state)
 
   return jit_step(train_step, mesh)
@@ -189,9 +240,11 @@ class PFNTrainer:
       from optformer import checkpoint
 
       model, meta = checkpoint.load_pfn(init_from, with_metadata=True)
-      if model.config != cfg.model:
+      headless = dataclasses.replace(cfg.model, policy_tokens=0)
+      if model.config != cfg.model and not (model.config == headless and cfg.model.value_input == "fourier"):
         raise ValueError(f"{init_from} has another model config than this run.")
-      state["params"] = jax.device_put(nnx.to_pure_dict(nnx.state(model)), NamedSharding(self.mesh, P()))
+      loaded = {**params, **nnx.to_pure_dict(nnx.state(model))}  # A new policy head keeps its fresh parameters.
+      state["params"] = jax.device_put(loaded, NamedSharding(self.mesh, P()))
     meta = meta or {}
     self.step, self.position = int(meta.get("step", 0)), int(meta.get("data_position", 0))
     self.params, self.opt_state = state["params"], state["opt_state"]
@@ -199,7 +252,8 @@ class PFNTrainer:
     self._ds = dataset(cfg.data, np.asarray(cfg.model.borders), cfg.model.num_slot_ids)
     self.batches = self._ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2)).__iter__()
     self.batches.set_state({"next_index": self.position})
-    self.train_step = make_train_step(self.graphdef, self.tx, self.mesh, cfg.data.soft_target_weight)
+    self.train_step = make_train_step(self.graphdef, self.tx, self.mesh, cfg.data.soft_target_weight,
+                                      cfg.policy_weight)
     self.batch_sharding = NamedSharding(self.mesh, P("data"))
 
   def save(self, metrics: dict | None = None):
