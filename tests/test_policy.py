@@ -251,7 +251,7 @@ def test_policy_targets_are_the_behaviour_policys_picks(policy_batch, target):
 
 def test_a_few_steps_on_a_batch_lower_the_policy_loss(policy_batch):
   from optformer.training import pfn_train
-  from optformer.training.train import make_mesh
+  from optformer.training.step import make_mesh
 
   cfg = tiny_policy_train_config()
   graphdef, params, tx, opt_state = pfn_train.init_state(cfg)
@@ -292,7 +292,7 @@ def test_a_headless_model_warm_starts_a_run_with_a_policy_head(tmp_path):
 @pytest.mark.parametrize("value_input", ["fourier", "tokens"])
 def test_both_value_inputs_train_a_step(value_input):
   from optformer.training import pfn_data, pfn_train
-  from optformer.training.train import make_mesh
+  from optformer.training.step import make_mesh
 
   cfg = tiny_policy_train_config(value_input=value_input)
   graphdef, params, tx, opt_state = pfn_train.init_state(cfg)
