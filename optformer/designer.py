@@ -9,7 +9,9 @@
     `max_context`, the best half and the most recent rows (`context.truncate`), with one warning per study;
   * candidates: `acquisition_search.search` over the pool of `search` (uniform points, local moves, prior samples
     and, when the backend has the `policy` capability, policy samples), or the "policy" / "random" pools;
-  * score: the posterior's acquisition (EI, PI or UCB) plus (prior_beta / n) log pi(x) with a piBO prior.
+  * score: the posterior's acquisition (EI, PI or UCB; EI and PI times p(feasible | x), constrained EI) plus
+    (prior_beta / n) log pi(x) with a piBO prior; with several objectives, one context (and posterior) per
+    objective and the multi-objective score of `multi_objective.scorer` instead.
 
 With no feasible trial yet (no objective scale) the first suggestion is a prior, policy or uniform sample.
 
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 from optformer import acquisition_search
+from optformer import multi_objective
 from optformer import context as context_lib
 from optformer import priors as priors_lib
 from optformer.context import Context
@@ -89,9 +92,10 @@ class Designer:
       self.warned_truncation = True
     return Context.from_rows(rows, len(self.space), limit)
 
-  def context(self, study: Study) -> tuple[Context, float | None]:
-    """(the Context the model conditions on, the best told objective in the model's direction or None)."""
-    rows = study.told_rows()
+  def context(self, study: Study, objective: int = 0) -> tuple[Context, float | None]:
+    """(the Context the model conditions on, the best told objective in the model's direction or None), of the
+    objective of that index (one context per objective)."""
+    rows = study.told_rows(objective)
     told = Context.from_rows(rows, len(self.space))
     if not study.pending or told.best is None:
       return self._fit(rows), told.best
@@ -135,10 +139,17 @@ class Designer:
     if self.prior is not None:
       extra.append(prior_samples())
     n = len(study.trials)
-    acquisition = lambda units: self._with_prior(units, posterior.acquisition(
-        units, best, self.acquisition, self.ucb_beta, active=self.active(units)), n)
-    feasible = [t for t in study.trials if not t.infeasible]
-    top = [study.unit(t.number, t.params) for t in sorted(feasible, key=lambda t: -study.internal(t.value))]
+    if study.num_objectives > 1:  # One context per objective, scored together (optformer/multi_objective.py).
+      posteriors = [posterior] + [self.condition(self.context(study, k)[0]) for k in range(1, study.num_objectives)]
+      feasible = [t for t in study.trials if not t.infeasible]
+      score = multi_objective.scorer(posteriors, study.losses(feasible), rng)
+      acquisition = lambda units: self._with_prior(units, score(units, self.active(units)), n)
+      top = [study.unit(t.number, t.params) for t in study.pareto_front()]
+    else:
+      acquisition = lambda units: self._with_prior(units, posterior.acquisition(
+          units, best, self.acquisition, self.ucb_beta, active=self.active(units)), n)
+      feasible = [t for t in study.trials if not t.infeasible]
+      top = [study.unit(t.number, t.params) for t in sorted(feasible, key=lambda t: -study.internal(t.value))]
     unit, _, _ = acquisition_search.search(
         self.space, rng, acquisition, config, top, is_fresh, np.concatenate(extra) if extra else None)
     return unit
@@ -158,13 +169,19 @@ class Designer:
     configs = [self.space.from_unit(u) for u in units]
     return score + self.prior_beta / max(num_trials, 1) * self.prior.log_density(configs)
 
-  def predict(self, study: Study, units) -> PFNPredictive:
+  def predict(self, study: Study, units) -> PFNPredictive | list[PFNPredictive]:
     """The predictive distribution at float [M, D] unit rows in objective units, in the study's goal direction,
-    its improvement defaulting to the study's best value. ValueError: no feasible trial yet."""
-    context, best = self.context(study)
-    if best is None:
-      raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
-    return with_best(self.condition(context).predict(units, self.active(units), goal=study.goal), study.best[1])
+    its improvement defaulting to the study's best value; with several objectives a list of them, one per
+    objective (each from its own context). ValueError: no feasible trial yet."""
+    out = []
+    for k, goal in enumerate(study.goals):
+      context, best = self.context(study, k)
+      if best is None:
+        raise ValueError("predict needs at least one feasible trial to set the objective's scale.")
+      pick = max if goal == "maximize" else min
+      best_value = pick(t.values[k] for t in study.trials if not t.infeasible)
+      out.append(with_best(self.condition(context).predict(units, self.active(units), goal=goal), best_value))
+    return out[0] if study.num_objectives == 1 else out
 
 
 def with_best(dist: PFNPredictive, best: float) -> PFNPredictive:

@@ -41,10 +41,26 @@ Layout: `Optimizer` is a facade over a `study.Study` (trials, pending trials,
 numbering, validation), a `designer.Designer` (context -> posterior ->
 acquisition search) and the model boundary `optformer.model.Backend`.
 
+Constraints (`tell(params, value, constraints=[...])`, feasible when all
+are <= 0, as Optuna's): a trial that violates one is *infeasible*; it keeps
+its value in `trials` and the study file, enters the model's context as
+infeasible (the model's infeasible class) and never counts for `best`. The
+acquisition is weighted by the predicted p(feasible | x) (constrained EI,
+Gardner et al., ICML 2014; Gelbart et al., UAI 2014), so suggestions move to
+where the model expects feasible trials.
+
+Several objectives (`goal=["minimize", "maximize"]`, `tell(params, [v1, v2])`):
+the model conditions on one objective at a time (one context per objective);
+the acquisition is the expected hypervolume improvement of Monte Carlo
+samples of the per-objective predictive distributions over the Pareto front
+(two objectives; a random Chebyshev scalarization, ParEGO, for more), times
+p(feasible | x) (`optformer.multi_objective`); `best` is the Pareto front and
+`predict` returns one predictive distribution per objective.
+
 History handling (documented behaviour for bad or long input):
-  * NaN, +-inf or None objectives are recorded as *infeasible* trials
-    (`Trial.infeasible`); they stay in `trials` and enter the model's context
-    with the worst feasible objective seen, so the optimizer steers away.
+  * NaN, +-inf or None objectives (any of them, with several) are recorded as
+    *infeasible* trials (`Trial.infeasible`); they stay in `trials` and enter
+    the model's context as infeasible, so the optimizer steers away.
   * Telling the same suggestion twice raises ValueError (a suggestion from
     `ask` carries its trial number; plain dicts are matched to pending
     trials by value, and otherwise recorded as a new trial). A suggestion
@@ -91,7 +107,8 @@ class Optimizer:
 
   Args:
     space: the SearchSpace to optimize over.
-    goal: "minimize" or "maximize" the objective.
+    goal: "minimize" or "maximize" the objective, or a list of them, one per
+      objective (at least two), for a multi-objective study.
     model: a model (`pfn.PFNSurrogate`), a checkpoint directory, or None
       for the shipped one (`checkpoint.DEFAULT_CHECKPOINT`). A checkpoint
       is checked here (manifest checksums and config:
@@ -144,7 +161,8 @@ class Optimizer:
       first use).
 
   Raises:
-    ValueError: bad goal or candidate source, non-positive num_candidates,
+    ValueError: bad goal (not "minimize"/"maximize", or a list of fewer than
+      two) or candidate source, non-positive num_candidates,
       temperature or prior_beta, a prior that does not fit the space, a
       space with more parameters than the model supports (64 for the
       shipped model), model="" (None is the shipped model), or
@@ -158,7 +176,7 @@ class Optimizer:
   """
 
   def __init__(
-      self, space: ss.SearchSpace, goal: str = "minimize", *, model=None, num_candidates: int = 128,
+      self, space: ss.SearchSpace, goal: str | Sequence[str] = "minimize", *, model=None, num_candidates: int = 128,
       temperature: float = 1.0, candidates: str = "search", search: SearchConfig | None = None,
       acquisition: str = "ei", ucb_beta: float = 4.0, prior: Mapping[str, priors_lib.Belief] | None = None,
       prior_beta: float = 1.0, seed: int | None = None, warn_truncation: bool = True,
@@ -179,7 +197,7 @@ class Optimizer:
   # -- What the study and the designer hold ------------------------------------
 
   space = property(lambda self: self.study.space, doc="The SearchSpace.")
-  goal = property(lambda self: self.study.goal, doc='"minimize" or "maximize".')
+  goal = property(lambda self: self.study.goal, doc='"minimize" or "maximize"; a list of them with several objectives.')
   trials = property(lambda self: self.study.trials, doc="The completed trials (`Trial`), in tell order.")
   model_path = property(lambda self: self.backend.path, doc="The checkpoint directory; None for an in-memory model.")
   search = property(lambda self: self.designer.search, doc="The pool sizes of candidates='search'.")
@@ -204,8 +222,15 @@ class Optimizer:
 
   # -- History ---------------------------------------------------------------
 
-  def tell(self, params: Mapping[str, Any], value: Any) -> Trial:
+  def tell(self, params: Mapping[str, Any], value: Any, constraints: Sequence[float] | None = None) -> Trial:
     """Records a completed trial and returns it.
+
+    `value` is the objective (a real number; NaN, +-inf or None for a failed,
+    infeasible evaluation), or with several objectives a sequence of them,
+    one per goal. `constraints`: None, or a sequence of real numbers; the
+    trial is feasible when all are <= 0 (each finite). A trial that
+    violates one is recorded with its value and `infeasible` set, is read by
+    the model as infeasible, and never counts for `best`.
 
     `params` is a suggestion from `ask` (matched by its trial number), or any
     configuration: it completes the oldest pending trial with equal values,
@@ -218,10 +243,12 @@ class Optimizer:
       ValueError / TypeError: params not in the search space (unknown,
         missing or out-of-range parameter, a value of the wrong type), a
         non-numeric objective or one beyond +-1e150 (`MAX_ABS_OBJECTIVE`), a
+        value that is not a sequence of one number per objective (several
+        objectives), constraints that are not a sequence of finite numbers, a
         suggestion that was already told, or a suggestion of another study.
         Nothing is recorded then.
     """
-    return self.study.tell(params, value)
+    return self.study.tell(params, value, constraints)
 
   def add_pending(self, params: Mapping[str, Any]) -> Suggestion:
     """Registers a configuration under evaluation elsewhere (e.g. by another worker).
@@ -247,8 +274,10 @@ class Optimizer:
     return self.study.suggestions()
 
   @property
-  def best(self) -> tuple[dict, float]:
-    """(params, value) of the best feasible trial. Raises ValueError if none."""
+  def best(self) -> tuple[dict, float] | list[tuple[dict, tuple]]:
+    """(params, value) of the best feasible trial; with several objectives the Pareto front, a list of
+    (params, values) of the feasible trials no other feasible trial dominates, in tell order. Raises
+    ValueError if no trial is feasible."""
     return self.study.best
 
   def _model_context(self) -> tuple[Context, float | None]:
@@ -302,8 +331,9 @@ class Optimizer:
       )
     return out[0] if n is None else out
 
-  def predict(self, configs: Sequence[Mapping[str, Any]]) -> PFNPredictive:
-    """Predictive distributions of the objective at `configs`, in objective units.
+  def predict(self, configs: Sequence[Mapping[str, Any]]) -> PFNPredictive | list[PFNPredictive]:
+    """Predictive distributions of the objective at `configs`, in objective units; with several objectives a
+    list of them, one per objective (each conditioned on that objective's context).
 
     Pending trials are in the context with fantasized objectives, as for `ask`.
 
@@ -313,7 +343,7 @@ class Optimizer:
       pdf, log_prob, expected_improvement, probability_of_improvement,
       upper_confidence_bound, given the trial is feasible, and p_feasible);
       its expected_improvement() and probability_of_improvement() default
-      to the best value seen.
+      to the best value seen (of that objective).
 
     Raises:
       ValueError: no feasible trial yet (the objective's scale is unknown),

@@ -21,7 +21,7 @@ from optformer import priors as priors_lib
 from optformer import search_space as ss
 from optformer import study_files
 from optformer.acquisition_search import SearchConfig
-from optformer.study import Trial, as_objective
+from optformer.study import Trial
 
 if TYPE_CHECKING:
   from optformer.optimizer import Optimizer
@@ -45,11 +45,22 @@ def to_json(opt: Optimizer) -> dict:
           "prior": d.prior.to_json() if d.prior else None, "prior_beta": d.prior_beta,
           "acquisition": d.acquisition, "ucb_beta": d.ucb_beta, "search": d.search.to_json(),
       },
-      "trials": [{"number": t.number, "params": t.params, "value": None if t.infeasible else t.value} for t in s.trials],
+      "trials": [_trial_json(t) for t in s.trials],
       "pending": [{"number": n, "params": p} for n, p in s.pending.items()],
       "next_number": s.next_number, "rng": opt.rng.bit_generator.state,
       "warned_truncation": d.warned_truncation, "study_id": s.study_id,
   }
+
+def _trial_json(t: Trial) -> dict:
+  """A trial's entry: "value" a number or null (not finite), a list of them with several objectives; "constraints"
+  only when told (added later: study files without it keep loading)."""
+  finite = lambda v: v if math.isfinite(v) else None
+  out = {"number": t.number, "params": t.params,
+         "value": [finite(v) for v in t.value] if isinstance(t.value, tuple) else finite(t.value)}
+  if t.constraints is not None:
+    out["constraints"] = list(t.constraints)
+  return out
+
 
 def from_json(cls: type[Optimizer], data: Mapping[str, Any], *, model=None) -> Optimizer:
   """Inverse of `to_json`. `model` overrides the stored model reference.
@@ -79,9 +90,10 @@ def from_json(cls: type[Optimizer], data: Mapping[str, Any], *, model=None) -> O
     space = ss.SearchSpace.from_json(space_items)
   except (TypeError, ValueError) as e:
     raise ValueError(f"field 'space': {e}") from e
-  goal = _field(data, "goal", "str")
-  if goal not in ("minimize", "maximize"):
-    raise ValueError(f"field 'goal': expected 'minimize' or 'maximize', got {goal!r}.")
+  goal = _field(data, "goal", "str|list")
+  if (goal not in ("minimize", "maximize") if isinstance(goal, str) else
+      len(goal) < 2 or any(g not in ("minimize", "maximize") for g in goal)):
+    raise ValueError(f"field 'goal': expected 'minimize' or 'maximize', or a list of at least two of them, got {goal!r}.")
   stored_model = _field(data, "model", "str|null")
   options = _field(data, "options", "object")
   opts = {k: _field(options, k, kind, "options.") for k, kind in _OPTION_KINDS.items()}
@@ -138,14 +150,16 @@ def from_json(cls: type[Optimizer], data: Mapping[str, Any], *, model=None) -> O
 
   for i, t in enumerate(_field(data, "trials", "list")):
     number, params = entry(i, t, "trials")
-    value = _field(t, "value", "number|null", f"trials[{i}].")
-    if value is not None and not math.isfinite(value):
-      raise ValueError(f"field 'trials[{i}].value': expected a finite number or null (infeasible), got {value!r}.")
+    multi = opt.study.num_objectives > 1
+    value = _field(t, "value", "list" if multi else "number|null", f"trials[{i}].")
+    for v in value if multi else [value]:
+      if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)):
+        raise ValueError(f"field 'trials[{i}].value': expected finite numbers or null (infeasible), got {value!r}.")
+    constraints = _field(t, "constraints", "list", f"trials[{i}].") if "constraints" in t else None
     try:
-      v, infeasible = as_objective(value)
-    except ValueError as e:
-      raise ValueError(f"field 'trials[{i}].value': {e}") from e
-    opt.study.trials.append(Trial(params, math.nan if infeasible else v, infeasible, number))
+      opt.study.trials.append(opt.study.trial(params, value, constraints, number))
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"field 'trials[{i}].{'constraints' if 'constraint' in str(e) else 'value'}': {e}") from e
   opt.study.pending = dict(entry(i, p, "pending") for i, p in enumerate(_field(data, "pending", "list")))
   next_number = _field(data, "next_number", "int")
   if numbers and next_number <= max(numbers):
