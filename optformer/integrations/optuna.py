@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
+from optuna.samplers._base import _process_constraints_after_trial  # What Optuna's own samplers call.
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -39,18 +40,14 @@ _FINISHED_OR_PENDING = (
 )
 # Optimizer options the sampler sets itself (besides the space and the per-trial seed), and where each comes from.
 _SET_BY_SAMPLER = {
-    "goal": "the study's direction (optuna.create_study(direction=...))",
+    "goal": "the study's direction(s) (optuna.create_study(direction=... or directions=[...]))",
     "warn_truncation": "the sampler warns once per study when the history outgrows the model's context",
 }
 # The sampler's own keyword arguments.
 _OWN_OPTIONS = ("seed", "model", "num_candidates", "independent_sampler", "n_startup_trials",
-                "deterministic_objective", "warn_independent_sampling")
+                "deterministic_objective", "warn_independent_sampling", "constraints_func")
 # Keyword arguments of Optuna's own samplers that OptFormerSampler does not take, and what to do instead.
 _OPTUNA_ALTERNATIVES = {
-    "constraints_func": (
-        "constraints are not supported yet (Optuna 5.0 also deprecates constraints_func); return NaN or raise "
-        "in the objective for a configuration that violates them: the trial is told to the model as infeasible"
-    ),
     "multivariate": "the model always samples the joint search space together (as multivariate=True)",
     "group": "the joint search space, conditional parameters included, is sampled together",
     "constant_liar": "RUNNING and WAITING trials are always pending: fantasized, and never proposed again",
@@ -69,12 +66,11 @@ def _last_intermediate_value(trial: FrozenTrial) -> float | None:
   return trial.intermediate_values[max(trial.intermediate_values)]
 
 
-def _check_single_objective(study: Study) -> None:
-  if len(study.directions) > 1:
-    raise ValueError(
-        f"OptFormerSampler supports single-objective studies only; study {study.study_name!r} has "
-        f"{len(study.directions)} objectives ({[d.name for d in study.directions]})."
-    )
+def _constraints(trial: FrozenTrial) -> list[float] | None:
+  """The trial's constraint values (`Trial.set_constraint`, or `constraints_func`'s), None if it has none;
+  +-inf clipped to +-1e300 (only the sign matters: feasible when all are <= 0)."""
+  values = list(trial.constraints.values())
+  return [float(np.clip(c, -1e300, 1e300)) for c in values] if values else None
 
 
 def _optimizer_options() -> set[str]:
@@ -132,13 +128,17 @@ class OptFormerSampler(BaseSampler):
   history, restricted to trials whose joint parameters form a configuration
   of the joint space (the active ones inside it, no inactive one held):
 
-  * COMPLETE: told with its value. A value beyond +-1e150
+  * COMPLETE: told with its value (its values, in a multi-objective study)
+    and its constraints (`Trial.set_constraint`, Optuna 5, or those of
+    `constraints_func`): a trial that violates one is told as infeasible, so
+    the model predicts p(feasible | x) and the acquisition is weighted by it
+    (constrained EI). A value beyond +-1e150
     (`optformer.optimizer.MAX_ABS_OBJECTIVE`, which `Optimizer.tell`
     refuses) is told as infeasible, with a UserWarning once per trial: the
     study goes on.
   * FAIL: told as infeasible (`tell(params, None)`), so the optimizer steers
     away from it and does not propose it again.
-  * PRUNED: told with its last intermediate value, a pessimistic estimate of
+  * PRUNED: told with its last intermediate value (and its constraints), a pessimistic estimate of
     its final objective when `trial.report` reports the objective at a lower
     budget (the usual use); a pruned trial that reported nothing, or a value
     beyond +-1e150, is told as infeasible.
@@ -146,6 +146,11 @@ class OptFormerSampler(BaseSampler):
     parameters included): registered as *pending* (`add_pending`), so they
     are fantasized in the context and not proposed again. This holds for
     `n_jobs > 1` and for several processes sharing an RDB storage.
+
+  Multi-objective studies (`optuna.create_study(directions=[...])`): the
+  Optimizer is given the study's directions as its goals, so each objective
+  has its own context and suggestions maximize the expected hypervolume
+  improvement (`optformer.Optimizer`).
 
   The model's context holds `max_context` trials (256 for the shipped
   model); a longer history is truncated for the model to the best half and
@@ -180,24 +185,27 @@ class OptFormerSampler(BaseSampler):
       proposed again while a fresh one exists.
     warn_independent_sampling: warn (UserWarning, once per parameter name) when
       a parameter is sampled by the fallback once the startup trials are done.
+    constraints_func: None, or FrozenTrial -> sequence of floats (feasible
+      when all are <= 0), called after each COMPLETE or PRUNED trial and
+      stored on it as Optuna's own samplers do (Optuna 5 deprecates it in
+      favour of `Trial.set_constraint`, which is read without it).
     **optimizer_kwargs: passed to `optformer.Optimizer` (acquisition,
       ucb_beta, search, prior, prior_beta, candidates, temperature,
       compilation_cache). Other keywords raise TypeError; those
-      of Optuna's samplers (constraints_func, multivariate, constant_liar,
-      ...) with a message saying what to use instead.
+      of Optuna's samplers (multivariate, constant_liar, ...) with a message
+      saying what to use instead.
 
   Raises:
     ValueError / TypeError: at construction, bad options (Optimizer options
-      are checked by building one); in a study, a multi-objective study
-      (ValueError, from every sampler method: before_trial,
-      infer_relative_search_space, sample_relative, sample_independent).
+      are checked by building one; a constraints_func that is not callable).
     optformer.CheckpointError: a missing or corrupt checkpoint.
   """
 
   def __init__(
       self, *, seed: int | None = None, model=None, num_candidates: int = 128,
       independent_sampler: BaseSampler | None = None, n_startup_trials: int = 1,
-      deterministic_objective: bool = False, warn_independent_sampling: bool = True, **optimizer_kwargs,
+      deterministic_objective: bool = False, warn_independent_sampling: bool = True, constraints_func=None,
+      **optimizer_kwargs,
   ):
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
       raise ValueError(f"seed must be a non-negative int or None, got {seed!r}.")
@@ -208,6 +216,9 @@ class OptFormerSampler(BaseSampler):
       raise TypeError(f"deterministic_objective must be True or False, got {deterministic_objective!r}.")
     if independent_sampler is not None and not isinstance(independent_sampler, BaseSampler):
       raise TypeError(f"independent_sampler must be an optuna sampler or None, got {independent_sampler!r}.")
+    if constraints_func is not None and not callable(constraints_func):
+      raise TypeError(f"constraints_func must be a callable FrozenTrial -> sequence of floats or None, got "
+                      f"{constraints_func!r}.")
     _check_options(optimizer_kwargs)
     probe = Optimizer(
         ss.SearchSpace([ss.Float("x", 0.0, 1.0)]), model=model, num_candidates=num_candidates, **optimizer_kwargs
@@ -220,6 +231,7 @@ class OptFormerSampler(BaseSampler):
     self._n_startup_trials = int(n_startup_trials)
     self._deterministic = bool(deterministic_objective)
     self._warn_independent_sampling = warn_independent_sampling
+    self._constraints_func = constraints_func
     self._warned: set[str] = set()  # Keys of the warnings given.
     self._dropped: set[str] = set()  # Joint parameters left to the fallback (model too small, unsupported).
     self._issued: dict[tuple[str, int], dict] = {}  # (study name, trial number) -> its suggestion, while running.
@@ -271,10 +283,7 @@ class OptFormerSampler(BaseSampler):
   def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
     """The joint search space (sorted by name) that `sample_relative` covers; see the class docstring.
 
-    Raises:
-      ValueError: a multi-objective study.
     """
-    _check_single_objective(study)
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     joint = {}
     for name, dist in union_distributions(completed).items():
@@ -305,11 +314,7 @@ class OptFormerSampler(BaseSampler):
 
     Returns {} (all parameters to `independent_sampler`) for an empty space
     and during the `n_startup_trials`.
-
-    Raises:
-      ValueError: a multi-objective study.
     """
-    _check_single_objective(study)
     if not search_space or not self._started(study):
       return {}
     with self._sampling:
@@ -317,8 +322,12 @@ class OptFormerSampler(BaseSampler):
       self._issued[(study.study_name, trial.number)] = out
       return out
 
-  def _told_value(self, study: Study, trial: FrozenTrial, value: float | None) -> float | None:
-    """`value` as the Optimizer is told it: None (infeasible) beyond +-MAX_ABS_OBJECTIVE, with one warning per trial."""
+  def _told_value(self, study: Study, trial: FrozenTrial, value) -> float | list | None:
+    """`value` (a float, or a list of them in a multi-objective study) as the Optimizer is told it: None
+    (infeasible) beyond +-MAX_ABS_OBJECTIVE, with one warning per trial."""
+    if isinstance(value, (list, tuple)):
+      told = [self._told_value(study, trial, v) for v in value]
+      return None if any(v is None for v in told) else told
     if value is None or not math.isfinite(value) or abs(value) <= MAX_ABS_OBJECTIVE:
       return value
     self._warn_once(
@@ -333,7 +342,8 @@ class OptFormerSampler(BaseSampler):
     space = conditional_space(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), search_space)
     if space is None:
       return {}
-    goal = "maximize" if study.direction == StudyDirection.MAXIMIZE else "minimize"
+    goals = ["maximize" if d == StudyDirection.MAXIMIZE else "minimize" for d in study.directions]
+    goal = goals[0] if len(goals) == 1 else goals
     opt = Optimizer(  # The sampler warns about truncation once per study itself, not once per trial.
         space, goal, model=self._model, num_candidates=self._num_candidates, seed=self.trial_seed(trial.number),
         warn_truncation=False, **self._optimizer_kwargs,
@@ -359,13 +369,13 @@ class OptFormerSampler(BaseSampler):
           continue
         told.add(seen)
       if t.state == TrialState.COMPLETE:
-        history.append((params, self._told_value(study, t, t.value)))
+        history.append((params, self._told_value(study, t, t.values if len(goals) > 1 else t.value), _constraints(t)))
       elif t.state == TrialState.FAIL:
-        history.append((params, None))
-      else:  # PRUNED
-        history.append((params, self._told_value(study, t, _last_intermediate_value(t))))
-    for params, value in history:  # All tells before any pending: tell matches pending trials by value.
-      opt.tell(params, value)
+        history.append((params, None, None))
+      else:  # PRUNED (Optuna prunes single-objective studies only; a value-less one is infeasible)
+        history.append((params, self._told_value(study, t, _last_intermediate_value(t)), _constraints(t)))
+    for params, value, constraints in history:  # All tells before any pending: tell matches pending trials by value.
+      opt.tell(params, value, constraints)
     for params in pending:
       opt.add_pending(params)
     limit = opt.backend.capabilities.max_context
@@ -376,12 +386,7 @@ class OptFormerSampler(BaseSampler):
   def sample_independent(
       self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
   ) -> Any:
-    """A value from `independent_sampler` for a parameter outside the joint search space.
-
-    Raises:
-      ValueError: a multi-objective study.
-    """
-    _check_single_objective(study)
+    """A value from `independent_sampler` for a parameter outside the joint search space."""
     warn = self._warn_independent_sampling and param_name not in self._dropped
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if warn else []
     held = any(param_name in t.params for t in completed)  # A parameter no trial holds yet: nothing to model.
@@ -394,9 +399,11 @@ class OptFormerSampler(BaseSampler):
     return self._independent_sampler.sample_independent(study, trial, param_name, param_distribution)
 
   def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-    """Refuses a multi-objective study (ValueError) before the trial samples anything."""
-    _check_single_objective(study)
     self._independent_sampler.before_trial(study, trial)
 
   def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+    """Stores `constraints_func`'s values on a COMPLETE or PRUNED trial (as Optuna's samplers do), then lets the
+    fallback sampler see the trial."""
+    if self._constraints_func is not None:
+      _process_constraints_after_trial(self._constraints_func, study, trial, state)
     self._independent_sampler.after_trial(study, trial, state, values)
