@@ -1,15 +1,17 @@
 """Constraints, measured: the feasible share of suggestions on a constrained toy, with and without p(feasible).
 
-  python -m optformer.eval.constrained [--trials 40] [--seeds 3] [--methods told unweighted ignored tpe random]
+  python -m optformer.eval.constrained [--trials 40] [--seeds 3]
+                                       [--methods told class_only unweighted ignored tpe random]
                                        [--checkpoint DIR]
 
 Toy: x in [0, 1]^3, minimize sum((x - 0.7)^2) subject to sum(x) - 1.2 <= 0 (a uniform point is feasible with
 probability 1.2^3 / 6 = 0.29; the constrained optimum, x = 0.4 each, lies on the boundary, the unconstrained one
 outside it).
 
-Methods: "told" (`Optimizer.tell(params, value, constraints=[c])`: violations are infeasible context, the
-acquisition EI x p(feasible), the default); "unweighted" (the same context, EI alone: p(feasible) left out of
-`Posterior.acquisition`); "ignored" (the constraint is not told, the value is); "tpe" (Optuna's TPESampler with
+Methods: "told" (`Optimizer.tell(params, value, constraints=[c])`, the default: violations are infeasible
+context, the acquisition EI x p(feasible | x) x P(c(x) <= 0), the last from the model conditioned on the
+constraint's values, `Designer.constraint_log_feasible`); "class_only" (EI x p(feasible | x), the model's
+infeasible class alone); "unweighted" (the same context, EI alone); "ignored" (the constraint is not told, the value is); "tpe" (Optuna's TPESampler with
 `Trial.set_constraint`); "random" (uniform). Prints per method, mean ± standard error over seeds: the feasible
 share of trials 20..N-1 and the best feasible objective after N trials.
 """
@@ -24,6 +26,7 @@ import numpy as np
 
 import optformer
 from optformer import search_space as ss
+from optformer.designer import Designer
 from optformer.model import Posterior
 
 DIM, BUDGET = 3, 1.2
@@ -36,15 +39,18 @@ def toy(x: np.ndarray) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def unweighted():
-  """Posterior.acquisition with EI alone (no log p(feasible) term), for the ablation."""
-  original = Posterior.acquisition
-  Posterior.acquisition = lambda self, units, best, kind="ei", ucb_beta=4.0, active=None: (
-      self.predict(units, active).log_expected_improvement_z(best))
+def ablation(method: str):
+  """The acquisition without the constraints' models ("class_only"), or also without p(feasible) ("unweighted")."""
+  originals = Posterior.acquisition, Designer.constraint_log_feasible
+  if method in ("class_only", "unweighted"):
+    Designer.constraint_log_feasible = lambda self, study: (lambda units: 0.0)
+  if method == "unweighted":
+    Posterior.acquisition = lambda self, units, best, kind="ei", ucb_beta=4.0, active=None: (
+        self.predict(units, active).log_expected_improvement_z(best))
   try:
     yield
   finally:
-    Posterior.acquisition = original
+    Posterior.acquisition, Designer.constraint_log_feasible = originals
 
 
 def run(method: str, seed: int, trials: int, checkpoint=None) -> np.ndarray:
@@ -67,7 +73,7 @@ def run(method: str, seed: int, trials: int, checkpoint=None) -> np.ndarray:
   space = ss.SearchSpace([ss.Float(n, 0.0, 1.0) for n in NAMES])
   opt = optformer.Optimizer(space, model=checkpoint, seed=seed)
   out = []
-  with unweighted() if method == "unweighted" else contextlib.nullcontext():
+  with ablation(method):
     for _ in range(trials):
       s = opt.ask()
       out.append(toy(np.array([s[n] for n in NAMES])))
@@ -79,7 +85,7 @@ def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--trials", type=int, default=40)
   ap.add_argument("--seeds", type=int, default=3)
-  ap.add_argument("--methods", nargs="+", default=["told", "unweighted", "ignored", "tpe", "random"])
+  ap.add_argument("--methods", nargs="+", default=["told", "class_only", "unweighted", "ignored", "tpe", "random"])
   ap.add_argument("--checkpoint", default=None)
   args = ap.parse_args(argv)
   print(f"Constrained toy ({DIM}-D), {args.trials} trials, mean ± s.e. over {args.seeds} seeds: feasible share of "

@@ -9,7 +9,8 @@
     `max_context`, the best half and the most recent rows (`context.truncate`), with one warning per study;
   * candidates: `acquisition_search.search` over the pool of `search` (uniform points, local moves, prior samples
     and, when the backend has the `policy` capability, policy samples), or the "policy" / "random" pools;
-  * score: the posterior's acquisition (EI, PI or UCB; EI and PI times p(feasible | x), constrained EI) plus
+  * score: the posterior's acquisition (EI, PI or UCB; EI and PI times p(feasible | x) and, with told
+    constraints, P(c_j(x) <= 0) of each constraint from its own context: constrained EI) plus
     (prior_beta / n) log pi(x) with a piBO prior; with several objectives, one context (and posterior) per
     objective and the multi-objective score of `multi_objective.scorer` instead.
 
@@ -139,20 +140,41 @@ class Designer:
     if self.prior is not None:
       extra.append(prior_samples())
     n = len(study.trials)
+    feasibility = self.constraint_log_feasible(study)
     if study.num_objectives > 1:  # One context per objective, scored together (optformer/multi_objective.py).
       posteriors = [posterior] + [self.condition(self.context(study, k)[0]) for k in range(1, study.num_objectives)]
       feasible = [t for t in study.trials if not t.infeasible]
       score = multi_objective.scorer(posteriors, study.losses(feasible), rng)
-      acquisition = lambda units: self._with_prior(units, score(units, self.active(units)), n)
+      acquisition = lambda units: self._with_prior(units, score(units, self.active(units)) + feasibility(units), n)
       top = [study.unit(t.number, t.params) for t in study.pareto_front()]
     else:
       acquisition = lambda units: self._with_prior(units, posterior.acquisition(
-          units, best, self.acquisition, self.ucb_beta, active=self.active(units)), n)
+          units, best, self.acquisition, self.ucb_beta, active=self.active(units)) + feasibility(units), n)
       feasible = [t for t in study.trials if not t.infeasible]
       top = [study.unit(t.number, t.params) for t in sorted(feasible, key=lambda t: -study.internal(t.value))]
     unit, _, _ = acquisition_search.search(
         self.space, rng, acquisition, config, top, is_fresh, np.concatenate(extra) if extra else None)
     return unit
+
+  def constraint_log_feasible(self, study: Study):
+    """units float [M, D] -> float [M]: sum over constraints j of log P(c_j(x) <= 0), each constraint's values
+    predicted by the model conditioned on them (one context per constraint, of the trials that told it; Gardner
+    et al., ICML 2014, model each constraint so); zeros without constraints. Added to the acquisition of EI and
+    PI (log scores), on top of the model's own p(feasible | x) from the objective's context."""
+    told = [t for t in study.trials if t.constraints]
+    if not told or self.acquisition == "ucb":
+      return lambda units: 0.0
+    posteriors = []
+    for j in range(max(len(t.constraints) for t in told)):
+      rows = [(study.unit(t.number, t.params), -t.constraints[j]) for t in told if len(t.constraints) > j]
+      posteriors.append(self.condition(self._fit(rows)))
+
+    def log_feasible(units) -> np.ndarray:
+      active = self.active(units)
+      return sum(np.log(np.maximum(p.predict(units, active).probability_of_improvement(0.0), 1e-300))
+                 for p in posteriors)
+
+    return log_feasible
 
   def search_config(self) -> SearchConfig:
     """The acquisition search of the `candidates` mode: "search" (the pool of `search`), "policy" or "random"."""

@@ -45,9 +45,13 @@ Constraints (`tell(params, value, constraints=[...])`, feasible when all
 are <= 0, as Optuna's): a trial that violates one is *infeasible*; it keeps
 its value in `trials` and the study file, enters the model's context as
 infeasible (the model's infeasible class) and never counts for `best`. The
-acquisition is weighted by the predicted p(feasible | x) (constrained EI,
-Gardner et al., ICML 2014; Gelbart et al., UAI 2014), so suggestions move to
-where the model expects feasible trials.
+acquisition (EI or PI) is weighted by the predicted probability of
+feasibility (constrained EI, Gardner et al., ICML 2014; Gelbart et al., UAI
+2014): the model's p(feasible | x) times, per constraint, P(c_j(x) <= 0)
+from the model conditioned on that constraint's told values (one context per
+constraint, `Designer.constraint_log_feasible`). On a 3-D toy the second
+factor lifts the feasible share of trials 20-39 from 0.13 to 0.72
+(eval/constrained.py).
 
 Several objectives (`goal=["minimize", "maximize"]`, `tell(params, [v1, v2])`):
 the model conditions on one objective at a time (one context per objective);

@@ -402,28 +402,6 @@ def test_a_parameter_whose_range_changes_leaves_the_joint_space(tiny_v2_model, r
   assert [opt.space.names for opt in recorded[1:]] == [["x", "y"], ["x"], ["x"]]
 
 
-def test_multi_objective_studies_are_refused_by_every_sampler_method(tiny_v2_model):
-  sampler = _sampler(tiny_v2_model)
-  study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
-  match = r"OptFormerSampler supports single-objective studies only.*2 objectives \(\['MINIMIZE', 'MAXIMIZE'\]\)"
-  with pytest.raises(ValueError, match=match):
-    study.optimize(lambda t: (t.suggest_float("x", 0.0, 1.0), 1.0), n_trials=1)
-  with pytest.raises(ValueError, match=match):
-    study.ask()
-  trial_id = study._storage.create_new_trial(study._study_id)
-  frozen = study._storage.get_trial(trial_id)
-  dist = FloatDistribution(0.0, 1.0)
-  calls = [
-      lambda: sampler.before_trial(study, frozen),
-      lambda: sampler.infer_relative_search_space(study, frozen),
-      lambda: sampler.sample_relative(study, frozen, {"x": dist}),
-      lambda: sampler.sample_independent(study, frozen, "x", dist),
-  ]
-  for call in calls:
-    with pytest.raises(ValueError, match=match):
-      call()
-
-
 def test_n_startup_trials_are_sampled_by_the_fallback(tiny_v2_model, recorded):
   study = optuna.create_study(sampler=_sampler(tiny_v2_model, n_startup_trials=3))
   with warnings.catch_warnings():
@@ -452,7 +430,6 @@ def test_deterministic_objective_tells_a_repeated_configuration_once(tiny_v2_mod
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"constraints_func": lambda t: [0.0]}, r"does not take constraints_func=.*return NaN or raise"),
         ({"multivariate": True}, "does not take multivariate=.*joint search space together"),
         ({"constant_liar": True}, "does not take constant_liar=.*always pending"),
         ({"n_ei_candidates": 24}, "does not take n_ei_candidates=.*num_candidates= or search="),

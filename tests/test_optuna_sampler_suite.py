@@ -7,9 +7,9 @@ Adapted from optuna 5.0.0, tests/samplers_tests/test_samplers.py and test_partia
   BasicSamplerTestCase (sample_independent bounds and Python types, NaN objectives, partial fixing,
   single-valued distributions, every suggest kind alone and in pairs, conditional and dynamic-range
   objectives), RelativeSamplerTestCase (sample_relative bounds and Python types on numerical, categorical
-  and mixed spaces; relative parameters with n_jobs 1 and 2) and SingleOnlySamplerTestCase (a
-  multi-objective study is refused); SingleOnlySamplerTestCase and the tests below also with
-  deterministic_objective=True, as test_samplers.py does for GPSampler.
+  and mixed spaces; relative parameters with n_jobs 1 and 2) and MultiObjectiveSamplerTestCase
+  (sample_independent bounds and Python types in a two-objective study); MultiObjectiveSamplerTestCase and
+  the tests below also with deterministic_objective=True, as test_samplers.py does for GPSampler.
 * test_samplers.py's module tests, in this repo's words: reseed_rng reseeds the fallback once and changes
   the study; the same seed gives the same trials, another seed others (a summing and a constant objective);
   the same seed gives the same trials in another process (slow: a fresh interpreter loads the model).
@@ -18,8 +18,9 @@ Adapted from optuna 5.0.0, tests/samplers_tests/test_samplers.py and test_partia
 * Added: a study and its sampler survive pickle, copy.deepcopy and joblib.dump (Optuna's process-based
   workers and checkpoints need this).
 
-Left out: MultiObjectiveSamplerTestCase (OptFormerSampler refuses multi-objective studies:
-SingleOnlySamplerTestCase checks that instead); test_sampler_reseed_rng's check of a LazyRandomState
+Left out: SingleOnlySamplerTestCase (OptFormerSampler supports multi-objective studies:
+MultiObjectiveSamplerTestCase runs instead, and tests/test_optuna_constraints.py runs whole two-objective
+studies); test_sampler_reseed_rng's check of a LazyRandomState
 attribute (OptFormerSampler has no random state of its own: trial t's Optimizer seed is derived from
 (seed, t) and kept by reseed_rng on purpose, tests/test_integrations_optuna.py); test_pickle_random_sampler
 and test_sample_relative (about RandomSampler and optuna's FixedSampler); test_partial_fixed.py's
@@ -82,7 +83,7 @@ class TestRelativeSampler(pytest_samplers.RelativeSamplerTestCase):
     return _tiny(tiny_v2_model)
 
 
-class TestSingleOnlySampler(pytest_samplers.SingleOnlySamplerTestCase):
+class TestMultiObjectiveSampler(pytest_samplers.MultiObjectiveSamplerTestCase):
   @pytest.fixture
   def sampler(self, tiny_sampler):
     return tiny_sampler
