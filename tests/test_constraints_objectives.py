@@ -213,3 +213,13 @@ def test_the_score_prefers_candidates_that_extend_the_front_and_weighs_p_feasibl
   np.testing.assert_allclose(half(units), s + np.log(0.5))
   with pytest.raises(ValueError, match="method must be one of"):
     multi_objective.scorer([_Posterior(0, 1.0)], losses, np.random.default_rng(0), "nsga")
+
+
+def test_explanations_refuse_a_multi_objective_study(tiny_v2_model):
+  from optformer.explain.study import as_study
+
+  opt = optformer.Optimizer(SPACE, goal=["minimize", "maximize"], model=tiny_v2_model)
+  for config in _configs(3):
+    opt.tell(config, [config["x"], config["y"]])
+  with pytest.raises(ValueError, match="Explanations take one objective; this study has 2"):
+    as_study(opt)

@@ -113,6 +113,9 @@ def _view(space, goal: str, configs, values, predict) -> StudyView:
 
 
 def _from_optimizer(opt: Optimizer) -> StudyView:
+  if opt.study.num_objectives > 1:
+    raise ValueError(f"Explanations take one objective; this study has {opt.study.num_objectives} ({opt.goal}). "
+                     "Explain each objective through optformer.Surrogate fitted on its values.")
   feasible = [t for t in opt.trials if not t.infeasible]
   configs, values = [t.params for t in feasible], [t.value for t in feasible]
   return _view(opt.space, opt.goal, configs, values, opt.predict)
@@ -157,7 +160,7 @@ def as_study(study: Any) -> StudyView:
 
   Raises:
     ValueError: a study with fewer than MIN_TRIALS (2) feasible trials, an
-      unfitted Surrogate, a multi-objective Optuna study.
+      unfitted Surrogate, a multi-objective study (Optimizer or Optuna).
     TypeError: any other object.
   """
   if isinstance(study, StudyView):
