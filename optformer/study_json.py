@@ -5,6 +5,10 @@ as an uninterrupted one. Study files of earlier versions keep loading: options a
 (`_OPTIONAL_OPTION_KINDS`), a shipped model's absolute path from a checkout that has moved resolves to the shipped
 model, and a study made with the retired model v1 ("shipped:optformer-gp-v1", its old path, an "algorithm" prompt,
 policy candidates) continues on the default model with one warning (`_retire_options`).
+
+Fields added later, still format 1: a study of several objectives stores "goal" as a list of goals and each
+trial's "value" as a list (null where not finite); a trial told with constraints has "constraints" (a list of
+numbers), absent otherwise, so files without it load as before.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from optformer import priors as priors_lib
 from optformer import search_space as ss
 from optformer import study_files
 from optformer.acquisition_search import SearchConfig
-from optformer.study import Trial
+from optformer.study import Trial, as_constraints
 
 if TYPE_CHECKING:
   from optformer.optimizer import Optimizer
@@ -155,11 +159,14 @@ def from_json(cls: type[Optimizer], data: Mapping[str, Any], *, model=None) -> O
     for v in value if multi else [value]:
       if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)):
         raise ValueError(f"field 'trials[{i}].value': expected finite numbers or null (infeasible), got {value!r}.")
-    constraints = _field(t, "constraints", "list", f"trials[{i}].") if "constraints" in t else None
+    try:  # Absent from study files written before constraints existed.
+      constraints = as_constraints(_field(t, "constraints", "list", f"trials[{i}].")) if "constraints" in t else None
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"field 'trials[{i}].constraints': {e}") from e
     try:
       opt.study.trials.append(opt.study.trial(params, value, constraints, number))
     except (TypeError, ValueError) as e:
-      raise ValueError(f"field 'trials[{i}].{'constraints' if 'constraint' in str(e) else 'value'}': {e}") from e
+      raise ValueError(f"field 'trials[{i}].value': {e}") from e
   opt.study.pending = dict(entry(i, p, "pending") for i, p in enumerate(_field(data, "pending", "list")))
   next_number = _field(data, "next_number", "int")
   if numbers and next_number <= max(numbers):
