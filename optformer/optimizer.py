@@ -139,7 +139,9 @@ class Optimizer:
       Jones et al. 1998; the default), "pi" (probability of improvement,
       Kushner 1964) or "ucb" (mean + sqrt(ucb_beta) std, Srinivas et al.
       2010). EI and PI are in the model's normalized units and are
-      multiplied by p(feasible | x) (Gardner et al., ICML 2014).
+      multiplied by p(feasible | x) (Gardner et al., ICML 2014). A study of
+      several objectives ranks by expected hypervolume improvement instead
+      (`optformer.multi_objective`).
     ucb_beta: beta of "ucb" (> 0).
     prior: parameter name -> `optformer.priors.Normal` or `Weights`, a belief
       about where good values lie (piBO); None for no prior.
