@@ -1,7 +1,7 @@
 """Constraints, measured: the feasible share of suggestions on a constrained toy, with and without p(feasible).
 
   python -m optformer.eval.constrained [--trials 40] [--seeds 3]
-                                       [--methods told class_only unweighted ignored tpe random]
+                                       [--methods told class_only unweighted ignored sampler tpe random]
                                        [--checkpoint DIR]
 
 Toy: x in [0, 1]^3, minimize sum((x - 0.7)^2) subject to sum(x) - 1.2 <= 0 (a uniform point is feasible with
@@ -11,7 +11,8 @@ outside it).
 Methods: "told" (`Optimizer.tell(params, value, constraints=[c])`, the default: violations are infeasible
 context, the acquisition EI x p(feasible | x) x P(c(x) <= 0), the last from the model conditioned on the
 constraint's values, `Designer.constraint_log_feasible`); "class_only" (EI x p(feasible | x), the model's
-infeasible class alone); "unweighted" (the same context, EI alone); "ignored" (the constraint is not told, the value is); "tpe" (Optuna's TPESampler with
+infeasible class alone); "unweighted" (the same context, EI alone); "sampler" (Optuna's loop with
+OptFormerSampler and `Trial.set_constraint`, which tells the Optimizer as "told" does); "ignored" (the constraint is not told, the value is); "tpe" (Optuna's TPESampler with
 `Trial.set_constraint`); "random" (uniform). Prints per method, mean ± standard error over seeds: the feasible
 share of trials 20..N-1 and the best feasible objective after N trials.
 """
@@ -57,8 +58,10 @@ def run(method: str, seed: int, trials: int, checkpoint=None) -> np.ndarray:
   """float [trials, 2]: (objective, constraint) of each trial of one study."""
   if method == "random":
     return np.array([toy(x) for x in np.random.default_rng(seed).random((trials, DIM))])
-  if method == "tpe":
+  if method in ("tpe", "sampler"):
     import optuna
+
+    from optformer.integrations.optuna import OptFormerSampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = []
@@ -68,7 +71,9 @@ def run(method: str, seed: int, trials: int, checkpoint=None) -> np.ndarray:
       t.set_constraint("budget", out[-1][1])
       return out[-1][0]
 
-    optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed)).optimize(objective, n_trials=trials)
+    sampler = (optuna.samplers.TPESampler(seed=seed) if method == "tpe" else
+               OptFormerSampler(seed=seed, model=checkpoint, warn_independent_sampling=False))
+    optuna.create_study(sampler=sampler).optimize(objective, n_trials=trials)
     return np.array(out)
   space = ss.SearchSpace([ss.Float(n, 0.0, 1.0) for n in NAMES])
   opt = optformer.Optimizer(space, model=checkpoint, seed=seed)
@@ -85,7 +90,7 @@ def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--trials", type=int, default=40)
   ap.add_argument("--seeds", type=int, default=3)
-  ap.add_argument("--methods", nargs="+", default=["told", "class_only", "unweighted", "ignored", "tpe", "random"])
+  ap.add_argument("--methods", nargs="+", default=["told", "class_only", "unweighted", "ignored", "sampler", "tpe", "random"])
   ap.add_argument("--checkpoint", default=None)
   args = ap.parse_args(argv)
   print(f"Constrained toy ({DIM}-D), {args.trials} trials, mean ± s.e. over {args.seeds} seeds: feasible share of "

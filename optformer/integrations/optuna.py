@@ -130,16 +130,16 @@ class OptFormerSampler(BaseSampler):
 
   * COMPLETE: told with its value (its values, in a multi-objective study)
     and its constraints (`Trial.set_constraint`, Optuna 5, or those of
-    `constraints_func`): a trial that violates one is told as infeasible, so
-    the model predicts p(feasible | x) and the acquisition is weighted by it
-    (constrained EI). A value beyond +-1e150
+    `constraints_func`): a trial that violates one is told as infeasible,
+    and the acquisition is weighted by the predicted probability of
+    feasibility (constrained EI, see `optformer.Optimizer`). A value beyond +-1e150
     (`optformer.optimizer.MAX_ABS_OBJECTIVE`, which `Optimizer.tell`
     refuses) is told as infeasible, with a UserWarning once per trial: the
     study goes on.
   * FAIL: told as infeasible (`tell(params, None)`), so the optimizer steers
     away from it and does not propose it again.
-  * PRUNED: told with its last intermediate value (and its constraints), a pessimistic estimate of
-    its final objective when `trial.report` reports the objective at a lower
+  * PRUNED: told with its last intermediate value (and its constraints), a
+    pessimistic estimate of its final objective when `trial.report` reports the objective at a lower
     budget (the usual use); a pruned trial that reported nothing, or a value
     beyond +-1e150, is told as infeasible.
   * RUNNING and WAITING (other than the trial being sampled; enqueued
@@ -281,9 +281,7 @@ class OptFormerSampler(BaseSampler):
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) >= self._n_startup_trials
 
   def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-    """The joint search space (sorted by name) that `sample_relative` covers; see the class docstring.
-
-    """
+    """The joint search space (sorted by name) that `sample_relative` covers; see the class docstring."""
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     joint = {}
     for name, dist in union_distributions(completed).items():
