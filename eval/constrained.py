@@ -15,6 +15,16 @@ infeasible class alone); "unweighted" (the same context, EI alone); "sampler" (O
 OptFormerSampler and `Trial.set_constraint`, which tells the Optimizer as "told" does); "ignored" (the constraint is not told, the value is); "tpe" (Optuna's TPESampler with
 `Trial.set_constraint`); "random" (uniform). Prints per method, mean ± standard error over seeds: the feasible
 share of trials 20..N-1 and the best feasible objective after N trials.
+
+Measured (40 trials, seeds 0-4, shipped model, `--seeds 5`): feasible share / best feasible objective
+
+    told        0.72 ± 0.03 / 0.293 ± 0.004
+    sampler     0.73 ± 0.03 / 0.321 ± 0.018
+    class_only  0.13 ± 0.03 / 0.471 ± 0.043
+    unweighted  0.03 ± 0.02 / 0.548 ± 0.058
+    ignored     0.16 ± 0.02 / 0.648 ± 0.083
+    tpe         0.66 ± 0.03 / 0.307 ± 0.010
+    random      0.27 ± 0.04 / 0.414 ± 0.025
 """
 
 from __future__ import annotations
