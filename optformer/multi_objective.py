@@ -23,6 +23,9 @@ random). `METHOD` is the default, chosen by measurement: hypervolume (reference 
     TPE      10.41 ± 0.21  ( 8.41,  9.98)   Optuna's TPESampler, seeded
     NSGA-II   9.17 ± 0.19  ( 8.41,  9.09)
     random    9.25 ± 0.14  ( 7.82,  8.50)
+
+At 40 / 100 trials (seeds 0-2, `--trials 100 --seeds 3`): ehvi 11.28 / 11.39, TPE 10.55 / 11.00, NSGA-II
+9.75 / 10.32, random 9.46 / 9.90.
 """
 
 from __future__ import annotations
