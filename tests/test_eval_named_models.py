@@ -82,6 +82,9 @@ def test_one_report_compares_named_checkpoints_and_a_rebound_name_reruns(tmp_pat
   studies = report.load(tmp_path)["bbob"]["f01_d2_i1"]["studies"]
   assert studies["a"][0]["model"] == entries.model_id(tiny_v2_dir)  # Each name reads its own model's studies.
   assert studies["b"][0]["model"] == entries.model_id(other_dir) and studies["b"][0]["name"] == "a"  # Run as "a".
+  # A cache without models.json (written before names) is read by each study's own name.
+  (tmp_path / entries.MODELS_FILE).unlink()
+  assert set(report.load(tmp_path)["bbob"]["f01_d2_i1"]["studies"]) == {"a", "random"}
 
 
 def test_the_command_line_takes_named_models(tmp_path, tiny_v2_dir, capsys):
