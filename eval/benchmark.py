@@ -19,7 +19,9 @@ name and model id). The cache is keyed by what ran, not by the name: <key> is
 the optimizer's name for a baseline and "<optimizer>@<model id>" for an entry
 with a model (`model_id`: a content hash of the checkpoint), so another
 checkpoint under the same name or into the same OUT runs its own studies,
-and a renamed checkpoint reuses its studies. A study already there with >= T
+and a renamed checkpoint reuses its studies (so do studies cached under
+OUT/<suite>/<task>/<optimizer>/ before keys held the model id, when their
+record names this model). A study already there with >= T
 trials is skipped, so a killed run resumes where it stopped when started
 again with the same command. OUT/models.json binds each entry's name to its
 model id (the latest run's binding wins); the report reads the studies of
@@ -234,10 +236,12 @@ def run(out: pathlib.Path, plans: dict[str, SuitePlan], optimizers, model=None, 
     entries_lib.bind_models(out, entries, log)
   for i, (suite, task, entry, seed, trials) in enumerate(todo):
     path = study_path(out, suite, task.name, entry.key, seed)
-    cached = load_study(path)
     # The key holds the model id; a record of another model there (an id without content: "in-memory:Class")
-    # is recomputed, never reported as this one's.
-    if cached is not None and len(cached.get("values", ())) >= trials and cached.get("model") == entry.model_id:
+    # is recomputed, never reported as this one's. A cache written before keys held the model id has its studies
+    # under the optimizer's name: one of this model (its record's "model") counts as done.
+    old = study_path(out, suite, task.name, entry.optimizer, seed)
+    if any(c is not None and len(c.get("values", ())) >= trials and c.get("model") == entry.model_id
+           for c in map(load_study, dict.fromkeys((path, old)))):
       done["cached"] += 1
       continue
     if dry_run:

@@ -87,6 +87,15 @@ def test_one_report_compares_named_checkpoints_and_a_rebound_name_reruns(tmp_pat
   assert set(report.load(tmp_path)["bbob"]["f01_d2_i1"]["studies"]) == {"a", "random"}
 
 
+def test_studies_cached_before_keys_held_the_model_id_are_reused_if_of_the_same_model(tmp_path, tiny_v2_dir):
+  benchmark.run(tmp_path, PLANS, ["optformer"], model=tiny_v2_dir, log=QUIET)
+  task = tmp_path / "bbob" / "f01_d2_i1"
+  (task / benchmark.make_entries(["optformer"], tiny_v2_dir)[0].key).rename(task / "optformer")  # The old layout.
+  assert benchmark.run(tmp_path, PLANS, ["optformer"], model=tiny_v2_dir, log=QUIET)["cached"] == 1
+  assert benchmark.run(tmp_path, PLANS, ["optformer"], dry_run=True, log=QUIET)["run"] == 1  # Another model.
+  assert set(report.load(tmp_path)["bbob"]["f01_d2_i1"]["studies"]) == {"optformer"}
+
+
 def test_the_command_line_takes_named_models(tmp_path, tiny_v2_dir, capsys):
   argv = ["--preset", "bench", "--suite", "bbob", "--max-tasks", "1", "--trials", "2", "--seeds", "1",
           "--optimizers", "random", "--out", str(tmp_path / "out")]
