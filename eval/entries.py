@@ -131,10 +131,12 @@ def read_models(out: pathlib.Path) -> dict:
 def bind_models(out: pathlib.Path, entries: list[Entry], log: Callable[[str], Any]) -> None:
   """Binds each entry's name to its model in OUT/models.json (other names kept), saying when a name changes model."""
   index = read_models(out)
+  out.mkdir(parents=True, exist_ok=True)
   for e in entries:
     old = index.get(e.name, {}).get("model", e.model_id)
     if old != e.model_id:
-      log(f"{e.name} now names the model {e.model_id}; its studies of {old} stay cached but leave the report.")
+      log(f"{e.name} now names the model {e.model_id}; the studies of {old} stay cached, in the report "
+          "only under a name that stands for that model.")
     ckpt = str(pathlib.Path(e.model).absolute()) if isinstance(e.model, (str, os.PathLike)) else None
     index[e.name] = {"optimizer": e.optimizer, "model": e.model_id, "checkpoint": ckpt}
   study_files.write_atomic(out / MODELS_FILE, json.dumps(index, indent=1))
