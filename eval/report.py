@@ -227,7 +227,7 @@ def suite_markdown(suite: str, s: dict, reference: str = "optformer") -> str:
   last = str(ts[-1])
   skipped = f" ({s['incomplete_tasks']} more not complete yet)" if s.get("incomplete_tasks") else ""
   lines = [f"### {suite}: {s['tasks']} tasks{skipped}, {s['trials']} trials per study", "",
-           "| optimizer | " + " | ".join(f"regret@{t}" for t in ts) + f" | avg rank@{last} | studies | s/suggestion |",
+           "| entry | " + " | ".join(f"regret@{t}" for t in ts) + f" | avg rank@{last} | studies | s/suggestion |",
            "|---|" + "---:|" * (len(ts) + 3)]
   for n in s["optimizers"]:
     cells = " | ".join(f"{m:.4f} ± {e:.4f}" for m, e, _ in (s["regret"][n][str(t)] for t in ts))

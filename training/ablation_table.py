@@ -15,12 +15,13 @@ A row shows:
     where the metrics carry a standard error (f"gap_se_{n}");
   * with --eval FILE, the numbers of RUN/FILE instead of the run's last
     in-run evaluation: the JSON of `python -m optformer.training.pfn_eval
-    --checkpoint RUN/export --out RUN/FILE [--against BASE/export]`, so runs
-    trained on different priors are scored on the examples of one evaluation
-    (common ground); its paired differences against BASE (f"diff_{n}",
-    f"diff_se_{n}": this model minus BASE on the same examples, ± standard
-    error) become the Δ@n columns, the comparison to read when effects are
-    about 0.02 nats;
+    --checkpoint RUN/export --out RUN/FILE [--against BASE/export]`; its
+    paired differences against BASE (f"diff_{n}", f"diff_se_{n}": this model
+    minus BASE on the same examples, ± standard error) become the Δ@n
+    columns, the comparison to read when effects are about 0.02 nats. The
+    examples are those of the prior pfn_eval draws them from (today each
+    checkpoint's own training prior): a prior ablation is on common ground
+    only when that prior is one evaluation prior for every run;
   * steps, examples seen (steps x data.batch_size), mean gap over the
     contexts (no standard error: the contexts share examples), seconds per
     step (mean over the run's log rows), best mean gap first.
