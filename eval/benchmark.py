@@ -1,15 +1,31 @@
 """Benchmarks: every optimizer on every task of the chosen suites, cached per study.
 
   python -m optformer.eval.benchmark [--preset full|bench] [--suite prior bbob hpo] [--optimizers all | NAME ...]
-                           [--seeds S] [--trials T] [--max-tasks N] [--checkpoint DIR] [--out results/full]
-                           [--dry-run]
+                           [--model NAME=DIR ...] [--seeds S] [--trials T] [--max-tasks N] [--checkpoint DIR]
+                           [--out results/full] [--dry-run]
 
-One *study* is one (suite, task, optimizer, seed): T rounds of ask ->
-evaluate -> tell through eval/runner.py. Each study is written, when done,
-to OUT/<suite>/<task>/<optimizer>/seed_<s>.json (observed and noiseless
-objective per trial, the configurations, seconds per suggestion per trial);
-a study already there with >= T trials is skipped, so a killed run resumes
-where it stopped when started again with the same command. Per task,
+What runs is a list of *entries*, each a row of the report: the optimizers
+of --optimizers under their own names (the optformer entries with the model
+of --checkpoint, the shipped one by default), then one entry per --model
+NAME=DIR: the "optformer" optimizer with the model in DIR, named NAME. So
+`--model base=runs/a/export --model bins64=runs/b/export` compares two
+checkpoints with the baselines in one report.
+
+One *study* is one (suite, task, entry, seed): T rounds of ask -> evaluate ->
+tell through eval/runner.py. Each study is written, when done, to
+OUT/<suite>/<task>/<key>/seed_<s>.json (observed and noiseless objective per
+trial, the configurations, seconds per suggestion per trial, the entry's
+name and model id). The cache is keyed by what ran, not by the name: <key> is
+the optimizer's name for a baseline and "<optimizer>@<model id>" for an entry
+with a model (`model_id`: a content hash of the checkpoint), so another
+checkpoint under the same name or into the same OUT runs its own studies,
+and a renamed checkpoint reuses its studies (so do studies cached under
+OUT/<suite>/<task>/<optimizer>/ before keys held the model id, when their
+record names this model). A study already there with >= T
+trials is skipped, so a killed run resumes where it stopped when started
+again with the same command. OUT/models.json binds each entry's name to its
+model id (the latest run's binding wins); the report reads the studies of
+each name's bound model only. Per task,
 OUT/<suite>/<task>/reference.json caches the uniform random sample that
 normalizes regret (eval/regret.py). OUT/runs.jsonl gets one line per
 invocation (command, plan, machine, versions). Studies run seed by seed
@@ -34,7 +50,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import math
@@ -49,6 +64,8 @@ import numpy as np
 
 from optformer.eval import optimizers as opt_lib
 from optformer.eval import runner, suites
+from optformer.eval import entries as entries_lib
+from optformer.eval.entries import MODELS_FILE, Entry, make_entries, model_id, parse_model, read_models  # noqa: F401
 from optformer import study_files
 
 REFERENCE_SEED = 12345  # Seeds the uniform random sample of every task's reference.json.
@@ -82,23 +99,9 @@ PRESETS: dict[str, dict[str, SuitePlan]] = {
 }
 
 
-def study_path(out: pathlib.Path, suite: str, task: str, optimizer: str, seed: int) -> pathlib.Path:
-  return out / suite / task / optimizer / f"seed_{seed}.json"
-
-
-def model_id(model) -> str | None:
-  """The identity of the model a study ran with, stored in its record as "model": for a checkpoint directory
-  "sha256:" + the first 16 hex digits of the sha256 of its manifest.json (which lists the sha256 of every file
-  of the model, so equal ids mean equal models wherever the directory lies), "in-memory:" + the class name for a
-  model object, None for an optimizer without a model (`optimizers.checkpoint_of`)."""
-  if model is None:
-    return None
-  if not isinstance(model, (str, os.PathLike)):
-    return f"in-memory:{type(model).__name__}"
-  try:
-    return "sha256:" + hashlib.sha256((pathlib.Path(model) / "manifest.json").read_bytes()).hexdigest()[:16]
-  except OSError as e:
-    raise ValueError(f"Cannot identify the model {model}: {e}") from e
+def study_path(out: pathlib.Path, suite: str, task: str, key: str, seed: int) -> pathlib.Path:
+  """Where a study is cached; `key`: `Entry.key` (a baseline's optimizer name)."""
+  return out / suite / task / key / f"seed_{seed}.json"
 
 
 def _write_json(path: pathlib.Path, obj) -> None:
@@ -181,42 +184,43 @@ def run_one(task, optimizer: str, seed: int, trials: int, model=None) -> dict:
   }
 
 
-def plan_studies(plans: dict[str, SuitePlan], optimizers, task_lists: dict[str, list]):
-  """(suite, task, optimizer, seed, trials) of every study to run, seed-major; unsupported pairs left out."""
+def plan_studies(plans: dict[str, SuitePlan], entries: list[Entry], task_lists: dict[str, list]):
+  """(suite, task, entry, seed, trials) of every study to run, seed-major; unsupported pairs left out."""
   out = []
   for seed in range(max(p.seeds for p in plans.values())):
     for suite, plan in plans.items():
       if seed >= plan.seeds:
         continue
       for task in task_lists[suite]:
-        for name in optimizers:
-          if opt_lib.supports(name, task.space):
-            out.append((suite, task, name, seed, plan.trials))
+        for entry in entries:
+          if opt_lib.supports(entry.optimizer, task.space):
+            out.append((suite, task, entry, seed, plan.trials))
   return out
 
 
 def run(out: pathlib.Path, plans: dict[str, SuitePlan], optimizers, model=None, dry_run: bool = False,
-        log: Callable[[str], Any] = print) -> dict:
+        log: Callable[[str], Any] = print, models: dict | None = None) -> dict:
   """Runs every missing study of `plans` into the cache at `out`.
 
   Args:
     out: cache folder.
     plans: suite name -> SuitePlan.
-    optimizers: names from eval.optimizers.OPTIMIZERS.
-    model: PFNSurrogate / checkpoint directory / None (shipped) for the optformer entries.
-    dry_run: only count what would run.
+    optimizers: names from eval.optimizers.OPTIMIZERS (or variants); each an entry under its own name.
+    model: PFNSurrogate / checkpoint directory / None (shipped) for the optformer entries of `optimizers`.
+    dry_run: only count what would run (nothing is written).
     log: called with one line per study run and a summary.
+    models: named models, NAME -> checkpoint directory or PFNSurrogate: one "optformer" entry each
+      (`make_entries`).
 
   Returns:
-    {"run": studies computed, "cached": studies skipped (already done),
-     "unsupported": [(suite, task, optimizer)] pairs left out (cmaes on
-     categorical spaces), "seconds": wall time}.
+    {"run": studies computed, "cached": studies skipped (already done with the same model),
+     "unsupported": [(suite, task, entry name)] pairs left out (cmaes on categorical spaces),
+     "entries": [Entry], "seconds": wall time}.
 
   Raises:
-    ValueError: unknown suite or optimizer name, bad task arguments, or a cached study in `out` run with another
-      model than this run's (`model_id`; nothing is overwritten).
+    ValueError: unknown suite or optimizer name, a bad model name or directory, or bad task arguments.
   """
-  optimizers = opt_lib.parse_names(optimizers)
+  entries = make_entries(optimizers, model, models)
   for suite in plans:
     if suite not in suites.SUITES:
       raise ValueError(f"Unknown suite {suite!r}; expected one of {list(suites.SUITES)}.")
@@ -224,29 +228,31 @@ def run(out: pathlib.Path, plans: dict[str, SuitePlan], optimizers, model=None, 
   task_lists = {}
   for suite, plan in plans.items():
     task_lists[suite] = suites.build(suite, **plan.tasks)[: plan.max_tasks]
-  unsupported = [(s, t.name, n) for s, ts in task_lists.items() for t in ts for n in optimizers
-                 if not opt_lib.supports(n, t.space)]
-  todo = plan_studies(plans, optimizers, task_lists)
-  done = {"run": 0, "cached": 0, "unsupported": unsupported}
-  models = {name: model_id(opt_lib.checkpoint_of(name, model)) for name in optimizers}
-  # What a record written before "model" was stored ran with: the default model of its entry.
-  defaults = {name: model_id(opt_lib.checkpoint_of(name)) for name in optimizers}
-  for i, (suite, task, name, seed, trials) in enumerate(todo):
-    path = study_path(out, suite, task.name, name, seed)
-    cached = load_study(path)
-    if cached is not None and len(cached.get("values", ())) >= trials:
-      _check_cached_model(path, cached.get("model", defaults[name]), name, models[name])
+  unsupported = [(s, t.name, e.name) for s, ts in task_lists.items() for t in ts for e in entries
+                 if not opt_lib.supports(e.optimizer, t.space)]
+  todo = plan_studies(plans, entries, task_lists)
+  done = {"run": 0, "cached": 0, "unsupported": unsupported, "entries": entries}
+  if not dry_run:
+    entries_lib.bind_models(out, entries, log)
+  for i, (suite, task, entry, seed, trials) in enumerate(todo):
+    path = study_path(out, suite, task.name, entry.key, seed)
+    # The key holds the model id; a record of another model there (an id without content: "in-memory:Class")
+    # is recomputed, never reported as this one's. A cache written before keys held the model id has its studies
+    # under the optimizer's name: one of this model (its record's "model") counts as done.
+    old = study_path(out, suite, task.name, entry.optimizer, seed)
+    if any(c is not None and len(c.get("values", ())) >= trials and c.get("model") == entry.model_id
+           for c in map(load_study, dict.fromkeys((path, old)))):
       done["cached"] += 1
       continue
     if dry_run:
       done["run"] += 1
       continue
     ensure_reference(out, suite, task, plans[suite].reference_samples)
-    record = run_one(task, name, seed, trials, model)
-    _write_json(path, {"suite": suite, **record})
+    record = run_one(task, entry.optimizer, seed, trials, entry.model)
+    _write_json(path, {"suite": suite, "name": entry.name, **record})
     done["run"] += 1
     sps = np.median(record["seconds_per_suggestion"])
-    log(f"[{i + 1}/{len(todo)}] {suite}/{task.name} {name} seed {seed}: {trials} trials in "
+    log(f"[{i + 1}/{len(todo)}] {suite}/{task.name} {entry.name} seed {seed}: {trials} trials in "
         f"{record['wall_seconds']:.1f} s (median {sps:.4f} s/suggestion)")
   if not dry_run:
     for suite, ts in task_lists.items():  # References of tasks whose studies were all cached.
@@ -256,17 +262,6 @@ def run(out: pathlib.Path, plans: dict[str, SuitePlan], optimizers, model=None, 
   log(f"{done['run']} studies {'to run' if dry_run else 'run'}, {done['cached']} cached, "
       f"{len(unsupported)} (task, optimizer) pairs unsupported, {done['seconds']:.0f} s")
   return done
-
-
-def _check_cached_model(path: pathlib.Path, have: str | None, name: str, wanted: str | None) -> None:
-  """Raises ValueError when a cached study ran with another model than this run would use (the cache is keyed
-  by suite, task, optimizer and seed, so it would otherwise be reported as this model's). `have`: the record's
-  "model" (`model_id`; the entry's default model for records written before it was stored)."""
-  if have != wanted:
-    raise ValueError(
-        f"{path} holds a study of {name!r} run with the model {have}, but this run's model is {wanted}: "
-        "write this run to another --out folder (or remove that folder's studies of this optimizer)."
-    )
 
 
 def make_plans(preset: str, suite_names=None, seeds=None, trials=None, max_tasks=None) -> dict[str, SuitePlan]:
@@ -301,13 +296,20 @@ def main(argv=None) -> int:
   p.add_argument("--seeds", type=int, default=None, help="override: seeds 0..S-1 for every suite")
   p.add_argument("--trials", type=int, default=None, help="override: trials per study for every suite")
   p.add_argument("--max-tasks", type=int, default=None, help="override: first N tasks of every suite")
-  p.add_argument("--checkpoint", default=None, help="model directory (default: the shipped checkpoint)")
+  p.add_argument("--checkpoint", default=None,
+                 help="model directory of the optformer entries of --optimizers (default: the shipped checkpoint)")
+  p.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
+                 help="a named model: the optformer optimizer with the model in DIR, reported as NAME (repeatable)")
   p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/full"))
   p.add_argument("--dry-run", action="store_true", help="count the studies to run, run nothing")
   args = p.parse_args(argv)
   try:
     plans = make_plans(args.preset, args.suite, args.seeds, args.trials, args.max_tasks)
     names = opt_lib.parse_names(args.optimizers)
+    models = dict(parse_model(m) for m in args.model)
+    if len(models) < len(args.model):
+      raise ValueError(f"--model names must differ; got {args.model}.")
+    make_entries(names, args.checkpoint, models)  # Bad names and model directories fail here, before any work.
   except ValueError as e:
     p.error(str(e))
   from optformer.eval import demo
@@ -318,10 +320,12 @@ def main(argv=None) -> int:
             "command": shlex.join(["python", "-m", "optformer.eval.benchmark", *(argv if argv is not None else sys.argv[1:])]),
             "preset": args.preset, "plans": {k: dataclasses.asdict(v) for k, v in plans.items()},
             "optimizers": names, "checkpoint": demo.checkpoint_info(args.checkpoint),
+            "models": {n: demo.checkpoint_info(d) for n, d in models.items()},
             "machine": demo.machine_info(), "versions": demo.versions()}
     with open(args.out / "runs.jsonl", "a") as f:
       f.write(json.dumps(line, default=_jsonable) + "\n")
-  run(args.out, plans, names, model=args.checkpoint, dry_run=args.dry_run, log=lambda s: print(s, flush=True))
+  run(args.out, plans, names, model=args.checkpoint, dry_run=args.dry_run, log=lambda s: print(s, flush=True),
+      models=models)
   return 0
 
 

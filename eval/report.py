@@ -2,7 +2,7 @@
 
   python -m optformer.eval.report OUT [--at 10 25 50 100] [--reference optformer]
 
-Reads OUT/<suite>/<task>/{reference.json, <optimizer>/seed_<s>.json} and writes
+Reads OUT/<suite>/<task>/{reference.json, <key>/seed_<s>.json} and writes
   OUT/report.md    per suite: normalized regret at t = 10, 25, 50, 100 (those
                    <= the suite's trials), mean ± standard error over all
                    (task, seed) studies; average rank; wins / ties / losses of
@@ -11,6 +11,13 @@ Reads OUT/<suite>/<task>/{reference.json, <optimizer>/seed_<s>.json} and writes
                    surrogate quality (OUT/surrogate.json) when present;
   OUT/report.json  the same numbers;
   OUT/figures/regret_<suite>.png  mean normalized regret vs trial (log y), ± s.e. band.
+
+Rows are entries by name (eval/entries.py): OUT/models.json binds each name
+to an optimizer and a model id, and a study counts under every name bound to
+its (optimizer, model); a checkpoint that no name stands for any more stays
+cached but out of the tables (the report says how many studies it left
+out). A cache without models.json is read by each study's "name" (its
+optimizer for records written before names).
 
 Rules (like with like):
   * regret: eval/regret.py (one definition for all suites);
@@ -43,8 +50,8 @@ from collections import defaultdict
 import numpy as np
 
 import optformer
-from optformer.eval import regret
-from optformer.eval.optimizers import OPTIMIZERS, supports
+from optformer.eval import entries, regret
+from optformer.eval.optimizers import OPTIMIZERS, OURS, supports
 
 REPORT_AT = (10, 25, 50, 100)
 ALPHA = 0.05  # Significance level of the win/tie/loss test.
@@ -52,8 +59,14 @@ SURROGATE_FILE = "surrogate.json"  # Written by eval/surrogate_eval.py (make ben
 LATENCY_FILE = "latency.json"  # Written by eval/latency.py (make bench).
 
 
-def load(out: pathlib.Path) -> dict:
-  """suite -> task -> {"reference": dict, "studies": optimizer -> seed -> study record}; unreadable files skipped."""
+def load(out: pathlib.Path, left_out: list | None = None) -> dict:
+  """suite -> task -> {"reference": dict, "studies": entry name -> seed -> study record}; unreadable files skipped.
+
+  With OUT/models.json, a study counts under every name bound to its (optimizer, model), and a study of a
+  model no name stands for is left out (its path appended to `left_out`); without it, under its record's
+  "name" (its optimizer for records written before names). Of two studies of a name and seed, the first counts.
+  """
+  models = entries.read_models(out)
   data: dict = defaultdict(dict)
   for ref_path in sorted(out.glob("*/*/reference.json")):
     suite, task = ref_path.parts[-3], ref_path.parts[-2]
@@ -67,7 +80,12 @@ def load(out: pathlib.Path) -> dict:
         rec = json.loads(p.read_text())
       except (OSError, ValueError):
         continue
-      studies[rec["optimizer"]][int(rec["seed"])] = rec
+      names = ([n for n, m in models.items() if (m["optimizer"], m["model"]) == (rec["optimizer"], rec.get("model"))]
+               if models else [rec.get("name", rec["optimizer"])])
+      if not names and left_out is not None:
+        left_out.append(p)
+      for name in names:
+        studies[name].setdefault(int(rec["seed"]), rec)
     if studies:
       data[suite][task] = {"reference": ref, "studies": dict(studies)}
   return dict(data)
@@ -209,7 +227,7 @@ def suite_markdown(suite: str, s: dict, reference: str = "optformer") -> str:
   last = str(ts[-1])
   skipped = f" ({s['incomplete_tasks']} more not complete yet)" if s.get("incomplete_tasks") else ""
   lines = [f"### {suite}: {s['tasks']} tasks{skipped}, {s['trials']} trials per study", "",
-           "| optimizer | " + " | ".join(f"regret@{t}" for t in ts) + f" | avg rank@{last} | studies | s/suggestion |",
+           "| entry | " + " | ".join(f"regret@{t}" for t in ts) + f" | avg rank@{last} | studies | s/suggestion |",
            "|---|" + "---:|" * (len(ts) + 3)]
   for n in s["optimizers"]:
     cells = " | ".join(f"{m:.4f} ± {e:.4f}" for m, e, _ in (s["regret"][n][str(t)] for t in ts))
@@ -288,7 +306,7 @@ def plot_suite(suite: str, s: dict, path: pathlib.Path) -> None:
   for n in s["optimizers"]:
     m, e = np.array(s["curve"][n]), np.array(s["curve_se"][n])
     t = np.arange(1, len(m) + 1)
-    style = "-" if n.startswith("optformer") else "--"
+    style = "--" if n in OPTIMIZERS and n not in OURS else "-"  # Baselines dashed; ours and named models solid.
     ran = s["rank"][n][str(s["at"][-1])][1]
     label = n if ran == s["tasks"] else f"{n} ({ran}/{s['tasks']} tasks)"
     ax.plot(t, np.maximum(m, 1e-6), style, label=label, lw=2 if n == "optformer" else 1.2)
@@ -313,14 +331,21 @@ def build(out: pathlib.Path, at=REPORT_AT, reference: str = "optformer", figures
   """
   if not out.is_dir():
     raise FileNotFoundError(f"No benchmark cache at {out} (run python -m optformer.eval.benchmark --out {out} first).")
-  data = load(out)
+  left_out: list = []
+  data = load(out, left_out)
   md = [f"## Benchmarks ({out})", "",
         "Normalized regret r_t = (best_t - y*) / (y_rand - y*) in the minimize sense, clipped at 0 "
         "(eval/regret.py); mean ± standard error over (task, seed) studies. 1 = one random trial on average. "
         "tpe and gp start with the same 10 random trials under a seed (Optuna's start-up), so their early "
         "regret is equal. The default model's context holds 256 trials; past that it sees the "
         "best half and the most recent trials. s/suggestion: median seconds per ask() over all trials, on a shared machine."]
-  result = {"suites": {}}
+  result = {"suites": {}, "models": entries.read_models(out), "left_out_studies": len(left_out)}
+  named = {n: m for n, m in result["models"].items() if m.get("model")}
+  if named:
+    md += ["", "| entry | optimizer | model | checkpoint |", "|---|---|---|---|"]
+    md += [f"| {n} | {m['optimizer']} | {m['model']} | {m.get('checkpoint') or 'in memory'} |" for n, m in named.items()]
+  if left_out:
+    md += ["", f"{len(left_out)} cached studies of models that no name stands for (OUT/models.json) are left out."]
   for suite in [s for s in ("prior", "bbob", "hpo") if s in data] + sorted(set(data) - {"prior", "bbob", "hpo"}):
     s = summarize_suite(data[suite], at, reference)
     if not s:
@@ -352,7 +377,8 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("out", type=pathlib.Path, help="benchmark cache folder (eval.benchmark --out)")
   p.add_argument("--at", type=int, nargs="+", default=list(REPORT_AT), help="trial counts of the tables")
-  p.add_argument("--reference", default="optformer", help="optimizer whose wins/ties/losses are counted")
+  p.add_argument("--reference", default="optformer",
+                 help="entry (optimizer or --model NAME of the benchmark) whose wins/ties/losses are counted")
   args = p.parse_args(argv)
   try:
     text, _ = build(args.out, tuple(args.at), args.reference)

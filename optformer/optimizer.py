@@ -337,6 +337,30 @@ class Optimizer:
       )
     return out[0] if n is None else out
 
+  def sample_policy(self, n: int = 1) -> list[dict[str, Any]]:
+    """n configurations decoded from the model's policy given the study so far (told trials, and pending ones
+    with fantasized objectives, as for `ask`); not registered as pending, and they may repeat told ones.
+
+    The policy decodes a configuration parameter by parameter over numeric tokens with masks that allow only
+    valid tokens (optformer/policy.py), so every sample is valid by construction: inside the bounds, on the
+    integer levels, among the categories, inactive children left out. `temperature` (of the Optimizer)
+    divides its logits. Works on an empty study (the policy's prior over configurations).
+
+    Returns:
+      A list of n dicts name -> value of the parameter's type.
+
+    Raises:
+      ValueError: n not an int >= 1, or the model has no policy (`backend.capabilities.policy`).
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+      raise ValueError(f"n must be an int >= 1, got {n!r}.")
+    if not self.backend.capabilities.policy:
+      raise ValueError("sample_policy needs a model with a policy head; this model has none "
+                       "(backend.capabilities.policy is False).")
+    context, _ = self.designer.context(self.study)
+    units = self.designer.condition(context).sample_policy(self.rng, int(n), self.temperature)
+    return [self.space.from_unit(u) for u in units]
+
   def predict(self, configs: Sequence[Mapping[str, Any]]) -> PFNPredictive | list[PFNPredictive]:
     """Predictive distributions of the objective at `configs`, in objective units; with several objectives a
     list of them, one per objective (each conditioned on that objective's context).

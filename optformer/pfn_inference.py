@@ -66,6 +66,7 @@ def bucket(n: int, buckets) -> int:
   raise ValueError(f"A context of {n} trials exceeds the largest bucket {buckets[-1]}.")
 
 
+POLICY_CHUNK = 1024  # Most policy samples decoded in one call.
 QUERY_CHUNK = 256  # Queries per scoring call. 5,000 queries, context 256, 2 CPU cores: 256, 512 and 1024 all take
 # 0.36-0.40 s for Optimizer.predict (forward pass 0.26 s at 256); smaller chunks pad less for small query sets.
 # The outer bars reach z of about -6500 and +430 (context scales; from one- and two-point training
@@ -276,6 +277,11 @@ class PFNEngine:
     self.buckets = history_buckets(model.config.max_context)
     self.borders = np.asarray(model.config.borders, np.float64)
 
+  @functools.cached_property
+  def model(self):
+    """The network (merged from the engine's graph and parameters once; the policy's decoder reads it)."""
+    return self.graph.merge(self.params)
+
   def predict(self, x_NxD, y_N, kinds_D, num_values_D, query_MxD, active_NxD=None, active_MxD=None,
               goal: str = "maximize", min_power_points: int = 4) -> PFNPredictive:
     """Predictive distributions at M queries given a context of n trials (`context(...).score(...)`).
@@ -297,7 +303,7 @@ class PFNEngine:
 
   def context(self, x_NxD, y_N, kinds_D, num_values_D, active_NxD=None, min_power_points: int = 4) -> "PFNContext":
     """Encodes a context once (arguments as in `predict`); score any number of query sets against it."""
-    x = np.asarray(x_NxD, np.float32).reshape(len(y_N), -1)
+    x = np.asarray(x_NxD, np.float32).reshape(len(y_N), len(kinds_D))
     y = np.asarray(y_N, np.float64)
     n, d = x.shape
     if d > self.config.num_slot_ids:
@@ -344,6 +350,35 @@ class PFNContext:
       probs.append(np.asarray(_score(self.engine.graph, self.engine.params, self.encoded, qb))[0])
     p = np.concatenate(probs)[:m].astype(np.float64)
     return PFNPredictive(p[:, :-1], 1.0 - p[:, -1], self.engine.borders, self.transform, goal)
+
+  def sample_policy(self, key, n: int, temperature: float = 1.0, parent=None, allowed=None, order=None):
+    """(units float64 [n, D], active bool [n, D]): n configurations decoded from the policy head given this
+    context (`optformer.policy.sample`: valid by construction, 0 in inactive slots).
+
+    key: a jax PRNG key. parent, allowed, order: the space's conditions as the decoder reads them
+    (`SearchSpace.condition_arrays(policy_tokens)`, `SearchSpace.topological_order()`); None: no conditions.
+    Samples are decoded in chunks of at most POLICY_CHUNK rows, each padded to a power of two (one compilation
+    per padded size and context bucket).
+
+    Raises:
+      ValueError: the model has no policy head, n < 1, or temperature <= 0.
+    """
+    import jax
+
+    from optformer import policy
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+      raise ValueError(f"n must be an integer >= 1, got {n!r}.")
+    space = policy.decode_space(self.kinds[0], self.num_values[0], self.slot_ids[0],
+                                self.engine.config.policy_tokens, parent, allowed, order)
+    units, active = [], []
+    for i, s in enumerate(range(0, n, POLICY_CHUNK)):
+      m = min(POLICY_CHUNK, n - s)
+      size = max(16, 1 << (m - 1).bit_length())
+      u, a = policy.sample(self.engine.model, self.encoded, space, size, jax.random.fold_in(key, i), temperature)
+      units.append(np.asarray(u, np.float64)[:m])
+      active.append(np.asarray(a, bool)[:m])
+    return np.concatenate(units), np.concatenate(active)
 
 
 def _pad(a, length: int):

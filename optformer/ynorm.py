@@ -113,6 +113,8 @@ class YTransform:
       ValueError: an infinite value in y.
     """
     y = np.asarray(y, np.float64).reshape(1, -1)
+    if y.size == 0:  # An empty context (the policy decodes from it): the identity map, as for all-infeasible.
+      y = np.full((1, 1), np.nan)
     if np.any(np.isinf(y)):
       raise ValueError(f"Objectives must be finite or NaN (infeasible), got {y[np.isinf(y)][:3]}.")
     fields = fit_batch(np.nan_to_num(y), ~np.isnan(y), min_power_points=min_power_points, power=power)

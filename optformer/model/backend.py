@@ -52,9 +52,8 @@ class Capabilities:
 
   @classmethod
   def of(cls, config: PFNConfig) -> "Capabilities":
-    # policy: no checkpoint has a policy head yet; wire the head's presence in the config here when one does.
     return cls(max_params=config.num_slot_ids, max_context=config.max_context,
-               max_categories=config.max_categories, policy=False, conditionals=True)
+               max_categories=config.max_categories, policy=config.policy_tokens > 0, conditionals=True)
 
 
 def read_config(path: str | os.PathLike) -> PFNConfig:
@@ -141,6 +140,7 @@ class Backend:
     self.capabilities = Capabilities.of(config)
     self._engine, self._load = engine, load
     self.kinds = np.asarray(kinds, np.int32)
+    self.space: ss.SearchSpace | None = None  # Set by `for_space`: the policy's conditions and snapping read it.
     self.num_values = np.minimum(np.asarray(num_values, np.int64), 2**31 - 1).astype(np.int32)
 
   @classmethod
@@ -169,11 +169,14 @@ class Backend:
         _enable_cache(compilation_cache)
         return load_engine(path)
 
-      return cls(config, kinds, num_values, load=load, path=path)
-    _enable_cache(compilation_cache)
-    engine = load_engine(model)
-    _check_space(Capabilities.of(engine.config), space)
-    return cls(engine.config, kinds, num_values, engine=engine)
+      backend = cls(config, kinds, num_values, load=load, path=path)
+    else:
+      _enable_cache(compilation_cache)
+      engine = load_engine(model)
+      _check_space(Capabilities.of(engine.config), space)
+      backend = cls(engine.config, kinds, num_values, engine=engine)
+    backend.space = space
+    return backend
 
   @classmethod
   def for_kinds(cls, model, kinds: Sequence[int], num_values: Sequence[int]) -> "Backend":
@@ -193,6 +196,14 @@ class Backend:
   def loaded(self) -> bool:
     """Whether the network is loaded (always for an in-memory model; a checkpoint's after first use)."""
     return self._engine is not None
+
+  def policy_conditions(self) -> tuple:
+    """(parent int32 [D], allowed bool [D, V], order int32 [D]) of the space's conditions for the policy's decoder
+    (`SearchSpace.condition_arrays`, `topological_order`); (None, None, None) without conditions."""
+    if self.space is None or not self.space.is_conditional:
+      return None, None, None
+    parent, allowed = self.space.condition_arrays(self.config.policy_tokens)
+    return parent, allowed, np.asarray(self.space.topological_order(), np.int32)
 
   def fresh_keys(self, units) -> list[bytes]:
     """One key per unit row float [M, D]; rows the model cannot tell apart share a key."""

@@ -91,12 +91,20 @@ class Posterior:
 
   def sample_policy(self, rng: np.random.Generator, n: int, temperature: float = 1.0) -> np.ndarray:
     """float64 [n, D] unit-form configurations proposed by the model's policy given the context (valid by
-    construction: inside the space, inactive children absent).
+    construction: inside the space, inactive children absent; optformer/policy.py), drawn with `rng`.
+    temperature > 0 divides the policy's logits. The context may be empty or hold no feasible row.
 
     Raises:
       NotImplementedError: the backend lacks the `policy` capability (`Capabilities.policy` is False).
+      ValueError: n < 1 or temperature <= 0.
     """
     if not self.backend.capabilities.policy:
       raise NotImplementedError("sample_policy needs a model with the 'policy' capability (a policy head); this "
                                 "model has none (Backend.capabilities.policy is False).")
-    return self._encode().sample_policy(rng, n, temperature)  # The policy head's constrained decoding.
+    import jax
+
+    key = jax.random.PRNGKey(int(rng.integers(0, 2**31 - 1)))
+    units, active = self._encode().sample_policy(key, n, temperature, *self.backend.policy_conditions())
+    space = self.backend.space
+    # Snapped, so a sample reads exactly as the configuration it decodes to (fresh keys, inactive slots at 0.5).
+    return space.snap(units) if space is not None else np.where(active, units, 0.0)
