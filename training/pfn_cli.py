@@ -60,6 +60,8 @@ def _with_policy(cfg, args):
   model, data, repl = cfg.model, cfg.data, {}
   if args.policy_tokens:
     model = dataclasses.replace(model, policy_tokens=args.policy_tokens)
+  if args.policy_copy:
+    model = dataclasses.replace(model, policy_copy=True)
   if args.value_input:
     model = dataclasses.replace(model, value_input=args.value_input)
   if args.policy_rows:
@@ -103,6 +105,7 @@ def _changed_on_resume(cfg, args) -> list[str]:
       "--seed": (args.seed, (cfg.seed, d.seed) if cfg.seed != d.seed else cfg.seed),
       "--policy-tokens": (args.policy_tokens or None, cfg.model.policy_tokens),
       "--value-input": (args.value_input, cfg.model.value_input),
+      "--policy-copy": (args.policy_copy or None, cfg.model.policy_copy),
       "--policy-rows": (args.policy_rows or None, d.policy_rows),
       "--policy-target": (args.policy_target, d.policy_target),
       "--policy-weight": (args.policy_weight or None, cfg.policy_weight),
@@ -202,6 +205,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--noise-log-std", type=float, default=None, help="prior: std of the log noise variance (default 0.5)")
   p.add_argument("--policy-tokens", type=int, default=0, help="V: tokens of the policy head (optformer/policy.py); "
                  "0: none. With --init-from a model without a head, the head starts fresh")
+  p.add_argument("--policy-copy", action="store_true", help="the policy head also attends over the context's "
+                 "per-parameter values (a copy pointer; optformer/pfn.py)")
   p.add_argument("--value-input", choices=("fourier", "tokens"), default=None,
                  help="how float/int values enter the model: Fourier features (default) or V-bin tokens (ablation)")
   p.add_argument("--policy-rows", type=int, default=0, help="policy rows per example (training/pfn_data.py, "

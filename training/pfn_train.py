@@ -129,7 +129,8 @@ def make_optimizer(cfg: PFNTrainConfig) -> optax.GradientTransformation:
   return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
 
 
-POLICY_PARAMS = ("undecoded", "y_policy", "policy_slot", "policy_hidden", "policy_out")  # pfn.PFNSurrogate's head.
+POLICY_PARAMS = ("undecoded", "y_policy", "policy_slot", "policy_hidden", "policy_out", "copy_q", "copy_k",
+                 "copy_out")  # pfn.PFNSurrogate's policy head.
 
 
 def eval_params(cfg: PFNTrainConfig, params, opt_state):
@@ -241,7 +242,7 @@ class PFNTrainer:
       from optformer import checkpoint
 
       model, meta = checkpoint.load_pfn(init_from, with_metadata=True)
-      headless = dataclasses.replace(cfg.model, policy_tokens=0)
+      headless = dataclasses.replace(cfg.model, policy_tokens=0, policy_copy=False)
       if model.config != cfg.model and not (model.config == headless and cfg.model.value_input == "fourier"):
         raise ValueError(f"{init_from} has another model config than this run.")
       loaded = {**params, **nnx.to_pure_dict(nnx.state(model))}  # A new policy head keeps its fresh parameters.
