@@ -346,3 +346,21 @@ def test_cli_trains_evaluates_and_exports_a_policy_head(tmp_path):
   assert model.config.policy_tokens == V and "numeric tokens" in (tmp_path / "export" / "card.md").read_text()
   with pytest.raises(SystemExit, match="--policy-rows"):
     pfn_cli.main(argv[:2] + ["--policy-rows", "3"])  # A resume refuses a flag that would change the run.
+
+
+def test_freeze_surrogate_trains_the_policy_head_only(policy_batch):
+  from optformer.training import pfn_train
+  from optformer.training.train import make_mesh
+
+  cfg = dataclasses.replace(tiny_policy_train_config(), optimizer="adamw", freeze_surrogate=True)
+  graphdef, params, tx, opt_state = pfn_train.init_state(cfg)
+  before = jax.tree.map(np.array, params)
+  batch, targets, *_ = policy_batch
+  step = pfn_train.make_train_step(graphdef, tx, make_mesh(None))
+  for _ in range(2):  # The first step's learning rate is 0 (warmup).
+    params, opt_state, _ = step(params, opt_state, batch, targets)
+  for k in before:
+    same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before[k]), jax.tree.leaves(params[k])))
+    assert same == (k not in pfn_train.POLICY_PARAMS), k
+  with pytest.raises(ValueError, match="freeze_surrogate"):
+    dataclasses.replace(cfg, optimizer="schedule_free_adamw")

@@ -72,6 +72,8 @@ def _with_policy(cfg, args):
     repl["policy_weight"] = args.policy_weight
   if args.policy_lr_multiplier:
     repl["policy_learning_rate_multiplier"] = args.policy_lr_multiplier
+  if args.freeze_surrogate:
+    repl["freeze_surrogate"] = True
   try:
     return dataclasses.replace(cfg, model=model, data=data, **repl)
   except ValueError as e:
@@ -110,6 +112,7 @@ def _changed_on_resume(cfg, args) -> list[str]:
       "--policy-target": (args.policy_target, d.policy_target),
       "--policy-weight": (args.policy_weight or None, cfg.policy_weight),
       "--policy-lr-multiplier": (args.policy_lr_multiplier or None, cfg.policy_learning_rate_multiplier),
+      "--freeze-surrogate": (args.freeze_surrogate or None, cfg.freeze_surrogate),
   }
   changed = [f"{flag} {v} (the run has {have})" for flag, (v, have) in given.items() if v is not None and v != have]
   if args.init_from:
@@ -217,6 +220,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--policy-weight", type=float, default=0.0, help="weight of the policy loss (default 1)")
   p.add_argument("--policy-lr-multiplier", type=float, default=0.0,
                  help="the policy head's learning rate / the rest's (adamw, muon; default 1)")
+  p.add_argument("--freeze-surrogate", action="store_true", help="train the policy head only (adamw, muon): the "
+                 "surrogate's predictions stay exactly those of --init-from")
   p.add_argument("--init-from", type=pathlib.Path, help="exported model directory to warm-start a new workdir")
   p.add_argument("--export", type=pathlib.Path, help="write the latest checkpoint as a model directory")
   p.add_argument("--export-only", action="store_true")
