@@ -36,7 +36,11 @@ value, or inactive) and a learned "undecoded" vector for the rest, and whose
 y part is a learned "policy" vector; its final state h gives the next-token
 logits of every slot d at once, MLP(h + proj(slot embedding of d)) over V
 tokens, tokens a slot cannot take (`token_mask`) at NEG_INF. An undecoded
-slot adds nothing to the distance bias.
+slot adds nothing to the distance bias. With `policy_copy`, the head's input
+also holds a copy pointer: COPY_HEADS attention heads from the row's final
+state over the context's final states, each averaging the context's
+per-slot value vectors (gelu(A v_d + c_d) above), so "a value near the
+best trial's" is one attention away.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from flax import nnx
 from optformer.pfn_config import PFNConfig  # Defined without JAX (checkpoint.read_config reads it); re-exported.
 
 NEG_INF = -1e9
+COPY_HEADS = 4  # Attention heads of the policy head's copy pointer (PFNConfig.policy_copy).
 KIND_ORDINAL = 2  # = search_space.KIND_ORDINAL = data_gen.prior.KIND_INT.
 KIND_CATEGORICAL = 3  # = search_space.KIND_CATEGORICAL = data_gen.prior.KIND_CATEGORICAL.
 
@@ -220,6 +225,10 @@ class PFNSurrogate(nnx.Module):
       self.policy_slot = nnx.Linear(g, e, rngs=rngs)
       self.policy_hidden = nnx.Linear(e, e, rngs=rngs)
       self.policy_out = nnx.Linear(e, c.policy_tokens, rngs=rngs)
+    if c.policy_copy:
+      self.copy_q = nnx.Linear(e, e, rngs=rngs)
+      self.copy_k = nnx.Linear(e, e, rngs=rngs)
+      self.copy_out = nnx.Linear(COPY_HEADS * g, e, rngs=rngs)
 
   # -- Embedding -------------------------------------------------------------
 
@@ -230,6 +239,11 @@ class PFNSurrogate(nnx.Module):
 
   def embed_x(self, x_BxNxD, active_BxNxD, kinds_BxD, num_values_BxD, slot_ids_BxD, decoded_BxNxD=None):
     """[B, N, E]: the x part of each trial's embedding (policy rows: `decoded`, the slots known so far)."""
+    h = self.slot_values(x_BxNxD, active_BxNxD, kinds_BxD, num_values_BxD, slot_ids_BxD, decoded_BxNxD)
+    return self.slot_out(jnp.sum(h, axis=2))  # [B, N, E]
+
+  def slot_values(self, x_BxNxD, active_BxNxD, kinds_BxD, num_values_BxD, slot_ids_BxD, decoded_BxNxD=None):
+    """[B, N, D, G]: each trial's per-slot vectors gelu(A v_d + c_d) (0 on unused slots)."""
     c = self.config
     slot_BxDxG = self.slot_embedding(kinds_BxD, num_values_BxD, slot_ids_BxD)
     if c.value_input == "tokens":
@@ -246,8 +260,7 @@ class PFNSurrogate(nnx.Module):
     v = jnp.where(active_BxNxD[..., None], v, self.inactive[...])
     if decoded_BxNxD is not None:
       v = jnp.where(decoded_BxNxD[..., None], v, self.undecoded[...])
-    h = jax.nn.gelu(v + slot_BxDxG[:, None]) * used
-    return self.slot_out(jnp.sum(h, axis=2))  # [B, N, E]
+    return jax.nn.gelu(v + slot_BxDxG[:, None]) * used
 
   def embed_y(self, z_BxN, feasible_BxN, context_BxN):
     """[B, N, E]: the y part (context objective, infeasible, or query)."""
@@ -323,7 +336,11 @@ class PFNSurrogate(nnx.Module):
     for blk, bias in zip(self.blocks, biases):
       h = blk(h, h[:, :n1], key_mask, bias)
     h = self.ln_f(h)
-    return self.head(h[:, 1:n1]), self._policy_head(h[:, n1:], batch.kinds, batch.num_values, batch.slot_ids)
+    copy = None
+    if self.config.policy_copy:
+      copy = (h[:, 1:n1], self.slot_values(batch.x, batch.active, batch.kinds, batch.num_values, batch.slot_ids),
+              key_mask[:, 1:])
+    return self.head(h[:, 1:n1]), self._policy_head(h[:, n1:], batch.kinds, batch.num_values, batch.slot_ids, copy)
 
   def encode_context(self, ctx: SurrogateBatch) -> "EncodedContext":
     """The context's per-layer inputs and what queries need beside them (inference cache).
@@ -336,7 +353,10 @@ class PFNSurrogate(nnx.Module):
     for blk, bias in zip(self.blocks, biases):
       states.append(h)
       h = blk(h, h, key_mask, bias)
-    return EncodedContext(jnp.stack(states), key_mask, ctx.x, ctx.active, lam)
+    if not self.config.policy_copy:
+      return EncodedContext(jnp.stack(states), key_mask, ctx.x, ctx.active, lam)
+    values = self.slot_values(ctx.x, ctx.active, ctx.kinds, ctx.num_values, ctx.slot_ids)
+    return EncodedContext(jnp.stack(states), key_mask, ctx.x, ctx.active, lam, self.ln_f(h[:, 1:]), values)
 
   def score_queries(self, enc: "EncodedContext", queries: SurrogateBatch):
     """float [B, M, Y + 1] logits of M queries against an encoded context."""
@@ -361,7 +381,8 @@ class PFNSurrogate(nnx.Module):
       biases = self._biases(enc.relevance, rows.x, rows.active, enc.x, enc.active, kinds_BxD, False, rows.decoded)
     for l, (blk, bias) in enumerate(zip(self.blocks, biases)):
       h = blk(h, enc.states[l], enc.key_mask, bias)
-    return self._policy_head(self.ln_f(h), kinds_BxD, num_values_BxD, slot_ids_BxD)
+    copy = (enc.final, enc.slot_values, enc.key_mask[:, 1:]) if self.config.policy_copy else None
+    return self._policy_head(self.ln_f(h), kinds_BxD, num_values_BxD, slot_ids_BxD, copy)
 
   def _embed_policy(self, rows: PolicyRows, kinds_BxD, num_values_BxD, slot_ids_BxD):
     """[B, R, E]: policy rows' embeddings (decoded slots, the undecoded vector elsewhere; the policy y part)."""
@@ -370,10 +391,24 @@ class PFNSurrogate(nnx.Module):
     hx = self.embed_x(rows.x, rows.active & rows.decoded, kinds_BxD, num_values_BxD, slot_ids_BxD, rows.decoded)
     return hx + self.y_policy[...]
 
-  def _policy_head(self, h_BxRxE, kinds_BxD, num_values_BxD, slot_ids_BxD):
-    """float [B, R, D, V] masked next-token logits from the rows' final (normalized) states."""
+  def _policy_head(self, h_BxRxE, kinds_BxD, num_values_BxD, slot_ids_BxD, copy=None):
+    """float [B, R, D, V] masked next-token logits from the rows' final (normalized) states.
+
+    copy (policy_copy): the context's final states [B, C, E], per-slot values [B, C, D, G], key mask [B, C].
+    """
     slot_BxDxE = self.policy_slot(self.slot_embedding(kinds_BxD, num_values_BxD, slot_ids_BxD))
-    hid = jax.nn.gelu(self.policy_hidden(h_BxRxE[:, :, None, :] + slot_BxDxE[:, None]))  # [B, R, D, E]
+    inp = h_BxRxE[:, :, None, :] + slot_BxDxE[:, None]  # [B, R, D, E]
+    if copy is not None:
+      keys_BxCxE, values_BxCxDxG, mask_BxC = copy
+      b, r, e = h_BxRxE.shape
+      k = e // COPY_HEADS
+      q = self.copy_q(h_BxRxE).reshape(b, r, COPY_HEADS, k)
+      kk = self.copy_k(keys_BxCxE).reshape(b, -1, COPY_HEADS, k)
+      logits = jnp.einsum("brhk,bchk->brhc", q, kk) / math.sqrt(k)
+      w = jax.nn.softmax(jnp.where(mask_BxC[:, None, None, :], logits, NEG_INF), axis=-1)  # [B, R, H, C]
+      copied = jnp.einsum("brhc,bcdg->brdhg", w, values_BxCxDxG)
+      inp = inp + self.copy_out(copied.reshape(copied.shape[:3] + (-1,)))  # [B, R, D, E]
+    hid = jax.nn.gelu(self.policy_hidden(inp))  # [B, R, D, E]
     logits = self.policy_out(hid)
     mask = token_mask(kinds_BxD, num_values_BxD, self.config.policy_tokens)[:, None]  # [B, 1, D, V]
     return jnp.where(mask, logits, NEG_INF)
@@ -387,6 +422,8 @@ class EncodedContext(NamedTuple):
   x: jax.Array  # float [B, C, D] the context's unit values (distance bias).
   active: jax.Array  # bool [B, C, D].
   relevance: jax.Array  # float [L, B, H, D] distance weights (zeros without distance bias).
+  final: jax.Array | None = None  # float [B, C, E] the context's final states (policy_copy only).
+  slot_values: jax.Array | None = None  # float [B, C, D, G] the context's per-slot vectors (policy_copy only).
 
 
 def create_model(config: PFNConfig, seed: int = 0) -> PFNSurrogate:

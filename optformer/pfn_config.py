@@ -33,6 +33,9 @@ class PFNConfig:
   # V: tokens of the policy head (optformer/policy.py: value bins, levels or categories per parameter);
   # 0: a surrogate only, no policy head (checkpoints from before the head).
   policy_tokens: int = 0
+  # The policy head also reads the context's per-slot values through its own attention (a copy pointer:
+  # "near which trial's value of this parameter?"); False for heads from before it.
+  policy_copy: bool = False
   # How a float/int unit value enters the slot encoder: "fourier" (continuous features) or "tokens"
   # (quantized to V = policy_tokens bins and embedded; the numeric-token ablation).
   value_input: str = "fourier"
@@ -42,6 +45,8 @@ class PFNConfig:
       raise ValueError(f"policy_tokens must be >= 0, got {self.policy_tokens}.")
     if self.value_input not in ("fourier", "tokens"):
       raise ValueError(f"value_input must be 'fourier' or 'tokens', got {self.value_input!r}.")
+    if self.policy_copy and not self.policy_tokens:
+      raise ValueError("policy_copy needs a policy head (policy_tokens > 0).")
     if self.value_input == "tokens" and self.policy_tokens < 2:
       raise ValueError(f"value_input='tokens' needs policy_tokens >= 2 bins, got {self.policy_tokens}.")
 
@@ -62,7 +67,7 @@ class PFNConfig:
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
     d["borders"] = list(self.borders)
-    for key, default in (("policy_tokens", 0), ("value_input", "fourier")):
+    for key, default in (("policy_tokens", 0), ("value_input", "fourier"), ("policy_copy", False)):
       if d[key] == default:
         del d[key]  # Configs of models from before these knobs stay equal.
     return d
@@ -74,4 +79,5 @@ class PFNConfig:
     d.setdefault("distance_bias", False)  # Checkpoints from before the distance bias have none.
     d.setdefault("policy_tokens", 0)  # Checkpoints from before the policy head have none.
     d.setdefault("value_input", "fourier")
+    d.setdefault("policy_copy", False)
     return cls(**d)

@@ -149,6 +149,17 @@ def test_low_temperature_concentrates_on_the_most_likely_configuration(model):
   assert np.all(np.all((su == units[np.argmax(lp)]) & (sa == active[np.argmax(lp)]), 1))
 
 
+def test_a_copy_pointer_head_normalizes_and_decodes_valid_configurations():
+  model = pfn.create_model(dataclasses.replace(pfn.PFNConfig.tiny(), policy_tokens=V, policy_copy=True), seed=1)
+  units, active = small_configurations()
+  enc = encoded(model, [CAT, ORD, ORD], [3, 2, 3])
+  assert enc.final.shape == (1, 10, model.config.d_model) and enc.slot_values.shape[:3] == (1, 10, 3)
+  p = np.exp(np.asarray(policy.log_prob(model, enc, small_space(), units, active), np.float64))
+  assert abs(p.sum() - 1.0) < 1e-4
+  su, sa = map(np.asarray, policy.sample(model, enc, small_space(), 15, jax.random.key(0)))
+  assert all(np.any(np.all((units == u) & (active == a), 1)) for u, a in zip(su, sa))
+
+
 def test_decode_space_rejects_what_the_policy_cannot_decode():
   with pytest.raises(ValueError, match="categories"):
     policy.decode_space([CAT], [V + 1], [0], V)
@@ -249,11 +260,12 @@ def test_policy_targets_are_the_behaviour_policys_picks(policy_batch, target):
       assert target_active[i, c] == (target_x[i, parent[i, c]] == 0)
 
 
-def test_a_few_steps_on_a_batch_lower_the_policy_loss(policy_batch):
+@pytest.mark.parametrize("copy", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_a_few_steps_on_a_batch_lower_the_policy_loss(policy_batch, copy):
   from optformer.training import pfn_train
   from optformer.training.step import make_mesh
 
-  cfg = tiny_policy_train_config()
+  cfg = tiny_policy_train_config(policy_copy=copy)
   graphdef, params, tx, opt_state = pfn_train.init_state(cfg)
   step = pfn_train.make_train_step(graphdef, tx, make_mesh(None), 0.0, 1.0)
   batch, targets, *_ = policy_batch
@@ -282,7 +294,7 @@ def test_a_headless_model_warm_starts_a_run_with_a_policy_head(tmp_path):
   assert trainer.step == 7
   for k, v in state.items():
     jax.tree.map(np.testing.assert_array_equal, trainer.params[k], v)
-  assert set(trainer.params) - set(state) == set(pfn_train.POLICY_PARAMS)
+  assert set(trainer.params) - set(state) == set(pfn_train.POLICY_PARAMS) - {"copy_q", "copy_k", "copy_out"}
   with pytest.raises(ValueError, match="another model config"):
     pfn_train.PFNTrainer(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, d_model=64)),
                          tmp_path / "run2", init_from=src)
@@ -334,3 +346,21 @@ def test_cli_trains_evaluates_and_exports_a_policy_head(tmp_path):
   assert model.config.policy_tokens == V and "numeric tokens" in (tmp_path / "export" / "card.md").read_text()
   with pytest.raises(SystemExit, match="--policy-rows"):
     pfn_cli.main(argv[:2] + ["--policy-rows", "3"])  # A resume refuses a flag that would change the run.
+
+
+def test_freeze_surrogate_trains_the_policy_head_only(policy_batch):
+  from optformer.training import pfn_train
+  from optformer.training.train import make_mesh
+
+  cfg = dataclasses.replace(tiny_policy_train_config(), optimizer="adamw", freeze_surrogate=True)
+  graphdef, params, tx, opt_state = pfn_train.init_state(cfg)
+  before = jax.tree.map(np.array, params)
+  batch, targets, *_ = policy_batch
+  step = pfn_train.make_train_step(graphdef, tx, make_mesh(None))
+  for _ in range(2):  # The first step's learning rate is 0 (warmup).
+    params, opt_state, _ = step(params, opt_state, batch, targets)
+  for k in before:
+    same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before[k]), jax.tree.leaves(params[k])))
+    assert same == (k not in pfn_train.POLICY_PARAMS), k
+  with pytest.raises(ValueError, match="freeze_surrogate"):
+    dataclasses.replace(cfg, optimizer="schedule_free_adamw")

@@ -60,6 +60,8 @@ def _with_policy(cfg, args):
   model, data, repl = cfg.model, cfg.data, {}
   if args.policy_tokens:
     model = dataclasses.replace(model, policy_tokens=args.policy_tokens)
+  if args.policy_copy:
+    model = dataclasses.replace(model, policy_copy=True)
   if args.value_input:
     model = dataclasses.replace(model, value_input=args.value_input)
   if args.policy_rows:
@@ -70,6 +72,8 @@ def _with_policy(cfg, args):
     repl["policy_weight"] = args.policy_weight
   if args.policy_lr_multiplier:
     repl["policy_learning_rate_multiplier"] = args.policy_lr_multiplier
+  if args.freeze_surrogate:
+    repl["freeze_surrogate"] = True
   try:
     return dataclasses.replace(cfg, model=model, data=data, **repl)
   except ValueError as e:
@@ -103,10 +107,12 @@ def _changed_on_resume(cfg, args) -> list[str]:
       "--seed": (args.seed, (cfg.seed, d.seed) if cfg.seed != d.seed else cfg.seed),
       "--policy-tokens": (args.policy_tokens or None, cfg.model.policy_tokens),
       "--value-input": (args.value_input, cfg.model.value_input),
+      "--policy-copy": (args.policy_copy or None, cfg.model.policy_copy),
       "--policy-rows": (args.policy_rows or None, d.policy_rows),
       "--policy-target": (args.policy_target, d.policy_target),
       "--policy-weight": (args.policy_weight or None, cfg.policy_weight),
       "--policy-lr-multiplier": (args.policy_lr_multiplier or None, cfg.policy_learning_rate_multiplier),
+      "--freeze-surrogate": (args.freeze_surrogate or None, cfg.freeze_surrogate),
   }
   changed = [f"{flag} {v} (the run has {have})" for flag, (v, have) in given.items() if v is not None and v != have]
   if args.init_from:
@@ -202,6 +208,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--noise-log-std", type=float, default=None, help="prior: std of the log noise variance (default 0.5)")
   p.add_argument("--policy-tokens", type=int, default=0, help="V: tokens of the policy head (optformer/policy.py); "
                  "0: none. With --init-from a model without a head, the head starts fresh")
+  p.add_argument("--policy-copy", action="store_true", help="the policy head also attends over the context's "
+                 "per-parameter values (a copy pointer; optformer/pfn.py)")
   p.add_argument("--value-input", choices=("fourier", "tokens"), default=None,
                  help="how float/int values enter the model: Fourier features (default) or V-bin tokens (ablation)")
   p.add_argument("--policy-rows", type=int, default=0, help="policy rows per example (training/pfn_data.py, "
@@ -212,6 +220,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--policy-weight", type=float, default=0.0, help="weight of the policy loss (default 1)")
   p.add_argument("--policy-lr-multiplier", type=float, default=0.0,
                  help="the policy head's learning rate / the rest's (adamw, muon; default 1)")
+  p.add_argument("--freeze-surrogate", action="store_true", help="train the policy head only (adamw, muon): the "
+                 "surrogate's predictions stay exactly those of --init-from")
   p.add_argument("--init-from", type=pathlib.Path, help="exported model directory to warm-start a new workdir")
   p.add_argument("--export", type=pathlib.Path, help="write the latest checkpoint as a model directory")
   p.add_argument("--export-only", action="store_true")

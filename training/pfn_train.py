@@ -62,6 +62,7 @@ class PFNTrainConfig:
   seed: int = 0  # The model's initialization (the data's seed is data.seed); runs of older configs have 0.
   policy_weight: float = 1.0  # Weight of the policy loss (used when data.policy_rows > 0).
   policy_learning_rate_multiplier: float = 1.0  # The policy head's rate / the rest's (adamw, muon).
+  freeze_surrogate: bool = False  # Train the policy head only (the surrogate's predictions stay exactly as they were).
 
   @classmethod
   def tiny(cls, borders=None) -> "PFNTrainConfig":
@@ -76,13 +77,16 @@ class PFNTrainConfig:
       del d["seed"]  # Configs of runs from before the seed knob existed stay equal.
     if not self.data.policy_rows:
       del d["policy_weight"], d["policy_learning_rate_multiplier"]
+    if not self.freeze_surrogate:
+      del d["freeze_surrogate"]
     return d
 
   def __post_init__(self):
     if self.data.policy_rows and not self.model.policy_tokens:
       raise ValueError(f"data.policy_rows={self.data.policy_rows} needs a model with a policy head (policy_tokens > 0).")
-    if self.policy_learning_rate_multiplier != 1.0 and self.optimizer == "schedule_free_adamw":
-      raise ValueError("policy_learning_rate_multiplier needs optimizer 'adamw' or 'muon', not schedule_free_adamw.")
+    if (self.policy_learning_rate_multiplier != 1.0 or self.freeze_surrogate) and self.optimizer == "schedule_free_adamw":
+      raise ValueError("policy_learning_rate_multiplier and freeze_surrogate need optimizer 'adamw' or 'muon', "
+                       "not schedule_free_adamw.")
     if not (self.policy_weight >= 0 and self.policy_learning_rate_multiplier > 0):
       raise ValueError(f"policy_weight must be >= 0 and policy_learning_rate_multiplier > 0, got "
                        f"{self.policy_weight}, {self.policy_learning_rate_multiplier}.")
@@ -119,16 +123,18 @@ def make_optimizer(cfg: PFNTrainConfig) -> optax.GradientTransformation:
     return optax.contrib.muon(schedule, weight_decay=cfg.weight_decay, adam_weight_decay=cfg.weight_decay)
 
   lr = cfg.peak_learning_rate
-  if cfg.policy_learning_rate_multiplier == 1.0:
+  if cfg.policy_learning_rate_multiplier == 1.0 and not cfg.freeze_surrogate:
     tx = rule(lr)
-  else:  # The policy head's own rate (a new head on a warm-started backbone learns faster).
+  else:  # The policy head's own rate (a new head on a warm-started backbone learns faster), or the head alone.
     labels = lambda params: {k: jax.tree.map(lambda _: "policy" if k in POLICY_PARAMS else "rest", v)
                              for k, v in params.items()}
-    tx = optax.multi_transform({"rest": rule(lr), "policy": rule(lr * cfg.policy_learning_rate_multiplier)}, labels)
+    rest = optax.set_to_zero() if cfg.freeze_surrogate else rule(lr)
+    tx = optax.multi_transform({"rest": rest, "policy": rule(lr * cfg.policy_learning_rate_multiplier)}, labels)
   return optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
 
 
-POLICY_PARAMS = ("undecoded", "y_policy", "policy_slot", "policy_hidden", "policy_out")  # pfn.PFNSurrogate's head.
+POLICY_PARAMS = ("undecoded", "y_policy", "policy_slot", "policy_hidden", "policy_out", "copy_q", "copy_k",
+                 "copy_out")  # pfn.PFNSurrogate's policy head.
 
 
 def eval_params(cfg: PFNTrainConfig, params, opt_state):
@@ -240,7 +246,7 @@ class PFNTrainer:
       from optformer import checkpoint
 
       model, meta = checkpoint.load_pfn(init_from, with_metadata=True)
-      headless = dataclasses.replace(cfg.model, policy_tokens=0)
+      headless = dataclasses.replace(cfg.model, policy_tokens=0, policy_copy=False)
       if model.config != cfg.model and not (model.config == headless and cfg.model.value_input == "fourier"):
         raise ValueError(f"{init_from} has another model config than this run.")
       loaded = {**params, **nnx.to_pure_dict(nnx.state(model))}  # A new policy head keeps its fresh parameters.
