@@ -2,7 +2,7 @@
 
   .venv/bin/python docs/capped_ei_probe.py [MODEL_DIR]
 
-For each cap (pfn_inference.Z_LIMIT: inf = the plain EI of the bar distribution, 10 = the default),
+For each cap (inference.Z_LIMIT: inf = the plain EI of the bar distribution, 10 = the default),
 runs 30 trials of the default Optimizer from seeds 0..7 on f(x, y) = (x - 0.8)^2 + (y - 0.75)^2
 (minimize; random search's mean value is 0.32, the worst corner's 1.2) and prints the mean of the
 last 15 values and how many trials landed within 0.1 of the worst corner (0, 0).
@@ -14,9 +14,9 @@ import sys
 import numpy as np
 
 import optformer
-from optformer import pfn_inference
+from optformer.model import inference
 
-CAPS = (math.inf, pfn_inference.Z_LIMIT)
+CAPS = (math.inf, inference.Z_LIMIT)
 SPACE = optformer.SearchSpace([optformer.Float("x", 0.0, 1.0), optformer.Float("y", 0.0, 1.0)])
 
 
@@ -42,15 +42,15 @@ def main():
   global MODEL
   if len(sys.argv) > 1:
     MODEL = sys.argv[1]
-  default = pfn_inference.Z_LIMIT
+  default = inference.Z_LIMIT
   print("| cap | mean of trials 16-30 | trials within 0.1 of the worst corner | best value |")
   print("|---|---|---|---|")
   for cap in CAPS:
-    pfn_inference.Z_LIMIT = cap
+    inference.Z_LIMIT = cap
     late, corner, best = map(np.array, zip(*[study(seed) for seed in range(8)]))
     se = late.std(ddof=1) / math.sqrt(len(late))
     print(f"| {cap:g} | {late.mean():.3f} ± {se:.3f} | {corner.sum()} of 240 | {np.median(best):.4f} (median) |")
-  pfn_inference.Z_LIMIT = default
+  inference.Z_LIMIT = default
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ take a random-search trajectory, use its first n trials as the context
 trials as queries, and predict each query's noisy objective y with three
 methods:
 
-  * "model": the model's predictive distribution (`pfn_inference.PFNPredictive`,
+  * "model": the model's predictive distribution (`inference.PFNPredictive`,
     in objective units) through `optformer.model.Backend`, the
     path `optformer.Optimizer.predict` and `optformer.Surrogate` take;
   * "exact_gp": the GP with the task's TRUE hyperparameters on the true latent

@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-  """`optformer.CheckpointError` and submodules not imported above (`optformer.checkpoint`, `optformer.pfn`, ...),
+  """`optformer.CheckpointError` and submodules not imported above (`optformer.checkpoint`, `optformer.model.network`, ...),
   imported on first use: the model's modules import JAX, flax and orbax."""
   if name == "CheckpointError":
     from optformer.checkpoint import CheckpointError

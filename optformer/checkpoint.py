@@ -2,7 +2,7 @@
 
 A model directory holds:
   config.json     {"format": "pfn-v2", "model": config, "metadata": {...}}:
-                  the config (optformer.pfn_config.PFNConfig) the model
+                  the config (optformer.model.config.PFNConfig) the model
                   reloads from alone. A config.json without "format" is the
                   retired model v1's (optformer-gp-v1): `read_config` and
                   `load` refuse it with a CheckpointError that names the
@@ -15,7 +15,7 @@ manifest.json is a JSON object {path: {"sha256": hex str, "bytes": int}}
 whose paths are relative to the model directory in POSIX form
 ("config.json", "params/_METADATA", ...). It lists every file of the
 directory except itself and the top-level card.md: the card is
-documentation written after `save` (training/pfn_export.py) and changes no
+documentation written after `save` (training/export.py) and changes no
 prediction, so it may be edited freely. Any other file, config.json
 included, is covered, because any of them can change what the model
 predicts.
@@ -49,7 +49,7 @@ import re
 
 import numpy as np
 
-from optformer.pfn_config import PFNConfig
+from optformer.model.config import PFNConfig
 from optformer.study_files import write_atomic
 
 # No JAX, flax or orbax at import: `read_config` (manifest and config checks) runs without them, so an Optimizer
@@ -214,7 +214,7 @@ def _retired(directory: pathlib.Path) -> CheckpointError:
 
 
 def load(directory=None, with_metadata: bool = False):
-  """Loads a model directory (default: the shipped checkpoint): a `pfn.PFNSurrogate`.
+  """Loads a model directory (default: the shipped checkpoint): a `network.PFNSurrogate`.
 
   with_metadata: also return config.json's "metadata" dict, as (model, metadata).
 
@@ -234,11 +234,11 @@ def load(directory=None, with_metadata: bool = False):
   import orbax.checkpoint as ocp
   from flax import nnx
 
-  from optformer import pfn
+  from optformer.model import network
 
   directory = pathlib.Path(directory or DEFAULT_CHECKPOINT).absolute()
   config, metadata = read_config(directory, with_metadata=True)
-  model = nnx.eval_shape(lambda: pfn.create_model(config))
+  model = nnx.eval_shape(lambda: network.create_model(config))
   state = nnx.state(model)
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), nnx.to_pure_dict(state))
   try:

@@ -1,6 +1,6 @@
 """JAX's persistent compilation cache, so a new process does not recompile the model.
 
-The model's jitted functions (`pfn_inference.py`) compile once per context
+The model's jitted functions (`inference.py`) compile once per context
 bucket (8, 16, 32, 64, 128, 256 trials for the shipped model) and query shape: a
 second or more each on a CPU, so a fresh process spends most of its first
 suggestions compiling. JAX can write the compiled executables to a

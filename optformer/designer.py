@@ -37,7 +37,7 @@ from optformer.model import ACQUISITIONS, Backend
 from optformer.study import Study
 
 if TYPE_CHECKING:
-  from optformer.pfn_inference import PFNPredictive
+  from optformer.model.inference import PFNPredictive
 
 SearchConfig = acquisition_search.SearchConfig
 DEFAULT_SEARCH = SearchConfig()  # The default pool of candidates="search" (docs/acquisition_search.md).

@@ -1,17 +1,17 @@
 """The ask/tell optimizer: zero-shot suggestions and predictions from a study's history.
 
 Model: the shipped PFN (`checkpoint.DEFAULT_CHECKPOINT`, docs/model_v2.md)
-or any checkpoint or in-memory `pfn.PFNSurrogate`.
+or any checkpoint or in-memory `network.PFNSurrogate`.
 
 Suggesting: the history is encoded once (the model's context;
-`pfn_inference.PFNEngine.context`), and the acquisition is maximized by
+`inference.PFNEngine.context`), and the acquisition is maximized by
 `optformer.acquisition_search.search` over a pool of uniform points and,
 when `search` asks for them, local moves of the best trials, policy samples
 (a model with a policy: OptFormer, Chen et al. 2022, Sec. 5 "OptFormer
 (EI)") and rounds of local moves around the best candidates; the best
 candidate not already evaluated is returned. The default acquisition is
 expected improvement over the best objective seen, in the model's
-normalized units, times p(feasible | x) (`pfn_inference.PFNPredictive`).
+normalized units, times p(feasible | x) (`inference.PFNPredictive`).
 The default pool (1024 uniform points) is the measured best
 (docs/acquisition_search.md). With an empty history the first suggestion is
 a prior sample (with a `prior`) or a uniform one, with no model call.
@@ -100,7 +100,7 @@ from optformer.study import MAX_ABS_OBJECTIVE, Study, Suggestion, Trial
 # No JAX, flax or orbax here: the Backend imports them when the model is loaded (docs/cold_start.md), so
 # `import optformer` and the search-space API stay light.
 if TYPE_CHECKING:
-  from optformer.pfn_inference import PFNEngine, PFNPredictive
+  from optformer.model.inference import PFNEngine, PFNPredictive
 
 __all__ = ["DEFAULT_SEARCH", "MAX_ABS_OBJECTIVE", "Optimizer", "SearchConfig", "Suggestion", "Trial"]
 PROGRESS_MIN_BATCH = 8  # ask(n) shows a progress bar from this batch size on (when stderr is a terminal).
@@ -113,7 +113,7 @@ class Optimizer:
     space: the SearchSpace to optimize over.
     goal: "minimize" or "maximize" the objective, or a list of them, one per
       objective (at least two), for a multi-objective study.
-    model: a model (`pfn.PFNSurrogate`), a checkpoint directory, or None
+    model: a model (`network.PFNSurrogate`), a checkpoint directory, or None
       for the shipped one (`checkpoint.DEFAULT_CHECKPOINT`). A checkpoint
       is checked here (manifest checksums and config:
       `checkpoint.read_config`, no JAX) and loaded by the first call that
@@ -342,7 +342,7 @@ class Optimizer:
     with fantasized objectives, as for `ask`); not registered as pending, and they may repeat told ones.
 
     The policy decodes a configuration parameter by parameter over numeric tokens with masks that allow only
-    valid tokens (optformer/policy.py), so every sample is valid by construction: inside the bounds, on the
+    valid tokens (optformer/model/policy.py), so every sample is valid by construction: inside the bounds, on the
     integer levels, among the categories, inactive children left out. `temperature` (of the Optimizer)
     divides its logits. Works on an empty study (the policy's prior over configurations).
 
@@ -368,7 +368,7 @@ class Optimizer:
     Pending trials are in the context with fantasized objectives, as for `ask`.
 
     Returns:
-      A `pfn_inference.PFNPredictive` of N = len(configs) distributions in
+      A `inference.PFNPredictive` of N = len(configs) distributions in
       objective units, in the goal's direction (mean, std, quantile, cdf,
       pdf, log_prob, expected_improvement, probability_of_improvement,
       upper_confidence_bound, given the trial is feasible, and p_feasible);

@@ -28,7 +28,7 @@ where it matters to a Bayesian-optimization loop:
                                       exactly as Optimizer does
   (no goal)                           goal: "minimize" or "maximize". The model reads
                                       y in the goal's direction (larger is better),
-                                      where it fits its y map (`optformer.ynorm`).
+                                      where it fits its y map (`optformer.model.ynorm`).
                                       The goal also sets the direction of EI/PI/UCB
                                       in predict_distribution. Means stay in y's units.
 
@@ -41,7 +41,7 @@ model reads each row's active mask (`SearchSpace.unit_active_mask`), at fit
 and at predict.
 
 `predict_distribution(X)` returns the full predictive distribution, a
-`pfn_inference.PFNPredictive` (mean, std, quantile, cdf, pdf, log_prob,
+`inference.PFNPredictive` (mean, std, quantile, cdf, pdf, log_prob,
 expected_improvement, probability_of_improvement, upper_confidence_bound,
 p_feasible); its improvement-based acquisition functions default to the
 best y in the goal's direction.
@@ -71,7 +71,7 @@ from optformer.designer import with_best
 from optformer.study import MAX_ABS_OBJECTIVE
 
 if TYPE_CHECKING:
-  from optformer.pfn_inference import PFNPredictive
+  from optformer.model.inference import PFNPredictive
 
 
 _PARAMS = ("space", "goal", "model")  # Surrogate's constructor arguments (get_params, set_params).
@@ -88,7 +88,7 @@ class Surrogate:
     space: the SearchSpace that configurations come from.
     goal: "minimize" or "maximize": the direction the user's loop optimizes y
       (see the module docstring for why the model needs it).
-    model: a model (`pfn.PFNSurrogate`), a checkpoint directory, or None for the
+    model: a model (`network.PFNSurrogate`), a checkpoint directory, or None for the
       shipped one.
 
   Attributes after `fit`:
@@ -230,7 +230,7 @@ class Surrogate:
 
     Returns:
       m distributions in y's units with `goal` set, a
-      `pfn_inference.PFNPredictive`. Its expected_improvement() and
+      `inference.PFNPredictive`. Its expected_improvement() and
       probability_of_improvement() default to the best y seen (min(y) for
       "minimize", max(y) for "maximize").
 

@@ -1,6 +1,6 @@
 """Shared fixtures: one tiny random-init model per test session (compiled once per shape).
 
-`tiny_v2_model` (`optformer.pfn.PFNSurrogate` with `PFNConfig.tiny()`) is the model of the public-API tests;
+`tiny_v2_model` (`optformer.model.network.PFNSurrogate` with `PFNConfig.tiny()`) is the model of the public-API tests;
 `model` is the same model under the name those tests take.
 """
 
@@ -10,15 +10,15 @@ import pathlib
 import numpy as np
 import pytest
 
-from optformer import pfn
+from optformer.model import network
 from optformer import search_space as ss
 
 
 @pytest.fixture(scope="session")
-def tiny_v2_model() -> pfn.PFNSurrogate:
+def tiny_v2_model() -> network.PFNSurrogate:
   """A random-init model with PFNConfig.tiny() (E=32, 8 parameter slots, 32 bars on [-3, 3]) and a context of
   16 trials (buckets 8 and 16), so truncation tests stay short."""
-  return pfn.create_model(dataclasses.replace(pfn.PFNConfig.tiny(), max_context=16), seed=0)
+  return network.create_model(dataclasses.replace(network.PFNConfig.tiny(), max_context=16), seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from optformer import bar
-from optformer.bar import BarDistribution
+from optformer.model import bar
+from optformer.model.bar import BarDistribution
 
 BORDERS = np.array([-2.0, -1.0, 0.0, 0.5, 1.0, 2.0])
 

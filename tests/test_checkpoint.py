@@ -15,9 +15,10 @@ import pytest
 from flax import nnx
 
 import optformer
-from optformer import checkpoint, pfn
+from optformer import checkpoint
+from optformer.model import network
 from optformer.checkpoint import CheckpointError
-from optformer.pfn_inference import PFNEngine
+from optformer.model.inference import PFNEngine
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_save_load_round_trip_gives_identical_outputs(saved, tiny_v2_model, tiny
     np.testing.assert_array_equal(a, b)
   meta = json.loads((saved / "config.json").read_text())
   assert meta["metadata"] == {"note": "test"}
-  assert pfn.PFNConfig.from_dict(meta["model"]) == tiny_config
+  assert network.PFNConfig.from_dict(meta["model"]) == tiny_config
 
 
 def test_missing_directory_raises(tmp_path):
@@ -300,7 +301,7 @@ def test_edited_config_under_a_regenerated_manifest_raises_naming_the_field_and_
 def test_shipped_configs_are_valid():
   doc = json.loads((checkpoint.DEFAULT_CHECKPOINT / "config.json").read_text())
   assert doc["format"] == checkpoint.FORMAT_V2
-  checkpoint.validate_config(pfn.PFNConfig.from_dict(doc["model"]))
+  checkpoint.validate_config(network.PFNConfig.from_dict(doc["model"]))
   assert not (checkpoint.SHIPPED_CHECKPOINTS / checkpoint.RETIRED_NAME).exists()
 
 

@@ -16,7 +16,8 @@ import pytest
 from flax import nnx
 
 import optformer
-from optformer import checkpoint, cli, explain, pfn
+from optformer import checkpoint, cli, explain
+from optformer.model import network
 from optformer.search_space import Categorical, Float, SearchSpace
 
 HEADER = "learning_rate,units,batch_size,optimizer,objective"
@@ -45,8 +46,8 @@ CONFIGS_JSON = """[
 @pytest.fixture(scope="session")
 def ckpt(tmp_path_factory):
   """A random-init model v2 with PFNConfig.tiny() (8 parameter slots, 8 categories) saved as a checkpoint directory."""
-  config = pfn.PFNConfig.tiny()
-  model = pfn.create_model(config, seed=0)
+  config = network.PFNConfig.tiny()
+  model = network.create_model(config, seed=0)
   return str(checkpoint.save(tmp_path_factory.mktemp("ckpt"), config, nnx.to_pure_dict(nnx.state(model))))
 
 

@@ -22,7 +22,7 @@ def task():
 @pytest.fixture(scope="module")
 def tiny_v2_checkpoint(tmp_path_factory):
   """A random tiny model (8 parameter slots: the demo task has 8 parameters)."""
-  from optformer.pfn import PFNConfig, create_model as create_pfn
+  from optformer.model.network import PFNConfig, create_model as create_pfn
 
   model = create_pfn(PFNConfig.tiny(), seed=0)
   return optformer.checkpoint.save(tmp_path_factory.mktemp("tiny_v2"), model.config, nnx.to_pure_dict(nnx.state(model)))

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from optformer import checkpoint, pfn
+from optformer import checkpoint
+from optformer.model import network
 from optformer.eval import benchmark, entries, report
 
 PLANS = {"bbob": benchmark.SuitePlan(trials=3, seeds=1, tasks={"functions": (1,), "dimensions": (2,)},
@@ -16,7 +17,7 @@ QUIET = lambda line: None
 @pytest.fixture(scope="module")
 def other_model():
   """A second tiny model (another initialization seed): (in-memory model, its checkpoint directory)."""
-  return pfn.create_model(dataclasses.replace(pfn.PFNConfig.tiny(), max_context=16), seed=1)
+  return network.create_model(dataclasses.replace(network.PFNConfig.tiny(), max_context=16), seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,15 @@ from flax import nnx
 
 from optformer.data_gen.prior import SPLIT_OFFSETS
 from optformer.eval import latency, optimizers, prior_tasks, regret
-from optformer import checkpoint, pfn
+from optformer import checkpoint
+from optformer.model import network
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
   """A random tiny model with 8 parameter slots (prior tasks have up to 8 parameters)."""
-  cfg = dataclasses.replace(pfn.PFNConfig.tiny(), max_context=32)
-  return checkpoint.save(tmp_path_factory.mktemp("m"), cfg, nnx.to_pure_dict(nnx.state(pfn.create_model(cfg))))
+  cfg = dataclasses.replace(network.PFNConfig.tiny(), max_context=32)
+  return checkpoint.save(tmp_path_factory.mktemp("m"), cfg, nnx.to_pure_dict(nnx.state(network.create_model(cfg))))
 
 
 @pytest.fixture(scope="module")

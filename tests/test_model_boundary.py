@@ -11,7 +11,7 @@ import pytest
 import optformer
 from optformer.context import Context
 from optformer.model import Backend, Capabilities, Posterior, load_engine
-from optformer.pfn_inference import PFNEngine, PFNPredictive
+from optformer.model.inference import PFNEngine, PFNPredictive
 from optformer.search_space import Categorical, Float, Int, SearchSpace
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -132,5 +132,5 @@ def test_no_family_branch_above_the_model_boundary():
   for name in ABOVE:
     path = ROOT / name
     if path.exists():
-      imports = [line for line in path.read_text().splitlines() if "import" in line and "pfn_inference" in line]
-      assert all(line.startswith("  from optformer.pfn_inference import") for line in imports), (name, imports)
+      imports = [line for line in path.read_text().splitlines() if "import" in line and "model.inference" in line]
+      assert all(line.startswith("  from optformer.model.inference import") for line in imports), (name, imports)

@@ -282,7 +282,7 @@ def test_predict_returns_a_distribution_in_objective_units(mixed_space, model, g
   values = [t.value for t in opt.trials]
   # Objective units: the predictions lie near the told values (100 + 10 f, f in about [0, 20]), not in z units.
   assert np.all(np.abs(dist.quantile(0.5) - np.median(values)) < 3 * np.ptp(values))
-  assert isinstance(dist, optformer.pfn_inference.PFNPredictive) and np.all((dist.p_feasible >= 0) & (dist.p_feasible <= 1))
+  assert isinstance(dist, optformer.model.inference.PFNPredictive) and np.all((dist.p_feasible >= 0) & (dist.p_feasible <= 1))
   with pytest.raises(ValueError, match="'optimizer'"):
     opt.predict([{**queries[0], "optimizer": "lion"}])
 

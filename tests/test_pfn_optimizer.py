@@ -10,9 +10,9 @@ from conftest import acquisition_of
 from optformer import SearchConfig, checkpoint
 from optformer import search_space as ss
 from optformer.optimizer import Optimizer
-from optformer.pfn import PFNConfig, create_model
+from optformer.model.network import PFNConfig, create_model
 from optformer.acquisition_search import local_moves, uniform_points
-from optformer.pfn_inference import PFNEngine
+from optformer.model.inference import PFNEngine
 
 
 @pytest.fixture(scope="module")
@@ -220,8 +220,8 @@ def test_surrogate_on_a_v2_model_predicts_and_samples_in_y_units(v2_dir, space):
 
 
 def test_moments_under_the_power_transform_ignore_far_outer_bars():
-  from optformer.pfn_inference import Z_LIMIT, PFNPredictive
-  from optformer.ynorm import YTransform
+  from optformer.model.inference import Z_LIMIT, PFNPredictive
+  from optformer.model.ynorm import YTransform
 
   borders = np.array([-6500.0, -2400.0, *np.linspace(-3.0, 3.0, 13), 400.0])  # Far outer bars, as trained.
   t = YTransform.fit(np.array([0.1, 0.2, 0.4, 0.8, 1.6, 3.2]))

@@ -1,4 +1,4 @@
-"""Soft targets of model v2 training: the exact GP posterior's bar masses (training/pfn_data.py, "Soft targets")."""
+"""Soft targets of model v2 training: the exact GP posterior's bar masses (training/data.py, "Soft targets")."""
 
 import dataclasses
 import json
@@ -9,10 +9,10 @@ import pytest
 import scipy.stats
 from flax import nnx
 
-from optformer import ynorm
-from optformer.pfn import create_model
-from optformer.training.pfn_data import GPTargets, PFNDataConfig, make_batch, prior_borders
-from optformer.training.pfn_train import PFNTrainConfig, PFNTrainer, loss_fn, soft_bar_targets
+from optformer.model import ynorm
+from optformer.model.network import create_model
+from optformer.training.data import GPTargets, PFNDataConfig, make_batch, prior_borders
+from optformer.training.train import PFNTrainConfig, PFNTrainer, loss_fn, soft_bar_targets
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_gp_posterior_batch_retries_only_the_examples_whose_factorization_failed
   from optformer.data_gen import gp
   from optformer.data_gen.prior import PriorConfig
   from optformer.data_gen.task import SyntheticTask
-  from optformer.training import pfn_data
+  from optformer.training import data
   prior_cfg = PriorConfig.tiny()
   task = jax.tree.map(lambda a: np.stack([np.asarray(a)] * 2), SyntheticTask.sample(prior_cfg, 11).task)
   s = np.asarray(task.outputscale)
@@ -113,10 +113,10 @@ def test_gp_posterior_batch_retries_only_the_examples_whose_factorization_failed
   z[1] = z[1, :1]
   y = rng.standard_normal((2, 12)).astype(np.float32)
   mask = np.ones((2, 12), bool)
-  first = [np.asarray(a) for a in pfn_data._posterior_batch(task, z, y, mask, gp.JITTER)]
-  retry = [np.asarray(a) for a in pfn_data._posterior_batch(task, z, y, mask, 100 * gp.JITTER)]
+  first = [np.asarray(a) for a in data._posterior_batch(task, z, y, mask, gp.JITTER)]
+  retry = [np.asarray(a) for a in data._posterior_batch(task, z, y, mask, 100 * gp.JITTER)]
   assert np.isfinite(first[0][0]).all() and not np.isfinite(first[0][1]).all()
-  mean, var = pfn_data.gp_posterior_batch(task, z, y, mask)
+  mean, var = data.gp_posterior_batch(task, z, y, mask)
   assert isinstance(mean, np.ndarray) and mean.shape == var.shape == (2, 12)
   np.testing.assert_array_equal(mean[0], first[0][0])
   np.testing.assert_array_equal(var[0], first[1][0])

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from optformer import checkpoint
-from optformer.pfn import PFNSurrogate
-from optformer.training.pfn_data import PFNDataConfig, make_batch, prior_borders
-from optformer.training.pfn_eval import gp_gap
-from optformer.training.pfn_export import export
-from optformer.training.pfn_train import PFNTrainConfig, PFNTrainer
+from optformer.model.network import PFNSurrogate
+from optformer.training.data import PFNDataConfig, make_batch, prior_borders
+from optformer.training.evaluate import gp_gap
+from optformer.training.export import export
+from optformer.training.train import PFNTrainConfig, PFNTrainer
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_context_statistics_never_see_the_queries(cfg, borders):
   batch, targets, ex, _, z = make_batch(cfg.data, borders, 8, 0, n_context=5)
   y = ex.y.astype(np.float64).copy()
   ex2 = ex._replace(y=np.where(np.arange(y.shape[1]) >= 5, y * 100 + 7, y).astype(np.float32))
-  from optformer.training.pfn_data import to_batch
+  from optformer.training.data import to_batch
 
   b2, _, z2, _ = to_batch(ex2, np.full(len(y), 5), batch.slot_ids, borders)
   np.testing.assert_allclose(z2[:, :5], z[:, :5], atol=1e-5)  # Context z unchanged by the queries' values.
@@ -126,7 +126,7 @@ def test_gp_gap_by_relevant_parameters_partitions_the_examples(cfg, tmp_path):
   # Equal queries per example: the overall gap is the count-weighted mean of the groups' gaps.
   weighted = sum(out[f"gap_3_dims_{g}"] * c for g, c in zip(groups, counts)) / counts.sum()
   assert weighted == pytest.approx(out["gap_3"], abs=1e-9)
-  from optformer.training.pfn_eval import gap_table_by_dims
+  from optformer.training.evaluate import gap_table_by_dims
 
   table = gap_table_by_dims(out, (3,)).splitlines()
   assert table[0] == "| context | all | " + " | ".join(f"{g} relevant" for g in groups) + " |"
@@ -146,9 +146,9 @@ def test_an_unwritable_checkpoint_directory_raises_at_once(cfg, tmp_path):
 
 @pytest.mark.slow
 def test_the_probe_reports_gaps_by_relevant_parameters_and_the_median_correlation(tmp_path, capsys):
-  from optformer.training import pfn_probe
+  from optformer.training import probe
 
-  assert pfn_probe.main(["--max-dims", "2", "--steps", "4", "--bins", "16", "--d-model", "16", "--d-slot", "8",
+  assert probe.main(["--max-dims", "2", "--steps", "4", "--bins", "16", "--d-model", "16", "--d-slot", "8",
                          "--layers", "1", "--batch-size", "4", "--workdir", str(tmp_path / "p")]) == 0
   lines = capsys.readouterr().out.strip().splitlines()
   assert [line.split(":")[0] for line in lines] == ["step 1", "step 2", "step 3", "step 4"]
@@ -158,57 +158,57 @@ def test_the_probe_reports_gaps_by_relevant_parameters_and_the_median_correlatio
 
 @pytest.mark.slow
 def test_throughput_counts_the_step_flops_and_times_real_steps(cfg, tmp_path):
-  from optformer.training import pfn_throughput
+  from optformer.training import throughput
 
-  one = pfn_throughput.measure(cfg, steps=2)
-  wide = pfn_throughput.measure(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=2 * cfg.data.batch_size)), 2)
+  one = throughput.measure(cfg, steps=2)
+  wide = throughput.measure(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=2 * cfg.data.batch_size)), 2)
   assert one["step_flops"] > 0 and len(one["seconds_per_step_all"]) == 2 and one["trials_per_s"] > 0
   assert 1.6 < wide["step_flops"] / one["step_flops"] < 2.1  # The step's work scales with the batch.
   assert one["step_flops_per_s"] == pytest.approx(one["step_flops"] / one["seconds_per_step"])
   assert set(one["step_flops_by_length"]) == {str(n) for n in one["lengths"]}
   with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
-    pfn_throughput.measure(cfg, steps=0)
+    throughput.measure(cfg, steps=0)
   (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
   out = tmp_path / "t.json"
-  assert pfn_throughput.main(["--config", str(tmp_path / "config.json"), "--steps", "1", "--matmul-size", "64",
+  assert throughput.main(["--config", str(tmp_path / "config.json"), "--steps", "1", "--matmul-size", "64",
                               "--out", str(out)]) == 0
   got = json.loads(out.read_text())
   assert 0 < got["share_of_matmul_rate"] == pytest.approx(got["step_flops_per_s"] / got["matmul_flops_per_s"])
-  assert pfn_throughput.main(["--config", str(tmp_path / "missing.json")]) == 2
+  assert throughput.main(["--config", str(tmp_path / "missing.json")]) == 2
 
 
 @pytest.mark.slow
 def test_cli_noise_prior_overrides_a_new_run_and_a_warm_start(cfg, tmp_path):
-  from optformer.training import pfn_cli
+  from optformer.training import train_cli
 
-  new = pfn_cli.build_config(pfn_cli.parser().parse_args(
+  new = train_cli.build_config(train_cli.parser().parse_args(
       ["--workdir", str(tmp_path / "a"), "--preset", "tiny", "--noise-log-mean", "-9", "--noise-log-std", "2"]))
   assert (new.data.examples.prior.noise_log_mean, new.data.examples.prior.noise_log_std) == (-9.0, 2.0)
   tr = PFNTrainer(cfg, tmp_path / "run")
   tr.run(2, progress=False)
   out = export(tr, tmp_path / "model")
-  warm = pfn_cli.build_config(pfn_cli.parser().parse_args(
+  warm = train_cli.build_config(train_cli.parser().parse_args(
       ["--workdir", str(tmp_path / "b"), "--init-from", str(out), "--noise-log-mean", "-9"]))
   assert warm.model == cfg.model and warm.data.examples.prior.noise_log_mean == -9.0
   assert warm.data.examples.prior.noise_log_std == cfg.data.examples.prior.noise_log_std
-  plain = pfn_cli.build_config(pfn_cli.parser().parse_args(["--workdir", str(tmp_path / "c"), "--init-from", str(out)]))
+  plain = train_cli.build_config(train_cli.parser().parse_args(["--workdir", str(tmp_path / "c"), "--init-from", str(out)]))
   assert plain == cfg
-  longer = pfn_cli.build_config(pfn_cli.parser().parse_args(
+  longer = train_cli.build_config(train_cli.parser().parse_args(
       ["--workdir", str(tmp_path / "e"), "--init-from", str(out), "--seq-lens", "16,40"]))  # Was silently ignored.
   assert longer.data.seq_lens == (16, 40) and longer.data.seq_len_probs == (0.5, 0.5) and longer.model == cfg.model
   with pytest.raises(SystemExit, match="--seq-lens: expected comma-separated integers >= 2"):
-    pfn_cli.build_config(pfn_cli.parser().parse_args(["--workdir", str(tmp_path / "f"), "--init-from", str(out),
+    train_cli.build_config(train_cli.parser().parse_args(["--workdir", str(tmp_path / "f"), "--init-from", str(out),
                                                       "--seq-lens", "16,x"]))
   with pytest.raises(SystemExit, match="--noise-log-std must be >= 0, got -1.0"):
-    pfn_cli.build_config(pfn_cli.parser().parse_args(["--workdir", str(tmp_path / "d"), "--init-from", str(out),
+    train_cli.build_config(train_cli.parser().parse_args(["--workdir", str(tmp_path / "d"), "--init-from", str(out),
                                                       "--noise-log-std", "-1"]))
 
 
 def test_cli_refuses_flags_that_would_change_a_run_it_resumes(cfg, tmp_path):
-  from optformer.training import pfn_cli
+  from optformer.training import train_cli
 
   (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
-  resume = lambda *flags: pfn_cli.build_config(pfn_cli.parser().parse_args(["--workdir", str(tmp_path), *flags]))
+  resume = lambda *flags: train_cli.build_config(train_cli.parser().parse_args(["--workdir", str(tmp_path), *flags]))
   assert resume() == cfg and resume("--export-every", "5", "--no-progress") == cfg
   lens = ",".join(str(n) for n in cfg.data.seq_lens)
   assert resume("--seq-lens", lens, "--steps", str(cfg.num_steps)) == cfg  # The run's own values: a resume.
@@ -229,14 +229,14 @@ def test_evaluations_run_every_eval_every_steps_whatever_the_log_interval(cfg, t
 
 @pytest.mark.slow
 def test_cli_says_whether_it_starts_or_resumes_and_warns_of_a_warmup_past_the_run(tmp_path, capsys, monkeypatch):
-  from optformer.training import pfn_cli
+  from optformer.training import train_cli
 
   args = ["--workdir", str(tmp_path / "w"), "--preset", "tiny", "--warmup", "5", "--eval-every", "100", "--no-progress"]
-  assert pfn_cli.main([*args, "--until", "2"]) == 0
+  assert train_cli.main([*args, "--until", "2"]) == 0
   out = capsys.readouterr()
   assert out.out.startswith(f"new run in {tmp_path / 'w'}, from scratch, until step 2")
   assert "warmup (5 steps) does not end before this run stops at step 2" in out.err
-  assert pfn_cli.main([*args, "--until", "3"]) == 0  # The same command resumes, and says so (it printed nothing).
+  assert train_cli.main([*args, "--until", "3"]) == 0  # The same command resumes, and says so (it printed nothing).
   out = capsys.readouterr()
   assert out.out.startswith(f"resuming {tmp_path / 'w'} at step 2 (data position 2), until step 3") and not out.err
 
@@ -244,13 +244,13 @@ def test_cli_says_whether_it_starts_or_resumes_and_warns_of_a_warmup_past_the_ru
     raise KeyboardInterrupt
 
   monkeypatch.setattr(PFNTrainer, "run", interrupted)  # Ctrl-C while training: one line, exit 130.
-  assert pfn_cli.main([*args, "--until", "9"]) == 130
+  assert train_cli.main([*args, "--until", "9"]) == 130
   assert "interrupted at step 3; the latest checkpoint is step 3" in capsys.readouterr().err
 
 
 def test_the_seed_sets_the_models_initialization_and_the_datas(cfg, tmp_path):
-  from optformer.training import pfn_cli
-  from optformer.training.pfn_train import init_state
+  from optformer.training import train_cli
+  from optformer.training.train import init_state
 
   other = dataclasses.replace(cfg, seed=1)
   a, b = jax_leaves(init_state(cfg)[1]), jax_leaves(init_state(other)[1])
@@ -258,8 +258,8 @@ def test_the_seed_sets_the_models_initialization_and_the_datas(cfg, tmp_path):
   assert all(np.array_equal(u, v) for u, v in zip(b, jax_leaves(init_state(cfg, seed=1)[1])))
   (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
   with pytest.raises(SystemExit, match="--seed must be an integer >= 0, got -2"):
-    pfn_cli._with_seed(cfg, pfn_cli.parser().parse_args(["--workdir", str(tmp_path), "--seed", "-2"]))
-  seeded = pfn_cli._with_seed(cfg, pfn_cli.parser().parse_args(["--workdir", str(tmp_path), "--seed", "3"]))
+    train_cli._with_seed(cfg, train_cli.parser().parse_args(["--workdir", str(tmp_path), "--seed", "-2"]))
+  seeded = train_cli._with_seed(cfg, train_cli.parser().parse_args(["--workdir", str(tmp_path), "--seed", "3"]))
   assert (seeded.seed, seeded.data.seed) == (3, 3) and PFNTrainConfig.from_dict(seeded.to_dict()) == seeded
 
 

@@ -1,9 +1,8 @@
-"""The policy head of model v2 (optformer/pfn.py) and its decoder (optformer/policy.py)."""
+"""The policy head of model v2 (optformer/model/network.py) and its decoder (optformer/model/policy.py)."""
 
 import dataclasses
 import itertools
 import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -11,21 +10,20 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from optformer import pfn
-from optformer import policy
-from optformer.pfn import KIND_CATEGORICAL as CAT, KIND_ORDINAL as ORD
+from optformer.model import network
+from optformer.model import policy
+from optformer.model.network import KIND_CATEGORICAL as CAT, KIND_ORDINAL as ORD
 
 V = 8  # Policy tokens of the tiny model.
 FLOAT = 1
-SHIPPED_V2 = pathlib.Path(__file__).resolve().parents[1] / "checkpoints" / "optformer-v2"
 
 
 @pytest.fixture(scope="module")
 def model():
-  return pfn.create_model(dataclasses.replace(pfn.PFNConfig.tiny(), policy_tokens=V), seed=0)
+  return network.create_model(dataclasses.replace(network.PFNConfig.tiny(), policy_tokens=V), seed=0)
 
 
-def context_batch(kinds, num_values, num_context=10, seed=0) -> pfn.SurrogateBatch:
+def context_batch(kinds, num_values, num_context=10, seed=0) -> network.SurrogateBatch:
   """One study (B = 1) of `num_context` random valid trials of a space without conditions (numpy)."""
   rng = np.random.default_rng(seed)
   kinds, nv = np.asarray(kinds, np.int32), np.asarray(num_values, np.int32)
@@ -34,7 +32,7 @@ def context_batch(kinds, num_values, num_context=10, seed=0) -> pfn.SurrogateBat
   x = np.where(kinds == CAT, np.floor(u * np.maximum(nv, 1)), np.where(kinds == ORD, np.round(u * (nv - 1)) / np.maximum(nv - 1, 1), u))
   x = np.where(kinds > 0, x, 0.0)
   ones = np.ones((1, num_context), bool)
-  return pfn.SurrogateBatch(
+  return network.SurrogateBatch(
       x=x[None].astype(np.float32), active=np.broadcast_to(kinds > 0, (1, num_context, d)), kinds=kinds[None],
       num_values=nv[None], slot_ids=np.arange(d, dtype=np.int32)[None],
       z=rng.normal(size=(1, num_context)).astype(np.float32), feasible=ones, context=ones, valid=ones)
@@ -150,7 +148,7 @@ def test_low_temperature_concentrates_on_the_most_likely_configuration(model):
 
 
 def test_a_copy_pointer_head_normalizes_and_decodes_valid_configurations():
-  model = pfn.create_model(dataclasses.replace(pfn.PFNConfig.tiny(), policy_tokens=V, policy_copy=True), seed=1)
+  model = network.create_model(dataclasses.replace(network.PFNConfig.tiny(), policy_tokens=V, policy_copy=True), seed=1)
   units, active = small_configurations()
   enc = encoded(model, [CAT, ORD, ORD], [3, 2, 3])
   assert enc.final.shape == (1, 10, model.config.d_model) and enc.slot_values.shape[:3] == (1, 10, 3)
@@ -177,30 +175,33 @@ def test_tokens_and_values_round_trip():
            (ORD, 5, 0.75, 3), (ORD, 2, 1.0, 1), (ORD, 100, 50 / 99, 4), (CAT, 3, 2.0, 2),
            (CAT, 3, 1.07, 1), (CAT, 3, -0.7, 0), (CAT, 3, 2.6, 2)]  # The prior's perturbed points hold such categories.
   kinds, nv, x, tok = map(np.asarray, zip(*cases))
-  got = np.asarray(pfn.value_tokens(jnp.asarray(x, jnp.float32), kinds, nv, V))
+  got = np.asarray(network.value_tokens(jnp.asarray(x, jnp.float32), kinds, nv, V))
   np.testing.assert_array_equal(got, tok)
   back = np.asarray(policy.token_values(jnp.asarray(tok), 0.5, kinds, nv, V))
-  np.testing.assert_array_equal(np.asarray(pfn.value_tokens(jnp.asarray(back), kinds, nv, V)), tok)
+  np.testing.assert_array_equal(np.asarray(network.value_tokens(jnp.asarray(back), kinds, nv, V)), tok)
   ordinal = kinds == ORD
   np.testing.assert_allclose(back[ordinal & (nv <= V)], x[ordinal & (nv <= V)])
   np.testing.assert_array_equal(back[kinds == CAT], tok[kinds == CAT])
 
 
-def test_the_shipped_v2_checkpoint_without_a_head_loads_unchanged():
+def test_a_checkpoint_without_a_head_loads_unchanged(tiny_v2_dir):
+  """A model saved without a policy head (every checkpoint before it, e.g. v2's step 31000) writes no policy
+  fields in its config.json, loads with policy_tokens = 0, and the decoder refuses it by name."""
   from optformer import checkpoint
 
-  model = checkpoint.load_pfn(SHIPPED_V2)
+  model = checkpoint.load_pfn(tiny_v2_dir)
   assert model.config.policy_tokens == 0 and not hasattr(model, "policy_out")
-  saved = json.loads((SHIPPED_V2 / "config.json").read_text())["model"]
-  assert model.config.to_dict() == saved  # The new knobs leave its config as it was.
+  saved = json.loads((tiny_v2_dir / "config.json").read_text())["model"]
+  assert "policy_tokens" not in saved and "value_input" not in saved
+  assert model.config.to_dict() == saved  # The new knobs leave a headless config as it was.
   with pytest.raises(ValueError, match="no policy head"):
     policy.sample(model, encoded(model, [FLOAT], [0]), policy.decode_space([FLOAT], [0], [0], 4), 2, jax.random.key(0))
 
 
 def tiny_policy_train_config(**model):
-  from optformer.training import pfn_train
+  from optformer.training import train
 
-  cfg = pfn_train.PFNTrainConfig.tiny()
+  cfg = train.PFNTrainConfig.tiny()
   return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, policy_tokens=V, **model),
                              data=dataclasses.replace(cfg.data, batch_size=8, policy_rows=4, policy_min_queries=2))
 
@@ -208,10 +209,10 @@ def tiny_policy_train_config(**model):
 @pytest.fixture(scope="module")
 def policy_batch():
   """(SurrogateBatch, WithPolicy targets, Examples, tasks) of batch 5 of the tiny prior with 4 policy rows per example."""
-  from optformer.training import pfn_data
+  from optformer.training import data
 
   cfg = tiny_policy_train_config()
-  batch, targets, ex, task, _ = pfn_data.make_batch(cfg.data, np.asarray(cfg.model.borders), cfg.model.num_slot_ids, 5)
+  batch, targets, ex, task, _ = data.make_batch(cfg.data, np.asarray(cfg.model.borders), cfg.model.num_slot_ids, 5)
   return batch, targets, ex, task
 
 
@@ -220,7 +221,7 @@ def test_policy_rows_do_not_change_the_surrogates_predictions(model, policy_batc
   bars, pol = model.with_policy(batch, targets.rows)
   np.testing.assert_allclose(np.asarray(bars), np.asarray(model(batch)), atol=1e-5)
   assert pol.shape == batch.kinds.shape[:1] + (4, batch.kinds.shape[1], V)
-  valid = np.asarray(pfn.token_mask(batch.kinds, batch.num_values, V))[:, None]
+  valid = np.asarray(network.token_mask(batch.kinds, batch.num_values, V))[:, None]
   assert np.all((np.asarray(pol) > -1e8) == np.broadcast_to(valid, pol.shape))
 
 
@@ -228,12 +229,12 @@ def test_policy_rows_do_not_change_the_surrogates_predictions(model, policy_batc
                                     pytest.param("best", marks=pytest.mark.slow)])
 def test_policy_targets_are_the_behaviour_policys_picks(policy_batch, target):
   from optformer.data_gen import prior as prior_lib
-  from optformer.training import pfn_data
+  from optformer.training import data
 
   batch, targets, ex, task = policy_batch
   if target != "ei_search":
     cfg = dataclasses.replace(tiny_policy_train_config().data, policy_target=target)
-    batch, targets, ex, task, _ = pfn_data.make_batch(cfg, np.linspace(-3, 3, 9), 8, 5)
+    batch, targets, ex, task, _ = data.make_batch(cfg, np.linspace(-3, 3, 9), 8, 5)
   rows = targets.rows
   assert not rows.decoded.all()
   known = np.asarray(batch.context) & ex.feasible
@@ -243,9 +244,9 @@ def test_policy_targets_are_the_behaviour_policys_picks(policy_batch, target):
   lat = np.concatenate([ex.latent, np.where(target_active, np.asarray(prior_lib.latent(task, target_x[:, None]))[:, 0],
                                             0.5)[:, None]], 1)
   y = np.concatenate([np.nan_to_num(ex.y), np.zeros((len(ex.y), 1), np.float32)], 1)
-  mean, var = pfn_data.gp_posterior_batch(task, lat, y, np.concatenate([known, np.zeros((len(y), 1), bool)], 1))
-  ei = pfn_data.expected_improvement(mean, var, best)  # [B, N + 1]: the example's points, then the target.
-  parent = pfn_data.conditional_parents(ex)
+  mean, var = data.gp_posterior_batch(task, lat, y, np.concatenate([known, np.zeros((len(y), 1), bool)], 1))
+  ei = data.expected_improvement(mean, var, best)  # [B, N + 1]: the example's points, then the target.
+  parent = data.conditional_parents(ex)
   for i in np.nonzero(~rows.decoded.all((1, 2)))[0]:
     assert np.all(rows.x[i] == target_x[i]) and np.all(rows.active[i] == target_active[i])  # One target per example.
     if target == "ei_search":  # A valid configuration of higher EI than any of the example's queries but a few.
@@ -262,16 +263,16 @@ def test_policy_targets_are_the_behaviour_policys_picks(policy_batch, target):
 
 @pytest.mark.parametrize("copy", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_a_few_steps_on_a_batch_lower_the_policy_loss(policy_batch, copy):
-  from optformer.training import pfn_train
+  from optformer.training import train
   from optformer.training.step import make_mesh
 
   cfg = tiny_policy_train_config(policy_copy=copy)
-  graphdef, params, tx, opt_state = pfn_train.init_state(cfg)
-  step = pfn_train.make_train_step(graphdef, tx, make_mesh(None), 0.0, 1.0)
+  graphdef, params, tx, opt_state = train.init_state(cfg)
+  step = train.make_train_step(graphdef, tx, make_mesh(None), 0.0, 1.0)
   batch, targets, *_ = policy_batch
   assert (~targets.rows.decoded & targets.rows.active).sum() >= 10
-  tokens = pfn.value_tokens(targets.rows.x, batch.kinds[:, None], batch.num_values[:, None], V)
-  valid = np.take_along_axis(np.asarray(pfn.token_mask(batch.kinds, batch.num_values, V))[:, None],
+  tokens = network.value_tokens(targets.rows.x, batch.kinds[:, None], batch.num_values[:, None], V)
+  valid = np.take_along_axis(np.asarray(network.token_mask(batch.kinds, batch.num_values, V))[:, None],
                              np.asarray(tokens)[..., None], -1)[..., 0]
   assert valid[targets.rows.active].all()  # Every target token is one the slot may take.
   losses = []
@@ -284,33 +285,34 @@ def test_a_few_steps_on_a_batch_lower_the_policy_loss(policy_batch, copy):
 
 def test_a_headless_model_warm_starts_a_run_with_a_policy_head(tmp_path):
   from optformer import checkpoint
-  from optformer.training import pfn_train
+  from optformer.training import train
 
   cfg = tiny_policy_train_config()
-  headless = pfn.create_model(dataclasses.replace(cfg.model, policy_tokens=0), seed=3)
+  headless = network.create_model(dataclasses.replace(cfg.model, policy_tokens=0), seed=3)
   state = nnx.to_pure_dict(nnx.state(headless))
   src = checkpoint.save(tmp_path / "headless", headless.config, state, metadata={"step": 7, "data_position": 7})
-  trainer = pfn_train.PFNTrainer(cfg, tmp_path / "run", init_from=src)
+  trainer = train.PFNTrainer(cfg, tmp_path / "run", init_from=src)
   assert trainer.step == 7
   for k, v in state.items():
     jax.tree.map(np.testing.assert_array_equal, trainer.params[k], v)
-  assert set(trainer.params) - set(state) == set(pfn_train.POLICY_PARAMS) - {"copy_q", "copy_k", "copy_out"}
+  assert set(trainer.params) - set(state) == set(train.POLICY_PARAMS) - {"copy_q", "copy_k", "copy_out"}
   with pytest.raises(ValueError, match="another model config"):
-    pfn_train.PFNTrainer(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, d_model=64)),
+    train.PFNTrainer(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, d_model=64)),
                          tmp_path / "run2", init_from=src)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("value_input", ["fourier", "tokens"])
 def test_both_value_inputs_train_a_step(value_input):
-  from optformer.training import pfn_data, pfn_train
+  from optformer.training import data
+  from optformer.training import train
   from optformer.training.step import make_mesh
 
   cfg = tiny_policy_train_config(value_input=value_input)
-  graphdef, params, tx, opt_state = pfn_train.init_state(cfg)
+  graphdef, params, tx, opt_state = train.init_state(cfg)
   assert ("value_token_emb" in params) == (value_input == "tokens")
-  step = pfn_train.make_train_step(graphdef, tx, make_mesh(None), 0.0, 1.0)
-  batch, targets, *_ = pfn_data.make_batch(cfg.data, np.asarray(cfg.model.borders), cfg.model.num_slot_ids, 0)
+  step = train.make_train_step(graphdef, tx, make_mesh(None), 0.0, 1.0)
+  batch, targets, *_ = data.make_batch(cfg.data, np.asarray(cfg.model.borders), cfg.model.num_slot_ids, 0)
   before = jax.tree.map(np.array, params)
   params, opt_state, m = step(params, opt_state, batch, targets)
   assert np.isfinite(float(m["loss"])) and float(m["policy_loss"]) > 0
@@ -319,9 +321,10 @@ def test_both_value_inputs_train_a_step(value_input):
 
 @pytest.mark.slow
 def test_policy_eval_scores_policy_and_uniform_samples_on_held_out_functions(model):
-  from optformer.training import pfn_data, policy_eval
+  from optformer.training import policy_eval
+  from optformer.training import data
 
-  cfg = dataclasses.replace(pfn_data.PFNDataConfig.tiny(), batch_size=2)
+  cfg = dataclasses.replace(data.PFNDataConfig.tiny(), batch_size=2)
   out = policy_eval.evaluate_policy(model, cfg, num_functions=3, trials=5, samples=16)
   per = out["per_function"]
   assert all(len(v) == 3 and np.isfinite(v).all() for v in per.values())
@@ -333,11 +336,11 @@ def test_policy_eval_scores_policy_and_uniform_samples_on_held_out_functions(mod
 @pytest.mark.slow
 def test_cli_trains_evaluates_and_exports_a_policy_head(tmp_path):
   from optformer import checkpoint
-  from optformer.training import pfn_cli
+  from optformer.training import train_cli
 
   argv = ["--workdir", str(tmp_path / "run"), "--preset", "tiny", "--policy-tokens", str(V), "--policy-rows", "2",
           "--steps", "4", "--eval-every", "2", "--warmup", "1", "--export", str(tmp_path / "export"), "--no-progress"]
-  assert pfn_cli.main(argv) == 0
+  assert train_cli.main(argv) == 0
   rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   evals = [r for r in rows if "nll_policy" in r]
   assert [r["step"] for r in evals] == [2, 4] and all(np.isfinite(r["nll_policy"]) for r in evals)
@@ -345,22 +348,22 @@ def test_cli_trains_evaluates_and_exports_a_policy_head(tmp_path):
   model = checkpoint.load_pfn(tmp_path / "export")
   assert model.config.policy_tokens == V and "numeric tokens" in (tmp_path / "export" / "card.md").read_text()
   with pytest.raises(SystemExit, match="--policy-rows"):
-    pfn_cli.main(argv[:2] + ["--policy-rows", "3"])  # A resume refuses a flag that would change the run.
+    train_cli.main(argv[:2] + ["--policy-rows", "3"])  # A resume refuses a flag that would change the run.
 
 
 def test_freeze_surrogate_trains_the_policy_head_only(policy_batch):
-  from optformer.training import pfn_train
+  from optformer.training import train
   from optformer.training.train import make_mesh
 
   cfg = dataclasses.replace(tiny_policy_train_config(), optimizer="adamw", freeze_surrogate=True)
-  graphdef, params, tx, opt_state = pfn_train.init_state(cfg)
+  graphdef, params, tx, opt_state = train.init_state(cfg)
   before = jax.tree.map(np.array, params)
   batch, targets, *_ = policy_batch
-  step = pfn_train.make_train_step(graphdef, tx, make_mesh(None))
+  step = train.make_train_step(graphdef, tx, make_mesh(None))
   for _ in range(2):  # The first step's learning rate is 0 (warmup).
     params, opt_state, _ = step(params, opt_state, batch, targets)
   for k in before:
     same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before[k]), jax.tree.leaves(params[k])))
-    assert same == (k not in pfn_train.POLICY_PARAMS), k
+    assert same == (k not in train.POLICY_PARAMS), k
   with pytest.raises(ValueError, match="freeze_surrogate"):
     dataclasses.replace(cfg, optimizer="schedule_free_adamw")

@@ -10,7 +10,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from optformer import Optimizer, pfn
+from optformer import Optimizer
+from optformer.model import network
 from optformer import search_space as ss
 from optformer.acquisition_search import SearchConfig
 
@@ -19,8 +20,8 @@ from test_acquisition_search import _assert_valid_rows, _model_choice_space
 
 @pytest.fixture(scope="module")
 def policy_model():
-  cfg = dataclasses.replace(pfn.PFNConfig.tiny(), num_slot_ids=16, policy_tokens=16, max_context=32)
-  return pfn.create_model(cfg, seed=0)
+  cfg = dataclasses.replace(network.PFNConfig.tiny(), num_slot_ids=16, policy_tokens=16, max_context=32)
+  return network.create_model(cfg, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +78,13 @@ def test_sample_policy_refuses_bad_n_and_a_model_without_a_policy(policy_model, 
   with pytest.raises(ValueError, match="needs a model with a policy head"):
     plain.sample_policy(4)
   assert len(opt.sample_policy(2)) == 2  # A refused call breaks nothing.
+
+
+def test_the_shipped_model_proposes_valid_configurations_of_a_conditional_space(space):
+  """The default model (model=None) has the policy head: what users get from Optimizer(space).sample_policy."""
+  opt = Optimizer(space, seed=0)
+  assert opt.backend.capabilities.policy
+  samples = opt.sample_policy(32)
+  _assert_valid_rows(space, np.array([space.to_unit(c) for c in samples]))
+  opt.tell(samples[0], _objective(samples[0]))
+  assert all(space.validate(c) == c for c in opt.sample_policy(8))

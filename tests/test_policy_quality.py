@@ -35,10 +35,10 @@ def test_summarize_orients_wins_by_goal():
 def test_run_task_scores_policy_and_uniform_samples_of_a_bbob_task():
   import dataclasses
 
-  from optformer import pfn
+  from optformer.model import network
   from optformer.eval import bbob
 
-  model = pfn.create_model(dataclasses.replace(pfn.PFNConfig.tiny(), policy_tokens=16, max_context=32), seed=0)
+  model = network.create_model(dataclasses.replace(network.PFNConfig.tiny(), policy_tokens=16, max_context=32), seed=0)
   task = bbob.tasks(functions=(1,), dimensions=(2,))[0]
   row = pq.run_task(task, context=5, samples=16, seed=0, model=model)
   assert row["dims"] == 2 and row["goal"] == "minimize"

@@ -12,8 +12,8 @@ import pytest
 import scipy.stats
 
 import optformer
-from optformer.pfn_inference import PFNPredictive
-from optformer.ynorm import YTransform
+from optformer.model.inference import PFNPredictive
+from optformer.model.ynorm import YTransform
 
 # Far outer bars as the shipped model's (about -6500 and +430), 21 bars in all.
 BORDERS = np.array([-6500.0, -2400.0, *np.linspace(-4.0, 4.0, 17), 46.0, 430.0])

@@ -100,7 +100,7 @@ def test_distribution_methods_agree_with_mean_and_std(mixed_space, model, data):
   s = _fit(mixed_space, model, X, y)
   dist = s.predict_distribution(Q)
   mean, std = s.predict(Q, return_std=True)
-  assert isinstance(dist, optformer.pfn_inference.PFNPredictive) and len(dist) == 5 and dist.goal == "minimize"
+  assert isinstance(dist, optformer.model.inference.PFNPredictive) and len(dist) == 5 and dist.goal == "minimize"
   np.testing.assert_allclose(dist.mean, mean)
   np.testing.assert_allclose(dist.std, std)
   q = np.stack([dist.quantile(p) for p in (0.05, 0.5, 0.95)])

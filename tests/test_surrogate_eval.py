@@ -11,7 +11,7 @@ from flax import nnx
 from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_ORDINAL
 from optformer.eval import surrogate_eval as se
 from optformer import checkpoint
-from optformer.pfn import PFNConfig, create_model
+from optformer.model.network import PFNConfig, create_model
 
 
 def _mc_crps(samples_NxS, y_N):

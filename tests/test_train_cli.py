@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from optformer.training import cli, run_config
-from optformer.training.pfn_train import PFNTrainConfig, init_state
+from optformer.training.train import PFNTrainConfig, init_state
 
 BORDERS = tuple(np.linspace(-3.0, 3.0, 33).tolist())
 
@@ -106,7 +106,7 @@ def test_a_config_file_that_disagrees_with_the_workdirs_run_is_refused_with_the_
 
 
 def test_a_set_prior_field_draws_the_bar_borders_from_the_changed_prior(tmp_path, monkeypatch):
-  from optformer.training import pfn_data
+  from optformer.training import data
 
   drawn = []  # (noise_log_mean, bars) of each draw; a stand-in for the prior's quantiles, which take a minute here.
 
@@ -114,7 +114,7 @@ def test_a_set_prior_field_draws_the_bar_borders_from_the_changed_prior(tmp_path
     drawn.append((data.examples.prior.noise_log_mean, num_bins))
     return np.linspace(-3.0, 3.0, num_bins + 1) * (1.0 + abs(data.examples.prior.noise_log_mean))
 
-  monkeypatch.setattr(pfn_data, "prior_borders", prior_borders)
+  monkeypatch.setattr(data, "prior_borders", prior_borders)
   p = run_config.parser()
   resolve = lambda *flags: run_config.resolve(p, p.parse_args(list(flags)), list(flags))
   base = ["--workdir", str(tmp_path / "w"), "--preset", "tiny"]

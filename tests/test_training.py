@@ -92,9 +92,9 @@ _MULTI_DEVICE = textwrap.dedent(
     import dataclasses, json
     import jax, numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
-    from optformer.pfn import SurrogateBatch
-    from optformer.training.pfn_data import make_batch, prior_borders
-    from optformer.training.pfn_train import PFNTrainConfig, init_state, make_train_step
+    from optformer.model.network import SurrogateBatch
+    from optformer.training.data import make_batch, prior_borders
+    from optformer.training.train import PFNTrainConfig, init_state, make_train_step
     from optformer.training.step import make_mesh
     assert len(jax.devices()) == 8, jax.devices()
     tiny = PFNTrainConfig.tiny()

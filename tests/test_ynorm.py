@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from optformer import ynorm
-from optformer.ynorm import YTransform
+from optformer.model import ynorm
+from optformer.model.ynorm import YTransform
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.3, 1.0, 1.7, 2.0])

@@ -1,4 +1,4 @@
-"""Meta-training of the default model (optformer.pfn) on prior examples; one entry point, `optformer-train`.
+"""Meta-training of the default model (optformer.model.network) on prior examples; one entry point, `optformer-train`.
 
   cli.py            `optformer-train` / `python -m optformer.training`: the subcommands below
   pfn_cli.py        train: flags -> run config, resume, export while training (`python -m ...pfn_cli`, an alias)

@@ -10,11 +10,11 @@ A row shows:
     unambiguous; the bar borders as their number of bins, "bins"; the
     bookkeeping fields BOOKKEEPING left out), so a two-run bins ablation reads
     "bins=32" against "bins=64";
-  * its held-out evaluation (training/pfn_eval.py): the NLL gap to the exact
+  * its held-out evaluation (training/evaluate.py): the NLL gap to the exact
     GP in nats per query at each context size (lower is better), "± s.e."
     where the metrics carry a standard error (f"gap_se_{n}");
   * with --eval FILE, the numbers of RUN/FILE instead of the run's last
-    in-run evaluation: the JSON of `python -m optformer.training.pfn_eval
+    in-run evaluation: the JSON of `python -m optformer.training.evaluate
     --checkpoint RUN/export --out RUN/FILE [--against BASE/export]`; its
     paired differences against BASE (f"diff_{n}", f"diff_se_{n}": this model
     minus BASE on the same examples, ± standard error) become the Δ@n

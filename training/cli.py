@@ -28,11 +28,11 @@ PROG = "optformer-train"
 
 # name: (the module of optformer.training that does it, one line of help)
 COMMANDS = {
-    "train": ("pfn_cli", "train the default model (resumable) on prior examples generated on the fly"),
-    "export": ("pfn_cli", "write a run's latest checkpoint as a model directory with its model card"),
-    "eval": ("pfn_eval", "held-out NLL gap of an exported model to the exact GP, by context and relevant parameters"),
-    "throughput": ("pfn_throughput", "seconds per train step and the step's share of the machine's matmul rate"),
-    "probe": ("pfn_probe", "a short fresh run on a restricted prior: does the model read x?"),
+    "train": ("train_cli", "train the default model (resumable) on prior examples generated on the fly"),
+    "export": ("train_cli", "write a run's latest checkpoint as a model directory with its model card"),
+    "eval": ("evaluate", "held-out NLL gap of an exported model to the exact GP, by context and relevant parameters"),
+    "throughput": ("throughput", "seconds per train step and the step's share of the machine's matmul rate"),
+    "probe": ("probe", "a short fresh run on a restricted prior: does the model read x?"),
     "ablation-table": ("ablation_table", "markdown table of the runs in a folder of workdirs"),
     "gp-reference": ("gp_reference", "the gap of two affine-equivariant reference predictors to the exact GP"),
 }
@@ -94,9 +94,9 @@ def export(argv, prog: str = f"{PROG} export") -> int:
     p.error(f"{args.workdir} holds no training run (no config.json)")
   if not (checkpoints.is_dir() and any(d.name.isdigit() for d in checkpoints.iterdir())):
     p.error(f"{args.workdir} has no checkpoint yet (train first)")
-  from optformer.training import pfn_cli
+  from optformer.training import train_cli
 
-  return pfn_cli.main(["--workdir", str(args.workdir), "--export", str(args.out), "--export-only"])
+  return train_cli.main(["--workdir", str(args.workdir), "--export", str(args.out), "--export-only"])
 
 
 if __name__ == "__main__":

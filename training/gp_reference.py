@@ -1,11 +1,11 @@
 """What any affine-equivariant surrogate can reach on GP-prior examples: two reference predictors.
 
 Model v2 sees the objective only through z, a map of the context's y that
-removes location and scale (optformer.ynorm), so it is *equivariant*: under
+removes location and scale (optformer.model.ynorm), so it is *equivariant*: under
 y -> a y + b (a > 0) its prediction moves with y. The exact GP of
-`pfn_eval` knows the task's mean (0), outputscale, noise and kernel; no
+`evaluate` knows the task's mean (0), outputscale, noise and kernel; no
 equivariant predictor can know the first two. Two references bracket what
-the model could reach, both scored like `pfn_eval` (nats per noisy query in
+the model could reach, both scored like `evaluate` (nats per noisy query in
 the user's units):
 
   * `oracle_kernel`: the GP that knows the kernel (lengthscales, relevance,
@@ -154,7 +154,7 @@ def reference_nll(prior: PriorConfig, examples, task, n: int, num_kernels: int, 
   """Per-example mean query NLL of both references: {"oracle_kernel": float64 [B], "marginal": [B], "ess": [B]}.
 
   prior: the hyperprior the kernels are drawn from (the examples' `ExampleConfig.prior`).
-  examples / task: a `pfn_eval` batch (`make_batch(...)[2:4]`, GP prior, no failures); n >= 2.
+  examples / task: a `evaluate` batch (`make_batch(...)[2:4]`, GP prior, no failures); n >= 2.
 
   Raises:
     ValueError: n < 2 (the Haar predictive needs two context values) or an infeasible point.
@@ -184,8 +184,8 @@ def main(argv=None) -> int:
   from flax import nnx
 
   from optformer import checkpoint
-  from optformer.training import pfn_eval
-  from optformer.training.pfn_data import PFNDataConfig, make_batch
+  from optformer.training import evaluate
+  from optformer.training.data import PFNDataConfig, make_batch
 
   p = argparse.ArgumentParser(description=main.__doc__)
   p.add_argument("--checkpoint", type=pathlib.Path, default=checkpoint.V2_CHECKPOINT)
@@ -198,16 +198,16 @@ def main(argv=None) -> int:
     raise SystemExit(f"--kernels must be a multiple of 1024 or below it, got {args.kernels}.")
   model, meta = checkpoint.load_pfn(args.checkpoint, with_metadata=True)
   cfg = PFNDataConfig.from_json(meta["train"]["data"])
-  data = pfn_eval.gp_only(cfg)
+  data = evaluate.gp_only(cfg)
   graphdef, params = nnx.split(model)
   borders = np.asarray(model.config.borders)
   rows, out = [], {"checkpoint": str(args.checkpoint), "step": meta.get("step"), "kernels": args.kernels}
   for n in args.contexts:
     acc = {k: [] for k in ("model", "exact_gp", "oracle_kernel", "marginal", "ess", "dims")}
     for i in range(args.batches):
-      m, g, dims = pfn_eval.per_example_nll(graphdef, params, cfg, borders, model.config.num_slot_ids, n, 1, i)
+      m, g, dims = evaluate.per_example_nll(graphdef, params, cfg, borders, model.config.num_slot_ids, n, 1, i)
       _, _, ex, task, _ = make_batch(data, borders, model.config.num_slot_ids, i, "validation",
-                                     seq_len=pfn_eval.EVAL_SEQ_LEN, n_context=n)
+                                     seq_len=evaluate.EVAL_SEQ_LEN, n_context=n)
       ref = reference_nll(data.examples.prior, ex, task, n, args.kernels, seed=i)
       for k, v in (("model", m), ("exact_gp", g), ("dims", dims), *ref.items()):
         acc[k].append(np.asarray(v))
@@ -217,7 +217,7 @@ def main(argv=None) -> int:
                    "ess_median": float(np.median(acc["ess"])), "examples": int(acc["model"].size),
                    "by_dims": {f"{lo}-{hi}": {k: float((acc[k] - acc["exact_gp"])[sel].mean())
                                               for k in ("model", "oracle_kernel", "marginal")} | {"examples": int(sel.sum())}
-                               for lo, hi in pfn_eval.DIM_GROUPS
+                               for lo, hi in evaluate.DIM_GROUPS
                                if (sel := (acc["dims"] >= lo) & (acc["dims"] <= hi)).any()}}
     rows.append(f"| {n} | {gap['oracle_kernel']:+.3f} | {gap['marginal']:+.3f} | {gap['model']:+.3f} | "
                 f"{np.median(acc['ess']):.0f} |")

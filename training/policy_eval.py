@@ -1,12 +1,12 @@
 """How good are the policy's suggestions? Held-out prior functions after a few trials.
 
-For each of F validation functions of the example prior (training/pfn_data.py
+For each of F validation functions of the example prior (training/data.py
 with failures and conditional parameters off, so every configuration can be
 scored), the first `trials` points of the example are the context (a study
 after that many trials: uniform points or a BO-like cloud). Then, against the
 same context:
 
-  * policy: `samples` configurations decoded by the model (optformer.policy);
+  * policy: `samples` configurations decoded by the model (optformer.model.policy);
   * uniform: `samples` configurations uniform over the search space;
   * ei_pick: the configuration of highest expected improvement among the
     uniform ones under the exact GP posterior with the task's TRUE
@@ -36,11 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from optformer import bar
-from optformer import policy
+from optformer.model import bar
+from optformer.model import policy
 from optformer.data_gen import prior as prior_lib
-from optformer.pfn import SurrogateBatch
-from optformer.training.pfn_data import PFNDataConfig, expected_improvement, gp_posterior_batch, make_batch
+from optformer.model.network import SurrogateBatch
+from optformer.training.data import PFNDataConfig, expected_improvement, gp_posterior_batch, make_batch
 
 
 MODEL_EI_CAP = 4.0  # z units above the context's best z beyond which improvement stops counting (bar.py).

@@ -2,7 +2,7 @@
 
 The file is a `PFNTrainConfig` as JSON, the format of the config.json that
 every workdir holds (so a run's config.json starts another run as it was).
-Flags override its fields: pfn_cli's flags (--steps, --seed, --batch-size,
+Flags override its fields: train_cli's flags (--steps, --seed, --batch-size,
 ...) and `--set FIELD=VALUE` for any field by its dotted name, e.g.
 `--set data.examples.prior.max_dims=4 --set model.num_heads=2` (VALUE is JSON,
 or a string). The resolved config is written as WORKDIR/config.json, the
@@ -24,7 +24,7 @@ import json
 import pathlib
 import sys
 
-# pfn_cli's flags that override a field (argparse dest: dotted field); the others are applied as pfn_cli applies them.
+# train_cli's flags that override a field (argparse dest: dotted field); the others are applied as train_cli applies them.
 FLAG_FIELDS = {
     "steps": "num_steps", "optimizer": "optimizer", "learning_rate": "peak_learning_rate", "warmup": "warmup_steps",
     "eval_every": "eval_every", "batch_size": "data.batch_size", "d_model": "model.d_model",
@@ -38,7 +38,7 @@ def load(path: pathlib.Path):
   Raises:
     ValueError: the file cannot be read or is not a PFNTrainConfig (the message names the file and the problem).
   """
-  from optformer.training.pfn_train import PFNTrainConfig
+  from optformer.training.train import PFNTrainConfig
 
   try:
     return PFNTrainConfig.from_dict(json.loads(pathlib.Path(path).read_text()))
@@ -85,13 +85,13 @@ def parse_assignment(text: str) -> tuple[str, object]:
 
 
 def apply_flags(cfg, args):
-  """`cfg` with the pfn_cli flags given in `args` (FLAG_FIELDS, --seq-lens, --noise-log-*, --seed) applied."""
-  from optformer.training import pfn_cli
+  """`cfg` with the train_cli flags given in `args` (FLAG_FIELDS, --seq-lens, --noise-log-*, --seed) applied."""
+  from optformer.training import train_cli
 
   given = [(field, getattr(args, dest)) for dest, field in FLAG_FIELDS.items() if getattr(args, dest)]
   cfg = with_fields(cfg, given)
-  data = pfn_cli._with_noise_prior(pfn_cli._with_seq_lens(cfg.data, args), args)
-  return pfn_cli._with_seed(dataclasses.replace(cfg, data=data), args)
+  data = train_cli._with_noise_prior(train_cli._with_seq_lens(cfg.data, args), args)
+  return train_cli._with_seed(dataclasses.replace(cfg, data=data), args)
 
 
 def differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
@@ -113,10 +113,10 @@ def _short(value) -> str:
 
 
 def parser(prog: str = "optformer-train train") -> argparse.ArgumentParser:
-  """`train`'s flags: pfn_cli's, --config and --set."""
-  from optformer.training import pfn_cli
+  """`train`'s flags: train_cli's, --config and --set."""
+  from optformer.training import train_cli
 
-  p = pfn_cli.parser()
+  p = train_cli.parser()
   p.prog = prog
   p.add_argument("--config", type=pathlib.Path, help="a run config (PFNTrainConfig JSON, as WORKDIR/config.json "
                  "holds) to start from instead of --preset; the flags given override its fields")
@@ -127,13 +127,13 @@ def parser(prog: str = "optformer-train train") -> argparse.ArgumentParser:
 
 
 def train(argv, prog: str = "optformer-train train") -> int:
-  """`optformer-train train`: pfn_cli's flags (their meaning unchanged), plus --config FILE and --set FIELD=VALUE."""
-  from optformer.training import pfn_cli
+  """`optformer-train train`: train_cli's flags (their meaning unchanged), plus --config FILE and --set FIELD=VALUE."""
+  from optformer.training import train_cli
 
   p = parser(prog)
   args = p.parse_args(argv)
   if args.config is None and not args.assignments:
-    return pfn_cli.main(argv)  # The flags alone: pfn_cli's run, resume and refusal of changed flags.
+    return train_cli.main(argv)  # The flags alone: train_cli's run, resume and refusal of changed flags.
   cfg = resolve(p, args, argv)
   cfg_path = args.workdir / "config.json"
   if cfg_path.exists():
@@ -153,8 +153,8 @@ def train(argv, prog: str = "optformer-train train") -> int:
     if cfg.warmup_steps >= (args.until or cfg.num_steps):
       print(f"warning: the learning-rate warmup ({cfg.warmup_steps} steps) does not end before this run stops at "
             f"step {args.until or cfg.num_steps}; set --warmup lower", file=sys.stderr)
-  # pfn_cli resumes the workdir from its config.json; the flags given are already in it.
-  return pfn_cli.main(_without(argv, ("--config", "--set")))
+  # train_cli resumes the workdir from its config.json; the flags given are already in it.
+  return train_cli.main(_without(argv, ("--config", "--set")))
 
 
 def resolve(p: argparse.ArgumentParser, args, argv):
@@ -164,8 +164,8 @@ def resolve(p: argparse.ArgumentParser, args, argv):
   (data.examples.*) draws them again from the changed prior, with as many bars, unless it sets model.borders.
   Errors are usage errors (p.error: a message and exit status 2).
   """
-  from optformer.training import pfn_cli
-  from optformer.training.pfn_data import prior_borders
+  from optformer.training import train_cli
+  from optformer.training.data import prior_borders
 
   tiny = _given(argv, "--preset") and args.preset == "tiny"
   draw = lambda cfg, bins: with_fields(cfg, [("model.borders", [float(b) for b in prior_borders(
@@ -183,14 +183,14 @@ def resolve(p: argparse.ArgumentParser, args, argv):
     else:
       if (args.workdir / "config.json").exists():
         p.error(f"--set on {args.workdir}, which holds a run: its config.json is the run's config")
-      cfg = pfn_cli.build_config(args)
+      cfg = train_cli.build_config(args)
     fields = [field for field, _ in args.assignments]
     cfg = with_fields(cfg, args.assignments)
     if any(f.startswith("data.examples.") for f in fields) and "model.borders" not in fields:
       cfg = draw(cfg, cfg.model.num_bins)
   except ValueError as e:
     p.error(str(e))
-  if clash := pfn_cli._changed_on_resume(cfg, args):  # --set changed a field that a flag also gives.
+  if clash := train_cli._changed_on_resume(cfg, args):  # --set changed a field that a flag also gives.
     p.error(f"--set and the flags disagree: {', '.join(clash)}")
   return cfg
 

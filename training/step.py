@@ -4,7 +4,7 @@ The step is data parallel over a 1-D device mesh ("data"): the batch is
 split over devices along its first axis, parameters and optimizer state are
 replicated, and XLA inserts the gradient all-reduce. On one device it is
 just a jitted function. The model's own step (its loss) is built from these
-in training/pfn_train.py.
+in training/train.py.
 """
 
 from __future__ import annotations

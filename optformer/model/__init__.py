@@ -8,7 +8,7 @@ the network only through these names, and never asks which network it is.
         |  posterior.acquisition(units, best, kind)    what the acquisition search ranks
         |  posterior.sample_policy(rng, n)              proposals, when capabilities.policy
     ------------------------------------------------------------------------------ model boundary
-    optformer.pfn_inference (jitted, fixed shapes) -> optformer.pfn (the network) <- optformer.checkpoint
+    optformer.model.inference (jitted, fixed shapes) -> optformer.model.network (the network) <- optformer.checkpoint
 
 Importing this package imports no JAX, flax or orbax: a checkpoint's config is read and checked without them, and
 the model is loaded by the first call that needs it (docs/cold_start.md).

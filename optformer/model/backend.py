@@ -4,7 +4,7 @@ A Backend is what the layers above the model hold (vizier draws the same line: i
 suggestions and its `Predictor` answers `predict(trials)`; neither knows the model's internals). It
 
   * resolves the model: a checkpoint directory (its config is read and checked now, without JAX; the network is
-    loaded by the first call that needs it), an in-memory `pfn.PFNSurrogate`, or None for the shipped checkpoint;
+    loaded by the first call that needs it), an in-memory `network.PFNSurrogate`, or None for the shipped checkpoint;
   * caches the jitted engine per checkpoint path (one compilation per process and context bucket);
   * declares what the model can do (`Capabilities`), so callers branch on a capability, never on a model type;
   * `condition(context)` encodes a study's context once and returns a `Posterior` (optformer/model/posterior.py).
@@ -21,12 +21,12 @@ import numpy as np
 
 from optformer import search_space as ss
 from optformer.context import Context
-from optformer.pfn_config import PFNConfig
+from optformer.model.config import PFNConfig
 
 if TYPE_CHECKING:  # JAX-based: imported when a model is loaded.
   from optformer.model.posterior import Posterior
-  from optformer.pfn import PFNSurrogate
-  from optformer.pfn_inference import PFNEngine
+  from optformer.model.network import PFNSurrogate
+  from optformer.model.inference import PFNEngine
 
 _ENGINES: dict[str, PFNEngine] = {}  # Absolute checkpoint path -> its engine (`load_engine`).
 _CONFIGS: dict[str, PFNConfig] = {}  # Absolute checkpoint path -> its checked config (`read_config`).
@@ -80,7 +80,7 @@ def check_not_empty(model) -> None:
 
 
 def load_engine(model: PFNSurrogate | str | os.PathLike | None = None) -> PFNEngine:
-  """The jitted engine (`pfn_inference.PFNEngine`) of a model, a checkpoint directory, or (None) the shipped
+  """The jitted engine (`inference.PFNEngine`) of a model, a checkpoint directory, or (None) the shipped
   checkpoint; cached by path. Imports JAX and flax (and orbax, to read a checkpoint).
 
   Raises:
@@ -88,8 +88,8 @@ def load_engine(model: PFNSurrogate | str | os.PathLike | None = None) -> PFNEng
     TypeError: model is neither a model, a path nor None.
     checkpoint.CheckpointError: a missing, corrupt, mismatched or retired (model v1) checkpoint.
   """
-  from optformer.pfn import PFNSurrogate
-  from optformer.pfn_inference import PFNEngine
+  from optformer.model.network import PFNSurrogate
+  from optformer.model.inference import PFNEngine
 
   if isinstance(model, PFNSurrogate):
     return PFNEngine(model)
@@ -145,7 +145,7 @@ class Backend:
 
   @classmethod
   def for_space(cls, model, space: ss.SearchSpace, *, compilation_cache: bool | str | os.PathLike = False) -> "Backend":
-    """The backend of `space` on `model`: a `pfn.PFNSurrogate`, a checkpoint directory, or None for the shipped one.
+    """The backend of `space` on `model`: a `network.PFNSurrogate`, a checkpoint directory, or None for the shipped one.
 
     A checkpoint's config is read and `space` checked against it now, without JAX; its network is loaded (with
     the compilation cache set as `compilation_cache` says: True, a directory, or False to leave JAX alone) by

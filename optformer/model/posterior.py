@@ -1,7 +1,7 @@
 """Posterior: a model conditioned on one study's context, scoring any number of query sets against it.
 
   * `predict(units, active=None, goal)`: the predictive distribution in the user's objective units
-    (`pfn_inference.PFNPredictive`: mean, std, quantiles, cdf, EI, PI, UCB, and p_feasible);
+    (`inference.PFNPredictive`: mean, std, quantiles, cdf, EI, PI, UCB, and p_feasible);
   * `acquisition(units, best, kind, active=None)`: what the acquisition search ranks (log EI or log PI in the model's z
     units plus log p(feasible | x), Gardner et al. 2014; or UCB in z units);
   * `mean(units, active=None)`: the predicted mean in the model's direction (the kriging believer's fantasies);
@@ -25,7 +25,7 @@ from optformer.context import Context
 
 if TYPE_CHECKING:
   from optformer.model.backend import Backend
-  from optformer.pfn_inference import PFNContext, PFNPredictive
+  from optformer.model.inference import PFNContext, PFNPredictive
 
 ACQUISITIONS = ("ei", "pi", "ucb")
 
@@ -91,7 +91,7 @@ class Posterior:
 
   def sample_policy(self, rng: np.random.Generator, n: int, temperature: float = 1.0) -> np.ndarray:
     """float64 [n, D] unit-form configurations proposed by the model's policy given the context (valid by
-    construction: inside the space, inactive children absent; optformer/policy.py), drawn with `rng`.
+    construction: inside the space, inactive children absent; optformer/model/policy.py), drawn with `rng`.
     temperature > 0 divides the policy's logits. The context may be empty or hold no feasible row.
 
     Raises:

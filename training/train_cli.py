@@ -1,8 +1,8 @@
 """Command line of model v2 training: train (resumably) on prior examples, export the model.
 
-  python -m optformer.training.pfn_cli --workdir runs/v2 [--steps N] [--until N] [--optimizer adamw]
-  python -m optformer.training.pfn_cli --workdir runs/v2 --export checkpoints/optformer-v2 --export-only
-  python -m optformer.training.pfn_cli --workdir runs/v2b --init-from checkpoints/optformer-v2   # warm start on a new machine
+  python -m optformer.training.train_cli --workdir runs/v2 [--steps N] [--until N] [--optimizer adamw]
+  python -m optformer.training.train_cli --workdir runs/v2 --export checkpoints/optformer-v2 --export-only
+  python -m optformer.training.train_cli --workdir runs/v2b --init-from checkpoints/optformer-v2   # warm start on a new machine
   make train-v2   # the long run: resumes runs/v2d (or snapshots/v2 on a new machine), exports every 1000 steps
 
 Re-running the same command resumes from the latest checkpoint in --workdir
@@ -121,8 +121,8 @@ def _changed_on_resume(cfg, args) -> list[str]:
 
 
 def build_config(args):
-  from optformer.training.pfn_data import prior_borders
-  from optformer.training.pfn_train import PFNTrainConfig
+  from optformer.training.data import prior_borders
+  from optformer.training.train import PFNTrainConfig
 
   cfg_path = args.workdir / "config.json"
   if cfg_path.exists():  # Resume: the saved config is the run's config; a flag that would change it is refused.
@@ -200,19 +200,19 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--seed", type=int, default=None, help="seed of the model's initialization and of the prior's "
                  "examples (default 0), so an ablation can be repeated over seeds")
   p.add_argument("--soft-targets", type=float, default=0.0, help="weight in [0, 1] of the exact GP posterior's bar "
-                 "masses in the query loss (training/pfn_data.py, 'Soft targets'); 0: the drawn value's bar only")
+                 "masses in the query loss (training/data.py, 'Soft targets'); 0: the drawn value's bar only")
   p.add_argument("--dims-curriculum", default="", help="training batches before UNTIL draw tasks of at most MAX_DIMS "
                  "parameters: UNTIL:MAX_DIMS[,...], e.g. 17000:4,20000:8 (batch index = data position)")
   p.add_argument("--noise-log-mean", type=float, default=None,
                  help="prior: mean of the log noise variance (default the prior's, -4.63); a new run or --init-from")
   p.add_argument("--noise-log-std", type=float, default=None, help="prior: std of the log noise variance (default 0.5)")
-  p.add_argument("--policy-tokens", type=int, default=0, help="V: tokens of the policy head (optformer/policy.py); "
+  p.add_argument("--policy-tokens", type=int, default=0, help="V: tokens of the policy head (optformer/model/policy.py); "
                  "0: none. With --init-from a model without a head, the head starts fresh")
   p.add_argument("--policy-copy", action="store_true", help="the policy head also attends over the context's "
-                 "per-parameter values (a copy pointer; optformer/pfn.py)")
+                 "per-parameter values (a copy pointer; optformer/model/network.py)")
   p.add_argument("--value-input", choices=("fourier", "tokens"), default=None,
                  help="how float/int values enter the model: Fourier features (default) or V-bin tokens (ablation)")
-  p.add_argument("--policy-rows", type=int, default=0, help="policy rows per example (training/pfn_data.py, "
+  p.add_argument("--policy-rows", type=int, default=0, help="policy rows per example (training/data.py, "
                  "'Policy rows'); 0: no policy loss")
   p.add_argument("--policy-target", choices=("ei_search", "ei", "best"), default=None,
                  help="the behaviour policy the head clones: the exact-GP EI's argmax over uniform and local "
@@ -233,8 +233,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
   args = parser().parse_args(argv)
 
-  from optformer.training.pfn_eval import gp_gap, policy_nll
-  from optformer.training.pfn_train import PFNTrainer
+  from optformer.training.evaluate import gp_gap, policy_nll
+  from optformer.training.train import PFNTrainer
 
   from optformer.training.workdir import WorkdirError, check_writable
 
@@ -270,7 +270,7 @@ def main(argv=None) -> int:
         stop = min(until, trainer.step + args.export_every) if (args.export and args.export_every) else until
         rows = trainer.run(stop, progress=not args.no_progress, evaluator=evaluator) or rows
         if args.export and trainer.step < until:
-          from optformer.training.pfn_export import export
+          from optformer.training.export import export
 
           export(trainer, args.export)
     except KeyboardInterrupt:  # One line instead of a traceback; the last checkpoint is intact.
@@ -281,7 +281,7 @@ def main(argv=None) -> int:
     if rows:
       print(json.dumps(rows[-1]))
   if args.export:
-    from optformer.training.pfn_export import export
+    from optformer.training.export import export
 
     print(f"exported {export(trainer, args.export)}")
   return 0

@@ -10,9 +10,9 @@ global batch (`shard`).
 Per example (the PFN split, Müller et al., ICLR 2022): the first n_context
 of its N points are the context, n_context ~ 1 + LogUniform-ish over
 [1, N - 1] with probability `p_log_context`, else uniform; the rest are
-queries. The y pipeline (optformer.ynorm) is fitted on the context's
+queries. The y pipeline (optformer.model.ynorm) is fitted on the context's
 feasible objectives only, exactly as at inference, and maps every objective
-to z; a query's target is its bar (optformer.bar.bin_index) or the
+to z; a query's target is its bar (optformer.model.bar.bin_index) or the
 infeasible class Y.
 
 Soft targets (`soft_target_weight` > 0): every prior task is a GP draw whose
@@ -25,7 +25,7 @@ so its minimizer, the posterior predictive, are unchanged up to the
 random-feature approximation of f), and `GPTargets` carries what the loss
 needs to compute it.
 
-Policy rows (`policy_rows` R > 0; the policy head of optformer/pfn.py): each
+Policy rows (`policy_rows` R > 0; the policy head of optformer/model/network.py): each
 example also teaches the policy which configuration to try next. Its target
 is a strong behaviour policy's pick that the generator can afford: the query
 point of highest expected improvement (Jones et al. 1998; the objective is
@@ -38,7 +38,7 @@ cloning: each of the R rows shows a random subset of the target's slots as
 decoded (each slot with probability r ~ U(0, 1); a child only with its
 parent, and a child its decoded parent switches off always, as the decoder
 does), and the loss is the cross-entropy of the target's tokens on the
-undecoded active slots (training/pfn_train.py).
+undecoded active slots (training/train.py).
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ import numpy as np
 from optformer.data_gen import gp
 from optformer.data_gen.prior import latent as prior_latent
 from optformer.data_gen.examples import ExampleConfig, Examples, example_words, sample_examples
-from optformer import bar
-from optformer import ynorm
-from optformer.pfn import PolicyRows, SurrogateBatch
+from optformer.model import bar
+from optformer.model import ynorm
+from optformer.model.network import PolicyRows, SurrogateBatch
 
 SPLIT_IDS = {"train": 0, "validation": 1}
 F32_MAX = float(np.finfo(np.float32).max)  # Bar borders beyond float32 (the power transform's far tails) clip here.

@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optformer.pfn import SurrogateBatch
-from optformer.training.pfn_train import PFNTrainConfig, PFNTrainer
+from optformer.model.network import SurrogateBatch
+from optformer.training.train import PFNTrainConfig, PFNTrainer
 
 
 def matmul_flops_per_second(n: int = 2048, repeats: int = 10) -> float:

@@ -6,8 +6,8 @@ parameters; the setting of the issue's measurement): the first n points are
 the context, the other N - n the queries. Both methods score each query's
 noisy y in the user's units (nats per query):
 
-  * model: -log p(feasible) - log p_z(z(y)) - log dz/dy (optformer.bar,
-    optformer.ynorm: the density in z units plus the Jacobian);
+  * model: -log p(feasible) - log p_z(z(y)) - log dz/dy (optformer.model.bar,
+    optformer.model.ynorm: the density in z units plus the Jacobian);
   * exact GP: -log N(y; mu, var + noise variance) with the task's TRUE
     hyperparameters on the true latent inputs (data_gen/gp.py; Rasmussen &
     Williams 2006, eq. 2.25-2.26), the Bayes-optimal predictor up to the
@@ -26,9 +26,9 @@ import numpy as np
 import scipy.special
 from flax import nnx
 
-from optformer import bar
-from optformer import ynorm
-from optformer.training.pfn_data import PFNDataConfig, gp_posterior_batch, make_batch
+from optformer.model import bar
+from optformer.model import ynorm
+from optformer.training.data import PFNDataConfig, gp_posterior_batch, make_batch
 
 EVAL_SEQ_LEN = 64  # N of the evaluation examples: n context points and 64 - n queries.
 
@@ -108,7 +108,7 @@ def gp_gap(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids: int, con
 
 @functools.partial(jax.jit, static_argnums=0)
 def _policy_metrics(graphdef, params, batch, rows):
-  from optformer.training.pfn_train import policy_loss
+  from optformer.training.train import policy_loss
 
   model = nnx.merge(graphdef, params)
   _, logits = model.with_policy(batch, rows)
@@ -118,7 +118,7 @@ def _policy_metrics(graphdef, params, batch, rows):
 def policy_nll(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids: int, num_batches: int = 4,
                seed_offset: int = 0) -> dict:
   """{"nll_policy", "policy_accuracy"}: the policy's held-out cross-entropy (nats per token) and top-1 accuracy
-  on the behaviour target's undecoded tokens (training/pfn_data.py, "Policy rows"), on `num_batches` validation
+  on the behaviour target's undecoded tokens (training/data.py, "Policy rows"), on `num_batches` validation
   batches of the run's own prior (cfg.policy_rows rows per example, 8 if it has none). The mean over batches."""
   data = cfg if cfg.policy_rows else dataclasses.replace(cfg, policy_rows=8)
   nll, acc = [], []
@@ -142,7 +142,7 @@ def gap_table_by_dims(out: dict, contexts) -> str:
 
 
 def main(argv=None) -> int:
-  """`python -m optformer.training.pfn_eval --checkpoint DIR`: the held-out gap table, by relevant parameters."""
+  """`python -m optformer.training.evaluate --checkpoint DIR`: the held-out gap table, by relevant parameters."""
   import argparse
   import json
   import pathlib

@@ -1,7 +1,7 @@
 """Short probes of whether a fresh model v2 learns to read x on a restricted prior.
 
 A probe trains a fresh model for a few hundred steps and, four times along the way, reports
-the held-out NLL gap to the exact GP at contexts 10 and 30 (training/pfn_eval.py, also split
+the held-out NLL gap to the exact GP at contexts 10 and 30 (training/evaluate.py, also split
 by the task's number of relevant parameters) and the correlation of the predicted median
 with the true z of the queries at context 30 (near 0: the model predicts the context's
 y distribution and ignores x). Findings: docs/model_v2.md, "The model barely reads x".
@@ -19,13 +19,13 @@ import shutil
 
 import numpy as np
 
-from optformer.bar import BarDistribution
+from optformer.model.bar import BarDistribution
 from optformer.data_gen.examples import ExampleConfig
 from optformer.data_gen.prior import PriorConfig
-from optformer.pfn import PFNConfig
-from optformer.training import pfn_eval
-from optformer.training.pfn_data import PFNDataConfig, make_batch, prior_borders
-from optformer.training.pfn_train import PFNTrainConfig, PFNTrainer
+from optformer.model.network import PFNConfig
+from optformer.training import evaluate
+from optformer.training.data import PFNDataConfig, make_batch, prior_borders
+from optformer.training.train import PFNTrainConfig, PFNTrainer
 
 
 def probe_config(args) -> PFNTrainConfig:
@@ -51,9 +51,9 @@ def median_correlation(trainer: PFNTrainer, cfg: PFNTrainConfig, n_context: int 
   params, borders = trainer.current_params(), np.asarray(cfg.model.borders)
   cors = []
   for i in range(batches):
-    batch, _, _, _, z = make_batch(pfn_eval.gp_only(cfg.data), borders, cfg.model.num_slot_ids, i, "validation",
+    batch, _, _, _, z = make_batch(evaluate.gp_only(cfg.data), borders, cfg.model.num_slot_ids, i, "validation",
                                    seq_len=64, n_context=n_context)
-    logits = np.asarray(pfn_eval._logits(trainer.graphdef, params, batch), np.float64)[:, n_context:, :-1]
+    logits = np.asarray(evaluate._logits(trainer.graphdef, params, batch), np.float64)[:, n_context:, :-1]
     p = np.exp(logits - logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     cors += [np.corrcoef(BarDistribution(p[b], borders).quantile(0.5), z[b, n_context:])[0, 1] for b in range(len(p))]
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
   p.add_argument("--bins", type=int, default=100)
   p.add_argument("--distance-bias", action="store_true", help="attention bias from the context's per-slot variograms")
   p.add_argument("--soft-targets", type=float, default=0.0,
-                 help="weight of the exact GP posterior's bar masses in the loss (training/pfn_data.py)")
+                 help="weight of the exact GP posterior's bar masses in the loss (training/data.py)")
   p.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path("runs/probe"))
   args = p.parse_args(argv)
   cfg = probe_config(args)
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
   trainer = PFNTrainer(cfg, args.workdir)
   for _ in range(4):
     trainer.run(trainer.step + args.steps // 4, progress=False)
-    gaps = pfn_eval.gp_gap(trainer.graphdef, trainer.current_params(), cfg.data, cfg.model.borders,
+    gaps = evaluate.gp_gap(trainer.graphdef, trainer.current_params(), cfg.data, cfg.model.borders,
                            cfg.model.num_slot_ids, contexts=(10, 30), num_batches=4, by_dims=True)
     by_dims = ", ".join(f"{k.removeprefix('gap_30_dims_')}: {v:+.3f}" for k, v in gaps.items() if k.startswith("gap_30_dims_"))
     print(f"step {trainer.step}: gap@10 {gaps['gap_10']:+.3f}, gap@30 {gaps['gap_30']:+.3f} ({by_dims} relevant), "

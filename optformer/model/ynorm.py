@@ -40,7 +40,7 @@ Without spread there is no scale in the data, and the scale is a choice:
     is continuous), so this choice does not reach training.
   * no feasible value: z = y.
 `low` and `high` record the feasible context's range (the predictive's
-support is bounded from it, `pfn_inference.support_z`).
+support is bounded from it, `inference.support_z`).
 """
 
 from __future__ import annotations

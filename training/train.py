@@ -1,10 +1,10 @@
-"""Meta-training of model v2 (optformer.pfn) on prior examples generated on the fly.
+"""Meta-training of model v2 (optformer.model.network) on prior examples generated on the fly.
 
 One pure jitted `train_step(params, opt_state, batch, targets)`, data
 parallel over a 1-D "data" mesh as in training/step.py; the loop around it
 adds the side effects: orbax checkpoints of params, optimizer state, step
 and the grain iterator's state (the data position), held-out evaluation
-against the exact GP (training/pfn_eval.py), a JSONL metrics log (rows after
+against the exact GP (training/evaluate.py), a JSONL metrics log (rows after
 the resumed step are dropped on resume, so no step is listed twice) and a
 progress bar. A non-finite loss raises.
 
@@ -15,7 +15,7 @@ head starts fresh).
 
 Policy (`data.policy_rows` > 0 and a model with `policy_tokens` > 0): the
 loss is the bar loss plus `policy_weight` times the policy's any-order
-behaviour-cloning cross-entropy (training/pfn_data.py, "Policy rows").
+behaviour-cloning cross-entropy (training/data.py, "Policy rows").
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from optformer.pfn import PFNConfig, PFNSurrogate, PolicyRows, SurrogateBatch, create_model, value_tokens
-from optformer.training.pfn_data import GPTargets, PFNDataConfig, WithPolicy, dataset
+from optformer.model.network import PFNConfig, PFNSurrogate, PolicyRows, SurrogateBatch, create_model, value_tokens
+from optformer.training.data import GPTargets, PFNDataConfig, WithPolicy, dataset
 from optformer.training.step import fresh_state, jit_step, make_mesh, optimizer_step
 from optformer.training.workdir import drop_metrics_after, open_workdir, restore_latest, save_checkpoint
 
@@ -158,7 +158,7 @@ def soft_bar_targets(gp: GPTargets):
 
 def policy_loss(logits_BxRxDxV, rows: PolicyRows, kinds_BxD, num_values_BxD):
   """(mean cross-entropy float [] in nats per token, accuracy float []) of the target's tokens on the rows'
-  undecoded active slots (any-order behaviour cloning; training/pfn_data.py, "Policy rows")."""
+  undecoded active slots (any-order behaviour cloning; training/data.py, "Policy rows")."""
   tokens = value_tokens(rows.x, kinds_BxD[:, None], num_values_BxD[:, None], logits_BxRxDxV.shape[-1])
   w = (~rows.decoded & rows.active & (kinds_BxD > 0)[:, None]).astype(jnp.float32)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits_BxRxDxV.astype(jnp.float32), tokens)
@@ -174,7 +174,7 @@ def loss_fn(model: PFNSurrogate, batch: SurrogateBatch, targets, soft_weight: fl
 
   targets: bars int32 [B, N], or `GPTargets`: then a feasible query's loss is (1 - soft_weight) times the
   cross-entropy of its drawn bar plus soft_weight times that of the exact GP posterior's bar masses
-  (`soft_bar_targets`; training/pfn_data.py, "Soft targets"); or `WithPolicy(either, PolicyRows)`.
+  (`soft_bar_targets`; training/data.py, "Soft targets"); or `WithPolicy(either, PolicyRows)`.
 
   Returns (loss float [], metrics dict): loss, bar_loss (and policy_loss, policy_accuracy with policy rows);
   `infeasible_nll`, the part of the loss from the feasible-vs-infeasible decision, is not separated.

@@ -2,13 +2,13 @@
 
 Letters: D parameter slots, V = PFNConfig.policy_tokens tokens, n samples.
 
-Tokens of a slot (one vocabulary of V for every kind; `pfn.value_tokens`):
+Tokens of a slot (one vocabulary of V for every kind; `network.value_tokens`):
   * float: token b is the value bin [b / V, (b + 1) / V) of the unit value;
     a decoded value is uniform inside its bin;
   * ordinal of L levels: L <= V: token i is level i (unit value i / (L - 1));
     L > V: bins as for a float, the value then snapped to the nearest level;
   * categorical of K <= V categories: token k is category k.
-Tokens a slot cannot take (>= L, >= K) have logit NEG_INF (`pfn.token_mask`),
+Tokens a slot cannot take (>= L, >= K) have logit NEG_INF (`network.token_mask`),
 and a child parameter is decoded only where its decoded parent allows it, so
 every sample lies in its search space by construction.
 
@@ -18,7 +18,7 @@ against the encoded context (`PFNSurrogate.policy_logits`), samples the
 slot's token at a temperature, and marks the slot's disallowed children
 decoded-inactive. One compilation per (model, D, n, context length): pad
 the context to a bucket (as pfn_inference does for queries) to keep it so.
-Training (training/pfn_train.py) teaches the same rows in any order.
+Training (training/train.py) teaches the same rows in any order.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from optformer.pfn import KIND_CATEGORICAL, KIND_ORDINAL, EncodedContext, PolicyRows, token_mask, value_tokens
+from optformer.model.network import KIND_CATEGORICAL, KIND_ORDINAL, EncodedContext, PolicyRows, token_mask, value_tokens
 
 
 class DecodeSpace(NamedTuple):
@@ -49,7 +49,7 @@ def decode_space(kinds, num_values, slot_ids, num_tokens: int, parent=None, allo
   """Checks and packs a search space for `sample` / `log_prob`.
 
   Args:
-    kinds, num_values, slot_ids: int [D] as in `pfn.SurrogateBatch` (one study).
+    kinds, num_values, slot_ids: int [D] as in `network.SurrogateBatch` (one study).
     num_tokens: V, the model's `PFNConfig.policy_tokens`.
     parent: int [D], the parent slot of each child parameter, -1 for a root (default: all roots).
     allowed: bool [D, V], the parent tokens under which a child is active (ignored for roots).
@@ -163,7 +163,7 @@ def sample(model, enc: EncodedContext, space: DecodeSpace, num: int, key, temper
   """Samples `num` configurations of one study from the policy.
 
   Args:
-    model: a `pfn.PFNSurrogate` with a policy head (PFNConfig.policy_tokens > 0).
+    model: a `network.PFNSurrogate` with a policy head (PFNConfig.policy_tokens > 0).
     enc: `model.encode_context` of ONE study's context (B = 1).
     space: `decode_space` of the study's search space (the same slots as the context).
     num: n, samples decoded in parallel (one compilation per n).

@@ -14,7 +14,7 @@ One position per trial (PFNs, Müller et al., ICLR 2022): its embedding is
     slot's identity (a slot id, random in training), kind and number of
     levels. No weight depends on the number of slots, so a model serves up
     to `num_slot_ids` parameters and is invariant to their order;
-  * the y part: features of the context objective z (optformer.ynorm), a
+  * the y part: features of the context objective z (optformer.model.ynorm), a
     learned "infeasible" vector, or a learned "query" vector (y unknown).
 Attention: every position attends to a learned global token and to the
 context positions only, never to queries: a query's prediction depends on
@@ -29,8 +29,8 @@ shared MLP of slot d's empirical variogram of z at a few lag scales
 kernel with automatic relevance determination does, for any number of
 parameters and in any order.
 Head: logits over Y bars of a full-support bar distribution in z units
-(optformer.bar) plus one "infeasible" class, so p(feasible | x) = 1 - p_Y.
-Policy head (`PFNConfig.policy_tokens` = V > 0; decoding in optformer.policy):
+(optformer.model.bar) plus one "infeasible" class, so p(feasible | x) = 1 - p_Y.
+Policy head (`PFNConfig.policy_tokens` = V > 0; decoding in optformer.model.policy):
 a policy row is a query whose x part holds the slots decoded so far (their
 value, or inactive) and a learned "undecoded" vector for the rest, and whose
 y part is a learned "policy" vector; its final state h gives the next-token
@@ -53,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from optformer.pfn_config import PFNConfig  # Defined without JAX (checkpoint.read_config reads it); re-exported.
+from optformer.model.config import PFNConfig  # Defined without JAX (checkpoint.read_config reads it); re-exported.
 
 NEG_INF = -1e9
 COPY_HEADS = 4  # Attention heads of the policy head's copy pointer (PFNConfig.policy_copy).
@@ -70,7 +70,7 @@ class PolicyRows(NamedTuple):
 
 
 def token_mask(kinds_BxD, num_values_BxD, num_tokens: int):
-  """bool [B, D, V]: the tokens slot d may take (optformer.policy): all V for a float or an ordinal of more
+  """bool [B, D, V]: the tokens slot d may take (optformer.model.policy): all V for a float or an ordinal of more
   than V levels, the first L for L <= V levels, the first K of K categories; none for unused slots."""
   v = jnp.arange(num_tokens)
   n = num_values_BxD[..., None]

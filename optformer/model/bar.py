@@ -1,7 +1,7 @@
 """Full-support bar distribution: model v2's predictive distribution in z units.
 
 The surrogate outputs probabilities p_b over Y bars between borders
-e_0 < ... < e_Y (z units, see `optformer.ynorm`). Inner bars (1 .. Y-2)
+e_0 < ... < e_Y (z units, see `optformer.model.ynorm`). Inner bars (1 .. Y-2)
 have a uniform density p_b / w_b. The two outer bars are half-normal tails
 (PFNs' `FullSupportBarDistribution`, Müller et al., ICLR 2022, Sec. 4.1 and
 the PFNs repository): the left bar's mass p_0 is spread over (-inf, e_1] as

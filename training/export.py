@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from optformer import checkpoint
-from optformer.training import pfn_eval
+from optformer.training import evaluate
 
 
 def read_metrics(workdir) -> list[dict]:
@@ -62,19 +62,19 @@ def card(cfg, facts: dict, note: str = "") -> str:
   gap_rows = "\n".join(f"| {n} | {held['nll_model_' + n]:.3f} | {held['nll_gp_' + n]:.3f} | {held['gap_' + n]:+.3f} |" for n in sizes)
   by_dims = ""
   if any("_dims_" in k for k in held):
-    by_dims = "\nBy the task's number of relevant parameters:\n\n" + pfn_eval.gap_table_by_dims(held, sizes) + "\n"
+    by_dims = "\nBy the task's number of relevant parameters:\n\n" + evaluate.gap_table_by_dims(held, sizes) + "\n"
   if m.policy_tokens:
     policy_line = (f"Also a policy: it decodes the next configuration parameter by parameter over {m.policy_tokens}\n"
-                   f"numeric tokens (optformer/policy.py), trained to clone the "
+                   f"numeric tokens (optformer/model/policy.py), trained to clone the "
                    f"{POLICY_TARGETS[d.policy_target]} pick of the prior\n"
                    f"(policy loss weight {cfg.policy_weight}, {d.policy_rows} policy rows per example).")
   else:
     policy_line = "It has no policy head; suggestions come from an acquisition search over candidates."
   return f"""# optformer model v2 (order-free in-context surrogate)
 
-Format `pfn-v2` (optformer/pfn.py). A surrogate only: p(y | x, context) as a
+Format `pfn-v2` (optformer/model/network.py). A surrogate only: p(y | x, context) as a
 full-support bar distribution over {m.num_bins} bars in normalized units
-(optformer/ynorm.py, optformer/bar.py) plus p(infeasible | x).
+(optformer/model/ynorm.py, optformer/model/bar.py) plus p(infeasible | x).
 {policy_line}
 
 ## Architecture
@@ -94,7 +94,7 @@ full-support bar distribution over {m.num_bins} bars in normalized units
 
 ## Held-out NLL against the exact GP (nats per query, user units)
 GP-prior validation examples, 64 points, context n, the rest queries
-(training/pfn_eval.py); gap = model - exact GP with the true hyperparameters.
+(training/evaluate.py); gap = model - exact GP with the true hyperparameters.
 
 | context | model | exact GP | gap |
 |---|---|---|---|

@@ -3,7 +3,7 @@
 `PFNEngine.predict` takes a study's context (unit-form configurations and
 objectives, "larger is better", NaN for infeasible trials) and queries, and
 returns a `PFNPredictive`: per query the bar distribution in z units
-(optformer.bar), the fitted y map (optformer.ynorm) and p(feasible). In user
+(optformer.model.bar), the fitted y map (optformer.model.ynorm) and p(feasible). In user
 units it is one distribution, the model's z censored to a support bounded
 by the context (`support_z`), whose moments, EI, quantiles and CDF are all
 computed from it (see `PFNPredictive`).
@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from optformer import bar
-from optformer.pfn import PFNSurrogate, SurrogateBatch
-from optformer.ynorm import YTransform
+from optformer.model import bar
+from optformer.model.network import PFNSurrogate, SurrogateBatch
+from optformer.model.ynorm import YTransform
 
 class StaticGraph:
   """A model's nnx graphdef as a static jit argument whose hash is computed once.
@@ -108,7 +108,7 @@ class PFNPredictive:
   """N predictive distributions of the objective in user units, in the goal's direction.
 
   The distribution: Y = sign T^-1(clip(Z, lo, hi)), with Z the model's bar distribution in z units
-  (optformer.bar), T the context's y map (optformer.ynorm), [lo, hi] = `support_z(transform)` and sign
+  (optformer.model.bar), T the context's y map (optformer.model.ynorm), [lo, hi] = `support_z(transform)` and sign
   -1 when minimizing. Censoring, not truncation: the model's mass beyond the support sits at its ends,
   so quantiles inside the support are the model's own, and the support's ends are bounded by the
   context (no reachable input gives a mean further than SUPPORT_RANGES ranges outside the context's
@@ -353,7 +353,7 @@ class PFNContext:
 
   def sample_policy(self, key, n: int, temperature: float = 1.0, parent=None, allowed=None, order=None):
     """(units float64 [n, D], active bool [n, D]): n configurations decoded from the policy head given this
-    context (`optformer.policy.sample`: valid by construction, 0 in inactive slots).
+    context (`optformer.model.policy.sample`: valid by construction, 0 in inactive slots).
 
     key: a jax PRNG key. parent, allowed, order: the space's conditions as the decoder reads them
     (`SearchSpace.condition_arrays(policy_tokens)`, `SearchSpace.topological_order()`); None: no conditions.
@@ -365,7 +365,7 @@ class PFNContext:
     """
     import jax
 
-    from optformer import policy
+    from optformer.model import policy
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
       raise ValueError(f"n must be an integer >= 1, got {n!r}.")

@@ -2,8 +2,8 @@
 
 `optformer.checkpoint.read_config` reads and validates a checkpoint's
 config.json with it before any model is loaded, so building an `Optimizer`
-imports no JAX, flax or orbax (docs/cold_start.md). `optformer.pfn`
-re-exports it; the model itself (`pfn.PFNSurrogate`) lives there.
+imports no JAX, flax or orbax (docs/cold_start.md). `optformer.model.network`
+re-exports it; the model itself (`network.PFNSurrogate`) lives there.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class PFNConfig:
   max_context: int = 256  # Longest context the inference buckets allow.
   distance_bias: bool = True  # Attention bias from per-slot distances weighted by the context's variograms.
   d_ard: int = 64  # Hidden width of the MLP from a slot's variogram to its per-layer, per-head weights.
-  # V: tokens of the policy head (optformer/policy.py: value bins, levels or categories per parameter);
+  # V: tokens of the policy head (optformer/model/policy.py: value bins, levels or categories per parameter);
   # 0: a surrogate only, no policy head (checkpoints from before the head).
   policy_tokens: int = 0
   # The policy head also reads the context's per-slot values through its own attention (a copy pointer:
