@@ -54,7 +54,7 @@ def test_cache_in_a_given_directory_gets_the_model_compilations(tmp_path):
   out = _run(_STUDY.replace("CACHE", repr(str(cache))), tmp_path)
   assert out["jax_dir"] == str(cache)
   names = _entries(cache)
-  assert any(n.startswith("jit__encode_history-") for n in names), names
+  assert any(n.startswith("jit__encode-") for n in names), names
   assert any(n.startswith("jit__score-") for n in names), names
   assert not (tmp_path / "xdg").exists()  # Nothing in the default directory.
 
