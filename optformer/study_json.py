@@ -67,19 +67,8 @@ def _trial_json(t: Trial) -> dict:
 
 
 def from_json(cls: type[Optimizer], data: Mapping[str, Any], *, model=None) -> Optimizer:
-  """Inverse of `to_json`. `model` overrides the stored model reference.
-
-  Every field is checked before use; a study without `study_id` (written
-  before it existed) gets a new one.
-
-  Raises:
-    ValueError: an unknown format, or a field that is missing, of the wrong
-      type or out of range (a trial outside the stored space, a trial
-      number used twice, an objective beyond +-1e150); the message names
-      the field, e.g. "field 'trials[3].value': ...".
-    checkpoint.CheckpointError: the referenced checkpoint is missing or
-      corrupt, or names a shipped model this installation does not ship.
-  """
+  """Inverse of `to_json`: an instance of `cls` (Optimizer) from a study file's JSON; the semantics and the
+  errors raised are those of `Optimizer.from_json`, which calls it."""
   fmt = data.get("format") if isinstance(data, Mapping) else None
   if type(fmt) is not int or fmt != FORMAT:  # Not `!=` alone: True == 1 and 1.0 == 1 in Python.
     if not isinstance(data, Mapping):
