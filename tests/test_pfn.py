@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from optformer.model.network import PFNConfig, SurrogateBatch, create_model, pair_distance, slot_variogram
+from optformer.model.features import pair_distance, slot_variogram
+from optformer.model.network import PFNConfig, SurrogateBatch, create_model
 
 B, N, D = 2, 12, 4
 

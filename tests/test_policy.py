@@ -12,7 +12,7 @@ from flax import nnx
 
 from optformer.model import network
 from optformer.model import policy
-from optformer.model.network import KIND_CATEGORICAL as CAT, KIND_ORDINAL as ORD
+from optformer.search_space import KIND_CATEGORICAL as CAT, KIND_ORDINAL as ORD
 
 V = 8  # Policy tokens of the tiny model.
 FLOAT = 1

@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from optformer.model.network import KIND_CATEGORICAL, KIND_ORDINAL, EncodedContext, PolicyRows, token_mask, value_tokens
+from optformer.model.network import EncodedContext, PolicyRows, token_mask, value_tokens
+from optformer.search_space import KIND_CATEGORICAL, KIND_ORDINAL
 
 
 class DecodeSpace(NamedTuple):
