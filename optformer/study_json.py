@@ -32,15 +32,8 @@ if TYPE_CHECKING:
 
 
 def to_json(opt: Optimizer) -> dict:
-  """The study as a JSON-serializable dict (format 1): space, options, trials, pending, random state, study id.
-
-  "model" references the model: "shipped:<name>" for a model shipped with
-  the package (e.g. "shipped:optformer-v2", the default; resolved against
-  `checkpoint.SHIPPED_CHECKPOINTS` when loaded, so the file survives
-  moving the checkout or the environment), the absolute checkpoint path
-  for any other directory, or null when the optimizer was built from an
-  in-memory model (pass `model=` to load).
-  """
+  """The study file's JSON (format 1) of an Optimizer; the fields and the "model" reference are described by
+  `Optimizer.to_json`, which calls it."""
   d, s = opt.designer, opt.study
   return {
       "format": FORMAT, "space": s.space.to_json(), "goal": s.goal, "model": _model_reference(opt.model_path),
