@@ -15,12 +15,12 @@ from optformer import compilation_cache
 from optformer.acquisition_search import SearchConfig
 from optformer import priors
 from optformer.optimizer import Optimizer, Suggestion, Trial
-from optformer.search_space import Categorical, Condition, Discrete, Float, Int, SearchSpace
+from optformer.search_space import Categorical, Condition, Discrete, Float, Forbidden, Int, SearchSpace
 from optformer.surrogate import Surrogate
 from optformer import explain  # After Optimizer and Surrogate, which it reads; imports neither matplotlib nor optuna.
 
 __all__ = [
-    "Categorical", "CheckpointError", "Condition", "Discrete", "Float", "Int", "Optimizer",
+    "Categorical", "CheckpointError", "Condition", "Discrete", "Float", "Forbidden", "Int", "Optimizer",
     "SearchConfig", "SearchSpace", "Suggestion", "Surrogate", "Trial", "compilation_cache", "explain", "priors",
 ]
 __version__ = "0.1.0"

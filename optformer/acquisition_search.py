@@ -20,6 +20,10 @@ its inactive parameters hold `search_space.INACTIVE_UNIT`, and
 `space.unit_active_mask(rows)` (bool [M, D]) is the active mask a
 surrogate reads beside the rows, e.g. inside the `acquisition` callable.
 
+Forbidden clauses (`SearchSpace.forbidden`): no candidate is forbidden;
+uniform points are redrawn, and forbidden local moves and extra rows are
+dropped before they are scored.
+
 Pool sizes are `SearchConfig`. Its defaults were chosen by measurement on
 the prior, BBOB and HPO suites (docs/acquisition_search.md): with today's
 model v1, 1024 uniform points and nothing else had the lowest regret on all
@@ -91,13 +95,26 @@ def uniform_points(space: ss.SearchSpace, rng: np.random.Generator, num: int) ->
 
   In a conditional space every parent is drawn uniformly and the slots of
   the parameters it leaves inactive hold `ss.INACTIVE_UNIT`; their active
-  mask is `space.unit_active_mask(rows)`.
+  mask is `space.unit_active_mask(rows)`. Forbidden rows are redrawn
+  (ValueError if 100 rounds in a row find none allowed).
   """
   nv = np.array([p.num_values for p in space])
   cat = np.array([p.kind == ss.KIND_CATEGORICAL for p in space])
-  u = rng.random((num, len(space)))
-  u[:, cat] = np.floor(u[:, cat] * nv[cat])
-  return space.snap(u)
+  kept, have = [], 0
+  for _ in range(100):
+    u = rng.random((num, len(space)))
+    u[:, cat] = np.floor(u[:, cat] * nv[cat])
+    u = space.snap(u)
+    if not space.forbidden:
+      return u
+    kept.append(u[~space.unit_forbidden(u)])
+    have += len(kept[-1])
+    if have >= num:
+      return np.concatenate(kept)[:num]
+  if num and not have:
+    raise ValueError(f"{100 * num} uniform points were all forbidden by the clauses "
+                     f"{[c.describe() for c in space.forbidden]}.")
+  return np.concatenate(kept)
 
 
 def local_moves(space: ss.SearchSpace, rng: np.random.Generator, starts_KxD, num: int) -> np.ndarray:
@@ -111,7 +128,8 @@ def local_moves(space: ss.SearchSpace, rng: np.random.Generator, starts_KxD, num
   values. In a conditional space, a parameter that a move activates (its
   parent changed) is drawn uniformly, as are its own newly active children,
   and the ones it deactivates hold `ss.INACTIVE_UNIT`; the active mask of
-  the rows is `space.unit_active_mask(rows)`. K = 0 gives none.
+  the rows is `space.unit_active_mask(rows)`. K = 0 gives none; forbidden
+  moves are dropped, so fewer than `num` rows may come back.
   """
   starts = np.asarray(starts_KxD, np.float64).reshape(-1, len(space))
   d = len(space)
@@ -139,7 +157,7 @@ def local_moves(space: ss.SearchSpace, rng: np.random.Generator, starts_KxD, num
       out[new] = np.where(cat, np.floor(rng.random((num, d)) * nv), rng.random((num, d)))[new]
       drawn |= new
       out = space.snap(out)
-  return out
+  return out[~space.unit_forbidden(out)] if space.forbidden else out
 
 
 def search(
@@ -155,7 +173,7 @@ def search(
     config: pool sizes (`SearchConfig`; its num_policy is the caller's business).
     best_trials_KxD: unit rows of the best trials, best first (local moves start here).
     is_fresh: unit rows [M, D] -> bool [M], False for configurations already told or pending.
-    extra_PxD: further unit rows to score (policy or prior samples), snapped here.
+    extra_PxD: further unit rows to score (policy or prior samples), snapped here; forbidden ones dropped.
 
   Returns:
     (unit row float [D] of the winner, its score, number of candidates scored).
@@ -166,7 +184,8 @@ def search(
   top = np.asarray(best_trials_KxD, np.float64).reshape(-1, d)[: config.num_top_trials]
   parts = [uniform_points(space, rng, config.num_random), local_moves(space, rng, top, config.num_local)]
   if extra_PxD is not None and len(extra_PxD):
-    parts.append(space.snap(extra_PxD))
+    extra = space.snap(extra_PxD)
+    parts.append(extra[~space.unit_forbidden(extra)] if space.forbidden else extra)
   pool = np.concatenate(parts)
   score, fresh = np.asarray(acquisition(pool), np.float64), np.asarray(is_fresh(pool), bool)
   for _ in range(config.rounds if config.refine_moves and config.refine_top else 0):

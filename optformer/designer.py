@@ -19,6 +19,9 @@ With no feasible trial yet (no objective scale) the first suggestion is a prior,
 Conditional spaces: every unit row the model reads (context, pending fantasies, candidates, predict queries) goes
 with its active mask, `space.unit_active_mask(rows)` (`active`), so the model reads a switched-off parameter as
 inactive, not as the INACTIVE_UNIT value its slot holds; candidates are valid rows (`acquisition_search`).
+
+Forbidden clauses (`SearchSpace.forbidden`): no candidate, first suggestion or policy sample is forbidden (the
+acquisition search drops them; `sample_policy` redraws).
 """
 
 from __future__ import annotations
@@ -126,7 +129,8 @@ class Designer:
     seen = set(self.backend.fresh_keys(taken)) if taken else set()
     is_fresh = lambda units: np.array([k not in seen for k in self.backend.fresh_keys(units)], bool)
     config = self.search_config()
-    prior_samples = lambda: np.array([self.space.to_unit(c) for c in self.prior.sample(rng, self.num_candidates)])
+    prior_samples = lambda: np.array([self.space.to_unit(c) for c in self.prior.sample(rng, self.num_candidates)
+                                      ]).reshape(-1, len(self.space))
     if best is None:  # No scale yet: the first fresh prior, policy or uniform sample (no model call for these two).
       if self.prior is not None:
         first = prior_samples()
@@ -134,6 +138,9 @@ class Designer:
         first = self.condition(context).sample_policy(rng, config.num_policy, self.temperature)
       else:
         first = acquisition_search.uniform_points(self.space, rng, max(self.num_candidates, 64))
+      if self.space.forbidden:  # Prior and policy samples may be forbidden: uniform points then.
+        first = first[~self.space.unit_forbidden(first)]
+        first = first if len(first) else acquisition_search.uniform_points(self.space, rng, 64)
       return first[int(np.argmax(is_fresh(first)))]
     posterior = self.condition(context)
     extra = [posterior.sample_policy(rng, config.num_policy, self.temperature)] if config.num_policy else []
@@ -155,6 +162,18 @@ class Designer:
     unit, _, _ = acquisition_search.search(
         self.space, rng, acquisition, config, top, is_fresh, np.concatenate(extra) if extra else None)
     return unit
+
+  def sample_policy(self, study: Study, rng: np.random.Generator, n: int) -> list[dict]:
+    """n configurations decoded from the policy given the study's context (`Optimizer.sample_policy`); forbidden
+    samples are redrawn (ValueError if 20 batches leave fewer than n allowed)."""
+    posterior, kept = self.condition(self.context(study)[0]), []
+    for _ in range(20):
+      units = posterior.sample_policy(rng, n, self.temperature)
+      kept += [u for u, bad in zip(units, self.space.unit_forbidden(units)) if not bad]
+      if len(kept) >= n:
+        return [self.space.from_unit(u) for u in kept[:n]]
+    raise ValueError(f"The policy proposed forbidden configurations in 20 batches of {n}; only {len(kept)} were "
+                     f"allowed by the clauses {[c.describe() for c in self.space.forbidden]}.")
 
   def constraint_log_feasible(self, study: Study):
     """units float [M, D] -> float [M]: sum over constraints j of log P(c_j(x) <= 0), each constraint's values

@@ -343,7 +343,8 @@ class Optimizer:
 
     The policy decodes a configuration parameter by parameter over numeric tokens with masks that allow only
     valid tokens (optformer/model/policy.py), so every sample is valid by construction: inside the bounds, on the
-    integer levels, among the categories, inactive children left out. `temperature` (of the Optimizer)
+    integer levels, among the categories, inactive children left out; a forbidden one (`SearchSpace.forbidden`) is
+    redrawn. `temperature` (of the Optimizer)
     divides its logits. Works on an empty study (the policy's prior over configurations).
 
     Returns:
@@ -357,9 +358,7 @@ class Optimizer:
     if not self.backend.capabilities.policy:
       raise ValueError("sample_policy needs a model with a policy head; this model has none "
                        "(backend.capabilities.policy is False).")
-    context, _ = self.designer.context(self.study)
-    units = self.designer.condition(context).sample_policy(self.rng, int(n), self.temperature)
-    return [self.space.from_unit(u) for u in units]
+    return self.designer.sample_policy(self.study, self.rng, int(n))  # Forbidden samples redrawn.
 
   def predict(self, configs: Sequence[Mapping[str, Any]]) -> PFNPredictive | list[PFNPredictive]:
     """Predictive distributions of the objective at `configs`, in objective units; with several objectives a

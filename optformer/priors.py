@@ -158,8 +158,21 @@ class Prior:
   def sample(self, rng: np.random.Generator, num: int) -> list[dict[str, Any]]:
     """`num` configurations drawn from the beliefs (uniform for parameters without one; without the floor).
 
-    In a conditional space each configuration holds only its active parameters (module docstring).
+    In a conditional space each configuration holds only its active parameters (module docstring). Forbidden
+    configurations (`SearchSpace.forbidden`) are redrawn, up to 100 rounds of `num` draws: fewer than `num`
+    come back only when the beliefs and the clauses nearly exclude each other.
     """
+    if not self.space.forbidden:
+      return self._draw(rng, num)
+    kept = []
+    for _ in range(100):
+      kept += [c for c in self._draw(rng, num) if not self.space.is_forbidden(c)]
+      if len(kept) >= num:
+        break
+    return kept[:num]
+
+  def _draw(self, rng: np.random.Generator, num: int) -> list[dict[str, Any]]:
+    """`sample` without the forbidden clauses."""
     if self.space.is_conditional:
       return self._sample_tree(rng, num)
     configs = [self.space.sample(rng) for _ in range(num)]

@@ -19,6 +19,13 @@ A configuration holds exactly its *active* parameters. In unit form every
 parameter keeps its slot and an inactive one holds `INACTIVE_UNIT` (0.5);
 which slots are active follows from the row itself (its parents' values),
 so `unit_active_mask(u)` gives the mask the surrogate reads beside it.
+
+Forbidden combinations (`forbidden.py`, ConfigSpace's forbidden clauses):
+`SearchSpace(params, forbidden=[Forbidden({"kernel": "poly", "degree": 5})])`;
+they are never sampled or suggested, and `validate` refuses them.
+Constants (`constants={"seed": 0}`, ConfigSpace's Constant) are carried
+with the space (JSON, ConfigSpace round trips) but are not parameters:
+configurations leave them out.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from optformer import conditions as cond
+from optformer import forbidden as forbidden_lib
 from optformer.conditions import Condition
+from optformer.forbidden import Forbidden
 from optformer.parameters import (  # Re-exported: the public names of search spaces live here.
     INACTIVE_UNIT, KIND_CATEGORICAL, KIND_FLOAT, KIND_ORDINAL, KIND_UNUSED, LEVEL_TOLERANCE, MAX_EXACT_INT,
     Categorical, Discrete, Float, Int, Parameter,
@@ -37,7 +46,7 @@ from optformer.parameters import (  # Re-exported: the public names of search sp
 
 __all__ = [
     "INACTIVE_UNIT", "KIND_CATEGORICAL", "KIND_FLOAT", "KIND_ORDINAL", "KIND_UNUSED", "LEVEL_TOLERANCE",
-    "MAX_EXACT_INT", "Categorical", "Condition", "Discrete", "Float", "Int", "Parameter", "SearchSpace",
+    "MAX_EXACT_INT", "Categorical", "Condition", "Discrete", "Float", "Forbidden", "Int", "Parameter", "SearchSpace",
 ]
 
 
@@ -49,6 +58,11 @@ class SearchSpace:
       with a `condition` is active only when its parent is active and the
       condition holds (`conditions.Condition`). Parents may come before or
       after their children.
+    forbidden: `Forbidden` clauses (or their JSON dicts): combinations that
+      are never suggested and that `validate` refuses (`forbidden.py`).
+    constants: name -> value (a string, bool, number or None) of fixed
+      settings carried with the space (ConfigSpace's Constant); not
+      parameters, so configurations leave them out.
 
   Condition values are stored canonically (the parent's own values, in its
   order), so `space[name].condition` may differ from the one given.
@@ -58,9 +72,12 @@ class SearchSpace:
       invalid (unknown parent, a cycle, a value the parent does not take, a
       condition that never holds; see `conditions.bind`).
     TypeError: if an element is not a parameter.
+    Forbidden clauses and constants raise as `forbidden.bind`, or ValueError
+    for a constant named like a parameter or of another type.
   """
 
-  def __init__(self, parameters: Sequence[Parameter]):
+  def __init__(self, parameters: Sequence[Parameter], forbidden: Sequence[Forbidden] = (),
+               constants: Mapping[str, Any] | None = None):
     parameters = tuple(parameters)
     if not parameters:
       raise ValueError("A SearchSpace needs at least one parameter, got none.")
@@ -76,6 +93,13 @@ class SearchSpace:
     self._index = {p.name: j for j, p in enumerate(self.parameters)}
     self._parents = cond.parent_indices(self.parameters)
     self._order = cond.topological_order(self.parameters)
+    self.forbidden = forbidden_lib.bind(tuple(forbidden), self.parameters)
+    self.constants = dict(constants or {})
+    for name, v in self.constants.items():
+      if name in self._by_name or not isinstance(name, str):
+        raise ValueError(f"Constant {name!r} must be a string naming no parameter of the search space.")
+      if v is not None and not isinstance(v, (str, bool, int, float)):
+        raise ValueError(f"Constant {name!r} must be a string, bool, number or None, got {v!r}.")
 
   def __len__(self) -> int:
     return len(self.parameters)
@@ -87,10 +111,13 @@ class SearchSpace:
     return self._by_name[name]
 
   def __eq__(self, other) -> bool:
-    return isinstance(other, SearchSpace) and self.parameters == other.parameters
+    return (isinstance(other, SearchSpace) and self.parameters == other.parameters
+            and self.forbidden == other.forbidden and self.constants == other.constants)
 
   def __repr__(self) -> str:
-    return f"SearchSpace({list(self.parameters)!r})"
+    extra = (f", forbidden={list(self.forbidden)!r}" if self.forbidden else "") + (
+        f", constants={self.constants!r}" if self.constants else "")
+    return f"SearchSpace({list(self.parameters)!r}{extra})"
 
   @property
   def names(self) -> list[str]:
@@ -172,11 +199,22 @@ class SearchSpace:
       if missing:
         raise ValueError(f"Missing active parameter(s) {sorted(missing, key=self._index.get)} in configuration "
                          f"{dict(params)!r}.")
-      return {p.name: values[p.name] for p in self.parameters if p.name in values}, active
+      return self._allowed({p.name: values[p.name] for p in self.parameters if p.name in values}, active), active
     missing = [n for n in self.names if n not in params]
     if missing:
       raise ValueError(f"Missing parameter(s) {missing} in configuration {dict(params)!r}.")
-    return {p.name: p.validate(params[p.name]) for p in self.parameters}, active
+    return self._allowed({p.name: p.validate(params[p.name]) for p in self.parameters}, active), active
+
+  def _allowed(self, values: dict, active: np.ndarray) -> dict:
+    """`values` (valid, active ones); ValueError naming the clause if a forbidden clause holds."""
+    if not self.forbidden:
+      return values
+    u = np.array([[p.to_unit(values[p.name]) if p.name in values else INACTIVE_UNIT for p in self.parameters]])
+    for c in self.forbidden:
+      if forbidden_lib.unit_forbidden(self.parameters, [c], u, active[None])[0]:
+        raise forbidden_lib.ForbiddenError(
+            f"Configuration {values!r} is forbidden by the clause {c.describe()!r} of the search space.")
+    return values
 
   def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
     """Checks a configuration and returns its active parameters, in space order, with canonical value types.
@@ -187,7 +225,8 @@ class SearchSpace:
     Raises:
       TypeError: `params` is not a mapping, or a value has the wrong type.
       ValueError: a parameter is unknown, out of its range, active but
-        missing, or inactive but given (the message names it and why).
+        missing, or inactive but given (the message names it and why), or
+        the configuration is forbidden (`ForbiddenError`, a ValueError naming the clause).
     """
     return self._check(params)[0]
 
@@ -213,6 +252,21 @@ class SearchSpace:
     if not self.is_conditional:
       return np.ones(u.shape, bool)
     return cond.unit_active_mask(self.parameters, self._parents, self._order, u.reshape(-1, len(self))).reshape(u.shape)
+
+  def unit_forbidden(self, u_NxD) -> np.ndarray:
+    """bool [N]: which unit rows float [N, D] decode to a forbidden configuration (all False without clauses)."""
+    u = np.asarray(u_NxD, np.float64).reshape(-1, len(self))
+    if not self.forbidden:
+      return np.zeros(len(u), bool)
+    return forbidden_lib.unit_forbidden(self.parameters, self.forbidden, u, self.unit_active_mask(u))
+
+  def is_forbidden(self, params: Mapping[str, Any]) -> bool:
+    """Whether a configuration (valid otherwise) is forbidden; errors of `validate` other than forbidden raise."""
+    try:
+      self.validate(params)
+    except forbidden_lib.ForbiddenError:
+      return True
+    return False
 
   def to_unit(self, params: Mapping[str, Any]) -> np.ndarray:
     """float64 [D]: unit values of a configuration (category index for categorical; INACTIVE_UNIT where inactive)."""
@@ -250,12 +304,21 @@ class SearchSpace:
     return out
 
   def sample(self, rng: np.random.Generator) -> dict[str, Any]:
-    """A configuration drawn uniformly (in unit space; uniform over categories); only its active parameters."""
-    u = [rng.integers(p.num_values) if p.kind == KIND_CATEGORICAL else rng.random() for p in self.parameters]
-    return self.from_unit(np.array(u, dtype=np.float64))
+    """A configuration drawn uniformly (in unit space; uniform over categories); only its active parameters.
+
+    Forbidden configurations are redrawn (ValueError if 1000 draws in a row are all forbidden).
+    """
+    for _ in range(1000):
+      u = np.array([rng.integers(p.num_values) if p.kind == KIND_CATEGORICAL else rng.random()
+                    for p in self.parameters], dtype=np.float64)
+      if not self.forbidden or not self.unit_forbidden(self.snap(u))[0]:
+        return self.from_unit(u)
+    raise ValueError(f"1000 uniform draws were all forbidden by the clauses {[c.describe() for c in self.forbidden]}.")
 
   def to_json(self) -> list[dict]:
-    """One dict per parameter: its "type", fields, and "condition" (`Condition.to_json`) when it has one."""
+    """One dict per parameter: its "type", fields, and "condition" (`Condition.to_json`) when it has one; then
+    {"type": "constant", "name", "value"} per constant and {"type": "forbidden", "values", "relations"}
+    (`Forbidden.to_json`) per forbidden clause."""
     out = []
     for p in self.parameters:
       d = {"type": type(p).__name__.lower()}
@@ -267,17 +330,26 @@ class SearchSpace:
         else:
           d[f.name] = list(v) if f.name in ("values", "choices") else v
       out.append(d)
-    return out
+    out += [{"type": "constant", "name": n, "value": v} for n, v in self.constants.items()]
+    return out + [{"type": "forbidden", **c.to_json()} for c in self.forbidden]
 
   @classmethod
   def from_json(cls, items: Sequence[Mapping[str, Any]]) -> "SearchSpace":
     """Inverse of `to_json` (JSON without conditions loads as before). Raises ValueError on an unknown type."""
     kinds = {"float": Float, "int": Int, "discrete": Discrete, "categorical": Categorical}
-    params = []
+    params, forbidden, constants = [], [], {}
     for i, item in enumerate(items):
       item = dict(item)
       t = item.pop("type", None)
+      if t == "forbidden":
+        forbidden.append(Forbidden.from_json(item))
+        continue
+      if t == "constant":
+        if sorted(item) != ["name", "value"]:
+          raise ValueError(f"Item #{i}: a constant has the fields name and value, got {sorted(item)}.")
+        constants[item["name"]] = item["value"]
+        continue
       if t not in kinds:
-        raise ValueError(f"Parameter #{i}: unknown type {t!r}; expected one of {sorted(kinds)}.")
+        raise ValueError(f"Parameter #{i}: unknown type {t!r}; expected one of {sorted(kinds)} (or constant, forbidden).")
       params.append(kinds[t](**item))
-    return cls(params)
+    return cls(params, forbidden, constants)
