@@ -205,7 +205,7 @@ def bind(parameters: Sequence) -> tuple:
 
 def _code(p, value) -> float:
   """The float64 code of a (valid) value: category index or the number."""
-  return float(p.to_unit(value)) if _is_categorical(p) else float(value)
+  return float(p.index(value)) if _is_categorical(p) else float(value)
 
 
 def _levels(p) -> np.ndarray | None:

@@ -1,13 +1,15 @@
-"""Parameters of a search space: Float, Int, Discrete, Categorical, and their encoding to [0, 1].
+"""Parameters of a search space: Float, Int, Discrete (Categorical: categorical.py), and their encoding to [0, 1].
 
 Four parameter kinds, as in OSS Vizier, Optuna and ConfigSpace:
 
 * `Float(name, low, high, log=False)`: a real number in [low, high].
 * `Int(name, low, high, log=False)`: an integer in [low, high].
 * `Discrete(name, values)`: one of a sorted, finite set of numbers.
-* `Categorical(name, choices)`: one of an unordered set of strings.
+* `Categorical(name, choices, ordered=False)`: one of a set of strings
+  (or numbers, bools, None), unordered, or ordered as given (categorical.py).
 
-Each also takes `condition=` (a `conditions.Condition`, its JSON dict, or a
+Each also takes `default=` (a value of the parameter, carried for tools
+that name one, such as ConfigSpace; the optimizer does not use it) and `condition=` (a `conditions.Condition`, its JSON dict, or a
 pair `(parent, values)`): the parameter is active only when the condition
 on its parent holds; `search_space.SearchSpace` checks the tree.
 
@@ -16,7 +18,8 @@ Every parameter maps a value to a *unit value* (`to_unit`) and back
 after the log transform when `log=True`. Int and Discrete values are ordered
 *levels*: level i of n sits at unit value i / (n - 1) for Discrete, and at
 the scaled integer for Int. For Categorical the unit value is the category's
-index k (0 <= k < K) as a float; categories carry no order.
+index k (0 <= k < K) as a float (categories carry no order), and k / (K - 1)
+for an ordered one (levels, as Discrete's).
 """
 
 from __future__ import annotations
@@ -42,13 +45,20 @@ LEVEL_TOLERANCE = 1e-9  # Discrete: how far from a level a value may be, as a fr
 
 
 def _repr(p) -> str:
-  """The dataclass repr, without `condition` when there is none."""
-  fields = [f for f in dataclasses.fields(p) if f.name != "condition" or p.condition is not None]
+  """The dataclass repr, without `condition`, `default` or `ordered` when they hold their defaults."""
+  hide = lambda f: f.name in ("condition", "default", "ordered") and (getattr(p, f.name) is None or getattr(p, f.name) is False)
+  fields = [f for f in dataclasses.fields(p) if not hide(f)]
   return f"{type(p).__name__}({', '.join(f'{f.name}={getattr(p, f.name)!r}' for f in fields)})"
 
 
 def _set_condition(p) -> None:
   object.__setattr__(p, "condition", Condition.parse(p.condition, p.name))
+
+
+def _set_default(p) -> None:
+  """Validates `default` (None: no default); it is carried for tools that name one (ConfigSpace), not used."""
+  if p.default is not None:
+    object.__setattr__(p, "default", p.validate(p.default))
 
 
 def _clip(v, lo: float, hi: float) -> float:
@@ -97,6 +107,7 @@ class Float:
   high: float
   log: bool = False
   condition: Condition | None = None
+  default: Any = None  # A value of the parameter (`_set_default`); None for none.
 
   __repr__ = _repr
   kind = KIND_FLOAT
@@ -118,6 +129,7 @@ class Float:
       )
     object.__setattr__(self, "low", low)
     object.__setattr__(self, "high", high)
+    _set_default(self)
 
   @property
   def num_values(self) -> int:
@@ -174,6 +186,7 @@ class Int:
   high: int
   log: bool = False
   condition: Condition | None = None
+  default: Any = None  # A value of the parameter (`_set_default`); None for none.
 
   __repr__ = _repr
   kind = KIND_ORDINAL
@@ -195,6 +208,7 @@ class Int:
       raise ValueError(f"Parameter {self.name!r}: log scale needs low > 0, got low={self.low!r}.")
     object.__setattr__(self, "low", int(self.low))
     object.__setattr__(self, "high", int(self.high))
+    _set_default(self)
 
   @property
   def num_values(self) -> int:
@@ -265,6 +279,7 @@ class Discrete:
   name: str
   values: tuple
   condition: Condition | None = None
+  default: Any = None  # A value of the parameter (`_set_default`); None for none.
 
   __repr__ = _repr
   kind = KIND_ORDINAL
@@ -284,6 +299,7 @@ class Discrete:
     gaps = [math.inf, *(b - a for a, b in zip(values, values[1:])), math.inf]  # gaps[i], gaps[i + 1]: around level i.
     object.__setattr__(self, "_floats", values)
     object.__setattr__(self, "_tolerances", tuple(LEVEL_TOLERANCE * min(gaps[i], gaps[i + 1]) for i in range(len(values))))
+    _set_default(self)
 
   @property
   def num_values(self) -> int:
@@ -321,86 +337,3 @@ class Discrete:
     """float64 [N]: the level each unit value decodes to (vectorized from_unit)."""
     n = len(self.values) - 1
     return np.asarray(self._floats)[np.round(np.clip(np.asarray(u, np.float64), 0.0, 1.0) * n).astype(int)]
-
-
-@dataclasses.dataclass(frozen=True)
-class Categorical:
-  """An unordered parameter taking one of `choices` (strings, bools, numbers or None).
-
-  `choices` is a list or tuple. Numpy scalars become the Python value they
-  hold. Choices that compare equal in Python (1, 1.0 and True; they are one
-  key of a dict, of a `priors.Weights` and of Optuna's lookup) are
-  duplicates.
-
-  Raises:
-    TypeError: `choices` is a string, bytes, a set or a mapping (an unordered
-      or character-by-character collection), or a choice is not a string,
-      bool, number or None.
-    ValueError: fewer than 2 choices, a NaN or infinite choice (it never
-      equals itself, or cannot be saved), or duplicate choices.
-  """
-
-  name: str
-  choices: tuple
-  condition: Condition | None = None
-
-  __repr__ = _repr
-  kind = KIND_CATEGORICAL
-
-  def __post_init__(self):
-    _check_name(self.name)
-    _set_condition(self)
-    if isinstance(self.choices, (str, bytes, set, frozenset, Mapping)):
-      raise TypeError(
-          f"Parameter {self.name!r}: choices must be a list or tuple, got {type(self.choices).__name__} "
-          f"{self.choices!r}."
-      )
-    choices = tuple(c.item() if isinstance(c, np.generic) else c for c in self.choices)
-    for c in choices:
-      if c is not None and not isinstance(c, (str, bool, int, float)):
-        raise TypeError(f"Parameter {self.name!r}: a choice must be a string, bool, number or None, got {c!r}.")
-      if isinstance(c, float) and not math.isfinite(c):
-        raise ValueError(f"Parameter {self.name!r}: choices must be finite, got {c!r}.")
-    if len(choices) < 2:
-      raise ValueError(f"Parameter {self.name!r}: needs at least 2 choices, got {list(self.choices)!r}.")
-    dupes = [(a, b) for i, a in enumerate(choices) for b in choices[i + 1:] if a == b]
-    if dupes:
-      raise ValueError(
-          f"Parameter {self.name!r}: duplicate choices in {list(self.choices)!r} "
-          f"({dupes[0][0]!r} == {dupes[0][1]!r})."
-      )
-    object.__setattr__(self, "choices", choices)
-
-  @property
-  def num_values(self) -> int:
-    return len(self.choices)
-
-  def validate(self, value: Any):
-    for c in self.choices:
-      if type(c) is type(value) and c == value:
-        return c
-    for c in self.choices:  # Allow str subclasses (numpy.str_) and numpy scalars equal to a choice.
-      if isinstance(c, str) == isinstance(value, str) and c == value:
-        return c
-    raise ValueError(f"Parameter {self.name!r}: value {value!r} is not one of {list(self.choices)!r}.")
-
-  def to_unit(self, value: Any) -> float:
-    c = self.validate(value)  # The choice object itself: index by identity, not ==.
-    return float(next(k for k, x in enumerate(self.choices) if x is c))
-
-  def from_unit(self, u: float):
-    k = int(round(float(u)))
-    if not 0 <= k < len(self.choices):
-      raise ValueError(f"Parameter {self.name!r}: category index {u!r} outside [0, {len(self.choices)}).")
-    return self.choices[k]
-
-  def snap_units(self, u) -> np.ndarray:
-    """float64 [N]: the category index each u decodes to, clipped to [0, K - 1]."""
-    return np.clip(np.round(np.asarray(u, np.float64)), 0, len(self.choices) - 1)
-
-  def values_from_units(self, u) -> np.ndarray:
-    """float64 [N]: the category index each unit value decodes to (as snap_units)."""
-    return self.snap_units(u)
-
-
-Parameter = Float | Int | Discrete | Categorical

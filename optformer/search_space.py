@@ -41,8 +41,11 @@ from optformer.conditions import Condition
 from optformer.forbidden import Forbidden
 from optformer.parameters import (  # Re-exported: the public names of search spaces live here.
     INACTIVE_UNIT, KIND_CATEGORICAL, KIND_FLOAT, KIND_ORDINAL, KIND_UNUSED, LEVEL_TOLERANCE, MAX_EXACT_INT,
-    Categorical, Discrete, Float, Int, Parameter,
+    Discrete, Float, Int,
 )
+from optformer.categorical import Categorical
+
+Parameter = Float | Int | Discrete | Categorical
 
 __all__ = [
     "INACTIVE_UNIT", "KIND_CATEGORICAL", "KIND_FLOAT", "KIND_ORDINAL", "KIND_UNUSED", "LEVEL_TOLERANCE",
@@ -316,7 +319,8 @@ class SearchSpace:
     raise ValueError(f"1000 uniform draws were all forbidden by the clauses {[c.describe() for c in self.forbidden]}.")
 
   def to_json(self) -> list[dict]:
-    """One dict per parameter: its "type", fields, and "condition" (`Condition.to_json`) when it has one; then
+    """One dict per parameter: its "type", fields, "condition" (`Condition.to_json`), "default" and "ordered" when
+    set; then
     {"type": "constant", "name", "value"} per constant and {"type": "forbidden", "values", "relations"}
     (`Forbidden.to_json`) per forbidden clause."""
     out = []
@@ -327,6 +331,9 @@ class SearchSpace:
         if f.name == "condition":
           if v is not None:
             d["condition"] = v.to_json()
+        elif f.name in ("default", "ordered"):  # Written when set, so spaces without them keep their JSON.
+          if v is not None and v is not False:
+            d[f.name] = v
         else:
           d[f.name] = list(v) if f.name in ("values", "choices") else v
       out.append(d)
