@@ -143,7 +143,7 @@ class Optimizer:
       several objectives ranks by expected hypervolume improvement instead
       (`optformer.multi_objective`).
     ucb_beta: beta of "ucb" (> 0).
-    prior: parameter name -> `optformer.priors.Normal` or `Weights`, a belief
+    prior: parameter name -> `optformer.priors.Normal`, `Beta` or `Weights`, a belief
       about where good values lie (piBO); None for no prior.
     prior_beta: beta of piBO (> 0): the prior's weight is pi(x) ** (beta / n)
       after n trials. The paper sets beta to a tenth of the trial budget;

@@ -45,18 +45,43 @@ class Normal:
 
   Args:
     mean: the value believed best, inside the parameter's range (in the
-      parameter's own units, e.g. 1e-3 for a learning rate).
-    width: standard deviation in unit space, in (0, 1]: the fraction of the
-      range (of its logarithm for log-scale parameters) that one standard
-      deviation spans. 0.1 is a confident belief, 0.3 a vague one.
+      parameter's own units, e.g. 1e-3 for a learning rate; on an Int
+      parameter any number in its range, e.g. 5.5).
+    width: standard deviation in unit space, a finite number > 0: the
+      fraction of the range (of its logarithm for log-scale parameters)
+      that one standard deviation spans. 0.1 is a confident belief, 0.3 a
+      vague one; above 1 it is nearly uniform (ConfigSpace's NormalFloat
+      with a wide sigma).
   """
 
   mean: Any
   width: float = 0.15
 
   def __post_init__(self):
-    if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not 0 < self.width <= 1:
-      raise ValueError(f"Normal prior: width must be in (0, 1], got {self.width!r}.")
+    if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not 0 < self.width < math.inf:
+      raise ValueError(f"Normal prior: width must be in (0, inf), a finite number > 0, got {self.width!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Beta:
+  """A Beta(alpha, beta) belief on the parameter's unit interval (ConfigSpace's BetaFloat/BetaInteger).
+
+  For Float and Int parameters: the unit value (linear in [low, high],
+  logarithmic for log-scale parameters) follows Beta(alpha, beta), whose
+  mode (alpha - 1) / (alpha + beta - 2) is the value believed best.
+
+  Args:
+    alpha, beta: shape parameters, finite numbers >= 1 (so the density is
+      finite, as ConfigSpace requires).
+  """
+
+  alpha: float
+  beta: float
+
+  def __post_init__(self):
+    for what, v in (("alpha", self.alpha), ("beta", self.beta)):
+      if isinstance(v, bool) or not isinstance(v, (int, float)) or not 1 <= v < math.inf:
+        raise ValueError(f"Beta prior: {what} must be a finite number >= 1, got {v!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +96,7 @@ class Weights:
   weights: Mapping[Any, float]
 
 
-Belief = Normal | Weights
+Belief = Normal | Beta | Weights
 
 FLOOR = 0.1  # Weight of the uniform component mixed into every belief.
 
@@ -81,9 +106,12 @@ def _check(belief, p) -> None:
     if isinstance(p, ss.Categorical):
       raise ValueError(f"Prior for {p.name!r}: a Normal belief needs a numeric parameter, {p.name!r} is categorical; use Weights.")
     try:
-      p.validate(belief.mean)
+      _mean_unit(p, belief.mean)
     except (TypeError, ValueError) as e:
       raise ValueError(f"Prior for {p.name!r}: mean {belief.mean!r} is not a value of the parameter ({e}).") from None
+  elif isinstance(belief, Beta):
+    if not isinstance(p, (ss.Float, ss.Int)):
+      raise ValueError(f"Prior for {p.name!r}: a Beta belief needs a Float or Int parameter, got {type(p).__name__}.")
   elif isinstance(belief, Weights):
     if not isinstance(p, (ss.Categorical, ss.Discrete)):
       raise ValueError(f"Prior for {p.name!r}: Weights need a Categorical or Discrete parameter, got {type(p).__name__}.")
@@ -96,7 +124,14 @@ def _check(belief, p) -> None:
     if bad:
       raise ValueError(f"Prior for {p.name!r}: every weight must be a finite number > 0 (a zero would forbid a value forever), got {bad}.")
   else:
-    raise TypeError(f"Prior for {p.name!r}: expected optformer.priors.Normal or Weights, got {belief!r}.")
+    raise TypeError(f"Prior for {p.name!r}: expected optformer.priors.Normal, Beta or Weights, got {belief!r}.")
+
+
+def _mean_unit(p, mean) -> float:
+  """The unit value of a Normal belief's mean: `p.to_unit`, or on an Int any number in [low, high] (warped)."""
+  if isinstance(p, ss.Int) and not isinstance(mean, bool) and isinstance(mean, (float, np.floating)):
+    return ss.Float(p.name, p.low, p.high, log=p.log).to_unit(mean)
+  return p.to_unit(mean)
 
 
 class Prior:
@@ -121,11 +156,14 @@ class Prior:
     self.space = space
     self.beliefs = dict(beliefs)
 
-  def _unit_normal(self, p, belief: Normal):
-    """scipy.stats.truncnorm of a Normal belief on [0, 1] (scipy.stats is imported here: ~0.7 s, Normal priors only)."""
+  def _unit_normal(self, p, belief: Normal | Beta):
+    """scipy.stats.truncnorm of a Normal belief on [0, 1], or the beta of a Beta belief (scipy.stats is imported
+    here: ~0.7 s, Normal and Beta priors only)."""
     from scipy import stats
 
-    mu = p.to_unit(belief.mean)
+    if isinstance(belief, Beta):
+      return stats.beta(belief.alpha, belief.beta)
+    mu = _mean_unit(p, belief.mean)
     a, b = (0.0 - mu) / belief.width, (1.0 - mu) / belief.width
     return stats.truncnorm(a, b, loc=mu, scale=belief.width)
 
@@ -146,7 +184,7 @@ class Prior:
       p = self.space[name]
       has = np.array([name in c for c in configs], bool)  # False where the parameter is inactive.
       held = [c[name] for c in configs if name in c]
-      if isinstance(belief, Normal):
+      if isinstance(belief, (Normal, Beta)):
         dens = self._unit_normal(p, belief).pdf(np.array([p.to_unit(v) for v in held]))
       else:
         values = list(p.choices if isinstance(p, ss.Categorical) else p.values)
@@ -178,7 +216,7 @@ class Prior:
     configs = [self.space.sample(rng) for _ in range(num)]
     for name, belief in self.beliefs.items():
       p = self.space[name]
-      if isinstance(belief, Normal):
+      if isinstance(belief, (Normal, Beta)):
         u = self._unit_normal(p, belief).rvs(size=num, random_state=rng)
         vals = [p.from_unit(float(x)) for x in u]
       else:
@@ -195,7 +233,7 @@ class Prior:
     drawn = {}
     for name, belief in self.beliefs.items():
       p, j = self.space[name], self.space.names.index(name)
-      if isinstance(belief, Normal):
+      if isinstance(belief, (Normal, Beta)):
         drawn[name] = [p.from_unit(float(x)) for x in self._unit_normal(p, belief).rvs(size=num, random_state=rng)]
       else:
         values = list(p.choices if isinstance(p, ss.Categorical) else p.values)
@@ -209,11 +247,13 @@ class Prior:
     return configs
 
   def to_json(self) -> dict:
-    """JSON-serializable form: {name: {"normal": {...}} or {"weights": [[value, w], ...]}}."""
+    """JSON-serializable form: {name: {"normal": {...}}, {"beta": {...}} or {"weights": [[value, w], ...]}}."""
     out = {}
     for name, b in self.beliefs.items():
       if isinstance(b, Normal):
         out[name] = {"normal": {"mean": b.mean, "width": b.width}}
+      elif isinstance(b, Beta):
+        out[name] = {"beta": {"alpha": b.alpha, "beta": b.beta}}
       else:
         out[name] = {"weights": [[v, w] for v, w in b.weights.items()]}
     return out
@@ -225,8 +265,10 @@ class Prior:
     for name, item in data.items():
       if "normal" in item:
         beliefs[name] = Normal(**item["normal"])
+      elif "beta" in item:
+        beliefs[name] = Beta(**item["beta"])
       elif "weights" in item:
         beliefs[name] = Weights({v: w for v, w in item["weights"]})
       else:
-        raise ValueError(f"Prior for {name!r}: expected a 'normal' or 'weights' entry, got {sorted(item)}.")
+        raise ValueError(f"Prior for {name!r}: expected a 'normal', 'beta' or 'weights' entry, got {sorted(item)}.")
     return cls(space, beliefs)

@@ -37,33 +37,24 @@ def test_equal_categorical_weights_are_uniform_and_accepted():
   assert ci.from_configspace(cs).parameters == (Categorical("p", ("a", "b")),)
 
 
-# (ConfigSpace hyperparameter, optformer parameter, what comes back to ConfigSpace): lossy cases.
-LOSSY_CASES = [
-    # Decreasing numbers: the same levels, stored in increasing order.
-    (CS.OrdinalHyperparameter("p", [8, 4, 2]), Discrete("p", (2, 4, 8)), CS.OrdinalHyperparameter("p", [2, 4, 8])),
-    # Non-numeric or non-monotone ordinals: Categorical, order lost.
-    (
-        CS.OrdinalHyperparameter("p", ["small", "medium", "large"]), Categorical("p", ("small", "medium", "large")),
-        CS.CategoricalHyperparameter("p", ["small", "medium", "large"]),
-    ),
-    (
-        CS.OrdinalHyperparameter("p", [2, 8, 4]), Categorical("p", (2, 8, 4)),
-        CS.CategoricalHyperparameter("p", [2, 8, 4]),
-    ),
-    (
-        CS.OrdinalHyperparameter("p", [False, True]), Categorical("p", (False, True)),
-        CS.CategoricalHyperparameter("p", [False, True]),
-    ),
+# Ordinals that are not increasing numbers: ordered Categoricals in their own order, round trip exact.
+ORDINAL_CASES = [
+    (CS.OrdinalHyperparameter("p", [8, 4, 2]), Categorical("p", (8, 4, 2), ordered=True)),
+    (CS.OrdinalHyperparameter("p", ["small", "medium", "large"]), Categorical("p", ("small", "medium", "large"), ordered=True)),
+    (CS.OrdinalHyperparameter("p", [2, 8, 4]), Categorical("p", (2, 8, 4), ordered=True)),
+    (CS.OrdinalHyperparameter("p", [False, True]), Categorical("p", (False, True), ordered=True)),
+    (CS.OrdinalHyperparameter("p", ["lo", "mid", "hi"], default_value="mid"),
+     Categorical("p", ("lo", "mid", "hi"), ordered=True, default="mid")),
 ]
 
 
-@pytest.mark.parametrize("hp, param, back", LOSSY_CASES)
-def test_ordinals_become_discrete_only_when_numeric_and_monotone(hp, param, back):
+@pytest.mark.parametrize("hp, param", ORDINAL_CASES)
+def test_ordinals_keep_their_order_and_stay_ordinal(hp, param):
   cs = CS.ConfigurationSpace()
   cs.add(hp)
   space = ci.from_configspace(cs)
-  assert space.parameters == (param,)
-  assert ci.to_configspace(space)["p"] == back
+  assert space.parameters == (param,) and space["p"].kind == optformer.search_space.KIND_ORDINAL
+  assert ci.to_configspace(space)["p"] == hp
 
 
 SPACES = [
@@ -82,7 +73,7 @@ def test_optformer_to_configspace_to_optformer_keeps_every_parameter_in_name_ord
   assert back == SearchSpace(sorted(space.parameters, key=lambda p: p.name))
 
 
-def test_constants_are_dropped_and_added_back_by_to_configuration():
+def test_constants_are_kept_by_the_space_and_added_back_by_to_configuration():
   cs = CS.ConfigurationSpace(seed=0)
   cs.add([
       CS.UniformFloatHyperparameter("lr", 1e-4, 1.0, log=True), CS.Constant("loss", "log_loss"),
@@ -91,6 +82,8 @@ def test_constants_are_dropped_and_added_back_by_to_configuration():
   ])
   space = ci.from_configspace(cs)
   assert space.names == ["lr", "width"]
+  assert space.constants == {"depth": 3, "loss": "log_loss", "solver": "lbfgs"}
+  assert ci.to_configspace(space)["loss"] == CS.Constant("loss", "log_loss")  # One-value ones come back as Constant.
   config = ci.to_configuration(cs, {"lr": 0.01, "width": 64})
   assert isinstance(config, CS.Configuration)
   assert dict(config) == {"depth": 3, "loss": "log_loss", "lr": 0.01, "solver": "lbfgs", "width": 64}
@@ -145,10 +138,9 @@ def _never_on_constant():
   return _cs(k, c, CS.NotEqualsCondition(c, k, "a"))
 
 
-def _forbidden():
-  a = CS.CategoricalHyperparameter("penalty", ["l1", "l2"])
-  b = CS.CategoricalHyperparameter("solver", ["lbfgs", "saga"])
-  return _cs(a, b, CS.ForbiddenAndConjunction(CS.ForbiddenEqualsClause(a, "l2"), CS.ForbiddenEqualsClause(b, "saga")))
+def _value_comparison():
+  a = CS.UniformFloatHyperparameter("a", 0.0, 1.0)
+  return _cs(a, CS.ForbiddenLessThanClause(a, 0.5))
 
 
 def _quantized():
@@ -164,17 +156,9 @@ def _quantized():
         (_not_equals_on_float, ValueError,
          r"of 'c' \(NotEqualsCondition on UniformFloatHyperparameter 'x'\) is not supported"),
         (_never_on_constant, ValueError, r"of 'c' never holds \(its parent 'k' is the constant 'a'\)"),
-        (_forbidden, ValueError, r"1 forbidden clause\(s\).*penalty.*cannot exclude"),
-        (lambda: _cs(CS.NormalFloatHyperparameter("x", mu=0.5, sigma=0.1, lower=0.0, upper=1.0)), ValueError,
-         r"'x' is a NormalFloatHyperparameter \(a non-uniform prior\).*remove_hyperparameter_priors"),
-        (lambda: _cs(CS.NormalIntegerHyperparameter("n", mu=5, sigma=2, lower=0, upper=10)), ValueError,
-         "'n' is a NormalIntegerHyperparameter"),
-        (lambda: _cs(CS.BetaFloatHyperparameter("x", alpha=2.0, beta=3.0, lower=0.0, upper=1.0)), ValueError,
-         "'x' is a BetaFloatHyperparameter"),
-        (lambda: _cs(CS.BetaIntegerHyperparameter("n", alpha=2.0, beta=3.0, lower=0, upper=10)), ValueError,
-         "'n' is a BetaIntegerHyperparameter"),
-        (lambda: _cs(CS.CategoricalHyperparameter("c", ["a", "b"], weights=[0.9, 0.1])), ValueError,
-         r"'c' has categorical weights \(0.9, 0.1\)"),
+        (_value_comparison, ValueError, r"ForbiddenLessThanClause\) is not supported"),
+        (lambda: _cs(CS.CategoricalHyperparameter("c", ["a", "b"], weights=[1.0, 0.0])), ValueError,
+         r"'c' has categorical weights \(1.0, 0.0\); a weight <= 0"),
         (_quantized, ValueError, r"'x' is quantized \(q=0.1\)"),
         (lambda: _cs(CS.Constant("k", 1)), ValueError, r"no hyperparameter that is not a constant: \['k'\]"),
         (lambda: {"x": (0.0, 1.0)}, TypeError, "ConfigurationSpace, got dict"),
@@ -188,6 +172,7 @@ def test_from_configspace_rejects_unsupported_features(make, error, match):
 def test_priors_removed_by_configspace_are_accepted():
   cs = _cs(CS.NormalFloatHyperparameter("x", mu=0.5, sigma=0.1, lower=0.0, upper=1.0))
   assert ci.from_configspace(cs.remove_hyperparameter_priors()).parameters == (Float("x", 0.0, 1.0),)
+  assert ci.prior_from_configspace(cs.remove_hyperparameter_priors()) == {}
 
 
 @pytest.mark.parametrize(
@@ -299,3 +284,86 @@ def test_conditional_configurations_pass_both_ways():
     assert set(config) == set(params)
   with pytest.raises(ValueError, match=r"Missing parameter\(s\) \['degree', 'gamma'\]"):
     ci.to_configuration(cs, {"kernel": "poly", "C": 1.0})
+
+
+# -- Forbidden clauses, priors, defaults ------------------------------------------------------------
+
+
+def _full_cs(seed=0):
+  """Every feature at once: priors, weights, custom defaults, an ordinal, a constant, a condition, forbidden clauses."""
+  kernel = CS.CategoricalHyperparameter("kernel", ["linear", "rbf", "poly"], weights=[1, 2, 1], default_value="linear")
+  degree = CS.UniformIntegerHyperparameter("degree", 1, 5, default_value=2)
+  a = CS.NormalFloatHyperparameter("a", mu=0.3, sigma=0.2, lower=0.0, upper=1.0)
+  b = CS.BetaFloatHyperparameter("b", alpha=2.0, beta=3.0, lower=0.0, upper=1.0)
+  lr = CS.NormalFloatHyperparameter("lr", mu=1e-3, sigma=0.5, lower=1e-5, upper=1.0, log=True)
+  n = CS.NormalIntegerHyperparameter("n", mu=5.5, sigma=2.0, lower=1, upper=10)
+  m = CS.BetaIntegerHyperparameter("m", alpha=3.0, beta=1.5, lower=1, upper=64, log=True)
+  size = CS.OrdinalHyperparameter("size", ["s", "m", "l"], default_value="m")
+  cs = _cs(kernel, degree, a, b, lr, n, m, size, CS.Constant("loss", "hinge"), CS.EqualsCondition(degree, kernel, "poly"))
+  cs.add([CS.ForbiddenAndConjunction(CS.ForbiddenEqualsClause(kernel, "poly"), CS.ForbiddenInClause(degree, [4, 5])),
+          CS.ForbiddenLessThanRelation(b, a)])
+  cs.seed(seed)
+  return cs
+
+
+def test_the_full_round_trip_is_exact():
+  cs = _full_cs()
+  space, prior = ci.from_configspace(cs), ci.prior_from_configspace(cs)
+  assert space["degree"].default == 2 and space["kernel"].default == "linear" and space["size"].ordered
+  assert space.constants == {"loss": "hinge"} and len(space.forbidden) == 2
+  assert prior["a"].mean == 0.3 and prior["a"].width == pytest.approx(0.2)
+  assert prior["b"] == optformer.priors.Beta(2.0, 3.0) and prior["kernel"].weights == {"linear": 1, "rbf": 2, "poly": 1}
+  assert prior["n"].mean == 5.5
+  back = ci.to_configspace(space, prior=prior)
+  assert back == cs
+  assert [str(f) for f in back.forbidden_clauses] == [str(f) for f in cs.forbidden_clauses]
+  assert ci.from_configspace(back) == space and ci.prior_from_configspace(back) == prior
+
+
+def test_forbidden_clauses_agree_with_configspace_and_are_never_suggested(tiny_model):
+  cs = _full_cs()
+  space = ci.from_configspace(cs)
+  for config in cs.sample_configuration(200):  # ConfigSpace's samples are allowed here too.
+    assert not space.is_forbidden(ci.from_configuration(config))
+  bad = {"kernel": "poly", "degree": 4, "a": 0.1, "b": 0.2, "lr": 0.01, "n": 3, "m": 4, "size": "s"}
+  assert space.is_forbidden(bad)
+  with pytest.raises(ValueError):
+    CS.Configuration(cs, values={**bad, "loss": "hinge"})  # ConfigSpace refuses it as well.
+  opt = optformer.Optimizer(space, model=tiny_model, seed=0, num_candidates=16, prior=ci.prior_from_configspace(cs))
+  for i in range(6):
+    params = opt.ask()
+    ci.to_configuration(cs, params).check_valid_configuration()  # Raises for a forbidden configuration.
+    opt.tell(params, params["a"] - params["b"])
+  with pytest.raises(ValueError, match="forbidden"):
+    opt.tell(bad, 0.0)
+
+
+def test_or_conjunctions_become_one_clause_per_alternative():
+  k = CS.CategoricalHyperparameter("k", ["x", "y", "z"])
+  n = CS.UniformIntegerHyperparameter("n", 1, 4)
+  cs = _cs(k, n, CS.ForbiddenOrConjunction(CS.ForbiddenEqualsClause(k, "z"),
+                                           CS.ForbiddenAndConjunction(CS.ForbiddenEqualsClause(k, "y"),
+                                                                      CS.ForbiddenInClause(n, [3, 4]))))
+  space = ci.from_configspace(cs)
+  assert space.forbidden == (optformer.Forbidden({"k": "z"}), optformer.Forbidden({"k": "y", "n": [3, 4]}))
+  for config in cs.sample_configuration(50):
+    assert not space.is_forbidden(ci.from_configuration(config))
+
+
+@pytest.mark.parametrize(
+    "cs, match",
+    [
+        (lambda: _cs(CS.NormalFloatHyperparameter("x", mu=2.0, sigma=0.1, lower=0.0, upper=1.0)), r"mu=2.0 lies outside"),
+    ],
+)
+def test_priors_that_optformer_cannot_hold_are_refused(cs, match):
+  with pytest.raises(ValueError, match=match):
+    ci.prior_from_configspace(cs())
+
+
+def test_priors_that_configspace_cannot_hold_are_refused():
+  space = SearchSpace([Discrete("d", (1, 2, 4)), Categorical("o", ("a", "b"), ordered=True)])
+  with pytest.raises(ValueError, match="no Weights prior for an OrdinalHyperparameter"):
+    ci.to_configspace(space, prior={"d": optformer.priors.Weights({1: 1.0, 2: 2.0, 4: 1.0})})
+  with pytest.raises(ValueError, match="no Normal prior"):
+    ci.to_configspace(space, prior={"d": optformer.priors.Normal(2)})

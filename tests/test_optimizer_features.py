@@ -213,7 +213,7 @@ def test_a_study_of_the_shipped_checkpoint_reloads_without_model_argument(tmp_pa
         ({"batch_size": priors.Weights({16: 1, 32: 1, 64: 1})}, r"missing \[128\]"),
         ({"batch_size": priors.Weights({16: 1, 32: 0, 64: 1, 128: 1})}, "must be a finite number > 0"),
         ({"optimizer": priors.Weights({"adam": 1, "sgd": 1, 3: 1, True: 1, "x": 1})}, r"unknown \['x'\]"),
-        ({"units": "wide"}, "expected optformer.priors.Normal or Weights"),
+        ({"units": "wide"}, "expected optformer.priors.Normal, Beta or Weights"),
     ],
 )
 def test_bad_priors_are_rejected(mixed_space, model, beliefs, match):
@@ -221,7 +221,7 @@ def test_bad_priors_are_rejected(mixed_space, model, beliefs, match):
     Optimizer(mixed_space, model=model, prior=beliefs)
 
 
-@pytest.mark.parametrize("width", [0.0, -0.1, 1.5, True])
+@pytest.mark.parametrize("width", [0.0, -0.1, float("inf"), float("nan"), True])
 def test_normal_width_must_be_in_unit_interval(width):
   with pytest.raises(ValueError, match="width must be in"):
     priors.Normal(0.5, width)
@@ -383,7 +383,7 @@ LOAD_ERRORS = [
     (_edit(["options", "num_candidates"], "16"), "field 'options.num_candidates': expected an integer"),
     (_edit(["options", "num_candidates"], 0), "field 'options': num_candidates must be >= 1"),
     (_edit(["options", "speed"], 1), r"field 'options': unknown option\(s\) \['speed'\]"),
-    (_edit(["options", "prior"], {"units": {"beta": 1}}), "field 'options.prior': .*'normal' or 'weights'"),
+    (_edit(["options", "prior"], {"units": {"gamma": 1}}), "field 'options.prior': .*'normal', 'beta' or 'weights'"),
     (_edit(["rng"], {"bit_generator": "PCG64"}), "field 'rng': not a PCG64 state"),
     (_edit(["rng"], None), "field 'rng': expected an object"),
     (_edit(["warned_truncation"], "no"), "field 'warned_truncation': expected true or false"),

@@ -73,3 +73,18 @@ def test_constants_must_not_shadow_parameters():
     SearchSpace([Float("x", 0.0, 1.0)], constants={"x": 1})
   with pytest.raises(ValueError, match="string, bool, number or None"):
     SearchSpace([Float("x", 0.0, 1.0)], constants={"c": [1]})
+
+
+def test_beta_belief_density_peaks_at_its_mode_and_samples_follow_it():
+  space = SearchSpace([Float("x", 0.0, 10.0), Int("n", 1, 100, log=True)])
+  prior = optformer.priors.Prior(space, {"x": optformer.priors.Beta(5.0, 2.0), "n": optformer.priors.Normal(10.5, 0.1)})
+  dens = prior.log_density([{"x": v, "n": 10} for v in (1.0, 8.0, 9.99)])
+  assert dens[1] > dens[0] and dens[1] > dens[2]  # Mode (5 - 1) / (5 + 2 - 2) = 0.8 of the range.
+  xs = np.array([c["x"] for c in prior.sample(np.random.default_rng(0), 400)])
+  assert abs(xs.mean() - 10 * 5 / 7) < 0.3
+  again = optformer.priors.Prior.from_json(space, json.loads(json.dumps(prior.to_json())))
+  assert again.beliefs == prior.beliefs
+  with pytest.raises(ValueError, match="alpha must be a finite number >= 1"):
+    optformer.priors.Beta(0.5, 2.0)
+  with pytest.raises(ValueError, match="Beta belief needs a Float or Int"):
+    optformer.priors.Prior(SearchSpace([Categorical("c", ["a", "b"])]), {"c": optformer.priors.Beta(2.0, 2.0)})

@@ -8,10 +8,44 @@
 | ------------------------------------------- | ------------------------------- |
 | UniformFloatHyperparameter(lower, upper, log)   | Float(low, high, log)       |
 | UniformIntegerHyperparameter(lower, upper, log) | Int(low, high, log)         |
-| CategoricalHyperparameter(choices)          | Categorical(choices)            |
-| OrdinalHyperparameter, numbers in increasing or decreasing order | Discrete(sorted numbers) |
-| OrdinalHyperparameter, other sequences      | Categorical(sequence): order lost |
-| Constant, or a one-value categorical/ordinal | dropped; re-added by `to_configuration` |
+| NormalFloat/NormalInteger(mu, sigma, ...)   | Float/Int + prior Normal(mu, width) |
+| BetaFloat/BetaInteger(alpha, beta, ...)     | Float/Int + prior Beta(alpha, beta) |
+| CategoricalHyperparameter(choices, weights) | Categorical(choices) + prior Weights (unequal weights) |
+| OrdinalHyperparameter, increasing numbers   | Discrete(numbers)               |
+| OrdinalHyperparameter, any other sequence   | Categorical(sequence, ordered=True) |
+| Constant, or a one-value categorical/ordinal | SearchSpace.constants[name]    |
+| default_value other than ConfigSpace's own  | the parameter's `default`       |
+
+Priors (piBO, `optformer.priors`): `prior_from_configspace(cs)` gives the
+beliefs to pass as `Optimizer(prior=...)`; `to_configspace(space,
+prior=...)` writes them back. A Normal's `width` is ConfigSpace's
+vectorized sigma (sigma / (upper - lower); for log scale
+|log(lower + sigma)| / log(upper / lower), as ConfigSpace's
+`UnitScaler.vectorize_size`), so both sides sample the same truncated
+normal on the unit interval.
+
+Forbidden clauses (`configspace_forbidden.py`): ForbiddenEqualsClause,
+ForbiddenInClause, their ForbiddenAndConjunction, ForbiddenOrConjunction
+(one `Forbidden` per alternative) and the Equals/LessThan/GreaterThan(Equals)
+relations become `Forbidden` clauses of the SearchSpace; they are written
+back as Equals/In clauses, their AndConjunction and the relations.
+
+Conditions: see `configspace_conditions.py` (Equals, In, ranges and their
+equivalents both ways).
+
+Priors (piBO, `optformer.priors`): `prior_from_configspace(cs)` gives the
+beliefs to pass as `Optimizer(prior=...)`; `to_configspace(space,
+prior=...)` writes them back. A Normal's `width` is ConfigSpace's
+vectorized sigma (sigma / (upper - lower); for log scale
+|log(lower + sigma)| / log(upper / lower), as ConfigSpace's
+`UnitScaler.vectorize_size`), so both sides sample the same truncated
+normal on the unit interval.
+
+Forbidden clauses (`configspace_forbidden.py`): ForbiddenEqualsClause,
+ForbiddenInClause, their ForbiddenAndConjunction, ForbiddenOrConjunction
+(one `Forbidden` per alternative) and the Equals/LessThan/GreaterThan(Equals)
+relations become `Forbidden` clauses of the SearchSpace; they are written
+back as Equals/In clauses, their AndConjunction and the relations.
 
 Conditions (one condition object per child in ConfigSpace; its literals must all
 name one parent, since an optformer parameter has one parent):
@@ -34,20 +68,23 @@ parents, and In on a Discrete parent with a range; so Equals, In and
 ranges round trip exactly (In's values in the parent's order), the rest as
 the equivalent In.
 
-`to_configspace` maps Discrete to an OrdinalHyperparameter of its sorted
-values, so ConfigSpace -> optformer -> ConfigSpace keeps every
-hyperparameter above except constants (dropped), and with ConfigSpace's
-default `default_value`s (defaults and `meta` are not carried). ConfigSpace
-orders hyperparameters by name (parents before their children), so the
-SearchSpace comes out in that order too.
+So ConfigSpace -> optformer -> ConfigSpace keeps every hyperparameter
+above (a one-value categorical or ordinal comes back as a Constant), their
+defaults, priors (through `prior_from_configspace` and `to_configspace(...,
+prior=)`), conditions and forbidden clauses. ConfigSpace orders
+hyperparameters by name (parents before their children), so the
+SearchSpace comes out in that order too. `meta` is not carried.
 
-Rejected with a ValueError that names the offending parts (optformer has no
-such notions yet): conditions on several parents or that no value of a
-Float parent reduces to a range (e.g. NotEquals on a Float), forbidden clauses, non-uniform priors (Normal
-and Beta floats and integers; `cs.remove_hyperparameter_priors()` turns them
-uniform), categorical weights that are not all equal, and quantized (`q`)
-hyperparameters (ConfigSpace >= 1.0 removed `q`; checked for objects that
-still carry one).
+Rejected with a ValueError that names the offending parts and values:
+conditions on several parents or that no value of a Float parent reduces to
+a range (e.g. NotEquals on a Float), forbidden clauses optformer cannot
+express (value comparisons such as ForbiddenLessThanClause, relations
+between a categorical and a number, a clause on a constant that always
+holds), a Normal mu outside [lower, upper], a categorical weight of 0, and
+quantized (`q`) hyperparameters (ConfigSpace >= 1.0 removed `q`; checked
+for objects that still carry one). `to_configspace` refuses priors
+ConfigSpace cannot hold (Weights on a Discrete or ordered Categorical, a
+Normal on a Discrete).
 """
 
 from __future__ import annotations
@@ -61,196 +98,191 @@ import ConfigSpace as CS
 import numpy as np
 
 from optformer import conditions
+from optformer import priors
 from optformer import search_space as ss
+from optformer.integrations import configspace_forbidden
+from optformer.integrations.configspace_conditions import _plain, constant_value, to_condition, to_cs_condition
 
-_PRIOR_KINDS = (
-    CS.NormalFloatHyperparameter, CS.NormalIntegerHyperparameter, CS.BetaFloatHyperparameter,
-    CS.BetaIntegerHyperparameter,
-)
+_NORMAL = (CS.NormalFloatHyperparameter, CS.NormalIntegerHyperparameter)
+_BETA = (CS.BetaFloatHyperparameter, CS.BetaIntegerHyperparameter)
+_FLOAT = (CS.UniformFloatHyperparameter, CS.NormalFloatHyperparameter, CS.BetaFloatHyperparameter)
+_INT = (CS.UniformIntegerHyperparameter, CS.NormalIntegerHyperparameter, CS.BetaIntegerHyperparameter)
 
 
 def _is_number(v: Any) -> bool:
   return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
-def _constant_value(hp: CS.hyperparameters.Hyperparameter) -> tuple[bool, Any]:
-  """(True, value) if `hp` takes a single value (a Constant or one choice), else (False, None)."""
-  if isinstance(hp, CS.Constant):
-    return True, hp.value
-  if isinstance(hp, CS.CategoricalHyperparameter) and len(hp.choices) == 1:
-    return True, hp.choices[0]
-  if isinstance(hp, CS.OrdinalHyperparameter) and len(hp.sequence) == 1:
-    return True, hp.sequence[0]
-  return False, None
-
-
 def _check_supported(cs: CS.ConfigurationSpace) -> None:
-  if cs.forbidden_clauses:
-    raise ValueError(
-        f"ConfigurationSpace has {len(cs.forbidden_clauses)} forbidden clause(s) "
-        f"{[str(f) for f in cs.forbidden_clauses]}; optformer search spaces cannot exclude configurations."
-    )
   for name, hp in cs.items():
-    if isinstance(hp, _PRIOR_KINDS):
-      raise ValueError(
-          f"Hyperparameter {name!r} is a {type(hp).__name__} (a non-uniform prior); optformer supports uniform "
-          "floats and integers only. Use cs.remove_hyperparameter_priors() to make it uniform."
-      )
     if getattr(hp, "q", None) is not None:
       raise ValueError(f"Hyperparameter {name!r} is quantized (q={hp.q!r}); quantized parameters are not supported.")
     weights = getattr(hp, "weights", None)
-    if weights is not None and len(set(weights)) > 1:
-      raise ValueError(
-          f"Hyperparameter {name!r} has categorical weights {tuple(weights)!r}; optformer samples categories "
-          "uniformly. Drop the weights."
-      )
+    if weights is not None and min(weights) <= 0:
+      raise ValueError(f"Hyperparameter {name!r} has categorical weights {tuple(weights)!r}; a weight <= 0 would "
+                       "forbid a choice (optformer's prior keeps every choice possible). Use a forbidden clause.")
+
+
+def _default(hp, implicit) -> Any:
+  """hp's default_value when it differs from ConfigSpace's own for that hyperparameter (`implicit()`), else None."""
+  value = _plain(hp.default_value)
+  return None if value == _plain(implicit().default_value) else value
 
 
 def _to_parameter(name: str, hp: CS.hyperparameters.Hyperparameter, condition=None) -> ss.Parameter:
-  if isinstance(hp, CS.UniformFloatHyperparameter):
-    return ss.Float(name, hp.lower, hp.upper, log=hp.log, condition=condition)
-  if isinstance(hp, CS.UniformIntegerHyperparameter):
-    return ss.Int(name, int(hp.lower), int(hp.upper), log=hp.log, condition=condition)
+  if isinstance(hp, _FLOAT + _INT):
+    kind = ss.Float if isinstance(hp, _FLOAT) else ss.Int
+    shape = ({"mu": hp.mu, "sigma": hp.sigma} if isinstance(hp, _NORMAL) else
+             {"alpha": hp.alpha, "beta": hp.beta} if isinstance(hp, _BETA) else {})
+    default = _default(hp, lambda: type(hp)(name, lower=hp.lower, upper=hp.upper, log=hp.log, **shape))
+    low, high = (hp.lower, hp.upper) if kind is ss.Float else (int(hp.lower), int(hp.upper))
+    return kind(name, low, high, log=hp.log, condition=condition, default=default)
   if isinstance(hp, CS.CategoricalHyperparameter):
-    return ss.Categorical(name, tuple(hp.choices), condition=condition)
+    default = _default(hp, lambda: CS.CategoricalHyperparameter(name, hp.choices, weights=hp.weights))
+    return ss.Categorical(name, tuple(_plain(c) for c in hp.choices), condition=condition, default=default)
   if isinstance(hp, CS.OrdinalHyperparameter):
-    seq = tuple(hp.sequence)
-    if all(_is_number(v) for v in seq):
-      if all(a < b for a, b in itertools.pairwise(seq)):
-        return ss.Discrete(name, seq, condition=condition)
-      if all(a > b for a, b in itertools.pairwise(seq)):
-        return ss.Discrete(name, seq[::-1], condition=condition)
-    return ss.Categorical(name, seq, condition=condition)
+    seq = tuple(_plain(v) for v in hp.sequence)
+    default = _default(hp, lambda: CS.OrdinalHyperparameter(name, hp.sequence))
+    if all(_is_number(v) for v in seq) and all(a < b for a, b in itertools.pairwise(seq)):
+      return ss.Discrete(name, seq, condition=condition, default=default)
+    return ss.Categorical(name, seq, condition=condition, default=default, ordered=True)
   raise ValueError(
-      f"Hyperparameter {name!r}: unsupported type {type(hp).__name__}; expected UniformFloat, UniformInteger, "
-      "Categorical, Ordinal or Constant."
+      f"Hyperparameter {name!r}: unsupported type {type(hp).__name__}; expected a Uniform, Normal or Beta Float "
+      "or Integer, Categorical, Ordinal or Constant."
   )
 
 
-def _literals(c) -> tuple:
-  return tuple(c.dlcs) if isinstance(c, CS.conditions.Conjunction) else (c,)
+def _vector_width(hp) -> float:
+  """ConfigSpace's vectorized sigma of a Normal hyperparameter (`UnitScaler.vectorize_size`)."""
+  if hp.log:
+    return abs(math.log(hp.lower + hp.sigma) / (math.log(hp.upper) - math.log(hp.lower)))
+  return hp.sigma / (hp.upper - hp.lower)
 
 
-def _parent_values(hp) -> list | None:
-  """Every value of a finite hyperparameter (None for floats and Ints over 10000 values)."""
-  if isinstance(hp, CS.CategoricalHyperparameter):
-    return list(hp.choices)
-  if isinstance(hp, CS.OrdinalHyperparameter):
-    return list(hp.sequence)
-  if isinstance(hp, CS.UniformIntegerHyperparameter) and hp.upper - hp.lower < 10_000:
-    return list(range(int(hp.lower), int(hp.upper) + 1))
-  return None
+def _sigma(p: ss.Float | ss.Int, width: float) -> float:
+  """Inverse of `_vector_width`: the sigma ConfigSpace vectorizes to `width` on p's range."""
+  if not p.log:
+    return width * (p.high - p.low)
+  span = math.log(p.high) - math.log(p.low)  # Two roots; the one with lower + sigma < 1 (a sigma below 1 - lower) first.
+  sigma = math.exp(-width * span) - p.low
+  return sigma if sigma > 0 else math.exp(width * span) - p.low
 
 
-def _plain(v: Any) -> Any:
-  return v.item() if isinstance(v, np.generic) else v
+def prior_from_configspace(cs: CS.ConfigurationSpace) -> dict[str, priors.Belief]:
+  """The piBO beliefs of `cs`'s non-uniform hyperparameters, to pass as `Optimizer(prior=...)`.
 
+  NormalFloat/NormalInteger -> `priors.Normal(mu, width)` (width: module
+  docstring), BetaFloat/BetaInteger -> `priors.Beta(alpha, beta)`, a
+  Categorical with unequal weights -> `priors.Weights`. Empty when every
+  hyperparameter is uniform.
 
-def _to_condition(cs: CS.ConfigurationSpace, c) -> ss.Condition | None:
-  """The optformer Condition of ConfigSpace condition `c` (module docstring); None if it always holds."""
-  child = c.child.name
-  parents = sorted({lit.parent.name for lit in _literals(c)})
-  if len(parents) > 1:
-    raise ValueError(
-        f"Condition {c} of {child!r} depends on several parents {parents}; an optformer parameter has one parent."
-    )
-  parent = cs[parents[0]]
-  is_constant, value = _constant_value(parent)
-  if is_constant:
-    if c.satisfied_by_value({parent.name: value}):
-      return None
-    raise ValueError(f"Condition {c} of {child!r} never holds (its parent {parent.name!r} is the constant {value!r}).")
-  ordinal = isinstance(parent, CS.OrdinalHyperparameter)
-  if isinstance(c, CS.EqualsCondition) and not ordinal:
-    return ss.Condition(parent.name, [_plain(c.value)])
-  if isinstance(c, CS.InCondition) and not ordinal:
-    return ss.Condition(parent.name, [_plain(v) for v in c.values])
-  ranged = (CS.GreaterThanCondition, CS.LessThanCondition)
-  if isinstance(parent, (CS.UniformFloatHyperparameter, CS.UniformIntegerHyperparameter)) and (
-      isinstance(c, ranged) or isinstance(c, CS.AndConjunction) and all(isinstance(l, ranged) for l in _literals(c))):
-    g = max((l.value for l in _literals(c) if isinstance(l, CS.GreaterThanCondition)), default=None)
-    l = min((l.value for l in _literals(c) if isinstance(l, CS.LessThanCondition)), default=None)
-    return ss.Condition(parent.name, greater_than=_plain(g), less_than=_plain(l))
-  values = _parent_values(parent)
-  if values is None:
-    raise ValueError(
-        f"Condition {c} of {child!r} ({type(c).__name__} on {type(parent).__name__} {parent.name!r}) is not "
-        "supported: on a float or a large integer parent, use GreaterThan/LessThan conditions (or their "
-        "AndConjunction), Equals or In."
-    )
-  return ss.Condition(parent.name, [_plain(v) for v in values if c.satisfied_by_value({parent.name: v})])
+  Raises:
+    ValueError: a Normal whose mu lies outside [lower, upper] (the message
+      names it), a weight <= 0, or what `from_configspace` raises.
+  """
+  space = from_configspace(cs)
+  out = {}
+  for name, hp in cs.items():
+    if name not in space.names:
+      continue
+    if isinstance(hp, _NORMAL):
+      if not hp.lower <= hp.mu <= hp.upper:
+        raise ValueError(f"Hyperparameter {name!r}: mu={hp.mu!r} lies outside [{hp.lower}, {hp.upper}]; optformer's "
+                         "Normal belief is centred on a value of the parameter.")
+      mean = int(hp.mu) if isinstance(hp, CS.NormalIntegerHyperparameter) and float(hp.mu).is_integer() else hp.mu
+      out[name] = priors.Normal(mean, _vector_width(hp))
+    elif isinstance(hp, _BETA):
+      out[name] = priors.Beta(hp.alpha, hp.beta)
+    elif isinstance(hp, CS.CategoricalHyperparameter) and hp.weights is not None and len(set(hp.weights)) > 1:
+      out[name] = priors.Weights({_plain(c): float(w) for c, w in zip(hp.choices, hp.weights)})
+  priors.Prior(space, out)  # Checks every belief against its parameter.
+  return out
 
 
 def from_configspace(cs: CS.ConfigurationSpace) -> ss.SearchSpace:
   """The optformer SearchSpace of a ConfigurationSpace (hyperparameters in name order).
 
-  Constants (and one-value categoricals/ordinals) are left out; pass
-  suggestions through `to_configuration(cs, params)` to add them back.
-  Conditions become `Condition`s (module docstring), so inactive
-  hyperparameters are absent from suggestions, as in a Configuration.
+  Constants (and one-value categoricals/ordinals) become
+  `SearchSpace.constants`, not parameters; pass suggestions through
+  `to_configuration(cs, params)` to add them back. Conditions become
+  `Condition`s and forbidden clauses `Forbidden` clauses (module docstring),
+  so inactive hyperparameters are absent from suggestions, as in a
+  Configuration, and forbidden configurations are never suggested. Normal
+  and Beta hyperparameters become uniform parameters here; their beliefs
+  come from `prior_from_configspace(cs)`.
 
   Raises:
     TypeError: `cs` is not a ConfigurationSpace.
     ValueError: unsupported conditions (several parents, or no range/value
-      form), forbidden clauses, Normal/Beta priors, unequal categorical
-      weights, quantized or unknown hyperparameters (see the module
-      docstring), or no hyperparameter that is not a constant.
+      form) or forbidden clauses, a categorical weight <= 0, quantized or
+      unknown hyperparameters (see the module docstring), or no
+      hyperparameter that is not a constant.
   """
   if not isinstance(cs, CS.ConfigurationSpace):
     raise TypeError(f"Expected a ConfigSpace.ConfigurationSpace, got {type(cs).__name__}.")
   _check_supported(cs)
-  conditions = {c.child.name: _to_condition(cs, c) for c in cs.conditions}
+  conditions = {c.child.name: to_condition(cs, c) for c in cs.conditions}
   params = [
-      _to_parameter(name, hp, conditions.get(name)) for name, hp in cs.items() if not _constant_value(hp)[0]
+      _to_parameter(name, hp, conditions.get(name)) for name, hp in cs.items() if not constant_value(hp)[0]
   ]
   if not params:
     raise ValueError(f"ConfigurationSpace has no hyperparameter that is not a constant: {list(cs)}.")
-  return ss.SearchSpace(params)
+  constants = {name: _plain(constant_value(hp)[1]) for name, hp in cs.items() if constant_value(hp)[0]}
+  forbidden = configspace_forbidden.from_clauses(cs, constants)
+  return ss.SearchSpace(params, forbidden=forbidden, constants=constants)
 
 
-def _to_hyperparameter(p: ss.Parameter) -> CS.hyperparameters.Hyperparameter:
-  if isinstance(p, ss.Float):
-    return CS.UniformFloatHyperparameter(p.name, p.low, p.high, log=p.log)
-  if isinstance(p, ss.Int):
-    return CS.UniformIntegerHyperparameter(p.name, p.low, p.high, log=p.log)
+def _to_hyperparameter(p: ss.Parameter, belief: priors.Belief | None) -> CS.hyperparameters.Hyperparameter:
+  default = {} if p.default is None else {"default_value": p.default}
+  if belief is not None and isinstance(p, (ss.Discrete, ss.Categorical)) and (
+      isinstance(belief, priors.Normal) or isinstance(p, ss.Discrete) or p.ordered):
+    raise ValueError(f"Prior for {p.name!r}: ConfigSpace has no {type(belief).__name__} prior for an "
+                     f"OrdinalHyperparameter ({p!r}); drop the belief or use a Categorical.")
+  if isinstance(p, (ss.Float, ss.Int)):
+    base = (CS.UniformFloatHyperparameter, CS.NormalFloatHyperparameter, CS.BetaFloatHyperparameter)
+    if isinstance(p, ss.Int):
+      base = (CS.UniformIntegerHyperparameter, CS.NormalIntegerHyperparameter, CS.BetaIntegerHyperparameter)
+    if isinstance(belief, priors.Normal):
+      return base[1](p.name, mu=belief.mean, sigma=_sigma(p, belief.width), lower=p.low, upper=p.high, log=p.log,
+                     **default)
+    if isinstance(belief, priors.Beta):
+      return base[2](p.name, alpha=belief.alpha, beta=belief.beta, lower=p.low, upper=p.high, log=p.log, **default)
+    return base[0](p.name, p.low, p.high, log=p.log, **default)
   if isinstance(p, ss.Discrete):
-    return CS.OrdinalHyperparameter(p.name, list(p.values))
-  return CS.CategoricalHyperparameter(p.name, list(p.choices))
+    return CS.OrdinalHyperparameter(p.name, list(p.values), **default)
+  if p.ordered:
+    return CS.OrdinalHyperparameter(p.name, list(p.choices), **default)
+  weights = None if belief is None else [float(belief.weights[c]) for c in p.choices]
+  return CS.CategoricalHyperparameter(p.name, list(p.choices), weights=weights, **default)
 
 
-def to_configspace(space: ss.SearchSpace, seed: int | None = None) -> CS.ConfigurationSpace:
-  """A ConfigurationSpace with one uniform hyperparameter per parameter of `space`.
+def to_configspace(space: ss.SearchSpace, seed: int | None = None,
+                   prior: Mapping[str, priors.Belief] | None = None) -> CS.ConfigurationSpace:
+  """A ConfigurationSpace with one hyperparameter per parameter of `space`, its constants, conditions and clauses.
 
-  Float -> UniformFloat, Int -> UniformInteger, Discrete -> Ordinal (sorted
-  values), Categorical -> Categorical; default values are ConfigSpace's own
-  (midpoint, first choice or level). Conditions become Equals, In,
-  GreaterThan/LessThan or their AndConjunction (module docstring). `seed`
-  seeds its sampling.
+  Float -> UniformFloat, Int -> UniformInteger (Normal/Beta ones with a
+  `prior` belief), Discrete and ordered Categorical -> Ordinal (in their
+  order), Categorical -> Categorical (weights from a Weights belief); a
+  parameter's `default` becomes its default_value (else ConfigSpace's own).
+  Constants become Constant, conditions Equals, In, GreaterThan/LessThan or
+  their AndConjunction, forbidden clauses Forbidden clauses (module
+  docstring). `seed` seeds its sampling.
 
   Raises:
     TypeError: `space` is not an optformer.SearchSpace.
+    ValueError: a prior ConfigSpace cannot hold (module docstring), or one
+      that does not fit the space (`priors.Prior`).
   """
   if not isinstance(space, ss.SearchSpace):
     raise TypeError(f"space must be an optformer.SearchSpace, got {type(space).__name__}.")
+  prior = dict(prior or {})
+  priors.Prior(space, prior)
   cs = CS.ConfigurationSpace(seed=seed)
-  cs.add([_to_hyperparameter(p) for p in space])
-  cs.add([_to_cs_condition(cs, space, p) for p in space if p.condition is not None])
+  cs.add([_to_hyperparameter(p, prior.get(p.name)) for p in space])
+  cs.add([CS.Constant(name, value) for name, value in space.constants.items()])
+  cs.add([to_cs_condition(cs, space, p) for p in space if p.condition is not None])
+  cs.add(configspace_forbidden.to_clauses(cs, space))
   return cs
-
-
-def _to_cs_condition(cs: CS.ConfigurationSpace, space: ss.SearchSpace, p: ss.Parameter):
-  c, child, parent = p.condition, cs[p.name], cs[p.condition.parent]
-  values = c.values
-  if values is None and isinstance(space[c.parent], ss.Discrete):  # An Ordinal parent: the levels in the range.
-    values = [v for v in space[c.parent].values if conditions.holds(c, space[c.parent], [float(v)])[0]]
-  if values is not None:
-    return CS.EqualsCondition(child, parent, values[0]) if len(values) == 1 else CS.InCondition(child, parent, list(values))
-  ranges = []
-  if c.greater_than is not None:
-    ranges.append(CS.GreaterThanCondition(child, parent, c.greater_than))
-  if c.less_than is not None:
-    ranges.append(CS.LessThanCondition(child, parent, c.less_than))
-  return ranges[0] if len(ranges) == 1 else CS.AndConjunction(*ranges)
 
 
 def to_configuration(cs: CS.ConfigurationSpace, params: Mapping[str, Any]) -> CS.Configuration:
@@ -269,7 +301,7 @@ def to_configuration(cs: CS.ConfigurationSpace, params: Mapping[str, Any]) -> CS
   if unknown:
     raise ValueError(f"Unknown parameter(s) {unknown}; the ConfigurationSpace has {list(cs)}.")
   for name, hp in cs.items():
-    is_constant, value = _constant_value(hp)
+    is_constant, value = constant_value(hp)
     if is_constant:
       if name in values and values[name] != value:
         raise ValueError(f"Parameter {name!r} is the constant {value!r}, got {values[name]!r}.")
@@ -312,5 +344,5 @@ def from_configuration(
     cs = config.config_space
   return {
       name: value.item() if isinstance(value, np.generic) else value
-      for name, value in config.items() if name in cs and not _constant_value(cs[name])[0]
+      for name, value in config.items() if name in cs and not constant_value(cs[name])[0]
   }
