@@ -1,6 +1,6 @@
 """The `optformer` command: suggestions and predictions from files, so any language can drive the model.
 
-  optformer suggest --space space.json --history trials.csv [-n K] [--goal minimize|maximize]
+  optformer suggest --space space.json --history trials.csv [-n K] [--goal minimize|maximize|GOAL,GOAL,...]
                     [--seed S] [--checkpoint DIR] [--out PATH] [--no-compilation-cache]
   optformer predict --space space.json --history trials.csv --configs configs.csv|configs.json
                     [--quantiles 0.1,0.5,0.9] [--goal ...] [--checkpoint DIR] [--out PATH]
@@ -27,8 +27,24 @@ Files (UTF-8; a byte-order mark is allowed):
   "values": ["rbf", "poly"]}, or {"parent": "n_layers", "greater_than": 1}
   (and/or "less_than") on an ordered parent; an unknown parent, a cycle or
   a value the parent does not take is an error naming the parameter.
+  A parameter may have a "default" (carried, not used) and a categorical
+  "ordered": true (its choices are ordered levels). After the parameters,
+  {"type": "constant", "name": ..., "value": ...} items and forbidden
+  clauses {"type": "forbidden", "values": {"kernel": ["poly"], "degree":
+  [4, 5]}, "relations": [["a", ">", "b"]]} (`optformer.Forbidden`): a
+  forbidden configuration is never suggested, and a trials.csv row that is
+  one is an error naming the clause.
 * trials.csv: a header row naming every parameter and `objective`, then one
-  trial per row, told to the Optimizer in file order. Fields follow RFC
+  trial per row, told to the Optimizer in file order. With several
+  objectives (`--goal minimize,maximize`, one direction per objective) the
+  objective columns are `objective_1`, ..., `objective_K` instead, in the
+  order of --goal; an empty or nan cell in any of them makes the trial
+  infeasible. Constraint columns `constraint_1`, ..., `constraint_J`
+  (optional, numbered from 1 without gaps) hold numbers, and a completed
+  trial is feasible when all are <= 0 (`Optimizer.tell(...,
+  constraints=[...])`, as Optuna's constraints_func); a completed row needs
+  a finite number in each, a pending row leaves them empty. No parameter
+  may be named `objective_<k>` or `constraint_<k>`. Fields follow RFC
   4180 (Python's csv module writes them): spaces are part of a field, and
   a quoted field starts right after the comma. A categorical cell is the
   choice as written in space.json (true/false for booleans), matched
@@ -56,8 +72,10 @@ socket or device is refused), JSON:
   of a conditional space);
 * predict: one object per configuration, in input order: {"config", "mean",
   "std", "quantiles": {"0.1": ...}, "expected_improvement",
-  "probability_of_improvement"}, in objective units; improvement is over the
-  best feasible objective in trials.csv, in the goal's direction.
+  "probability_of_improvement", "p_feasible"}, in objective units;
+  improvement is over the best feasible objective in trials.csv, in the
+  goal's direction; with several objectives each of these fields (and each
+  quantile) is a list, one entry per objective.
 
 * explain: for a space of at most 16 parameters (exact Shapley values over
   2^D coalitions), writes into DIR (created if its parent exists) `explain.json`
@@ -66,7 +84,7 @@ socket or device is refused), JSON:
   interactions, variance shares, seconds per explanation) and PNG figures
   (needs matplotlib: `pip install optformer[explain]`); prints the paths
   written, one per line. Pending trials enter the context as for predict;
-  the explanations average over the feasible trials.
+  the explanations average over the feasible trials. One objective only.
 
 `--seed` is an integer >= 0; `--quantiles` levels lie strictly between 0
 and 1 (the distribution's tails are unbounded). `--version` prints
@@ -87,7 +105,7 @@ import pathlib
 import sys
 from typing import Sequence
 
-from optformer import explain, study_files
+from optformer import explain, study_files, trials_csv
 from optformer.optimizer import Optimizer
 from optformer.study_files import InputError, load_space  # noqa: F401  (re-exported for callers of the CLI module)
 
@@ -99,7 +117,8 @@ def _optimizer(args, space=None) -> Optimizer:
   from optformer.checkpoint import CheckpointError  # No JAX: the checkpoint's checks read files only.
 
   space = study_files.load_space(args.space) if space is None else space
-  trials = study_files.read_trials(args.history, space, history=True)
+  goals = [args.goal] if isinstance(args.goal, str) else args.goal
+  trials = trials_csv.read_trials(args.history, space, history=True, num_objectives=len(goals))
   try:
     opt = Optimizer(
         space, args.goal, model=args.checkpoint, seed=getattr(args, "seed", None),
@@ -109,14 +128,14 @@ def _optimizer(args, space=None) -> Optimizer:
     raise InputError(args.checkpoint or "checkpoint", None, None, str(e)) from e
   except ValueError as e:  # A space the model cannot take (too many parameters).
     raise InputError(args.space, None, None, str(e)) from e
-  for line, params, value, status in trials:
+  for row in trials:
     try:
-      if status == "pending":
-        opt.add_pending(params)
+      if row.status == "pending":
+        opt.add_pending(row.params)
       else:
-        opt.tell(params, value)
+        opt.tell(row.params, row.value, constraints=row.constraints)
     except (TypeError, ValueError) as e:  # An objective beyond +-1e150 (the parameters were checked when read).
-      raise InputError(args.history, line, "objective" if status != "pending" else None, str(e)) from e
+      raise InputError(args.history, row.line, "objective" if row.status != "pending" else None, str(e)) from e
   return opt
 
 
@@ -126,21 +145,22 @@ def _suggest(args) -> list[dict]:
 
 def _predict(args) -> list[dict]:
   opt = _optimizer(args)
-  configs = study_files.read_configs(args.configs, opt.space)
+  configs = trials_csv.read_configs(args.configs, opt.space)
   try:
-    dist = opt.predict(configs)
+    dists = opt.predict(configs)
   except ValueError as e:  # No feasible trial: the objective's scale is unknown.
     raise InputError(args.history, None, None, str(e)) from e
-  quantiles = {f"{q:g}": dist.quantile(q) for q in args.quantiles}
-  ei, pi = dist.expected_improvement(), dist.probability_of_improvement()
-  return [
-      {
-          "config": config, "mean": float(dist.mean[i]), "std": float(dist.std[i]),
-          "quantiles": {k: float(v[i]) for k, v in quantiles.items()},
-          "expected_improvement": float(ei[i]), "probability_of_improvement": float(pi[i]),
-      }
-      for i, config in enumerate(configs)
-  ]
+  one = not isinstance(dists, list)
+  dists = [dists] if one else dists
+  fields = [
+      {"mean": d.mean, "std": d.std, "expected_improvement": d.expected_improvement(),
+       "probability_of_improvement": d.probability_of_improvement(), "p_feasible": d.p_feasible,
+       **{f"q{q:g}": d.quantile(q) for q in args.quantiles}} for d in dists]
+  pick = lambda key, i: float(fields[0][key][i]) if one else [float(f[key][i]) for f in fields]
+  keys = ("mean", "std", "expected_improvement", "probability_of_improvement", "p_feasible")
+  return [{"config": config, **{k: pick(k, i) for k in keys[:2]},
+           "quantiles": {f"{q:g}": pick(f"q{q:g}", i) for q in args.quantiles}, **{k: pick(k, i) for k in keys[2:]}}
+          for i, config in enumerate(configs)]
 
 
 def _explain(args) -> None:
@@ -149,6 +169,8 @@ def _explain(args) -> None:
     raise InputError(args.space, None, None,
                      f"the search space has {len(space)} parameters; optformer explain computes exact Shapley values "
                      f"over all 2^D coalitions and supports at most {explain.shapley.MAX_PLAYERS}.")
+  if not isinstance(args.goal, str):
+    raise InputError("--goal", None, None, "explain takes one objective; got several goals.")
   opt = _optimizer(args, space)
   try:
     view = explain.study.as_study(opt)  # Too few feasible trials: an error before anything is written.
@@ -210,6 +232,14 @@ def _quantiles(text: str) -> list[float]:
   return levels
 
 
+def _goal(text: str) -> str | list[str]:
+  """"minimize" or "maximize", or a comma-separated list of at least two of them (one per objective)."""
+  goals = [g.strip() for g in text.split(",")]
+  if any(g not in ("minimize", "maximize") for g in goals):
+    raise argparse.ArgumentTypeError(f"expected minimize, maximize, or a comma-separated list of them, got {text!r}")
+  return goals[0] if len(goals) == 1 else goals
+
+
 def _version() -> str:
   """The installed package's version, else the one in the source tree's pyproject.toml, else "unknown"."""
   import importlib.metadata
@@ -255,8 +285,13 @@ def _parser() -> argparse.ArgumentParser:
 
   def common(p, out_help="write the JSON here (atomically) instead of stdout"):
     p.add_argument("--space", required=True, metavar="SPACE.json", help="search space, SearchSpace.to_json() format")
-    p.add_argument("--history", required=True, metavar="TRIALS.csv", help="one column per parameter plus 'objective' (optional 'status')")
-    p.add_argument("--goal", choices=("minimize", "maximize"), default="minimize", help="direction of the objective (default: minimize)")
+    p.add_argument("--history", required=True, metavar="TRIALS.csv",
+                   help="one column per parameter plus 'objective' (with several goals: objective_1, ..., objective_K "
+                        "in --goal's order); optional 'status' (completed, infeasible, pending) and constraint_1, ..., "
+                        "constraint_J (a trial is feasible when all are <= 0)")
+    p.add_argument("--goal", type=_goal, default="minimize", metavar="GOAL",
+                   help="minimize or maximize (default: minimize); several objectives: one per objective, comma-"
+                        "separated, e.g. minimize,maximize for objective_1 and objective_2")
     p.add_argument("--checkpoint", metavar="DIR", default=None, help="model directory (default: the shipped checkpoint)")
     p.add_argument("--out", metavar="PATH", type=pathlib.Path, default=None, help=out_help)
     p.add_argument("--no-compilation-cache", action="store_true",

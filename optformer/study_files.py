@@ -1,4 +1,4 @@
-"""Reading a study's files: space.json, trials.csv and configs.csv/json, with located errors.
+"""Reading a study's files: space.json (trials.csv and configs: trials_csv.py), with located errors; atomic writes.
 
 Formats (UTF-8; a byte-order mark is allowed) are those of the `optformer`
 command (optformer/cli.py documents them); every error is an `InputError`
@@ -8,12 +8,9 @@ naming the file, the 1-based line and the field at fault, e.g.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import errno
-import io
 import json
-import math
 import os
 import pathlib
 import re
@@ -26,7 +23,8 @@ from optformer import search_space as ss
 
 _KINDS = {cls.__name__.lower(): cls for cls in (ss.Float, ss.Int, ss.Discrete, ss.Categorical)}
 _STATUSES = ("completed", "infeasible", "pending")
-RESERVED_COLUMNS = ("objective", "status")  # Columns of trials.csv that are not parameters (and names none may take).
+RESERVED_COLUMNS = ("objective", "status")  # Columns of trials.csv that are not parameters (and names none may take),
+RESERVED_PATTERN = re.compile(r"(objective|constraint)_[0-9]+")  # and objective_1, ..., constraint_1, ... (trials_csv).
 
 
 class InputError(Exception):
@@ -102,12 +100,16 @@ def load_space(path) -> ss.SearchSpace:
   items = _json_list(path, "parameters (SearchSpace.to_json() format)")
   if not items:
     raise InputError(path, 1, None, "the search space needs at least one parameter, got [].")
-  params = []
-  for i, (item, line, keys) in enumerate(items):
+  params, extras, all_items, items = [], [], items, []
+  for i, (item, line, keys) in enumerate(all_items):
     at = lambda key, keys=keys, line=line: keys.get(key, line)
     if not isinstance(item, dict):
       raise InputError(path, line, None, f"parameter #{i} must be an object with a \"type\", got {item!r}.")
     kind = item.get("type")
+    if kind in ("forbidden", "constant"):  # SearchSpace.to_json's items after the parameters.
+      extras.append((item, line))
+      continue
+    items.append((item, line, keys))
     if kind not in _KINDS:
       raise InputError(path, at("type"), "type", f"parameter #{i}: unknown type {kind!r}; expected one of {sorted(_KINDS)}.")
     fields = {f.name: f for f in dataclasses.fields(_KINDS[kind])}
@@ -133,17 +135,17 @@ def load_space(path) -> ss.SearchSpace:
     if name in names[:i]:
       raise InputError(path, at_name, "name",
                        f"duplicate parameter name {name!r} (also parameter #{names.index(name)}).")
-    if name in RESERVED_COLUMNS:
+    if name in RESERVED_COLUMNS or RESERVED_PATTERN.fullmatch(name):
       raise InputError(path, at_name, "name",
                        f"parameter #{i}: the name {name!r} is taken by a column of trials.csv "
-                       f"({', '.join(RESERVED_COLUMNS)}); rename the parameter.")
+                       f"({', '.join(RESERVED_COLUMNS)}, objective_<k>, constraint_<k>); rename the parameter.")
     if isinstance(params[i], ss.Categorical) and (clash := _csv_clash(params[i])):
       raise InputError(path, items[i][2].get("choices", items[i][1]), "choices",
                        f"parameter #{i} ({name!r}): choices {clash[0]!r} and {clash[1]!r} read the same from a CSV "
                        "cell, so trials.csv could not tell them apart; make them distinct as text (e.g. rename the "
                        "string choice).")
   try:
-    return ss.SearchSpace(params)  # The condition tree: parents, cycles, values.
+    space = ss.SearchSpace(params)  # The condition tree: parents, cycles, values.
   except (TypeError, ValueError) as e:
     name = _named_parameter(str(e), names)
     i = names.index(name) if name is not None else None
@@ -151,6 +153,12 @@ def load_space(path) -> ss.SearchSpace:
     raise InputError(path, line, "condition" if i is not None else None,
                      (f"parameter #{i} ({name!r}): " if i is not None else "") +
                      str(e).removeprefix(f"Parameter {name!r}: ")) from e
+  for item, line in extras:  # Forbidden clauses and constants, each checked alone so the error names its line.
+    try:
+      ss.SearchSpace.from_json(space.to_json() + [item])
+    except (TypeError, ValueError) as e:
+      raise InputError(path, line, item["type"], str(e)) from e
+  return ss.SearchSpace.from_json(space.to_json() + [item for item, _ in extras])
 
 
 def _named_parameter(message: str, names) -> str | None:
@@ -162,9 +170,10 @@ def _named_parameter(message: str, names) -> str | None:
 
 def check_tree(path, line: int, space: ss.SearchSpace, params: dict, where: str = "",
                blank: str = "leave it out") -> dict:
-  """`space.validate(params)` for a conditional space's active parameters; InputError naming the parameter
-  at fault (an inactive one given, an active one missing) otherwise. `blank` says how to leave one out."""
-  if not space.is_conditional:
+  """`space.validate(params)` for a conditional space's active parameters (or one with forbidden clauses); InputError
+  naming the parameter at fault (an inactive one given, an active one missing) or the clause otherwise. `blank` says
+  how to leave one out."""
+  if not space.is_conditional and not space.forbidden:
     return params
   try:
     return space.validate(params)
@@ -193,127 +202,12 @@ def _csv_clash(p: ss.Categorical) -> tuple | None:
   return None
 
 
-def _quote_hint(text: str) -> str:
-  """A hint for a cell like ` "adam"`: RFC 4180 quotes only at the start of a field, so the quotes stay in the value."""
-  if re.match(r'\s+"', text):
-    return " (a quoted field must start right after the comma; remove the spaces before the quote)"
-  return ""
-
-
-def _cell_value(p, text: str):
-  """A CSV cell as a value of parameter p; raises ValueError/TypeError without the parameter prefix.
-
-  A categorical cell is first matched exactly against the string choices (so " a" reads as " a", not "a"), then, with
-  the spaces around it removed, against the string choices and the spellings of the others (`_spelled_as`).
-  """
-  t = text.strip()
-  if isinstance(p, ss.Categorical):
-    for c in p.choices:
-      if isinstance(c, str) and c == text:
-        return c
-    for c in p.choices:
-      if c == t if isinstance(c, str) else _spelled_as(c, t):
-        return c
-    raise ValueError(f"{text!r} is not one of {list(p.choices)!r}{_quote_hint(text)}.")
-  v = parse_number(t)
-  if v is None:
-    raise ValueError(f"{text!r} is not a number{_quote_hint(text)}.")
-  return p.validate(int(v) if isinstance(p, (ss.Int, ss.Discrete)) and v.is_integer() else v)
-
-
 def parse_number(text: str) -> float | None:
   """float(text), or None if text is not a number."""
   try:
     return float(text)
   except ValueError:
     return None
-
-
-def read_trials(path, space: ss.SearchSpace, history: bool) -> list[tuple[int, dict, Any, str]]:
-  """Rows as (line, params, objective or None, status). history=False reads configurations only."""
-  text = _read_text(path)
-  # RFC 4180: spaces are part of a field (a categorical " a" stays " a"); _cell_value forgives spaces around a value.
-  reader = csv.reader(io.StringIO(text, newline=""))
-  rows, start = [], 1
-  try:
-    for cells in reader:
-      if len(cells) > 1 or (cells and cells[0].strip()):  # Blank lines are skipped; ",,,," is a row of empty fields.
-        rows.append((start, cells))
-      start = reader.line_num + 1
-  except csv.Error as e:
-    raise InputError(path, reader.line_num, None, f"not valid CSV: {e}.") from e
-  if not rows:
-    raise InputError(path, 1, None, f"empty file; expected a header row with the parameter names{' and objective' if history else ''}.")
-  header_line, header = rows[0]
-  header = [h.strip() for h in header]
-  for j, name in enumerate(header):
-    if name in header[:j]:
-      raise InputError(path, header_line, name, "the column appears twice in the header.")
-    if name not in space.names and name not in RESERVED_COLUMNS:
-      raise InputError(path, header_line, name, f"unknown column; expected the parameters {space.names}, 'objective' and optionally 'status'.")
-  for name in space.names + (["objective"] if history else []):
-    if name not in header:
-      raise InputError(path, header_line, name, f"missing column; the header must name every parameter {space.names}{' and objective' if history else ''}.")
-  out = []
-  for line, cells in rows[1:]:
-    if len(cells) != len(header):
-      hint = next((h for c in cells if (h := _quote_hint(c))), "")
-      raise InputError(path, line, None,
-                       f"{len(cells)} fields, but the header (line {header_line}) has {len(header)}{hint}.")
-    row = dict(zip(header, cells))
-    params = {}
-    for p in space:
-      if space.is_conditional and not row[p.name].strip():  # An inactive parameter's cell is empty.
-        continue
-      try:
-        params[p.name] = _cell_value(p, row[p.name])
-      except (TypeError, ValueError) as e:
-        raise InputError(path, line, p.name, str(e).removeprefix(f"Parameter {p.name!r}: ")) from e
-    params = check_tree(path, line, space, params, blank="leave its cell empty")
-    if not history:
-      out.append((line, params, None, "completed"))
-      continue
-    status = row.get("status", "").strip().lower() or "completed"
-    if status not in _STATUSES:
-      raise InputError(path, line, "status", f"{row['status']!r} is not one of {list(_STATUSES)} (empty means completed).")
-    cell = row["objective"].strip()
-    value = parse_number(cell) if cell else math.nan
-    if value is None:
-      raise InputError(path, line, "objective", f"{row['objective']!r} is not a number (leave it empty, or write nan, for an infeasible trial).")
-    if math.isinf(value) and cell.lower().lstrip("+-") not in ("inf", "infinity"):
-      raise InputError(path, line, "objective", f"{cell!r} overflows float64 (beyond +-1.8e308); write inf, or leave it empty, for an infeasible trial.")
-    if status != "completed" and math.isfinite(value):
-      raise InputError(path, line, "objective", f"a {status} trial has no objective; got {cell!r} (leave it empty).")
-    out.append((line, params, None if status == "infeasible" else value, status))
-  return out
-
-
-def read_configs(path, space: ss.SearchSpace) -> list[dict]:
-  """Configurations from a .csv or .json file."""
-  suffix = pathlib.Path(path).suffix.lower()
-  if suffix == ".csv":
-    return [params for _, params, _, _ in read_trials(path, space, history=False)]
-  if suffix != ".json":
-    raise InputError(path, None, None, "expected a .csv or .json file of configurations.")
-  configs = []
-  for i, (item, line, keys) in enumerate(_json_list(path, "configurations (objects name -> value)")):
-    if not isinstance(item, dict):
-      raise InputError(path, line, None, f"configuration #{i} must be an object name -> value, got {item!r}.")
-    for key in item:
-      if key not in space.names:
-        raise InputError(path, keys[key], key, f"configuration #{i}: unknown parameter; the search space has {space.names}.")
-    params = {}
-    for p in space:
-      if p.name not in item:
-        if space.is_conditional:  # Inactive, or missing: check_tree tells.
-          continue
-        raise InputError(path, line, p.name, f"configuration #{i} is missing this parameter.")
-      try:
-        params[p.name] = p.validate(item[p.name])
-      except (TypeError, ValueError) as e:
-        raise InputError(path, keys[p.name], p.name, f"configuration #{i}: " + str(e).removeprefix(f"Parameter {p.name!r}: ")) from e
-    configs.append(check_tree(path, line, space, params, f"configuration #{i}: "))
-  return configs
 
 
 _STALE_SECONDS = 60.0  # A temporary file of write_atomic this old, whose process is gone, was left by a killed write.

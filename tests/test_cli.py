@@ -139,7 +139,7 @@ def test_predict_prints_mean_std_quantiles_ei_pi(tmp_path, capsys, ckpt, mixed_s
   assert [r["config"] for r in rows] == queries
   dist = _told(optformer.Optimizer(mixed_space, model=ckpt)).predict(queries)
   for i, r in enumerate(rows):
-    assert set(r) == {"config", "mean", "std", "quantiles", "expected_improvement", "probability_of_improvement"}
+    assert set(r) == {"config", "mean", "std", "quantiles", "expected_improvement", "probability_of_improvement", "p_feasible"}
     assert list(r["quantiles"]) == ["0.25", "0.5", "0.75"]
     np.testing.assert_allclose(r["mean"], dist.mean[i])
     np.testing.assert_allclose(r["std"], dist.std[i])
@@ -390,7 +390,7 @@ def test_malformed_input_exits_2_with_a_located_message_and_writes_nothing(tmp_p
     "args, message",
     [
         (["-n", "0"], "argument -n: expected an integer >= 1, got '0'"), (["-n", "two"], "expected an integer >= 1, got 'two'"),
-        (["--goal", "max"], "argument --goal: invalid choice: 'max'"),
+        (["--goal", "max"], "argument --goal: expected minimize, maximize, or a comma-separated list of them, got 'max'"),
         (["--seed", "-1"], "argument --seed: expected an integer >= 0, got '-1'"),  # blamed space.json
         (["--seed", "1.5"], "argument --seed: expected an integer >= 0, got '1.5'"),
     ],
