@@ -52,8 +52,10 @@ the model boundary `optformer.model` (normalization of the objective's
 scale, predictions in y's units), so a Surrogate fitted on a study's trials
 predicts what the Optimizer predicts. One difference: `fit` rejects
 non-finite y with ValueError, as scikit-learn regressors do, where
-`Optimizer.tell` records them as infeasible trials (use the Optimizer for
-studies with failed evaluations).
+`Optimizer.tell` records them as infeasible trials; pass
+`fit(X, y, infeasible=mask)` for failed or constraint-violating trials
+(their y is ignored), and `predict_distribution(X).p_feasible` is then the
+model's p(feasible | x). Several objectives: one Surrogate per objective.
 """
 
 from __future__ import annotations
@@ -173,7 +175,7 @@ class Surrogate:
 
   # -- Fit -------------------------------------------------------------------
 
-  def fit(self, X, y) -> "Surrogate":
+  def fit(self, X, y, infeasible=None) -> "Surrogate":
     """Stores (X, y) as the model's context, replacing any earlier fit; returns self.
 
     Args:
@@ -182,9 +184,17 @@ class Surrogate:
         rows to mix numbers and strings). In a conditional space a dict
         leaves its inactive parameters out and a row holds NaN or None there.
       y: float [n] (or [n, 1]) objectives, finite, in any units.
+      infeasible: None, or bool [n]: trials that failed or violated a
+        constraint (their y is ignored and may be NaN). They enter the
+        context as infeasible, as `Optimizer.tell` records them, so
+        `predict_distribution(X).p_feasible` (float [m] in [0, 1]) is the
+        model's p(feasible | x) and the other predictions are given
+        feasibility. At least one trial must be feasible.
 
     Raises:
-      ValueError: n = 0, len(X) != len(y), a non-finite y (NaN, +-inf), a row
+      ValueError: n = 0, len(X) != len(y), a non-finite y (NaN, +-inf) of a
+        feasible trial, an `infeasible` mask of another length or marking
+        every trial, a row
         of the wrong width, or a configuration not in the space (unknown,
         missing or out-of-range parameter); the error names the row.
       TypeError: non-numeric or boolean y (Optimizer.tell refuses booleans
@@ -193,11 +203,17 @@ class Surrogate:
       A failed fit leaves an earlier fit in place.
     """
     configs = self._configs(X, "X")
-    y_n = _objectives(y)
+    skip = None if infeasible is None else np.asarray(infeasible).reshape(-1)
+    if skip is not None and (skip.dtype.kind != "b" or len(skip) != np.asarray(y).shape[0]):
+      raise ValueError(f"infeasible must be None or bool [n] with n = len(y) = {np.asarray(y).shape[0]}, got "
+                       f"dtype {skip.dtype} and {len(skip)} values.")
+    y_n = _objectives(y, skip)
     if len(configs) != len(y_n):
       raise ValueError(f"X has {len(configs)} rows but y has {len(y_n)} values; they must match.")
     if not configs:
       raise ValueError("fit needs at least one trial, got X and y of length 0.")
+    if skip is not None and skip.all():
+      raise ValueError("fit needs at least one feasible trial (it sets the objective's scale); every trial is infeasible.")
     internal = y_n if self.goal == "maximize" else -y_n  # The model reads larger-is-better objectives.
     rows = [(self.space.to_unit(c), float(v)) for c, v in zip(configs, internal)]
     limit = self._model.capabilities.max_context
@@ -213,7 +229,7 @@ class Surrogate:
   def _predict_units(self, configs):
     """The predictive distribution at validated configurations, with the improvement defaults of the fit's best y."""
     units = self.space.to_units(configs)
-    best = float(self.y_train_.max() if self.goal == "maximize" else self.y_train_.min())
+    best = float(np.nanmax(self.y_train_) if self.goal == "maximize" else np.nanmin(self.y_train_))
     return with_best(self._posterior.predict(units, self._active(units), goal=self.goal), best)
 
   def _active(self, units) -> np.ndarray | None:
@@ -336,8 +352,8 @@ def _is_blank(v) -> bool:
   return v is None or (isinstance(v, (float, np.floating)) and v != v)
 
 
-def _objectives(y) -> np.ndarray:
-  """float64 [n] from a 1-D (or [n, 1]) array-like of finite numbers."""
+def _objectives(y, skip=None) -> np.ndarray:
+  """float64 [n] from a 1-D (or [n, 1]) array-like of finite numbers; NaN where bool [n] `skip` is True."""
   y = np.asarray(y)
   if y.dtype.kind == "b":  # As Optimizer.tell: True is not an objective.
     raise TypeError(f"y must hold numbers, got booleans ({y.ravel()[:3].tolist()!r}...); pass y.astype(float) if you mean 0 and 1.")
@@ -348,7 +364,9 @@ def _objectives(y) -> np.ndarray:
   if y.ndim != 1:
     raise ValueError(f"y must be 1-D [n] (one objective), got shape {y.shape}.")
   y = y.astype(np.float64)
-  bad = np.flatnonzero(~np.isfinite(y))
+  if skip is not None:
+    y[skip] = np.nan
+  bad = np.flatnonzero(~np.isfinite(y) & (np.ones(len(y), bool) if skip is None else ~skip))
   if bad.size:
     raise ValueError(
         f"y[{bad[0]}] = {y[bad[0]]} is not finite ({bad.size} non-finite value(s)); a regressor needs finite "

@@ -315,3 +315,26 @@ def test_cross_val_score_and_grid_search_run_on_it(mixed_space, tiny_v2_model):
   assert scores.shape == (3,) and np.all(np.isfinite(scores))
   search = GridSearchCV(s, {"goal": ["minimize", "maximize"]}, cv=3).fit(X, y)
   assert search.best_params_["goal"] in ("minimize", "maximize") and search.best_estimator_.X_train_
+
+
+def test_infeasible_trials_enter_the_context_as_the_optimizer_records_them(mixed_space, model, data):
+  """fit(..., infeasible=mask) predicts exactly what an Optimizer told NaN for those trials predicts, p_feasible too."""
+  X, y, Q = data
+  mask = np.arange(len(y)) % 3 == 0
+  opt = optformer.Optimizer(mixed_space, "minimize", model=model)
+  for c, v, bad in zip(X, y, mask):
+    opt.tell(c, None if bad else v)
+  want = opt.predict(Q)
+  got = optformer.Surrogate(mixed_space, model=model).fit(X, np.where(mask, np.nan, y), infeasible=mask)
+  dist = got.predict_distribution(Q)
+  np.testing.assert_array_equal(dist.p_feasible, want.p_feasible)
+  np.testing.assert_array_equal(dist.mean, want.mean)
+  assert dist.best == want.best  # The best feasible y.
+  plain = optformer.Surrogate(mixed_space, model=model).fit(X, y).predict_distribution(Q)
+  assert not np.array_equal(plain.p_feasible, dist.p_feasible)  # The infeasible rows are read.
+  with pytest.raises(ValueError, match="at least one feasible trial"):
+    optformer.Surrogate(mixed_space, model=model).fit(X, y, infeasible=np.ones(len(y), bool))
+  with pytest.raises(ValueError, match="infeasible must be None or bool"):
+    optformer.Surrogate(mixed_space, model=model).fit(X, y, infeasible=mask[:-1])
+  with pytest.raises(ValueError, match="not finite"):
+    optformer.Surrogate(mixed_space, model=model).fit(X, np.where(mask, np.nan, y))
