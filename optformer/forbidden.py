@@ -20,9 +20,11 @@ acquisition search's candidates (uniform points, local moves, prior and
 policy samples), `Optimizer.sample_policy` and the first suggestion of an
 empty study all skip them. A forbidden configuration is not a
 configuration of the space: `SearchSpace.validate` (so `Optimizer.tell`,
-`add_pending`, `predict` and the CLI's trials.csv) refuses it with a
-ValueError naming the clause, as ConfigSpace refuses to build such a
-`Configuration` (ForbiddenValueError).
+`add_pending` and the CLI's trials.csv) refuses it with
+`ForbiddenError`, a ValueError naming the clause, as ConfigSpace refuses to
+build such a `Configuration` (ForbiddenValueError). Predictions
+(`Optimizer.predict`, `Surrogate.predict`, explanations) may still be asked
+at one: the model predicts anywhere in the parameters' ranges.
 
 This module reads parameters only through `name`, `kind`, `validate`,
 `to_unit`, `snap_units`, `values_from_units` and `choices`.

@@ -202,11 +202,11 @@ class SearchSpace:
       if missing:
         raise ValueError(f"Missing active parameter(s) {sorted(missing, key=self._index.get)} in configuration "
                          f"{dict(params)!r}.")
-      return self._allowed({p.name: values[p.name] for p in self.parameters if p.name in values}, active), active
+      return {p.name: values[p.name] for p in self.parameters if p.name in values}, active
     missing = [n for n in self.names if n not in params]
     if missing:
       raise ValueError(f"Missing parameter(s) {missing} in configuration {dict(params)!r}.")
-    return self._allowed({p.name: p.validate(params[p.name]) for p in self.parameters}, active), active
+    return {p.name: p.validate(params[p.name]) for p in self.parameters}, active
 
   def _allowed(self, values: dict, active: np.ndarray) -> dict:
     """`values` (valid, active ones); ValueError naming the clause if a forbidden clause holds."""
@@ -219,7 +219,7 @@ class SearchSpace:
             f"Configuration {values!r} is forbidden by the clause {c.describe()!r} of the search space.")
     return values
 
-  def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+  def validate(self, params: Mapping[str, Any], allow_forbidden: bool = False) -> dict[str, Any]:
     """Checks a configuration and returns its active parameters, in space order, with canonical value types.
 
     A configuration holds exactly its active parameters: inactive ones
@@ -229,9 +229,11 @@ class SearchSpace:
       TypeError: `params` is not a mapping, or a value has the wrong type.
       ValueError: a parameter is unknown, out of its range, active but
         missing, or inactive but given (the message names it and why), or
-        the configuration is forbidden (`ForbiddenError`, a ValueError naming the clause).
+        the configuration is forbidden (`ForbiddenError`, a ValueError naming the clause) unless
+        `allow_forbidden` (a query to predict at, which may lie anywhere).
     """
-    return self._check(params)[0]
+    values, active = self._check(params)
+    return values if allow_forbidden else self._allowed(values, active)
 
   def active(self, params: Mapping[str, Any]) -> np.ndarray:
     """bool [D]: which parameters are active in a configuration; errors as `validate`."""
@@ -272,7 +274,9 @@ class SearchSpace:
     return False
 
   def to_unit(self, params: Mapping[str, Any]) -> np.ndarray:
-    """float64 [D]: unit values of a configuration (category index for categorical; INACTIVE_UNIT where inactive)."""
+    """float64 [D]: unit values of a configuration (category index for categorical; INACTIVE_UNIT where inactive).
+
+    A forbidden configuration encodes too (a prediction may be asked anywhere); `validate` refuses it."""
     params, _ = self._check(params)
     return np.array([p.to_unit(params[p.name]) if p.name in params else INACTIVE_UNIT for p in self.parameters],
                     dtype=np.float64)

@@ -339,7 +339,7 @@ class Surrogate:
         if self.space.is_conditional:  # NaN or None marks an inactive parameter's cell.
           row = {n: v for n, v in row.items() if not _is_blank(v)}
       try:
-        out.append(self.space.validate(row))
+        out.append(self.space.validate(row, allow_forbidden=True))  # A regressor reads any point in the ranges.
       except (TypeError, ValueError) as e:
         hint = (" (an array row holds NaN or None for each inactive parameter)"
                 if self.space.is_conditional and not is_dict[i] else "")

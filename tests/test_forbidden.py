@@ -131,3 +131,16 @@ def test_prior_samples_and_policy_samples_skip_forbidden(policy_model):
     s = opt.ask()
     assert not _forbidden(s)
     opt.tell(s, s["a"])
+
+
+def test_predictions_may_be_asked_at_forbidden_configurations(tiny_v2_model):
+  s, rng = space(), np.random.default_rng(3)
+  told = [s.sample(rng) for _ in range(6)]
+  bad = {"kernel": "poly", "degree": 5, "a": 0.9, "b": 0.1}
+  opt = optformer.Optimizer(s, model=tiny_v2_model, seed=0)
+  for c in told:
+    opt.tell(c, c["a"])
+  assert np.isfinite(opt.predict([bad]).mean).all()
+  assert s.validate(bad, allow_forbidden=True) == bad
+  sur = optformer.Surrogate(s, model=tiny_v2_model).fit(told, [c["a"] for c in told])
+  np.testing.assert_allclose(sur.predict([bad]), opt.predict([bad]).mean, rtol=1e-6)

@@ -124,7 +124,9 @@ def _from_optimizer(opt: Optimizer) -> StudyView:
 def _from_surrogate(sur: Surrogate) -> StudyView:
   if getattr(sur, "_posterior", None) is None:
     raise ValueError("The Surrogate is not fitted; call fit(X, y) before explaining it.")
-  return _view(sur.space, sur.goal, sur.X_train_, sur.y_train_, sur.predict_distribution)
+  feasible = np.isfinite(sur.y_train_)  # fit(..., infeasible=mask) stores NaN for those trials.
+  configs = [c for c, ok in zip(sur.X_train_, feasible) if ok]
+  return _view(sur.space, sur.goal, configs, sur.y_train_[feasible], sur.predict_distribution)
 
 
 def _from_optuna(study) -> StudyView:
