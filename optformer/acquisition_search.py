@@ -187,6 +187,8 @@ def search(
     extra = space.snap(extra_PxD)
     parts.append(extra[~space.unit_forbidden(extra)] if space.forbidden else extra)
   pool = np.concatenate(parts)
+  if not len(pool):  # Every policy or local candidate was forbidden: uniform points instead.
+    pool = uniform_points(space, rng, 64)
   score, fresh = np.asarray(acquisition(pool), np.float64), np.asarray(is_fresh(pool), bool)
   for _ in range(config.rounds if config.refine_moves and config.refine_top else 0):
     ranked = np.where(fresh, score, -np.inf)

@@ -149,7 +149,8 @@ class SearchSpace:
 
     Without conditions, the product of the levels and choices; with them,
     each parent's values count with the configurations of the children they
-    activate (`conditions.num_configurations`).
+    activate (`conditions.num_configurations`). Forbidden clauses are not
+    subtracted: with them it is an upper bound.
     """
     return cond.num_configurations(self.parameters)
 

@@ -9,7 +9,8 @@ import pytest
 
 import optformer
 from optformer import cli, explain
-from optformer.study_files import InputError, load_space, read_configs, read_trials
+from optformer.study_files import InputError, load_space
+from optformer.trials_csv import read_configs, read_trials
 from test_conditional_optimizer import objective, svm_space
 
 CONFIGS = [
@@ -92,7 +93,7 @@ def test_space_json_tree_errors_are_input_errors(tmp_path, condition, match):
 def test_trials_csv_reads_empty_cells_as_inactive(tmp_path):
   d = _write(tmp_path)
   rows = read_trials(d / "trials.csv", svm_space(), history=True)
-  assert [params for _, params, _, _ in rows][:3] == CONFIGS[:3]
+  assert [row.params for row in rows][:3] == CONFIGS[:3]
   assert math.isnan(rows[3][2])  # An empty objective: infeasible.
 
 
@@ -128,8 +129,8 @@ def test_cli_suggest_and_predict_on_a_conditional_space(tmp_path, capsys, tiny_v
   out = json.loads(capsys.readouterr().out)
   assert [o["config"] for o in out] == QUERIES
   opt = optformer.Optimizer(svm_space(), model=str(tiny_v2_dir))
-  for _, params, value, _ in read_trials(d / "trials.csv", svm_space(), history=True):
-    opt.tell(params, value)
+  for row in read_trials(d / "trials.csv", svm_space(), history=True):
+    opt.tell(row.params, row.value)
   np.testing.assert_allclose([o["mean"] for o in out], opt.predict(QUERIES).mean, rtol=1e-6)
   (d / "trials.csv").write_text("kernel,C,gamma,degree,objective\nlinear,0.1,0.5,,1.0\n")
   assert cli.main(["suggest", *common]) == 2

@@ -144,3 +144,11 @@ def test_predictions_may_be_asked_at_forbidden_configurations(tiny_v2_model):
   assert s.validate(bad, allow_forbidden=True) == bad
   sur = optformer.Surrogate(s, model=tiny_v2_model).fit(told, [c["a"] for c in told])
   np.testing.assert_allclose(sur.predict([bad]), opt.predict([bad]).mean, rtol=1e-6)
+
+
+def test_search_falls_back_to_uniform_points_when_every_candidate_is_forbidden():
+  s, rng = space(), np.random.default_rng(4)
+  bad = np.array([[1.0, 0.5, 0.9, 0.1]] * 8)  # Policy samples, all forbidden (a > b).
+  unit, _, n = acquisition_search.search(s, rng, lambda u: u[:, 2], SearchConfig(num_random=0, num_policy=8), [],
+                                         lambda u: np.ones(len(u), bool), bad)
+  assert n == 64 and not s.is_forbidden(s.from_unit(unit))
