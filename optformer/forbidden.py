@@ -8,8 +8,8 @@ satisfies every literal of some clause of its search space is *forbidden*:
   `ForbiddenEqualsClause` and a `ForbiddenInClause`);
 * `Forbidden(relations=[("lower", ">", "upper")])`: the value of one
   parameter compared with another's (`ForbiddenGreaterThanRelation`;
-  "==", "<", "<=", ">", ">=" as ConfigSpace's relations; numeric
-  parameters, or "==" between two categoricals).
+  "==", "<", "<=", ">", ">=" as ConfigSpace's relations, on the values
+  themselves; the order comparisons need numeric values).
 
 As in ConfigSpace, a literal on an inactive parameter (a conditional one
 switched off) does not hold, so a clause that names it does not forbid the
@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from optformer.parameters import KIND_CATEGORICAL, KIND_FLOAT
+from optformer.parameters import KIND_FLOAT
 
 RELATIONS = {"==": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 FLOAT_MATCH = 1e-12  # A Float literal holds within this distance in unit space (round-off of the log warp).
@@ -63,7 +63,10 @@ class Forbidden:
     values: parameter name -> a forbidden value, or a list of them (the
       literal "name in values"); stored as a tuple of (name, values) pairs.
     relations: (left name, op, right name) triples, op in "==", "<", "<=",
-      ">", ">=": the literal "value of left op value of right".
+      ">", ">=": the literal "value of left op value of right" (values as
+      ConfigSpace compares them: a categorical's choices, not their order;
+      "==" between any two parameters, the others between parameters whose
+      values are all numbers).
 
   Inside a `SearchSpace` the values are canonical (the parameter's own
   values, without duplicates, in the parameter's order).
@@ -170,10 +173,9 @@ def bind(clauses: Sequence[Forbidden], parameters: Sequence) -> tuple[Forbidden,
       order = sorted({p.to_unit(v): v for v in valid}.items())
       pairs.append((name, tuple(v for _, v in order)))
     for l, op, r in c.relations:
-      cats = [by_name[n].kind == KIND_CATEGORICAL for n in (l, r)]  # KIND_CATEGORICAL
-      if any(cats) and (op != "==" or not all(cats)):
-        raise ValueError(f"Forbidden clause {c.describe()!r}: relation {l} {op} {r} needs two numeric parameters "
-                         "(or '==' between two categoricals).")
+      if op != "==" and not all(_numeric(by_name[n]) for n in (l, r)):
+        raise ValueError(f"Forbidden clause {c.describe()!r}: relation {l} {op} {r} compares values, so both "
+                         "parameters need numeric values (any two parameters may be compared with '==').")
     bound = Forbidden(tuple(pairs), c.relations)
     full = not bound.relations and all(
         by_name[n].condition is None and by_name[n].num_values == len(vs) for n, vs in bound.values)
@@ -181,6 +183,12 @@ def bind(clauses: Sequence[Forbidden], parameters: Sequence) -> tuple[Forbidden,
       raise ValueError(f"Forbidden clause {c.describe()!r} forbids every configuration of the search space.")
     out.append(bound)
   return tuple(out)
+
+
+def _numeric(p) -> bool:
+  """Whether every value of p is a number (Float, Int, Discrete, or a Categorical of numbers)."""
+  choices = getattr(p, "choices", None)
+  return choices is None or all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices)
 
 
 def unit_forbidden(parameters: Sequence, clauses: Sequence[Forbidden], u_NxD, active_NxD) -> np.ndarray:
@@ -196,9 +204,10 @@ def unit_forbidden(parameters: Sequence, clauses: Sequence[Forbidden], u_NxD, ac
   index = {p.name: j for j, p in enumerate(parameters)}
 
   def decoded(j):
+    """The values of column j, as ConfigSpace's relations compare them (a categorical's choices, not its order)."""
     p = parameters[j]
-    if p.kind == KIND_CATEGORICAL:  # The choice objects, compared by ==.
-      return np.array(p.choices, object)[p.snap_units(u[:, j]).astype(int)]
+    if hasattr(p, "choices"):  # values_from_units: the choice's index.
+      return np.array(p.choices, object)[p.values_from_units(u[:, j]).astype(int)]
     return p.values_from_units(u[:, j])
 
   for c in clauses:

@@ -83,7 +83,7 @@ def test_bad_clauses_are_refused_with_the_reason():
     SearchSpace(params, forbidden=[Forbidden({"k": "w"})])
   with pytest.raises(ValueError, match="forbids every configuration"):
     SearchSpace(params, forbidden=[Forbidden({"k": ["x", "y"]})])
-  with pytest.raises(ValueError, match="two numeric parameters"):
+  with pytest.raises(ValueError, match="need numeric values"):
     SearchSpace(params, forbidden=[Forbidden(relations=[("k", "<", "a")])])
   with pytest.raises(ValueError, match="op"):
     Forbidden(relations=[("a", "~", "n")])
@@ -152,3 +152,14 @@ def test_search_falls_back_to_uniform_points_when_every_candidate_is_forbidden()
   unit, _, n = acquisition_search.search(s, rng, lambda u: u[:, 2], SearchConfig(num_random=0, num_policy=8), [],
                                          lambda u: np.ones(len(u), bool), bad)
   assert n == 64 and not s.is_forbidden(s.from_unit(unit))
+
+
+def test_relations_compare_values_not_their_order():
+  s = SearchSpace([Categorical("big", [100, 10, 1], ordered=True), Int("small", 1, 100),
+                   Categorical("p", ["x", "y"]), Categorical("q", ["y", "x"], ordered=True)],
+                  forbidden=[Forbidden(relations=[("big", "<", "small")]), Forbidden(relations=[("p", "==", "q")])])
+  assert s.is_forbidden({"big": 10, "small": 11, "p": "x", "q": "y"})  # 10 < 11, although 10 is level 1 of 3.
+  assert not s.is_forbidden({"big": 10, "small": 10, "p": "x", "q": "y"})
+  assert s.is_forbidden({"big": 100, "small": 1, "p": "y", "q": "y"})  # Same choice, at another index.
+  with pytest.raises(ValueError, match="need numeric values"):
+    SearchSpace(s.parameters, forbidden=[Forbidden(relations=[("p", "<", "small")])])
