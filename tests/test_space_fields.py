@@ -88,3 +88,16 @@ def test_beta_belief_density_peaks_at_its_mode_and_samples_follow_it():
     optformer.priors.Beta(0.5, 2.0)
   with pytest.raises(ValueError, match="Beta belief needs a Float or Int"):
     optformer.priors.Prior(SearchSpace([Categorical("c", ["a", "b"])]), {"c": optformer.priors.Beta(2.0, 2.0)})
+
+
+def test_policy_samples_of_an_ordered_categorical_are_its_choices():
+  import dataclasses
+
+  from optformer.model import network
+
+  cfg = dataclasses.replace(network.PFNConfig.tiny(), num_slot_ids=16, policy_tokens=16, max_context=32)
+  space = SearchSpace([Categorical("size", ["s", "m", "l", "xl"], ordered=True), Float("x", 0.0, 1.0)])
+  opt = optformer.Optimizer(space, model=network.create_model(cfg, seed=0), seed=0)
+  samples = opt.sample_policy(64)
+  assert {s["size"] for s in samples} <= {"s", "m", "l", "xl"} and len({s["size"] for s in samples}) > 1
+  assert all(space.validate(s) == s for s in samples)
