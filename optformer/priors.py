@@ -197,13 +197,13 @@ class Prior:
     """`num` configurations drawn from the beliefs (uniform for parameters without one; without the floor).
 
     In a conditional space each configuration holds only its active parameters (module docstring). Forbidden
-    configurations (`SearchSpace.forbidden`) are redrawn, up to 100 rounds of `num` draws: fewer than `num`
+    configurations (`SearchSpace.forbidden`) are redrawn, up to 20 rounds of `num` draws: fewer than `num`
     come back only when the beliefs and the clauses nearly exclude each other.
     """
     if not self.space.forbidden:
       return self._draw(rng, num)
     kept = []
-    for _ in range(100):
+    for _ in range(20):
       kept += [c for c in self._draw(rng, num) if not self.space.is_forbidden(c)]
       if len(kept) >= num:
         break
