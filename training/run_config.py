@@ -132,6 +132,7 @@ def train(argv, prog: str = "optformer-train train") -> int:
 
   p = parser(prog)
   args = p.parse_args(argv)
+  train_cli.join_cluster(args)  # Before any JAX computation (drawing bar borders may run some).
   if args.config is None and not args.assignments:
     return train_cli.main(argv)  # The flags alone: train_cli's run, resume and refusal of changed flags.
   cfg = resolve(p, args, argv)
