@@ -1,13 +1,15 @@
 """Run configs sized for accelerators: `optformer-train train --preset gpu | pod` (docs/scale.md).
 
-  gpu   one modern GPU (H100 / A100 class, 40-80 GB): E=256, 8 layers, 256 examples of 128 or 256 points per step
-  pod   a small pod slice (e.g. TPU v5e-16 or 2 hosts x 8 GPUs, 16 chips): E=512, 12 layers, 1024 examples per step
+  gpu   one modern GPU (H100 / A100 class, 40-80 GB): E=512, 12 layers (38M parameters), 256 examples of 128 or
+        256 points per step (12.3 TFLOP per step on average, counted by XLA)
+  pod   a small pod slice (e.g. TPU v5e-16: 4 hosts x 4 chips): E=768, 16 layers (114M parameters), 1024 examples
+        per step (143 TFLOP per step)
 
 Both compute in bfloat16 with float32 master weights (`PFNTrainConfig.compute_dtype`) and train on contexts up to
 the model's 256 trials. A preset also names the grain worker processes per host that generate its prior
-examples fast enough (`data_workers`; measured on this repo's 2-core machine, one core makes about 700
-examples of 64-128 points per second, docs/scale.md): not part of the run's config, as the batches do not
-depend on it. Bar borders are drawn from the prior when the run starts (train_cli, --bins).
+examples (`data_workers`; on this repo's 2-core machine one core makes about 650 examples of 128 points or
+350 of 256 per second, so about 460 of these presets' mix, docs/scale.md): not part of the run's config, as
+the batches do not depend on it. Bar borders are drawn from the prior when the run starts (train_cli, --bins).
 
 Sizes are set from FLOP arithmetic, not measured on the hardware yet (docs/scale.md says what was run where).
 """
@@ -29,24 +31,24 @@ class Preset(NamedTuple):
 def _gpu():
   from optformer.training.train import PFNTrainConfig
 
-  model = PFNConfig(d_model=256, num_heads=8, num_layers=8, mlp_ratio=4, d_slot=128, d_ard=64)
+  model = PFNConfig(d_model=512, num_heads=8, num_layers=12, mlp_ratio=4, d_slot=128, d_ard=64)
   data = PFNDataConfig(batch_size=256, seq_lens=(128, 256), seq_len_probs=(0.5, 0.5))
-  return PFNTrainConfig(model=model, data=data, peak_learning_rate=1e-3, num_steps=100_000, warmup_steps=2000,
+  return PFNTrainConfig(model=model, data=data, peak_learning_rate=6e-4, num_steps=200_000, warmup_steps=4000,
                         log_every=100, eval_every=5000, checkpoint_every=1000, compute_dtype="bfloat16")
 
 
 def _pod():
   from optformer.training.train import PFNTrainConfig
 
-  model = PFNConfig(d_model=512, num_heads=8, num_layers=12, mlp_ratio=4, d_slot=128, d_ard=64)
+  model = PFNConfig(d_model=768, num_heads=12, num_layers=16, mlp_ratio=4, d_slot=128, d_ard=64)
   data = PFNDataConfig(batch_size=1024, seq_lens=(128, 256), seq_len_probs=(0.5, 0.5))
-  return PFNTrainConfig(model=model, data=data, peak_learning_rate=6e-4, num_steps=200_000, warmup_steps=4000,
+  return PFNTrainConfig(model=model, data=data, peak_learning_rate=4e-4, num_steps=200_000, warmup_steps=4000,
                         log_every=100, eval_every=5000, checkpoint_every=1000, compute_dtype="bfloat16")
 
 
 PRESETS = {
-    "gpu": Preset(_gpu, 8, "one modern GPU: E=256, 8 layers, batch 256, bfloat16"),
-    "pod": Preset(_pod, 8, "a small pod slice (16 chips): E=512, 12 layers, global batch 1024, bfloat16"),
+    "gpu": Preset(_gpu, 12, "one modern GPU: E=512, 12 layers, batch 256, bfloat16"),
+    "pod": Preset(_pod, 8, "a small pod slice (16 chips, 4 hosts): E=768, 16 layers, global batch 1024, bfloat16"),
 }
 
 
