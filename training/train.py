@@ -259,6 +259,9 @@ class PFNTrainer:
       raise ValueError(f"batch_size={cfg.data.batch_size} must divide by the {self.mesh.size} devices.")
     self.shard, self.num_shards = distributed.data_shard(cfg.data.batch_size, self.mesh)
     self.graphdef, params, self.tx, opt_state = init_state(cfg)
+    # Held-out evaluation runs the model as exported: float32 (the training graph may compute in bfloat16).
+    self.eval_graphdef = self.graphdef if cfg.compute_dtype == "float32" else nnx.split(
+        nnx.eval_shape(lambda: create_model(cfg.model, 0)))[0]
     self.manager = ocp.CheckpointManager(
         checkpoints, options=ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_checkpoints, create=True))
     state, meta = restore_latest(self.manager, {"params": params, "opt_state": opt_state}, self.mesh)
@@ -299,7 +302,8 @@ class PFNTrainer:
     """Trains until step `num_steps` (default cfg.num_steps); returns logged metrics.
 
     evaluator: callable(graphdef, params) -> dict of held-out metrics, run every eval_every steps (and at the
-      end), whatever log_every is: its metrics join that step's log row. Process 0 alone runs it and logs.
+      end), whatever log_every is: its metrics join that step's log row. Process 0 alone runs it and logs; it
+      gets the float32 model's graphdef whatever cfg.compute_dtype is.
     """
     from tqdm import tqdm
 
@@ -324,7 +328,7 @@ class PFNTrainer:
         dt = time.time() - t_last
         row.update(step=self.step, trials_per_s=trials / dt, seconds_per_step=dt / len(acc))
         if evaluate:
-          row.update(evaluator(self.graphdef, self.current_params()))
+          row.update(evaluator(self.eval_graphdef, self.current_params()))
         if self.primary:
           with log_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
