@@ -137,3 +137,18 @@ def test_two_processes_reproduce_one_and_resume_after_a_kill(tmp_path):
   assert s["steps_compared"] == 8 and max(s["two_processes"]) == 40
   assert s["max_rel_gap"] < 1e-3, s
   assert s["one_process"][40] != s["one_process"][5]  # Training moved the loss: the comparison is not vacuous.
+
+
+def test_the_train_command_refuses_cluster_flags_that_describe_no_cluster():
+  from optformer.training import train_cli
+
+  p = train_cli.parser()
+  for flags, message in ((["--coordinator", "host0"], "HOST:PORT"), (["--num-processes", "2"], "need a coordinator"),
+                         (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "5"], "process_id must")):
+    with pytest.raises(SystemExit, match=message):
+      train_cli.join_cluster(p.parse_args(["--workdir", "w", *flags]))
+  train_cli.join_cluster(p.parse_args(["--workdir", "w"]))  # One process: nothing to join.
+  workers = lambda *flags: train_cli.data_workers(p.parse_args(["--workdir", "w", *flags]))
+  assert (workers(), workers("--preset", "gpu"), workers("--preset", "gpu", "--data-workers", "3")) == (0, 12, 3)
+  with pytest.raises(SystemExit, match="--data-workers must be >= 0"):
+    workers("--data-workers", "-1")
