@@ -119,13 +119,13 @@ def test_compute_dtype_is_a_config_field_that_round_trips():
 
 @pytest.mark.parametrize("name, chips", [("gpu", 1), ("pod", 16)])
 def test_accelerator_presets_are_valid_runs_that_split_over_their_chips(name, chips):
-  p = presets.preset(name)
+  p = presets.get(name)
   cfg = p.config()
   assert PFNTrainConfig.from_dict(cfg.to_dict()) == cfg
   assert cfg.compute_dtype == "bfloat16" and cfg.data.batch_size % chips == 0 and p.data_workers > 0
   assert max(cfg.data.seq_lens) <= cfg.model.max_context and cfg.model.d_model % cfg.model.num_heads == 0
   with pytest.raises(ValueError, match="known: gpu, pod"):
-    presets.preset("tpu")
+    presets.get("tpu")
 
 
 @pytest.mark.slow

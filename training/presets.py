@@ -16,16 +16,21 @@ Sizes are set from FLOP arithmetic, not measured on the hardware yet (docs/scale
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+import dataclasses
+from typing import Callable
 
 from optformer.model.config import PFNConfig
 from optformer.training.data import PFNDataConfig
 
 
-class Preset(NamedTuple):
-  config: Callable  # () -> PFNTrainConfig without bar borders (drawn from its prior by train_cli).
-  data_workers: int  # grain worker processes per host that keep the accelerators fed.
-  description: str
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """One named preset: its config (bar borders drawn when a run starts), its bars, the data workers it needs."""
+
+  help: str  # One line for --help.
+  config: Callable[[], object]  # () -> PFNTrainConfig with model.borders == () (drawn at run creation).
+  bins: int  # Bars of the predictive distribution.
+  data_workers: int = 0  # grain worker processes per host that keep the accelerators fed.
 
 
 def _gpu():
@@ -47,12 +52,13 @@ def _pod():
 
 
 PRESETS = {
-    "gpu": Preset(_gpu, 12, "one modern GPU: E=512, 12 layers, batch 256, bfloat16"),
-    "pod": Preset(_pod, 8, "a small pod slice (16 chips, 4 hosts): E=768, 16 layers, global batch 1024, bfloat16"),
+    "gpu": Preset("one modern GPU: E=512, 12 layers, batch 256, bfloat16", _gpu, 1000, data_workers=12),
+    "pod": Preset("a small pod slice (16 chips, 4 hosts): E=768, 16 layers, global batch 1024, bfloat16", _pod, 1000,
+                  data_workers=8),
 }
 
 
-def preset(name: str) -> Preset:
+def get(name: str) -> Preset:
   """The preset `name`.
 
   Raises:

@@ -148,7 +148,7 @@ def build_config(args):
   if args.preset == "tiny":
     cfg = PFNTrainConfig.tiny()
   elif args.preset in presets.PRESETS:
-    cfg = presets.preset(args.preset).config()
+    cfg = presets.get(args.preset).config()
   else:
     cfg = PFNTrainConfig()
   model = cfg.model
@@ -192,7 +192,7 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--preset", choices=("default", "tiny", *presets.PRESETS), default="default",
                  help="model and data sizes: default (the shipped v2's), tiny (PFNTrainConfig.tiny(): 32 bars, "
                  "whatever --bins says, and evaluation at contexts 2 and 5; for tests and smoke runs), or an "
-                 "accelerator's (training/presets.py: " + "; ".join(f"{k}: {v.description}" for k, v in
+                 "accelerator's (training/presets.py: " + "; ".join(f"{k}: {v.help}" for k, v in
                                                                     presets.PRESETS.items()) + ")")
   p.add_argument("--steps", type=int, default=0, help="total steps (schedule length)")
   p.add_argument("--until", type=int, default=0, help="stop at this step (resume later); default: --steps")
