@@ -7,7 +7,10 @@
 #   make bench    reduced benchmarks (prior, BBOB, HPO suites; every optimizer), ask() latency, surrogate quality, report -> results/bench/
 #   make corpus   generate the stored trajectory corpus (TFDS) -> corpus/
 #   make train    train the default model in $(WORKDIR) (resumable) on prior examples generated on the fly,
-#                 export it to $(CHECKPOINT); TRAIN_ARGS='--preset tiny --steps 50' for a smoke run
+#                 export it to $(CHECKPOINT); TRAIN_ARGS='--preset tiny --steps 50' for a smoke run,
+#                 TRAIN_ARGS='--preset gpu' on one GPU (docs/scale.md: the pod slice's multi-process command)
+#   make smoke-distributed   two local CPU processes (jax.distributed on 127.0.0.1) train the tiny config, one is
+#                 killed and both resume; prints its final loss and the one-process run's (docs/scale.md)
 #   make train-v2 the default model's long run in runs/v2e (resumable; on a new machine it resumes from
 #                 snapshots/v2), exporting to runs/v2e/export every 1000 steps
 #   make snapshot-v2  copy the v2 run's latest full state to snapshots/v2 (commit it to resume elsewhere)
@@ -17,7 +20,7 @@
 # Training is one entry point, `optformer-train SUBCOMMAND` (= python -m optformer.training): train, export,
 # eval, throughput, probe, ablation-table, gp-reference; `optformer-train SUBCOMMAND --help` for its flags.
 #
-# Knobs: PYTHON (interpreter that creates the venv), DEMO_ARGS, CORPUS_DIR, CORPUS_ARGS,
+# Knobs: PYTHON (interpreter that creates the venv), DEMO_ARGS, CORPUS_DIR, CORPUS_ARGS, SMOKE_ARGS,
 # WORKDIR, CHECKPOINT, TRAIN_ARGS (e.g. make train TRAIN_ARGS='--until 2000' or '--config run.json').
 
 PYTHON ?= python3
@@ -48,7 +51,7 @@ WORKDIR_V3 ?= runs/v3
 SNAPSHOT_V3 ?= snapshots/v3
 TRAIN_V3_ARGS ?= --seq-lens 64,128,256 --export-every 1000 --no-progress
 
-.PHONY: test test-slow wheel-test demo bench corpus train train-v2 snapshot-v2 train-v3 snapshot-v3 clean-venv
+.PHONY: test test-slow wheel-test demo bench corpus train smoke-distributed train-v2 snapshot-v2 train-v3 snapshot-v3 clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +90,10 @@ corpus: $(VENV)/.installed-data
 
 train: $(VENV)/.installed-train
 	$(BIN)/python -m optformer.training train --workdir $(WORKDIR) --export $(CHECKPOINT) $(TRAIN_ARGS)
+
+# One process vs two (same global batch), a kill of process 1 and a resume; exit status 1 when the loss curves differ.
+smoke-distributed: $(VENV)/.installed-train
+	$(BIN)/python -m optformer.training.smoke_distributed $(SMOKE_ARGS)
 
 train-v2: $(VENV)/.installed-train
 	@if [ ! -f $(WORKDIR_V2)/config.json ] && [ -f $(SNAPSHOT_V2)/config.json ]; then \

@@ -364,6 +364,29 @@ def dataset(cfg: PFNDataConfig, borders, num_slot_ids: int, shard: int = 0, num_
   return grain.MapDataset.range(0, 2**40).map(element)
 
 
+def batch_iterator(ds, start: int, workers: int = 0):
+  """Iterator over the elements start, start + 1, ... of the grain MapDataset `ds` (a run's data position on).
+
+  workers: grain worker processes generating elements ahead (0: this process, one thread); the order, and so
+    the run, is the same for any number. Workers run JAX on the CPU (the GP posteriors of soft and policy
+    targets), never on the training process's accelerator.
+  """
+  import grain
+
+  it = ds[start:].to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2))
+  if workers > 0:
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():  # grain's workers read absl flags, parsed only under absl.app.
+      flags.FLAGS.mark_as_parsed()
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers), worker_init_fn=_cpu_worker)
+  return iter(it)
+
+
+def _cpu_worker(worker_index: int, num_workers: int) -> None:
+  jax.config.update("jax_platforms", "cpu")
+
+
 def prior_borders(cfg: PFNDataConfig, num_bins: int, num_batches: int = 64) -> np.ndarray:
   """float64 [num_bins + 1]: bar borders at equal-mass quantiles of the prior's query z.
 

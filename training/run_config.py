@@ -132,6 +132,7 @@ def train(argv, prog: str = "optformer-train train") -> int:
 
   p = parser(prog)
   args = p.parse_args(argv)
+  train_cli.join_cluster(args)  # Before any JAX computation (drawing bar borders may run some).
   if args.config is None and not args.assignments:
     return train_cli.main(argv)  # The flags alone: train_cli's run, resume and refusal of changed flags.
   cfg = resolve(p, args, argv)
@@ -149,8 +150,11 @@ def train(argv, prog: str = "optformer-train train") -> int:
     except WorkdirError as e:
       print(f"{prog}: error: {e}", file=sys.stderr)
       return 2
-    print(f"new run in {args.workdir} from {args.config or 'the flags'}, its config in {cfg_path}")
-    if cfg.warmup_steps >= (args.until or cfg.num_steps):
+    from optformer.training.distributed import is_primary
+
+    if is_primary():  # Every process of a multi-process run writes the same config.json (atomically); one says so.
+      print(f"new run in {args.workdir} from {args.config or 'the flags'}, its config in {cfg_path}")
+    if cfg.warmup_steps >= (args.until or cfg.num_steps) and is_primary():
       print(f"warning: the learning-rate warmup ({cfg.warmup_steps} steps) does not end before this run stops at "
             f"step {args.until or cfg.num_steps}; set --warmup lower", file=sys.stderr)
   # train_cli resumes the workdir from its config.json; the flags given are already in it.

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -19,9 +20,12 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
-  """1-D mesh named "data" over `devices` (default: all)."""
-  devices = np.asarray(devices if devices is not None else jax.devices())
-  return jax.sharding.Mesh(devices, ("data",))
+  """1-D mesh named "data" over `devices` (default: all devices of all processes), ordered by (process, id).
+
+  The order gives each process one contiguous block of the batch's rows (training/distributed.py).
+  """
+  devices = sorted(jax.devices() if devices is None else devices, key=lambda d: (d.process_index, d.id))
+  return jax.sharding.Mesh(np.asarray(devices), ("data",))
 
 
 def jit_step(train_step, mesh) -> Callable:
@@ -45,6 +49,29 @@ def optimizer_step(objective, tx: optax.GradientTransformation, params, opt_stat
   updates, opt_state = tx.update(grads, opt_state, params)
   params = optax.apply_updates(params, updates)
   return params, opt_state, dict(metrics, grad_norm=optax.tree.norm(grads))
+
+
+OUTPUT_HEADS = ("head", "policy_out")  # Logit layers set_compute_dtype keeps in float32 (1000 bars' log-densities).
+
+
+def set_compute_dtype(model: nnx.Module, dtype: str) -> nnx.Module:
+  """`model` (changed in place) with its Linear and Embed layers computing in `dtype` ("float32" or "bfloat16").
+
+  Mixed precision: the parameters stay float32 (the master weights the optimizer updates) and are cast to
+  `dtype` inside each matmul; layer norms, softmaxes, the residual stream (float32 + bfloat16 promotes to
+  float32) and the OUTPUT_HEADS stay float32, so the loss is a float32 cross-entropy.
+
+  Raises:
+    ValueError: another dtype.
+  """
+  if dtype not in ("float32", "bfloat16"):
+    raise ValueError(f"compute dtype must be 'float32' or 'bfloat16', got {dtype!r}.")
+  if dtype == "float32":
+    return model
+  for path, module in nnx.iter_modules(model):
+    if isinstance(module, (nnx.Linear, nnx.Embed)) and not (path and path[-1] in OUTPUT_HEADS):
+      module.dtype = jnp.bfloat16
+  return model
 
 
 def fresh_state(model, tx: optax.GradientTransformation):

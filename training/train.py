@@ -1,9 +1,12 @@
 """Meta-training of model v2 (optformer.model.network) on prior examples generated on the fly.
 
 One pure jitted `train_step(params, opt_state, batch, targets)`, data
-parallel over a 1-D "data" mesh as in training/step.py; the loop around it
+parallel over a 1-D "data" mesh as in training/step.py, over the devices of
+one process or of several (training/distributed.py: each process generates
+its shard of every global batch; process 0 alone logs, evaluates and
+exports); the loop around it
 adds the side effects: orbax checkpoints of params, optimizer state, step
-and the grain iterator's state (the data position), held-out evaluation
+and the data position (the next global batch's index), held-out evaluation
 against the exact GP (training/evaluate.py), a JSONL metrics log (rows after
 the resumed step are dropped on resume, so no step is listed twice) and a
 progress bar. A non-finite loss raises.
@@ -35,8 +38,9 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from optformer.model.network import PFNConfig, PFNSurrogate, PolicyRows, SurrogateBatch, create_model, value_tokens
-from optformer.training.data import GPTargets, PFNDataConfig, WithPolicy, dataset
-from optformer.training.step import fresh_state, jit_step, make_mesh, optimizer_step
+from optformer.training import distributed
+from optformer.training.data import GPTargets, PFNDataConfig, WithPolicy, batch_iterator, dataset
+from optformer.training.step import fresh_state, jit_step, make_mesh, optimizer_step, set_compute_dtype
 from optformer.training.workdir import drop_metrics_after, open_workdir, restore_latest, save_checkpoint
 
 
@@ -63,6 +67,9 @@ class PFNTrainConfig:
   policy_weight: float = 1.0  # Weight of the policy loss (used when data.policy_rows > 0).
   policy_learning_rate_multiplier: float = 1.0  # The policy head's rate / the rest's (adamw, muon).
   freeze_surrogate: bool = False  # Train the policy head only (the surrogate's predictions stay exactly as they were).
+  # The dtype of the model's matmuls in training: "float32" or "bfloat16" (parameters, optimizer state and the
+  # output heads stay float32: training/step.py, `set_compute_dtype`); exports are float32 models either way.
+  compute_dtype: str = "float32"
 
   @classmethod
   def tiny(cls, borders=None) -> "PFNTrainConfig":
@@ -79,9 +86,13 @@ class PFNTrainConfig:
       del d["policy_weight"], d["policy_learning_rate_multiplier"]
     if not self.freeze_surrogate:
       del d["freeze_surrogate"]
+    if self.compute_dtype == "float32":
+      del d["compute_dtype"]  # Configs of runs from before the knob stay equal.
     return d
 
   def __post_init__(self):
+    if self.compute_dtype not in ("float32", "bfloat16"):
+      raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {self.compute_dtype!r}.")
     if self.data.policy_rows and not self.model.policy_tokens:
       raise ValueError(f"data.policy_rows={self.data.policy_rows} needs a model with a policy head (policy_tokens > 0).")
     if (self.policy_learning_rate_multiplier != 1.0 or self.freeze_surrogate) and self.optimizer == "schedule_free_adamw":
@@ -212,8 +223,10 @@ def make_train_step(graphdef, tx, mesh, soft_weight: float = 0.0, policy_weight:
 
 
 def init_state(cfg: PFNTrainConfig, seed: int | None = None):
-  """(graphdef, params pure dict, optimizer, opt_state) of a fresh model, initialized with `seed` (default cfg.seed)."""
-  return fresh_state(create_model(cfg.model, cfg.seed if seed is None else seed), make_optimizer(cfg))
+  """(graphdef, params pure dict, optimizer, opt_state) of a fresh model, initialized with `seed` (default cfg.seed),
+  computing in cfg.compute_dtype."""
+  model = set_compute_dtype(create_model(cfg.model, cfg.seed if seed is None else seed), cfg.compute_dtype)
+  return fresh_state(model, make_optimizer(cfg))
 
 
 class PFNTrainer:
@@ -223,22 +236,32 @@ class PFNTrainer:
     cfg: the run's config (saved as config.json in `workdir`).
     workdir: holds checkpoints/, metrics.jsonl and config.json.
     init_from: an exported model directory to warm-start a new workdir from.
+    devices: the mesh's devices (default: all devices of all processes; training/distributed.py).
+    data_workers: grain worker processes generating batches (0: in this process); results do not depend on it.
 
   Raises:
     ValueError: `workdir` holds a run with a different config, or `init_from` another model config.
     WorkdirError: `workdir` or its checkpoints/ cannot be written (also from `save`).
   """
 
-  def __init__(self, cfg: PFNTrainConfig, workdir, init_from=None, devices=None):
-    import grain
+  def __init__(self, cfg: PFNTrainConfig, workdir, init_from=None, devices=None, data_workers: int = 0):
     import orbax.checkpoint as ocp
 
     self.cfg, self.workdir = cfg, pathlib.Path(workdir)
-    checkpoints = open_workdir(self.workdir, cfg.to_dict())
+    self.primary = distributed.is_primary()
+    if self.primary:  # Writes config.json on first use; the other processes then compare theirs with it.
+      checkpoints = open_workdir(self.workdir, cfg.to_dict())
+    distributed.barrier("optformer: workdir opened")
+    if not self.primary:
+      checkpoints = open_workdir(self.workdir, cfg.to_dict())
     self.mesh = make_mesh(devices)
     if cfg.data.batch_size % self.mesh.size:
       raise ValueError(f"batch_size={cfg.data.batch_size} must divide by the {self.mesh.size} devices.")
+    self.shard, self.num_shards = distributed.data_shard(cfg.data.batch_size, self.mesh)
     self.graphdef, params, self.tx, opt_state = init_state(cfg)
+    # Held-out evaluation runs the model as exported: float32 (the training graph may compute in bfloat16).
+    self.eval_graphdef = self.graphdef if cfg.compute_dtype == "float32" else nnx.split(
+        nnx.eval_shape(lambda: create_model(cfg.model, 0)))[0]
     self.manager = ocp.CheckpointManager(
         checkpoints, options=ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_checkpoints, create=True))
     state, meta = restore_latest(self.manager, {"params": params, "opt_state": opt_state}, self.mesh)
@@ -254,13 +277,17 @@ class PFNTrainer:
     meta = meta or {}
     self.step, self.position = int(meta.get("step", 0)), int(meta.get("data_position", 0))
     self.params, self.opt_state = state["params"], state["opt_state"]
-    drop_metrics_after(self.workdir / "metrics.jsonl", self.step)
-    self._ds = dataset(cfg.data, np.asarray(cfg.model.borders), cfg.model.num_slot_ids)
-    self.batches = self._ds.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=2)).__iter__()
-    self.batches.set_state({"next_index": self.position})
+    if self.primary:
+      drop_metrics_after(self.workdir / "metrics.jsonl", self.step)
+    self._ds = dataset(cfg.data, np.asarray(cfg.model.borders), cfg.model.num_slot_ids, self.shard, self.num_shards)
+    self.batches = batch_iterator(self._ds, self.position, data_workers)
     self.train_step = make_train_step(self.graphdef, self.tx, self.mesh, cfg.data.soft_target_weight,
                                       cfg.policy_weight)
     self.batch_sharding = NamedSharding(self.mesh, P("data"))
+    if jax.process_count() > 1:  # This process's rows -> global arrays.
+      self.put = lambda tree: distributed.assemble(tree, self.mesh, cfg.data.batch_size)
+    else:
+      self.put = lambda tree: jax.tree.map(lambda a: jax.device_put(np.asarray(a), self.batch_sharding), tree)
 
   def save(self, metrics: dict | None = None):
     """Writes a checkpoint of the current step and waits for it (raises WorkdirError when it cannot)."""
@@ -268,13 +295,15 @@ class PFNTrainer:
     save_checkpoint(self.manager, self.step, {"params": self.params, "opt_state": self.opt_state}, meta)
 
   def current_params(self):
-    return eval_params(self.cfg, self.params, self.opt_state)
+    """The parameters to evaluate and export, on this process's devices (`distributed.to_local`)."""
+    return eval_params(self.cfg, distributed.to_local(self.params), distributed.to_local(self.opt_state))
 
   def run(self, num_steps: int | None = None, progress: bool = True, evaluator=None) -> list[dict]:
     """Trains until step `num_steps` (default cfg.num_steps); returns logged metrics.
 
     evaluator: callable(graphdef, params) -> dict of held-out metrics, run every eval_every steps (and at the
-      end), whatever log_every is: its metrics join that step's log row.
+      end), whatever log_every is: its metrics join that step's log row. Process 0 alone runs it and logs; it
+      gets the float32 model's graphdef whatever cfg.compute_dtype is.
     """
     from tqdm import tqdm
 
@@ -282,18 +311,16 @@ class PFNTrainer:
     target = cfg.num_steps if num_steps is None else num_steps
     log_path = self.workdir / "metrics.jsonl"
     logged, acc, t_last, trials = [], [], time.time(), 0
-    bar_ = tqdm(total=target, initial=self.step, disable=not progress, desc="train v2")
-    put = lambda a: jax.device_put(np.asarray(a), self.batch_sharding)
+    bar_ = tqdm(total=target, initial=self.step, disable=not (progress and self.primary), desc="train v2")
     while self.step < target:
       batch, targets = next(self.batches)
       self.position += 1
-      trials += int(batch.valid.sum())
-      self.params, self.opt_state, metrics = self.train_step(
-          self.params, self.opt_state, SurrogateBatch(*map(put, batch)), jax.tree.map(put, targets))
+      trials += int(batch.valid.sum()) * self.num_shards  # Of all processes, from this one's equal-sized shard.
+      self.params, self.opt_state, metrics = self.train_step(self.params, self.opt_state, *self.put((batch, targets)))
       self.step += 1
       acc.append(metrics)
       bar_.update(1)
-      evaluate = evaluator is not None and (self.step % cfg.eval_every == 0 or self.step == target)
+      evaluate = self.primary and evaluator is not None and (self.step % cfg.eval_every == 0 or self.step == target)
       if self.step % cfg.log_every == 0 or self.step == target or evaluate:  # An evaluation is a log row too.
         row = {k: float(np.mean([float(m[k]) for m in acc])) for k in acc[0]}
         if not all(math.isfinite(v) for v in row.values()):
@@ -301,9 +328,10 @@ class PFNTrainer:
         dt = time.time() - t_last
         row.update(step=self.step, trials_per_s=trials / dt, seconds_per_step=dt / len(acc))
         if evaluate:
-          row.update(evaluator(self.graphdef, self.current_params()))
-        with log_path.open("a") as f:
-          f.write(json.dumps(row) + "\n")
+          row.update(evaluator(self.eval_graphdef, self.current_params()))
+        if self.primary:
+          with log_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
         logged.append(row)
         bar_.set_postfix(loss=f"{row['loss']:.3f}")
         acc, t_last, trials = [], time.time(), 0

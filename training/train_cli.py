@@ -4,6 +4,9 @@
   python -m optformer.training.train_cli --workdir runs/v2 --export checkpoints/optformer-v2 --export-only
   python -m optformer.training.train_cli --workdir runs/v2b --init-from checkpoints/optformer-v2   # warm start on a new machine
   make train-v2   # the long run: resumes runs/v2d (or snapshots/v2 on a new machine), exports every 1000 steps
+  python -m optformer.training.train_cli --workdir runs/g --preset gpu --export runs/g/export   # one GPU (docs/scale.md)
+  # One of P processes (process I; process 0 at HOST:PORT), each generating its shard of every global batch:
+  python -m optformer.training.train_cli --workdir runs/p --preset pod --coordinator HOST:PORT --num-processes P --process-id I
 
 Re-running the same command resumes from the latest checkpoint in --workdir
 at the same data position. The bar borders are drawn from the prior once,
@@ -121,6 +124,7 @@ def _changed_on_resume(cfg, args) -> list[str]:
 
 
 def build_config(args):
+  from optformer.training import presets
   from optformer.training.data import prior_borders
   from optformer.training.train import PFNTrainConfig
 
@@ -143,6 +147,8 @@ def build_config(args):
       return _with_policy(_with_seed(cfg, args), args)
   if args.preset == "tiny":
     cfg = PFNTrainConfig.tiny()
+  elif args.preset in presets.PRESETS:
+    cfg = presets.get(args.preset).config()
   else:
     cfg = PFNTrainConfig()
   model = cfg.model
@@ -181,9 +187,13 @@ def build_config(args):
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--workdir", type=pathlib.Path, required=True)
-  p.add_argument("--preset", choices=("default", "tiny"), default="default",
-                 help="model and data sizes: default (the shipped v2's) or tiny (PFNTrainConfig.tiny(): 32 bars, "
-                 "whatever --bins says, and evaluation at contexts 2 and 5; for tests and smoke runs)")
+  from optformer.training import presets
+
+  p.add_argument("--preset", choices=("default", "tiny", *presets.PRESETS), default="default",
+                 help="model and data sizes: default (the shipped v2's), tiny (PFNTrainConfig.tiny(): 32 bars, "
+                 "whatever --bins says, and evaluation at contexts 2 and 5; for tests and smoke runs), or an "
+                 "accelerator's (training/presets.py: " + "; ".join(f"{k}: {v.help}" for k, v in
+                                                                    presets.PRESETS.items()) + ")")
   p.add_argument("--steps", type=int, default=0, help="total steps (schedule length)")
   p.add_argument("--until", type=int, default=0, help="stop at this step (resume later); default: --steps")
   p.add_argument("--optimizer", choices=("adamw", "schedule_free_adamw", "muon"), default=None)
@@ -227,12 +237,50 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--export-only", action="store_true")
   p.add_argument("--export-every", type=int, default=0, help="also export every N steps while training (with --export)")
   p.add_argument("--no-progress", action="store_true")
+  p.add_argument("--data-workers", type=int, default=None, help="grain worker processes generating batches "
+                 "(default: the preset's, else 0: in the training process); the batches are the same for any number")
+  g = p.add_argument_group("multi-process training (training/distributed.py; not part of the run's config)")
+  g.add_argument("--coordinator", default="", help="HOST:PORT of process 0's coordinator (e.g. 127.0.0.1:1234), "
+                 "or 'auto' to let jax detect the cluster (Cloud TPU, SLURM, Open MPI); default: one process")
+  g.add_argument("--num-processes", type=int, default=1, help="processes in the run (with --coordinator HOST:PORT)")
+  g.add_argument("--process-id", type=int, default=0, help="this process's index in [0, --num-processes)")
   return p
+
+
+def join_cluster(args) -> None:
+  """Joins the multi-process run that --coordinator/--num-processes/--process-id describe (once; before any JAX).
+
+  Raises SystemExit with the message for flags that do not describe a cluster.
+  """
+  from optformer.training import distributed
+
+  try:
+    cluster = distributed.Cluster(args.coordinator, args.num_processes, args.process_id)
+  except ValueError as e:
+    raise SystemExit(f"error: {e}") from None
+  if cluster.coordinator:
+    import jax
+
+    if not jax.distributed.is_initialized():
+      distributed.initialize(cluster)
+
+
+def data_workers(args) -> int:
+  """--data-workers, or the preset's number when not given (0 for default and tiny)."""
+  from optformer.training import presets
+
+  if args.data_workers is not None:
+    if args.data_workers < 0:
+      raise SystemExit(f"--data-workers must be >= 0, got {args.data_workers}.")
+    return args.data_workers
+  return presets.PRESETS[args.preset].data_workers if args.preset in presets.PRESETS else 0
 
 
 def main(argv=None) -> int:
   args = parser().parse_args(argv)
+  join_cluster(args)
 
+  from optformer.training import distributed
   from optformer.training.evaluate import gp_gap, policy_nll
   from optformer.training.train import PFNTrainer
 
@@ -245,16 +293,19 @@ def main(argv=None) -> int:
     return 2
   resuming = (args.workdir / "config.json").exists()
   cfg = build_config(args)
-  trainer = PFNTrainer(cfg, args.workdir, init_from=args.init_from)
+  distributed.barrier("optformer: run config read")  # Every process has seen the workdir before one writes it.
+  trainer = PFNTrainer(cfg, args.workdir, init_from=args.init_from, data_workers=data_workers(args))
+  primary = distributed.is_primary()
+  say = print if primary else (lambda *a, **k: None)  # Process 0 speaks for the run.
   until = args.until or cfg.num_steps
   if not args.export_only:
     if resuming:
-      print(f"resuming {args.workdir} at step {trainer.step} (data position {trainer.position}), until step {until}")
+      say(f"resuming {args.workdir} at step {trainer.step} (data position {trainer.position}), until step {until}")
     else:
       start = f"from {args.init_from} at its step {trainer.step}" if args.init_from else "from scratch"
-      print(f"new run in {args.workdir}, {start}, until step {until} of a {cfg.num_steps}-step schedule")
+      say(f"new run in {args.workdir}, {start}, until step {until} of a {cfg.num_steps}-step schedule")
     if not resuming and not args.init_from and cfg.warmup_steps >= until:
-      print(f"warning: the learning-rate warmup ({cfg.warmup_steps} steps) does not end before this run stops at "
+      say(f"warning: the learning-rate warmup ({cfg.warmup_steps} steps) does not end before this run stops at "
             f"step {until}; set --warmup lower", file=sys.stderr)
   if not args.export_only:
     def evaluator(graphdef, params):
@@ -269,18 +320,18 @@ def main(argv=None) -> int:
       while trainer.step < until:
         stop = min(until, trainer.step + args.export_every) if (args.export and args.export_every) else until
         rows = trainer.run(stop, progress=not args.no_progress, evaluator=evaluator) or rows
-        if args.export and trainer.step < until:
+        if args.export and trainer.step < until and primary:
           from optformer.training.export import export
 
           export(trainer, args.export)
     except KeyboardInterrupt:  # One line instead of a traceback; the last checkpoint is intact.
       last = trainer.manager.latest_step()
-      print(f"interrupted at step {trainer.step}; the latest checkpoint is step {last}: re-run the same command "
+      say(f"interrupted at step {trainer.step}; the latest checkpoint is step {last}: re-run the same command "
             "to resume from it", file=sys.stderr)
       return 130
     if rows:
-      print(json.dumps(rows[-1]))
-  if args.export:
+      say(json.dumps(rows[-1]))
+  if args.export and primary:
     from optformer.training.export import export
 
     print(f"exported {export(trainer, args.export)}")

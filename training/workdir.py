@@ -77,8 +77,8 @@ def open_workdir(workdir: pathlib.Path, cfg_dict: dict) -> pathlib.Path:
     if saved != json.loads(json.dumps(cfg_dict)):
       raise ValueError(f"{cfg_path} holds a different config; use a new workdir or the same config.")
   else:
-    try:
-      cfg_path.write_text(json.dumps(cfg_dict, indent=1))
+    try:  # Atomic: the processes of a multi-process run may write the same config at once.
+      write_atomic(cfg_path, json.dumps(cfg_dict, indent=1))
     except OSError as e:
       raise WorkdirError(f"Cannot write {cfg_path}: {e.strerror or e}.") from e
   checkpoints = (workdir / "checkpoints").absolute()
