@@ -1,0 +1,109 @@
+"""Named training presets: a model, data and step budget sized for one kind of machine.
+
+  optformer-train train --workdir runs/x --preset cpu-small      # ~10 minutes on a 2-core CPU
+  optformer-train train --list-presets                          # this table
+
+| preset    | what it is for |
+|-----------|----------------|
+| default   | the shipped model v2's run: the full model, 1000 bars, 200,000 steps (days on a CPU) |
+| tiny      | tests and smoke runs: a 2-layer E=32 model on a 3-parameter prior, 32 bars, 20 steps |
+| cpu-small | ablations on a small CPU: E=64, 2 layers, 16 examples of 64 points per step, 128 bars, 1500 steps |
+| gpu       | one modern GPU: the default model, 256 examples per step, 1000 bars, 50,000 steps |
+
+A preset gives a whole `PFNTrainConfig` (without bar borders: they are drawn
+from the preset's prior with `bins` bars when a run is created) and the
+number of prior batches the borders are drawn from. Flags and `--set`
+override its fields. Every preset lives in `PRESETS`, the one place; new
+machines (multi-GPU, pods) add an entry here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+# Border draws: batches of the prior whose normalized objectives place the bar borders (training/data.py).
+BORDER_BATCHES = 48
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """One named preset: its config (borders still empty), its bars and what it is for."""
+
+  help: str  # One line for --help and the README.
+  config: Callable[[], object]  # () -> PFNTrainConfig with model.borders == () (drawn at run creation).
+  bins: int  # Bars of the predictive distribution (the default of --bins).
+  border_batches: int = BORDER_BATCHES  # Prior batches the borders are drawn from.
+
+
+def _default():
+  from optformer.training.train import PFNTrainConfig
+
+  return PFNTrainConfig()
+
+
+def _tiny():
+  from optformer.training.train import PFNTrainConfig
+
+  cfg = PFNTrainConfig.tiny()
+  return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, borders=()))
+
+
+def _cpu_small():
+  from optformer.model.config import PFNConfig
+  from optformer.training.data import PFNDataConfig
+  from optformer.training.train import PFNTrainConfig
+
+  model = PFNConfig(d_model=64, num_heads=4, num_layers=2, d_slot=32, d_ard=32)
+  data = PFNDataConfig(batch_size=16, seq_lens=(64,), seq_len_probs=(1.0,))
+  return PFNTrainConfig(model=model, data=data, num_steps=1500, warmup_steps=100, eval_every=500,
+                        checkpoint_every=100, eval_batches=4)
+
+
+def _gpu():
+  from optformer.training.data import PFNDataConfig
+  from optformer.training.train import PFNTrainConfig
+
+  return PFNTrainConfig(data=PFNDataConfig(batch_size=256), num_steps=50_000, warmup_steps=1000,
+                        checkpoint_every=1000, eval_every=2000, eval_batches=8)
+
+
+PRESETS: dict[str, Preset] = {
+    "default": Preset("the shipped model v2's run: full model, 1000 bars, 200,000 steps (days on a CPU)", _default,
+                      1000),
+    "tiny": Preset("tests and smoke runs: E=32, 2 layers, a 3-parameter prior, 32 bars, 20 steps (seconds)", _tiny,
+                   32, border_batches=8),
+    "cpu-small": Preset("ablations on a 2-core CPU: E=64, 2 layers, 16 examples x 64 points per step, 128 bars, "
+                        "1500 steps (~10 min)", _cpu_small, 128),
+    "gpu": Preset("one modern GPU: the default model, 256 examples per step, 1000 bars, 50,000 steps", _gpu, 1000),
+}
+
+
+def get(name: str) -> Preset:
+  """The preset `name`.
+
+  Raises:
+    ValueError: an unknown name (the message lists the presets).
+  """
+  if name not in PRESETS:
+    raise ValueError(f"unknown preset {name!r}; the presets are {', '.join(PRESETS)}.")
+  return PRESETS[name]
+
+
+def clip_warmup(cfg):
+  """(cfg, warning or None): a learning-rate warmup as long as the run or longer is clipped to a tenth of it.
+
+  A warmup of `warmup_steps` >= `num_steps` would end the run before the rate reaches its peak (and the cosine
+  schedule would never decay), so it becomes max(1, num_steps // 10) and the warning says so.
+  """
+  if cfg.warmup_steps < cfg.num_steps:
+    return cfg, None
+  clipped = max(1, cfg.num_steps // 10)
+  return dataclasses.replace(cfg, warmup_steps=clipped), (
+      f"warning: the learning-rate warmup ({cfg.warmup_steps} steps) is not shorter than the run "
+      f"({cfg.num_steps} steps): clipped to {clipped} steps (set --warmup to choose)")
+
+
+def table() -> str:
+  """The presets as lines "NAME  help" (for --list-presets)."""
+  return "\n".join(f"{name:10} {p.help}" for name, p in PRESETS.items())
