@@ -56,8 +56,8 @@ def _cpu_small():
 
   model = PFNConfig(d_model=64, num_heads=4, num_layers=2, d_slot=32, d_ard=32)
   data = PFNDataConfig(batch_size=16, seq_lens=(64,), seq_len_probs=(1.0,))
-  return PFNTrainConfig(model=model, data=data, num_steps=1500, warmup_steps=100, eval_every=500,
-                        checkpoint_every=100, eval_batches=4)
+  return PFNTrainConfig(model=model, data=data, num_steps=1500, warmup_steps=100, eval_every=750,
+                        checkpoint_every=100, eval_batches=2)
 
 
 def _gpu():
