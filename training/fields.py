@@ -19,8 +19,10 @@ import ast
 import dataclasses
 import functools
 import inspect
+import io
 import json
 import textwrap
+import tokenize
 import typing
 
 
@@ -46,36 +48,19 @@ def comments(cls) -> dict[str, str]:
     return {}
   source = textwrap.dedent("".join(lines))
   text = source.splitlines()
+  line_comment = {t.start[0]: t.string[1:].strip() for t in tokenize.generate_tokens(io.StringIO(source).readline)
+                  if t.type == tokenize.COMMENT}  # 1-based line -> its comment (a "#" in a string is no comment).
   out = {}
   for node in ast.parse(source).body[0].body:
     if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
       continue
-    trailing = [t.split("#", 1)[1].strip() for t in text[node.lineno - 1:node.end_lineno] if "#" in _code(t)]
-    above, i = [], node.lineno - 2
-    while i >= 0 and text[i].strip().startswith("#"):
-      above.insert(0, text[i].strip()[1:].strip())
+    trailing = [line_comment[i] for i in range(node.lineno, node.end_lineno + 1) if i in line_comment]
+    above, i = [], node.lineno - 1
+    while i >= 1 and text[i - 1].strip().startswith("#"):
+      above.insert(0, line_comment[i])
       i -= 1
     out[node.target.id] = " ".join(trailing or above)
   return out
-
-
-def _code(line: str) -> str:
-  """The line with its string literals blanked, so a "#" inside a string is not a comment."""
-  return "".join(c if not quoted else " " for c, quoted in _quoted(line))
-
-
-def _quoted(line: str):
-  quote = None
-  for c in line:
-    if quote is None and c in "'\"":
-      quote = c
-      yield c, True
-    elif quote is not None:
-      if c == quote:
-        quote = None
-      yield c, True
-    else:
-      yield c, False
 
 
 def fields(cls=None, prefix: str = "", value=None) -> list[Field]:
