@@ -104,3 +104,27 @@ def test_bad_flags_are_usage_errors(tmp_path, capsys):
     cli.main(["ablate", "--variant", "a=", "--variant", "a=--bins 8", "--out", str(tmp_path / "t.md")])
   assert "distinct names" in capsys.readouterr().err
   assert not pathlib.Path(tmp_path / "t.md").exists()
+
+
+def _benchmark_commands(path: pathlib.Path) -> list[list[str]]:
+  """The `python -m optformer.eval.benchmark ...` command lines of a Markdown file (continuations joined)."""
+  import re
+  import shlex
+
+  text = re.sub(r"\\\n\s*", " ", path.read_text())
+  return [shlex.split(line, comments=True)[3:] for line in text.splitlines()
+          if line.startswith("python -m optformer.eval.benchmark ")]
+
+
+def test_the_model_v2_docs_benchmark_commands_name_optimizers_and_models_that_exist(capsys, monkeypatch):
+  """docs/model_v2.md's benchmark commands, each run with --dry-run appended (it checks the optimizer names and
+  model directories, then counts the studies and runs none): they once named the retired 'optformer-v2'. Commands
+  of a model a training run writes (runs/...) are left out: that run is not in the checkout."""
+  from optformer.eval import benchmark
+
+  root = pathlib.Path(__file__).resolve().parents[1]
+  monkeypatch.chdir(root)
+  commands = [c for c in _benchmark_commands(root / "docs" / "model_v2.md") if not any("runs/" in a for a in c)]
+  assert len(commands) >= 4 and any("--model" in c for c in commands)
+  for argv in commands:
+    assert benchmark.main([*argv, "--dry-run"]) == 0, argv
