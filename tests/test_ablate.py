@@ -67,14 +67,18 @@ def test_the_markdown_has_gaps_with_errors_and_paired_differences_to_the_first_r
 @pytest.mark.slow
 def test_a_tiny_ablation_trains_scores_on_the_same_examples_and_writes_the_table(tmp_path, capsys):
   """Two tiny configs through `optformer-train ablate`: both trained at the budget, scored on the same examples
-  (the baseline's paired difference to itself is exactly 0), the table and its JSON written; a re-run resumes."""
+  (the baseline's paired difference to itself is exactly 0) beside the Bayes-optimal reference, the table and its
+  JSON written; a re-run resumes."""
   from optformer.training import cli
 
   out = tmp_path / "docs" / "bins.md"
   argv = ["ablate", "--preset", "tiny", "--steps", "4", "--variant", "base=", "--variant", "b16=--bins 16",
           "--runs", str(tmp_path / "runs"), "--out", str(out), "--eval-batches", "1", "--contexts", "5", "10"]
-  assert cli.main(argv) == 0
+  assert cli.main([*argv, "--reference-kernels", "64"]) == 0
   result = json.loads(out.with_suffix(".json").read_text())
+  ref = result["reference"]  # The Bayes-optimal unit-free reference, on the same examples.
+  assert ref["kernels"] == 64 and all(np.isfinite(v) and v > -0.5 for v in ref["gap"].values())
+  assert "| Bayes-optimal unit-free reference (64 kernels) |" in out.read_text()
   assert result["prior"] == "tiny" and result["contexts"] == [5, 10] and result["examples"] == 32
   base, b16 = result["runs"]["base"], result["runs"]["b16"]
   assert base["diff"] == {"5": 0.0, "10": 0.0} and base["steps"] == b16["steps"] == 4

@@ -35,6 +35,13 @@ def test_every_config_field_has_a_description_and_the_listing_shows_them_all(cap
   assert e.value.code == 2 and "unknown preset 'huge'" in capsys.readouterr().err
 
 
+def test_every_flag_of_train_and_ablate_has_help():
+  from optformer.training import ablate
+
+  for p in (run_config.parser(), ablate.parser()):
+    assert [a.dest for a in p._actions if not a.help] == [], p.prog
+
+
 def test_comments_above_a_field_describe_it_and_a_hash_in_a_string_is_not_a_comment():
   @dataclasses.dataclass(frozen=True)
   class C:

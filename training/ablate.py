@@ -253,6 +253,10 @@ def main(argv=None) -> int:
                    args.reference_kernels)
   except ValueError as e:
     p.error(str(e))
+  except KeyboardInterrupt:
+    print(f"{PROG}: interrupted while scoring; the runs are trained: re-run the command to score them",
+          file=sys.stderr)
+    return 130
   describe(result, args.variant, runs)
   result.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 machine=f"{platform.machine()}, {_cpus()} CPUs, device {_device()}")

@@ -279,7 +279,7 @@ def parser() -> argparse.ArgumentParser:
                  "surrogate's predictions stay exactly those of --init-from")
   p.add_argument("--init-from", type=pathlib.Path, help="exported model directory to warm-start a new workdir")
   p.add_argument("--export", type=pathlib.Path, help="write the latest checkpoint as a model directory")
-  p.add_argument("--export-only", action="store_true")
+  p.add_argument("--export-only", action="store_true", help="export the latest checkpoint (with --export), train nothing")
   p.add_argument("--export-every", type=int, default=0, help="also export every N steps while training (with --export)")
   p.add_argument("--no-progress", action="store_true", help="no progress bar (the start/resume line and the "
                  "final metrics are printed all the same)")
