@@ -237,11 +237,13 @@ def main(argv=None) -> int:
           flush=True)
     try:
       code = run_config.train(train_argv(v, workdir, common), prog=f"{PROG} ({v.name})")
-    except SystemExit as e:  # A usage error of the variant's flags (argparse prints it).
+    except SystemExit as e:  # A usage error (argparse prints it) or a refused run (its message is e.code).
+      if not isinstance(e.code, int):
+        print(f"{PROG}: run {v.name}: {e.code}", file=sys.stderr)
       code = e.code if isinstance(e.code, int) else 2
     if code:
-      print(f"{PROG}: run {v.name} ({workdir}) stopped with exit status {code}; re-run the command to resume",
-            file=sys.stderr)
+      then = "re-run the command to resume" if code == 130 else "fix the variant (or use a new --runs) and re-run"
+      print(f"{PROG}: run {v.name} ({workdir}) stopped with exit status {code}; {then}", file=sys.stderr)
       return code
   if args.train_only:
     return 0
