@@ -88,6 +88,13 @@ def test_a_tiny_ablation_trains_scores_on_the_same_examples_and_writes_the_table
   assert len(cfg["model"]["borders"]) == 17  # The tiny preset honours --bins.
   text = out.read_text()
   assert "| b16 | `--bins 16` | bins=16 | 4 | 16 |" in text and "Paired difference to `base`" in text
+  ev = tmp_path / "eval.json"  # `eval --against` scores the same examples: the same paired difference.
+  assert cli.main(["eval", "--checkpoint", str(tmp_path / "runs" / "b16" / "export"), "--against",
+                   str(tmp_path / "runs" / "base" / "export"), "--prior", "tiny", "--contexts", "5", "10",
+                   "--batches", "1", "--out", str(ev)]) == 0
+  got = json.loads(ev.read_text())
+  assert got["gap_5"] == pytest.approx(b16["gap"]["5"]) and got["gap_se_10"] == pytest.approx(b16["gap_se"]["10"])
+  assert got["diff_5"] == pytest.approx(b16["diff"]["5"]) and got["diff_se_5"] == pytest.approx(b16["diff_se"]["5"])
   capsys.readouterr()
   assert cli.main(argv) == 0  # A re-run resumes the finished runs (no step trained) and scores them again.
   printed = capsys.readouterr().out

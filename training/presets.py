@@ -1,6 +1,6 @@
 """Named training presets: a model, data and step budget sized for one kind of machine.
 
-  optformer-train train --workdir runs/x --preset cpu-small      # ~10 minutes on a 2-core CPU
+  optformer-train train --workdir runs/x --preset cpu-small      # 8-16 minutes on a 2-core CPU
   optformer-train train --list-presets                          # this table
 
 | preset    | what it is for |
@@ -8,6 +8,7 @@
 | default   | the shipped model v2's run: the full model, 1000 bars, 200,000 steps (days on a CPU) |
 | tiny      | tests and smoke runs: a 2-layer E=32 model on a 3-parameter prior, 32 bars, 20 steps |
 | cpu-small | ablations on a small CPU: E=64, 2 layers, 16 examples of 64 points per step, 128 bars, 1500 steps |
+|           | (0.2-0.3 s/step; 8-16 min a run with its evaluations on the project's shared 2-core CPU)       |
 | gpu       | one modern GPU: the default model, 256 examples per step, 1000 bars, 50,000 steps |
 
 A preset gives a whole `PFNTrainConfig` (without bar borders: they are drawn
@@ -74,7 +75,7 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset("tests and smoke runs: E=32, 2 layers, a 3-parameter prior, 32 bars, 20 steps (seconds)", _tiny,
                    32, border_batches=8),
     "cpu-small": Preset("ablations on a 2-core CPU: E=64, 2 layers, 16 examples x 64 points per step, 128 bars, "
-                        "1500 steps (~10 min)", _cpu_small, 128),
+                        "1500 steps (8-16 min a run on this shared 2-core CPU)", _cpu_small, 128),
     "gpu": Preset("one modern GPU: the default model, 256 examples per step, 1000 bars, 50,000 steps", _gpu, 1000),
 }
 
