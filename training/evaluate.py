@@ -235,9 +235,10 @@ def main(argv=None) -> int:
                  help="context sizes (default 5 10 20 40 100 200; those above the model's max_context are left out)")
   p.add_argument("--batches", type=int, default=4, help=f"evaluation batches per context (default 4; "
                  f"{EVAL_BATCH_SIZE} examples each under a named prior, the run's batch size under 'training')")
-  p.add_argument("--prior", choices=list(EVAL_PRIORS), default="reference", help="the evaluation prior: reference "
-                 "(default: the project's reference GP prior, the same examples for every model), tiny (for models "
-                 "with fewer than 16 parameter slots) or training (the checkpoint's own training prior)")
+  p.add_argument("--prior", choices=list(EVAL_PRIORS), default=None, help="the evaluation prior: reference "
+                 "(the project's reference GP prior, the same examples for every model), tiny (for models with fewer "
+                 "than 16 parameter slots) or training (the checkpoint's own training prior); default: the run's "
+                 "eval_prior (reference for new runs, tiny for the tiny preset, training for runs from before it)")
   p.add_argument("--reference-kernels", type=int, default=0, metavar="K", help="also score the Bayes-optimal "
                  "unit-free reference (the hyperprior-marginal GP, training/gp_reference.py) with K kernel draws, "
                  "e.g. 1024 (minutes per context); 0: not computed (default)")
@@ -249,6 +250,7 @@ def main(argv=None) -> int:
     p.error(f"--batches must be >= 1 and --reference-kernels >= 0, got {args.batches} and {args.reference_kernels}")
   model, meta = checkpoint.load_pfn(args.checkpoint, with_metadata=True)
   mc = model.config
+  args.prior = args.prior or meta["train"].get("eval_prior", "training")
   contexts = model_contexts(args.contexts, mc.max_context)
   try:
     check_eval(args.prior, contexts, mc.num_slot_ids, mc.max_categories, mc.max_context)
