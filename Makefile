@@ -18,7 +18,7 @@
 #   make wheel-test   build the wheel, install it in a fresh venv outside the checkout, run it
 #
 # Training is one entry point, `optformer-train SUBCOMMAND` (= python -m optformer.training): train, export,
-# eval, throughput, probe, ablation-table, gp-reference; `optformer-train SUBCOMMAND --help` for its flags.
+# eval, throughput, probe, ablation-table, ablate, gp-reference; `optformer-train SUBCOMMAND --help` for its flags.
 #
 # Knobs: PYTHON (interpreter that creates the venv), DEMO_ARGS, CORPUS_DIR, CORPUS_ARGS, SMOKE_ARGS,
 # WORKDIR, CHECKPOINT, TRAIN_ARGS (e.g. make train TRAIN_ARGS='--until 2000' or '--config run.json').

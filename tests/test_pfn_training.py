@@ -130,7 +130,7 @@ def test_gp_gap_by_relevant_parameters_partitions_the_examples(cfg, tmp_path):
 
   table = gap_table_by_dims(out, (3,)).splitlines()
   assert table[0] == "| context | all | " + " | ".join(f"{g} relevant" for g in groups) + " |"
-  assert table[2].startswith(f"| 3 | {out['gap_3']:+.3f} |") and str(counts[0]) in table[-1]
+  assert table[2].startswith(f"| 3 | {out['gap_3']:+.3f} ± {out['gap_se_3']:.3f} |") and str(counts[0]) in table[-1]
   assert "gap_3_dims_1-2" not in gp_gap(tr.graphdef, tr.params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids,
                                         contexts=(3,), num_batches=1)
 

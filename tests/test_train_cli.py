@@ -142,7 +142,9 @@ def test_a_tiny_run_through_the_entry_point_exports_evaluates_and_equals_its_con
                    "--no-progress"]) == 0
   assert cli.main(["train", "--workdir", str(b), "--config", str(a / "config.json"), "--until", "2",
                    "--no-progress"]) == 0
-  assert f"new run in {b} from {a / 'config.json'}" in capsys.readouterr().out
+  printed = capsys.readouterr().out
+  assert f"the run's config, from {a / 'config.json'}: {b / 'config.json'}" in printed
+  assert f"new run in {b}, from scratch, until step 2 of a 4-step schedule" in printed
   assert cli.main(["train", "--workdir", str(b), "--config", str(a / "config.json"), "--no-progress"]) == 0
   assert f"resuming {b} at step 2" in capsys.readouterr().out
   assert (b / "config.json").read_text() == (a / "config.json").read_text()

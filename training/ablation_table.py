@@ -19,9 +19,10 @@ A row shows:
     paired differences against BASE (f"diff_{n}", f"diff_se_{n}": this model
     minus BASE on the same examples, ± standard error) become the Δ@n
     columns, the comparison to read when effects are about 0.02 nats. The
-    examples are those of the prior pfn_eval draws them from (today each
-    checkpoint's own training prior): a prior ablation is on common ground
-    only when that prior is one evaluation prior for every run;
+    examples are those of the run's evaluation prior (`eval_prior`: the
+    reference GP prior for every run since issue 23, the run's own training
+    prior for older runs); `optformer-train ablate` trains and scores a set
+    of variants on common ground in one command;
   * steps, examples seen (steps x data.batch_size), mean gap over the
     contexts (no standard error: the contexts share examples), seconds per
     step (mean over the run's log rows), best mean gap first.
@@ -36,7 +37,8 @@ import pathlib
 import sys
 
 # Fields that change how a run is logged or saved, not the model it trains: never part of a model's name.
-BOOKKEEPING = ("log_every", "eval_every", "eval_batches", "eval_contexts", "checkpoint_every", "keep_checkpoints")
+BOOKKEEPING = ("log_every", "eval_every", "eval_batches", "eval_contexts", "eval_prior", "checkpoint_every",
+               "keep_checkpoints")
 
 
 def flat_config(cfg: dict) -> dict:

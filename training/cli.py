@@ -7,6 +7,7 @@
   optformer-train throughput [--config snapshots/v2/config.json] [--steps 20]
   optformer-train probe --max-dims 4 --steps 800
   optformer-train ablation-table runs/ablate [--at-step N]
+  optformer-train ablate --preset cpu-small --variant base= --variant "bins64=--bins 64" --out docs/ablations/bins.md
   optformer-train gp-reference --checkpoint checkpoints/optformer-v2 --batches 4
 
 `optformer-train SUBCOMMAND --help` lists a subcommand's flags. Re-running
@@ -34,6 +35,7 @@ COMMANDS = {
     "throughput": ("throughput", "seconds per train step and the step's share of the machine's matmul rate"),
     "probe": ("probe", "a short fresh run on a restricted prior: does the model read x?"),
     "ablation-table": ("ablation_table", "markdown table of the runs in a folder of workdirs"),
+    "ablate": ("ablate", "train N configs at one budget, score them on a common prior, write the table"),
     "gp-reference": ("gp_reference", "the gap of two affine-equivariant reference predictors to the exact GP"),
 }
 

@@ -13,7 +13,19 @@ noisy y in the user's units (nats per query):
     Williams 2006, eq. 2.25-2.26), the Bayes-optimal predictor up to the
     random-feature approximation of f.
 
-`gap` = model - exact GP (0 is the bound; lower is better).
+`gap` = model - exact GP (0 is the bound; lower is better), with its
+standard error over examples (`gap_se`).
+
+Common ground: the examples come from an evaluation prior chosen apart from
+the run's training prior (`EVAL_PRIORS`): "reference" (the default, the
+project's reference GP prior, that of the default `PFNDataConfig`), "tiny"
+(`ExampleConfig.tiny()`, for models with few parameter slots) or "training"
+(the run's own prior, the only choice before; configs saved without an
+`eval_prior` keep it). With a named prior every run draws the same examples
+(seed 0, EVAL_BATCH_SIZE examples per batch), whatever its own batch size,
+seed or prior, so two runs' gaps are paired and a prior ablation is scored
+on the same examples. An example of context size n has
+`eval_seq_len(n)` points (n context points, the rest queries).
 """
 
 from __future__ import annotations
@@ -28,9 +40,55 @@ from flax import nnx
 
 from optformer.model import bar
 from optformer.model import ynorm
+from optformer.data_gen.examples import ExampleConfig
 from optformer.training.data import PFNDataConfig, gp_posterior_batch, make_batch
 
-EVAL_SEQ_LEN = 64  # N of the evaluation examples: n context points and 64 - n queries.
+EVAL_SEQ_LEN = 64  # N of the evaluation examples up to context 40: n context points and 64 - n queries.
+EVAL_MIN_QUERIES = 24  # Longer contexts get n + 24 points (context 100: 124, context 200: 224).
+EVAL_BATCH_SIZE = 32  # Examples per evaluation batch under a named evaluation prior.
+# name: () -> the ExampleConfig of the evaluation examples; "training" is the run's own prior.
+EVAL_PRIORS = {"reference": lambda: PFNDataConfig().examples, "tiny": ExampleConfig.tiny, "training": None}
+DEFAULT_CONTEXTS = (5, 10, 20, 40, 100, 200)  # The context sizes of the comparison (issue 23: 5 to 200).
+
+
+def eval_seq_len(n: int) -> int:
+  """Points N of an evaluation example with context size n: 64 up to n = 40, else n + EVAL_MIN_QUERIES."""
+  return max(EVAL_SEQ_LEN, n + EVAL_MIN_QUERIES)
+
+
+def eval_data(cfg: PFNDataConfig, prior: str = "reference") -> PFNDataConfig:
+  """The data config of the evaluation examples of a run whose data config is `cfg`.
+
+  prior: a name of EVAL_PRIORS. A named prior replaces the run's examples, batch size (EVAL_BATCH_SIZE) and seed
+  (0), so every run is scored on the same examples; "training" keeps the run's (its own prior, batch size and
+  seed). The y pipeline settings (min_power_points) stay the run's. GP prior only (`gp_only`).
+
+  Raises:
+    ValueError: an unknown prior name (the message lists them).
+  """
+  if prior not in EVAL_PRIORS:
+    raise ValueError(f"unknown evaluation prior {prior!r}; expected one of {', '.join(EVAL_PRIORS)}.")
+  if prior == "training":
+    return gp_only(cfg)
+  return gp_only(dataclasses.replace(cfg, examples=EVAL_PRIORS[prior](), batch_size=EVAL_BATCH_SIZE, seed=0,
+                                     dims_curriculum=(), soft_target_weight=0.0, policy_rows=0))
+
+
+def check_eval(prior: str, contexts, num_slot_ids: int, max_categories: int, max_context: int) -> None:
+  """Raises ValueError when a model of these sizes cannot be scored on `prior` at `contexts`: an unknown prior, a
+  prior with more parameters (or categories) than the model's slots, or a context outside [2, max_context]."""
+  if prior not in EVAL_PRIORS:
+    raise ValueError(f"unknown evaluation prior {prior!r}; expected one of {', '.join(EVAL_PRIORS)}.")
+  if prior != "training":
+    p = EVAL_PRIORS[prior]().prior
+    if p.max_dims > num_slot_ids or p.max_categories > max_categories:
+      raise ValueError(f"the evaluation prior {prior!r} has up to {p.max_dims} parameters and {p.max_categories} "
+                       f"categories, the model {num_slot_ids} slots and {max_categories} categories: choose another "
+                       f"evaluation prior (eval_prior: {', '.join(EVAL_PRIORS)}).")
+  bad = [n for n in contexts if not 2 <= int(n) <= max_context]
+  if not contexts or bad:
+    raise ValueError(f"evaluation contexts must be 2 to the model's max_context={max_context} trials, got "
+                     f"{tuple(contexts)}.")
 
 
 def gp_only(cfg: PFNDataConfig) -> PFNDataConfig:
@@ -69,7 +127,7 @@ def per_example_nll(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids:
   m_all, g_all, d_all = [], [], []
   for i in range(num_batches):
     batch, _, ex, task, z = make_batch(data, borders, num_slot_ids, seed_offset + i, "validation",
-                                       seq_len=EVAL_SEQ_LEN, n_context=n)
+                                       seq_len=eval_seq_len(n), n_context=n)
     context = np.asarray(batch.context)
     y = ex.y.astype(np.float64)
     fields = ynorm.fit_batch(y, context)
@@ -87,9 +145,11 @@ def per_example_nll(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids:
 
 def gp_gap(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids: int, contexts=(5, 10, 20, 40),
            num_batches: int = 4, seed_offset: int = 0, by_dims: bool = False) -> dict:
-  """{f"nll_model_{n}", f"nll_gp_{n}", f"gap_{n}"} in nats per query, mean over all queries of all batches.
+  """{f"nll_model_{n}", f"nll_gp_{n}", f"gap_{n}", f"gap_se_{n}"} in nats per query: means over all queries of all
+  batches, and the gap's standard error over the examples (std / sqrt(E), E = num_batches * cfg.batch_size).
 
-  Every example has EVAL_SEQ_LEN - n queries, so the mean over examples is the mean over queries.
+  cfg: the data config the examples come from (`eval_data` of the run's). Every example has eval_seq_len(n) - n
+  queries, so the mean over examples is the mean over queries.
   With `by_dims`, also f"gap_{n}_dims_{lo}-{hi}" and f"examples_{n}_dims_{lo}-{hi}" for each
   DIM_GROUPS range of relevant parameters that holds examples.
   """
@@ -97,13 +157,19 @@ def gp_gap(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids: int, con
   for n in contexts:
     m, g, dims = per_example_nll(graphdef, params, cfg, borders, num_slot_ids, n, num_batches, seed_offset)
     out[f"nll_model_{n}"], out[f"nll_gp_{n}"] = float(m.mean()), float(g.mean())
-    out[f"gap_{n}"] = float(m.mean() - g.mean())
+    out[f"gap_{n}"], out[f"gap_se_{n}"] = float(m.mean() - g.mean()), standard_error(m - g)
     for lo, hi in DIM_GROUPS if by_dims else ():
       sel = (dims >= lo) & (dims <= hi)
       if sel.any():
         out[f"gap_{n}_dims_{lo}-{hi}"] = float((m[sel] - g[sel]).mean())
         out[f"examples_{n}_dims_{lo}-{hi}"] = int(sel.sum())
   return out
+
+
+def standard_error(values) -> float:
+  """The standard error of the mean of `values` (float [E], E >= 2; NaN when E < 2)."""
+  values = np.asarray(values, np.float64)
+  return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -136,13 +202,26 @@ def gap_table_by_dims(out: dict, contexts) -> str:
   rows = ["| context | all | " + " | ".join(f"{g} relevant" for g in groups) + " |", "|---|---|" + "---|" * len(groups)]
   for n in contexts:
     cells = [f"{out[f'gap_{n}_dims_{g}']:+.3f}" if f"gap_{n}_dims_{g}" in out else "" for g in groups]
-    rows.append(f"| {n} | {out[f'gap_{n}']:+.3f} | " + " | ".join(cells) + " |")
+    se = f" ± {out[f'gap_se_{n}']:.3f}" if f"gap_se_{n}" in out else ""
+    rows.append(f"| {n} | {out[f'gap_{n}']:+.3f}{se} | " + " | ".join(cells) + " |")
   counts = [f"{g}: {out[k]}" for g in groups if (k := f"examples_{contexts[0]}_dims_{g}") in out]
   return "\n".join(rows + ([f"examples per group: {', '.join(counts)}"] if counts else []))
 
 
+def model_contexts(contexts, max_context: int) -> tuple:
+  """The contexts a model of `max_context` trials can be scored at (the others dropped, with a note on stderr)."""
+  import sys
+
+  kept = tuple(n for n in contexts if n <= max_context)
+  if len(kept) < len(contexts):
+    print(f"note: contexts above the model's max_context={max_context} left out: "
+          f"{[n for n in contexts if n > max_context]}", file=sys.stderr)
+  return kept
+
+
 def main(argv=None) -> int:
-  """`python -m optformer.training.evaluate --checkpoint DIR`: the held-out gap table, by relevant parameters."""
+  """`optformer-train eval --checkpoint DIR`: the held-out gap to the exact GP with standard errors, by context and
+  relevant parameters, on a common evaluation prior; paired differences against another model with --against."""
   import argparse
   import json
   import pathlib
@@ -150,32 +229,60 @@ def main(argv=None) -> int:
   from optformer import checkpoint
 
   p = argparse.ArgumentParser(description=main.__doc__)
-  p.add_argument("--checkpoint", type=pathlib.Path, default=checkpoint.V2_CHECKPOINT)
-  p.add_argument("--contexts", type=int, nargs="+", default=[5, 10, 20, 40])
-  p.add_argument("--batches", type=int, default=8, help="validation batches of the run's batch size per context")
+  p.add_argument("--checkpoint", type=pathlib.Path, default=checkpoint.V2_CHECKPOINT, help="model directory "
+                 "(default: the shipped model)")
+  p.add_argument("--contexts", type=int, nargs="+", default=list(DEFAULT_CONTEXTS),
+                 help="context sizes (default 5 10 20 40 100 200; those above the model's max_context are left out)")
+  p.add_argument("--batches", type=int, default=4, help=f"evaluation batches per context (default 4; "
+                 f"{EVAL_BATCH_SIZE} examples each under a named prior, the run's batch size under 'training')")
+  p.add_argument("--prior", choices=list(EVAL_PRIORS), default=None, help="the evaluation prior: reference "
+                 "(the project's reference GP prior, the same examples for every model), tiny (for models with fewer "
+                 "than 16 parameter slots) or training (the checkpoint's own training prior); default: the run's "
+                 "eval_prior (reference for new runs, tiny for the tiny preset, training for runs from before it)")
+  p.add_argument("--reference-kernels", type=int, default=0, metavar="K", help="also score the Bayes-optimal "
+                 "unit-free reference (the hyperprior-marginal GP, training/gp_reference.py) with K kernel draws, "
+                 "e.g. 1024 (minutes per context); 0: not computed (default)")
   p.add_argument("--out", type=pathlib.Path, help="also write the numbers here as JSON")
   p.add_argument("--against", type=pathlib.Path, help="another model directory: also print the paired difference "
                  "of the two models' query NLL on the same examples (this one minus that one, +- standard error)")
   args = p.parse_args(argv)
+  if args.batches < 1 or args.reference_kernels < 0:
+    p.error(f"--batches must be >= 1 and --reference-kernels >= 0, got {args.batches} and {args.reference_kernels}")
   model, meta = checkpoint.load_pfn(args.checkpoint, with_metadata=True)
-  cfg = PFNDataConfig.from_json(meta["train"]["data"])
+  mc = model.config
+  args.prior = args.prior or meta["train"].get("eval_prior", "training")
+  contexts = model_contexts(args.contexts, mc.max_context)
+  try:
+    check_eval(args.prior, contexts, mc.num_slot_ids, mc.max_categories, mc.max_context)
+  except ValueError as e:
+    p.error(str(e))
+  cfg = eval_data(PFNDataConfig.from_json(meta["train"]["data"]), args.prior)
   graphdef, params = nnx.split(model)
-  out = gp_gap(graphdef, params, cfg, model.config.borders, model.config.num_slot_ids, tuple(args.contexts),
-               args.batches, by_dims=True)
+  out = gp_gap(graphdef, params, cfg, mc.borders, mc.num_slot_ids, contexts, args.batches, by_dims=True)
+  out["prior"], out["examples"] = args.prior, args.batches * cfg.batch_size
   if args.against:
     other = checkpoint.load_pfn(args.against)
     print(f"{args.checkpoint} minus {args.against}: query NLL on the same examples, nats per query")
-    for n in args.contexts:
-      mine, *_ = per_example_nll(graphdef, params, cfg, model.config.borders, model.config.num_slot_ids, n, args.batches)
+    for n in contexts:
+      mine, *_ = per_example_nll(graphdef, params, cfg, mc.borders, mc.num_slot_ids, n, args.batches)
       theirs, *_ = per_example_nll(*nnx.split(other), cfg, other.config.borders, other.config.num_slot_ids, n,
                                    args.batches)
       diff = mine - theirs
-      out[f"diff_{n}"], out[f"diff_se_{n}"] = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+      out[f"diff_{n}"], out[f"diff_se_{n}"] = float(diff.mean()), standard_error(diff)
       print(f"  context {n}: {diff.mean():+.4f} +- {out[f'diff_se_{n}']:.4f} ({len(diff)} examples)")
-  print(f"{args.checkpoint} (step {meta.get('step')}): NLL gap to the exact GP, nats per query")
-  print(gap_table_by_dims(out, args.contexts))
-  if model.config.policy_tokens:
-    out.update(policy_nll(graphdef, params, cfg, model.config.borders, model.config.num_slot_ids, args.batches))
+  if args.reference_kernels:
+    from optformer.training.gp_reference import marginal_per_example
+
+    for n in contexts:
+      _, g, _ = per_example_nll(graphdef, params, cfg, mc.borders, mc.num_slot_ids, n, args.batches)
+      ref = marginal_per_example(cfg, mc.borders, mc.num_slot_ids, n, args.batches, args.reference_kernels) - g
+      out[f"gap_reference_{n}"], out[f"gap_reference_se_{n}"] = float(ref.mean()), standard_error(ref)
+      print(f"  Bayes-optimal unit-free reference, context {n}: {ref.mean():+.4f} +- {standard_error(ref):.4f}")
+  print(f"{args.checkpoint} (step {meta.get('step')}): NLL gap to the exact GP, nats per query, on the "
+        f"{args.prior} prior ({out['examples']} examples per context)")
+  print(gap_table_by_dims(out, contexts))
+  if mc.policy_tokens:
+    out.update(policy_nll(graphdef, params, cfg, mc.borders, mc.num_slot_ids, args.batches))
     print(f"policy: held-out cross-entropy {out['nll_policy']:.4f} nats per token, accuracy {out['policy_accuracy']:.4f}")
   if args.out:
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -175,6 +175,29 @@ def reference_nll(prior: PriorConfig, examples, task, n: int, num_kernels: int, 
   return {"oracle_kernel": oracle, "marginal": np.asarray(mix), "ess": np.asarray(ess)}
 
 
+def marginal_per_example(data, borders, num_slot_ids: int, n: int, num_batches: int, num_kernels: int) -> np.ndarray:
+  """float64 [E]: per-example mean query NLL of the hyperprior-marginal reference (`reference_nll`'s "marginal") on
+  the examples `evaluate.per_example_nll` scores with the same arguments (data: an `evaluate.eval_data` config;
+  borders and num_slot_ids only shape the batch), E = num_batches * data.batch_size. Its gap to the exact GP is the
+  Bayes-optimal unit-free (affine-equivariant) predictor's, up to the K = num_kernels draws: minutes per context
+  on a CPU at K = 1024 and 128 examples.
+
+  Raises:
+    ValueError: n < 2, or num_kernels neither below 1024 nor a multiple of it.
+  """
+  from optformer.training import evaluate
+  from optformer.training.data import make_batch
+
+  if num_kernels % min(1024, num_kernels):
+    raise ValueError(f"num_kernels must be a multiple of 1024 or below it, got {num_kernels}.")
+  out = []
+  for i in range(num_batches):
+    _, _, ex, task, _ = make_batch(evaluate.gp_only(data), np.asarray(borders), num_slot_ids, i, "validation",
+                                   seq_len=evaluate.eval_seq_len(n), n_context=n)
+    out.append(reference_nll(data.examples.prior, ex, task, n, num_kernels, seed=i)["marginal"])
+  return np.concatenate(out)
+
+
 def main(argv=None) -> int:
   """`optformer-train gp-reference`: the gap of both references and a checkpoint to the exact GP."""
   import argparse
@@ -207,7 +230,7 @@ def main(argv=None) -> int:
     for i in range(args.batches):
       m, g, dims = evaluate.per_example_nll(graphdef, params, cfg, borders, model.config.num_slot_ids, n, 1, i)
       _, _, ex, task, _ = make_batch(data, borders, model.config.num_slot_ids, i, "validation",
-                                     seq_len=evaluate.EVAL_SEQ_LEN, n_context=n)
+                                     seq_len=evaluate.eval_seq_len(n), n_context=n)
       ref = reference_nll(data.examples.prior, ex, task, n, args.kernels, seed=i)
       for k, v in (("model", m), ("exact_gp", g), ("dims", dims), *ref.items()):
         acc[k].append(np.asarray(v))

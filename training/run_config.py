@@ -29,6 +29,7 @@ FLAG_FIELDS = {
     "steps": "num_steps", "optimizer": "optimizer", "learning_rate": "peak_learning_rate", "warmup": "warmup_steps",
     "eval_every": "eval_every", "batch_size": "data.batch_size", "d_model": "model.d_model",
     "layers": "model.num_layers", "d_slot": "model.d_slot", "soft_targets": "data.soft_target_weight",
+    "checkpoint_every": "checkpoint_every", "log_every": "log_every", "eval_prior": "eval_prior",
 }
 
 
@@ -91,7 +92,7 @@ def apply_flags(cfg, args):
   given = [(field, getattr(args, dest)) for dest, field in FLAG_FIELDS.items() if getattr(args, dest)]
   cfg = with_fields(cfg, given)
   data = train_cli._with_noise_prior(train_cli._with_seq_lens(cfg.data, args), args)
-  return train_cli._with_seed(dataclasses.replace(cfg, data=data), args)
+  return train_cli._with_bookkeeping(train_cli._with_seed(dataclasses.replace(cfg, data=data), args), args)
 
 
 def differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
@@ -122,7 +123,10 @@ def parser(prog: str = "optformer-train train") -> argparse.ArgumentParser:
                  "holds) to start from instead of --preset; the flags given override its fields")
   p.add_argument("--set", dest="assignments", type=parse_assignment, action="append", default=[], metavar="FIELD=VALUE",
                  help="set any config field by its dotted name, e.g. --set data.examples.prior.max_dims=4 "
-                 "(VALUE is JSON); repeatable")
+                 "(VALUE is JSON); repeatable; --list-fields names them all")
+  p.add_argument("--list-fields", nargs="?", const="default", metavar="PRESET", help="print every config field "
+                 "(dotted name, type, default: the preset's, default 'default') with its description, and exit")
+  p.add_argument("--list-presets", action="store_true", help="print the presets (training/presets.py) and exit")
   return p
 
 
@@ -131,6 +135,13 @@ def train(argv, prog: str = "optformer-train train") -> int:
   from optformer.training import train_cli
 
   p = parser(prog)
+  if any(a == "--list-presets" for a in argv):
+    from optformer.training import presets
+
+    print(presets.table())
+    return 0
+  if any(a == "--list-fields" or a.startswith("--list-fields=") for a in argv):
+    return list_fields(p, argv)
   args = p.parse_args(argv)
   train_cli.join_cluster(args)  # Before any JAX computation (drawing bar borders may run some).
   if args.config is None and not args.assignments:
@@ -153,10 +164,7 @@ def train(argv, prog: str = "optformer-train train") -> int:
     from optformer.training.distributed import is_primary
 
     if is_primary():  # Every process of a multi-process run writes the same config.json (atomically); one says so.
-      print(f"new run in {args.workdir} from {args.config or 'the flags'}, its config in {cfg_path}")
-    if cfg.warmup_steps >= (args.until or cfg.num_steps) and is_primary():
-      print(f"warning: the learning-rate warmup ({cfg.warmup_steps} steps) does not end before this run stops at "
-            f"step {args.until or cfg.num_steps}; set --warmup lower", file=sys.stderr)
+      print(f"the run's config, from {args.config or 'the flags and --set'}: {cfg_path}")
   # train_cli resumes the workdir from its config.json; the flags given are already in it.
   return train_cli.main(_without(argv, ("--config", "--set")))
 
@@ -168,12 +176,12 @@ def resolve(p: argparse.ArgumentParser, args, argv):
   (data.examples.*) draws them again from the changed prior, with as many bars, unless it sets model.borders.
   Errors are usage errors (p.error: a message and exit status 2).
   """
-  from optformer.training import train_cli
+  from optformer.training import presets, train_cli
   from optformer.training.data import prior_borders
 
-  tiny = _given(argv, "--preset") and args.preset == "tiny"
+  preset = presets.get(args.preset)
   draw = lambda cfg, bins: with_fields(cfg, [("model.borders", [float(b) for b in prior_borders(
-      cfg.data, bins, num_batches=8 if tiny else 48)])])
+      cfg.data, bins, num_batches=preset.border_batches)])])
   if args.init_from:
     p.error("--init-from takes the model's config from the export: it does not combine with --config or --set yet")
   try:
@@ -183,20 +191,38 @@ def resolve(p: argparse.ArgumentParser, args, argv):
                 "(or set their fields with --set, e.g. --set data.dims_curriculum=[[1000,4]])")
       cfg = apply_flags(load(args.config), args)
       if not cfg.model.borders:
-        cfg = draw(cfg, args.bins)
-    else:
-      if (args.workdir / "config.json").exists():
-        p.error(f"--set on {args.workdir}, which holds a run: its config.json is the run's config")
-      cfg = train_cli.build_config(args)
+        cfg = draw(cfg, args.bins or preset.bins)
+    else:  # On a workdir that holds a run too: train() compares it with the run's config.json.
+      cfg = train_cli.build_config(args, fresh=True)
     fields = [field for field, _ in args.assignments]
     cfg = with_fields(cfg, args.assignments)
     if any(f.startswith("data.examples.") for f in fields) and "model.borders" not in fields:
       cfg = draw(cfg, cfg.model.num_bins)
+    cfg, warning = presets.clip_warmup(cfg)
+    if warning:
+      print(warning, file=sys.stderr)
   except ValueError as e:
     p.error(str(e))
   if clash := train_cli._changed_on_resume(cfg, args):  # --set changed a field that a flag also gives.
     p.error(f"--set and the flags disagree: {', '.join(clash)}")
   return cfg
+
+
+def list_fields(p: argparse.ArgumentParser, argv) -> int:
+  """`train --list-fields [PRESET]`: every field with the preset's value as its default (training/fields.py)."""
+  from optformer.training import fields, presets
+
+  i = next(i for i, a in enumerate(argv) if a == "--list-fields" or a.startswith("--list-fields="))
+  name = argv[i].partition("=")[2] or (argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("-")
+                                       else "default")
+  try:
+    cfg = presets.get(name).config()
+  except ValueError as e:
+    p.error(str(e))
+  print(f"Fields of a run config (preset {name}; set one with --set FIELD=VALUE; the bar borders model.borders are "
+        f"drawn from the prior with --bins bars, {presets.get(name).bins} for this preset):\n")
+  print(fields.listing(cfg))
+  return 0
 
 
 def _given(argv, flag: str) -> bool:

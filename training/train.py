@@ -60,7 +60,11 @@ class PFNTrainConfig:
   log_every: int = 50  # Steps between metrics-log lines.
   eval_every: int = 1000  # Steps between held-out evaluations.
   eval_batches: int = 4  # Held-out batches per context size.
-  eval_contexts: tuple = (5, 10, 20, 40)  # Context sizes of the held-out evaluation.
+  eval_contexts: tuple = (5, 10, 20, 40, 100, 200)  # Context sizes of the held-out evaluation (at most max_context).
+  # The prior of the held-out examples (training/evaluate.py, EVAL_PRIORS): "reference" (the project's reference GP
+  # prior, the same examples for every run), "tiny" (for models with few slots) or "training" (the run's own prior;
+  # configs saved without this field have it).
+  eval_prior: str = "reference"
   checkpoint_every: int = 250  # Steps between checkpoints.
   keep_checkpoints: int = 2  # Checkpoints kept on disk.
   seed: int = 0  # The model's initialization (the data's seed is data.seed); runs of older configs have 0.
@@ -74,7 +78,7 @@ class PFNTrainConfig:
   @classmethod
   def tiny(cls, borders=None) -> "PFNTrainConfig":
     return cls(model=PFNConfig.tiny(borders), data=PFNDataConfig.tiny(), num_steps=20, warmup_steps=2, log_every=5,
-               eval_every=10, eval_batches=1, eval_contexts=(2, 5), checkpoint_every=5)
+               eval_every=10, eval_batches=1, eval_contexts=(5, 10, 20, 40), eval_prior="tiny", checkpoint_every=5)
 
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
@@ -88,6 +92,8 @@ class PFNTrainConfig:
       del d["freeze_surrogate"]
     if self.compute_dtype == "float32":
       del d["compute_dtype"]  # Configs of runs from before the knob stay equal.
+    if self.eval_prior == "training":
+      del d["eval_prior"]  # Configs of runs from before the evaluation prior stay equal.
     return d
 
   def __post_init__(self):
@@ -101,11 +107,20 @@ class PFNTrainConfig:
     if not (self.policy_weight >= 0 and self.policy_learning_rate_multiplier > 0):
       raise ValueError(f"policy_weight must be >= 0 and policy_learning_rate_multiplier > 0, got "
                        f"{self.policy_weight}, {self.policy_learning_rate_multiplier}.")
+    if min(self.log_every, self.eval_every, self.checkpoint_every, self.eval_batches, self.keep_checkpoints) < 1:
+      raise ValueError(f"log_every, eval_every, checkpoint_every, eval_batches and keep_checkpoints must be >= 1, got "
+                       f"{self.log_every}, {self.eval_every}, {self.checkpoint_every}, {self.eval_batches}, "
+                       f"{self.keep_checkpoints}.")
+    from optformer.training.evaluate import check_eval
+
+    m = self.model
+    check_eval(self.eval_prior, self.eval_contexts, m.num_slot_ids, m.max_categories, m.max_context)
 
   @classmethod
   def from_dict(cls, d: dict) -> "PFNTrainConfig":
     d = dict(d)
     m, data = PFNConfig.from_dict(d.pop("model")), PFNDataConfig.from_json(d.pop("data"))
+    d.setdefault("eval_prior", "training")  # Runs from before the evaluation prior were scored on their own.
     return cls(model=m, data=data, **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -298,12 +313,14 @@ class PFNTrainer:
     """The parameters to evaluate and export, on this process's devices (`distributed.to_local`)."""
     return eval_params(self.cfg, distributed.to_local(self.params), distributed.to_local(self.opt_state))
 
-  def run(self, num_steps: int | None = None, progress: bool = True, evaluator=None) -> list[dict]:
+  def run(self, num_steps: int | None = None, progress: bool = True, evaluator=None, stop=None) -> list[dict]:
     """Trains until step `num_steps` (default cfg.num_steps); returns logged metrics.
 
     evaluator: callable(graphdef, params) -> dict of held-out metrics, run every eval_every steps (and at the
       end), whatever log_every is: its metrics join that step's log row. Process 0 alone runs it and logs; it
       gets the float32 model's graphdef whatever cfg.compute_dtype is.
+    stop: callable() -> bool, asked after every step: when True, the trainer saves a checkpoint of the step
+      (unless it has just saved one) and returns early (a Ctrl-C handler sets it; training/train_cli.py).
     """
     from tqdm import tqdm
 
@@ -335,7 +352,9 @@ class PFNTrainer:
         logged.append(row)
         bar_.set_postfix(loss=f"{row['loss']:.3f}")
         acc, t_last, trials = [], time.time(), 0
-      if self.step % cfg.checkpoint_every == 0 or self.step == target:
+      if self.step % cfg.checkpoint_every == 0 or self.step == target or (stop is not None and stop()):
         self.save(logged[-1] if logged else None)
+        if stop is not None and stop():
+          break
     bar_.close()
     return logged

@@ -1,6 +1,6 @@
 """Command line of model v2 training: train (resumably) on prior examples, export the model.
 
-  python -m optformer.training.train_cli --workdir runs/v2 [--steps N] [--until N] [--optimizer adamw]
+  python -m optformer.training.train_cli --workdir runs/v2 [--preset cpu-small] [--steps N] [--until N]
   python -m optformer.training.train_cli --workdir runs/v2 --export checkpoints/optformer-v2 --export-only
   python -m optformer.training.train_cli --workdir runs/v2b --init-from checkpoints/optformer-v2   # warm start on a new machine
   make train-v2   # the long run: resumes runs/v2d (or snapshots/v2 on a new machine), exports every 1000 steps
@@ -9,8 +9,15 @@
   python -m optformer.training.train_cli --workdir runs/p --preset pod --coordinator HOST:PORT --num-processes P --process-id I
 
 Re-running the same command resumes from the latest checkpoint in --workdir
-at the same data position. The bar borders are drawn from the prior once,
-when a workdir is created, and saved in its config.json.
+at the same data position (it prints the step it resumes from). The bar
+borders are drawn from the prior once, when a workdir is created, and saved
+in its config.json. Presets (--preset; training/presets.py, --list-presets)
+size the model, data and step budget for a machine; --list-fields prints
+every config field with its default and description.
+
+Ctrl-C stops at the end of the current step, saves a checkpoint of it and
+exits with status 130 (a second Ctrl-C quits at once: the steps since the
+last checkpoint are lost, and the message says which).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import pathlib
+import signal
 import sys
 
 
@@ -104,6 +112,11 @@ def _changed_on_resume(cfg, args) -> list[str]:
       "--d-slot": (args.d_slot or None, cfg.model.d_slot),
       "--seq-lens": (_with_seq_lens(d, args).seq_lens if args.seq_lens else None, d.seq_lens),
       "--eval-every": (args.eval_every or None, cfg.eval_every),
+      "--checkpoint-every": (args.checkpoint_every or None, cfg.checkpoint_every),
+      "--log-every": (args.log_every or None, cfg.log_every),
+      "--eval-prior": (args.eval_prior, cfg.eval_prior),
+      "--eval-contexts": (_contexts(args.eval_contexts) if args.eval_contexts else None, cfg.eval_contexts),
+      "--bins": (args.bins, cfg.model.num_bins),
       "--soft-targets": (args.soft_targets or None, d.soft_target_weight),
       "--noise-log-mean": (args.noise_log_mean, prior.noise_log_mean),
       "--noise-log-std": (args.noise_log_std, prior.noise_log_std),
@@ -123,13 +136,33 @@ def _changed_on_resume(cfg, args) -> list[str]:
   return changed
 
 
-def build_config(args):
+def _contexts(text: str) -> tuple:
+  """"5,10,20" -> (5, 10, 20); SystemExit naming the value when it is not comma-separated integers."""
+  try:
+    return tuple(int(v) for v in text.split(","))
+  except ValueError:
+    raise SystemExit(f"--eval-contexts: expected comma-separated context sizes, e.g. 5,10,20, got {text!r}.") from None
+
+
+def _with_bookkeeping(cfg, args):
+  """`cfg` with --checkpoint-every, --log-every, --eval-prior, --eval-contexts where given."""
+  repl = {"checkpoint_every": args.checkpoint_every, "log_every": args.log_every, "eval_prior": args.eval_prior,
+          "eval_contexts": _contexts(args.eval_contexts) if args.eval_contexts else None}
+  try:
+    return dataclasses.replace(cfg, **{k: v for k, v in repl.items() if v})
+  except ValueError as e:
+    raise SystemExit(f"error: {e}") from None
+
+
+def build_config(args, fresh: bool = False):
+  """The run config the flags `args` describe: the workdir's saved one on a resume (a flag that would change it is
+  refused: SystemExit naming it), else a new one from --init-from or the preset; `fresh`: always a new one."""
   from optformer.training import presets
   from optformer.training.data import prior_borders
   from optformer.training.train import PFNTrainConfig
 
   cfg_path = args.workdir / "config.json"
-  if cfg_path.exists():  # Resume: the saved config is the run's config; a flag that would change it is refused.
+  if cfg_path.exists() and not fresh:  # Resume: the saved config is the run's config; a flag that would change it is refused.
     cfg = PFNTrainConfig.from_dict(json.loads(cfg_path.read_text()))
     changed = _changed_on_resume(cfg, args)
     if changed:
@@ -144,13 +177,9 @@ def build_config(args):
       cfg = dataclasses.replace(cfg, data=_with_seq_lens(_with_noise_prior(cfg.data, args), args))
       if args.policy_tokens or args.policy_rows:  # A new head: its training may set the optimization too.
         cfg = _with_optimization(cfg, args)
-      return _with_policy(_with_seed(cfg, args), args)
-  if args.preset == "tiny":
-    cfg = PFNTrainConfig.tiny()
-  elif args.preset in presets.PRESETS:
-    cfg = presets.get(args.preset).config()
-  else:
-    cfg = PFNTrainConfig()
+      return _with_bookkeeping(_with_policy(_with_seed(cfg, args), args), args)
+  preset = presets.get(args.preset)
+  cfg = preset.config()
   model = cfg.model
   if args.d_model:
     model = dataclasses.replace(model, d_model=args.d_model)
@@ -179,34 +208,53 @@ def build_config(args):
   data = _with_noise_prior(data, args)
   if args.eval_every:
     repl["eval_every"] = args.eval_every
-  borders = prior_borders(data, args.bins if args.preset != "tiny" else 32, num_batches=8 if args.preset == "tiny" else 48)
+  bins = preset.bins if args.bins is None else args.bins
+  if bins < 2:
+    raise SystemExit(f"--bins must be >= 2, got {bins}.")
+  borders = prior_borders(data, bins, num_batches=preset.border_batches)
   model = dataclasses.replace(model, borders=tuple(float(b) for b in borders))
-  return _with_policy(_with_seed(dataclasses.replace(cfg, model=model, data=data, **repl), args), args)
+  cfg = _with_bookkeeping(_with_policy(_with_seed(dataclasses.replace(cfg, model=model, data=data, **repl), args), args),
+                          args)
+  cfg, warning = presets.clip_warmup(cfg)
+  if warning:
+    print(warning, file=sys.stderr)
+  return cfg
 
 
 def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--workdir", type=pathlib.Path, required=True)
   from optformer.training import presets
 
-  p.add_argument("--preset", choices=("default", "tiny", *presets.PRESETS), default="default",
-                 help="model and data sizes: default (the shipped v2's), tiny (PFNTrainConfig.tiny(): 32 bars, "
-                 "whatever --bins says, and evaluation at contexts 2 and 5; for tests and smoke runs), or an "
-                 "accelerator's (training/presets.py: " + "; ".join(f"{k}: {v.help}" for k, v in
-                                                                    presets.PRESETS.items()) + ")")
-  p.add_argument("--steps", type=int, default=0, help="total steps (schedule length)")
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--workdir", type=pathlib.Path, required=True, help="the run's directory (config.json, "
+                 "metrics.jsonl, checkpoints/); an existing one is resumed")
+  p.add_argument("--preset", choices=list(presets.PRESETS), default="default",
+                 help="model, data and step budget for a machine (default: default): " + "; ".join(
+                     f"{name}: {pr.help}" for name, pr in presets.PRESETS.items()))
+  p.add_argument("--steps", type=int, default=0, help="total steps (schedule length; default: the preset's)")
   p.add_argument("--until", type=int, default=0, help="stop at this step (resume later); default: --steps")
-  p.add_argument("--optimizer", choices=("adamw", "schedule_free_adamw", "muon"), default=None)
-  p.add_argument("--learning-rate", type=float, default=0.0)
-  p.add_argument("--warmup", type=int, default=0)
-  p.add_argument("--batch-size", type=int, default=0)
-  p.add_argument("--d-model", type=int, default=0)
-  p.add_argument("--layers", type=int, default=0)
-  p.add_argument("--d-slot", type=int, default=0, help="hidden width of the per-slot encoder")
-  p.add_argument("--bins", type=int, default=1000, help="bars of the predictive distribution")
+  p.add_argument("--optimizer", choices=("adamw", "schedule_free_adamw", "muon"), default=None,
+                 help="default: schedule_free_adamw")
+  p.add_argument("--learning-rate", type=float, default=0.0, help="peak learning rate (default 3e-3)")
+  p.add_argument("--warmup", type=int, default=0, help="linear warmup steps (default: the preset's, clipped to a "
+                 "tenth of the run with a warning when not shorter than it)")
+  p.add_argument("--batch-size", type=int, default=0, help="examples per step (default: the preset's)")
+  p.add_argument("--d-model", type=int, default=0, help="width E of the backbone (default: the preset's)")
+  p.add_argument("--layers", type=int, default=0, help="transformer blocks (default: the preset's)")
+  p.add_argument("--d-slot", type=int, default=0, help="hidden width of the per-slot encoder (default: the preset's)")
+  p.add_argument("--bins", type=int, default=None, help="bars of the predictive distribution (default: the "
+                 "preset's: 1000, tiny 32, cpu-small 128)")
   p.add_argument("--seq-lens", default="", help="comma-separated points per example, equally likely, e.g. 64,128 "
                  "(also for a warm start: --init-from keeps the model's config and borders)")
-  p.add_argument("--eval-every", type=int, default=0)
+  p.add_argument("--eval-every", type=int, default=0, help="steps between held-out evaluations (any number: "
+                 "an evaluation is a log row of its own; default: the preset's)")
+  p.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints (default: the "
+                 "preset's; 250 for default)")
+  p.add_argument("--log-every", type=int, default=0, help="steps between metrics-log rows (default 50)")
+  p.add_argument("--eval-prior", choices=("reference", "tiny", "training"), default=None, help="prior of the "
+                 "held-out evaluation (training/evaluate.py): reference (default: the project's reference GP "
+                 "prior, the same examples for every run), tiny (the tiny preset's) or training (the run's own)")
+  p.add_argument("--eval-contexts", default="", help="comma-separated context sizes of the held-out evaluation "
+                 "(default 5,10,20,40,100,200; tiny 5,10,20,40)")
   p.add_argument("--seed", type=int, default=None, help="seed of the model's initialization and of the prior's "
                  "examples (default 0), so an ablation can be repeated over seeds")
   p.add_argument("--soft-targets", type=float, default=0.0, help="weight in [0, 1] of the exact GP posterior's bar "
@@ -234,9 +282,10 @@ def parser() -> argparse.ArgumentParser:
                  "surrogate's predictions stay exactly those of --init-from")
   p.add_argument("--init-from", type=pathlib.Path, help="exported model directory to warm-start a new workdir")
   p.add_argument("--export", type=pathlib.Path, help="write the latest checkpoint as a model directory")
-  p.add_argument("--export-only", action="store_true")
+  p.add_argument("--export-only", action="store_true", help="export the latest checkpoint (with --export), train nothing")
   p.add_argument("--export-every", type=int, default=0, help="also export every N steps while training (with --export)")
-  p.add_argument("--no-progress", action="store_true")
+  p.add_argument("--no-progress", action="store_true", help="no progress bar (the start/resume line and the "
+                 "final metrics are printed all the same)")
   p.add_argument("--data-workers", type=int, default=None, help="grain worker processes generating batches "
                  "(default: the preset's, else 0: in the training process); the batches are the same for any number")
   g = p.add_argument_group("multi-process training (training/distributed.py; not part of the run's config)")
@@ -276,13 +325,32 @@ def data_workers(args) -> int:
   return presets.PRESETS[args.preset].data_workers if args.preset in presets.PRESETS else 0
 
 
+class _Interrupt:
+  """SIGINT handler of a training run: the first Ctrl-C asks the trainer to save the current step and stop, a
+  second one raises KeyboardInterrupt (quit at once)."""
+
+  def __init__(self):
+    self.requested = False
+
+  def __call__(self, signum=None, frame=None):
+    if self.requested:
+      raise KeyboardInterrupt
+    self.requested = True
+    print("\nCtrl-C: stopping after this step and saving a checkpoint of it (Ctrl-C again to quit at once)",
+          file=sys.stderr, flush=True)
+
+  def install(self):
+    """Installs the handler (in the main thread only; elsewhere Ctrl-C keeps Python's default); returns the old."""
+    try:
+      return signal.signal(signal.SIGINT, self)
+    except ValueError:  # Not the main thread.
+      return None
+
+
 def main(argv=None) -> int:
+  """Runs `optformer-train train` with train_cli's flags; exit status 0, 2 (an unusable workdir) or 130 (Ctrl-C)."""
   args = parser().parse_args(argv)
   join_cluster(args)
-
-  from optformer.training import distributed
-  from optformer.training.evaluate import gp_gap, policy_nll
-  from optformer.training.train import PFNTrainer
 
   from optformer.training.workdir import WorkdirError, check_writable
 
@@ -291,44 +359,82 @@ def main(argv=None) -> int:
   except WorkdirError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  resuming = (args.workdir / "config.json").exists()
+  interrupt = _Interrupt()
+  previous = interrupt.install()
+  trainer = None
+  try:
+    trainer = _start(args)
+    if interrupt.requested:
+      raise KeyboardInterrupt
+    return _train(args, trainer, interrupt)
+  except KeyboardInterrupt:  # One line instead of a traceback; the last checkpoint is intact.
+    last = trainer.manager.latest_step() if trainer is not None else None
+    step = trainer.step if trainer is not None else None
+    lost = f"steps {last or 0} to {step} are lost" if step and step != (last or 0) else "nothing is lost"
+    print(f"interrupted at step {step}; the latest checkpoint is step {last} ({lost}): re-run the same command to "
+          "resume from it", file=sys.stderr)
+    return 130
+  finally:
+    if previous is not None:
+      signal.signal(signal.SIGINT, previous)
+
+
+def _start(args):
+  """The trainer of the run `args` describe (new, resumed or warm-started), with the line that says which."""
+  from optformer.training import distributed
+  from optformer.training.train import PFNTrainer
+
   cfg = build_config(args)
   distributed.barrier("optformer: run config read")  # Every process has seen the workdir before one writes it.
   trainer = PFNTrainer(cfg, args.workdir, init_from=args.init_from, data_workers=data_workers(args))
   primary = distributed.is_primary()
   say = print if primary else (lambda *a, **k: None)  # Process 0 speaks for the run.
   until = args.until or cfg.num_steps
-  if not args.export_only:
-    if resuming:
-      say(f"resuming {args.workdir} at step {trainer.step} (data position {trainer.position}), until step {until}")
-    else:
-      start = f"from {args.init_from} at its step {trainer.step}" if args.init_from else "from scratch"
-      say(f"new run in {args.workdir}, {start}, until step {until} of a {cfg.num_steps}-step schedule")
-    if not resuming and not args.init_from and cfg.warmup_steps >= until:
+  if args.export_only:
+    return trainer
+  if trainer.manager.latest_step() is not None:  # A checkpoint before any step of this process: a resume.
+    say(f"resuming {args.workdir} at step {trainer.step} (data position {trainer.position}), until step {until}",
+        flush=True)
+  else:
+    start = f"from {args.init_from} at its step {trainer.step}" if args.init_from else "from scratch"
+    say(f"new run in {args.workdir}, {start}, until step {until} of a {cfg.num_steps}-step schedule", flush=True)
+    if not args.init_from and cfg.warmup_steps >= until:
       say(f"warning: the learning-rate warmup ({cfg.warmup_steps} steps) does not end before this run stops at "
-            f"step {until}; set --warmup lower", file=sys.stderr)
+          f"step {until}; set --warmup lower", file=sys.stderr)
+  return trainer
+
+
+def _train(args, trainer, interrupt) -> int:
+  """Trains `trainer` to --until (exporting every --export-every steps), then exports with --export."""
+  from optformer.training import distributed
+  from optformer.training.evaluate import eval_data, gp_gap, policy_nll
+
+  cfg, until = trainer.cfg, args.until or trainer.cfg.num_steps
+  primary = distributed.is_primary()
+  say = print if primary else (lambda *a, **k: None)  # Process 0 speaks for the run.
   if not args.export_only:
+    data = eval_data(cfg.data, cfg.eval_prior)
+
     def evaluator(graphdef, params):
-      out = gp_gap(graphdef, params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids,
+      out = gp_gap(graphdef, params, data, cfg.model.borders, cfg.model.num_slot_ids,
                    contexts=cfg.eval_contexts, num_batches=cfg.eval_batches, by_dims=True)
       if cfg.data.policy_rows:
         out.update(policy_nll(graphdef, params, cfg.data, cfg.model.borders, cfg.model.num_slot_ids, cfg.eval_batches))
       return out
 
     rows = []
-    try:
-      while trainer.step < until:
-        stop = min(until, trainer.step + args.export_every) if (args.export and args.export_every) else until
-        rows = trainer.run(stop, progress=not args.no_progress, evaluator=evaluator) or rows
-        if args.export and trainer.step < until and primary:
-          from optformer.training.export import export
+    while trainer.step < until:
+      stop = min(until, trainer.step + args.export_every) if (args.export and args.export_every) else until
+      rows = trainer.run(stop, progress=not args.no_progress, evaluator=evaluator,
+                         stop=lambda: interrupt.requested) or rows
+      if interrupt.requested:
+        say(f"interrupted: saved a checkpoint of step {trainer.step}; re-run the same command to resume from it",
+            file=sys.stderr)
+        return 130
+      if args.export and trainer.step < until and primary:
+        from optformer.training.export import export
 
-          export(trainer, args.export)
-    except KeyboardInterrupt:  # One line instead of a traceback; the last checkpoint is intact.
-      last = trainer.manager.latest_step()
-      say(f"interrupted at step {trainer.step}; the latest checkpoint is step {last}: re-run the same command "
-            "to resume from it", file=sys.stderr)
-      return 130
+        export(trainer, args.export)
     if rows:
       say(json.dumps(rows[-1]))
   if args.export and primary:
