@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from optformer.model.features import pair_distance, slot_variogram
+from optformer.model.features import VARIOGRAM_SCALES, pair_distance, slot_variogram
 from optformer.model.network import PFNConfig, SurrogateBatch, create_model
 
 B, N, D = 2, 12, 4
@@ -106,6 +106,37 @@ def test_variogram_tells_the_slot_that_explains_z():
   ratio = f[:, 0::2]  # Semivariance over the mean, per lag scale.
   assert np.all(ratio[0, :3] < 0.3) and np.all(ratio[1, :3] > 0.6), ratio
   assert np.all(f[2] == 0.0)  # The unused slot has no pairs.
+
+
+def direct_variogram(x, active, kinds, z, known):
+  """slot_variogram's formula as written in its docstring: ordered pairs, one exp per scale (the reference)."""
+  n = x.shape[1]
+  pair = known[:, :, None] & known[:, None, :] & ~np.eye(n, dtype=bool)[None]  # [B, N, N]
+  dz2 = np.square(z[:, :, None] - z[:, None, :]) * pair
+  total = dz2.sum((1, 2)) / np.maximum(pair.sum((1, 2)), 1.0)
+  delta = np.asarray(pair_distance(x, active, x, active, kinds), np.float64)  # [B, N, N, D]
+  both = active[:, :, None, :] & active[:, None, :, :] & pair[..., None] & (kinds > 0)[:, None, None]
+  feats = []
+  for s in VARIOGRAM_SCALES:
+    w = np.exp(-delta / (2.0 * s * s)) * both
+    sw = w.sum((1, 2))
+    gamma = np.einsum("bnmd,bnm->bd", w, dz2) / np.maximum(sw, 1e-3)
+    feats += [np.clip(gamma / np.maximum(total, 1e-6)[:, None], 0.0, 4.0), np.log1p(sw) / 8.0]
+  return np.stack(feats, axis=-1)
+
+
+@pytest.mark.parametrize("b", [1, 3, 8])
+def test_variogram_equals_its_direct_formula(b):
+  rng = np.random.default_rng(b)
+  n, d = 30, 5
+  kinds = rng.integers(0, 4, size=(b, d)).astype(np.int32)
+  x = rng.uniform(size=(b, n, d)).astype(np.float32)
+  x = np.where(kinds[:, None] == 3, rng.integers(0, 4, size=(b, n, d)), x).astype(np.float32)
+  active = (kinds[:, None] > 0) & (rng.uniform(size=(b, n, d)) > 0.1)
+  z = rng.normal(size=(b, n)).astype(np.float32)
+  known = rng.uniform(size=(b, n)) > 0.3
+  got = np.asarray(slot_variogram(x, active, kinds, z, known))
+  np.testing.assert_allclose(got, direct_variogram(x, active, kinds, z, known), rtol=1e-4, atol=1e-5)
 
 
 def test_pair_distance_of_kinds_and_inactive_values():
