@@ -256,9 +256,9 @@ class PFNSurrogate(nnx.Module):
     delta = pair_distance(xq, aq, xc, ac, kinds)  # [B, S, C, D]
     if known_q is not None:
       delta = delta * known_q[:, :, None, :]
-    # Slots first and the global token's zero rows padded here, on data without a gradient: [B, D, S', 1 + C].
-    delta = jnp.pad(jnp.moveaxis(delta, 3, 1), [(0, 0), (0, 0), (1 if with_global_query else 0, 0), (1, 0)])
-    return -jnp.einsum("bdsc,lbhd->lbhsc", delta, lam_LxBxHxD)
+    bias = -jnp.einsum("bscd,lbhd->lbhsc", delta, lam_LxBxHxD)
+    pad = [(0, 0)] * 3 + [(1 if with_global_query else 0, 0), (1, 0)]
+    return jnp.pad(bias, pad)
 
   # -- Forward ---------------------------------------------------------------
 
