@@ -196,7 +196,7 @@ class PFNSurrogate(nnx.Module):
     The value of an active float/int slot (its Fourier features, or token one-hot, times A plus a bias), of an
     active categorical slot (its category's embedding) and of an inactive slot (the learned inactive vector)
     are one matmul: [features * numeric, one-hot * categorical, inactive] @ [A; category table; inactive].
-    (Selecting between separate products cost 2 extra passes over [B, N, D, G] forward and 3 backward.)
+    (Two products and two selects over [B, N, D, G] cost 10 % more of the v2 train step; docs/throughput.md.)
     """
     c = self.config
     slot_BxDxG = self.slot_embedding(kinds_BxD, num_values_BxD, slot_ids_BxD)
