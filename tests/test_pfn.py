@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from optformer.model.features import pair_distance, slot_variogram
-from optformer.model.network import PFNConfig, SurrogateBatch, create_model
+from optformer.model.features import VARIOGRAM_SCALES, pair_distance, slot_variogram
+from optformer.model.network import NEG_INF, Block, PFNConfig, SurrogateBatch, create_model
 
 B, N, D = 2, 12, 4
 
@@ -106,6 +106,54 @@ def test_variogram_tells_the_slot_that_explains_z():
   ratio = f[:, 0::2]  # Semivariance over the mean, per lag scale.
   assert np.all(ratio[0, :3] < 0.3) and np.all(ratio[1, :3] > 0.6), ratio
   assert np.all(f[2] == 0.0)  # The unused slot has no pairs.
+
+
+def test_block_attention_is_the_masked_biased_softmax():
+  blk = Block(16, 2, 2, nnx.Rngs(params=0))
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 5, 16)).astype(np.float32)
+  src = rng.normal(size=(2, 7, 16)).astype(np.float32)
+  mask = np.array([[1, 1, 0, 1, 0, 1, 1], [1, 0, 0, 0, 0, 0, 1]], bool)
+  bias = rng.normal(size=(2, 2, 5, 7)).astype(np.float32) * 3.0
+  q = np.asarray(blk.q(blk.ln1(x))).reshape(2, 5, 2, 8)
+  k, v = np.moveaxis(np.asarray(blk.kv(blk.ln1(src))).reshape(2, 7, 2, 2, 8), 2, 0)
+  logits = np.einsum("bshk,bchk->bhsc", q, k) / np.sqrt(8.0) + bias
+  w = np.exp(np.where(mask[:, None, None], logits, NEG_INF) - logits.max(-1, keepdims=True))
+  o = np.einsum("bhsc,bchk->bshk", w / w.sum(-1, keepdims=True), v).reshape(2, 5, 16)
+  h = x + np.asarray(blk.out(o))
+  want = h + np.asarray(blk.mlp_out(jax.nn.gelu(blk.mlp_in(blk.ln2(h)))))
+  np.testing.assert_allclose(np.asarray(blk(x, src, mask, bias)), want, rtol=1e-5, atol=1e-5)
+
+
+def direct_variogram(x, active, kinds, z, known):
+  """slot_variogram's formula as written in its docstring: ordered pairs, one exp per scale (the reference)."""
+  n = x.shape[1]
+  pair = known[:, :, None] & known[:, None, :] & ~np.eye(n, dtype=bool)[None]  # [B, N, N]
+  dz2 = np.square(z[:, :, None] - z[:, None, :]) * pair
+  total = dz2.sum((1, 2)) / np.maximum(pair.sum((1, 2)), 1.0)
+  delta = np.asarray(pair_distance(x, active, x, active, kinds), np.float64)  # [B, N, N, D]
+  both = active[:, :, None, :] & active[:, None, :, :] & pair[..., None] & (kinds > 0)[:, None, None]
+  feats = []
+  for s in VARIOGRAM_SCALES:
+    w = np.exp(-delta / (2.0 * s * s)) * both
+    sw = w.sum((1, 2))
+    gamma = np.einsum("bnmd,bnm->bd", w, dz2) / np.maximum(sw, 1e-3)
+    feats += [np.clip(gamma / np.maximum(total, 1e-6)[:, None], 0.0, 4.0), np.log1p(sw) / 8.0]
+  return np.stack(feats, axis=-1)
+
+
+@pytest.mark.parametrize("b", [1, 3, 8])
+def test_variogram_equals_its_direct_formula(b):
+  rng = np.random.default_rng(b)
+  n, d = 30, 5
+  kinds = rng.integers(0, 4, size=(b, d)).astype(np.int32)
+  x = rng.uniform(size=(b, n, d)).astype(np.float32)
+  x = np.where(kinds[:, None] == 3, rng.integers(0, 4, size=(b, n, d)), x).astype(np.float32)
+  active = (kinds[:, None] > 0) & (rng.uniform(size=(b, n, d)) > 0.1)
+  z = rng.normal(size=(b, n)).astype(np.float32)
+  known = rng.uniform(size=(b, n)) > 0.3
+  got = np.asarray(slot_variogram(x, active, kinds, z, known))
+  np.testing.assert_allclose(got, direct_variogram(x, active, kinds, z, known), rtol=1e-4, atol=1e-5)
 
 
 def test_pair_distance_of_kinds_and_inactive_values():

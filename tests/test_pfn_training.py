@@ -160,11 +160,18 @@ def test_the_probe_reports_gaps_by_relevant_parameters_and_the_median_correlatio
 def test_throughput_counts_the_step_flops_and_times_real_steps(cfg, tmp_path):
   from optformer.training import throughput
 
-  one = throughput.measure(cfg, steps=2)
+  one = throughput.measure(cfg, steps=2, matmul_size=64)
   wide = throughput.measure(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, batch_size=2 * cfg.data.batch_size)), 2)
   assert one["step_flops"] > 0 and len(one["seconds_per_step_all"]) == 2 and one["trials_per_s"] > 0
   assert 1.6 < wide["step_flops"] / one["step_flops"] < 2.1  # The step's work scales with the batch.
+  assert wide["model_flops"] == pytest.approx(2 * one["model_flops"])
+  # The analytic count is the matmuls: most of XLA's count, never more (XLA adds elementwise work, the optimizer).
+  assert 0.6 < one["model_flops"] / one["step_flops"] < 1.0
   assert one["step_flops_per_s"] == pytest.approx(one["step_flops"] / one["seconds_per_step"])
+  n = cfg.data.seq_lens[0]
+  assert one["tokens_per_s"] == pytest.approx(one["trials_per_s"] * (n + 1) / n)  # Plus the global token.
+  assert one["share_of_matmul_rate"] == pytest.approx(one["step_flops_per_s"] / one["matmul_flops_per_s"])
+  assert "matmul_flops_per_s" not in wide
   assert set(one["step_flops_by_length"]) == {str(n) for n in one["lengths"]}
   with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
     throughput.measure(cfg, steps=0)
@@ -174,6 +181,11 @@ def test_throughput_counts_the_step_flops_and_times_real_steps(cfg, tmp_path):
                               "--out", str(out)]) == 0
   got = json.loads(out.read_text())
   assert 0 < got["share_of_matmul_rate"] == pytest.approx(got["step_flops_per_s"] / got["matmul_flops_per_s"])
+  assert got["model_share_of_matmul_rate"] < got["share_of_matmul_rate"] and "share_of_peak" not in got
+  assert throughput.main(["--config", str(tmp_path / "config.json"), "--steps", "1", "--matmul-size", "64",
+                          "--peak-flops", "1e12", "--out", str(out)]) == 0
+  got = json.loads(out.read_text())
+  assert got["share_of_peak"] == pytest.approx(got["step_flops_per_s"] / 1e12)
   assert throughput.main(["--config", str(tmp_path / "missing.json")]) == 2
 
 

@@ -124,13 +124,10 @@ class Block(nnx.Module):
     c, k = src_BxCxE.shape[1], e // self.h
     q = self.q(self.ln1(x_BxSxE)).reshape(b, s, self.h, k)
     kv = self.kv(self.ln1(src_BxCxE)).reshape(b, c, 2, self.h, k)  # [B, C, 2, H, K]
-    logits_BxHxSxC = jnp.einsum("bshk,bchk->bhsc", q, kv[:, :, 0]) / math.sqrt(k)
-    if bias_BxHxSxC is not None:
-      logits_BxHxSxC = logits_BxHxSxC + bias_BxHxSxC
-    logits_BxHxSxC = jnp.where(key_mask_BxC[:, None, None, :], logits_BxHxSxC, NEG_INF)
-    w = jax.nn.softmax(logits_BxHxSxC, axis=-1)
-    o = jnp.einsum("bhsc,bchk->bshk", w, kv[:, :, 1]).reshape(b, s, e)
-    x = x_BxSxE + self.out(o)
+    # softmax(q k / sqrt(K) + bias, keys where key_mask) v; fused kernels where the backend has them (cuDNN).
+    o = jax.nn.dot_product_attention(q, kv[:, :, 0], kv[:, :, 1], bias=bias_BxHxSxC,
+                                     mask=key_mask_BxC[:, None, None, :])  # [B, S, H, K]
+    x = x_BxSxE + self.out(o.reshape(b, s, e))
     return x + self.mlp_out(jax.nn.gelu(self.mlp_in(self.ln2(x))))
 
 
@@ -184,28 +181,46 @@ class PFNSurrogate(nnx.Module):
 
   def embed_x(self, x_BxNxD, active_BxNxD, kinds_BxD, num_values_BxD, slot_ids_BxD, decoded_BxNxD=None):
     """[B, N, E]: the x part of each trial's embedding (policy rows: `decoded`, the slots known so far)."""
-    h = self.slot_values(x_BxNxD, active_BxNxD, kinds_BxD, num_values_BxD, slot_ids_BxD, decoded_BxNxD)
-    return self.slot_out(jnp.sum(h, axis=2))  # [B, N, E]
+    h = self._slot_values(x_BxNxD, active_BxNxD, kinds_BxD, num_values_BxD, slot_ids_BxD, decoded_BxNxD)
+    used_BxD = (kinds_BxD > 0).astype(h.dtype)
+    return self.slot_out(jnp.einsum("bndg,bd->bng", h, used_BxD))  # Sum over the used slots, [B, N, G] -> E.
 
   def slot_values(self, x_BxNxD, active_BxNxD, kinds_BxD, num_values_BxD, slot_ids_BxD, decoded_BxNxD=None):
     """[B, N, D, G]: each trial's per-slot vectors gelu(A v_d + c_d) (0 on unused slots)."""
+    h = self._slot_values(x_BxNxD, active_BxNxD, kinds_BxD, num_values_BxD, slot_ids_BxD, decoded_BxNxD)
+    return jnp.where((kinds_BxD > 0)[:, None, :, None], h, 0.0)
+
+  def _slot_values(self, x_BxNxD, active_BxNxD, kinds_BxD, num_values_BxD, slot_ids_BxD, decoded_BxNxD=None):
+    """slot_values before unused slots are zeroed.
+
+    The value of an active float/int slot (its Fourier features, or token one-hot, times A plus a bias), of an
+    active categorical slot (its category's embedding) and of an inactive slot (the learned inactive vector)
+    are one matmul: [features * numeric, one-hot * categorical, inactive] @ [A; category table; inactive].
+    (Two products and two selects over [B, N, D, G] cost 10 % more of the v2 train step; docs/throughput.md.)
+    """
     c = self.config
     slot_BxDxG = self.slot_embedding(kinds_BxD, num_values_BxD, slot_ids_BxD)
-    if c.value_input == "tokens":
+    is_cat = (kinds_BxD == KIND_CATEGORICAL)[:, None, :]  # [B, 1, D]
+    numeric, categorical = active_BxNxD & ~is_cat, active_BxNxD & is_cat  # [B, N, D]
+    if c.value_input == "tokens":  # The numeric-token ablation: a float/int value is its bin's embedding.
       bins = jnp.clip(jnp.floor(x_BxNxD * c.policy_tokens), 0, c.policy_tokens - 1).astype(jnp.int32)
-      numeric = jax.nn.one_hot(bins, c.policy_tokens, dtype=jnp.float32) @ self.value_token_emb.embedding[...]
+      feats = jax.nn.one_hot(bins, c.policy_tokens, dtype=jnp.float32)
+      table, bias = self.value_token_emb.embedding[...], None
     else:
-      numeric = self.value_proj(fourier_features(jnp.clip(x_BxNxD, 0.0, 1.0), c.num_fourier, c.max_frequency))
+      feats = fourier_features(jnp.clip(x_BxNxD, 0.0, 1.0), c.num_fourier, c.max_frequency)
+      table, bias = self.value_proj.kernel[...], self.value_proj.bias[...]
     cat_idx = jnp.clip(jnp.round(x_BxNxD).astype(jnp.int32), 0, c.max_categories - 1)
-    is_cat = (kinds_BxD == KIND_CATEGORICAL)[:, None, :, None]
     # One-hot matmul, not a gather: the gather's gradient is a scatter, very slow on CPU.
-    categorical = jax.nn.one_hot(cat_idx, c.max_categories, dtype=numeric.dtype) @ self.category_emb.embedding[...]
-    v = jnp.where(is_cat, categorical, numeric)  # [B, N, D, G]
-    used = (kinds_BxD > 0)[:, None, :, None]
-    v = jnp.where(active_BxNxD[..., None], v, self.inactive[...])
+    one_hot = jax.nn.one_hot(cat_idx, c.max_categories, dtype=feats.dtype)
+    inputs = jnp.concatenate([jnp.where(numeric[..., None], feats, 0.0), jnp.where(categorical[..., None], one_hot, 0.0),
+                              (~active_BxNxD)[..., None].astype(feats.dtype)], axis=-1)  # [B, N, D, F + M + 1]
+    weights = jnp.concatenate([table, self.category_emb.embedding[...], self.inactive[...][None]], axis=0)
+    v = inputs @ weights  # [B, N, D, G]
+    if bias is not None:
+      v = v + numeric[..., None] * bias
     if decoded_BxNxD is not None:
       v = jnp.where(decoded_BxNxD[..., None], v, self.undecoded[...])
-    return jax.nn.gelu(v + slot_BxDxG[:, None]) * used
+    return jax.nn.gelu(v + slot_BxDxG[:, None])
 
   def embed_y(self, z_BxN, feasible_BxN, context_BxN):
     """[B, N, E]: the y part (context objective, infeasible, or query)."""
