@@ -3,15 +3,16 @@ bi-objective scikit-learn task (eval/structured_tasks.py).
 
   python -m optformer.eval.structured_hpo --task conditional|constrained|biobjective [--trials N] [--seeds S]
       [--first-seed 0] [--methods optformer tpe ...] [--checkpoint DIR] [--out results/structured_TASK.json]
-  python -m optformer.eval.structured_hpo --summarize results/structured_TASK.json
+  python -m optformer.eval.structured_hpo --summarize results/structured_TASK.json [more results of TASK ...]
 
 Every method runs the task's define-by-run objective through `optuna.create_study(...).optimize` with its seed:
 
 | method             | sampler                                                                         |
 | ------------------ | ------------------------------------------------------------------------------- |
 | "optformer"        | optformer.integrations.optuna.OptFormerSampler (the shipped model, or --checkpoint) |
-| "tpe"              | TPESampler(seed) (Optuna's default: univariate)                                  |
-| "tpe-multivariate" | TPESampler(seed, multivariate=True, group=True) (group: per-branch joint models) |
+| "tpe"              | TPESampler(seed) (Optuna 5's default, multivariate)                              |
+| "tpe-group"        | TPESampler(seed, group=True): one joint model per branch of a conditional space  |
+|                    | (the same sampler as "tpe" on a space without branches)                          |
 | "gp"               | GPSampler(seed): its fallback samples parameters outside the intersection search |
 |                    | space, i.e. every conditional one, at random                                    |
 | "nsga2"            | NSGAIISampler(seed)                                                              |
@@ -48,11 +49,11 @@ import optuna
 from optformer.eval.runner import mean_and_stderr
 from optformer.eval.structured_tasks import TASKS, StructuredTask
 
-METHODS = ("optformer", "tpe", "tpe-multivariate", "gp", "nsga2", "random")
+METHODS = ("optformer", "tpe", "tpe-group", "gp", "nsga2", "random")
 DEFAULT_METHODS = {
-    "conditional": ("optformer", "tpe", "tpe-multivariate", "gp", "random"),
-    "constrained": ("optformer", "tpe", "tpe-multivariate", "gp", "random"),
-    "biobjective": ("optformer", "tpe", "tpe-multivariate", "nsga2", "gp", "random"),
+    "conditional": ("optformer", "tpe", "tpe-group", "gp", "random"),
+    "constrained": ("optformer", "tpe", "gp", "random"),
+    "biobjective": ("optformer", "tpe", "nsga2", "gp", "random"),
 }
 DEFAULT_TRIALS = {"conditional": 40, "constrained": 40, "biobjective": 100}
 CHECKPOINTS = {"conditional": (10, 20, 40), "constrained": (20, 40), "biobjective": (20, 40, 100)}
@@ -107,7 +108,7 @@ def make_sampler(method: str, task: StructuredTask, seed: int, checkpoint=None):
     return s.GPSampler(seed=seed, independent_sampler=fallback, constraints_func=cf), fallback
   makers = {
       "tpe": lambda: s.TPESampler(seed=seed, constraints_func=cf),
-      "tpe-multivariate": lambda: s.TPESampler(seed=seed, multivariate=True, group=True, constraints_func=cf),
+      "tpe-group": lambda: s.TPESampler(seed=seed, group=True, constraints_func=cf),
       "nsga2": lambda: s.NSGAIISampler(seed=seed, constraints_func=cf),
       "random": lambda: s.RandomSampler(seed=seed),
   }
@@ -204,7 +205,7 @@ def hypervolume(study: dict, n: int, reference) -> float:
 
 
 def summarize(results: dict) -> dict:
-  """method -> {metric name: (mean, s.e.)} over the seeds in `results` (as `run_study` records).
+  """method -> {metric name: (mean, s.e., number of seeds)} over the seeds in `results` (`run_study` records).
 
   Metrics: "best@n" and "regret@n" (single objective), "feasible 20-39" (constrained), "hv@n" (bi-objective),
   "fallback held" (after the startup trials), "fallback held >=10" (from trial 10 on) and "fallback calls" (all,
@@ -233,27 +234,56 @@ def summarize(results: dict) -> dict:
       rows["fallback held >=10"] = [sum(n >= 10 for n, _ in s["fallback"]["held_calls"]) for s in mine]
       rows["fallback calls"] = [s["fallback"]["calls"] for s in mine]
     rows["s/trial"] = [s["seconds_per_trial"] for s in mine]
-    out[method] = {k: tuple(float(x) for x in mean_and_stderr(v)) + (len(v),) for k, v in rows.items()}
+    out[method] = {k: (*(float(x) for x in mean_and_stderr(v)), len(v)) for k, v in rows.items()}
   return out
 
 
-def table(results: dict) -> str:
-  """A fixed-width table of `summarize(results)`: one row per method, "mean ± s.e." per metric."""
+def table(results: dict, markdown: bool = False) -> str:
+  """A table of `summarize(results)`: one row per method, "mean ± s.e." per metric; fixed-width text, or a
+  Markdown table (for docs/structured_hpo.md)."""
   summary = summarize(results)
   if not summary:
     return "(no studies)"
   metrics = list(dict.fromkeys(k for row in summary.values() for k in row))
   seeds = sorted({s["seed"] for s in results["studies"]})
-  lines = [f"{results['task']['name']}: {results['trials_per_study']} trials, seeds {seeds}, mean ± s.e.",
-           f"{'method':18s}" + "".join(f"{m:>20s}" for m in metrics)]
+  title = f"{results['task']['name']}: {results['trials_per_study']} trials, seeds {seeds}, mean ± s.e."
+  if markdown:
+    lines = [title, "", "| method | seeds | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 2) + "|"]
+  else:
+    lines = [title, f"{'method':18s}{'seeds':>6s}" + "".join(f"{m:>20s}" for m in metrics)]
   for method, row in summary.items():
     cells = []
     for m in metrics:
-      mean, se, _ = row.get(m, (math.nan, math.nan, 0))
+      if m not in row:  # A metric of other methods (the fallback counts).
+        cells.append("-")
+        continue
+      mean, se, _ = row[m]
       digits = 1 if m.startswith("fallback") else 2 if m == "s/trial" else 4
       cells.append(f"{mean:.{digits}f} ± {se:.{digits}f}")
-    lines.append(f"{method:18s}" + "".join(f"{c:>20s}" for c in cells))
+    if markdown:
+      lines.append(f"| {method} | {row['s/trial'][2]} | " + " | ".join(cells) + " |")
+    else:
+      lines.append(f"{method:18s}{row['s/trial'][2]:6d}" + "".join(f"{c:>20s}" for c in cells))
   return "\n".join(lines)
+
+
+def merge(results: list[dict]) -> dict:
+  """One results dict pooling the studies of several (e.g. seeds run in separate processes); a (method, seed)
+  study in more than one is kept once, from the first.
+
+  Raises:
+    ValueError: the results are of different tasks or trial counts.
+  """
+  first, seen, studies = results[0], set(), []
+  for r in results:
+    if (r["task"]["name"], r["trials_per_study"]) != (first["task"]["name"], first["trials_per_study"]):
+      raise ValueError(f"Cannot pool {r['task']['name']!r} with {r['trials_per_study']} trials and "
+                       f"{first['task']['name']!r} with {first['trials_per_study']}.")
+    for s in r["studies"]:
+      if (s["method"], s["seed"]) not in seen:
+        seen.add((s["method"], s["seed"]))
+        studies.append(s)
+  return {**first, "studies": studies}
 
 
 def run(task_name: str, trials: int, seeds, methods, checkpoint=None, out: pathlib.Path | None = None,
@@ -303,10 +333,12 @@ def main(argv=None) -> None:
   ap.add_argument("--methods", nargs="+", default=None)
   ap.add_argument("--checkpoint", default=None)
   ap.add_argument("--out", type=pathlib.Path, default=None)
-  ap.add_argument("--summarize", type=pathlib.Path, default=None, help="print the table of a results file and exit")
+  ap.add_argument("--summarize", type=pathlib.Path, nargs="+", default=None,
+                  help="print the table of results files (one task and trial count; studies pooled) and exit")
+  ap.add_argument("--markdown", action="store_true", help="print the table in Markdown")
   args = ap.parse_args(argv)
   if args.summarize is not None:
-    print(table(json.loads(args.summarize.read_text())))
+    print(table(merge([json.loads(p.read_text()) for p in args.summarize]), args.markdown))
     return
   if args.task is None:
     ap.error("--task is required (or --summarize FILE)")
@@ -314,7 +346,7 @@ def main(argv=None) -> None:
   results = run(args.task, trials, range(args.first_seed, args.first_seed + args.seeds),
                 args.methods or DEFAULT_METHODS[args.task], args.checkpoint, args.out,
                 log=lambda s: print(s, flush=True))
-  print(table(results))
+  print(table(results, args.markdown))
 
 
 if __name__ == "__main__":

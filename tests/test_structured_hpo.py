@@ -152,3 +152,13 @@ def test_unknown_task_or_method_is_refused():
     structured_hpo.run("nope", 2, [0], ["random"])
   with pytest.raises(ValueError, match="'smac'"):
     structured_hpo.run("conditional", 2, [0], ["smac"])
+
+
+def test_results_of_separate_runs_pool_and_other_tasks_do_not():
+  a = {"task": {"name": "conditional"}, "trials_per_study": 2, "studies": [_study("m", [[1.0]], seed=0)]}
+  b = {"task": {"name": "conditional"}, "trials_per_study": 2,
+       "studies": [_study("m", [[9.0]], seed=0), _study("m", [[2.0]], seed=1)]}
+  merged = structured_hpo.merge([a, b])
+  assert [(s["seed"], s["trials"][0]["values"]) for s in merged["studies"]] == [(0, [1.0]), (1, [2.0])]
+  with pytest.raises(ValueError, match="constrained"):
+    structured_hpo.merge([a, {**b, "task": {"name": "constrained"}}])
