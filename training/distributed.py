@@ -152,3 +152,39 @@ def to_local(tree):
     return a
 
   return jax.tree.map(one, tree)
+
+
+def add_flags(p) -> None:
+  """Adds --data-workers and the cluster flags (--coordinator, --num-processes, --process-id) to the argparse `p`."""
+  p.add_argument("--data-workers", type=int, default=None, help="grain worker processes generating batches "
+                 "(default: the preset's, else 0: in the training process); the batches are the same for any number")
+  g = p.add_argument_group("multi-process training (training/distributed.py; not part of the run's config)")
+  g.add_argument("--coordinator", default="", help="HOST:PORT of process 0's coordinator (e.g. 127.0.0.1:1234), "
+                 "or 'auto' to let jax detect the cluster (Cloud TPU, SLURM, Open MPI); default: one process")
+  g.add_argument("--num-processes", type=int, default=1, help="processes in the run (with --coordinator HOST:PORT)")
+  g.add_argument("--process-id", type=int, default=0, help="this process's index in [0, --num-processes)")
+
+
+def join_cluster(args) -> None:
+  """Joins the multi-process run that --coordinator/--num-processes/--process-id describe (once; before any JAX).
+
+  Raises SystemExit with the message for flags that do not describe a cluster.
+  """
+  try:
+    cluster = Cluster(args.coordinator, args.num_processes, args.process_id)
+  except ValueError as e:
+    raise SystemExit(f"error: {e}") from None
+  if cluster.coordinator:
+    if not jax.distributed.is_initialized():
+      initialize(cluster)
+
+
+def data_workers(args) -> int:
+  """--data-workers, or the preset's number when not given (0 for default and tiny)."""
+  from optformer.training import presets
+
+  if args.data_workers is not None:
+    if args.data_workers < 0:
+      raise SystemExit(f"--data-workers must be >= 0, got {args.data_workers}.")
+    return args.data_workers
+  return presets.PRESETS[args.preset].data_workers if args.preset in presets.PRESETS else 0

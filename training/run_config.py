@@ -143,7 +143,9 @@ def train(argv, prog: str = "optformer-train train") -> int:
   if any(a == "--list-fields" or a.startswith("--list-fields=") for a in argv):
     return list_fields(p, argv)
   args = p.parse_args(argv)
-  train_cli.join_cluster(args)  # Before any JAX computation (drawing bar borders may run some).
+  from optformer.training import distributed
+
+  distributed.join_cluster(args)  # Before any JAX computation (drawing bar borders may run some).
   if args.config is None and not args.assignments:
     return train_cli.main(argv)  # The flags alone: train_cli's run, resume and refusal of changed flags.
   cfg = resolve(p, args, argv)

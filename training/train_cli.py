@@ -286,43 +286,10 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--export-every", type=int, default=0, help="also export every N steps while training (with --export)")
   p.add_argument("--no-progress", action="store_true", help="no progress bar (the start/resume line and the "
                  "final metrics are printed all the same)")
-  p.add_argument("--data-workers", type=int, default=None, help="grain worker processes generating batches "
-                 "(default: the preset's, else 0: in the training process); the batches are the same for any number")
-  g = p.add_argument_group("multi-process training (training/distributed.py; not part of the run's config)")
-  g.add_argument("--coordinator", default="", help="HOST:PORT of process 0's coordinator (e.g. 127.0.0.1:1234), "
-                 "or 'auto' to let jax detect the cluster (Cloud TPU, SLURM, Open MPI); default: one process")
-  g.add_argument("--num-processes", type=int, default=1, help="processes in the run (with --coordinator HOST:PORT)")
-  g.add_argument("--process-id", type=int, default=0, help="this process's index in [0, --num-processes)")
-  return p
-
-
-def join_cluster(args) -> None:
-  """Joins the multi-process run that --coordinator/--num-processes/--process-id describe (once; before any JAX).
-
-  Raises SystemExit with the message for flags that do not describe a cluster.
-  """
   from optformer.training import distributed
 
-  try:
-    cluster = distributed.Cluster(args.coordinator, args.num_processes, args.process_id)
-  except ValueError as e:
-    raise SystemExit(f"error: {e}") from None
-  if cluster.coordinator:
-    import jax
-
-    if not jax.distributed.is_initialized():
-      distributed.initialize(cluster)
-
-
-def data_workers(args) -> int:
-  """--data-workers, or the preset's number when not given (0 for default and tiny)."""
-  from optformer.training import presets
-
-  if args.data_workers is not None:
-    if args.data_workers < 0:
-      raise SystemExit(f"--data-workers must be >= 0, got {args.data_workers}.")
-    return args.data_workers
-  return presets.PRESETS[args.preset].data_workers if args.preset in presets.PRESETS else 0
+  distributed.add_flags(p)
+  return p
 
 
 class _Interrupt:
@@ -350,7 +317,9 @@ class _Interrupt:
 def main(argv=None) -> int:
   """Runs `optformer-train train` with train_cli's flags; exit status 0, 2 (an unusable workdir) or 130 (Ctrl-C)."""
   args = parser().parse_args(argv)
-  join_cluster(args)
+  from optformer.training import distributed
+
+  distributed.join_cluster(args)
 
   from optformer.training.workdir import WorkdirError, check_writable
 
@@ -386,7 +355,7 @@ def _start(args):
 
   cfg = build_config(args)
   distributed.barrier("optformer: run config read")  # Every process has seen the workdir before one writes it.
-  trainer = PFNTrainer(cfg, args.workdir, init_from=args.init_from, data_workers=data_workers(args))
+  trainer = PFNTrainer(cfg, args.workdir, init_from=args.init_from, data_workers=distributed.data_workers(args))
   primary = distributed.is_primary()
   say = print if primary else (lambda *a, **k: None)  # Process 0 speaks for the run.
   until = args.until or cfg.num_steps
