@@ -23,6 +23,7 @@ import importlib
 import math
 import shutil
 import tempfile
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
@@ -207,7 +208,10 @@ class HeboOptimizer:
 
   def ask(self) -> dict[str, Any]:
     """HEBO's next suggestion, as params of the space (inactive conditional parameters left out)."""
-    with _seeded(int(self._rng.integers(2**31))):
+    with _seeded(int(self._rng.integers(2**31))), warnings.catch_warnings():
+      # HEBO 0.3.6 and pymoo 0.6.0 call NumPy, pandas and torch functions deprecated since (thousands per study).
+      warnings.simplefilter("ignore", DeprecationWarning)
+      warnings.simplefilter("ignore", FutureWarning)
       rec = self.hebo.suggest(n_suggestions=1)
     row = rec.iloc[0].to_dict()
     values = {p.name: _from_hebo(p, row[p.name]) for p in self.space}
