@@ -86,8 +86,10 @@ class SmacOptimizer:
     num_trials: the planned study length T (>= 1): SMAC's Sobol initial design has min(10 D, T / 4)
       configurations (the facade's defaults); asking past T goes on as before.
 
-  Each configuration is evaluated once (a deterministic scenario). A NaN or infinite value is told as a
-  crashed trial. `tell` of a configuration that was not asked adds it to SMAC's run history.
+  The facade's defaults otherwise: 20 % random configurations interleaved, and the random forest refit after
+  every 8 suggestions (its ConfigSelector's retrain_after=8; the 7 between come from the last fit's local and
+  random search). Each configuration is evaluated once (a deterministic scenario). A NaN or infinite value is
+  told as a crashed trial. `tell` of a configuration that was not asked adds it to SMAC's run history.
   SMAC writes its run history to a temporary folder, removed when the optimizer is garbage-collected.
 
   Raises:
