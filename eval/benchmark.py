@@ -292,7 +292,7 @@ def main(argv=None) -> int:
   p.add_argument("--preset", default="full", choices=sorted(PRESETS))
   p.add_argument("--suite", nargs="+", default=None, metavar="SUITE", help=f"of {list(suites.SUITES)} (default all)")
   p.add_argument("--optimizers", nargs="+", default=["all"], metavar="NAME",
-                 help=f"'all' or names of {list(opt_lib.OPTIMIZERS)}")
+                 help=f"'all' or names of {list(opt_lib.NAMES)}")
   p.add_argument("--seeds", type=int, default=None, help="override: seeds 0..S-1 for every suite")
   p.add_argument("--trials", type=int, default=None, help="override: trials per study for every suite")
   p.add_argument("--max-tasks", type=int, default=None, help="override: first N tasks of every suite")

@@ -108,9 +108,9 @@ def make_entries(optimizers, model=None, models: dict | None = None) -> list[Ent
     chosen = opt_lib.checkpoint_of(name, model)
     out.append(Entry(name, name, chosen, model_id(chosen)))
   for name, m in (models or {}).items():
-    if not _NAME.match(name) or name in opt_lib.OPTIMIZERS or ":" in name:
+    if not _NAME.match(name) or name in opt_lib.NAMES or ":" in name:
       raise ValueError(f"Model name {name!r}: expected letters, digits and _.+-, not an optimizer's name "
-                       f"({list(opt_lib.OPTIMIZERS)}).")
+                       f"({list(opt_lib.NAMES)}).")
     chosen = opt_lib.checkpoint_of("optformer", m)
     out.append(Entry(name, "optformer", chosen, model_id(chosen)))
   names = [e.name for e in out]

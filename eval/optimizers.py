@@ -14,6 +14,10 @@ through the same loop:
 | "tpe"              | Optuna TPESampler(multivariate=True)                                 |
 | "gp"               | Optuna GPSampler (Gaussian-process BO with log-EI, needs torch)      |
 | "cmaes"            | Optuna CmaEsSampler; numeric spaces only (no Categorical parameter)   |
+| "smac"             | SMAC3 HyperparameterOptimizationFacade (random forest); optional:    |
+|                    | the `peers` extra (eval/peers_extra.py)                              |
+| "hebo"             | HEBO (warped GP, MACE, NSGA-II); optional: the `peers` extra; no      |
+|                    | forbidden clauses (eval/peers_extra.py)                              |
 
 Optuna samplers run through Optuna's ask/tell interface (`study.ask(dists)`,
 `study.tell(trial, value)`) on the distributions of
@@ -30,13 +34,16 @@ import pathlib
 from typing import Any, Callable, Mapping
 
 import optformer
+from optformer.eval import peers_extra
 from optformer.eval.random_search import RandomSearch
 
 # Variants ("optformer:num_random=512,num_local=128,rounds=2") take SearchConfig sizes and Optimizer options:
 # see split_variant.
 Factory = Callable[[optformer.SearchSpace, str, int], Any]  # (space, goal, seed) -> ask/tell object.
 
-OPTIMIZERS = ("optformer", "optformer-random", "random", "sobol", "tpe", "gp", "cmaes")
+OPTIMIZERS = ("optformer", "optformer-random", "random", "sobol", "tpe", "gp", "cmaes")  # Installed with `eval`.
+PEERS = peers_extra.PEERS  # ("smac", "hebo"): optional, with the `peers` extra; "all" leaves them out.
+NAMES = OPTIMIZERS + PEERS  # Every registered name.
 OURS = ("optformer", "optformer-random")  # Variants of the learned optimizer.
 
 
@@ -143,13 +150,14 @@ def _has_categorical(space: optformer.SearchSpace) -> bool:
 
 
 def supports(name: str, space: optformer.SearchSpace) -> bool:
-  """Whether optimizer `name` runs on `space`: all do, except "cmaes" on spaces with a Categorical.
+  """Whether optimizer `name` runs on `space`: all do, except "cmaes" on spaces with a Categorical and "hebo" on
+  spaces with forbidden clauses.
 
   Raises:
     ValueError: unknown optimizer name.
   """
   base, _ = split_variant(name)
-  return not (base == "cmaes" and _has_categorical(space))
+  return not ((base == "cmaes" and _has_categorical(space)) or (base == "hebo" and space.forbidden))
 
 
 def split_variant(name: str) -> tuple[str, dict]:
@@ -161,8 +169,8 @@ def split_variant(name: str) -> tuple[str, dict]:
     ValueError: unknown name, options on a baseline, or an unknown option.
   """
   base, sep, rest = name.partition(":")
-  if base not in OPTIMIZERS:
-    raise ValueError(f"Unknown optimizer {name!r}; expected one of {list(OPTIMIZERS)}.")
+  if base not in NAMES:
+    raise ValueError(f"Unknown optimizer {name!r}; expected one of {list(NAMES)}.")
   if not sep:
     return base, {}
   if base not in OURS:
@@ -186,7 +194,7 @@ _VARIANT_OPTIONS = set(_SEARCH_FIELDS) | {"num_candidates", "candidates", "acqui
 
 
 def factories(model=None) -> dict[str, Factory]:
-  """name -> factory(space, goal, seed) for every registered optimizer, in OPTIMIZERS order.
+  """name -> factory(space, goal, seed) for every optimizer of OPTIMIZERS, in that order (the PEERS: `make`).
 
   Args:
     model: for the optformer entries: a PFNSurrogate, a checkpoint directory,
@@ -236,7 +244,7 @@ def make(name: str, space: optformer.SearchSpace, goal: str, seed: int, model=No
   """A fresh optimizer `name` on `space`.
 
   Args:
-    name: one of OPTIMIZERS, or a variant of an optformer entry (`split_variant`).
+    name: one of NAMES, or a variant of an optformer entry (`split_variant`).
     space: the search space.
     goal: "minimize" or "maximize".
     seed: int seed of the optimizer's randomness.
@@ -245,10 +253,14 @@ def make(name: str, space: optformer.SearchSpace, goal: str, seed: int, model=No
   Raises:
     ValueError: unknown name, a bad goal, or a space the optimizer does not
       support (`supports`).
+    ImportError: a peer ("smac", "hebo") whose package is not installed; the
+      message names the `peers` extra.
   """
   base, opts = split_variant(name)
   if goal not in ("minimize", "maximize"):
     raise ValueError(f"goal must be 'minimize' or 'maximize', got {goal!r}.")
+  if base in PEERS:
+    return peers_extra.make(base, space, goal, int(seed))
   if not opts:
     return factories(model)[base](space, goal, int(seed))
   # A variant: the entry's Optimizer with the given options (search sizes on top of the entry's default).
@@ -261,7 +273,8 @@ def make(name: str, space: optformer.SearchSpace, goal: str, seed: int, model=No
 
 
 def parse_names(names) -> list[str]:
-  """Validated optimizer names in the given order; ["all"] -> OPTIMIZERS. Raises ValueError if unknown."""
+  """Validated optimizer names in the given order; ["all"] -> OPTIMIZERS (the optional PEERS only when named).
+  Raises ValueError if unknown."""
   names = list(names)
   if names == ["all"]:
     return list(OPTIMIZERS)

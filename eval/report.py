@@ -51,7 +51,7 @@ import numpy as np
 
 import optformer
 from optformer.eval import entries, regret
-from optformer.eval.optimizers import OPTIMIZERS, OURS, supports
+from optformer.eval.optimizers import NAMES, OURS, supports
 
 REPORT_AT = (10, 25, 50, 100)
 ALPHA = 0.05  # Significance level of the win/tie/loss test.
@@ -117,7 +117,7 @@ def task_curves(entry: dict) -> dict:
 
 
 def _order(names) -> list[str]:
-  known = [n for n in OPTIMIZERS if n in names]
+  known = [n for n in NAMES if n in names]
   return known + sorted(set(names) - set(known))
 
 
@@ -151,7 +151,7 @@ def _expected(entry: dict, names) -> set:
   if not space:
     return set(names)
   space = optformer.SearchSpace.from_json(space)
-  return {n for n in names if n not in OPTIMIZERS or supports(n, space)}
+  return {n for n in names if n not in NAMES or supports(n, space)}
 
 
 def summarize_suite(tasks: dict, at=REPORT_AT, reference: str = "optformer") -> dict:
@@ -306,7 +306,7 @@ def plot_suite(suite: str, s: dict, path: pathlib.Path) -> None:
   for n in s["optimizers"]:
     m, e = np.array(s["curve"][n]), np.array(s["curve_se"][n])
     t = np.arange(1, len(m) + 1)
-    style = "--" if n in OPTIMIZERS and n not in OURS else "-"  # Baselines dashed; ours and named models solid.
+    style = "--" if n in NAMES and n not in OURS else "-"  # Baselines dashed; ours and named models solid.
     ran = s["rank"][n][str(s["at"][-1])][1]
     label = n if ran == s["tasks"] else f"{n} ({ran}/{s['tasks']} tasks)"
     ax.plot(t, np.maximum(m, 1e-6), style, label=label, lw=2 if n == "optformer" else 1.2)
