@@ -87,7 +87,7 @@ def test_conditions_read_off_the_trials():
   space = oc.conditional_space(trials, oc.union_distributions(trials))
   assert space.names == ["k", "n", "w", "x", "y", "z"]
   assert space["k"].condition is None and space["x"].condition is None
-  assert space["y"].condition == Condition("k", ["b"])  # A Categorical parent first.
+  assert space["y"].condition == Condition("k", ["b", "c"])  # A Categorical parent first; c, not seen yet, may hold y.
   assert space["z"].condition == Condition("n", greater_than=2)  # An ordered split: unseen levels follow it.
   assert space["w"].condition == Condition("n", greater_than=3)  # Not k (held with "a" and missing with "a").
   for t in trials:
@@ -147,3 +147,39 @@ def test_explanations_of_a_conditional_optuna_study_read_the_same_space():
   view = optformer.explain.study.as_study(_study_of(trials))
   assert sorted(view.space, key=lambda p: p.name) == sorted(TRUE_SPACE, key=lambda p: p.name)
   assert view.configs == [t.params for t in trials]
+
+
+def _new_level_objective(trial):
+  """x exists under k in {a, c, e}; the other levels have no child."""
+  k = trial.suggest_categorical("k", ["a", "b", "c", "d", "e", "f"])
+  if k in ("a", "c", "e"):
+    return (trial.suggest_float("x", 0.0, 1.0) - 0.3) ** 2
+  return 0.5
+
+
+def test_a_new_parent_level_gets_its_child_from_the_model_not_the_fallback(tiny_v2_model, asked, monkeypatch):
+  class Steered(oi.Optimizer):  # A prior toward the levels c..f, so the model picks levels no trial took yet.
+    def __init__(self, space, *args, **kwargs):
+      if "k" in space.names:
+        kwargs.update(prior={"k": optformer.priors.Weights({"a": 1, "b": 1, "c": 50, "d": 50, "e": 50, "f": 50})},
+                      prior_beta=20.0)
+      super().__init__(space, *args, **kwargs)
+
+  monkeypatch.setattr(oi, "Optimizer", Steered)
+  sampler = oi.OptFormerSampler(seed=0, model=tiny_v2_model, num_candidates=16, n_startup_trials=2)
+  fallback, calls = sampler._independent_sampler.sample_independent, []
+  monkeypatch.setattr(sampler._independent_sampler, "sample_independent",
+                      lambda study, trial, name, dist: calls.append((trial.number, name)) or fallback(study, trial, name, dist))
+  study = optuna.create_study(sampler=sampler)
+  study.enqueue_trial({"k": "a", "x": 0.9})  # The startup trials see only a (with x) and b (without).
+  study.enqueue_trial({"k": "b"})
+  study.optimize(_new_level_objective, n_trials=10)
+  assert [name for number, name in calls if number >= 2] == []  # x was held before: never the fallback's.
+  # The path is exercised: a sampled trial picked a level with x that no earlier trial had taken.
+  new = [t for t in study.trials[2:] if t.params["k"] not in {u.params["k"] for u in study.trials[:t.number]}]
+  assert any("x" in t.params for t in new)
+  space, _, _ = asked[-1]  # The condition learned from the trials: the levels seen with x, and those not seen yet.
+  seen = {t.params["k"] for t in study.trials}
+  assert set(space["x"].condition.values) == {"a", "c", "e"} | ({"a", "b", "c", "d", "e", "f"} - seen)
+  for t in study.trials[2:]:  # Each sampled trial holds x exactly when its level has it.
+    assert ("x" in t.params) == (t.params["k"] in ("a", "c", "e"))

@@ -108,7 +108,11 @@ class OptFormerSampler(BaseSampler):
   decide when it is held, read off the trials
   (optformer/integrations/optuna_conditions.py), so each trial's active
   parameters are the ones it holds and a sample holds the parameters of the
-  branch it picks. Left out: single-valued distributions, distributions that
+  branch it picks. A Categorical parent's level that no COMPLETE trial took
+  yet has an unknown branch: a sample that picks it holds the parent's
+  children too, so an objective that asks for one there gets the model's
+  value, not the fallback's (one it does not ask for goes unused, and the
+  completed trial shows the level's branch from then on). Left out: single-valued distributions, distributions that
   `from_distributions` rejects, categoricals with more choices than the model
   reads (`max_categories`, 64 for the shipped model), parameters held by
   only some trials with no parameter deciding when (and the children of a

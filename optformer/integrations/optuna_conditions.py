@@ -11,7 +11,10 @@ conditions are read off the trials:
     parameter that every trial holding x holds too, that some trial holds
     without x (so k's value, not only its presence, decides), and whose
     values split the trials holding k: x is held exactly when k takes a
-    value of `values` (Categorical), or lies above (or below) a threshold
+    value of `values` (Categorical: the levels seen with x, and the levels
+    no trial took yet, whose branch is unknown: a sample that picks one
+    holds x, so an objective that asks for x there gets the model's value,
+    not the fallback's), or lies above (or below) a threshold
     (an ordered parent: `Condition(k, greater_than=...)` when the values
     holding x all exceed the others, so unseen levels follow the split;
     else the levels seen with x). Among several such k: a Categorical first,
@@ -57,9 +60,15 @@ def union_distributions(trials: Sequence[FrozenTrial]) -> dict[str, BaseDistribu
 
 
 def _condition(name: str, parent: ss.Parameter, inside: set, outside: set) -> ss.Condition:
-  """The condition on `parent` that holds for its values `inside` and fails for those `outside` (disjoint)."""
+  """The condition on `parent` that holds for its values `inside` and fails for those `outside` (disjoint).
+
+  A Categorical parent's levels that no trial took (neither inside nor outside) are *unknown*: the
+  condition holds for them too, so a sample that picks a new level holds the child, and the objective finds a
+  value from the model if it asks for one (one it does not ask for is simply unused, and the told trial, which
+  records what the objective suggested, teaches the condition for that level from then on).
+  """
   if isinstance(parent, ss.Categorical):
-    return ss.Condition(parent.name, [c for c in parent.choices if c in inside])
+    return ss.Condition(parent.name, [c for c in parent.choices if c not in outside])
   if min(inside) > max(outside):
     return ss.Condition(parent.name, greater_than=max(outside))
   if max(inside) < min(outside):
