@@ -30,24 +30,7 @@ ForbiddenInClause, their ForbiddenAndConjunction, ForbiddenOrConjunction
 relations become `Forbidden` clauses of the SearchSpace; they are written
 back as Equals/In clauses, their AndConjunction and the relations.
 
-Conditions: see `configspace_conditions.py` (Equals, In, ranges and their
-equivalents both ways).
-
-Priors (piBO, `optformer.priors`): `prior_from_configspace(cs)` gives the
-beliefs to pass as `Optimizer(prior=...)`; `to_configspace(space,
-prior=...)` writes them back. A Normal's `width` is ConfigSpace's
-vectorized sigma (sigma / (upper - lower); for log scale
-|log(lower + sigma)| / log(upper / lower), as ConfigSpace's
-`UnitScaler.vectorize_size`), so both sides sample the same truncated
-normal on the unit interval.
-
-Forbidden clauses (`configspace_forbidden.py`): ForbiddenEqualsClause,
-ForbiddenInClause, their ForbiddenAndConjunction, ForbiddenOrConjunction
-(one `Forbidden` per alternative) and the Equals/LessThan/GreaterThan(Equals)
-relations become `Forbidden` clauses of the SearchSpace; they are written
-back as Equals/In clauses, their AndConjunction and the relations.
-
-Conditions (one condition object per child in ConfigSpace; its literals must all
+Conditions (`configspace_conditions.py`, both ways; one condition object per child in ConfigSpace; its literals must all
 name one parent, since an optformer parameter has one parent):
 
 | ConfigSpace                                       | optformer                           |
