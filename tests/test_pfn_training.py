@@ -208,6 +208,11 @@ def test_cli_noise_prior_overrides_a_new_run_and_a_warm_start(cfg, tmp_path):
   longer = train_cli.build_config(train_cli.parser().parse_args(
       ["--workdir", str(tmp_path / "e"), "--init-from", str(out), "--seq-lens", "16,40"]))  # Was silently ignored.
   assert longer.data.seq_lens == (16, 40) and longer.data.seq_len_probs == (0.5, 0.5) and longer.model == cfg.model
+  sched = train_cli.build_config(train_cli.parser().parse_args(  # A warm start's schedule: was silently the model's.
+      ["--workdir", str(tmp_path / "g"), "--init-from", str(out), "--steps", "900", "--learning-rate", "3e-4",
+       "--warmup", "30", "--eval-every", "7"]))
+  assert (sched.num_steps, sched.peak_learning_rate, sched.warmup_steps, sched.eval_every) == (900, 3e-4, 30, 7)
+  assert sched.model == cfg.model
   with pytest.raises(SystemExit, match="--seq-lens: expected comma-separated integers >= 2"):
     train_cli.build_config(train_cli.parser().parse_args(["--workdir", str(tmp_path / "f"), "--init-from", str(out),
                                                       "--seq-lens", "16,x"]))

@@ -175,8 +175,7 @@ def build_config(args, fresh: bool = False):
     if "train" in meta.get("metadata", {}):  # The model's own run config (its borders), with prior overrides.
       cfg = PFNTrainConfig.from_dict(meta["metadata"]["train"])
       cfg = dataclasses.replace(cfg, data=_with_seq_lens(_with_noise_prior(cfg.data, args), args))
-      if args.policy_tokens or args.policy_rows:  # A new head: its training may set the optimization too.
-        cfg = _with_optimization(cfg, args)
+      cfg = _with_optimization(cfg, args)  # The warm start's own schedule where given (else the model's run's).
       return _with_bookkeeping(_with_policy(_with_seed(cfg, args), args), args)
   preset = presets.get(args.preset)
   cfg = preset.config()
