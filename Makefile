@@ -48,9 +48,8 @@ V2_INIT ?=
 # Model v3's run (long contexts): a warm start from the shipped v2 on examples of 64, 128 and 256 points, so
 # contexts up to the model's 256 trials are trained on; resumable like v2's, from snapshots/v3 on a new machine.
 WORKDIR_V3 ?= runs/v3b
-# The warm start of a new v3 run: v2's surrogate without the policy head's run config (export snapshots/v2 with
-# `optformer-train train --workdir COPY --export runs/v2export --export-only`; the shipped model's config is the
-# head's run, surrogate frozen).
+# The warm start of a new v3 run: v2's surrogate run, exported from snapshots/v2 by train-v3 when missing (the
+# shipped model's config is the policy head's run, surrogate frozen).
 V3_INIT ?= runs/v2export
 SNAPSHOT_V3 ?= snapshots/v3
 TRAIN_V3_ARGS ?= --seq-lens 64,128,256 --steps 200000 --learning-rate 3e-4 --warmup 200 --eval-every 1000 --export-every 1000 --no-progress
@@ -117,6 +116,9 @@ snapshot-v2:
 train-v3: $(VENV)/.installed-train
 	@if [ ! -f $(WORKDIR_V3)/config.json ] && [ -f $(SNAPSHOT_V3)/config.json ]; then \
 	  echo "resuming from the snapshot $(SNAPSHOT_V3)"; mkdir -p $(WORKDIR_V3) && cp -r $(SNAPSHOT_V3)/. $(WORKDIR_V3)/; fi
+	@if [ ! -f $(WORKDIR_V3)/config.json ] && [ ! -d $(V3_INIT) ]; then \
+	  rm -rf $(V3_INIT).run && cp -r $(SNAPSHOT_V2) $(V3_INIT).run && \
+	  $(BIN)/python -m optformer.training train --workdir $(V3_INIT).run --export $(V3_INIT) --export-only; fi
 	@init=""; [ -f $(WORKDIR_V3)/config.json ] || init="--init-from $(V3_INIT)"; \
 	  set -x; $(BIN)/python -m optformer.training train --workdir $(WORKDIR_V3) $$init \
 	  --export $(WORKDIR_V3)/export $(TRAIN_V3_ARGS)

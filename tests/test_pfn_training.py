@@ -4,8 +4,11 @@ import dataclasses
 import json
 import re
 
+import jax
 import numpy as np
 import pytest
+
+from flax import nnx
 
 from optformer import checkpoint
 from optformer.model.network import PFNSurrogate
@@ -285,3 +288,19 @@ def test_a_run_from_before_the_seed_knob_resumes():
   cfg = PFNTrainConfig.tiny()
   assert "seed" not in cfg.to_dict() and PFNTrainConfig.from_dict(cfg.to_dict()) == cfg
   assert PFNTrainConfig.from_dict(dataclasses.replace(cfg, seed=2).to_dict()).seed == 2
+
+
+def test_a_warm_start_begins_at_the_loaded_parameters(cfg, tmp_path):
+  """Schedule-free AdamW's optimizer state holds an iterate (z): a warm start must start it at the loaded
+  parameters, or the evaluated/exported parameters mix in the fresh model's random initialization."""
+  from optformer import checkpoint
+
+  assert cfg.optimizer == "schedule_free_adamw"
+  tr = PFNTrainer(cfg, tmp_path / "a")
+  tr.run(3, progress=False)
+  out = export(tr, tmp_path / "model")
+  warm = PFNTrainer(cfg, tmp_path / "b", init_from=out)
+  loaded = nnx.to_pure_dict(nnx.state(checkpoint.load_pfn(out)))
+  got = warm.current_params()
+  for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(got)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

@@ -289,6 +289,9 @@ class PFNTrainer:
         raise ValueError(f"{init_from} has another model config than this run.")
       loaded = {**params, **nnx.to_pure_dict(nnx.state(model))}  # A new policy head keeps its fresh parameters.
       state["params"] = jax.device_put(loaded, NamedSharding(self.mesh, P()))
+      # The optimizer state of the loaded parameters: schedule-free AdamW's z iterate starts at them (the fresh
+      # model's state would pull every step toward its random initialization).
+      state["opt_state"] = jax.device_put(self.tx.init(loaded), NamedSharding(self.mesh, P()))
     meta = meta or {}
     self.step, self.position = int(meta.get("step", 0)), int(meta.get("data_position", 0))
     self.params, self.opt_state = state["params"], state["opt_state"]
