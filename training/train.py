@@ -13,7 +13,7 @@ progress bar. A non-finite loss raises.
 
 Warm start: a new workdir can start from an exported model directory
 (`init_from`): its parameters, step and data position; the optimizer state
-starts fresh. A model without a policy head warm-starts a run with one (the
+starts fresh at those parameters (schedule-free AdamW's iterate z too). A model without a policy head warm-starts a run with one (the
 head starts fresh).
 
 Policy (`data.policy_rows` > 0 and a model with `policy_tokens` > 0): the
