@@ -10,7 +10,9 @@ recipe of Müller et al. 2023 likewise): it scores one pool of
   * extra candidates from the caller (policy samples, prior samples),
 
 then runs `rounds` of local moves around the `refine_top` best fresh
-candidates so far, `refine_moves` per round, and returns the best fresh
+candidates so far, `refine_moves` per round, optionally ascends the
+acquisition's gradient from the `grad_top` best (`gradient_moves`; the
+caller's `ascend`, e.g. `Posterior.ascend_ei`), and returns the best fresh
 candidate. Every candidate is snapped to the configuration it decodes to
 (`SearchSpace.snap`), so floats take any value in their range and integers
 reach every level, whatever the model's bins.
@@ -42,6 +44,7 @@ from optformer import search_space as ss
 
 # Unit-space standard deviations of local moves (one drawn per move).
 LOCAL_SCALES = (0.02, 0.05, 0.1, 0.2)
+POOLS = ("uniform", "sobol")  # SearchConfig.pool: how the random points are drawn.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +59,14 @@ class SearchConfig:
     refine_top: best fresh candidates each round's moves start from.
     refine_moves: local moves per round.
     num_policy: policy samples in the pool (a model with a policy head: `Capabilities.policy`).
+    pool: how the `num_random` points are drawn: "uniform" (independent uniform) or "sobol" (a scrambled Sobol
+      sequence, `scipy.stats.qmc.Sobol`, seeded from the search's rng; more even coverage of the unit cube).
+    grad_top: best fresh candidates refined by gradient ascent of the acquisition through the model after the
+      pool and the rounds (optformer/acquisition_gradient.py); 0: none. Applies where the caller passes the
+      acquisition's gradient (`Designer`: single-objective EI).
+    grad_steps: gradient steps per refinement (projected Adam in unit space).
+    grad_ordinal: whether Int and Discrete parameters are refined too (as continuous unit values, then snapped
+      to a level); floats always are, categoricals and inactive parameters never.
   """
 
   # The defaults are the measured best of the ablation (docs/acquisition_search.md): 1024 uniform points, no
@@ -67,10 +78,20 @@ class SearchConfig:
   refine_top: int = 8
   refine_moves: int = 64
   num_policy: int = 0
+  pool: str = "uniform"
+  grad_top: int = 0
+  grad_steps: int = 20
+  grad_ordinal: bool = False
 
   def __post_init__(self):
+    if self.pool not in POOLS:
+      raise ValueError(f"SearchConfig.pool must be one of {list(POOLS)}, got {self.pool!r}.")
+    if not isinstance(self.grad_ordinal, (bool, np.bool_)):
+      raise ValueError(f"SearchConfig.grad_ordinal must be a bool, got {self.grad_ordinal!r}.")
     for f in dataclasses.fields(self):
       v = getattr(self, f.name)
+      if f.name in ("pool", "grad_ordinal"):
+        continue
       if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
         raise ValueError(f"SearchConfig.{f.name} must be an int >= 0, got {v!r}.")
     if self.num_random + self.num_local + self.num_policy < 1:
@@ -90,19 +111,36 @@ class SearchConfig:
     return cls(**d)
 
 
-def uniform_points(space: ss.SearchSpace, rng: np.random.Generator, num: int) -> np.ndarray:
+def uniform_points(space: ss.SearchSpace, rng: np.random.Generator, num: int, pool: str = "uniform") -> np.ndarray:
   """float64 [num, D] uniform configurations in unit form (category indices uniform over categories).
 
+  pool="uniform" draws independent points; "sobol" the first `num` points of a scrambled Sobol sequence
+  (Owen scrambling, seeded from `rng`; a batch of the next power of two >= num points per round), which
+  cover the unit cube more evenly. Either is then mapped the same way: a categorical's unit value u picks
+  category floor(u * num_values), integers and discrete values snap to a level.
   In a conditional space every parent is drawn uniformly and the slots of
   the parameters it leaves inactive hold `ss.INACTIVE_UNIT`; their active
-  mask is `space.unit_active_mask(rows)`. Forbidden rows are redrawn
-  (ValueError if 100 rounds in a row find none allowed).
+  mask is `space.unit_active_mask(rows)`. Forbidden rows are redrawn (from
+  the same Sobol sequence: its next points) (ValueError if 100 rounds in a
+  row find none allowed).
+
+  Raises:
+    ValueError: an unknown pool, or every point of 100 rounds forbidden.
   """
+  if pool not in POOLS:
+    raise ValueError(f"pool must be one of {list(POOLS)}, got {pool!r}.")
   nv = np.array([p.num_values for p in space])
   cat = np.array([p.kind == ss.KIND_CATEGORICAL for p in space])
+  if pool == "sobol" and num:
+    from scipy.stats import qmc
+
+    sobol = qmc.Sobol(len(space), scramble=True, seed=np.random.default_rng(rng.integers(2**63)))
+    draw = lambda: sobol.random(1 << (num - 1).bit_length())[:num]
+  else:
+    draw = lambda: rng.random((num, len(space)))
   kept, have = [], 0
   for _ in range(100):
-    u = rng.random((num, len(space)))
+    u = draw()
     u[:, cat] = np.floor(u[:, cat] * nv[cat])
     u = space.snap(u)
     if not space.forbidden:
@@ -160,9 +198,41 @@ def local_moves(space: ss.SearchSpace, rng: np.random.Generator, starts_KxD, num
   return out[~space.unit_forbidden(out)] if space.forbidden else out
 
 
+def movable_mask(space: ss.SearchSpace, units_KxD, ordinal: bool = False) -> np.ndarray:
+  """bool [K, D]: the coordinates of unit rows that gradient refinement may move: active floats (and, with
+  `ordinal`, active Int and Discrete parameters), never categoricals, inactive parameters or the parents of
+  conditions (moving one would switch its children on or off)."""
+  u = np.asarray(units_KxD, np.float64).reshape(-1, len(space))
+  kinds = np.array([p.kind for p in space])
+  numeric = (kinds == ss.KIND_FLOAT) | ((kinds == ss.KIND_ORDINAL) if ordinal else False)
+  parents = space.parent_indices()
+  is_parent = np.isin(np.arange(len(space)), parents[parents >= 0])
+  return space.unit_active_mask(u) & (numeric & ~is_parent)[None]
+
+
+def gradient_moves(space: ss.SearchSpace, ascend: Callable, starts_KxD, config: SearchConfig) -> np.ndarray:
+  """float64 [<= K, D]: the K starts after `config.grad_steps` steps of `ascend`, snapped to configurations;
+  rows that snap back to their start, and forbidden rows, are dropped.
+
+  ascend: (starts float [K, D], movable bool [K, D], steps int) -> float [K, D] rows, e.g.
+  `Posterior.ascend_ei` (only the movable coordinates, `movable_mask`, may change).
+  """
+  starts = np.asarray(starts_KxD, np.float64).reshape(-1, len(space))
+  movable = movable_mask(space, starts, config.grad_ordinal)
+  keep = movable.any(axis=1)
+  if not keep.any() or not config.grad_steps:
+    return np.zeros((0, len(space)))
+  starts, movable = starts[keep], movable[keep]
+  moved = np.asarray(ascend(starts, movable, config.grad_steps), np.float64).reshape(starts.shape)
+  moved = space.snap(np.where(movable, np.clip(moved, 0.0, 1.0), starts))
+  moved = moved[np.any(moved != starts, axis=1)]
+  return moved[~space.unit_forbidden(moved)] if space.forbidden else moved
+
+
 def search(
     space: ss.SearchSpace, rng: np.random.Generator, acquisition: Callable[[np.ndarray], np.ndarray],
     config: SearchConfig, best_trials_KxD, is_fresh: Callable[[np.ndarray], np.ndarray], extra_PxD=None,
+    ascend: Callable | None = None,
 ) -> tuple[np.ndarray, float, int]:
   """The candidate with the largest acquisition among fresh ones.
 
@@ -174,6 +244,9 @@ def search(
     best_trials_KxD: unit rows of the best trials, best first (local moves start here).
     is_fresh: unit rows [M, D] -> bool [M], False for configurations already told or pending.
     extra_PxD: further unit rows to score (policy or prior samples), snapped here; forbidden ones dropped.
+    ascend: the acquisition's gradient ascent for `config.grad_top` (see `gradient_moves`); None: no gradient
+      refinement. The ascended candidates join the pool and are scored by `acquisition`, so a refined point
+      wins only where its acquisition is higher than every other candidate's.
 
   Returns:
     (unit row float [D] of the winner, its score, number of candidates scored).
@@ -182,7 +255,7 @@ def search(
   """
   d = len(space)
   top = np.asarray(best_trials_KxD, np.float64).reshape(-1, d)[: config.num_top_trials]
-  parts = [uniform_points(space, rng, config.num_random), local_moves(space, rng, top, config.num_local)]
+  parts = [uniform_points(space, rng, config.num_random, config.pool), local_moves(space, rng, top, config.num_local)]
   if extra_PxD is not None and len(extra_PxD):
     extra = space.snap(extra_PxD)
     parts.append(extra[~space.unit_forbidden(extra)] if space.forbidden else extra)
@@ -198,6 +271,14 @@ def search(
     pool = np.concatenate([pool, more])
     score = np.concatenate([score, np.asarray(acquisition(more), np.float64)])
     fresh = np.concatenate([fresh, np.asarray(is_fresh(more), bool)])
+  if ascend is not None and config.grad_top and config.grad_steps:
+    ranked = np.where(fresh, score, -np.inf)
+    order = np.argsort(-ranked, kind="stable")[: config.grad_top]
+    moved = gradient_moves(space, ascend, pool[order[np.isfinite(ranked[order])]], config)
+    if len(moved):
+      pool = np.concatenate([pool, moved])
+      score = np.concatenate([score, np.asarray(acquisition(moved), np.float64)])
+      fresh = np.concatenate([fresh, np.asarray(is_fresh(moved), bool)])
   ranked = np.where(fresh, score, -np.inf) if fresh.any() else score
   i = int(np.argmax(ranked))
   return pool[i], float(score[i]), len(pool)

@@ -148,6 +148,9 @@ class Designer:
       extra.append(prior_samples())
     n = len(study.trials)
     feasibility = self.constraint_log_feasible(study)
+    ascend = None  # Gradient refinement (SearchConfig.grad_top): of single-objective EI only.
+    if study.num_objectives == 1 and self.acquisition == "ei" and config.grad_top:
+      ascend = lambda units, movable, steps: posterior.ascend_ei(units, best, movable, steps, self.active(units))[0]
     if study.num_objectives > 1:  # One context per objective, scored together (optformer/multi_objective.py).
       posteriors = [posterior] + [self.condition(self.context(study, k)[0]) for k in range(1, study.num_objectives)]
       feasible = [t for t in study.trials if not t.infeasible]
@@ -160,7 +163,7 @@ class Designer:
       feasible = [t for t in study.trials if not t.infeasible]
       top = [study.unit(t.number, t.params) for t in sorted(feasible, key=lambda t: -study.internal(t.value))]
     unit, _, _ = acquisition_search.search(
-        self.space, rng, acquisition, config, top, is_fresh, np.concatenate(extra) if extra else None)
+        self.space, rng, acquisition, config, top, is_fresh, np.concatenate(extra) if extra else None, ascend)
     return unit
 
   def sample_policy(self, study: Study, rng: np.random.Generator, n: int) -> list[dict]:

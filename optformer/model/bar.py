@@ -194,6 +194,11 @@ class BarDistribution:
     """float [N]: mean + sqrt(beta) std (Srinivas et al. 2010)."""
     return self.mean + math.sqrt(beta) * self.std
 
+  def improvement_per_bar(self, best: float, cap: float = math.inf) -> np.ndarray:
+    """float [Y] >= 0: E[max(min(Z, cap) - best, 0)] under each bar's own normalized density (the v_j of
+    `expected_improvement` = probs @ v; optformer/model/ascent.py differentiates through the probs)."""
+    return self._bar_improvement(float(best), float(cap))
+
   def _bar_improvement(self, c: float, cap: float = math.inf) -> np.ndarray:
     """float [Y]: E[max(min(Z, cap) - c, 0)] under each bar's own normalized density."""
     e, w = self.borders, self.widths

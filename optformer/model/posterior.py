@@ -4,6 +4,8 @@
     (`inference.PFNPredictive`: mean, std, quantiles, cdf, EI, PI, UCB, and p_feasible);
   * `acquisition(units, best, kind, active=None)`: what the acquisition search ranks (log EI or log PI in the model's z
     units plus log p(feasible | x), Gardner et al. 2014; or UCB in z units);
+  * `ascend_ei(units, best, movable, steps, active=None)`: gradient ascent of the "ei" acquisition through the
+    network (optformer/model/ascent.py), for the acquisition search's refinement;
   * `mean(units, active=None)`: the predicted mean in the model's direction (the kriging believer's fantasies);
   * `sample_policy(rng, n)`: configurations proposed by the model's policy, for a backend with the `policy`
     capability; NotImplementedError otherwise.
@@ -88,6 +90,21 @@ class Posterior:
     if kind == "pi":
       return np.log(np.maximum(pred.probability_of_improvement(best), 1e-300)) + log_feasible
     return pred.log_expected_improvement_z(best) + log_feasible
+
+  def ascend_ei(self, units, best: float, movable, steps: int, active=None) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient ascent of "ei" (`acquisition`'s log EI + log p(feasible)) through the network from K unit rows
+    float [K, D], moving only the coordinates where `movable` (bool [K, D]) is True, within [0, 1]; `active`
+    (held fixed) as for `predict`. Returns (float [K, D] the best point of each start's trajectory, unsnapped;
+    float [K] its score). optformer/model/ascent.py.
+
+    Raises:
+      ValueError: the context has no feasible row, mismatched shapes, or steps < 0.
+    """
+    if self.best is None:
+      raise ValueError("ascend_ei needs at least one feasible trial to set the objective's scale.")
+    from optformer.model import ascent
+
+    return ascent.ascend_log_ei(self._encode(), units, active, movable, best, steps)
 
   def sample_policy(self, rng: np.random.Generator, n: int, temperature: float = 1.0) -> np.ndarray:
     """float64 [n, D] unit-form configurations proposed by the model's policy given the context (valid by
