@@ -87,7 +87,8 @@ def ascend_log_ei(ctx: PFNContext, units_KxD, active_KxD, movable_KxD, best: flo
   graph, params = ctx.engine.graph, ctx.engine.params
   out, score = _ascend(graph, params, ctx.encoded, queries, pad(movable), log_v.astype(np.float32),
                        np.float32(learning_rate), int(steps))
-  out = np.where(movable, np.asarray(out, np.float64)[:k], x)
+  out = np.asarray(out)[:k]
+  out = np.where(movable & (out != x.astype(np.float32)), out.astype(np.float64), x)  # Unmoved: the exact start.
   return out, np.asarray(score, np.float64)[:k]
 
 
