@@ -65,6 +65,8 @@ class SearchConfig:
       pool and the rounds (optformer/acquisition_gradient.py); 0: none. Applies where the caller passes the
       acquisition's gradient (`Designer`: single-objective EI).
     grad_steps: gradient steps per refinement (projected Adam in unit space).
+    grad_radius: the refinement's trust region: each coordinate stays within this distance (unit space, in
+      (0, 1]) of its start; 1: anywhere in the box.
     grad_ordinal: whether Int and Discrete parameters are refined too (as continuous unit values, then snapped
       to a level); floats always are, categoricals and inactive parameters never.
   """
@@ -81,16 +83,19 @@ class SearchConfig:
   pool: str = "uniform"
   grad_top: int = 0
   grad_steps: int = 20
+  grad_radius: float = 1.0
   grad_ordinal: bool = False
 
   def __post_init__(self):
     if self.pool not in POOLS:
       raise ValueError(f"SearchConfig.pool must be one of {list(POOLS)}, got {self.pool!r}.")
+    if isinstance(self.grad_radius, bool) or not isinstance(self.grad_radius, (int, float)) or not 0 < self.grad_radius <= 1:
+      raise ValueError(f"SearchConfig.grad_radius must be a number in (0, 1], got {self.grad_radius!r}.")
     if not isinstance(self.grad_ordinal, (bool, np.bool_)):
       raise ValueError(f"SearchConfig.grad_ordinal must be a bool, got {self.grad_ordinal!r}.")
     for f in dataclasses.fields(self):
       v = getattr(self, f.name)
-      if f.name in ("pool", "grad_ordinal"):
+      if f.name in ("pool", "grad_radius", "grad_ordinal"):
         continue
       if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
         raise ValueError(f"SearchConfig.{f.name} must be an int >= 0, got {v!r}.")
@@ -214,8 +219,8 @@ def gradient_moves(space: ss.SearchSpace, ascend: Callable, starts_KxD, config: 
   """float64 [<= K, D]: the K starts after `config.grad_steps` steps of `ascend`, snapped to configurations;
   rows that snap back to their start, and forbidden rows, are dropped.
 
-  ascend: (starts float [K, D], movable bool [K, D], steps int) -> float [K, D] rows, e.g.
-  `Posterior.ascend_ei` (only the movable coordinates, `movable_mask`, may change).
+  ascend: (starts float [K, D], movable bool [K, D], steps int, radius float) -> float [K, D] rows, e.g.
+  `Posterior.ascend_ei` (only the movable coordinates, `movable_mask`, may change, each by at most radius).
   """
   starts = np.asarray(starts_KxD, np.float64).reshape(-1, len(space))
   movable = movable_mask(space, starts, config.grad_ordinal)
@@ -223,8 +228,9 @@ def gradient_moves(space: ss.SearchSpace, ascend: Callable, starts_KxD, config: 
   if not keep.any() or not config.grad_steps:
     return np.zeros((0, len(space)))
   starts, movable = starts[keep], movable[keep]
-  moved = np.asarray(ascend(starts, movable, config.grad_steps), np.float64).reshape(starts.shape)
-  moved = space.snap(np.where(movable, np.clip(moved, 0.0, 1.0), starts))
+  moved = np.asarray(ascend(starts, movable, config.grad_steps, config.grad_radius), np.float64).reshape(starts.shape)
+  r = config.grad_radius
+  moved = space.snap(np.where(movable, np.clip(moved, np.maximum(starts - r, 0.0), np.minimum(starts + r, 1.0)), starts))
   moved = moved[np.any(moved != starts, axis=1)]
   return moved[~space.unit_forbidden(moved)] if space.forbidden else moved
 

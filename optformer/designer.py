@@ -150,7 +150,8 @@ class Designer:
     feasibility = self.constraint_log_feasible(study)
     ascend = None  # Gradient refinement (SearchConfig.grad_top): of single-objective EI only.
     if study.num_objectives == 1 and self.acquisition == "ei" and config.grad_top:
-      ascend = lambda units, movable, steps: posterior.ascend_ei(units, best, movable, steps, self.active(units))[0]
+      ascend = lambda units, movable, steps, radius: posterior.ascend_ei(
+          units, best, movable, steps, self.active(units), radius)[0]
     if study.num_objectives > 1:  # One context per objective, scored together (optformer/multi_objective.py).
       posteriors = [posterior] + [self.condition(self.context(study, k)[0]) for k in range(1, study.num_objectives)]
       feasible = [t for t in study.trials if not t.infeasible]

@@ -29,7 +29,7 @@ def _acquisition(posterior, space, best):
 
 def _ascend(posterior, space, best):
   active = lambda u: space.unit_active_mask(u) if space.is_conditional else None
-  return lambda u, movable, steps: posterior.ascend_ei(u, best, movable, steps, active(u))[0]
+  return lambda u, movable, steps, radius: posterior.ascend_ei(u, best, movable, steps, active(u), radius)[0]
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +78,11 @@ def test_sobol_pool_redraws_forbidden_rows_and_keeps_inactive_slots(conditional)
 
 
 def test_search_config_checks_and_round_trips_the_new_fields():
-  cfg = SearchConfig(pool="sobol", grad_top=4, grad_steps=7, grad_ordinal=True)
+  cfg = SearchConfig(pool="sobol", grad_top=4, grad_steps=7, grad_radius=0.1, grad_ordinal=True)
   assert SearchConfig.from_json(cfg.to_json()) == cfg
-  for bad in (dict(pool="halton"), dict(grad_top=-1), dict(grad_steps=1.5), dict(grad_ordinal=1)):
+  bad_values = (dict(pool="halton"), dict(grad_top=-1), dict(grad_steps=1.5), dict(grad_ordinal=1), dict(grad_radius=0),
+                dict(grad_radius=1.5), dict(grad_radius=True))
+  for bad in bad_values:
     with pytest.raises(ValueError, match=next(iter(bad))):
       SearchConfig(**bad)
   assert SearchConfig().pool == "uniform" and SearchConfig().grad_top == 0  # Defaults unchanged (off).
@@ -102,6 +104,8 @@ def test_ascent_scores_are_the_acquisition_and_never_fall(tiny_v2_model, floats)
   np.testing.assert_array_equal(moved[:, 1], starts[:, 1])  # Fixed coordinates stay.
   assert np.all((moved >= 0) & (moved <= 1)) and np.any(np.abs(moved - starts) > 1e-3)
   np.testing.assert_allclose(posterior.acquisition(moved, best, "ei"), s, atol=1e-4)
+  near, _ = posterior.ascend_ei(starts, best, movable, 15, radius=0.03)  # The trust region.
+  assert np.abs(near - starts).max() <= 0.03 + 1e-6 and np.any(np.abs(near - starts) > 1e-3)
   with pytest.raises(ValueError, match="steps"):
     posterior.ascend_ei(starts, best, movable, -1)
 
@@ -124,18 +128,18 @@ def test_refinement_never_lowers_the_chosen_candidates_acquisition(tiny_v2_model
 def test_refinement_moves_only_active_numeric_parameters(tiny_v2_model, mixed_space, conditional):
   for space in (mixed_space, conditional):
     posterior, best = _posterior(tiny_v2_model, space)
-    starts = uniform_points(space, np.random.default_rng(3), 32)
+    starts = uniform_points(space, np.random.default_rng(3), 12)
     ascend = _ascend(posterior, space, best)
     kinds = np.array([p.kind for p in space])
     for ordinal in (False, True):
-      cfg = SearchConfig(grad_top=32, grad_steps=10, grad_ordinal=ordinal)
-      moved = gradient_moves(space, ascend, starts, cfg)
-      assert len(moved)
+      cfg = SearchConfig(grad_top=1, grad_steps=10, grad_radius=0.2 if ordinal else 1.0, grad_ordinal=ordinal)
+      pairs = [(m, src) for src in starts for m in gradient_moves(space, ascend, src[None], cfg)]  # One start each.
+      assert pairs
+      moved, src = map(np.array, zip(*pairs))
       np.testing.assert_array_equal(moved, space.snap(moved))  # Valid configurations.
-      # Each moved row came from a start that differs only on movable coordinates.
-      src = starts[[np.argmin(np.sum(np.abs(r - starts) * ~movable_mask(space, starts, ordinal), 1)) for r in moved]]
       fixed = ~movable_mask(space, src, ordinal)
-      np.testing.assert_array_equal(moved[fixed], src[fixed])
+      np.testing.assert_array_equal(moved[fixed], src[fixed])  # Categoricals, inactive slots, parents.
+      assert np.abs(moved - src)[~fixed].max() <= cfg.grad_radius + 1e-9
       np.testing.assert_array_equal(space.unit_active_mask(moved), space.unit_active_mask(src))
       assert np.all(moved[:, kinds == ss.KIND_CATEGORICAL] == src[:, kinds == ss.KIND_CATEGORICAL])
       if not ordinal:

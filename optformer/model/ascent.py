@@ -46,8 +46,11 @@ def log_improvement_weights(ctx: PFNContext, best: float) -> np.ndarray:
 
 
 def ascend_log_ei(ctx: PFNContext, units_KxD, active_KxD, movable_KxD, best: float, steps: int,
-                  learning_rate: float = LEARNING_RATE) -> tuple[np.ndarray, np.ndarray]:
+                  radius: float = 1.0, learning_rate: float = LEARNING_RATE) -> tuple[np.ndarray, np.ndarray]:
   """Projected Adam ascent of log EI + log p(feasible) from K unit rows; the best point of each trajectory.
+
+  Each movable coordinate stays in [0, 1] and within `radius` of its start (a trust region: the box
+  [x0 - radius, x0 + radius] intersected with the unit interval).
 
   Args:
     ctx: the encoded context (`PFNEngine.context`).
@@ -56,6 +59,7 @@ def ascend_log_ei(ctx: PFNContext, units_KxD, active_KxD, movable_KxD, best: flo
     movable_KxD: bool [K, D]: the coordinates that move (the rest stay at their start values).
     best: the improvement threshold in the context's units (larger is better).
     steps: Adam steps (>= 0; 0 scores the starts).
+    radius: the trust region's half-width in unit space, in (0, 1] (1: the whole unit interval).
     learning_rate: Adam's step size in unit space (> 0).
 
   Returns:
@@ -63,7 +67,7 @@ def ascend_log_ei(ctx: PFNContext, units_KxD, active_KxD, movable_KxD, best: flo
     log EI + log p(feasible), the model's own score in float32, before any snapping).
 
   Raises:
-    ValueError: mismatched shapes, steps < 0 or learning_rate <= 0.
+    ValueError: mismatched shapes, steps < 0, radius outside (0, 1] or learning_rate <= 0.
   """
   x = np.asarray(units_KxD, np.float64)
   k, d = x.shape if x.ndim == 2 else (0, -1)
@@ -73,6 +77,8 @@ def ascend_log_ei(ctx: PFNContext, units_KxD, active_KxD, movable_KxD, best: flo
   active = np.ones(x.shape, bool) if active_KxD is None else np.broadcast_to(np.asarray(active_KxD, bool), x.shape)
   if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
     raise ValueError(f"steps must be an int >= 0, got {steps!r}.")
+  if not 0 < radius <= 1:
+    raise ValueError(f"radius must be in (0, 1], got {radius!r}.")
   if not learning_rate > 0:
     raise ValueError(f"learning_rate must be > 0, got {learning_rate}.")
   log_v = log_improvement_weights(ctx, best)
@@ -85,15 +91,18 @@ def ascend_log_ei(ctx: PFNContext, units_KxD, active_KxD, movable_KxD, best: flo
       slot_ids=ctx.slot_ids, z=np.zeros((1, size), np.float32), feasible=np.ones((1, size), bool),
       context=np.zeros((1, size), bool), valid=np.ones((1, size), bool))
   graph, params = ctx.engine.graph, ctx.engine.params
-  out, score = _ascend(graph, params, ctx.encoded, queries, pad(movable), log_v.astype(np.float32),
+  x32 = queries.x[0]
+  lower, upper = np.maximum(x32 - radius, 0.0), np.minimum(x32 + radius, 1.0)
+  out, score = _ascend(graph, params, ctx.encoded, queries, pad(movable), lower, upper, log_v.astype(np.float32),
                        np.float32(learning_rate), int(steps))
   out = np.asarray(out)[:k]
   out = np.where(movable & (out != x.astype(np.float32)), out.astype(np.float64), x)  # Unmoved: the exact start.
   return out, np.asarray(score, np.float64)[:k]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 7))
-def _ascend(graph, params, encoded, queries: SurrogateBatch, movable_KxD, log_v_Y, learning_rate, steps: int):
+@functools.partial(jax.jit, static_argnums=(0, 9))
+def _ascend(graph, params, encoded, queries: SurrogateBatch, movable_KxD, lower_KxD, upper_KxD, log_v_Y,
+            learning_rate, steps: int):
   """(float32 [K, D] best point of each trajectory, float32 [K] its score) of `steps` projected Adam steps."""
   model = graph.merge(params)
   move = movable_KxD.astype(jnp.float32)
@@ -113,7 +122,7 @@ def _ascend(graph, params, encoded, queries: SurrogateBatch, movable_KxD, log_v_
     g = jnp.where(jnp.isfinite(g), g, 0.0) * move
     m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
     mhat, vhat = m / (1 - b1 ** t), v / (1 - b2 ** t)
-    x = jnp.where(movable_KxD, jnp.clip(x + learning_rate * mhat / (jnp.sqrt(vhat) + eps), 0.0, 1.0), x)
+    x = jnp.where(movable_KxD, jnp.clip(x + learning_rate * mhat / (jnp.sqrt(vhat) + eps), lower_KxD, upper_KxD), x)
     return (x, m, v, best_x, best_s), None
 
   x0 = queries.x[0]

@@ -91,20 +91,22 @@ class Posterior:
       return np.log(np.maximum(pred.probability_of_improvement(best), 1e-300)) + log_feasible
     return pred.log_expected_improvement_z(best) + log_feasible
 
-  def ascend_ei(self, units, best: float, movable, steps: int, active=None) -> tuple[np.ndarray, np.ndarray]:
+  def ascend_ei(self, units, best: float, movable, steps: int, active=None,
+                radius: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Gradient ascent of "ei" (`acquisition`'s log EI + log p(feasible)) through the network from K unit rows
-    float [K, D], moving only the coordinates where `movable` (bool [K, D]) is True, within [0, 1]; `active`
+    float [K, D], moving only the coordinates where `movable` (bool [K, D]) is True, within [0, 1] and within
+    `radius` (in (0, 1]) of the start; `active`
     (held fixed) as for `predict`. Returns (float [K, D] the best point of each start's trajectory, unsnapped;
     float [K] its score). optformer/model/ascent.py.
 
     Raises:
-      ValueError: the context has no feasible row, mismatched shapes, or steps < 0.
+      ValueError: the context has no feasible row, mismatched shapes, steps < 0 or radius outside (0, 1].
     """
     if self.best is None:
       raise ValueError("ascend_ei needs at least one feasible trial to set the objective's scale.")
     from optformer.model import ascent
 
-    return ascent.ascend_log_ei(self._encode(), units, active, movable, best, steps)
+    return ascent.ascend_log_ei(self._encode(), units, active, movable, best, steps, radius)
 
   def sample_policy(self, rng: np.random.Generator, n: int, temperature: float = 1.0) -> np.ndarray:
     """float64 [n, D] unit-form configurations proposed by the model's policy given the context (valid by
