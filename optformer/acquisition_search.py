@@ -30,7 +30,10 @@ Pool sizes are `SearchConfig`. Its defaults were chosen by measurement on
 the prior, BBOB and HPO suites (docs/acquisition_search.md): with today's
 model v1, 1024 uniform points and nothing else had the lowest regret on all
 three; local moves and refinement, which exploit the surrogate harder,
-made it worse.
+made it worse. On model v2 (docs/acquisition_gradient.md) neither a scrambled
+Sobol pool nor gradient refinement beat the default by more than its standard
+error (refinement lost on BBOB: it drives coordinates onto the box's bounds),
+so both stay off.
 """
 
 from __future__ import annotations

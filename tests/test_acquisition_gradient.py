@@ -99,12 +99,12 @@ def test_ascent_scores_are_the_acquisition_and_never_fall(tiny_v2_model, floats)
   np.testing.assert_array_equal(same, starts)
   np.testing.assert_allclose(s0, posterior.acquisition(starts, best, "ei"), atol=1e-4)  # The same score, float32.
   movable[:, 1] = False
-  moved, s = posterior.ascend_ei(starts, best, movable, 15)
+  moved, s = posterior.ascend_ei(starts, best, movable, 10)
   assert np.all(s >= s0 - 1e-6) and np.any(s > s0 + 1e-3)  # The best of each trajectory; some climb.
   np.testing.assert_array_equal(moved[:, 1], starts[:, 1])  # Fixed coordinates stay.
   assert np.all((moved >= 0) & (moved <= 1)) and np.any(np.abs(moved - starts) > 1e-3)
   np.testing.assert_allclose(posterior.acquisition(moved, best, "ei"), s, atol=1e-4)
-  near, _ = posterior.ascend_ei(starts, best, movable, 15, radius=0.03)  # The trust region.
+  near, _ = posterior.ascend_ei(starts, best, movable, 10, radius=0.03)  # The trust region.
   assert np.abs(near - starts).max() <= 0.03 + 1e-6 and np.any(np.abs(near - starts) > 1e-3)
   with pytest.raises(ValueError, match="steps"):
     posterior.ascend_ei(starts, best, movable, -1)
@@ -151,7 +151,7 @@ def test_refinement_moves_only_active_numeric_parameters(tiny_v2_model, mixed_sp
 
 
 def test_optimizer_with_gradient_refinement_suggests_valid_configurations(tiny_v2_model, conditional):
-  cfg = SearchConfig(num_random=32, grad_top=4, grad_steps=5, grad_ordinal=True, pool="sobol")
+  cfg = SearchConfig(num_random=32, grad_top=4, grad_steps=10, grad_ordinal=True, pool="sobol")
   opt = optformer.Optimizer(conditional, model=tiny_v2_model, seed=0, search=cfg)
   rng = np.random.default_rng(0)
   for _ in range(6):
