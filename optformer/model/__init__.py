@@ -6,6 +6,7 @@ the network only through these names, and never asks which network it is.
         |  backend.condition(context) -> Posterior  encodes the context once (loads the model on first use)
         |  posterior.predict(units) -> PFNPredictive  (user units, p_feasible)
         |  posterior.acquisition(units, best, kind)    what the acquisition search ranks
+        |  posterior.ascend_ei(units, best, movable, steps)  its gradient ascent (SearchConfig.grad_top)
         |  posterior.sample_policy(rng, n)              proposals, when capabilities.policy
     ------------------------------------------------------------------------------ model boundary
     optformer.model.inference (jitted, fixed shapes) -> optformer.model.network (the network) <- optformer.checkpoint
