@@ -16,7 +16,8 @@ The design covers the trials numbered below its size (told and pending alike, so
 design); a study that already holds that many (e.g. warm-started with told trials) never uses it. Every design
 point is a valid configuration: inactive parameters of a conditional space are left out (`SearchSpace.snap`); a
 forbidden centre is replaced by the allowed one nearest to it among uniform points; forbidden Sobol' points are
-skipped, and so are points already told or pending (the next point of the sequence is taken).
+skipped, and so are points already told or pending (the next point of the sequence is taken). A design's trials
+take precedence over a piBO prior's samples (`prior=`), which the model's suggestions use from the design's end on.
 """
 
 from __future__ import annotations
