@@ -13,7 +13,7 @@ candidate not already evaluated is returned. The default acquisition is
 expected improvement over the best objective seen, in the model's
 normalized units, times p(feasible | x) (`inference.PFNPredictive`).
 The default pool (1024 uniform points) is the measured best
-(docs/acquisition_search.md). With an empty history the first suggestion is
+(docs/acquisition_search.md; re-measured on model v2 in docs/acquisition_v2.md). With an empty history the first suggestion is
 a prior sample (with a `prior`) or a uniform one, with no model call; an
 `initial_design` ("centre", "sobol:K") places the first trials instead.
 
