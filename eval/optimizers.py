@@ -163,7 +163,7 @@ def supports(name: str, space: optformer.SearchSpace) -> bool:
 def split_variant(name: str) -> tuple[str, dict]:
   """(registered name, options) of `name`, which is a registered name or a variant of an optformer entry:
   "optformer:num_random=256,num_policy=0" (SearchConfig fields, or the Optimizer options num_candidates,
-  candidates, acquisition, temperature). Values parse as int, then float, else str.
+  candidates, acquisition, temperature, initial_design: "optformer:initial_design=sobol:5"). Values parse as int, then float, else str.
 
   Raises:
     ValueError: unknown name, options on a baseline, or an unknown option.
@@ -190,7 +190,8 @@ def split_variant(name: str) -> tuple[str, dict]:
 
 
 _SEARCH_FIELDS = tuple(f.name for f in dataclasses.fields(optformer.SearchConfig))
-_VARIANT_OPTIONS = set(_SEARCH_FIELDS) | {"num_candidates", "candidates", "acquisition", "temperature"}
+_VARIANT_OPTIONS = set(_SEARCH_FIELDS) | {"num_candidates", "candidates", "acquisition", "temperature",
+                                               "initial_design"}
 
 
 def factories(model=None) -> dict[str, Factory]:

@@ -14,7 +14,10 @@
     (prior_beta / n) log pi(x) with a piBO prior; with several objectives, one context (and posterior) per
     objective and the multi-objective score of `multi_objective.scorer` instead.
 
-With no feasible trial yet (no objective scale) the first suggestion is a prior, policy or uniform sample.
+Initial design (`initial_design`, optformer/initial_design.py): the trials numbered below the design's size are
+its points ("centre": the centre of the space; "sobol:K": a scrambled Sobol' sequence), with no model call. After
+the design, or without one, a study with no feasible trial yet (no objective scale) gets a prior, policy or uniform
+sample; the model ranks candidates from the first feasible trial on.
 
 Conditional spaces: every unit row the model reads (context, pending fantasies, candidates, predict queries) goes
 with its active mask, `space.unit_active_mask(rows)` (`active`), so the model reads a switched-off parameter as
@@ -34,6 +37,7 @@ import numpy as np
 from optformer import acquisition_search
 from optformer import multi_objective
 from optformer import context as context_lib
+from optformer import initial_design as design_lib
 from optformer import priors as priors_lib
 from optformer.context import Context
 from optformer.model import ACQUISITIONS, Backend
@@ -51,16 +55,21 @@ class Designer:
   """Suggestions and predictions for a Study on a Backend (arguments as `optformer.Optimizer`'s).
 
   Raises:
-    ValueError: an unknown candidate source or acquisition, non-positive num_candidates, temperature, ucb_beta
-      or prior_beta, a prior that does not fit the space, or policy samples (candidates="policy" or
+    ValueError: an unknown candidate source, acquisition or initial design (`InitialDesign.parse`), non-positive
+      num_candidates, temperature, ucb_beta or prior_beta, a prior that does not fit the space, or policy samples (candidates="policy" or
       search.num_policy > 0) from a backend without the `policy` capability.
-    TypeError: search is not a SearchConfig.
+    TypeError: search is not a SearchConfig, or initial_design not a string.
+
+  Attributes:
+    design_seed: scrambles the Sobol' sequence of a "sobol:K" design; drawn from the study's generator at the
+      first design suggestion (None before), and kept with the study (optformer/study_json.py).
   """
 
   def __init__(self, backend: Backend, space, *, num_candidates: int = 128, temperature: float = 1.0,
                candidates: str = "search", search: SearchConfig | None = None, acquisition: str = "ei",
                ucb_beta: float = 4.0, prior: Mapping[str, priors_lib.Belief] | None = None, prior_beta: float = 1.0,
-               warn_truncation: bool = True):
+               warn_truncation: bool = True, initial_design: str = "none"):
+    self.design = design_lib.InitialDesign.parse(initial_design)
     if num_candidates < 1:
       raise ValueError(f"num_candidates must be >= 1, got {num_candidates}.")
     if candidates not in CANDIDATES:
@@ -85,6 +94,12 @@ class Designer:
     self.prior = priors_lib.Prior(space, prior) if prior else None
     self.prior_beta = float(prior_beta)
     self.warned_truncation = not warn_truncation
+    self.design_seed: int | None = None
+
+  @property
+  def initial_design(self) -> str:
+    """The initial design's option string: "none", "centre" or "sobol:K"."""
+    return str(self.design)
 
   # -- Context ---------------------------------------------------------------
 
@@ -123,11 +138,18 @@ class Designer:
   # -- Suggest and predict ---------------------------------------------------
 
   def suggest(self, study: Study, rng: np.random.Generator) -> np.ndarray:
-    """float64 [D]: the unit form of the next configuration for `study` (the best fresh candidate)."""
-    context, best = self.context(study)
+    """float64 [D]: the unit form of the next configuration for `study` (a design point, else the best fresh
+    candidate)."""
     taken = [u for u, _ in study.told_rows()] + study.pending_units()
     seen = set(self.backend.fresh_keys(taken)) if taken else set()
     is_fresh = lambda units: np.array([k not in seen for k in self.backend.fresh_keys(units)], bool)
+    if self.design.covers(len(study.trials) + len(study.pending)):
+      if self.design_seed is None and self.design.kind == "sobol":
+        self.design_seed = int(rng.integers(2**31))
+      unit = self.design.suggest(self.space, rng, self.design_seed or 0, is_fresh)
+      if unit is not None:
+        return unit
+    context, best = self.context(study)
     config = self.search_config()
     prior_samples = lambda: np.array([self.space.to_unit(c) for c in self.prior.sample(rng, self.num_candidates)
                                       ]).reshape(-1, len(self.space))

@@ -13,8 +13,9 @@ candidate not already evaluated is returned. The default acquisition is
 expected improvement over the best objective seen, in the model's
 normalized units, times p(feasible | x) (`inference.PFNPredictive`).
 The default pool (1024 uniform points) is the measured best
-(docs/acquisition_search.md). With an empty history the first suggestion is
-a prior sample (with a `prior`) or a uniform one, with no model call.
+(docs/acquisition_search.md; re-measured on model v2 in docs/acquisition_v2.md). With an empty history the first suggestion is
+a prior sample (with a `prior`) or a uniform one, with no model call; an
+`initial_design` ("centre", "sobol:K") places the first trials instead.
 
 Batches and pending trials: every suggestion is *pending* until it is told;
 `add_pending` registers configurations being evaluated elsewhere. Pending
@@ -152,6 +153,12 @@ class Optimizer:
       and by 50 on held-out prior tasks (eval/pibo.py); larger beta trusts
       the prior longer.
     seed: seeds the suggestions (same seed and history -> same suggestion).
+    initial_design: the first trials, placed without the model
+      (`optformer.initial_design`): "none" (the default: the model from
+      the first feasible trial on, a uniform or prior sample before it),
+      "centre" (the first trial at the centre of the space, as OSS
+      Vizier's GP-bandit; "center" too) or "sobol:K" (the first K trials
+      from a scrambled Sobol' sequence, as Optuna's n_startup_trials).
     warn_truncation: warn (once) when the history outgrows the model's
       context; False for callers that warn themselves (e.g. a sampler that
       builds an Optimizer per trial).
@@ -173,8 +180,8 @@ class Optimizer:
       space with more parameters than the model supports (64 for the
       shipped model), model="" (None is the shipped model), or
       candidates="policy" (or a `search` with policy samples) with a model
-      that has no policy.
-    TypeError: space is not a SearchSpace, or model is neither a model, a
+      that has no policy, or an unknown initial_design.
+    TypeError: space is not a SearchSpace, initial_design is not a string, or model is neither a model, a
       path nor None.
     checkpoint.CheckpointError: a missing or corrupt checkpoint or an
       invalid config, or a retired model v1 checkpoint (the parameters,
@@ -186,7 +193,7 @@ class Optimizer:
       temperature: float = 1.0, candidates: str = "search", search: SearchConfig | None = None,
       acquisition: str = "ei", ucb_beta: float = 4.0, prior: Mapping[str, priors_lib.Belief] | None = None,
       prior_beta: float = 1.0, seed: int | None = None, warn_truncation: bool = True,
-      compilation_cache: bool | str | os.PathLike = True,
+      compilation_cache: bool | str | os.PathLike = True, initial_design: str = "none",
   ):
     if not isinstance(space, ss.SearchSpace):
       raise TypeError(f"space must be an optformer.SearchSpace, got {type(space).__name__}.")
@@ -197,7 +204,7 @@ class Optimizer:
     self.designer = Designer(
         self.backend, space, num_candidates=num_candidates, temperature=temperature, candidates=candidates,
         search=search, acquisition=acquisition, ucb_beta=ucb_beta, prior=prior, prior_beta=prior_beta,
-        warn_truncation=warn_truncation)
+        warn_truncation=warn_truncation, initial_design=initial_design)
     self.rng = np.random.default_rng(seed)
 
   # -- What the study and the designer hold ------------------------------------
@@ -214,6 +221,7 @@ class Optimizer:
   ucb_beta = property(lambda self: self.designer.ucb_beta)
   prior = property(lambda self: self.designer.prior, doc="The piBO `priors.Prior`, or None.")
   prior_beta = property(lambda self: self.designer.prior_beta)
+  initial_design = property(lambda self: self.designer.initial_design, doc='"none", "centre" or "sobol:K".')
 
   @property
   def study_id(self) -> str:

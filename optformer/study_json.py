@@ -6,9 +6,10 @@ as an uninterrupted one. Study files of earlier versions keep loading: options a
 model, and a study made with the retired model v1 ("shipped:optformer-gp-v1", its old path, an "algorithm" prompt,
 policy candidates) continues on the default model with one warning (`_retire_options`).
 
-Fields added later, still format 1: a study of several objectives stores "goal" as a list of goals and each
-trial's "value" as a list (null where not finite); a trial told with constraints has "constraints" (a list of
-numbers), absent otherwise, so files without it load as before.
+Fields added later, still format 1: "options.initial_design" ("none" when absent) and "design_seed" (the Sobol'
+scrambling seed of a "sobol:K" design, null until drawn; absent: null); a study of several objectives stores "goal"
+as a list of goals and each trial's "value" as a list (null where not finite); a trial told with constraints has
+"constraints" (a list of numbers), absent otherwise, so files without it load as before.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ def to_json(opt: Optimizer) -> dict:
           "num_candidates": d.num_candidates, "temperature": d.temperature, "candidates": d.candidates,
           "prior": d.prior.to_json() if d.prior else None, "prior_beta": d.prior_beta,
           "acquisition": d.acquisition, "ucb_beta": d.ucb_beta, "search": d.search.to_json(),
+          "initial_design": d.initial_design,
       },
       "trials": [_trial_json(t) for t in s.trials],
       "pending": [{"number": n, "params": p} for n, p in s.pending.items()],
       "next_number": s.next_number, "rng": opt.rng.bit_generator.state,
-      "warned_truncation": d.warned_truncation, "study_id": s.study_id,
+      "warned_truncation": d.warned_truncation, "study_id": s.study_id, "design_seed": d.design_seed,
   }
 
 def _trial_json(t: Trial) -> dict:
@@ -162,6 +164,8 @@ def from_json(cls: type[Optimizer], data: Mapping[str, Any], *, model=None) -> O
   opt.designer.warned_truncation = _field(data, "warned_truncation", "bool")
   if "study_id" in data:
     opt.study.study_id = _field(data, "study_id", "str")
+  if "design_seed" in data:  # Absent from study files written before initial designs.
+    opt.designer.design_seed = _field(data, "design_seed", "int|null")
   return opt
 
 def save(opt: Optimizer, path: str | os.PathLike) -> None:
@@ -281,7 +285,8 @@ _OPTION_KINDS = {
     "prior": "object|null", "prior_beta": "number",
 }
 # Options added later, with the default a study file without them gets: name -> (JSON kind, default).
-_OPTIONAL_OPTION_KINDS = {"acquisition": ("str", "ei"), "ucb_beta": ("number", 4.0), "search": ("object|null", None)}
+_OPTIONAL_OPTION_KINDS = {"acquisition": ("str", "ei"), "ucb_beta": ("number", 4.0), "search": ("object|null", None),
+                          "initial_design": ("str", "none")}
 # Options of the retired model v1, read and dropped: name -> JSON kind.
 _RETIRED_OPTION_KINDS = {"algorithm": "str"}
 _JSON_KINDS = {
