@@ -24,8 +24,9 @@ Shapes (uniform):
   3 Rosenbrock-like (f9):     sum_i 100 (a_i^2 - a_{i+1})^2 + (a_i - 1)^2, a = max(1, sqrt(n) / 8) u + 1.
 
 HPO-like (ours; shapes seen in hyperparameter tuning): a few important
-parameters, importance w ~ Gamma(IMPORTANCE_SHAPE) normalized over the
-relevant slots (most mass on one to three of them); each relevant slot
+parameters, importance w ~ LogNormal(0, IMPORTANCE_LOG_STD^2) normalized
+over the relevant slots (most mass on one to three of them; a Gamma(0.3)
+draw does the same but compiles a rejection loop); each relevant slot
 log-sensitive with probability P_LOG: v = log(z' + e) rescaled to [0, 1],
 z' = z or 1 - z, e ~ LogUniform(1e-4, 1e-1) (a learning rate searched on a
 linear scale: everything happens near one end); each slot's loss is a bowl
@@ -72,7 +73,7 @@ HPO_SHAPES = ("bowl", "plateau", "saturating")
 MAX_CONDITION = 1e6  # kappa ~ LogUniform(1, MAX_CONDITION).
 MAX_RASTRIGIN_CONDITION = 100.0  # Rastrigin's conditioning is capped (BBOB f15 uses 10).
 P_ROTATE = 0.75  # P(a BBOB-like task is rotated) vs axis-aligned (separable).
-IMPORTANCE_SHAPE = 0.3  # Gamma shape of the HPO importance weights (small: a few parameters matter).
+IMPORTANCE_LOG_STD = 2.0  # HPO importance w ~ LogNormal(0, 2^2), normalized: the top 2 of 6 hold ~80% of it.
 P_LOG = 0.5  # P(an HPO relevant slot is log-sensitive).
 P_SATURATING = 0.4  # P(an HPO slot's loss is a saturating curve) vs a bowl.
 RESIDUAL_MAX = 0.3  # GP residual weight ~ U(0, RESIDUAL_MAX) (relative to the shape's amplitude).
@@ -145,7 +146,7 @@ def sample_one(key, cfg: PriorConfig, task: TaskBatch) -> FamilyTask:
   lam = jnp.where(relevant, jnp.exp(log_kappa * frac), 1.0)
 
   # HPO: importance, log sensitivity, bowls or saturating curves.
-  w = jnp.where(relevant, jax.random.gamma(ks[3], IMPORTANCE_SHAPE, (d,)), 0.0) + 1e-6 * relevant
+  w = jnp.where(relevant, jnp.exp(IMPORTANCE_LOG_STD * jax.random.normal(ks[3], (d,))), 0.0)
   w = w / jnp.sum(w)
   log_eps = jnp.where(relevant & (u[1] < P_LOG) & (task.kinds != KIND_UNUSED), jnp.log(_log_uniform(u[2], 1e-4, 1e-1)), 0.0)
   optimum = jnp.where(bbob, 0.1 + 0.8 * u[0], u[0])
