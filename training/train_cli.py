@@ -273,7 +273,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--log-every", type=int, default=0, help="steps between metrics-log rows (default 50)")
   p.add_argument("--eval-prior", choices=_eval_priors(), default=None, help="prior of the "
                  "held-out evaluation (training/evaluate.py): reference (default: the project's reference GP "
-                 "prior, the same examples for every run), tiny (the tiny preset's) or training (the run's own)")
+                 "prior, the same examples for every run), tiny (the tiny preset's), training (the run's own), "
+                 "bbob-like or hpo-like (the reference prior with BBOB-/HPO-like objectives, data_gen/families.py)")
   p.add_argument("--eval-contexts", default="", help="comma-separated context sizes of the held-out evaluation "
                  "(default 5,10,20,40,100,200; tiny 5,10,20,40)")
   p.add_argument("--seed", type=int, default=None, help="seed of the model's initialization and of the prior's "
