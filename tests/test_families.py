@@ -171,3 +171,16 @@ def test_eval_priors_and_train_flags():
   bad = argparse.Namespace(prior_bbob=0.8, prior_hpo=0.5, prior_family_residual=None)
   with pytest.raises(SystemExit, match="0.8"):
     train_cli._with_families(PFNDataConfig(), bad)
+
+
+@pytest.mark.slow  # Compiles the example sampler with families and the batched GP posterior.
+def test_soft_targets_of_family_examples_are_the_drawn_bars():
+  from optformer.training.data import PFNDataConfig, make_batch
+
+  cfg = dataclasses.replace(PFNDataConfig.tiny(), examples=_config(p_bbob=0.5, p_hpo=0.5), soft_target_weight=0.5)
+  _, targets, ex, _, _ = make_batch(cfg, np.linspace(-3.0, 3.0, 17), 8, 0)
+  family = (ex.family != families.FAMILY_GP)[:, None] & ex.feasible
+  assert family.any()
+  y = np.nan_to_num(ex.y)
+  assert np.all(targets.std[family] <= 1e-6 * np.maximum(np.abs(y[family]), 1.0) * 1.0001)
+  np.testing.assert_allclose(targets.mean[family], y[family], rtol=1e-6)
