@@ -3,6 +3,7 @@
 Public API (re-exports):
   prior:     PriorConfig, TaskBatch, sample_tasks, task_seeds, evaluate, latent, canonicalize
   task:      SyntheticTask
+  families:  BBOB-like and HPO-like objectives beside the GP draws (PriorConfig.p_bbob, p_hpo; import the module)
   gp:        posterior (exact GP with the true hyperparameters)
   behaviour: ALGORITHMS, BehaviourConfig, GenerationStats, generate, generate_from_seeds
   corpus:    CorpusConfig, OptformerCorpus, build_corpus, load_corpus, load_corpus_config,

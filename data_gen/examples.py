@@ -23,7 +23,9 @@ What an example adds to the GP task (ours, see ExampleConfig):
   * failure regions (probability `p_failure`): a second, independent GP
     draw g with the task's lengthscales; configurations where g exceeds its
     (1 - q) quantile over the example's points are infeasible, q ~ U(q_range);
-  * Gaussian observation noise of the task's noise variance.
+  * Gaussian observation noise of the task's noise variance;
+  * a function family (data_gen/families.py; probabilities PriorConfig.p_bbob, p_hpo, default 0): a BBOB-like or
+    HPO-like shape in place of the GP draw, over the same latent inputs (`Examples.family` says which).
 
 Letters: B examples, N configurations, D = D_max slots, M features.
 """
@@ -38,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optformer.data_gen import families
 from optformer.data_gen import prior as prior_lib
 from optformer.data_gen.prior import KIND_CATEGORICAL, KIND_FLOAT, KIND_ORDINAL, PriorConfig
 
@@ -66,7 +69,7 @@ class ExampleConfig:
     return cls(prior=dataclasses.replace(PriorConfig.tiny(), int_levels_log_uniform=True, max_int_levels=50), num_seed=4, num_top=2)
 
   def to_json(self) -> dict:
-    return dataclasses.asdict(self)
+    return {**dataclasses.asdict(self), "prior": self.prior.to_json()}
 
   @classmethod
   def from_json(cls, d: dict) -> "ExampleConfig":
@@ -86,6 +89,7 @@ class Examples(NamedTuple):
   f: np.ndarray  # float32 [B, N]: noiseless objective (to maximize).
   y: np.ndarray  # float32 [B, N]: noisy objective; NaN where infeasible.
   feasible: np.ndarray  # bool [B, N].
+  family: np.ndarray  # int32 [B]: families.FAMILY_* of the objective (0: the GP draw, all of them by default).
 
 
 def example_words(seed: int, split: str, indices) -> np.ndarray:
@@ -130,6 +134,9 @@ def _snap(x_NxD, kinds_D, num_values_D):
 def _example_one(words_2, cfg: ExampleConfig, n: int):
   key = prior_lib.key_from_words(words_2)
   task = prior_lib._sample_one(jax.random.fold_in(key, prior_lib.STREAM_PRIOR), cfg.prior)
+  shape = None  # Without families (the default) nothing is drawn: the examples are those of the GP prior alone.
+  if families.enabled(cfg.prior):
+    shape = families.sample_one(jax.random.fold_in(key, families.STREAM_FAMILY), cfg.prior, task)
   ks = jax.random.split(jax.random.fold_in(key, STREAM_EXAMPLE), 8)
   d = cfg.prior.max_dims
   kinds, nv = task.kinds, task.num_values
@@ -148,7 +155,8 @@ def _example_one(words_2, cfg: ExampleConfig, n: int):
     z = prior_lib.latent_one(task, x)
     act = used & ~(child & (x[:, parent][:, None] != 0.0))
     z = jnp.where(act, z, 0.5)
-    return prior_lib.evaluate_latent_one(task, z), z, act
+    f = prior_lib.evaluate_latent_one(task, z)
+    return (f if shape is None else families.evaluate_one(shape, task, z, f)), z, act
   f_seed = noiseless(x_unif[: cfg.num_seed])[0]
   top = jnp.argsort(-f_seed)[: cfg.num_top]
   k_pick, k_std, k_gauss, k_cat, k_mix = jax.random.split(ks[4], 5)
@@ -179,5 +187,6 @@ def _example_one(words_2, cfg: ExampleConfig, n: int):
   feasible = ~failing
   y = jnp.where(feasible, y, jnp.nan)
   ex = Examples(x=x.astype(jnp.float32), active=act, kinds=kinds, num_values=nv, latent=z.astype(jnp.float32),
-                f=f.astype(jnp.float32), y=y.astype(jnp.float32), feasible=feasible)
+                f=f.astype(jnp.float32), y=y.astype(jnp.float32), feasible=feasible,
+                family=jnp.int32(families.FAMILY_GP) if shape is None else shape.family)
   return ex, task

@@ -92,6 +92,11 @@ class PriorConfig:
   int_levels_log_uniform: bool = False  # n ~ round(LogUniform(2, max_int_levels)) instead (wide ints, model v2).
   max_categories: int = 6  # K: categorical parameters have U{2..K} categories.
   num_features: int = 512  # M: random Fourier features per task.
+  # Function families beside the GP draws (data_gen/families.py; used by data_gen/examples.py): the share of tasks
+  # whose objective is a BBOB-like shape (rotated, ill-conditioned, multimodal) ...
+  p_bbob: float = 0.0
+  p_hpo: float = 0.0  # ... or an HPO-like shape (few important parameters, log-scale sensitivity, plateaus).
+  p_family_residual: float = 0.5  # P(a BBOB-/HPO-like task also adds a scaled GP residual, its own GP draw).
 
   def __post_init__(self):
     if not 1 <= self.min_dims <= self.max_dims:
@@ -100,6 +105,8 @@ class PriorConfig:
       raise ValueError(f"kind_probs must be 3 non-negative numbers summing to 1, got {self.kind_probs}.")
     if self.max_int_levels < 2 or self.max_categories < 2:
       raise ValueError("max_int_levels and max_categories must be >= 2.")
+    from optformer.data_gen import families  # Lazy: families imports this module.
+    families.check_config(self)
 
   @classmethod
   def tiny(cls) -> "PriorConfig":
@@ -112,7 +119,10 @@ class PriorConfig:
     return cls(max_dims=16, max_int_levels=1000, int_levels_log_uniform=True, max_categories=8)
 
   def to_json(self) -> dict:
-    return dataclasses.asdict(self)
+    d = dataclasses.asdict(self)
+    if not (self.p_bbob or self.p_hpo):
+      del d["p_bbob"], d["p_hpo"], d["p_family_residual"]  # Configs of runs from before the families stay equal.
+    return d
 
 
 class TaskBatch(NamedTuple):

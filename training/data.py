@@ -15,7 +15,7 @@ feasible objectives only, exactly as at inference, and maps every objective
 to z; a query's target is its bar (optformer.model.bar.bin_index) or the
 infeasible class Y.
 
-Soft targets (`soft_target_weight` > 0): every prior task is a GP draw whose
+Soft targets (`soft_target_weight` > 0): every GP-family task is a GP draw whose
 hyperparameters the generator knows, so the distribution a feasible query's
 noisy objective was drawn from, given its context and the task, is known in
 closed form: the exact GP posterior (data_gen/gp.py) plus the noise. Its mass
@@ -23,7 +23,9 @@ on each bar is an unbiased, lower-variance stand-in for the one-hot bar of
 the drawn value (Rao-Blackwellization of the PFN loss: the expected loss, and
 so its minimizer, the posterior predictive, are unchanged up to the
 random-feature approximation of f), and `GPTargets` carries what the loss
-needs to compute it.
+needs to compute it. A BBOB-/HPO-like example (data_gen/families.py,
+`Examples.family` > 0) has no such posterior: its target is the drawn
+value's bar (as where the GP factorization fails).
 
 Policy rows (`policy_rows` R > 0; the policy head of optformer/model/network.py): each
 example also teaches the policy which configuration to try next. Its target
@@ -38,7 +40,10 @@ cloning: each of the R rows shows a random subset of the target's slots as
 decoded (each slot with probability r ~ U(0, 1); a child only with its
 parent, and a child its decoded parent switches off always, as the decoder
 does), and the loss is the cross-entropy of the target's tokens on the
-undecoded active slots (training/train.py).
+undecoded active slots (training/train.py). On a BBOB-/HPO-like example the
+EI policies use the GP posterior of the task's GP-draw hyperparameters (a
+GP-EI behaviour policy with a misspecified kernel, no longer the Bayes-optimal
+one).
 """
 
 from __future__ import annotations
@@ -195,6 +200,7 @@ def gp_targets(ex: Examples, task, context_BxN, fields: dict, bars_BxN, borders,
   std = np.sqrt(var.astype(np.float64) + np.asarray(task.noise_variance, np.float64)[:, None])
   # Where the factorization failed even so, the target falls back to (nearly) the drawn value's bar.
   failed = ~(np.isfinite(mean).all(-1) & np.isfinite(std).all(-1))[:, None]
+  failed |= (np.asarray(ex.family) != 0).reshape(-1, 1)  # A BBOB-/HPO-like objective has no GP posterior to use.
   mean = np.where(failed, y, mean)
   std = np.where(failed, 1e-6 * np.maximum(np.abs(y), 1.0), std)
   borders_y = ynorm.invert_batch(fields, np.broadcast_to(np.asarray(borders, np.float64), (len(std), len(borders))))

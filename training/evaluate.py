@@ -19,9 +19,14 @@ standard error over examples (`gap_se`).
 Common ground: the examples come from an evaluation prior chosen apart from
 the run's training prior (`EVAL_PRIORS`): "reference" (the default, the
 project's reference GP prior, that of the default `PFNDataConfig`), "tiny"
-(`ExampleConfig.tiny()`, for models with few parameter slots) or "training"
+(`ExampleConfig.tiny()`, for models with few parameter slots), "training"
 (the run's own prior, the only choice before; configs saved without an
-`eval_prior` keep it). With a named prior every run draws the same examples
+`eval_prior` keep it), or "bbob-like" / "hpo-like" (the reference prior with
+every objective a BBOB-like or HPO-like shape, data_gen/families.py). On
+those two the GP column is a GP with the task's GP-draw hyperparameters, no
+longer the Bayes-optimal predictor (the objective is not that GP's draw): a
+misspecified baseline, so read the model's NLL (`nll_model_n`), or paired
+differences between models, rather than the gap. With a named prior every run draws the same examples
 (seed 0, EVAL_BATCH_SIZE examples per batch), whatever its own batch size,
 seed or prior, so two runs' gaps are paired and a prior ablation is scored
 on the same examples. An example of context size n has
@@ -47,7 +52,17 @@ EVAL_SEQ_LEN = 64  # N of the evaluation examples up to context 40: n context po
 EVAL_MIN_QUERIES = 24  # Longer contexts get n + 24 points (context 100: 124, context 200: 224).
 EVAL_BATCH_SIZE = 32  # Examples per evaluation batch under a named evaluation prior.
 # name: () -> the ExampleConfig of the evaluation examples; "training" is the run's own prior.
-EVAL_PRIORS = {"reference": lambda: PFNDataConfig().examples, "tiny": ExampleConfig.tiny, "training": None}
+EVAL_PRIORS = {"reference": lambda: PFNDataConfig().examples, "tiny": ExampleConfig.tiny, "training": None,
+               "bbob-like": lambda: family_examples(p_bbob=1.0), "hpo-like": lambda: family_examples(p_hpo=1.0)}
+
+
+def family_examples(**shares) -> ExampleConfig:
+  """The reference examples with every task's objective from a family (data_gen/families.py), e.g. p_bbob=1.0.
+
+  Held out from any training mixture by the validation split (evaluation batches are validation examples).
+  """
+  ref = PFNDataConfig().examples
+  return dataclasses.replace(ref, prior=dataclasses.replace(ref.prior, **shares))
 DEFAULT_CONTEXTS = (5, 10, 20, 40, 100, 200)  # The context sizes of the comparison (issue 23: 5 to 200).
 
 
@@ -237,7 +252,8 @@ def main(argv=None) -> int:
                  f"{EVAL_BATCH_SIZE} examples each under a named prior, the run's batch size under 'training')")
   p.add_argument("--prior", choices=list(EVAL_PRIORS), default=None, help="the evaluation prior: reference "
                  "(the project's reference GP prior, the same examples for every model), tiny (for models with fewer "
-                 "than 16 parameter slots) or training (the checkpoint's own training prior); default: the run's "
+                 "than 16 parameter slots), training (the checkpoint's own training prior), bbob-like or hpo-like (the "
+                 "reference prior with BBOB-like / HPO-like objectives, data_gen/families.py); default: the run's "
                  "eval_prior (reference for new runs, tiny for the tiny preset, training for runs from before it)")
   p.add_argument("--reference-kernels", type=int, default=0, metavar="K", help="also score the Bayes-optimal "
                  "unit-free reference (the hyperprior-marginal GP, training/gp_reference.py) with K kernel draws, "

@@ -42,6 +42,20 @@ def _with_noise_prior(data, args):
   return dataclasses.replace(data, examples=dataclasses.replace(data.examples, prior=prior))
 
 
+def _with_families(data, args):
+  """`data` with the prior's function-family shares (data_gen/families.py) of --prior-bbob, --prior-hpo,
+  --prior-family-residual where given; SystemExit naming the values when they are not probabilities."""
+  repl = {k: v for k, v in (("p_bbob", args.prior_bbob), ("p_hpo", args.prior_hpo),
+                            ("p_family_residual", args.prior_family_residual)) if v is not None}
+  if not repl:
+    return data
+  try:
+    prior = dataclasses.replace(data.examples.prior, **repl)
+  except ValueError as e:
+    raise SystemExit(f"--prior-bbob/--prior-hpo/--prior-family-residual: {e}") from None
+  return dataclasses.replace(data, examples=dataclasses.replace(data.examples, prior=prior))
+
+
 def _with_seq_lens(data, args):
   """`data` with the points per example of --seq-lens (equally likely) where given."""
   if not args.seq_lens:
@@ -120,6 +134,8 @@ def _changed_on_resume(cfg, args) -> list[str]:
       "--soft-targets": (args.soft_targets or None, d.soft_target_weight),
       "--noise-log-mean": (args.noise_log_mean, prior.noise_log_mean),
       "--noise-log-std": (args.noise_log_std, prior.noise_log_std),
+      "--prior-bbob": (args.prior_bbob, prior.p_bbob), "--prior-hpo": (args.prior_hpo, prior.p_hpo),
+      "--prior-family-residual": (args.prior_family_residual, prior.p_family_residual),
       "--seed": (args.seed, (cfg.seed, d.seed) if cfg.seed != d.seed else cfg.seed),
       "--policy-tokens": (args.policy_tokens or None, cfg.model.policy_tokens),
       "--value-input": (args.value_input, cfg.model.value_input),
@@ -174,7 +190,7 @@ def build_config(args, fresh: bool = False):
     meta = json.loads((pathlib.Path(args.init_from) / "config.json").read_text())
     if "train" in meta.get("metadata", {}):  # The model's own run config (its borders), with prior overrides.
       cfg = PFNTrainConfig.from_dict(meta["metadata"]["train"])
-      cfg = dataclasses.replace(cfg, data=_with_seq_lens(_with_noise_prior(cfg.data, args), args))
+      cfg = dataclasses.replace(cfg, data=_with_families(_with_seq_lens(_with_noise_prior(cfg.data, args), args), args))
       cfg = _with_optimization(cfg, args)  # The warm start's own schedule where given (else the model's run's).
       return _with_bookkeeping(_with_policy(_with_seed(cfg, args), args), args)
   preset = presets.get(args.preset)
@@ -204,7 +220,7 @@ def build_config(args, fresh: bool = False):
                        f"got {args.dims_curriculum!r} ({e}).") from None
   if args.soft_targets:
     data = dataclasses.replace(data, soft_target_weight=args.soft_targets)
-  data = _with_noise_prior(data, args)
+  data = _with_families(_with_noise_prior(data, args), args)
   if args.eval_every:
     repl["eval_every"] = args.eval_every
   bins = preset.bins if args.bins is None else args.bins
@@ -218,6 +234,12 @@ def build_config(args, fresh: bool = False):
   if warning:
     print(warning, file=sys.stderr)
   return cfg
+
+
+def _eval_priors() -> list[str]:
+  from optformer.training.evaluate import EVAL_PRIORS
+
+  return list(EVAL_PRIORS)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -249,9 +271,10 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints (default: the "
                  "preset's; 250 for default)")
   p.add_argument("--log-every", type=int, default=0, help="steps between metrics-log rows (default 50)")
-  p.add_argument("--eval-prior", choices=("reference", "tiny", "training"), default=None, help="prior of the "
+  p.add_argument("--eval-prior", choices=_eval_priors(), default=None, help="prior of the "
                  "held-out evaluation (training/evaluate.py): reference (default: the project's reference GP "
-                 "prior, the same examples for every run), tiny (the tiny preset's) or training (the run's own)")
+                 "prior, the same examples for every run), tiny (the tiny preset's), training (the run's own), "
+                 "bbob-like or hpo-like (the reference prior with BBOB-/HPO-like objectives, data_gen/families.py)")
   p.add_argument("--eval-contexts", default="", help="comma-separated context sizes of the held-out evaluation "
                  "(default 5,10,20,40,100,200; tiny 5,10,20,40)")
   p.add_argument("--seed", type=int, default=None, help="seed of the model's initialization and of the prior's "
@@ -263,6 +286,12 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--noise-log-mean", type=float, default=None,
                  help="prior: mean of the log noise variance (default the prior's, -4.63); a new run or --init-from")
   p.add_argument("--noise-log-std", type=float, default=None, help="prior: std of the log noise variance (default 0.5)")
+  p.add_argument("--prior-bbob", type=float, default=None, metavar="P", help="prior: share of tasks whose objective "
+                 "is a BBOB-like shape (data_gen/families.py: rotated, ill-conditioned, multimodal; default 0)")
+  p.add_argument("--prior-hpo", type=float, default=None, metavar="P", help="prior: share of tasks whose objective is "
+                 "an HPO-like shape (few important parameters, log-scale sensitivity, plateaus; default 0)")
+  p.add_argument("--prior-family-residual", type=float, default=None, metavar="P", help="prior: probability that a "
+                 "BBOB-/HPO-like task adds a GP residual (default 0.5)")
   p.add_argument("--policy-tokens", type=int, default=0, help="V: tokens of the policy head (optformer/model/policy.py); "
                  "0: none. With --init-from a model without a head, the head starts fresh")
   p.add_argument("--policy-copy", action="store_true", help="the policy head also attends over the context's "
