@@ -327,3 +327,16 @@ def test_an_affine_change_of_the_objective_changes_nothing_but_its_units(mixed_s
   np.testing.assert_allclose(moved.quantile(0.3), scale * base.quantile(0.3) + shift, rtol=1e-6, atol=1e-9 * abs(shift))
   np.testing.assert_allclose(moved.expected_improvement(), scale * base.expected_improvement(), rtol=1e-5, atol=1e-12)
   assert asked[0] == asked[1]
+
+
+def test_a_candidate_a_few_bits_off_a_told_trial_is_not_fresh(model):
+  """Log-scale units of one configuration may differ in the last bits (to_unit vs snap): still the same trial."""
+  space = SearchSpace([Float("lr", 1e-5, 1e-1, log=True), Float("x", 0.0, 1.0)])
+  opt = _opt(space, model)
+  told = space.to_unit({"lr": 3e-4, "x": 0.25})
+  off = np.nextafter(told, told + 1.0)
+  assert (off != told).all()
+  keys = opt.backend.fresh_keys
+  assert keys(told[None]) == keys(off[None])
+  assert keys(told[None]) != keys((told + 1e-6)[None])  # A real move is a new configuration.
+  assert keys(np.zeros((1, 2))) == keys(-np.zeros((1, 2)))

@@ -206,8 +206,13 @@ class Backend:
     return parent, allowed, np.asarray(self.space.topological_order(), np.int32)
 
   def fresh_keys(self, units) -> list[bytes]:
-    """One key per unit row float [M, D]; rows the model cannot tell apart share a key."""
-    return [row.tobytes() for row in np.asarray(units, np.float64).reshape(-1, len(self.kinds))]
+    """One key per unit row float [M, D]; rows the model cannot tell apart share a key.
+
+    Rows are rounded to 1e-9 (the float32 model cannot tell closer values apart), so a candidate snapped to a
+    configuration equals a told trial of it even when `to_unit` and `snap` differ in the last bits (log scales).
+    """
+    rows = np.round(np.asarray(units, np.float64).reshape(-1, len(self.kinds)), 9) + 0.0  # + 0.0: -0.0 -> 0.0
+    return [row.tobytes() for row in rows]
 
   def condition(self, context: Context, active=None) -> Posterior:
     """The model conditioned on `context` (encoded once, when the context has a feasible row); `active`: bool
