@@ -31,14 +31,18 @@ import sys
 
 
 def _with_noise_prior(data, args):
-  """`data` with the prior's log noise variance ~ N(--noise-log-mean, --noise-log-std^2) where given."""
-  prior = data.examples.prior
-  if args.noise_log_mean is not None:
-    prior = dataclasses.replace(prior, noise_log_mean=args.noise_log_mean)
-  if args.noise_log_std is not None:
-    if args.noise_log_std < 0:
-      raise SystemExit(f"--noise-log-std must be >= 0, got {args.noise_log_std}.")
-    prior = dataclasses.replace(prior, noise_log_std=args.noise_log_std)
+  """`data` with the prior's noise flags applied where given: log noise variance ~ N(--noise-log-mean,
+  --noise-log-std^2), or with probability --p-noiseless ~ N(--noiseless-log-mean, --noiseless-log-std^2)."""
+  flags = {"noise_log_mean": args.noise_log_mean, "noise_log_std": args.noise_log_std,
+           "p_noiseless": args.p_noiseless, "noiseless_log_mean": args.noiseless_log_mean,
+           "noiseless_log_std": args.noiseless_log_std}
+  given = {k: v for k, v in flags.items() if v is not None}
+  for name in ("noise_log_std", "noiseless_log_std"):
+    if given.get(name, 0.0) < 0:
+      raise SystemExit(f"--{name.replace('_', '-')} must be >= 0, got {given[name]}.")
+  if not 0.0 <= given.get("p_noiseless", 0.0) <= 1.0:
+    raise SystemExit(f"--p-noiseless must be a probability in [0, 1], got {given['p_noiseless']}.")
+  prior = dataclasses.replace(data.examples.prior, **given)
   return dataclasses.replace(data, examples=dataclasses.replace(data.examples, prior=prior))
 
 
@@ -120,6 +124,9 @@ def _changed_on_resume(cfg, args) -> list[str]:
       "--soft-targets": (args.soft_targets or None, d.soft_target_weight),
       "--noise-log-mean": (args.noise_log_mean, prior.noise_log_mean),
       "--noise-log-std": (args.noise_log_std, prior.noise_log_std),
+      "--p-noiseless": (args.p_noiseless, prior.p_noiseless),
+      "--noiseless-log-mean": (args.noiseless_log_mean, prior.noiseless_log_mean),
+      "--noiseless-log-std": (args.noiseless_log_std, prior.noiseless_log_std),
       "--seed": (args.seed, (cfg.seed, d.seed) if cfg.seed != d.seed else cfg.seed),
       "--policy-tokens": (args.policy_tokens or None, cfg.model.policy_tokens),
       "--value-input": (args.value_input, cfg.model.value_input),
@@ -263,6 +270,12 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--noise-log-mean", type=float, default=None,
                  help="prior: mean of the log noise variance (default the prior's, -4.63); a new run or --init-from")
   p.add_argument("--noise-log-std", type=float, default=None, help="prior: std of the log noise variance (default 0.5)")
+  p.add_argument("--p-noiseless", type=float, default=None, help="prior: probability in [0, 1] that a task is "
+                 "near-noiseless (the noise mixture; default 0, HEBO+); a new run or --init-from")
+  p.add_argument("--noiseless-log-mean", type=float, default=None, help="prior: mean of the log noise variance of "
+                 "a near-noiseless task (default -13.8, a variance of 1e-6)")
+  p.add_argument("--noiseless-log-std", type=float, default=None, help="prior: std of the log noise variance of a "
+                 "near-noiseless task (default 1)")
   p.add_argument("--policy-tokens", type=int, default=0, help="V: tokens of the policy head (optformer/model/policy.py); "
                  "0: none. With --init-from a model without a head, the head starts fresh")
   p.add_argument("--policy-copy", action="store_true", help="the policy head also attends over the context's "
