@@ -66,7 +66,7 @@ class ExampleConfig:
     return cls(prior=dataclasses.replace(PriorConfig.tiny(), int_levels_log_uniform=True, max_int_levels=50), num_seed=4, num_top=2)
 
   def to_json(self) -> dict:
-    return dataclasses.asdict(self)
+    return dataclasses.asdict(self) | {"prior": self.prior.to_json()}
 
   @classmethod
   def from_json(cls, d: dict) -> "ExampleConfig":

@@ -124,7 +124,10 @@ class PriorConfig:
     return cls(max_dims=16, max_int_levels=1000, int_levels_log_uniform=True, max_categories=8)
 
   def to_json(self) -> dict:
-    return dataclasses.asdict(self)
+    d = dataclasses.asdict(self)
+    if not self.p_noiseless:  # No noise mixture: configs of runs from before it stay equal.
+      del d["p_noiseless"], d["noiseless_log_mean"], d["noiseless_log_std"]
+    return d
 
 
 class TaskBatch(NamedTuple):

@@ -18,7 +18,9 @@ standard error over examples (`gap_se`).
 
 Common ground: the examples come from an evaluation prior chosen apart from
 the run's training prior (`EVAL_PRIORS`): "reference" (the default, the
-project's reference GP prior, that of the default `PFNDataConfig`), "tiny"
+project's reference GP prior, that of the default `PFNDataConfig`),
+"reference-noiseless" (the same functions and points, every task
+near-noiseless: noise variance ~ LogNormal(-13.8, 1), a median of 1e-6), "tiny"
 (`ExampleConfig.tiny()`, for models with few parameter slots) or "training"
 (the run's own prior, the only choice before; configs saved without an
 `eval_prior` keep it). With a named prior every run draws the same examples
@@ -46,8 +48,21 @@ from optformer.training.data import PFNDataConfig, gp_posterior_batch, make_batc
 EVAL_SEQ_LEN = 64  # N of the evaluation examples up to context 40: n context points and 64 - n queries.
 EVAL_MIN_QUERIES = 24  # Longer contexts get n + 24 points (context 100: 124, context 200: 224).
 EVAL_BATCH_SIZE = 32  # Examples per evaluation batch under a named evaluation prior.
+
+
+def _reference_noiseless() -> ExampleConfig:
+  """The reference examples with every task near-noiseless (p_noiseless 1: log noise variance ~ N(-13.8, 1)).
+
+  The same functions, points and standard normal draws as "reference" (only the noise variance differs), so the two
+  priors' scores are paired example by example.
+  """
+  ex = PFNDataConfig().examples
+  return dataclasses.replace(ex, prior=dataclasses.replace(ex.prior, p_noiseless=1.0))
+
+
 # name: () -> the ExampleConfig of the evaluation examples; "training" is the run's own prior.
-EVAL_PRIORS = {"reference": lambda: PFNDataConfig().examples, "tiny": ExampleConfig.tiny, "training": None}
+EVAL_PRIORS = {"reference": lambda: PFNDataConfig().examples, "reference-noiseless": _reference_noiseless,
+               "tiny": ExampleConfig.tiny, "training": None}
 DEFAULT_CONTEXTS = (5, 10, 20, 40, 100, 200)  # The context sizes of the comparison (issue 23: 5 to 200).
 
 
@@ -236,7 +251,8 @@ def main(argv=None) -> int:
   p.add_argument("--batches", type=int, default=4, help=f"evaluation batches per context (default 4; "
                  f"{EVAL_BATCH_SIZE} examples each under a named prior, the run's batch size under 'training')")
   p.add_argument("--prior", choices=list(EVAL_PRIORS), default=None, help="the evaluation prior: reference "
-                 "(the project's reference GP prior, the same examples for every model), tiny (for models with fewer "
+                 "(the project's reference GP prior, the same examples for every model), reference-noiseless (the same "
+                 "functions and points, noise variance ~1e-6), tiny (for models with fewer "
                  "than 16 parameter slots) or training (the checkpoint's own training prior); default: the run's "
                  "eval_prior (reference for new runs, tiny for the tiny preset, training for runs from before it)")
   p.add_argument("--reference-kernels", type=int, default=0, metavar="K", help="also score the Bayes-optimal "

@@ -256,9 +256,10 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints (default: the "
                  "preset's; 250 for default)")
   p.add_argument("--log-every", type=int, default=0, help="steps between metrics-log rows (default 50)")
-  p.add_argument("--eval-prior", choices=("reference", "tiny", "training"), default=None, help="prior of the "
-                 "held-out evaluation (training/evaluate.py): reference (default: the project's reference GP "
-                 "prior, the same examples for every run), tiny (the tiny preset's) or training (the run's own)")
+  p.add_argument("--eval-prior", choices=("reference", "reference-noiseless", "tiny", "training"), default=None,
+                 help="prior of the held-out evaluation (training/evaluate.py): reference (default: the project's "
+                 "reference GP prior, the same examples for every run), reference-noiseless (its functions, "
+                 "near-noiseless), tiny (the tiny preset's) or training (the run's own)")
   p.add_argument("--eval-contexts", default="", help="comma-separated context sizes of the held-out evaluation "
                  "(default 5,10,20,40,100,200; tiny 5,10,20,40)")
   p.add_argument("--seed", type=int, default=None, help="seed of the model's initialization and of the prior's "
