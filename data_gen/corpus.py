@@ -71,6 +71,7 @@ class CorpusConfig:
 
   def to_json(self) -> dict:
     d = dataclasses.asdict(self)
+    d["prior"] = self.prior.to_json()
     d["algorithms"] = list(behaviour.ALGORITHMS)
     return d
 

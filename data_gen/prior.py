@@ -19,6 +19,8 @@ parametrization (mean = concentration / rate):
 * lengthscale_d ~ Gamma(1.2107, rate 1.5212)  (mean 0.80),
 * outputscale s ~ Gamma(0.8452, rate 0.3994)  (mean 2.12),
 * noise variance ~ LogNormal(-4.63, 0.5)      (median 0.0098),
+  or, with probability p_noiseless (0 in HEBO+; model v3's noise mixture),
+  ~ LogNormal(noiseless_log_mean, noiseless_log_std^2) (default median 1e-6: near-noiseless),
 * each dimension unused (irrelevant) with probability 0.3, at least one kept.
 
 Additions for HPO search spaces (ours): int and categorical parameters, and
@@ -85,6 +87,11 @@ class PriorConfig:
   outputscale_rate: float = 0.3993553245745406  # Gamma rate (HEBO+).
   noise_log_mean: float = -4.63  # Mean of log(noise variance) (HEBO+).
   noise_log_std: float = 0.5  # Std of log(noise variance) (HEBO+).
+  # Probability that a task is near-noiseless: its log(noise variance) ~ N(noiseless_log_mean, noiseless_log_std^2)
+  # instead (a two-component noise mixture, model v3); 0: HEBO+'s single component, the same tasks as before.
+  p_noiseless: float = 0.0
+  noiseless_log_mean: float = -13.8  # Mean of log(noise variance) of a near-noiseless task (exp(-13.8) = 1e-6).
+  noiseless_log_std: float = 1.0  # Std of log(noise variance) of a near-noiseless task.
   p_warp: float = 0.5  # Probability that a float/int parameter is Kumaraswamy-warped.
   warp_log_std: float = 0.75  # log(a), log(b) ~ N(0, warp_log_std^2); HEBO Warp default.
   kind_probs: tuple[float, float, float] = (0.6, 0.25, 0.15)  # P(float), P(int), P(categorical).
@@ -107,6 +114,11 @@ class PriorConfig:
       raise ValueError("max_int_levels and max_categories must be >= 2.")
     from optformer.data_gen import families  # Lazy: families imports this module.
     families.check_config(self)
+    if not 0.0 <= self.p_noiseless <= 1.0:
+      raise ValueError(f"p_noiseless must be a probability in [0, 1], got {self.p_noiseless}.")
+    if self.noise_log_std < 0 or self.noiseless_log_std < 0:
+      raise ValueError(f"noise_log_std and noiseless_log_std must be >= 0, got {self.noise_log_std}, "
+                       f"{self.noiseless_log_std}.")
 
   @classmethod
   def tiny(cls) -> "PriorConfig":
@@ -122,6 +134,8 @@ class PriorConfig:
     d = dataclasses.asdict(self)
     if not (self.p_bbob or self.p_hpo):
       del d["p_bbob"], d["p_hpo"], d["p_family_residual"]  # Configs of runs from before the families stay equal.
+    if not self.p_noiseless:  # No noise mixture: configs of runs from before it stay equal.
+      del d["p_noiseless"], d["noiseless_log_mean"], d["noiseless_log_std"]
     return d
 
 
@@ -217,7 +231,7 @@ def _sample_one(key, cfg: PriorConfig) -> TaskBatch:
     n_int = _uniform_int(u[3], 2, cfg.max_int_levels + 1)
   n_cat = _uniform_int(u[4], 2, k + 1)
   num_values = jnp.where(kinds == KIND_ORDINAL, n_int, jnp.where(kinds == KIND_CATEGORICAL, n_cat, 0))
-  kernel = kernel_from_draws(cfg, kinds, u[1], u[0, 1], u[5], u[6:], n, k_g)
+  kernel = kernel_from_draws(cfg, kinds, u[1], u[0, 1], u[5], u[6:], n, k_g, noiseless_key(cfg, k_n))
   # RFF block: d columns g ~ N(0, I), 3 columns whose squares sum to chi^2_3, 1 column w.
   g = jax.random.normal(k_rff, (m, d + 4))
   chi2 = jnp.sum(g[:, d:d + 3] ** 2, axis=1, keepdims=True)
@@ -231,13 +245,21 @@ def _sample_one(key, cfg: PriorConfig) -> TaskBatch:
   )
 
 
+def noiseless_key(cfg: PriorConfig, key_normal):
+  """The key of a task's noise-component draw (`kernel_from_draws`): fold_in(key_normal, 1); None when
+  p_noiseless is 0, so the HEBO+ prior makes no extra draw (and no extra compile)."""
+  return jax.random.fold_in(key_normal, 1) if cfg.p_noiseless > 0 else None
+
+
 def kernel_from_draws(cfg: PriorConfig, kinds_D, u_relevant_D, u_forced, u_warp_D, u_category_KxD, normal_3xD,
-                      key_gamma) -> TaskBatch:
+                      key_gamma, key_noiseless=None) -> TaskBatch:
   """The kernel hyperparameters of one task with search space `kinds_D`, from its raw draws.
 
   Each used slot is irrelevant when u_relevant < p_irrelevant, one forced
   relevant (uniform by u_forced) if none is; lengthscales and the outputscale from one Gamma call of
-  key_gamma; noise variance from normal[2, 0]; float/int slots warped when u_warp < p_warp with
+  key_gamma; log noise variance mean + std * normal[2, 0] of the HEBO+ component, or of the near-noiseless one
+  when a uniform of key_noiseless (`noiseless_key`; needed when p_noiseless > 0) is below p_noiseless;
+  float/int slots warped when u_warp < p_warp with
   log a, log b from normal[:2]; category positions u_category. Shared by `_sample_one` and
   training/gp_reference.py (which redraws kernels for a fixed search space), so both follow one
   hyperprior. Returns a TaskBatch with num_values zero and empty random features (callers fill them).
@@ -254,13 +276,19 @@ def kernel_from_draws(cfg: PriorConfig, kinds_D, u_relevant_D, u_forced, u_warp_
   gam = jax.random.gamma(key_gamma, conc) / rate
   warped = (u_warp_D < cfg.p_warp) & ((kinds_D == KIND_FLOAT) | (kinds_D == KIND_ORDINAL))
   a_b = jnp.exp(cfg.warp_log_std * normal_3xD[:2])
+  log_noise = cfg.noise_log_mean + cfg.noise_log_std * normal_3xD[2, 0]
+  if cfg.p_noiseless > 0:
+    if key_noiseless is None:
+      raise ValueError("kernel_from_draws: p_noiseless > 0 needs key_noiseless (prior.noiseless_key).")
+    quiet = jax.random.uniform(key_noiseless) < cfg.p_noiseless
+    log_noise = jnp.where(quiet, cfg.noiseless_log_mean + cfg.noiseless_log_std * normal_3xD[2, 0], log_noise)
   return TaskBatch(
       num_dims=jnp.sum(used).astype(jnp.int32),
       kinds=kinds_D,
       num_values=jnp.zeros(d, jnp.int32),
       inv_lengthscale=jnp.where(relevant, 1.0 / gam[:d], 0.0).astype(jnp.float32),
       outputscale=gam[d].astype(jnp.float32),
-      noise_variance=jnp.exp(cfg.noise_log_mean + cfg.noise_log_std * normal_3xD[2, 0]).astype(jnp.float32),
+      noise_variance=jnp.exp(log_noise).astype(jnp.float32),
       warp_a=jnp.where(warped, a_b[0], 1.0),
       warp_b=jnp.where(warped, a_b[1], 1.0),
       category_latent=u_category_KxD.T,  # [d, k]

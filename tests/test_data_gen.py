@@ -1,5 +1,6 @@
 """Tests of data_gen: the prior, behaviour algorithms, GP posterior and corpus."""
 
+import dataclasses
 import json
 
 import jax
@@ -253,3 +254,25 @@ def test_resolve_corpus_dir_picks_newest_version_of_one_config(tmp_path):
     corpus.resolve_corpus_dir(str(tmp_path))
   with pytest.raises(FileNotFoundError):
     corpus.resolve_corpus_dir(str(tmp_path / "missing"))
+
+
+def test_the_noise_mixture_changes_only_the_noise_and_is_off_by_default(many_tasks):
+  seeds = prior.task_seeds(7, "train", 0, 2048)
+  assert PRIOR.p_noiseless == 0 and "p_noiseless" not in PRIOR.to_json()  # Configs from before it stay equal.
+  half = dataclasses.replace(PRIOR, p_noiseless=0.5, noiseless_log_mean=-14.0, noiseless_log_std=1.0)
+  mixed = prior.sample_tasks(half, seeds)
+  for name, a, b in zip(many_tasks._fields, many_tasks, mixed):  # The extra draw disturbs no other draw.
+    if name != "noise_variance":
+      np.testing.assert_array_equal(a, b, err_msg=name)
+  std_normal = (np.log(np.asarray(many_tasks.noise_variance, np.float64)) + 4.63) / 0.5  # The shared N(0, 1) draw.
+  log_noise = np.log(np.asarray(mixed.noise_variance, np.float64))
+  quiet = np.abs(log_noise - (-14.0 + std_normal)) < 1e-3
+  loud = np.abs(log_noise - (-4.63 + 0.5 * std_normal)) < 1e-3
+  assert np.all(quiet ^ loud) and abs(quiet.mean() - 0.5) < 0.04, quiet.mean()
+  np.testing.assert_array_equal(mixed.noise_variance[loud], many_tasks.noise_variance[loud])  # HEBO+'s draw as it was.
+  assert abs(log_noise[quiet].mean() + 14.0) < 0.1 and abs(log_noise[quiet].std() - 1.0) < 0.06
+  assert abs(log_noise[loud].mean() + 4.63) < 0.05 and abs(log_noise[loud].std() - 0.5) < 0.03
+  assert half.to_json()["p_noiseless"] == 0.5
+  for bad in (dict(p_noiseless=1.5), dict(p_noiseless=-0.1), dict(noiseless_log_std=-1.0)):
+    with pytest.raises(ValueError, match="p_noiseless|noiseless_log_std"):
+      dataclasses.replace(PRIOR, **bad)

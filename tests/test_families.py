@@ -166,11 +166,13 @@ def test_eval_priors_and_train_flags():
     assert getattr(evaluate.eval_data(PFNDataConfig(), name).examples.prior, field) == 1.0
     evaluate.check_eval(name, (5, 10), num_slot_ids=64, max_categories=64, max_context=256)
   args = train_cli.parser().parse_args(["--workdir", "w", "--prior-bbob", "0.2", "--prior-hpo", "0.1"])
-  prior = train_cli._with_families(PFNDataConfig(), args).examples.prior
+  prior = train_cli._with_prior(PFNDataConfig(), args).examples.prior
   assert (prior.p_bbob, prior.p_hpo, prior.p_family_residual) == (0.2, 0.1, 0.5)
-  bad = argparse.Namespace(prior_bbob=0.8, prior_hpo=0.5, prior_family_residual=None)
+  bad = train_cli.parser().parse_args(["--workdir", "w", "--prior-bbob", "0.8", "--prior-hpo", "0.5"])
   with pytest.raises(SystemExit, match="0.8"):
-    train_cli._with_families(PFNDataConfig(), bad)
+    train_cli._with_prior(PFNDataConfig(), bad)
+  with pytest.raises(SystemExit, match="--prior-hpo must be a probability in \\[0, 1\\], got 1.5"):
+    train_cli._with_prior(PFNDataConfig(), train_cli.parser().parse_args(["--workdir", "w", "--prior-hpo", "1.5"]))
 
 
 @pytest.mark.slow  # Compiles the example sampler with families and the batched GP posterior.

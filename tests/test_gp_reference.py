@@ -95,7 +95,7 @@ def test_marginal_comes_close_to_the_oracle_and_beats_a_blind_predictor(tiny_exa
 
 
 def test_sample_kernels_keeps_the_search_space_and_draws_the_hyperprior():
-  cfg = PriorConfig.v2()
+  cfg = dataclasses.replace(PriorConfig.v2(), p_noiseless=0.25)  # With the noise mixture (model v3).
   kinds = jnp.array([KIND_FLOAT, KIND_ORDINAL, KIND_CATEGORICAL] + [KIND_UNUSED] * 13, jnp.int32)
   levels = jnp.array([0, 50, 4] + [0] * 13, jnp.int32)
   ks = gp_reference.sample_kernels(jax.random.key(0), cfg, kinds, levels, 4000)
@@ -108,6 +108,10 @@ def test_sample_kernels_keeps_the_search_space_and_draws_the_hyperprior():
   np.testing.assert_allclose(warped[:, :2].mean(), cfg.p_warp, atol=0.03)
   assert not warped[:, 2:].any()  # Categorical and unused slots are never warped.
   assert np.all(np.asarray(ks.kinds) == np.asarray(kinds)) and np.all(np.asarray(ks.num_values) == np.asarray(levels))
+  log_noise = np.log(np.asarray(ks.noise_variance, np.float64))
+  quiet = log_noise < -9.0  # The components' means are -13.8 and -4.63.
+  np.testing.assert_allclose(quiet.mean(), cfg.p_noiseless, atol=0.03)
+  np.testing.assert_allclose([log_noise[quiet].mean(), log_noise[~quiet].mean()], [-13.8, -4.63], atol=0.1)
 
 
 def test_reference_refuses_tiny_contexts_and_failures(tiny_examples):

@@ -206,6 +206,10 @@ def test_cli_noise_prior_overrides_a_new_run_and_a_warm_start(cfg, tmp_path):
       ["--workdir", str(tmp_path / "b"), "--init-from", str(out), "--noise-log-mean", "-9"]))
   assert warm.model == cfg.model and warm.data.examples.prior.noise_log_mean == -9.0
   assert warm.data.examples.prior.noise_log_std == cfg.data.examples.prior.noise_log_std
+  mixed = train_cli.build_config(train_cli.parser().parse_args(  # Model v3's noise mixture on a warm start.
+      ["--workdir", str(tmp_path / "m"), "--init-from", str(out), "--prior-noiseless", "0.3", "--noiseless-log-mean", "-16"]))
+  assert mixed.model == cfg.model and mixed.data.examples.prior == dataclasses.replace(
+      cfg.data.examples.prior, p_noiseless=0.3, noiseless_log_mean=-16.0)
   plain = train_cli.build_config(train_cli.parser().parse_args(["--workdir", str(tmp_path / "c"), "--init-from", str(out)]))
   assert plain == cfg
   longer = train_cli.build_config(train_cli.parser().parse_args(

@@ -28,6 +28,7 @@ def test_every_config_field_has_a_description_and_the_listing_shows_them_all(cap
   text = capsys.readouterr().out
   assert all(f"\n{f.name} (" in text for f in all_fields)
   assert "eval_prior (str, default \"reference\")" in text and "(no description)" not in text
+  assert "data.examples.prior.p_noiseless (float, default 0.0)\n    Probability that a task is near-noiseless" in text
   assert run_config.train(["--list-fields", "tiny"]) == 0  # A preset's values as the defaults.
   assert "model.d_model (int, default 32)" in capsys.readouterr().out
   with pytest.raises(SystemExit) as e:
@@ -91,11 +92,56 @@ def test_intervals_and_the_evaluation_are_flags_and_a_changed_one_is_refused_on_
   assert train_cli.build_config(_args(tmp_path, "--checkpoint-every", "3")) == cfg
   for flags, named in ((("--checkpoint-every", "9"), "--checkpoint-every 9 (the run has 3)"),
                        (("--bins", "8"), "--bins 8 (the run has 32)"),
-                       (("--eval-prior", "reference"), "--eval-prior reference (the run has training)")):
+                       (("--eval-prior", "reference"), "--eval-prior reference (the run has training)"),
+                       (("--prior-noiseless", "0.3"), "--prior-noiseless 0.3 (the run has 0.0)"),
+                       (("--noiseless-log-mean", "-20"), "--noiseless-log-mean -20.0 (the run has -13.8)")):
     with pytest.raises(SystemExit, match=named.replace("(", r"\(").replace(")", r"\)")):
       train_cli.build_config(_args(tmp_path, *flags))
   with pytest.raises(SystemExit, match="eval_every.* must be >= 1|--eval-contexts"):
     train_cli.build_config(_args(tmp_path / "x", "--preset", "tiny", "--eval-contexts", "5,a"))
+
+
+def test_the_noise_mixture_flags_set_the_prior_and_its_borders(tmp_path, monkeypatch):
+  from optformer.training import data as data_lib
+
+  drawn = []  # The prior each run's bar borders are drawn from (a stand-in for its quantiles, which take a minute).
+  monkeypatch.setattr(data_lib, "prior_borders", lambda data, bins, num_batches: drawn.append(data.examples.prior)
+                      or np.linspace(-3.0, 3.0, bins + 1))
+  cfg = train_cli.build_config(_args(tmp_path, "--preset", "tiny", "--prior-noiseless", "0.3", "--noiseless-log-mean",
+                                     "-16", "--noiseless-log-std", "0.5"))
+  p = cfg.data.examples.prior
+  assert (p.p_noiseless, p.noiseless_log_mean, p.noiseless_log_std) == (0.3, -16.0, 0.5) and drawn == [p]
+  assert PFNTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # Saved and read back whole.
+  plain = train_cli.build_config(_args(tmp_path, "--preset", "tiny")).to_dict()
+  assert "p_noiseless" not in plain["data"]["examples"]["prior"]  # Configs from before the mixture stay equal.
+  for flags, named in ((("--prior-noiseless", "1.5"), "--prior-noiseless must be a probability"),
+                       (("--noiseless-log-std", "-1"), "--noiseless-log-std must be >= 0")):
+    with pytest.raises(SystemExit, match=named):
+      train_cli.build_config(_args(tmp_path / "x", "--preset", "tiny", *flags))
+
+
+def test_the_noiseless_evaluation_prior_is_the_reference_prior_without_its_noise():
+  ref, quiet = evaluate.eval_data(PFNTrainConfig().data, "reference"), evaluate.eval_data(
+      PFNTrainConfig().data, "reference-noiseless")
+  assert quiet.examples.prior.p_noiseless == 1.0
+  assert quiet.examples == dataclasses.replace(ref.examples, prior=dataclasses.replace(ref.examples.prior,
+                                                                                       p_noiseless=1.0))
+  assert dataclasses.replace(quiet, examples=ref.examples) == ref  # Only the noise differs.
+
+
+@pytest.mark.slow
+def test_the_noiseless_evaluation_examples_are_the_reference_functions_observed_without_noise():
+  from optformer.data_gen import examples as examples_lib
+
+  ref, quiet = evaluate.eval_data(PFNTrainConfig().data, "reference"), evaluate.eval_data(
+      PFNTrainConfig().data, "reference-noiseless")
+  words = examples_lib.example_words(0, "validation", range(8))
+  (a, ta), (b, tb) = (examples_lib.sample_examples(d.examples, words, 16) for d in (ref, quiet))
+  np.testing.assert_array_equal(a.x, b.x)
+  np.testing.assert_array_equal(a.f, b.f)  # The same functions at the same points ...
+  assert np.all(np.asarray(tb.noise_variance) < np.asarray(ta.noise_variance))  # ... observed with little noise.
+  ok = a.feasible & b.feasible
+  assert np.all(np.abs(b.y - b.f)[ok] < 0.05) and np.std((a.y - a.f)[ok]) > 10 * np.std((b.y - b.f)[ok])
 
 
 def test_set_on_a_workdir_resumes_its_run_when_the_config_is_the_same(tmp_path, monkeypatch, capsys):

@@ -18,7 +18,9 @@ standard error over examples (`gap_se`).
 
 Common ground: the examples come from an evaluation prior chosen apart from
 the run's training prior (`EVAL_PRIORS`): "reference" (the default, the
-project's reference GP prior, that of the default `PFNDataConfig`), "tiny"
+project's reference GP prior, that of the default `PFNDataConfig`),
+"reference-noiseless" (the same functions and points, every task
+near-noiseless: noise variance ~ LogNormal(-13.8, 1), a median of 1e-6), "tiny"
 (`ExampleConfig.tiny()`, for models with few parameter slots), "training"
 (the run's own prior, the only choice before; configs saved without an
 `eval_prior` keep it), or "bbob-like" / "hpo-like" (the reference prior with
@@ -51,18 +53,26 @@ from optformer.training.data import PFNDataConfig, gp_posterior_batch, make_batc
 EVAL_SEQ_LEN = 64  # N of the evaluation examples up to context 40: n context points and 64 - n queries.
 EVAL_MIN_QUERIES = 24  # Longer contexts get n + 24 points (context 100: 124, context 200: 224).
 EVAL_BATCH_SIZE = 32  # Examples per evaluation batch under a named evaluation prior.
+
+
 # name: () -> the ExampleConfig of the evaluation examples; "training" is the run's own prior.
 EVAL_PRIORS = {"reference": lambda: PFNDataConfig().examples, "tiny": ExampleConfig.tiny, "training": None,
-               "bbob-like": lambda: family_examples(p_bbob=1.0), "hpo-like": lambda: family_examples(p_hpo=1.0)}
+               "reference-noiseless": lambda: reference_with(p_noiseless=1.0),
+               "bbob-like": lambda: reference_with(p_bbob=1.0), "hpo-like": lambda: reference_with(p_hpo=1.0)}
 
 
-def family_examples(**shares) -> ExampleConfig:
-  """The reference examples with every task's objective from a family (data_gen/families.py), e.g. p_bbob=1.0.
+def reference_with(**prior_fields) -> ExampleConfig:
+  """The reference examples with some prior fields changed, e.g. p_bbob=1.0 (every objective BBOB-like,
+  data_gen/families.py) or p_noiseless=1.0 (every task near-noiseless).
 
-  Held out from any training mixture by the validation split (evaluation batches are validation examples).
+  Only the changed draws differ (the same functions, points and standard normal draws otherwise), so scores on two
+  such priors are paired example by example; held out from any training mixture by the validation split
+  (evaluation batches are validation examples).
   """
   ref = PFNDataConfig().examples
-  return dataclasses.replace(ref, prior=dataclasses.replace(ref.prior, **shares))
+  return dataclasses.replace(ref, prior=dataclasses.replace(ref.prior, **prior_fields))
+
+
 DEFAULT_CONTEXTS = (5, 10, 20, 40, 100, 200)  # The context sizes of the comparison (issue 23: 5 to 200).
 
 
@@ -251,7 +261,8 @@ def main(argv=None) -> int:
   p.add_argument("--batches", type=int, default=4, help=f"evaluation batches per context (default 4; "
                  f"{EVAL_BATCH_SIZE} examples each under a named prior, the run's batch size under 'training')")
   p.add_argument("--prior", choices=list(EVAL_PRIORS), default=None, help="the evaluation prior: reference "
-                 "(the project's reference GP prior, the same examples for every model), tiny (for models with fewer "
+                 "(the project's reference GP prior, the same examples for every model), reference-noiseless (the same "
+                 "functions and points, noise variance ~1e-6), tiny (for models with fewer "
                  "than 16 parameter slots), training (the checkpoint's own training prior), bbob-like or hpo-like (the "
                  "reference prior with BBOB-like / HPO-like objectives, data_gen/families.py); default: the run's "
                  "eval_prior (reference for new runs, tiny for the tiny preset, training for runs from before it)")

@@ -110,7 +110,7 @@ def sample_kernels(key, cfg: PriorConfig, kinds_D, num_values_D, num: int) -> Ta
   """`num` kernels of the hyperprior given one task's search space (kinds and levels fixed).
 
   Draws what `data_gen.prior` draws after the search space (`prior.kernel_from_draws`: relevance,
-  lengthscales, outputscale, noise, Kumaraswamy warps, category positions). Random Fourier
+  lengthscales, outputscale, noise (its mixture component included), Kumaraswamy warps, category positions). Random Fourier
   features are left empty: only the kernel is used.
   """
   d, k = kinds_D.shape[0], cfg.max_categories
@@ -118,7 +118,8 @@ def sample_kernels(key, cfg: PriorConfig, kinds_D, num_values_D, num: int) -> Ta
   def one(key):
     k_u, k_n, k_g = jax.random.split(key, 3)
     u = jax.random.uniform(k_u, (3 + k, d))  # Rows: relevance, [0] forced slot, warp; 3.. category positions.
-    kernel = prior_lib.kernel_from_draws(cfg, kinds_D, u[0], u[1, 0], u[2], u[3:], jax.random.normal(k_n, (3, d)), k_g)
+    kernel = prior_lib.kernel_from_draws(cfg, kinds_D, u[0], u[1, 0], u[2], u[3:], jax.random.normal(k_n, (3, d)), k_g,
+                                         prior_lib.noiseless_key(cfg, k_n))
     return kernel._replace(num_values=num_values_D)
 
   return jax.vmap(one)(jax.random.split(key, num))

@@ -86,13 +86,12 @@ def parse_assignment(text: str) -> tuple[str, object]:
 
 
 def apply_flags(cfg, args):
-  """`cfg` with the train_cli flags given in `args` (FLAG_FIELDS, --seq-lens, --noise-log-*, --prior-*, --seed) applied."""
+  """`cfg` with the train_cli flags given in `args` (FLAG_FIELDS, --seq-lens, the prior flags (train_cli.PRIOR_FLAGS), --seed) applied."""
   from optformer.training import train_cli
 
   given = [(field, getattr(args, dest)) for dest, field in FLAG_FIELDS.items() if getattr(args, dest)]
   cfg = with_fields(cfg, given)
-  data = train_cli._with_noise_prior(train_cli._with_seq_lens(cfg.data, args), args)
-  data = train_cli._with_families(data, args)
+  data = train_cli._with_prior(train_cli._with_seq_lens(cfg.data, args), args)
   return train_cli._with_bookkeeping(train_cli._with_seed(dataclasses.replace(cfg, data=data), args), args)
 
 

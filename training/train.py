@@ -62,7 +62,7 @@ class PFNTrainConfig:
   eval_batches: int = 4  # Held-out batches per context size.
   eval_contexts: tuple = (5, 10, 20, 40, 100, 200)  # Context sizes of the held-out evaluation (at most max_context).
   # The prior of the held-out examples (training/evaluate.py, EVAL_PRIORS): "reference" (the project's reference GP
-  # prior, the same examples for every run), "tiny" (for models with few slots) or "training" (the run's own prior;
+  # prior, the same examples for every run), "reference-noiseless" (its functions, near-noiseless), "tiny" (for models with few slots) or "training" (the run's own prior;
   # configs saved without this field have it).
   eval_prior: str = "reference"
   checkpoint_every: int = 250  # Steps between checkpoints.

@@ -30,29 +30,41 @@ import signal
 import sys
 
 
-def _with_noise_prior(data, args):
-  """`data` with the prior's log noise variance ~ N(--noise-log-mean, --noise-log-std^2) where given."""
-  prior = data.examples.prior
-  if args.noise_log_mean is not None:
-    prior = dataclasses.replace(prior, noise_log_mean=args.noise_log_mean)
-  if args.noise_log_std is not None:
-    if args.noise_log_std < 0:
-      raise SystemExit(f"--noise-log-std must be >= 0, got {args.noise_log_std}.")
-    prior = dataclasses.replace(prior, noise_log_std=args.noise_log_std)
-  return dataclasses.replace(data, examples=dataclasses.replace(data.examples, prior=prior))
+# The prior's flags (data_gen/prior.py, data_gen/families.py): flag -> (PriorConfig field, "p" for a probability in
+# [0, 1], "+" for a value >= 0, None for any number). For a new run or --init-from; a resume refuses a change.
+PRIOR_FLAGS = {
+    "--noise-log-mean": ("noise_log_mean", None), "--noise-log-std": ("noise_log_std", "+"),
+    "--prior-noiseless": ("p_noiseless", "p"), "--noiseless-log-mean": ("noiseless_log_mean", None),
+    "--noiseless-log-std": ("noiseless_log_std", "+"), "--prior-bbob": ("p_bbob", "p"),
+    "--prior-hpo": ("p_hpo", "p"), "--prior-family-residual": ("p_family_residual", "p"),
+}
 
 
-def _with_families(data, args):
-  """`data` with the prior's function-family shares (data_gen/families.py) of --prior-bbob, --prior-hpo,
-  --prior-family-residual where given; SystemExit naming the values when they are not probabilities."""
-  repl = {k: v for k, v in (("p_bbob", args.prior_bbob), ("p_hpo", args.prior_hpo),
-                            ("p_family_residual", args.prior_family_residual)) if v is not None}
-  if not repl:
+def _prior_flag(args, flag):
+  """The value of a PRIOR_FLAGS flag in `args`, None when not given."""
+  return getattr(args, flag[2:].replace("-", "_"), None)
+
+
+def _with_prior(data, args):
+  """`data` with the prior flags (PRIOR_FLAGS) given in `args` applied: the noise (log noise variance ~
+  N(--noise-log-mean, --noise-log-std^2), or with probability --prior-noiseless ~ N(--noiseless-log-mean,
+  --noiseless-log-std^2)) and the function-family shares. SystemExit naming the flag and value when out of range."""
+  given = {}
+  for flag, (field, kind) in PRIOR_FLAGS.items():
+    v = _prior_flag(args, flag)
+    if v is None:
+      continue
+    if kind == "p" and not 0.0 <= v <= 1.0:
+      raise SystemExit(f"{flag} must be a probability in [0, 1], got {v}.")
+    if kind == "+" and v < 0:
+      raise SystemExit(f"{flag} must be >= 0, got {v}.")
+    given[field] = v
+  if not given:
     return data
   try:
-    prior = dataclasses.replace(data.examples.prior, **repl)
-  except ValueError as e:
-    raise SystemExit(f"--prior-bbob/--prior-hpo/--prior-family-residual: {e}") from None
+    prior = dataclasses.replace(data.examples.prior, **given)
+  except ValueError as e:  # Across flags, e.g. --prior-bbob + --prior-hpo > 1.
+    raise SystemExit(f"prior flags {given}: {e}") from None
   return dataclasses.replace(data, examples=dataclasses.replace(data.examples, prior=prior))
 
 
@@ -132,10 +144,6 @@ def _changed_on_resume(cfg, args) -> list[str]:
       "--eval-contexts": (_contexts(args.eval_contexts) if args.eval_contexts else None, cfg.eval_contexts),
       "--bins": (args.bins, cfg.model.num_bins),
       "--soft-targets": (args.soft_targets or None, d.soft_target_weight),
-      "--noise-log-mean": (args.noise_log_mean, prior.noise_log_mean),
-      "--noise-log-std": (args.noise_log_std, prior.noise_log_std),
-      "--prior-bbob": (args.prior_bbob, prior.p_bbob), "--prior-hpo": (args.prior_hpo, prior.p_hpo),
-      "--prior-family-residual": (args.prior_family_residual, prior.p_family_residual),
       "--seed": (args.seed, (cfg.seed, d.seed) if cfg.seed != d.seed else cfg.seed),
       "--policy-tokens": (args.policy_tokens or None, cfg.model.policy_tokens),
       "--value-input": (args.value_input, cfg.model.value_input),
@@ -146,6 +154,7 @@ def _changed_on_resume(cfg, args) -> list[str]:
       "--policy-lr-multiplier": (args.policy_lr_multiplier or None, cfg.policy_learning_rate_multiplier),
       "--freeze-surrogate": (args.freeze_surrogate or None, cfg.freeze_surrogate),
   }
+  given.update({flag: (_prior_flag(args, flag), getattr(prior, field)) for flag, (field, _) in PRIOR_FLAGS.items()})
   changed = [f"{flag} {v} (the run has {have})" for flag, (v, have) in given.items() if v is not None and v != have]
   if args.init_from:
     changed.append(f"--init-from {args.init_from} (the run has its own parameters)")
@@ -190,7 +199,7 @@ def build_config(args, fresh: bool = False):
     meta = json.loads((pathlib.Path(args.init_from) / "config.json").read_text())
     if "train" in meta.get("metadata", {}):  # The model's own run config (its borders), with prior overrides.
       cfg = PFNTrainConfig.from_dict(meta["metadata"]["train"])
-      cfg = dataclasses.replace(cfg, data=_with_families(_with_seq_lens(_with_noise_prior(cfg.data, args), args), args))
+      cfg = dataclasses.replace(cfg, data=_with_prior(_with_seq_lens(cfg.data, args), args))
       cfg = _with_optimization(cfg, args)  # The warm start's own schedule where given (else the model's run's).
       return _with_bookkeeping(_with_policy(_with_seed(cfg, args), args), args)
   preset = presets.get(args.preset)
@@ -220,7 +229,7 @@ def build_config(args, fresh: bool = False):
                        f"got {args.dims_curriculum!r} ({e}).") from None
   if args.soft_targets:
     data = dataclasses.replace(data, soft_target_weight=args.soft_targets)
-  data = _with_families(_with_noise_prior(data, args), args)
+  data = _with_prior(data, args)
   if args.eval_every:
     repl["eval_every"] = args.eval_every
   bins = preset.bins if args.bins is None else args.bins
@@ -273,7 +282,8 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--log-every", type=int, default=0, help="steps between metrics-log rows (default 50)")
   p.add_argument("--eval-prior", choices=_eval_priors(), default=None, help="prior of the "
                  "held-out evaluation (training/evaluate.py): reference (default: the project's reference GP "
-                 "prior, the same examples for every run), tiny (the tiny preset's), training (the run's own), "
+                 "prior, the same examples for every run), reference-noiseless (its functions, near-noiseless), "
+                 "tiny (the tiny preset's), training (the run's own), "
                  "bbob-like or hpo-like (the reference prior with BBOB-/HPO-like objectives, data_gen/families.py)")
   p.add_argument("--eval-contexts", default="", help="comma-separated context sizes of the held-out evaluation "
                  "(default 5,10,20,40,100,200; tiny 5,10,20,40)")
@@ -292,6 +302,12 @@ def parser() -> argparse.ArgumentParser:
                  "an HPO-like shape (few important parameters, log-scale sensitivity, plateaus; default 0)")
   p.add_argument("--prior-family-residual", type=float, default=None, metavar="P", help="prior: probability that a "
                  "BBOB-/HPO-like task adds a GP residual (default 0.5)")
+  p.add_argument("--prior-noiseless", type=float, default=None, help="prior: probability in [0, 1] that a task is "
+                 "near-noiseless (the noise mixture; default 0, HEBO+); a new run or --init-from")
+  p.add_argument("--noiseless-log-mean", type=float, default=None, help="prior: mean of the log noise variance of "
+                 "a near-noiseless task (default -13.8, a variance of 1e-6)")
+  p.add_argument("--noiseless-log-std", type=float, default=None, help="prior: std of the log noise variance of a "
+                 "near-noiseless task (default 1)")
   p.add_argument("--policy-tokens", type=int, default=0, help="V: tokens of the policy head (optformer/model/policy.py); "
                  "0: none. With --init-from a model without a head, the head starts fresh")
   p.add_argument("--policy-copy", action="store_true", help="the policy head also attends over the context's "
