@@ -17,7 +17,7 @@ import pytest
 from flax import nnx
 
 from optformer.model.features import fourier_features, pair_distance, pair_distance_by_slot
-from optformer.model.network import PFNConfig, PFNSurrogate, SurrogateBatch, create_model
+from optformer.model.network import PFNConfig, PFNSurrogate, PolicyRows, SurrogateBatch, create_model
 from optformer.search_space import KIND_CATEGORICAL
 from optformer.training.data import make_batch
 from optformer.training.train import PFNTrainConfig, loss_fn
@@ -101,10 +101,11 @@ def _synthetic_batch(cfg: PFNConfig, seed=0, b=4, n=16):
   (x, active), _, kinds = _random_inputs(seed, b=b, s=n, d=cfg.num_slot_ids)
   rng = np.random.default_rng(seed)
   context = np.arange(n)[None] < rng.integers(1, n, size=(b, 1))
-  batch = SurrogateBatch(x=x, active=active, kinds=kinds, num_values=np.where(kinds == KIND_CATEGORICAL, 4, np.where(kinds == 2, 50, 0)).astype(np.int32),
+  num_values = np.where(kinds == KIND_CATEGORICAL, 4, np.where(kinds == 2, 50, 0)).astype(np.int32)
+  batch = SurrogateBatch(x=x, active=active, kinds=kinds, num_values=num_values,
                          slot_ids=np.stack([rng.permutation(cfg.num_slot_ids) for _ in range(b)]).astype(np.int32),
-                         z=rng.normal(size=(b, n)).astype(np.float32), feasible=rng.uniform(size=(b, n)) > 0.1, context=context,
-                         valid=np.ones((b, n), bool))
+                         z=rng.normal(size=(b, n)).astype(np.float32), feasible=rng.uniform(size=(b, n)) > 0.1,
+                         context=context, valid=np.ones((b, n), bool))
   return SurrogateBatch(*map(jnp.asarray, batch)), jnp.asarray(rng.integers(0, cfg.num_bins + 1, size=(b, n)), jnp.int32)
 
 
@@ -123,16 +124,17 @@ def test_inference_paths_match_the_reference():
   (x, act), _, kinds = _random_inputs(5, b=2, s=10, d=cfg.num_slot_ids)
   b, n, d = x.shape
   ctx = SurrogateBatch(x=x, active=act, kinds=kinds, num_values=np.where(kinds == 3, 4, 0).astype(np.int32),
-                       slot_ids=np.tile(np.arange(d, dtype=np.int32), (b, 1)), z=np.linspace(-1, 1, b * n).reshape(b, n).astype(np.float32),
-                       feasible=np.ones((b, n), bool), context=np.arange(n)[None].repeat(b, 0) < 6, valid=np.ones((b, n), bool))
-  from optformer.model.network import PolicyRows
+                       slot_ids=np.tile(np.arange(d, dtype=np.int32), (b, 1)),
+                       z=np.linspace(-1, 1, b * n).reshape(b, n).astype(np.float32), feasible=np.ones((b, n), bool),
+                       context=np.arange(n)[None].repeat(b, 0) < 6, valid=np.ones((b, n), bool))
   rng = np.random.default_rng(1)
   rows = PolicyRows(x=x[:, :3], active=act[:, :3], decoded=rng.uniform(size=(b, 3, d)) > 0.5)
   @jax.jit
   def outputs(g, params):
     m = nnx.merge(g, params)
     enc = m.encode_context(ctx)
-    return (m(ctx), *m.with_policy(ctx, rows), m.score_queries(enc, ctx), m.policy_logits(enc, rows, ctx.kinds, ctx.num_values, ctx.slot_ids))
+    return (m(ctx), *m.with_policy(ctx, rows), m.score_queries(enc, ctx),
+            m.policy_logits(enc, rows, ctx.kinds, ctx.num_values, ctx.slot_ids))
   for got, want in zip(outputs(graphdef, params), outputs(reference, params)):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
 

@@ -54,7 +54,8 @@ import numpy as np
 from flax import nnx
 
 from optformer.model.config import PFNConfig  # Defined without JAX (checkpoint.read_config reads it); re-exported.
-from optformer.model.features import VARIOGRAM_SCALES, fourier_features, pair_distance_by_slot, slot_variogram, z_features
+from optformer.model.features import (VARIOGRAM_SCALES, fourier_features, pair_distance_by_slot, slot_variogram,
+                                      z_features)
 from optformer.search_space import KIND_CATEGORICAL, KIND_ORDINAL
 
 NEG_INF = -1e9
