@@ -54,7 +54,8 @@ import numpy as np
 from flax import nnx
 
 from optformer.model.config import PFNConfig  # Defined without JAX (checkpoint.read_config reads it); re-exported.
-from optformer.model.features import VARIOGRAM_SCALES, fourier_features, pair_distance, slot_variogram, z_features
+from optformer.model.features import (VARIOGRAM_SCALES, fourier_features, pair_distance_by_slot, slot_variogram,
+                                      z_features)
 from optformer.search_space import KIND_CATEGORICAL, KIND_ORDINAL
 
 NEG_INF = -1e9
@@ -182,8 +183,10 @@ class PFNSurrogate(nnx.Module):
   def embed_x(self, x_BxNxD, active_BxNxD, kinds_BxD, num_values_BxD, slot_ids_BxD, decoded_BxNxD=None):
     """[B, N, E]: the x part of each trial's embedding (policy rows: `decoded`, the slots known so far)."""
     h = self._slot_values(x_BxNxD, active_BxNxD, kinds_BxD, num_values_BxD, slot_ids_BxD, decoded_BxNxD)
-    used_BxD = (kinds_BxD > 0).astype(h.dtype)
-    return self.slot_out(jnp.einsum("bndg,bd->bng", h, used_BxD))  # Sum over the used slots, [B, N, G] -> E.
+    used = (kinds_BxD > 0)[:, None, :, None]
+    # Sum over the used slots, [B, N, G] -> E: a masked sum XLA fuses with the GELU (an einsum with the mask
+    # was a matmul over a transposed copy of [B, N, D, G]; docs/throughput.md).
+    return self.slot_out(jnp.sum(jnp.where(used, h, 0.0), axis=2))
 
   def slot_values(self, x_BxNxD, active_BxNxD, kinds_BxD, num_values_BxD, slot_ids_BxD, decoded_BxNxD=None):
     """[B, N, D, G]: each trial's per-slot vectors gelu(A v_d + c_d) (0 on unused slots)."""
@@ -195,7 +198,8 @@ class PFNSurrogate(nnx.Module):
 
     The value of an active float/int slot (its Fourier features, or token one-hot, times A plus a bias), of an
     active categorical slot (its category's embedding) and of an inactive slot (the learned inactive vector)
-    are one matmul: [features * numeric, one-hot * categorical, inactive] @ [A; category table; inactive].
+    are one matmul: [features * numeric, one-hot * categorical, inactive, numeric] @ [A; category table; inactive;
+    bias of A] (the bias as a column: adding it after the product materialized a [B, N, D, G] mask).
     (Two products and two selects over [B, N, D, G] cost 10 % more of the v2 train step; docs/throughput.md.)
     """
     c = self.config
@@ -212,12 +216,12 @@ class PFNSurrogate(nnx.Module):
     cat_idx = jnp.clip(jnp.round(x_BxNxD).astype(jnp.int32), 0, c.max_categories - 1)
     # One-hot matmul, not a gather: the gather's gradient is a scatter, very slow on CPU.
     one_hot = jax.nn.one_hot(cat_idx, c.max_categories, dtype=feats.dtype)
-    inputs = jnp.concatenate([jnp.where(numeric[..., None], feats, 0.0), jnp.where(categorical[..., None], one_hot, 0.0),
-                              (~active_BxNxD)[..., None].astype(feats.dtype)], axis=-1)  # [B, N, D, F + M + 1]
-    weights = jnp.concatenate([table, self.category_emb.embedding[...], self.inactive[...][None]], axis=0)
-    v = inputs @ weights  # [B, N, D, G]
-    if bias is not None:
-      v = v + numeric[..., None] * bias
+    cols = [jnp.where(numeric[..., None], feats, 0.0), jnp.where(categorical[..., None], one_hot, 0.0),
+            (~active_BxNxD)[..., None].astype(feats.dtype)]
+    rows = [table, self.category_emb.embedding[...], self.inactive[...][None]]
+    if bias is not None:  # A float/int value's bias as one more input column (1 where numeric) and weight row.
+      cols, rows = cols + [numeric[..., None].astype(feats.dtype)], rows + [bias[None]]
+    v = jnp.concatenate(cols, axis=-1) @ jnp.concatenate(rows, axis=0)  # [B, N, D, G]
     if decoded_BxNxD is not None:
       v = jnp.where(decoded_BxNxD[..., None], v, self.undecoded[...])
     return jax.nn.gelu(v + slot_BxDxG[:, None])
@@ -249,16 +253,23 @@ class PFNSurrogate(nnx.Module):
     return lam.reshape(b, d, c.num_layers, c.num_heads).transpose(2, 0, 3, 1)
 
   def _biases(self, lam_LxBxHxD, xq, aq, xc, ac, kinds, with_global_query: bool, known_q=None):
-    """Per-layer logit biases [L, B, H, S, 1 + C] (0 for the global token; a zero row first for it as a query).
+    """Per-layer logit biases, a list of L arrays [B, H, S, 1 + C] (0 for the global token; a zero row first for
+    it as a query).
 
     known_q: bool [B, S, D], the query slots that count (policy rows: the decoded ones); default all.
+    One product over the slot axis for all layers, in the slot-major layout (`pair_distance_by_slot`);
+    each layer's slice is padded on its own, so XLA fuses the pad into that layer's attention instead of
+    copying all L layers' biases (docs/throughput.md).
     """
-    delta = pair_distance(xq, aq, xc, ac, kinds)  # [B, S, C, D]
+    delta = pair_distance_by_slot(xq, aq, xc, ac, kinds)  # [B, D, S, C]
     if known_q is not None:
-      delta = delta * known_q[:, :, None, :]
-    bias = -jnp.einsum("bscd,lbhd->lbhsc", delta, lam_LxBxHxD)
-    pad = [(0, 0)] * 3 + [(1 if with_global_query else 0, 0), (1, 0)]
-    return jnp.pad(bias, pad)
+      delta = delta * jnp.swapaxes(known_q, 1, 2)[..., None]
+    l, b, h, d = lam_LxBxHxD.shape
+    s, c = delta.shape[2:]
+    lam_BxKxD = lam_LxBxHxD.transpose(1, 0, 2, 3).reshape(b, l * h, d)
+    bias = _slot_product(lam_BxKxD, delta.reshape(b, d, s * c)).reshape(b, l, h, s, c)
+    pad = [(0, 0)] * 2 + [(1 if with_global_query else 0, 0), (1, 0)]
+    return [jnp.pad(-bias[:, i], pad) for i in range(l)]
 
   # -- Forward ---------------------------------------------------------------
 
@@ -292,7 +303,7 @@ class PFNSurrogate(nnx.Module):
     h = jnp.concatenate([h, self._embed_policy(rows, batch.kinds, batch.num_values, batch.slot_ids)], 1)
     if self.config.distance_bias:
       rb = self._biases(lam, rows.x, rows.active, batch.x, batch.active, batch.kinds, False, rows.decoded)
-      biases = jnp.concatenate([biases, rb], axis=3)  # [L, B, H, 1 + N + R, 1 + N]
+      biases = [jnp.concatenate([b, r], axis=2) for b, r in zip(biases, rb)]  # L x [B, H, 1 + N + R, 1 + N]
     for blk, bias in zip(self.blocks, biases):
       h = blk(h, h[:, :n1], key_mask, bias)
     h = self.ln_f(h)
@@ -372,6 +383,27 @@ class PFNSurrogate(nnx.Module):
     logits = self.policy_out(hid)
     mask = token_mask(kinds_BxD, num_values_BxD, self.config.policy_tokens)[:, None]  # [B, 1, D, V]
     return jnp.where(mask, logits, NEG_INF)
+
+
+@jax.custom_vjp
+def _slot_product(lam_BxKxD, delta_BxDxX):
+  """float [B, K, X] = lam @ delta per study: the distance bias's sum over slots of K = L H weights times the pair
+  distances (X pairs). No gradient flows to delta (data); lam's gradient is delta @ g^T with g transposed first,
+  so XLA transposes the [B, K, X] gradient where the layers' gradients are gathered into it, instead of
+  recomputing the pair distances in a transposed layout (docs/throughput.md)."""
+  return jnp.einsum("bkd,bdx->bkx", lam_BxKxD, delta_BxDxX)
+
+
+def _slot_product_fwd(lam_BxKxD, delta_BxDxX):
+  return _slot_product(lam_BxKxD, delta_BxDxX), delta_BxDxX
+
+
+def _slot_product_bwd(delta_BxDxX, g_BxKxX):
+  g_BxXxK = jnp.swapaxes(g_BxKxX, 1, 2)
+  return jnp.swapaxes(jnp.einsum("bdx,bxk->bdk", delta_BxDxX, g_BxXxK), 1, 2), jnp.zeros_like(delta_BxDxX)
+
+
+_slot_product.defvjp(_slot_product_fwd, _slot_product_bwd)
 
 
 class EncodedContext(NamedTuple):
