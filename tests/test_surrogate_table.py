@@ -59,6 +59,7 @@ def test_compare_pairs_the_methods_and_partitions_by_relevant_parameters():
   paired = nll["m"] - nll["reference"]
   assert out["minus"]["m"]["reference"][1] == pytest.approx(paired.std(ddof=1) / np.sqrt(e))
   assert set(out["minus"]) == {"m"}  # The baselines are not compared with each other.
+  assert out["minus_median"]["m"]["ml_gp"] == pytest.approx(np.median(nll["m"] - nll["ml_gp"]))
   by = out["by_relevant"]
   assert sum(v["examples"] for v in by.values()) == e
   sel = (dims >= 3) & (dims <= 4)

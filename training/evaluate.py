@@ -299,6 +299,7 @@ def main(argv=None) -> int:
       if b in nll:
         out[f"gap_{b}_{n}"], out[f"gap_{b}_se_{n}"] = float((nll[b] - g).mean()), standard_error(nll[b] - g)
     out["table"][str(n)] = table = surrogate_table.compare(nll, dims)
+    table["per_example"] = {**{k: v.round(6).tolist() for k, v in nll.items()}, "relevant": dims.tolist()}
     print(f"context {n}: gap to the exact GP " + ", ".join(f"{k} {v[0]:+.4f} +- {v[1]:.4f}" for k, v in
                                                           table["gap"].items())
           + "".join(f"; {k} minus {b} {v[0]:+.4f} +- {v[1]:.4f}" for k, d in table["minus"].items()
