@@ -14,7 +14,13 @@ noisy y in the user's units (nats per query):
     random-feature approximation of f.
 
 `gap` = model - exact GP (0 is the bound; lower is better), with its
-standard error over examples (`gap_se`).
+standard error over examples (`gap_se`). `main` (`optformer-train eval`)
+can score two more methods on the same examples, the Bayes-optimal
+unit-free reference (--reference-kernels, training/gp_reference.py) and a
+type-II ML GP fitted on each context (--ml-gp,
+training/surrogate_table.py), and writes the surrogate table (--markdown):
+the JSON's "table" holds, per context, each method's gap and the model's
+paired difference to each, overall and by relevant parameters.
 
 Common ground: the examples come from an evaluation prior chosen apart from
 the run's training prior (`EVAL_PRIORS`): "reference" (the default, the
