@@ -123,7 +123,7 @@ def test_eval_writes_the_ml_gp_row_and_the_markdown(tiny_run_dir, tmp_path, caps
   assert t["minus"][name]["ml_gp"][0] == pytest.approx(got["gap_5"] - got["gap_ml_gp_5"])
   assert f"{name} minus ml_gp {t['minus'][name]['ml_gp'][0]:+.4f}" in printed
   text = md.read_text()
-  assert "optformer-train eval --checkpoint" in text and "| 5 |" in text and "type-II ML GP: gap" in text
+  assert f"python -m optformer.training.evaluate --checkpoint {tiny_v2_dir}" in text and "| 5 |" in text and "type-II ML GP: gap" in text
   assert cli.main(["surrogate-table", str(out), str(out), "--out", str(tmp_path / "two.md")]) == 0
   assert (tmp_path / "two.md").read_text().count("## ") == 2
 

@@ -238,6 +238,7 @@ def main(argv=None) -> int:
   import argparse
   import json
   import pathlib
+  import shlex
   import sys
 
   from optformer import checkpoint
@@ -323,7 +324,7 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
   if args.markdown:
-    command = "optformer-train eval " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m optformer.training.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(surrogate_table.markdown([out], command))
   return 0
