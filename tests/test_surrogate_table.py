@@ -90,6 +90,12 @@ def test_markdown_shows_every_context_and_marks_the_targets():
   assert "| context | 1-2 relevant | 3-4 relevant | 5-8 relevant |" in text
   with pytest.raises(ValueError, match="no 'table'"):
     surrogate_table.markdown([{"checkpoint": "old"}])
+  early = {**result, "table": {"5": table["5"]}}
+  late = {**result, "table": {"200": table["200"]}}
+  other = {**result, "step": 8, "table": {"5": table["5"]}}
+  joined = surrogate_table.merge([early, late, other])
+  assert [sorted(r["table"], key=int) for r in joined] == [["5", "200"], ["5"]] and joined[1]["step"] == 8
+  assert surrogate_table.markdown(joined[:1]) == surrogate_table.markdown([result])
 
 
 @pytest.fixture(scope="module")

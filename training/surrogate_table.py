@@ -23,7 +23,7 @@ exact GP and, for each model, its paired difference to each baseline
 ("model minus reference", "model minus ml_gp"; negative = the model is
 better), each as [mean, standard error over examples], overall and by the
 task's number of relevant parameters (`evaluate.DIM_GROUPS`). `markdown`
-renders one or more `eval --out` results; `main` is
+renders one or more `eval --out` results (`merge` joins one evaluation's contexts run apart); `main` is
 `optformer-train surrogate-table RESULT.json [RESULT.json ...] --out FILE.md`.
 """
 
@@ -191,8 +191,33 @@ def markdown(results: list, command: str | None = None, target: float = 0.03) ->
   return "\n".join(lines)
 
 
+SETTINGS = ("checkpoint", "step", "prior", "examples", "reference_kernels", "ml_gp_restarts")  # What `merge` matches.
+
+
+def merge(results: list) -> list:
+  """`eval --out` results with the contexts of one evaluation in several files (e.g. contexts run in parallel)
+  joined: results that agree on SETTINGS become one, with the union of their contexts (the first result's
+  numbers where a context repeats); the others are kept apart, in order.
+
+  Raises:
+    ValueError: a result without a "table" (an eval run before this module).
+  """
+  merged: dict = {}
+  for r in results:
+    if "table" not in r:
+      raise ValueError(f"the result of {r.get('checkpoint')!r} has no 'table': re-run `optformer-train eval` "
+                       "with --out on this version.")
+    key = tuple(str(r.get(k)) for k in SETTINGS)
+    if key in merged:
+      merged[key]["table"] = {**r["table"], **merged[key]["table"]}
+    else:
+      merged[key] = {**r, "table": dict(r["table"])}
+  return list(merged.values())
+
+
 def main(argv=None) -> int:
-  """`optformer-train surrogate-table RESULT.json [...] --out FILE.md`: the surrogate table of `eval --out` results."""
+  """`optformer-train surrogate-table RESULT.json [...] --out FILE.md`: the surrogate table of `eval --out` results
+  (the contexts of one checkpoint's evaluation, split over several files, are joined: `merge`)."""
   import argparse
   import json
   import pathlib
@@ -203,7 +228,7 @@ def main(argv=None) -> int:
   p.add_argument("--command", help="the command line to show as the way to reproduce the numbers")
   args = p.parse_args(argv)
   try:
-    text = markdown([json.loads(f.read_text()) for f in args.results], args.command)
+    text = markdown(merge([json.loads(f.read_text()) for f in args.results]), args.command)
   except (OSError, ValueError) as e:
     p.error(str(e))
   if args.out:
