@@ -139,7 +139,7 @@ def test_the_shipped_models_std_at_the_optimum_does_not_jump_past_its_context():
   # The "long-study std blow-up" of the model v3 issue: past max_context = 256 trials the context is truncated
   # (optformer.context.truncate). On 300 random trials of a 4-d sphere the predictive std at the optimum with the
   # truncated context stays within a factor 2 of the std with 256 trials (model v2: 6.3 -> 9.1 here; BBOB f1 in
-  # 4-d: 7.3 -> 7.7; docs/surrogate_table.md, "Long studies").
+  # 4-d: 7.3 -> 7.7; docs/long_studies.md).
   import warnings
 
   from optformer import Float, SearchSpace, Surrogate
