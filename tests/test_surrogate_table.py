@@ -96,6 +96,9 @@ def test_markdown_shows_every_context_and_marks_the_targets():
   joined = surrogate_table.merge([early, late, other])
   assert [sorted(r["table"], key=int) for r in joined] == [["5", "200"], ["5"]] and joined[1]["step"] == 8
   assert surrogate_table.markdown(joined[:1]) == surrogate_table.markdown([result])
+  quick = {**late, "ml_gp_restarts": 0}
+  assert "ML GP with 2 restarts (context 5), 0 (context 200)." in surrogate_table.markdown(
+      surrogate_table.merge([early, quick]))
 
 
 @pytest.fixture(scope="module")

@@ -127,6 +127,17 @@ def _cell(pair, bold_below: float | None = None) -> str:
   return f"**{text}**" if bold_below is not None and mean <= bold_below else text
 
 
+def _restarts(result: dict, contexts) -> str:
+  """'2 restarts', or per context when `merge` joined runs with different ones: '2 restarts (contexts 5, 10), 0 (200)'."""
+  by = {}
+  for n in contexts:
+    by.setdefault(result["table"][n].get("ml_gp_restarts", result.get("ml_gp_restarts")), []).append(n)
+  if len(by) == 1:
+    return f"{next(iter(by))} restarts"
+  return ", ".join(f"{k}{' restarts' if i == 0 else ''} (context{'s' if len(v) > 1 else ''} {', '.join(v)})"
+                   for i, (k, v) in enumerate(by.items()))
+
+
 def markdown(results: list, command: str | None = None, target: float = 0.03) -> str:
   """The surrogate table (markdown) of one or more `eval --out` results (dicts with "table", "checkpoint", "step",
   "prior", "examples"): per model, the gap of each method to the exact GP by context, the model's paired
@@ -163,7 +174,7 @@ def markdown(results: list, command: str | None = None, target: float = 0.03) ->
     lines += [f"## {r['checkpoint']} (step {r.get('step')})", "",
               f"{r.get('prior')} evaluation prior, {r.get('examples')} examples per context"
               + (f", Bayes reference with {r['reference_kernels']} kernel draws" if r.get("reference_kernels") else "")
-              + (f", ML GP with {r['ml_gp_restarts']} restarts" if "ml_gp" in baselines else "") + ".", ""]
+              + (f", ML GP with {_restarts(r, contexts)}" if "ml_gp" in baselines else "") + ".", ""]
     head = ([f"{m}: gap" for m in names] + [f"{LABELS[b]}: gap" for b in baselines]
             + [f"{m} − {LABELS[b]}" for m in names for b in baselines]
             + [f"{m} − {LABELS[b]}, median" for m in names for b in baselines if b == "ml_gp"])
@@ -191,13 +202,14 @@ def markdown(results: list, command: str | None = None, target: float = 0.03) ->
   return "\n".join(lines)
 
 
-SETTINGS = ("checkpoint", "step", "prior", "examples", "reference_kernels", "ml_gp_restarts")  # What `merge` matches.
+SETTINGS = ("checkpoint", "step", "prior", "examples", "reference_kernels")  # What `merge` matches.
 
 
 def merge(results: list) -> list:
   """`eval --out` results with the contexts of one evaluation in several files (e.g. contexts run in parallel)
   joined: results that agree on SETTINGS become one, with the union of their contexts (the first result's
-  numbers where a context repeats); the others are kept apart, in order.
+  numbers where a context repeats; each context keeps its run's "ml_gp_restarts"); the others are kept apart,
+  in order.
 
   Raises:
     ValueError: a result without a "table" (an eval run before this module).
@@ -208,6 +220,7 @@ def merge(results: list) -> list:
       raise ValueError(f"the result of {r.get('checkpoint')!r} has no 'table': re-run `optformer-train eval` "
                        "with --out on this version.")
     key = tuple(str(r.get(k)) for k in SETTINGS)
+    r = {**r, "table": {n: {"ml_gp_restarts": r.get("ml_gp_restarts"), **t} for n, t in r["table"].items()}}
     if key in merged:
       merged[key]["table"] = {**r["table"], **merged[key]["table"]}
     else:
