@@ -9,6 +9,8 @@
   optformer-train ablation-table runs/ablate [--at-step N]
   optformer-train ablate --preset cpu-small --variant base= --variant "bins64=--bins 64" --out docs/ablations/bins.md
   optformer-train gp-reference --checkpoint checkpoints/optformer-v2 --batches 4
+  optformer-train eval --prior reference --batches 2 --reference-kernels 256 --ml-gp --markdown docs/surrogate_table.md
+  optformer-train surrogate-table results/v2.json results/v3.json --out docs/surrogate_table.md
 
 `optformer-train SUBCOMMAND --help` lists a subcommand's flags. Re-running
 the same `train` command resumes its workdir at the step and data position
@@ -37,6 +39,7 @@ COMMANDS = {
     "ablation-table": ("ablation_table", "markdown table of the runs in a folder of workdirs"),
     "ablate": ("ablate", "train N configs at one budget, score them on a common prior, write the table"),
     "gp-reference": ("gp_reference", "the gap of two affine-equivariant reference predictors to the exact GP"),
+    "surrogate-table": ("surrogate_table", "markdown surrogate table of `eval --out` results (one or more models)"),
 }
 
 

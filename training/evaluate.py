@@ -14,7 +14,13 @@ noisy y in the user's units (nats per query):
     random-feature approximation of f.
 
 `gap` = model - exact GP (0 is the bound; lower is better), with its
-standard error over examples (`gap_se`).
+standard error over examples (`gap_se`). `main` (`optformer-train eval`)
+can score two more methods on the same examples, the Bayes-optimal
+unit-free reference (--reference-kernels, training/gp_reference.py) and a
+type-II ML GP fitted on each context (--ml-gp,
+training/surrogate_table.py), and writes the surrogate table (--markdown):
+the JSON's "table" holds, per context, each method's gap and the model's
+paired difference to each, overall and by relevant parameters.
 
 Common ground: the examples come from an evaluation prior chosen apart from
 the run's training prior (`EVAL_PRIORS`): "reference" (the default, the
@@ -181,13 +187,20 @@ def gp_gap(graphdef, params, cfg: PFNDataConfig, borders, num_slot_ids: int, con
   out = {}
   for n in contexts:
     m, g, dims = per_example_nll(graphdef, params, cfg, borders, num_slot_ids, n, num_batches, seed_offset)
-    out[f"nll_model_{n}"], out[f"nll_gp_{n}"] = float(m.mean()), float(g.mean())
-    out[f"gap_{n}"], out[f"gap_se_{n}"] = float(m.mean() - g.mean()), standard_error(m - g)
-    for lo, hi in DIM_GROUPS if by_dims else ():
-      sel = (dims >= lo) & (dims <= hi)
-      if sel.any():
-        out[f"gap_{n}_dims_{lo}-{hi}"] = float((m[sel] - g[sel]).mean())
-        out[f"examples_{n}_dims_{lo}-{hi}"] = int(sel.sum())
+    out.update(gap_keys(n, m, g, dims if by_dims else None))
+  return out
+
+
+def gap_keys(n: int, m, g, dims=None) -> dict:
+  """`gp_gap`'s keys at context n from per-example NLLs of the model (m) and the exact GP (g), float [E]; with
+  dims (int [E], relevant parameters per example) also the DIM_GROUPS keys."""
+  out = {f"nll_model_{n}": float(m.mean()), f"nll_gp_{n}": float(g.mean()), f"gap_{n}": float(m.mean() - g.mean()),
+         f"gap_se_{n}": standard_error(m - g)}
+  for lo, hi in DIM_GROUPS if dims is not None else ():
+    sel = (dims >= lo) & (dims <= hi)
+    if sel.any():
+      out[f"gap_{n}_dims_{lo}-{hi}"] = float((m[sel] - g[sel]).mean())
+      out[f"examples_{n}_dims_{lo}-{hi}"] = int(sel.sum())
   return out
 
 
@@ -250,8 +263,11 @@ def main(argv=None) -> int:
   import argparse
   import json
   import pathlib
+  import shlex
+  import sys
 
   from optformer import checkpoint
+  from optformer.training import surrogate_table
 
   p = argparse.ArgumentParser(description=main.__doc__)
   p.add_argument("--checkpoint", type=pathlib.Path, default=checkpoint.V2_CHECKPOINT, help="model directory "
@@ -272,9 +288,16 @@ def main(argv=None) -> int:
   p.add_argument("--out", type=pathlib.Path, help="also write the numbers here as JSON")
   p.add_argument("--against", type=pathlib.Path, help="another model directory: also print the paired difference "
                  "of the two models' query NLL on the same examples (this one minus that one, +- standard error)")
+  p.add_argument("--ml-gp", action="store_true", help="also score a type-II maximum-likelihood GP fitted on each "
+                 "context (scikit-learn, training/surrogate_table.py; about a minute per context at 200 trials)")
+  p.add_argument("--ml-gp-restarts", type=int, default=2, metavar="R", help="extra optimizer starts of each ML GP "
+                 "fit (default 2)")
+  p.add_argument("--markdown", type=pathlib.Path, help="also write the surrogate table (markdown, with this command) "
+                 "here, e.g. docs/surrogate_table.md")
   args = p.parse_args(argv)
-  if args.batches < 1 or args.reference_kernels < 0:
-    p.error(f"--batches must be >= 1 and --reference-kernels >= 0, got {args.batches} and {args.reference_kernels}")
+  if args.batches < 1 or args.reference_kernels < 0 or args.ml_gp_restarts < 0:
+    p.error(f"--batches must be >= 1, --reference-kernels and --ml-gp-restarts >= 0, got {args.batches}, "
+            f"{args.reference_kernels} and {args.ml_gp_restarts}")
   model, meta = checkpoint.load_pfn(args.checkpoint, with_metadata=True)
   mc = model.config
   args.prior = args.prior or meta["train"].get("eval_prior", "training")
@@ -285,35 +308,52 @@ def main(argv=None) -> int:
     p.error(str(e))
   cfg = eval_data(PFNDataConfig.from_json(meta["train"]["data"]), args.prior)
   graphdef, params = nnx.split(model)
-  out = gp_gap(graphdef, params, cfg, mc.borders, mc.num_slot_ids, contexts, args.batches, by_dims=True)
-  out["prior"], out["examples"] = args.prior, args.batches * cfg.batch_size
-  if args.against:
-    other = checkpoint.load_pfn(args.against)
-    print(f"{args.checkpoint} minus {args.against}: query NLL on the same examples, nats per query")
-    for n in contexts:
-      mine, *_ = per_example_nll(graphdef, params, cfg, mc.borders, mc.num_slot_ids, n, args.batches)
-      theirs, *_ = per_example_nll(*nnx.split(other), cfg, other.config.borders, other.config.num_slot_ids, n,
-                                   args.batches)
-      diff = mine - theirs
-      out[f"diff_{n}"], out[f"diff_se_{n}"] = float(diff.mean()), standard_error(diff)
-      print(f"  context {n}: {diff.mean():+.4f} +- {out[f'diff_se_{n}']:.4f} ({len(diff)} examples)")
-  if args.reference_kernels:
-    from optformer.training.gp_reference import marginal_per_example
+  out = {"prior": args.prior, "examples": args.batches * cfg.batch_size, "table": {},
+         "reference_kernels": args.reference_kernels, "ml_gp_restarts": args.ml_gp_restarts if args.ml_gp else None}
+  other = checkpoint.load_pfn(args.against) if args.against else None
+  name = args.checkpoint.name or str(args.checkpoint)
+  other_name = args.against and (args.against.name if args.against.name not in ("", name) else str(args.against))
+  for n in contexts:
+    m, g, dims = per_example_nll(graphdef, params, cfg, mc.borders, mc.num_slot_ids, n, args.batches)
+    out.update(gap_keys(n, m, g, dims))
+    nll = {name: m, "exact_gp": g}
+    if other is not None:
+      nll[other_name] = per_example_nll(*nnx.split(other), cfg, other.config.borders, other.config.num_slot_ids, n,
+                                        args.batches)[0]
+      out[f"diff_{n}"], out[f"diff_se_{n}"] = float((m - nll[other_name]).mean()), standard_error(m - nll[other_name])
+    if args.reference_kernels:
+      from optformer.training.gp_reference import marginal_per_example
 
-    for n in contexts:
-      _, g, _ = per_example_nll(graphdef, params, cfg, mc.borders, mc.num_slot_ids, n, args.batches)
-      ref = marginal_per_example(cfg, mc.borders, mc.num_slot_ids, n, args.batches, args.reference_kernels) - g
-      out[f"gap_reference_{n}"], out[f"gap_reference_se_{n}"] = float(ref.mean()), standard_error(ref)
-      print(f"  Bayes-optimal unit-free reference, context {n}: {ref.mean():+.4f} +- {standard_error(ref):.4f}")
+      nll["reference"] = marginal_per_example(cfg, mc.borders, mc.num_slot_ids, n, args.batches, args.reference_kernels)
+    if args.ml_gp:
+      from optformer.training.surrogate_table import ml_gp_per_example
+
+      nll["ml_gp"] = ml_gp_per_example(cfg, mc.borders, mc.num_slot_ids, n, args.batches, args.ml_gp_restarts)
+    for b in ("reference", "ml_gp"):
+      if b in nll:
+        out[f"gap_{b}_{n}"], out[f"gap_{b}_se_{n}"] = float((nll[b] - g).mean()), standard_error(nll[b] - g)
+    out["table"][str(n)] = table = surrogate_table.compare(nll, dims)
+    table["per_example"] = {**{k: v.round(6).tolist() for k, v in nll.items()}, "relevant": dims.tolist()}
+    print(f"context {n}: gap to the exact GP " + ", ".join(f"{k} {v[0]:+.4f} +- {v[1]:.4f}" for k, v in
+                                                          table["gap"].items())
+          + "".join(f"; {k} minus {b} {v[0]:+.4f} +- {v[1]:.4f}" for k, d in table["minus"].items()
+                    for b, v in d.items())
+          + (f"; {name} minus {other_name} {out[f'diff_{n}']:+.4f} +- {out[f'diff_se_{n}']:.4f}" if other else ""),
+          flush=True)
   print(f"{args.checkpoint} (step {meta.get('step')}): NLL gap to the exact GP, nats per query, on the "
         f"{args.prior} prior ({out['examples']} examples per context)")
   print(gap_table_by_dims(out, contexts))
   if mc.policy_tokens:
     out.update(policy_nll(graphdef, params, cfg, mc.borders, mc.num_slot_ids, args.batches))
     print(f"policy: held-out cross-entropy {out['nll_policy']:.4f} nats per token, accuracy {out['policy_accuracy']:.4f}")
+  out = {"checkpoint": str(args.checkpoint), "step": meta.get("step"), **out}
   if args.out:
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "step": meta.get("step"), **out}, indent=1))
+    args.out.write_text(json.dumps(out, indent=1))
+  if args.markdown:
+    command = "python -m optformer.training.evaluate " + shlex.join(sys.argv[1:] if argv is None else argv)
+    args.markdown.parent.mkdir(parents=True, exist_ok=True)
+    args.markdown.write_text(surrogate_table.markdown([out], command))
   return 0
 
 
