@@ -14,7 +14,7 @@
 #   make train-v2 the default model's long run in runs/v2e (resumable; on a new machine it resumes from
 #                 snapshots/v2), exporting to runs/v2e/export every 1000 steps
 #   make snapshot-v2  copy the v2 run's latest full state to snapshots/v2 (commit it to resume elsewhere)
-#   make train-v3 / snapshot-v3   the same for model v3's run (runs/v3: a warm start from v2 on contexts up to 256)
+#   make train-v3 / snapshot-v3   the same for model v3's run (runs/v3c: contexts up to 256, the prior's families)
 #   make wheel-test   build the wheel, install it in a fresh venv outside the checkout, run it
 #
 # Training is one entry point, `optformer-train SUBCOMMAND` (= python -m optformer.training): train, export,
@@ -45,14 +45,15 @@ EXPORT_V2 ?= $(WORKDIR_V2)/export
 # An exported model directory to warm-start a new run from (default: none, a fresh model).
 V2_INIT ?=
 
-# Model v3's run (long contexts): a warm start from the shipped v2 on examples of 64, 128 and 256 points, so
-# contexts up to the model's 256 trials are trained on; resumable like v2's, from snapshots/v3 on a new machine.
-WORKDIR_V3 ?= runs/v3b
-# The warm start of a new v3 run: v2's surrogate run, exported from snapshots/v2 by train-v3 when missing (the
-# shipped model's config is the policy head's run, surrogate frozen).
-V3_INIT ?= runs/v2export
+# Model v3's run: contexts up to the model's 256 trials (examples of 64, 128 and 256 points) and the prior's
+# families (a noise mixture, BBOB-like and HPO-like objectives: docs/ablations/noise_mixture.md,
+# docs/prior_families.md); resumable like v2's, from snapshots/v3 on a new machine.
+WORKDIR_V3 ?= runs/v3c
+# The warm start of a new v3 run: snapshots/v3-init, the export of runs/v3b at step 36550 (v2's surrogate run,
+# step 35000, then 1550 steps on contexts up to 256 with v2's prior).
+V3_INIT ?= snapshots/v3-init
 SNAPSHOT_V3 ?= snapshots/v3
-TRAIN_V3_ARGS ?= --seq-lens 64,128,256 --steps 200000 --learning-rate 3e-4 --warmup 200 --eval-every 1000 --export-every 1000 --no-progress
+TRAIN_V3_ARGS ?= --seq-lens 64,128,256 --prior-noiseless 0.3 --prior-bbob 0.15 --prior-hpo 0.15 --eval-prior reference --steps 200000 --learning-rate 3e-4 --warmup 200 --eval-every 1000 --export-every 1000 --no-progress
 
 .PHONY: test test-slow wheel-test demo bench corpus train smoke-distributed train-v2 snapshot-v2 train-v3 snapshot-v3 clean-venv
 
@@ -116,9 +117,6 @@ snapshot-v2:
 train-v3: $(VENV)/.installed-train
 	@if [ ! -f $(WORKDIR_V3)/config.json ] && [ -f $(SNAPSHOT_V3)/config.json ]; then \
 	  echo "resuming from the snapshot $(SNAPSHOT_V3)"; mkdir -p $(WORKDIR_V3) && cp -r $(SNAPSHOT_V3)/. $(WORKDIR_V3)/; fi
-	@if [ ! -f $(WORKDIR_V3)/config.json ] && [ ! -d $(V3_INIT) ]; then \
-	  rm -rf $(V3_INIT).run && cp -r $(SNAPSHOT_V2) $(V3_INIT).run && \
-	  $(BIN)/python -m optformer.training train --workdir $(V3_INIT).run --export $(V3_INIT) --export-only; fi
 	@init=""; [ -f $(WORKDIR_V3)/config.json ] || init="--init-from $(V3_INIT)"; \
 	  set -x; $(BIN)/python -m optformer.training train --workdir $(WORKDIR_V3) $$init \
 	  --export $(WORKDIR_V3)/export $(TRAIN_V3_ARGS)
