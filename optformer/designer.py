@@ -56,8 +56,8 @@ class Designer:
 
   Raises:
     ValueError: an unknown candidate source, acquisition or initial design (`InitialDesign.parse`), non-positive
-      num_candidates, temperature, ucb_beta or prior_beta, a prior that does not fit the space, or policy samples (candidates="policy" or
-      search.num_policy > 0) from a backend without the `policy` capability.
+      num_candidates, temperature, ucb_beta or prior_beta, a prior that does not fit the space, or policy samples
+      (candidates="policy" or search.num_policy > 0) from a backend without the `policy` capability.
     TypeError: search is not a SearchConfig, or initial_design not a string.
 
   Attributes:
