@@ -119,6 +119,16 @@ class SearchConfig:
     return cls(**d)
 
 
+def configurations_of(space: ss.SearchSpace, u_NxD) -> np.ndarray:
+  """float64 [N, D] unit-form configurations of points u of the unit cube [0, 1)^D: a categorical's u picks
+  category floor(u * num_values), every other parameter snaps to its nearest valid value (`SearchSpace.snap`)."""
+  nv = np.array([p.num_values for p in space])
+  cat = np.array([p.kind == ss.KIND_CATEGORICAL for p in space], bool)
+  u = np.array(u_NxD, np.float64).reshape(-1, len(space))
+  u[:, cat] = np.minimum(np.floor(u[:, cat] * nv[cat]), nv[cat] - 1)
+  return space.snap(u)
+
+
 def uniform_points(space: ss.SearchSpace, rng: np.random.Generator, num: int, pool: str = "uniform") -> np.ndarray:
   """float64 [num, D] uniform configurations in unit form (category indices uniform over categories).
 
@@ -137,8 +147,6 @@ def uniform_points(space: ss.SearchSpace, rng: np.random.Generator, num: int, po
   """
   if pool not in POOLS:
     raise ValueError(f"pool must be one of {list(POOLS)}, got {pool!r}.")
-  nv = np.array([p.num_values for p in space])
-  cat = np.array([p.kind == ss.KIND_CATEGORICAL for p in space])
   if pool == "sobol" and num:
     from scipy.stats import qmc
 
@@ -148,9 +156,7 @@ def uniform_points(space: ss.SearchSpace, rng: np.random.Generator, num: int, po
     draw = lambda: rng.random((num, len(space)))
   kept, have = [], 0
   for _ in range(100):
-    u = draw()
-    u[:, cat] = np.floor(u[:, cat] * nv[cat])
-    u = space.snap(u)
+    u = configurations_of(space, draw())
     if not space.forbidden:
       return u
     kept.append(u[~space.unit_forbidden(u)])

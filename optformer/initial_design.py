@@ -107,11 +107,7 @@ def sobol_points(space: ss.SearchSpace, seed: int, num: int) -> np.ndarray:
   from scipy.stats import qmc
 
   m = int(np.ceil(np.log2(max(4 * num, 16))))
-  u = qmc.Sobol(len(space), scramble=True, seed=seed).random_base2(m)
-  unordered = _unordered(space)
-  levels = np.array([p.num_values for p in space])
-  u[:, unordered] = np.minimum(np.floor(u[:, unordered] * levels[unordered]), levels[unordered] - 1)
-  u = space.snap(u)
+  u = acquisition_search.configurations_of(space, qmc.Sobol(len(space), scramble=True, seed=seed).random_base2(m))
   return u[~space.unit_forbidden(u)] if space.forbidden else u
 
 
