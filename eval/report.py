@@ -164,6 +164,9 @@ def summarize_suite(tasks: dict, at=REPORT_AT, reference: str = "optformer") -> 
      "regret": name -> {t: [mean, s.e., n studies]},
      "rank": name -> {t: [average rank, tasks]},
      "wtl": peer -> {"win", "tie", "loss": int, "losses": [problems]} (reference vs peer, last t),
+     "paired": peer -> {t: [mean, s.e., n]}: the reference's regret minus the peer's, study by study over the
+       (task, seed) pairs both ran (the seed fixes a prior task's noise, so pairs share the objective): negative
+       means the reference is ahead; s.e. = std / sqrt(n) of the differences,
      "seconds_per_suggestion": name -> median over all trials of all studies,
      "curve": name -> [mean regret per trial], "curve_se": name -> [s.e.]}.
   """
@@ -176,7 +179,7 @@ def summarize_suite(tasks: dict, at=REPORT_AT, reference: str = "optformer") -> 
   trials = min(v["trials"] for v in per_task.values())
   ts = report_at(trials, at)
   out = {"trials": trials, "at": ts, "tasks": len(per_task), "incomplete_tasks": len(tasks) - len(per_task),
-         "optimizers": names, "regret": {}, "rank": {}, "wtl": {}, "seconds_per_suggestion": {},
+         "optimizers": names, "regret": {}, "rank": {}, "wtl": {}, "paired": {}, "seconds_per_suggestion": {},
          "curve": {}, "curve_se": {}}
   for n in names:
     rows = np.concatenate([v["curves"][n][:, :trials] for v in per_task.values() if n in v["curves"]])  # [studies, T]
@@ -214,6 +217,12 @@ def summarize_suite(tasks: dict, at=REPORT_AT, reference: str = "optformer") -> 
           if res == "loss":
             tally["losses"].append(prob)
       out["wtl"][peer] = tally
+      diffs = [v["curves"][reference][:, :trials] - v["curves"][peer][:, :trials] for v in per_task.values()
+               if reference in v["curves"] and peer in v["curves"]]
+      if diffs:
+        d = np.concatenate(diffs)  # [pairs, T]
+        se = d.std(axis=0, ddof=1) / math.sqrt(len(d)) if len(d) > 1 else np.full(trials, math.nan)
+        out["paired"][peer] = {str(t): [float(d[:, t - 1].mean()), float(se[t - 1]), len(d)] for t in ts}
   return out
 
 
@@ -244,6 +253,13 @@ def suite_markdown(suite: str, s: dict, reference: str = "optformer") -> str:
     for peer, w in s["wtl"].items():
       lost = ", ".join(w["losses"][:8]) + (" ..." if len(w["losses"]) > 8 else "")
       lines.append(f"| {peer} | {w['win']} | {w['tie']} | {w['loss']} | {lost} |")
+  if s.get("paired"):
+    lines += ["", f"{reference} minus each peer, paired by (task, seed) (mean ± s.e. of the differences in normalized "
+              "regret; negative: the reference is ahead):", "",
+              "| peer | " + " | ".join(f"@{t}" for t in ts) + " | pairs |", "|---|" + "---:|" * (len(ts) + 1)]
+    for peer, by_t in s["paired"].items():
+      cells = " | ".join(f"{m:+.4f} ± {e:.4f}" for m, e, _ in (by_t[str(t)] for t in ts))
+      lines.append(f"| {peer} | {cells} | {by_t[str(ts[-1])][2]} |")
   return "\n".join(lines)
 
 

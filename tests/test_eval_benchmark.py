@@ -129,6 +129,13 @@ def test_cache_resumes_without_recomputing_and_report_builds_tables(tmp_path, mo
   assert sum(s["wtl"]["random"][k] for k in ("win", "tie", "loss")) == 2  # Problems f01_d2, f03_d2.
   ranks = [s["rank"][n]["6"][0] for n in names]
   assert np.isclose(np.mean(ranks), (len(names) + 1) / 2)
+  # Paired: the reference's regret minus the peer's, study by study (same task, same seed).
+  curves = [report.task_curves(e)["curves"] for e in report.load(tmp_path)["bbob"].values()]
+  d = np.concatenate([c["optformer"][:, 5] - c["sobol"][:, 5] for c in curves])
+  mean, se, count = s["paired"]["sobol"]["6"]
+  assert count == 4 and np.isclose(mean, d.mean()) and np.isclose(se, d.std(ddof=1) / 2)
+  assert set(s["paired"]) == set(names) - {"optformer"}
+  assert "optformer minus each peer, paired by (task, seed)" in text and "| sobol | " in text
   assert "### bbob: 2 tasks, 6 trials per study" in text and "| cmaes |" in text
   assert (tmp_path / "report.md").exists() and (tmp_path / "figures" / "regret_bbob.png").stat().st_size > 0
   # A task that not every optimizer has finished stays out of the tables (like with like).
