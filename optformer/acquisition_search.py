@@ -34,6 +34,10 @@ made it worse. On model v2 (docs/acquisition_gradient.md) neither a scrambled
 Sobol pool nor gradient refinement beat the default by more than its standard
 error (refinement lost on BBOB: it drives coordinates onto the box's bounds),
 so both stay off.
+
+Trust region (`SearchConfig.trust_region`, optformer/trust_region.py, after OSS Vizier's GP-bandit): every
+candidate of the pool (uniform points, local moves, extra rows, refined rows) is mapped into the union of
+L-infinity balls around the told trials, whose radius grows with the number of trials; off by default.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from typing import Callable
 import numpy as np
 
 from optformer import search_space as ss
+from optformer import trust_region as tr
 
 # Unit-space standard deviations of local moves (one drawn per move).
 LOCAL_SCALES = (0.02, 0.05, 0.1, 0.2)
@@ -72,6 +77,13 @@ class SearchConfig:
       (0, 1]) of its start; 1: anywhere in the box.
     grad_ordinal: whether Int and Discrete parameters are refined too (as continuous unit values, then snapped
       to a level); floats always are, categoricals and inactive parameters never.
+    trust_region: whether every candidate is mapped into the trust region around the told trials
+      (optformer/trust_region.py, OSS Vizier's GP-bandit rule): the union of L-infinity balls in unit space of
+      radius trust_min_radius + (0.5 - trust_min_radius) * n / (trust_dimension_factor * (D + 1)) after n told
+      trials in D parameters, off once that reaches 0.5; categoricals and inactive parameters never count.
+      Applies where the caller passes the told trials (`Designer`: candidates="search").
+    trust_min_radius: the radius with no trial told, in (0, 0.5] (Vizier: 0.2).
+    trust_dimension_factor: > 0; the region is off from trust_dimension_factor * (D + 1) told trials on (Vizier: 5).
   """
 
   # The defaults are the measured best of the ablation (docs/acquisition_search.md): 1024 uniform points, no
@@ -88,6 +100,9 @@ class SearchConfig:
   grad_steps: int = 20
   grad_radius: float = 1.0
   grad_ordinal: bool = False
+  trust_region: bool = False
+  trust_min_radius: float = 0.2
+  trust_dimension_factor: float = 5.0
 
   def __post_init__(self):
     if self.pool not in POOLS:
@@ -96,9 +111,16 @@ class SearchConfig:
       raise ValueError(f"SearchConfig.grad_radius must be a number in (0, 1], got {self.grad_radius!r}.")
     if not isinstance(self.grad_ordinal, (bool, np.bool_)):
       raise ValueError(f"SearchConfig.grad_ordinal must be a bool, got {self.grad_ordinal!r}.")
+    if not isinstance(self.trust_region, (bool, np.bool_)):
+      raise ValueError(f"SearchConfig.trust_region must be a bool, got {self.trust_region!r}.")
+    if not _is_number(self.trust_min_radius) or not 0 < self.trust_min_radius <= tr.OFF_RADIUS:
+      raise ValueError(f"SearchConfig.trust_min_radius must be a number in (0, 0.5], got {self.trust_min_radius!r}.")
+    if not _is_number(self.trust_dimension_factor) or not 0 < self.trust_dimension_factor < np.inf:
+      raise ValueError(f"SearchConfig.trust_dimension_factor must be a finite number > 0, got "
+                       f"{self.trust_dimension_factor!r}.")
     for f in dataclasses.fields(self):
       v = getattr(self, f.name)
-      if f.name in ("pool", "grad_radius", "grad_ordinal"):
+      if f.name in _NOT_SIZES:
         continue
       if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
         raise ValueError(f"SearchConfig.{f.name} must be an int >= 0, got {v!r}.")
@@ -107,6 +129,13 @@ class SearchConfig:
 
   def to_json(self) -> dict:
     return dataclasses.asdict(self)
+
+  def trust_radius(self, num_trials: int, num_parameters: int) -> float:
+    """The trust region's radius after `num_trials` told trials in `num_parameters` parameters (`trust_region.radius`
+    with this config's trust_min_radius and trust_dimension_factor); >= 0.5 (off) when trust_region is False."""
+    if not self.trust_region:
+      return tr.OFF_RADIUS
+    return tr.radius(num_trials, num_parameters, self.trust_min_radius, self.trust_dimension_factor)
 
   @classmethod
   def from_json(cls, d) -> "SearchConfig":
@@ -117,6 +146,13 @@ class SearchConfig:
     if unknown:
       raise ValueError(f"Unknown SearchConfig field(s) {unknown}; expected {[f.name for f in dataclasses.fields(cls)]}.")
     return cls(**d)
+
+
+_NOT_SIZES = ("pool", "grad_radius", "grad_ordinal", "trust_region", "trust_min_radius", "trust_dimension_factor")
+
+
+def _is_number(v) -> bool:
+  return not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, float, np.integer, np.floating))
 
 
 def configurations_of(space: ss.SearchSpace, u_NxD) -> np.ndarray:
@@ -247,7 +283,7 @@ def gradient_moves(space: ss.SearchSpace, ascend: Callable, starts_KxD, config: 
 def search(
     space: ss.SearchSpace, rng: np.random.Generator, acquisition: Callable[[np.ndarray], np.ndarray],
     config: SearchConfig, best_trials_KxD, is_fresh: Callable[[np.ndarray], np.ndarray], extra_PxD=None,
-    ascend: Callable | None = None,
+    ascend: Callable | None = None, trusted_NxD=None,
 ) -> tuple[np.ndarray, float, int]:
   """The candidate with the largest acquisition among fresh ones.
 
@@ -262,6 +298,9 @@ def search(
     ascend: the acquisition's gradient ascent for `config.grad_top` (see `gradient_moves`); None: no gradient
       refinement. The ascended candidates join the pool and are scored by `acquisition`, so a refined point
       wins only where its acquisition is higher than every other candidate's.
+    trusted_NxD: unit rows of the told trials, the centres of the trust region (`config.trust_region`; its radius
+      counts these N rows). None or no rows: no trust region. With one, every candidate (uniform points, local
+      moves, extra rows, refinements) is mapped into the region before it is scored (`trust_region.restrict`).
 
   Returns:
     (unit row float [D] of the winner, its score, number of candidates scored).
@@ -270,26 +309,30 @@ def search(
   """
   d = len(space)
   top = np.asarray(best_trials_KxD, np.float64).reshape(-1, d)[: config.num_top_trials]
+  trusted = np.zeros((0, d)) if trusted_NxD is None else np.asarray(trusted_NxD, np.float64).reshape(-1, d)
+  r = config.trust_radius(len(trusted), d)
+  within = lambda rows: tr.restrict(space, rows, trusted, r)  # Identity without a trust region.
   parts = [uniform_points(space, rng, config.num_random, config.pool), local_moves(space, rng, top, config.num_local)]
   if extra_PxD is not None and len(extra_PxD):
     extra = space.snap(extra_PxD)
     parts.append(extra[~space.unit_forbidden(extra)] if space.forbidden else extra)
-  pool = np.concatenate(parts)
+  pool = within(np.concatenate(parts))
   if not len(pool):  # Every policy or local candidate was forbidden: uniform points instead.
-    pool = uniform_points(space, rng, 64)
+    pool = within(uniform_points(space, rng, 64))
+    pool = pool if len(pool) else uniform_points(space, rng, 64)
   score, fresh = np.asarray(acquisition(pool), np.float64), np.asarray(is_fresh(pool), bool)
   for _ in range(config.rounds if config.refine_moves and config.refine_top else 0):
     ranked = np.where(fresh, score, -np.inf)
     order = np.argsort(-ranked, kind="stable")[: config.refine_top]
     starts = pool[order[np.isfinite(ranked[order])]] if fresh.any() else pool[order]
-    more = local_moves(space, rng, starts, config.refine_moves)
+    more = within(local_moves(space, rng, starts, config.refine_moves))
     pool = np.concatenate([pool, more])
     score = np.concatenate([score, np.asarray(acquisition(more), np.float64)])
     fresh = np.concatenate([fresh, np.asarray(is_fresh(more), bool)])
   if ascend is not None and config.grad_top and config.grad_steps:
     ranked = np.where(fresh, score, -np.inf)
     order = np.argsort(-ranked, kind="stable")[: config.grad_top]
-    moved = gradient_moves(space, ascend, pool[order[np.isfinite(ranked[order])]], config)
+    moved = within(gradient_moves(space, ascend, pool[order[np.isfinite(ranked[order])]], config))
     if len(moved):
       pool = np.concatenate([pool, moved])
       score = np.concatenate([score, np.asarray(acquisition(moved), np.float64)])
