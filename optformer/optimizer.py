@@ -135,7 +135,8 @@ class Optimizer:
       sample alone;
       "random": M uniform points (the surrogate alone, as in PFNs4BO's
       random-candidate ablation).
-    search: pool sizes of "search" (`SearchConfig`); None for DEFAULT_SEARCH.
+    search: pool sizes of "search" (`SearchConfig`; with `trust_region=True` every candidate lies near the told
+      trials, in a region that grows with their number: optformer/trust_region.py); None for DEFAULT_SEARCH.
     acquisition: what ranks the candidates: "ei" (expected improvement,
       Jones et al. 1998; the default), "pi" (probability of improvement,
       Kushner 1964) or "ucb" (mean + sqrt(ucb_beta) std, Srinivas et al.
