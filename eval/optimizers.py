@@ -163,8 +163,8 @@ def supports(name: str, space: optformer.SearchSpace) -> bool:
 def split_variant(name: str) -> tuple[str, dict]:
   """(registered name, options) of `name`, which is a registered name or a variant of an optformer entry:
   "optformer:num_random=256,num_policy=0" (SearchConfig fields, or the Optimizer options num_candidates,
-  candidates, acquisition, temperature, initial_design: "optformer:initial_design=sobol:5"). Values parse as int, then float, else str;
-  a bool SearchConfig field takes 1/0 or true/false ("optformer:trust_region=1").
+  candidates, acquisition, temperature, initial_design: "optformer:initial_design=sobol:5"). Values parse as int, then float, else str.
+  A bool SearchConfig field takes 1/0 or true/false ("optformer:trust_region=1").
 
   Raises:
     ValueError: unknown name, options on a baseline, or an unknown option.
@@ -275,7 +275,8 @@ def make(name: str, space: optformer.SearchSpace, goal: str, seed: int, model=No
     return factories(model)[base](space, goal, int(seed))
   # A variant: the entry's Optimizer with the given options (search sizes on top of the entry's default).
   probe = factories(model)[base](space, goal, int(seed))
-  sizes = {k: _as_bool(name, k, opts.pop(k)) if k in _SEARCH_BOOLS else opts.pop(k) for k in _SEARCH_FIELDS if k in opts}
+  sizes = {k: opts.pop(k) for k in _SEARCH_FIELDS if k in opts}
+  sizes.update({k: _as_bool(name, k, sizes[k]) for k in _SEARCH_BOOLS & set(sizes)})
   kwargs = dict(candidates=probe.candidates, num_candidates=probe.num_candidates, acquisition=probe.acquisition,
                 search=dataclasses.replace(probe.search, **sizes))
   kwargs.update(opts)

@@ -38,7 +38,8 @@ def test_the_radius_grows_linearly_from_the_minimum_to_the_off_radius():
   assert cfg.trust_radius(3, 4) == tr.radius(3, 4) == pytest.approx(0.2 + 0.3 * 3 / 25)
   assert SearchConfig().trust_radius(0, 4) == tr.OFF_RADIUS  # Off: no region at any n.
   for bad in (dict(num_trials=-1, num_parameters=2), dict(num_trials=1, num_parameters=0),
-              dict(num_trials=1, num_parameters=2, min_radius=0.0), dict(num_trials=1, num_parameters=2, min_radius=0.7),
+              dict(num_trials=1, num_parameters=2, min_radius=0.0),
+              dict(num_trials=1, num_parameters=2, min_radius=0.7),
               dict(num_trials=1, num_parameters=2, dimension_factor=0.0)):
     with pytest.raises(ValueError, match="radius needs"):
       tr.radius(**bad)
@@ -96,8 +97,8 @@ def test_the_search_winner_stays_in_the_region_even_when_the_acquisition_prefers
   r = config.trust_radius(2, 4)
   assert tr.distance(space, trusted, unit[None])[0] <= r + 1e-12
   assert score > 4 * (r - 0.02)  # It still reaches the region's far corner.
-  unit_off, _, _ = search(space, np.random.default_rng(0), corner_loving, dataclasses.replace(config, trust_region=False),
-                          trusted, fresh, trusted_NxD=trusted)
+  off = dataclasses.replace(config, trust_region=False)
+  unit_off, _, _ = search(space, np.random.default_rng(0), corner_loving, off, trusted, fresh, trusted_NxD=trusted)
   assert tr.distance(space, trusted, unit_off[None])[0] > r
 
 
@@ -120,7 +121,8 @@ def test_optimizer_suggestions_stay_in_the_region_and_the_option_is_saved_with_t
     tiny_v2_model, mixed_space, tmp_path):
   cfg = SearchConfig(num_random=64, trust_region=True, trust_min_radius=0.1, trust_dimension_factor=3.0)
   opt = optformer.Optimizer(mixed_space, model=tiny_v2_model, seed=0, search=cfg)
-  plain = optformer.Optimizer(mixed_space, model=tiny_v2_model, seed=0, search=dataclasses.replace(cfg, trust_region=False))
+  plain = optformer.Optimizer(mixed_space, model=tiny_v2_model, seed=0,
+                              search=dataclasses.replace(cfg, trust_region=False))
   objective = lambda p: float(np.log10(p["learning_rate"]) ** 2 + p["units"] / 10)
   moved_outside = 0
   for n in range(6):
