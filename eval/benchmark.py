@@ -1,7 +1,8 @@
 """Benchmarks: every optimizer on every task of the chosen suites, cached per study.
 
   python -m optformer.eval.benchmark [--preset full|bench] [--suite prior bbob hpo] [--optimizers all | NAME ...]
-                           [--model NAME=DIR ...] [--seeds S] [--trials T] [--max-tasks N] [--checkpoint DIR]
+                           [--model NAME=DIR ...] [--seeds S] [--trials T] [--max-tasks N] [--tasks NAME ...]
+                           [--checkpoint DIR]
                            [--out results/full] [--dry-run]
 
 What runs is a list of *entries*, each a row of the report: the optimizers
@@ -40,7 +41,9 @@ Presets (trials per study, seeds; see PRESETS):
   bench  the reduced run of `make bench`: 25 trials; prior 5 tasks x 4
          seeds; bbob f1, f3, f8, f21 x d 2, 4 x instances 1, 2 x 2 seeds;
          hpo knn_wine and dt_diabetes x 4 seeds.
---seeds, --trials and --max-tasks override every suite of the preset.
+--seeds, --trials and --max-tasks override every suite of the preset;
+--tasks keeps only the tasks of those names (of any registered hpo task,
+not only the preset's: `--suite hpo --tasks lasso_diabetes`).
 Seeds run 0..S-1; the seed of a study seeds the optimizer and, on prior
 tasks, the observation noise (the same noise for every optimizer).
 """
@@ -80,6 +83,7 @@ class SuitePlan:
   tasks: dict  # Keyword arguments of the suite's task builder (suites.build).
   reference_samples: int  # Uniform random configurations per task for y_rand (regret normalization).
   max_tasks: int | None = None  # Keep only the first N tasks.
+  names: tuple[str, ...] | None = None  # Keep only the tasks of these names (before max_tasks); None: all.
 
 
 PRESETS: dict[str, dict[str, SuitePlan]] = {
@@ -227,7 +231,12 @@ def run(out: pathlib.Path, plans: dict[str, SuitePlan], optimizers, model=None, 
   start = time.perf_counter()
   task_lists = {}
   for suite, plan in plans.items():
-    task_lists[suite] = suites.build(suite, **plan.tasks)[: plan.max_tasks]
+    built = suites.build(suite, **plan.tasks)
+    task_lists[suite] = [t for t in built if plan.names is None or t.name in plan.names][: plan.max_tasks]
+  wanted = {n for p in plans.values() for n in (p.names or ())}
+  missing = sorted(wanted - {t.name for ts in task_lists.values() for t in ts})
+  if missing:
+    raise ValueError(f"No task named {missing} in the suites {list(plans)}.")
   unsupported = [(s, t.name, e.name) for s, ts in task_lists.items() for t in ts for e in entries
                  if not opt_lib.supports(e.optimizer, t.space)]
   todo = plan_studies(plans, entries, task_lists)
@@ -264,11 +273,15 @@ def run(out: pathlib.Path, plans: dict[str, SuitePlan], optimizers, model=None, 
   return done
 
 
-def make_plans(preset: str, suite_names=None, seeds=None, trials=None, max_tasks=None) -> dict[str, SuitePlan]:
+def make_plans(preset: str, suite_names=None, seeds=None, trials=None, max_tasks=None,
+               tasks=None) -> dict[str, SuitePlan]:
   """The preset's plans for `suite_names` (None: all), with overrides applied.
 
+  `tasks`: None, or task names to keep (`SuitePlan.names`; `run` raises ValueError for a name no suite has); an
+  hpo plan then draws them from every registered scikit-learn task, not only the preset's.
+
   Raises:
-    ValueError: unknown preset or suite, or a non-positive override.
+    ValueError: unknown preset or suite, a non-positive override, or an empty `tasks`.
   """
   if preset not in PRESETS:
     raise ValueError(f"Unknown preset {preset!r}; expected one of {sorted(PRESETS)}.")
@@ -279,11 +292,15 @@ def make_plans(preset: str, suite_names=None, seeds=None, trials=None, max_tasks
   for what, v in (("seeds", seeds), ("trials", trials), ("max_tasks", max_tasks)):
     if v is not None and v < 1:
       raise ValueError(f"{what} must be >= 1, got {v}.")
+  if tasks is not None and not len(tasks):
+    raise ValueError("tasks must name at least one task (None: all).")
   plans = {}
   for n in names:
     p = PRESETS[preset][n]
+    kwargs = p.tasks if tasks is None else {k: v for k, v in p.tasks.items() if not (n == "hpo" and k == "names")}
     plans[n] = dataclasses.replace(p, seeds=seeds or p.seeds, trials=trials or p.trials,
-                                   max_tasks=max_tasks or p.max_tasks)
+                                   max_tasks=max_tasks or p.max_tasks, tasks=kwargs,
+                                   names=None if tasks is None else tuple(tasks))
   return plans
 
 
@@ -296,6 +313,8 @@ def main(argv=None) -> int:
   p.add_argument("--seeds", type=int, default=None, help="override: seeds 0..S-1 for every suite")
   p.add_argument("--trials", type=int, default=None, help="override: trials per study for every suite")
   p.add_argument("--max-tasks", type=int, default=None, help="override: first N tasks of every suite")
+  p.add_argument("--tasks", nargs="+", default=None, metavar="NAME",
+                 help="keep only the tasks of these names (hpo: of every registered task)")
   p.add_argument("--checkpoint", default=None,
                  help="model directory of the optformer entries of --optimizers (default: the shipped checkpoint)")
   p.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
@@ -304,7 +323,7 @@ def main(argv=None) -> int:
   p.add_argument("--dry-run", action="store_true", help="count the studies to run, run nothing")
   args = p.parse_args(argv)
   try:
-    plans = make_plans(args.preset, args.suite, args.seeds, args.trials, args.max_tasks)
+    plans = make_plans(args.preset, args.suite, args.seeds, args.trials, args.max_tasks, args.tasks)
     names = opt_lib.parse_names(args.optimizers)
     models = dict(parse_model(m) for m in args.model)
     if len(models) < len(args.model):
@@ -324,8 +343,11 @@ def main(argv=None) -> int:
             "machine": demo.machine_info(), "versions": demo.versions()}
     with open(args.out / "runs.jsonl", "a") as f:
       f.write(json.dumps(line, default=_jsonable) + "\n")
-  run(args.out, plans, names, model=args.checkpoint, dry_run=args.dry_run, log=lambda s: print(s, flush=True),
-      models=models)
+  try:
+    run(args.out, plans, names, model=args.checkpoint, dry_run=args.dry_run, log=lambda s: print(s, flush=True),
+        models=models)
+  except ValueError as e:  # Bad task arguments or names (`run`'s documented errors).
+    p.error(str(e))
   return 0
 
 

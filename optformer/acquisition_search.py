@@ -47,6 +47,7 @@ from typing import Callable
 
 import numpy as np
 
+from optformer import output_warping
 from optformer import search_space as ss
 from optformer import trust_region as tr
 
@@ -84,6 +85,9 @@ class SearchConfig:
       Applies where the caller passes the told trials (`Designer`: candidates="search").
     trust_min_radius: the radius with no trial told, in (0, 0.5] (Vizier: 0.2).
     trust_dimension_factor: > 0; the region is off from trust_dimension_factor * (D + 1) told trials on (Vizier: 5).
+    output_warping: a monotone warp of the told objectives before the model reads them for the acquisition
+      (optformer/output_warping.py, docs/output_warping.md): "none", "half_rank" or "half_rank+log" (OSS Vizier's
+      GP-bandit default). Single-objective studies only; predictions (`Optimizer.predict`) are not warped.
   """
 
   # The defaults are the measured best of the ablation (docs/acquisition_search.md): 1024 uniform points, no
@@ -103,8 +107,12 @@ class SearchConfig:
   trust_region: bool = False
   trust_min_radius: float = 0.2
   trust_dimension_factor: float = 5.0
+  output_warping: str = "none"
 
   def __post_init__(self):
+    if self.output_warping not in output_warping.WARPINGS:
+      raise ValueError(f"SearchConfig.output_warping must be one of {list(output_warping.WARPINGS)}, "
+                       f"got {self.output_warping!r}.")
     if self.pool not in POOLS:
       raise ValueError(f"SearchConfig.pool must be one of {list(POOLS)}, got {self.pool!r}.")
     if isinstance(self.grad_radius, bool) or not isinstance(self.grad_radius, (int, float)) or not 0 < self.grad_radius <= 1:
@@ -148,7 +156,8 @@ class SearchConfig:
     return cls(**d)
 
 
-_NOT_SIZES = ("pool", "grad_radius", "grad_ordinal", "trust_region", "trust_min_radius", "trust_dimension_factor")
+_NOT_SIZES = ("pool", "grad_radius", "grad_ordinal", "trust_region", "trust_min_radius", "trust_dimension_factor",
+              "output_warping")
 
 
 def _is_number(v) -> bool:

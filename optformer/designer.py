@@ -9,6 +9,9 @@
     `max_context`, the best half and the most recent rows (`context.truncate`), with one warning per study;
   * candidates: `acquisition_search.search` over the pool of `search` (uniform points, local moves, prior samples
     and, when the backend has the `policy` capability, policy samples), or the "policy" / "random" pools;
+  * output warping (`SearchConfig.output_warping`, optformer/output_warping.py): for the acquisition only, the
+    told objectives pass a monotone warp before the model reads them (the best stays the best and is EI's
+    incumbent in warped units); `predict` reads them unwarped;
   * score: the posterior's acquisition (EI, PI or UCB; EI and PI times p(feasible | x) and, with told
     constraints, P(c_j(x) <= 0) of each constraint from its own context: constrained EI) plus
     (prior_beta / n) log pi(x) with a piBO prior; with several objectives, one context (and posterior) per
@@ -36,6 +39,7 @@ import numpy as np
 
 from optformer import acquisition_search
 from optformer import multi_objective
+from optformer import output_warping
 from optformer import context as context_lib
 from optformer import initial_design as design_lib
 from optformer import priors as priors_lib
@@ -111,10 +115,15 @@ class Designer:
       self.warned_truncation = True
     return Context.from_rows(rows, len(self.space), limit)
 
-  def context(self, study: Study, objective: int = 0) -> tuple[Context, float | None]:
+  def context(self, study: Study, objective: int = 0, warped: bool = False) -> tuple[Context, float | None]:
     """(the Context the model conditions on, the best told objective in the model's direction or None), of the
-    objective of that index (one context per objective)."""
+    objective of that index (one context per objective). `warped`: the told objectives under the search's
+    `output_warping` (optformer/output_warping.py; the acquisition's context), the best one and the pending
+    trials' fantasies in the warped units too; else in user units (predictions)."""
     rows = study.told_rows(objective)
+    if warped and self.search.output_warping != "none":
+      values = output_warping.warp([y for _, y in rows], self.search.output_warping)
+      rows = [(u, float(v)) for (u, _), v in zip(rows, values)]
     told = Context.from_rows(rows, len(self.space))
     if not study.pending or told.best is None:
       return self._fit(rows), told.best
@@ -149,7 +158,7 @@ class Designer:
       unit = self.design.suggest(self.space, rng, self.design_seed or 0, is_fresh)
       if unit is not None:
         return unit
-    context, best = self.context(study)
+    context, best = self.context(study, warped=True)
     config = self.search_config()
     prior_samples = lambda: np.array([self.space.to_unit(c) for c in self.prior.sample(rng, self.num_candidates)
                                       ]).reshape(-1, len(self.space))

@@ -135,8 +135,10 @@ class Optimizer:
       sample alone;
       "random": M uniform points (the surrogate alone, as in PFNs4BO's
       random-candidate ablation).
-    search: pool sizes of "search" (`SearchConfig`; with `trust_region=True` every candidate lies near the told
-      trials, in a region that grows with their number: optformer/trust_region.py); None for DEFAULT_SEARCH.
+    search: pool sizes of "search" (`SearchConfig`); None for DEFAULT_SEARCH. With `trust_region=True` every
+      candidate lies near the told trials, in a region that grows with their number (optformer/trust_region.py);
+      its `output_warping` (any candidates mode) warps the told objectives before the model reads them for the
+      acquisition (docs/output_warping.md); `predict` is never warped.
     acquisition: what ranks the candidates: "ei" (expected improvement,
       Jones et al. 1998; the default), "pi" (probability of improvement,
       Kushner 1964) or "ucb" (mean + sqrt(ucb_beta) std, Srinivas et al.
@@ -181,7 +183,8 @@ class Optimizer:
       space with more parameters than the model supports (64 for the
       shipped model), model="" (None is the shipped model), or
       candidates="policy" (or a `search` with policy samples) with a model
-      that has no policy, or an unknown initial_design.
+      that has no policy, an unknown initial_design, or a search with
+      output_warping other than "none" on a study of several objectives.
     TypeError: space is not a SearchSpace, initial_design is not a string, or model is neither a model, a
       path nor None.
     checkpoint.CheckpointError: a missing or corrupt checkpoint or an
@@ -206,6 +209,9 @@ class Optimizer:
         self.backend, space, num_candidates=num_candidates, temperature=temperature, candidates=candidates,
         search=search, acquisition=acquisition, ucb_beta=ucb_beta, prior=prior, prior_beta=prior_beta,
         warn_truncation=warn_truncation, initial_design=initial_design)
+    if self.study.num_objectives > 1 and self.designer.search.output_warping != "none":
+      raise ValueError(f"search.output_warping={self.designer.search.output_warping!r} applies to a single "
+                       "objective; this study has several. Use output_warping='none'.")
     self.rng = np.random.default_rng(seed)
 
   # -- What the study and the designer hold ------------------------------------

@@ -178,3 +178,16 @@ def test_a_cached_study_of_another_model_is_never_reported_as_this_one(tmp_path,
   assert (shipped["run"], shipped["cached"]) == (1, 1)  # Baselines use no model.
   assert shipped["entries"][0].key != tiny.key
   assert json.loads(benchmark.study_path(tmp_path, "bbob", "f01_d2_i1", tiny.key, 0).read_text()) == rec
+
+
+def test_tasks_filter_keeps_named_tasks_of_any_registered_hpo_task(tmp_path):
+  plans = benchmark.make_plans("bench", ["hpo", "bbob"], seeds=2, tasks=["lasso_diabetes", "f01_d2_i1"])
+  assert plans["hpo"].names == ("lasso_diabetes", "f01_d2_i1") and "names" not in plans["hpo"].tasks
+  done = benchmark.run(tmp_path, plans, ["random"], dry_run=True, log=lambda s: None)
+  assert done["run"] == 2 * 2  # One hpo task (not in the bench preset's list) and one bbob task, 2 seeds each.
+  assert benchmark.make_plans("bench", ["hpo"])["hpo"].names is None  # No filter: the preset's tasks.
+  with pytest.raises(ValueError, match="No task named \\['nope'\\]"):
+    benchmark.run(tmp_path, benchmark.make_plans("bench", ["hpo"], tasks=["nope", "knn_wine"]), ["random"],
+                  dry_run=True, log=lambda s: None)
+  with pytest.raises(ValueError, match="at least one"):
+    benchmark.make_plans("bench", ["hpo"], tasks=[])
