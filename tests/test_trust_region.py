@@ -117,9 +117,11 @@ def test_off_by_default_and_an_off_region_leave_the_search_unchanged():
     assert (score, count) == runs[0][1:]
 
 
+@pytest.mark.parametrize("warping", ["none", "half_rank"])  # With the output warping too (both read told trials).
 def test_optimizer_suggestions_stay_in_the_region_and_the_option_is_saved_with_the_study(
-    tiny_v2_model, mixed_space, tmp_path):
-  cfg = SearchConfig(num_random=64, trust_region=True, trust_min_radius=0.1, trust_dimension_factor=3.0)
+    tiny_v2_model, mixed_space, tmp_path, warping):
+  cfg = SearchConfig(num_random=64, trust_region=True, trust_min_radius=0.1, trust_dimension_factor=3.0,
+                     output_warping=warping)
   opt = optformer.Optimizer(mixed_space, model=tiny_v2_model, seed=0, search=cfg)
   plain = optformer.Optimizer(mixed_space, model=tiny_v2_model, seed=0,
                               search=dataclasses.replace(cfg, trust_region=False))
