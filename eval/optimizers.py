@@ -199,6 +199,8 @@ def _as_bool(name: str, key: str, value) -> bool:
   if value in (0, 1) or str(value).lower() in ("true", "false"):
     return value == 1 or str(value).lower() == "true"
   raise ValueError(f"Optimizer {name!r}: option {key}={value!r} must be 1, 0, true or false.")
+
+
 _VARIANT_OPTIONS = set(_SEARCH_FIELDS) | {"num_candidates", "candidates", "acquisition", "temperature",
                                                "initial_design"}
 

@@ -194,10 +194,9 @@ class Designer:
           units, best, self.acquisition, self.ucb_beta, active=self.active(units)) + feasibility(units), n)
       feasible = [t for t in study.trials if not t.infeasible]
       top = [study.unit(t.number, t.params) for t in sorted(feasible, key=lambda t: -study.internal(t.value))]
-    told = [u for u, _ in study.told_rows()]  # The trust region's centres (SearchConfig.trust_region).
+    told = [u for u, _ in study.told_rows()] if config.trust_region else None  # The trust region's centres.
     unit, _, _ = acquisition_search.search(
-        self.space, rng, acquisition, config, top, is_fresh, np.concatenate(extra) if extra else None, ascend,
-        told if config.trust_region else None)
+        self.space, rng, acquisition, config, top, is_fresh, np.concatenate(extra) if extra else None, ascend, told)
     return unit
 
   def sample_policy(self, study: Study, rng: np.random.Generator, n: int) -> list[dict]:

@@ -60,11 +60,10 @@ def _half_gaps(space: ss.SearchSpace) -> np.ndarray:
   for j, p in enumerate(space):
     if p.kind == ss.KIND_CATEGORICAL:
       out[j] = np.inf
-    elif p.kind == ss.KIND_ORDINAL:
-      if getattr(p, "log", False):  # Log Int: the widest gap is the first, between low and low + 1.
-        out[j] = 0.5 * (np.log(p.low + 1) - np.log(p.low)) / (np.log(p.high) - np.log(p.low))
-      else:  # Linear Int and Discrete: levels equally spaced.
-        out[j] = 0.5 / (p.num_values - 1)
+    elif isinstance(p, ss.Int):  # The widest gap is the first (log scale) or every one (linear): low to low + 1.
+      out[j] = 0.5 * p.to_unit(p.low + 1)
+    elif p.kind == ss.KIND_ORDINAL:  # Discrete: levels equally spaced by index.
+      out[j] = 0.5 * p.level_units()[1]
   return out
 
 
